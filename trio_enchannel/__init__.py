@@ -1,0 +1,56 @@
+"""trio-enchannel: Trio-native channels, client, kernel side and launcher for Jupyter kernels.
+
+The public API is re-exported here; every other module is private.
+"""
+
+from __future__ import annotations
+
+from ._connection import ConnectionInfo as ConnectionInfo
+from ._connection import write_connection_file as write_connection_file
+from ._errors import ConfigurationError as ConfigurationError
+from ._errors import ConnectionInfoError as ConnectionInfoError
+from ._errors import DuplicateSignature as DuplicateSignature
+from ._errors import EnchannelError as EnchannelError
+from ._errors import EncryptionUnavailable as EncryptionUnavailable
+from ._errors import InvalidSignature as InvalidSignature
+from ._errors import KernelDied as KernelDied
+from ._errors import KernelError as KernelError
+from ._errors import KernelStartupError as KernelStartupError
+from ._errors import LocalProtocolError as LocalProtocolError
+from ._errors import MalformedMessage as MalformedMessage
+from ._errors import NoSuchKernel as NoSuchKernel
+from ._errors import RemoteProtocolError as RemoteProtocolError
+from ._errors import UnsignedMessage as UnsignedMessage
+from ._message import CHANNEL_NAMES as CHANNEL_NAMES
+from ._message import ChannelName as ChannelName
+from ._message import Header as Header
+from ._message import Message as Message
+from ._session import DELIMITER as DELIMITER
+from ._session import Session as Session
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "CHANNEL_NAMES",
+    "DELIMITER",
+    "ChannelName",
+    "ConfigurationError",
+    "ConnectionInfo",
+    "ConnectionInfoError",
+    "DuplicateSignature",
+    "EnchannelError",
+    "EncryptionUnavailable",
+    "Header",
+    "InvalidSignature",
+    "KernelDied",
+    "KernelError",
+    "KernelStartupError",
+    "LocalProtocolError",
+    "MalformedMessage",
+    "Message",
+    "NoSuchKernel",
+    "RemoteProtocolError",
+    "Session",
+    "UnsignedMessage",
+    "write_connection_file",
+]

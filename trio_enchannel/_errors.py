@@ -1,0 +1,170 @@
+"""The exceptions trio-enchannel raises.
+
+Every error the library raises is an :class:`EnchannelError`. The split follows h11: a
+:class:`LocalProtocolError` means *you* asked for something the protocol forbids and it was
+refused before anything reached the wire; a :class:`RemoteProtocolError` means the *peer* sent
+something invalid, and it was rejected (counted, never delivered as valid).
+
+Resource errors (closed channel, broken connection, concurrent misuse) are trio's own:
+:class:`trio.ClosedResourceError`, :class:`trio.BrokenResourceError`,
+:class:`trio.BusyResourceError`, :class:`trio.EndOfChannel`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = [
+    "ConfigurationError",
+    "ConnectionInfoError",
+    "DuplicateSignature",
+    "EnchannelError",
+    "EncryptionUnavailable",
+    "InvalidSignature",
+    "KernelDied",
+    "KernelError",
+    "KernelStartupError",
+    "LocalProtocolError",
+    "MalformedMessage",
+    "NoSuchKernel",
+    "RemoteProtocolError",
+    "UnsignedMessage",
+]
+
+
+class EnchannelError(Exception):
+    """Base class of every error raised by trio-enchannel."""
+
+
+class LocalProtocolError(EnchannelError, ValueError):
+    """The caller asked to send something the protocol forbids.
+
+    Raised *before* anything is written to a socket: a message that fails validation never
+    reaches the wire, not even partially.
+    """
+
+
+class RemoteProtocolError(EnchannelError):
+    """The peer sent a message that is not valid.
+
+    Attributes:
+        reason: a short, stable, machine-readable code (for example ``"invalid_signature"``)
+            under which the rejection is counted in channel statistics.
+    """
+
+    reason: str = "remote_protocol_error"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+
+
+class MalformedMessage(RemoteProtocolError):
+    """The frames do not form a Jupyter message.
+
+    ``reason`` is one of ``"missing_delimiter"``, ``"too_few_frames"``, ``"bad_utf8"``,
+    ``"bad_json"``, ``"not_object"`` or ``"bad_header"``.
+    """
+
+    reason = "malformed"
+
+
+class UnsignedMessage(RemoteProtocolError):
+    """A signing key is configured but the message carries an empty signature."""
+
+    reason = "unsigned"
+
+
+class InvalidSignature(RemoteProtocolError):
+    """The message's HMAC signature does not match its content."""
+
+    reason = "invalid_signature"
+
+
+class DuplicateSignature(RemoteProtocolError):
+    """A correctly signed message was received a second time (a replay)."""
+
+    reason = "duplicate_signature"
+
+
+class ConfigurationError(EnchannelError, ValueError):
+    """A setting is invalid (for example an unknown signature scheme).
+
+    Raised when the object is configured, never later at the first message.
+    """
+
+
+class ConnectionInfoError(ConfigurationError):
+    """Connection information (a connection file or dict) is missing or invalid.
+
+    The message names the offending field and, when known, the file it came from.
+    """
+
+
+class KernelDied(EnchannelError):
+    """The kernel is gone: its process exited, or it stopped answering heartbeats.
+
+    Every request still waiting for a reply fails with this error as soon as the death is
+    detected, instead of waiting for a timeout.
+
+    Attributes:
+        reason: human-readable cause (exit code, heartbeat miss, server status, ...).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"kernel died: {reason}")
+        self.reason = reason
+
+
+class KernelError(EnchannelError):
+    """An execution finished with ``status: "error"`` and the caller asked for it to raise.
+
+    Attributes:
+        ename: the exception's class name in the kernel.
+        evalue: the exception's message in the kernel.
+        traceback: the kernel's traceback lines (may contain ANSI colour codes).
+    """
+
+    def __init__(self, ename: str, evalue: str, traceback: Sequence[str] = ()) -> None:
+        super().__init__(f"{ename}: {evalue}")
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = list(traceback)
+
+
+class NoSuchKernel(EnchannelError, LookupError):
+    """No kernelspec has the requested name.
+
+    Attributes:
+        name: the name that was asked for.
+        available: the names of the kernelspecs that do exist.
+    """
+
+    def __init__(self, name: str, available: Sequence[str]) -> None:
+        listing = ", ".join(sorted(available)) or "(none installed)"
+        super().__init__(f"no kernel named {name!r}; available kernels: {listing}")
+        self.name = name
+        self.available = sorted(available)
+
+    def __str__(self) -> str:  # LookupError would otherwise quote the message
+        return str(self.args[0])
+
+
+class KernelStartupError(EnchannelError):
+    """The kernel process failed to start or did not become ready in time.
+
+    Attributes:
+        stderr_tail: the last lines the kernel wrote to its standard error, if captured.
+    """
+
+    def __init__(self, message: str, *, stderr_tail: str = "") -> None:
+        full = message
+        if stderr_tail:
+            full += "\n--- kernel stderr (tail) ---\n" + stderr_tail
+        super().__init__(full)
+        self.stderr_tail = stderr_tail
+
+
+class EncryptionUnavailable(EnchannelError):
+    """CurveZMQ encryption was required but the kernel or libzmq cannot provide it."""

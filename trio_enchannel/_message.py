@@ -1,0 +1,220 @@
+"""The message model: :class:`Header` and :class:`Message`, immutable values.
+
+Messages are plain frozen attrs classes. Dates stay the wire strings they arrived as (parsing
+every date costs more than verifying the signature); :attr:`Header.datetime` parses on demand.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+__all__ = ["CHANNEL_NAMES", "ChannelName", "Header", "Message", "parse_date"]
+
+ChannelName = Literal["shell", "control", "stdin", "iopub"]
+
+#: The four message channels, in the order the protocol documents them.
+CHANNEL_NAMES: tuple[ChannelName, ...] = ("shell", "control", "stdin", "iopub")
+
+_HEADER_KEYS = frozenset(
+    ("msg_id", "msg_type", "username", "session", "date", "version", "subshell_id")
+)
+
+
+def parse_date(value: str) -> _dt.datetime:
+    """Parse an ISO 8601 protocol date into a timezone-aware :class:`~datetime.datetime`.
+
+    A date without a timezone is taken to be UTC (old kernels sent naive dates).
+
+    Raises:
+        ValueError: the string is not an ISO 8601 date.
+    """
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    # Python 3.10's fromisoformat accepts only 0, 3 or 6 fractional digits.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = ""
+        i = 0
+        while i < len(rest) and rest[i].isdigit():
+            digits += rest[i]
+            i += 1
+        digits = (digits + "000000")[:6]
+        text = f"{head}.{digits}{rest[i:]}"
+    parsed = _dt.datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_dt.timezone.utc)
+    return parsed
+
+
+@attrs.frozen
+class Header:
+    """A message header.
+
+    Attributes:
+        msg_id: unique id of the message.
+        msg_type: the message type, e.g. ``"execute_request"``.
+        username: the user name of the sender.
+        session: the sender's session id.
+        date: the send time as the ISO 8601 string found on the wire.
+        version: the protocol version, e.g. ``"5.5"``.
+        subshell_id: the target subshell (protocol 5.5, shell channel only), or ``None``.
+        extra: any other keys the sender put in the header, kept verbatim.
+    """
+
+    msg_id: str
+    msg_type: str
+    username: str = "username"
+    session: str = ""
+    date: str = ""
+    version: str = "5.5"
+    subshell_id: str | None = None
+    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+    @property
+    def datetime(self) -> _dt.datetime:
+        """The :attr:`date` parsed into a timezone-aware datetime.
+
+        Raises:
+            ValueError: the date is not valid ISO 8601.
+        """
+        return parse_date(self.date)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The header as the JSON object sent on the wire."""
+        out: dict[str, Any] = dict(self.extra)
+        out["msg_id"] = self.msg_id
+        out["msg_type"] = self.msg_type
+        out["username"] = self.username
+        out["session"] = self.session
+        out["date"] = self.date
+        out["version"] = self.version
+        if self.subshell_id is not None:
+            out["subshell_id"] = self.subshell_id
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Header:
+        """Build a header from its JSON object.
+
+        Raises:
+            ValueError: ``msg_id`` or ``msg_type`` is missing or not a string, or another
+                standard key has the wrong type.
+        """
+        msg_id = data.get("msg_id")
+        msg_type = data.get("msg_type")
+        if not isinstance(msg_id, str) or not msg_id:
+            raise ValueError("header.msg_id must be a non-empty string")
+        if not isinstance(msg_type, str) or not msg_type:
+            raise ValueError("header.msg_type must be a non-empty string")
+        username = data.get("username", "")
+        session = data.get("session", "")
+        date = data.get("date", "")
+        version = data.get("version", "")
+        subshell_id = data.get("subshell_id")
+        for name, value in (
+            ("username", username),
+            ("session", session),
+            ("date", date),
+            ("version", version),
+        ):
+            if not isinstance(value, str):
+                raise ValueError(f"header.{name} must be a string, got {type(value).__name__}")
+        if subshell_id is not None and not isinstance(subshell_id, str):
+            raise ValueError("header.subshell_id must be a string or null")
+        extra = {k: v for k, v in data.items() if k not in _HEADER_KEYS}
+        return cls(
+            msg_id=msg_id,
+            msg_type=msg_type,
+            username=username,
+            session=session,
+            date=date,
+            version=version,
+            subshell_id=subshell_id,
+            extra=extra,
+        )
+
+
+def _tuple_of_bytes(value: Any) -> tuple[bytes, ...]:
+    return tuple(value)
+
+
+def _tuple_of_buffers(value: Any) -> tuple[bytes | memoryview, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(eq=True)
+class Message:
+    """One Jupyter message, as sent or received.
+
+    Build outgoing messages with :meth:`Session.message` / :meth:`Session.reply`; received
+    messages come out of :meth:`Session.deserialize` (and so out of every channel) with
+    :attr:`channel` set to the channel they arrived on.
+
+    Attributes:
+        header: the message's own header.
+        parent_header: the header of the message this one answers (a plain dict, ``{}`` when
+            there is none).
+        metadata: the metadata dict.
+        content: the content dict.
+        buffers: raw binary buffers following the content (never signed, never JSON).
+        identities: ZeroMQ routing identities (or, on IOPub, the topic) preceding the
+            delimiter.
+        channel: the channel it came from or is going to, or ``None`` when not yet known.
+    """
+
+    header: Header
+    parent_header: dict[str, Any] = attrs.field(factory=dict)
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    content: dict[str, Any] = attrs.field(factory=dict)
+    buffers: tuple[bytes | memoryview, ...] = attrs.field(default=(), converter=_tuple_of_buffers)
+    identities: tuple[bytes, ...] = attrs.field(default=(), converter=_tuple_of_bytes, repr=False)
+    channel: ChannelName | None = None
+
+    @property
+    def msg_id(self) -> str:
+        """The message's id (``header.msg_id``)."""
+        return self.header.msg_id
+
+    @property
+    def msg_type(self) -> str:
+        """The message's type (``header.msg_type``)."""
+        return self.header.msg_type
+
+    @property
+    def parent_id(self) -> str | None:
+        """The ``msg_id`` of the parent message, or ``None`` when there is no parent."""
+        value = self.parent_header.get("msg_id")
+        return value if isinstance(value, str) and value else None
+
+    @property
+    def parent_msg_type(self) -> str | None:
+        """The ``msg_type`` of the parent message, or ``None``."""
+        value = self.parent_header.get("msg_type")
+        return value if isinstance(value, str) else None
+
+    @property
+    def subshell_id(self) -> str | None:
+        """The subshell this message targets (``header.subshell_id``), or ``None``."""
+        return self.header.subshell_id
+
+    def to_dict(self) -> dict[str, Any]:
+        """The message as a jupyter_client-style dict.
+
+        Keys: ``header``, ``parent_header``, ``metadata``, ``content``, ``buffers``,
+        ``msg_id``, ``msg_type`` and ``channel``. Dates stay strings.
+        """
+        return {
+            "header": self.header.to_dict(),
+            "parent_header": dict(self.parent_header),
+            "metadata": dict(self.metadata),
+            "content": dict(self.content),
+            "buffers": list(self.buffers),
+            "msg_id": self.msg_id,
+            "msg_type": self.msg_type,
+            "channel": self.channel,
+        }

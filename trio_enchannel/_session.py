@@ -1,0 +1,439 @@
+"""The sans-I/O wire codec: building, signing, framing and verifying messages.
+
+Nothing here does I/O or imports trio or zmq: frames (lists of bytes) go in and out.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as _dt
+import hashlib
+import hmac
+import itertools
+import json
+import math
+import numbers
+import os
+import secrets
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._errors import (
+    ConfigurationError,
+    DuplicateSignature,
+    InvalidSignature,
+    LocalProtocolError,
+    MalformedMessage,
+    UnsignedMessage,
+)
+from ._message import CHANNEL_NAMES, ChannelName, Header, Message
+
+if TYPE_CHECKING:
+    from ._connection import ConnectionInfo
+
+__all__ = ["DELIMITER", "Session", "default_username"]
+
+#: The frame that separates routing identities from the message proper.
+DELIMITER = b"<IDS|MSG>"
+
+_Buffer = bytes | bytearray | memoryview
+
+# Per-process nonce, renewed in every forked child, so that msg_ids built by a Session that
+# was copied across fork() never collide with the parent's.
+_process_nonce = secrets.token_hex(4)
+
+
+def _renew_nonce() -> None:
+    global _process_nonce
+    _process_nonce = secrets.token_hex(4)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_nonce)
+
+
+def default_username() -> str:
+    """The user name the protocol's reference implementation uses.
+
+    The first set variable among ``LOGNAME``, ``USER``, ``LNAME`` and ``USERNAME``, else
+    ``"username"``.
+    """
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        value = os.environ.get(name)
+        if value:
+            return value
+    return "username"
+
+
+def utc_now() -> str:
+    """The current time as a protocol date string (ISO 8601, UTC, ending in ``Z``)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def _json_default(obj: object) -> object:
+    # Accept what numeric libraries commonly hand over, refuse everything else clearly.
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        value = float(obj)
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not allowed in JSON (no NaN/Infinity on the wire)")
+        return value
+    if isinstance(obj, _dt.datetime):
+        if obj.tzinfo is None:
+            raise TypeError("naive datetime: give it a timezone before sending it")
+        return obj.astimezone(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(obj, _dt.date):
+        return obj.isoformat()
+    if isinstance(obj, (tuple, set, frozenset)):
+        return list(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_json_default)
+
+
+def _encode_part(value: Any, part: str, msg_type: str) -> bytes:
+    if not isinstance(value, Mapping):
+        raise LocalProtocolError(
+            f"{msg_type} message: {part} must be a dict, got {type(value).__name__}"
+        )
+    try:
+        return _encoder.encode(value).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
+        raise LocalProtocolError(
+            f"{msg_type} message: {part} cannot be encoded as JSON: {exc}"
+        ) from exc
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_decoder = json.JSONDecoder(parse_constant=_reject_constant)
+_PARTS = ("header", "parent_header", "metadata", "content")
+
+
+def _decode_part(raw: bytes, part: str) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage(f"{part} frame is not valid UTF-8: {exc}", reason="bad_utf8") from exc
+    try:
+        value = _decoder.decode(text)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedMessage(f"{part} frame is not valid JSON: {exc}", reason="bad_json") from exc
+    if not isinstance(value, dict):
+        raise MalformedMessage(
+            f"{part} frame is JSON {type(value).__name__}, not an object", reason="not_object"
+        )
+    return value
+
+
+def _scheme_factory(scheme: str) -> str:
+    if not scheme.startswith("hmac-"):
+        raise ConfigurationError(
+            f"signature_scheme must look like 'hmac-<hash>', got {scheme!r}"
+        )
+    name = scheme[len("hmac-") :]
+    try:
+        hashlib.new(name)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(
+            f"signature_scheme {scheme!r}: hashlib has no algorithm {name!r} "
+            f"(available: {', '.join(sorted(hashlib.algorithms_available))})"
+        ) from exc
+    return name
+
+
+def _key_bytes(key: str | bytes) -> bytes:
+    return key.encode("utf-8") if isinstance(key, str) else bytes(key)
+
+
+@attrs.define(eq=False)
+class Session:
+    """Builds, signs, frames, verifies and decodes messages for one connection.
+
+    A Session holds the HMAC key and the signature scheme shared with the kernel, an id for
+    this client session and the replay history of signatures already accepted. Use one
+    Session per connection: the replay history is never shared.
+
+    Args:
+        key: the HMAC key (``key`` in a connection file). Empty means unsigned messages.
+        signature_scheme: ``"hmac-<hashlib name>"``; default ``"hmac-sha256"``.
+        session_id: the id put in every header's ``session``; random by default.
+        username: the header's ``username``; defaults to :func:`default_username`.
+        protocol_version: the header's ``version``; default ``"5.5"``.
+        replay_history: how many accepted signatures to remember (oldest forgotten first).
+
+    Raises:
+        ConfigurationError: the signature scheme is unknown.
+    """
+
+    _key: bytes = attrs.field(default=b"", converter=_key_bytes, repr=False, alias="key")
+    signature_scheme: str = attrs.field(default="hmac-sha256", kw_only=True)
+    session_id: str = attrs.field(factory=lambda: uuid.uuid4().hex, kw_only=True)
+    username: str = attrs.field(factory=default_username, kw_only=True)
+    protocol_version: str = attrs.field(default="5.5", kw_only=True)
+    replay_history: int = attrs.field(default=65536, kw_only=True, repr=False)
+    _digest: str = attrs.field(init=False, repr=False)
+    _auth: hmac.HMAC | None = attrs.field(init=False, repr=False)
+    _seen: set[bytes] = attrs.field(init=False, factory=set, repr=False)
+    _seen_order: collections.deque[bytes] = attrs.field(
+        init=False, factory=collections.deque, repr=False
+    )
+    _counter: Iterable[int] = attrs.field(init=False, factory=itertools.count, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._digest = _scheme_factory(self.signature_scheme)
+        self._auth = hmac.new(self._key, digestmod=self._digest) if self._key else None
+        if self.replay_history < 1:
+            raise ConfigurationError("replay_history must be at least 1")
+
+    @classmethod
+    def from_connection_info(cls, info: ConnectionInfo, **kwargs: Any) -> Session:
+        """A Session with the key and signature scheme of ``info``.
+
+        Raises:
+            ConfigurationError: the connection info's signature scheme is unknown.
+        """
+        return cls(info.key, signature_scheme=info.signature_scheme, **kwargs)
+
+    @property
+    def key(self) -> bytes:
+        """The HMAC key as bytes (never shown in reprs)."""
+        return self._key
+
+    @property
+    def signed(self) -> bool:
+        """Whether messages are signed and verified (the key is not empty)."""
+        return self._auth is not None
+
+    # -- building -----------------------------------------------------------------------
+
+    def new_msg_id(self) -> str:
+        """A message id unique across this session, processes and forks."""
+        return f"{self.session_id}_{_process_nonce}_{os.getpid()}_{next(self._counter)}"  # type: ignore[call-overload]
+
+    def message(
+        self,
+        msg_type: str,
+        content: Mapping[str, Any] | None = None,
+        *,
+        parent: Message | Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[_Buffer] = (),
+        subshell_id: str | None = None,
+        channel: ChannelName | None = None,
+        identities: Sequence[bytes] = (),
+    ) -> Message:
+        """Build a new message with a fresh header.
+
+        Args:
+            msg_type: the message type, e.g. ``"execute_request"``.
+            content: the content dict (default ``{}``).
+            parent: the message being answered, or its header dict.
+            metadata: the metadata dict (default ``{}``).
+            buffers: raw binary buffers to send after the content.
+            subshell_id: target subshell (shell channel, protocol 5.5).
+            channel: the channel the message is meant for.
+            identities: routing identities (used by the kernel side).
+
+        Raises:
+            LocalProtocolError: ``msg_type`` is empty, or ``channel`` is not a channel name.
+        """
+        if not isinstance(msg_type, str) or not msg_type:
+            raise LocalProtocolError("msg_type must be a non-empty string")
+        if channel is not None and channel not in CHANNEL_NAMES:
+            raise LocalProtocolError(
+                f"unknown channel {channel!r}; expected one of {', '.join(CHANNEL_NAMES)}"
+            )
+        if parent is None:
+            parent_header: dict[str, Any] = {}
+        elif isinstance(parent, Message):
+            parent_header = parent.header.to_dict()
+        else:
+            parent_header = dict(parent)
+        header = Header(
+            msg_id=self.new_msg_id(),
+            msg_type=msg_type,
+            username=self.username,
+            session=self.session_id,
+            date=utc_now(),
+            version=self.protocol_version,
+            subshell_id=subshell_id,
+        )
+        return Message(
+            header=header,
+            parent_header=parent_header,
+            metadata=dict(metadata) if metadata is not None else {},
+            content=dict(content) if content is not None else {},
+            buffers=tuple(buffers),
+            identities=tuple(identities),
+            channel=channel,
+        )
+
+    def reply(
+        self,
+        request: Message,
+        content: Mapping[str, Any] | None = None,
+        *,
+        msg_type: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[_Buffer] = (),
+    ) -> Message:
+        """Build the reply to ``request``: its parent header, identities and channel.
+
+        ``msg_type`` defaults to the request's type with ``_request`` replaced by ``_reply``.
+
+        Raises:
+            LocalProtocolError: no ``msg_type`` was given and the request's type does not end
+                in ``_request``.
+        """
+        if msg_type is None:
+            if not request.msg_type.endswith("_request"):
+                raise LocalProtocolError(
+                    f"cannot derive a reply type from {request.msg_type!r}; pass msg_type="
+                )
+            msg_type = request.msg_type[: -len("_request")] + "_reply"
+        return self.message(
+            msg_type,
+            content,
+            parent=request,
+            metadata=metadata,
+            buffers=buffers,
+            subshell_id=request.subshell_id,
+            channel=request.channel,
+            identities=request.identities,
+        )
+
+    # -- signing ------------------------------------------------------------------------
+
+    def sign(self, parts: Iterable[bytes]) -> bytes:
+        """The signature of ``parts`` (header, parent, metadata, content bytes) as hex ASCII.
+
+        Returns ``b""`` when the key is empty.
+        """
+        if self._auth is None:
+            return b""
+        mac = self._auth.copy()
+        for part in parts:
+            mac.update(part)
+        return mac.hexdigest().encode("ascii")
+
+    # -- framing ------------------------------------------------------------------------
+
+    def serialize(
+        self, msg: Message, identities: Sequence[bytes] | None = None
+    ) -> list[bytes | memoryview]:
+        """Frame and sign ``msg`` for the wire.
+
+        Returns ``[*identities, DELIMITER, signature, header, parent_header, metadata,
+        content, *buffers]``. Buffers are passed through untouched (no copy).
+
+        Raises:
+            LocalProtocolError: a part is not JSON-encodable (including NaN or Infinity), the
+                message type is empty, or a buffer does not support the buffer protocol.
+        """
+        header = msg.header
+        if not header.msg_type:
+            raise LocalProtocolError("msg_type must be a non-empty string")
+        kind = header.msg_type
+        h = _encode_part(header.to_dict(), "header", kind)
+        p = _encode_part(msg.parent_header, "parent_header", kind)
+        m = _encode_part(msg.metadata, "metadata", kind)
+        c = _encode_part(msg.content, "content", kind)
+        frames: list[bytes | memoryview] = []
+        for ident in msg.identities if identities is None else identities:
+            if not isinstance(ident, bytes):
+                raise LocalProtocolError(
+                    f"{kind} message: identities must be bytes, got {type(ident).__name__}"
+                )
+            frames.append(ident)
+        frames.append(DELIMITER)
+        frames.append(self.sign((h, p, m, c)))
+        frames.extend((h, p, m, c))
+        for i, buf in enumerate(msg.buffers):
+            if isinstance(buf, (bytes, memoryview)):
+                frames.append(buf)
+                continue
+            try:
+                frames.append(memoryview(buf))
+            except TypeError as exc:
+                raise LocalProtocolError(
+                    f"{kind} message: buffer {i} ({type(buf).__name__}) does not support the "
+                    "buffer protocol"
+                ) from exc
+        return frames
+
+    def deserialize(
+        self, frames: Sequence[bytes | memoryview], *, channel: ChannelName | None = None
+    ) -> Message:
+        """Verify and decode a message from its frames.
+
+        The signature is checked with a constant-time comparison over the received bytes, then
+        recorded (only verified signatures are recorded) to reject replays.
+
+        Raises:
+            MalformedMessage: no delimiter, fewer than five frames after it, a JSON part that is
+                not UTF-8, not JSON, not an object, or a header without msg_id/msg_type.
+            UnsignedMessage: a key is set but the signature frame is empty.
+            InvalidSignature: the signature does not match.
+            DuplicateSignature: the signature was already accepted (a replay).
+        """
+        try:
+            idx = frames.index(DELIMITER)
+        except ValueError:
+            raise MalformedMessage(
+                f"no {DELIMITER!r} delimiter among {len(frames)} frames",
+                reason="missing_delimiter",
+            ) from None
+        if len(frames) - idx < 6:
+            raise MalformedMessage(
+                f"{len(frames) - idx - 1} frames after the delimiter; at least 5 are required "
+                "(signature, header, parent_header, metadata, content)",
+                reason="too_few_frames",
+            )
+        sig = bytes(frames[idx + 1])
+        h, p, m, c = (bytes(f) for f in frames[idx + 2 : idx + 6])
+        if self._auth is not None:
+            if not sig:
+                raise UnsignedMessage("message has an empty signature but a key is configured")
+            mac = self._auth.copy()
+            mac.update(h)
+            mac.update(p)
+            mac.update(m)
+            mac.update(c)
+            if not hmac.compare_digest(sig, mac.hexdigest().encode("ascii")):
+                raise InvalidSignature("message signature does not match its content")
+            if sig in self._seen:
+                raise DuplicateSignature("message signature was already seen (replay)")
+            self._record(sig)
+        header_dict = _decode_part(h, "header")
+        parent = _decode_part(p, "parent_header")
+        metadata = _decode_part(m, "metadata")
+        content = _decode_part(c, "content")
+        try:
+            header = Header.from_dict(header_dict)
+        except ValueError as exc:
+            raise MalformedMessage(str(exc), reason="bad_header") from exc
+        return Message(
+            header=header,
+            parent_header=parent,
+            metadata=metadata,
+            content=content,
+            buffers=tuple(frames[idx + 6 :]),
+            identities=tuple(bytes(f) for f in frames[:idx]),
+            channel=channel,
+        )
+
+    def _record(self, sig: bytes) -> None:
+        seen = self._seen
+        order = self._seen_order
+        if len(order) >= self.replay_history:
+            seen.discard(order.popleft())
+        seen.add(sig)
+        order.append(sig)
