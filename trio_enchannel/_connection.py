@@ -128,7 +128,9 @@ class ConnectionInfo:
             raise ConnectionInfoError(f"{where}: expected a JSON object, got {type(data).__name__}")
         transport = data.get("transport", "tcp")
         if transport not in ("tcp", "ipc"):
-            raise ConnectionInfoError(f"{where}: transport must be 'tcp' or 'ipc', got {transport!r}")
+            raise ConnectionInfoError(
+                f"{where}: transport must be 'tcp' or 'ipc', got {transport!r}"
+            )
         ports: dict[str, int] = {}
         for name in _PORT_KEYS:
             if name not in data:
@@ -229,9 +231,13 @@ class ConnectionInfo:
                 signature_scheme=signature_scheme,
                 kernel_name=kernel_name,
             )
-        ports = [_free_tcp_port(ip) for _ in _PORT_KEYS]
+        shell, iopub, stdin, control, hb = (_free_tcp_port(ip) for _ in _PORT_KEYS)
         return cls(
-            *ports,
+            shell_port=shell,
+            iopub_port=iopub,
+            stdin_port=stdin,
+            control_port=control,
+            hb_port=hb,
             ip=ip,
             key=key,
             transport="tcp",
@@ -339,9 +345,7 @@ def write_connection_file(
         target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent)
-        )
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
     except OSError as exc:
         raise ConnectionInfoError(f"{target}: cannot write connection file: {exc}") from exc
     try:

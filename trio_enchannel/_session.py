@@ -121,7 +121,9 @@ def _decode_part(raw: bytes, part: str) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MalformedMessage(f"{part} frame is not valid UTF-8: {exc}", reason="bad_utf8") from exc
+        raise MalformedMessage(
+            f"{part} frame is not valid UTF-8: {exc}", reason="bad_utf8"
+        ) from exc
     try:
         value = _decoder.decode(text)
     except (ValueError, RecursionError) as exc:
@@ -135,9 +137,7 @@ def _decode_part(raw: bytes, part: str) -> dict[str, Any]:
 
 def _scheme_factory(scheme: str) -> str:
     if not scheme.startswith("hmac-"):
-        raise ConfigurationError(
-            f"signature_scheme must look like 'hmac-<hash>', got {scheme!r}"
-        )
+        raise ConfigurationError(f"signature_scheme must look like 'hmac-<hash>', got {scheme!r}")
     name = scheme[len("hmac-") :]
     try:
         hashlib.new(name)
@@ -356,12 +356,13 @@ class Session:
         frames.append(DELIMITER)
         frames.append(self.sign((h, p, m, c)))
         frames.extend((h, p, m, c))
+        buf: object
         for i, buf in enumerate(msg.buffers):
             if isinstance(buf, (bytes, memoryview)):
                 frames.append(buf)
                 continue
             try:
-                frames.append(memoryview(buf))
+                frames.append(memoryview(buf))  # type: ignore[arg-type]
             except TypeError as exc:
                 raise LocalProtocolError(
                     f"{kind} message: buffer {i} ({type(buf).__name__}) does not support the "
