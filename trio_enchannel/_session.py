@@ -356,8 +356,8 @@ class Session:
         frames.append(DELIMITER)
         frames.append(self.sign((h, p, m, c)))
         frames.extend((h, p, m, c))
-        buf: object
-        for i, buf in enumerate(msg.buffers):
+        buffers: tuple[object, ...] = msg.buffers
+        for i, buf in enumerate(buffers):
             if isinstance(buf, (bytes, memoryview)):
                 frames.append(buf)
                 continue
