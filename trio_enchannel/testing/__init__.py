@@ -1,0 +1,1 @@
+"""Testing kit for Trio tools that talk to Jupyter kernels."""
