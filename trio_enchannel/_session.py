@@ -104,6 +104,11 @@ def _encode_part(value: Any, part: str, msg_type: str) -> bytes:
     try:
         return _encoder.encode(value).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
+        if isinstance(exc, ValueError) and "Out of range float" in str(exc):
+            raise LocalProtocolError(
+                f"{msg_type} message: {part} contains NaN or Infinity, which JSON on the wire "
+                "does not allow"
+            ) from exc
         raise LocalProtocolError(
             f"{msg_type} message: {part} cannot be encoded as JSON: {exc}"
         ) from exc

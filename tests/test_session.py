@@ -1,0 +1,393 @@
+"""The wire codec: framing, signing, verification, replay guard and typed errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import os
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trio_enchannel import (
+    DELIMITER,
+    ConfigurationError,
+    DuplicateSignature,
+    EnchannelError,
+    Header,
+    InvalidSignature,
+    LocalProtocolError,
+    MalformedMessage,
+    Message,
+    RemoteProtocolError,
+    Session,
+    UnsignedMessage,
+)
+
+from . import strategies as s
+
+
+def pair(key: str = "secret", scheme: str = "hmac-sha256") -> tuple[Session, Session]:
+    return Session(key, signature_scheme=scheme), Session(key, signature_scheme=scheme)
+
+
+# -- round trips ------------------------------------------------------------------------
+
+
+@settings(max_examples=200)
+@given(
+    key=s.keys,
+    scheme=s.schemes,
+    msg_type=s.msg_types,
+    content=s.json_objects,
+    metadata=s.json_objects,
+    parent=s.json_objects,
+    identities=s.identities,
+    buffers=s.buffers,
+    channel=s.channels,
+)
+def test_round_trip(
+    key: str,
+    scheme: str,
+    msg_type: str,
+    content: dict[str, Any],
+    metadata: dict[str, Any],
+    parent: dict[str, Any],
+    identities: list[bytes],
+    buffers: list[bytes],
+    channel: Any,
+) -> None:
+    sender, receiver = pair(key, scheme)
+    msg = sender.message(
+        msg_type,
+        content,
+        parent=parent,
+        metadata=metadata,
+        buffers=buffers,
+        identities=identities,
+        channel=channel,
+    )
+    frames = sender.serialize(msg)
+    out = receiver.deserialize(frames, channel=channel)
+    assert out.header == msg.header
+    assert out.content == content
+    assert out.metadata == metadata
+    assert out.parent_header == parent
+    assert out.identities == tuple(identities)
+    assert [bytes(b) for b in out.buffers] == buffers
+    assert out.channel == channel
+    assert out == msg
+
+
+@settings(max_examples=150)
+@given(
+    key=st.text(min_size=1, max_size=20).filter(lambda s: "\ud800" not in s),
+    scheme=s.schemes,
+    content=s.json_objects,
+    data=st.data(),
+)
+def test_flipping_any_signed_byte_is_rejected(
+    key: str, scheme: str, content: dict[str, Any], data: st.DataObject
+) -> None:
+    sender, receiver = pair(key, scheme)
+    frames = [bytes(f) for f in sender.serialize(sender.message("stream", content))]
+    start = frames.index(DELIMITER) + 1
+    index = data.draw(st.integers(min_value=start, max_value=start + 4), label="frame")
+    frame = bytearray(frames[index])
+    pos = data.draw(st.integers(min_value=0, max_value=len(frame) - 1), label="byte")
+    flip = data.draw(st.integers(min_value=1, max_value=255), label="xor")
+    frame[pos] ^= flip
+    frames[index] = bytes(frame)
+    with pytest.raises((InvalidSignature, UnsignedMessage)):
+        receiver.deserialize(frames)
+
+
+@settings(max_examples=500)
+@given(frames=s.frame_lists, key=s.keys)
+def test_arbitrary_frames_decode_or_raise_our_error(frames: list[bytes], key: str) -> None:
+    session = Session(key)
+    try:
+        msg = session.deserialize(frames)
+    except RemoteProtocolError as exc:
+        assert exc.reason
+        assert str(exc)
+    else:
+        assert isinstance(msg, Message)
+        assert msg.msg_id and msg.msg_type
+
+
+@settings(max_examples=100)
+@given(content=s.json_objects, scheme=s.schemes)
+def test_replay_rejected(content: dict[str, Any], scheme: str) -> None:
+    sender, receiver = pair("k", scheme)
+    frames = sender.serialize(sender.message("stream", content))
+    receiver.deserialize(frames)
+    with pytest.raises(DuplicateSignature) as info:
+        receiver.deserialize(frames)
+    assert info.value.reason == "duplicate_signature"
+
+
+# -- signing details ----------------------------------------------------------------------
+
+
+def test_signature_is_lowercase_hex_of_hmac_over_four_frames() -> None:
+    import hashlib
+    import hmac
+
+    session = Session("k\u00e9y", signature_scheme="hmac-sha512")
+    frames = session.serialize(session.message("status", {"execution_state": "idle"}))
+    idx = frames.index(DELIMITER)
+    expected = hmac.new("k\u00e9y".encode(), digestmod=hashlib.sha512)
+    for part in frames[idx + 2 : idx + 6]:
+        expected.update(part)
+    assert frames[idx + 1] == expected.hexdigest().encode("ascii")
+
+
+def test_empty_key_sends_empty_signature_and_skips_verification() -> None:
+    sender, receiver = pair("")
+    frames = sender.serialize(sender.message("status"))
+    assert frames[frames.index(DELIMITER) + 1] == b""
+    receiver.deserialize(frames)
+    receiver.deserialize(frames)  # no replay tracking without signatures
+    assert not sender.signed
+
+
+def test_unsigned_message_rejected_when_key_set() -> None:
+    frames = Session("").serialize(Session("").message("status"))
+    with pytest.raises(UnsignedMessage):
+        Session("k").deserialize(frames)
+
+
+def test_other_key_rejected() -> None:
+    frames = Session("a").serialize(Session("a").message("status"))
+    with pytest.raises(InvalidSignature):
+        Session("b").deserialize(frames)
+
+
+def test_invalid_message_is_not_recorded_in_replay_history() -> None:
+    sender, receiver = pair()
+    frames = [bytes(f) for f in sender.serialize(sender.message("status"))]
+    forged = list(frames)
+    forged[-1] = b'{"evil": 1}'  # content changed, signature kept
+    with pytest.raises(InvalidSignature):
+        receiver.deserialize(forged)
+    # The genuine message with that signature is still accepted once.
+    receiver.deserialize(frames)
+    with pytest.raises(DuplicateSignature):
+        receiver.deserialize(frames)
+
+
+def test_replay_history_is_bounded_and_forgets_oldest() -> None:
+    sender = Session("k")
+    receiver = Session("k", replay_history=3)
+    sent = [sender.serialize(sender.message("status")) for _ in range(5)]
+    for frames in sent:
+        receiver.deserialize(frames)
+    assert len(receiver._seen) == 3
+    receiver.deserialize(sent[0])  # forgotten: accepted again
+    with pytest.raises(DuplicateSignature):
+        receiver.deserialize(sent[4])
+
+
+def test_replay_history_is_per_session() -> None:
+    sender = Session("k")
+    frames = sender.serialize(sender.message("status"))
+    Session("k").deserialize(frames)
+    Session("k").deserialize(frames)
+
+
+@pytest.mark.parametrize("scheme", ["hmac-nope", "sha256", "hmac-", ""])
+def test_unknown_scheme_fails_at_construction(scheme: str) -> None:
+    with pytest.raises(ConfigurationError, match="signature_scheme"):
+        Session("k", signature_scheme=scheme)
+
+
+def test_key_not_in_repr() -> None:
+    session = Session("super-secret-key")
+    assert "super-secret-key" not in repr(session)
+    assert session.key == b"super-secret-key"
+
+
+# -- malformed input ----------------------------------------------------------------------
+
+
+def _frames(*parts: bytes, sig: bytes = b"") -> list[bytes]:
+    return [DELIMITER, sig, *parts]
+
+
+HEADER = json.dumps({"msg_id": "a", "msg_type": "status"}).encode()
+
+
+@pytest.mark.parametrize(
+    ("frames", "reason"),
+    [
+        ([HEADER, b"{}", b"{}", b"{}"], "missing_delimiter"),
+        (_frames(HEADER, b"{}", b"{}"), "too_few_frames"),
+        (_frames(b"\xff", b"{}", b"{}", b"{}"), "bad_utf8"),
+        (_frames(HEADER, b"{", b"{}", b"{}"), "bad_json"),
+        (_frames(HEADER, b"{}", b"[1]", b"{}"), "not_object"),
+        (_frames(HEADER, b"{}", b"{}", b'{"x": NaN}'), "bad_json"),
+        (_frames(b"{}", b"{}", b"{}", b"{}"), "bad_header"),
+        (_frames(b'{"msg_id": "a", "msg_type": 3}', b"{}", b"{}", b"{}"), "bad_header"),
+        (_frames(HEADER, b"{}", b"{}", b"[" * 100_000 + b"]" * 100_000), "bad_json"),
+    ],
+)
+def test_malformed_frames_raise_typed_errors(frames: list[bytes], reason: str) -> None:
+    with pytest.raises(MalformedMessage) as info:
+        Session("").deserialize(frames)
+    assert info.value.reason == reason
+    assert isinstance(info.value, EnchannelError)
+
+
+def test_identities_and_buffers_kept() -> None:
+    sender, receiver = pair()
+    big = os.urandom(1 << 20)
+    msg = sender.message("display_data", {}, buffers=[big, memoryview(b"xy")])
+    frames = sender.serialize(msg, identities=[b"id1", b"id2"])
+    assert frames[:2] == [b"id1", b"id2"]
+    assert frames[-2] is big  # passed through, not copied
+    out = receiver.deserialize(frames)
+    assert out.identities == (b"id1", b"id2")
+    assert out.buffers[0] is big
+
+
+# -- local errors -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ({"x": math.nan}, "NaN|nan"),
+        ({"x": math.inf}, "Infinity"),
+        ({"x": object()}, "not JSON serializable"),
+        ({"x": b"bytes"}, "not JSON serializable"),
+        ({"x": dt.datetime(2020, 1, 1)}, "naive datetime"),
+        ({"x": "\ud800"}, "surrogate"),
+    ],
+)
+def test_unencodable_content_rejected_before_sending(content: dict[str, Any], match: str) -> None:
+    session = Session("k")
+    msg = session.message("comm_msg", content)
+    with pytest.raises(LocalProtocolError, match=match) as info:
+        session.serialize(msg)
+    assert "comm_msg" in str(info.value) and "content" in str(info.value)
+
+
+def test_empty_msg_type_rejected() -> None:
+    with pytest.raises(LocalProtocolError):
+        Session().message("")
+    header = Header(msg_id="x", msg_type="")
+    with pytest.raises(LocalProtocolError):
+        Session().serialize(Message(header=header))
+
+
+def test_non_dict_content_rejected() -> None:
+    session = Session()
+    msg = Message(header=Header(msg_id="x", msg_type="t"), content=[1, 2])  # type: ignore[arg-type]
+    with pytest.raises(LocalProtocolError, match="content must be a dict"):
+        session.serialize(msg)
+
+
+def test_non_buffer_rejected() -> None:
+    session = Session()
+    msg = session.message("t", buffers=[123])  # type: ignore[list-item]
+    with pytest.raises(LocalProtocolError, match="buffer 0"):
+        session.serialize(msg)
+
+
+def test_aware_datetime_and_numpy_like_numbers_encoded() -> None:
+    import fractions
+
+    session = Session()
+    when = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    msg = session.message("t", {"when": when, "frac": fractions.Fraction(1, 2)})
+    frames = session.serialize(msg)
+    content = json.loads(bytes(frames[-1]))
+    assert content == {"when": "2020-01-01T00:00:00Z", "frac": 0.5}
+
+
+# -- headers, ids and dates ---------------------------------------------------------------
+
+
+def test_header_fields_and_date_format() -> None:
+    session = Session(username="ada", protocol_version="5.4")
+    msg = session.message("kernel_info_request", channel="shell", subshell_id="sub-1")
+    assert msg.header.username == "ada"
+    assert msg.header.version == "5.4"
+    assert msg.header.session == session.session_id
+    assert msg.header.date.endswith("Z")
+    assert msg.header.datetime.tzinfo is not None
+    assert abs(msg.header.datetime - dt.datetime.now(dt.timezone.utc)) < dt.timedelta(minutes=1)
+    assert msg.subshell_id == "sub-1"
+    assert msg.to_dict()["header"]["subshell_id"] == "sub-1"
+
+
+def test_msg_ids_unique_across_fork() -> None:
+    session = Session()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            ids = ",".join(session.new_msg_id() for _ in range(100))
+            os.write(write, ids.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as handle:
+        child_ids = set(handle.read().decode().split(","))
+    parent_ids = {session.new_msg_id() for _ in range(100)}
+    assert len(child_ids) == 100
+    assert not (child_ids & parent_ids)
+
+
+def test_reply_copies_parent_identities_channel_and_type() -> None:
+    session = Session()
+    request = session.message(
+        "execute_request",
+        {"code": "1"},
+        identities=[b"client"],
+        channel="shell",
+        subshell_id="s",
+    )
+    reply = session.reply(request, {"status": "ok"})
+    assert reply.msg_type == "execute_reply"
+    assert reply.parent_id == request.msg_id
+    assert reply.parent_msg_type == "execute_request"
+    assert reply.identities == (b"client",)
+    assert reply.channel == "shell"
+    assert reply.subshell_id == "s"
+    with pytest.raises(LocalProtocolError):
+        session.reply(session.message("stream"), {})
+
+
+def test_unknown_channel_rejected() -> None:
+    with pytest.raises(LocalProtocolError, match="unknown channel"):
+        Session().message("x", channel="hb")  # type: ignore[arg-type]
+
+
+def test_unknown_header_keys_preserved() -> None:
+    header = {"msg_id": "a", "msg_type": "t", "custom": [1], "date": "", "version": "5.3"}
+    msg = Session().deserialize([DELIMITER, b"", json.dumps(header).encode(), b"{}", b"{}", b"{}"])
+    assert msg.header.extra == {"custom": [1]}
+    assert msg.header.to_dict()["custom"] == [1]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-05-06T07:08:09.123456Z", dt.datetime(2024, 5, 6, 7, 8, 9, 123456, dt.timezone.utc)),
+        ("2024-05-06T07:08:09.1Z", dt.datetime(2024, 5, 6, 7, 8, 9, 100000, dt.timezone.utc)),
+        (
+            "2024-05-06T07:08:09.123456789+00:00",
+            dt.datetime(2024, 5, 6, 7, 8, 9, 123456, dt.timezone.utc),
+        ),
+        ("2024-05-06T07:08:09", dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)),
+    ],
+)
+def test_dates_parsed_on_demand(text: str, expected: dt.datetime) -> None:
+    header = Header(msg_id="a", msg_type="t", date=text)
+    assert header.datetime == expected
