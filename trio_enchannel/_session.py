@@ -16,7 +16,7 @@ import numbers
 import os
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -29,7 +29,7 @@ from ._errors import (
     MalformedMessage,
     UnsignedMessage,
 )
-from ._message import CHANNEL_NAMES, ChannelName, Header, Message
+from ._message import _HEADER_KEYS, CHANNEL_NAMES, ChannelName, Header, Message
 
 if TYPE_CHECKING:
     from ._connection import ConnectionInfo
@@ -123,6 +123,7 @@ _PARTS = ("header", "parent_header", "metadata", "content")
 
 
 def _decode_part(raw: bytes, part: str) -> dict[str, Any]:
+    """Decode one JSON frame, raising MalformedMessage with the precise cause."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -138,6 +139,54 @@ def _decode_part(raw: bytes, part: str) -> dict[str, Any]:
             f"{part} frame is JSON {type(value).__name__}, not an object", reason="not_object"
         )
     return value
+
+
+_scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
+
+
+def _decode_object(raw: bytes, part: str) -> dict[str, Any]:
+    # Fast path: the C scanner on a frame that is exactly one JSON object. Anything unusual
+    # (whitespace around it, errors) takes the slow path, which reports the precise cause.
+    try:
+        text = raw.decode("utf-8")
+        value, end = _scan_once(text, 0)
+    except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
+        return _decode_part(raw, part)
+    if end != len(text) or type(value) is not dict:
+        return _decode_part(raw, part)
+    return value
+
+
+def _decode_header(raw: bytes) -> Header:
+    data = _decode_object(raw, "header")
+    msg_id = data.get("msg_id")
+    msg_type = data.get("msg_type")
+    username = data.get("username", "")
+    session = data.get("session", "")
+    date = data.get("date", "")
+    version = data.get("version", "")
+    subshell_id = data.get("subshell_id")
+    if (
+        type(msg_id) is str
+        and msg_id
+        and type(msg_type) is str
+        and msg_type
+        and type(username) is str
+        and type(session) is str
+        and type(date) is str
+        and type(version) is str
+        and (subshell_id is None or type(subshell_id) is str)
+    ):
+        extra = (
+            {}
+            if data.keys() <= _HEADER_KEYS
+            else {k: v for k, v in data.items() if k not in _HEADER_KEYS}
+        )
+        return Header(msg_id, msg_type, username, session, date, version, subshell_id, extra)
+    try:
+        return Header.from_dict(data)
+    except ValueError as exc:
+        raise MalformedMessage(str(exc), reason="bad_header") from exc
 
 
 def _scheme_factory(scheme: str) -> str:
@@ -185,7 +234,6 @@ class Session:
     protocol_version: str = attrs.field(default="5.5", kw_only=True)
     replay_history: int = attrs.field(default=65536, kw_only=True, repr=False)
     _digest: str = attrs.field(init=False, repr=False)
-    _auth: hmac.HMAC | None = attrs.field(init=False, repr=False)
     _seen: set[bytes] = attrs.field(init=False, factory=set, repr=False)
     _seen_order: collections.deque[bytes] = attrs.field(
         init=False, factory=collections.deque, repr=False
@@ -194,7 +242,6 @@ class Session:
 
     def __attrs_post_init__(self) -> None:
         self._digest = _scheme_factory(self.signature_scheme)
-        self._auth = hmac.new(self._key, digestmod=self._digest) if self._key else None
         if self.replay_history < 1:
             raise ConfigurationError("replay_history must be at least 1")
 
@@ -215,7 +262,7 @@ class Session:
     @property
     def signed(self) -> bool:
         """Whether messages are signed and verified (the key is not empty)."""
-        return self._auth is not None
+        return bool(self._key)
 
     # -- building -----------------------------------------------------------------------
 
@@ -322,12 +369,9 @@ class Session:
 
         Returns ``b""`` when the key is empty.
         """
-        if self._auth is None:
+        if not self._key:
             return b""
-        mac = self._auth.copy()
-        for part in parts:
-            mac.update(part)
-        return mac.hexdigest().encode("ascii")
+        return hmac.digest(self._key, b"".join(parts), self._digest).hex().encode("ascii")
 
     # -- framing ------------------------------------------------------------------------
 
@@ -404,35 +448,31 @@ class Session:
                 reason="too_few_frames",
             )
         sig = bytes(frames[idx + 1])
-        h, p, m, c = (bytes(f) for f in frames[idx + 2 : idx + 6])
-        if self._auth is not None:
+        h = bytes(frames[idx + 2])
+        p = bytes(frames[idx + 3])
+        m = bytes(frames[idx + 4])
+        c = bytes(frames[idx + 5])
+        if self._key:
             if not sig:
                 raise UnsignedMessage("message has an empty signature but a key is configured")
-            mac = self._auth.copy()
-            mac.update(h)
-            mac.update(p)
-            mac.update(m)
-            mac.update(c)
-            if not hmac.compare_digest(sig, mac.hexdigest().encode("ascii")):
+            # One-shot HMAC in C over the four frames, compared in constant time.
+            expected = hmac.digest(self._key, b"".join((h, p, m, c)), self._digest).hex()
+            if not hmac.compare_digest(sig, expected.encode("ascii")):
                 raise InvalidSignature("message signature does not match its content")
             if sig in self._seen:
                 raise DuplicateSignature("message signature was already seen (replay)")
             self._record(sig)
-        header_dict = _decode_part(h, "header")
-        parent = _decode_part(p, "parent_header")
-        metadata = _decode_part(m, "metadata")
-        content = _decode_part(c, "content")
-        try:
-            header = Header.from_dict(header_dict)
-        except ValueError as exc:
-            raise MalformedMessage(str(exc), reason="bad_header") from exc
+        header = _decode_header(h)
+        parent = _decode_object(p, "parent_header")
+        metadata = _decode_object(m, "metadata")
+        content = _decode_object(c, "content")
         return Message(
             header=header,
             parent_header=parent,
             metadata=metadata,
             content=content,
             buffers=tuple(frames[idx + 6 :]),
-            identities=tuple(bytes(f) for f in frames[:idx]),
+            identities=tuple(map(bytes, frames[:idx])) if idx else (),
             channel=channel,
         )
 
