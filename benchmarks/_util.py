@@ -21,8 +21,14 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -
     cells = [[str(c) for c in header], *[[_fmt(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     rule = "  ".join("=" * w for w in widths)
-    lines = [title, "", rule, "  ".join(c.ljust(w) for c, w in zip(cells[0], widths)), rule]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells[1:]]
+    lines = [
+        title,
+        "",
+        rule,
+        "  ".join(c.ljust(w) for c, w in zip(cells[0], widths, strict=True)),
+        rule,
+    ]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells[1:]]
     lines.append(rule)
     return "\n".join(lines)
 

@@ -43,55 +43,61 @@ CASES: list[tuple[str, str, dict[str, Any], list[bytes]]] = [
 
 def run() -> list[list[object]]:
     rows: list[list[object]] = []
-    for label, msg_type, content, buffers in CASES:
-        ours = Session(KEY)
-        jc = JCSession(key=KEY.encode())
-        parent = ours.message("execute_request", {"code": ""})
-        jc_parent = jc.msg("execute_request", {"code": ""})
-        n = 20_000
+    for case in CASES:
+        rows.extend(measure(*case))
+    return rows
 
-        def build_ours(k: int) -> None:
-            for _ in range(k):
-                ours.serialize(
-                    ours.message(msg_type, content, parent=parent, buffers=buffers),
-                    identities=(),
-                )
 
-        def build_jc(k: int) -> None:
-            for _ in range(k):
-                msg = jc.msg(msg_type, content, parent=jc_parent["header"])
-                jc.serialize(msg) + buffers
+def measure(
+    label: str, msg_type: str, content: dict[str, Any], buffers: list[bytes]
+) -> list[list[object]]:
+    rows: list[list[object]] = []
+    ours = Session(KEY)
+    jc = JCSession(key=KEY.encode())
+    parent = ours.message("execute_request", {"code": ""})
+    jc_parent = jc.msg("execute_request", {"code": ""})
+    n = 20_000
 
-        # Pre-build distinct messages so the replay guard sees fresh signatures.
-        ours_frames = [
-            [
-                bytes(f) if not isinstance(f, bytes) else f
-                for f in ours.serialize(
-                    ours.message(msg_type, content, parent=parent, buffers=buffers)
-                )
-            ]
-            for _ in range(n)
+    def build_ours(k: int) -> None:
+        for _ in range(k):
+            ours.serialize(
+                ours.message(msg_type, content, parent=parent, buffers=buffers),
+                identities=(),
+            )
+
+    def build_jc(k: int) -> None:
+        for _ in range(k):
+            msg = jc.msg(msg_type, content, parent=jc_parent["header"])
+            jc.serialize(msg) + buffers
+
+    # Pre-build distinct messages so the replay guard sees fresh signatures.
+    ours_frames = [
+        [
+            bytes(f) if not isinstance(f, bytes) else f
+            for f in ours.serialize(ours.message(msg_type, content, parent=parent, buffers=buffers))
         ]
-        jc_frames = [
-            jc.serialize(jc.msg(msg_type, content, parent=jc_parent["header"])) + buffers
-            for _ in range(n)
-        ]
+        for _ in range(n)
+    ]
+    jc_frames = [
+        jc.serialize(jc.msg(msg_type, content, parent=jc_parent["header"])) + buffers
+        for _ in range(n)
+    ]
 
-        def parse_ours(k: int) -> None:
-            receiver = Session(KEY)
-            for frames in ours_frames[:k]:
-                receiver.deserialize(frames)
+    def parse_ours(k: int) -> None:
+        receiver = Session(KEY)
+        for frames in ours_frames[:k]:
+            receiver.deserialize(frames)
 
-        def parse_jc(k: int) -> None:
-            receiver = JCSession(key=KEY.encode())
-            for frames in jc_frames[:k]:
-                _, rest = receiver.feed_identities(frames)
-                receiver.deserialize(rest)
+    def parse_jc(k: int) -> None:
+        receiver = JCSession(key=KEY.encode())
+        for frames in jc_frames[:k]:
+            _, rest = receiver.feed_identities(frames)
+            receiver.deserialize(rest)
 
-        b_ours, b_jc = rate(build_ours, n), rate(build_jc, n)
-        p_ours, p_jc = rate(parse_ours, n), rate(parse_jc, n)
-        rows.append([f"{label}: build+serialize+sign", b_ours, b_jc, f"{b_ours / b_jc:.2f}x"])
-        rows.append([f"{label}: verify+deserialize", p_ours, p_jc, f"{p_ours / p_jc:.2f}x"])
+    b_ours, b_jc = rate(build_ours, n), rate(build_jc, n)
+    p_ours, p_jc = rate(parse_ours, n), rate(parse_jc, n)
+    rows.append([f"{label}: build+serialize+sign", b_ours, b_jc, f"{b_ours / b_jc:.2f}x"])
+    rows.append([f"{label}: verify+deserialize", p_ours, p_jc, f"{p_ours / p_jc:.2f}x"])
     return rows
 
 
