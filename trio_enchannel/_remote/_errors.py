@@ -1,0 +1,73 @@
+"""Errors specific to remote kernels (Jupyter Server / Enterprise Gateway)."""
+
+from __future__ import annotations
+
+import trio
+
+from .._errors import EnchannelError
+
+__all__ = [
+    "ConnectionLost",
+    "RemoteAuthenticationError",
+    "RemoteKernelNotFound",
+    "RemoteServerError",
+]
+
+
+class RemoteServerError(EnchannelError):
+    """A Jupyter Server or Enterprise Gateway refused or failed a request, or is unreachable.
+
+    Attributes:
+        status_code: the HTTP status, or ``None`` when the server could not be reached.
+        method: the HTTP method (``"GET"``, ``"POST"``, ...; ``"WEBSOCKET"`` for the channels).
+        url: the URL requested (never includes the token).
+        server_message: the ``message`` (or body) the server sent back, if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        method: str = "",
+        url: str = "",
+        server_message: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.method = method
+        self.url = url
+        self.server_message = server_message
+
+
+class RemoteAuthenticationError(RemoteServerError):
+    """The server refused the token (HTTP 401 or 403).
+
+    The message names the status and the URL; check the ``token`` argument (or the server's
+    ``IdentityProvider.token`` / Enterprise Gateway's ``EG_AUTH_TOKEN``).
+    """
+
+
+class RemoteKernelNotFound(RemoteServerError, LookupError):
+    """The server has no kernel with the requested id (HTTP 404).
+
+    Attributes:
+        kernel_id: the id that was asked for.
+    """
+
+    def __init__(self, message: str, *, kernel_id: str, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.kernel_id = kernel_id
+
+    def __str__(self) -> str:  # LookupError would otherwise quote the message
+        return str(self.args[0])
+
+
+class ConnectionLost(EnchannelError, trio.BrokenResourceError):
+    """The websocket to the server dropped.
+
+    Raised for every request that was waiting for a reply when the connection dropped: the
+    request may or may not have run on the kernel, and its reply (if any) is lost. The channels
+    reconnect on their own when the kernel is still alive; new requests work again once they
+    have.
+    """
