@@ -25,6 +25,11 @@ from ._message import CHANNEL_NAMES as CHANNEL_NAMES
 from ._message import ChannelName as ChannelName
 from ._message import Header as Header
 from ._message import Message as Message
+from ._outputs import ErrorInfo as ErrorInfo
+from ._outputs import OutputAccumulator as OutputAccumulator
+from ._results import ExecuteResult as ExecuteResult
+from ._results import KernelInfo as KernelInfo
+from ._results import Reply as Reply
 from ._session import DELIMITER as DELIMITER
 from ._session import Session as Session
 
@@ -40,16 +45,21 @@ __all__ = [
     "DuplicateSignature",
     "EnchannelError",
     "EncryptionUnavailable",
+    "ErrorInfo",
+    "ExecuteResult",
     "Header",
     "InvalidSignature",
     "KernelDied",
     "KernelError",
+    "KernelInfo",
     "KernelStartupError",
     "LocalProtocolError",
     "MalformedMessage",
     "Message",
     "NoSuchKernel",
+    "OutputAccumulator",
     "RemoteProtocolError",
+    "Reply",
     "Session",
     "UnsignedMessage",
     "write_connection_file",

@@ -1,0 +1,128 @@
+"""A bounded receive channel that never blocks its producer: when full it drops the oldest
+item and counts it.
+
+Used for messages nobody is obliged to read (unclaimed replies and IOPub broadcasts, comm
+messages): the router task that feeds it must never wait on a slow or absent reader, and the
+reader must be able to tell that it missed something (:attr:`DroppingQueue.dropped`).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import Generic, TypeVar
+
+import trio
+
+__all__ = ["DroppingQueue"]
+
+T = TypeVar("T")
+
+
+class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
+    """A receive channel fed synchronously, bounded by dropping its oldest items.
+
+    Args:
+        max_size: how many undelivered items to keep (``math.inf`` for no bound).
+    """
+
+    def __init__(self, max_size: float = math.inf) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1")
+        self.max_size = max_size
+        self._items: collections.deque[T] = collections.deque()
+        self._lot = trio.lowlevel.ParkingLot()
+        self._producer_closed = False
+        self._producer_error: BaseException | None = None
+        self._consumer_closed = False
+        self.dropped = 0
+        """How many items were dropped because the queue was full."""
+        self.delivered = 0
+        """How many items were put into the queue (kept or later dropped)."""
+
+    # -- producer side ------------------------------------------------------------------
+
+    def put_nowait(self, item: T) -> bool:
+        """Append ``item``; drop the oldest item when full. Return False (and drop ``item``)
+        when the queue is closed."""
+        if self._producer_closed or self._consumer_closed:
+            self.dropped += 1
+            return False
+        self.delivered += 1
+        self._items.append(item)
+        if len(self._items) > self.max_size:
+            self._items.popleft()
+            self.dropped += 1
+        self._lot.unpark()
+        return True
+
+    def close_producer(self, error: BaseException | None = None) -> None:
+        """No more items: once the queue is drained, receivers get
+        :exc:`trio.EndOfChannel` (or ``error`` when one is given). Idempotent."""
+        if self._producer_closed:
+            return
+        self._producer_closed = True
+        self._producer_error = error
+        self._lot.unpark_all()
+
+    @property
+    def producer_closed(self) -> bool:
+        """Whether :meth:`close_producer` was called."""
+        return self._producer_closed
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    # -- consumer side ------------------------------------------------------------------
+
+    def receive_nowait(self) -> T:
+        """The oldest item, without waiting.
+
+        Raises:
+            trio.WouldBlock: the queue is empty but still open.
+            trio.EndOfChannel: the producer finished and everything was received.
+            trio.ClosedResourceError: this receive channel was closed.
+            Exception: the error the producer finished with, if any.
+        """
+        if self._consumer_closed:
+            raise trio.ClosedResourceError("this receive channel was closed")
+        if self._items:
+            return self._items.popleft()
+        if self._producer_closed:
+            if self._producer_error is not None:
+                raise self._producer_error
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def receive(self) -> T:
+        """The oldest item, waiting for one if needed.
+
+        Raises:
+            trio.EndOfChannel: the producer finished and everything was received.
+            trio.ClosedResourceError: this receive channel was closed (also while waiting).
+            Exception: the error the producer finished with, if any.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                item = self.receive_nowait()
+            except trio.WouldBlock:
+                await self._lot.park()
+                continue
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return item
+
+    def close(self) -> None:
+        """Close the receive side: pending items are discarded, waiting receivers get
+        :exc:`trio.ClosedResourceError`. Idempotent."""
+        if self._consumer_closed:
+            return
+        self._consumer_closed = True
+        self.dropped += len(self._items)
+        self._items.clear()
+        self._lot.unpark_all()
+
+    async def aclose(self) -> None:
+        """Close the receive side (see :meth:`close`)."""
+        self.close()
+        await trio.lowlevel.checkpoint()
