@@ -392,6 +392,16 @@ class KernelChannels:
         """Echo heartbeat pings again."""
         self._heartbeat_paused = False
 
+    def abort(self) -> None:
+        """Close every socket at once, dropping unsent messages (linger 0): a crash.
+
+        Used to simulate a kernel that dies. Idempotent; afterwards every send raises
+        :class:`trio.ClosedResourceError` and receives end with :class:`trio.EndOfChannel`.
+        """
+        self._close()
+        for sock in self._sockets.values():
+            sock.close(linger=0)
+
     # -- iopub subscriptions ------------------------------------------------------------
 
     async def wait_for_subscriptions(self, count: int = 1) -> None:

@@ -1,1 +1,72 @@
-"""Testing kit for Trio tools that talk to Jupyter kernels."""
+"""Testing kit for Trio tools that talk to Jupyter kernels.
+
+A scripted fake kernel that speaks the real protocol on loopback sockets, with faults injected
+on demand, and pytest fixtures (``fake_kernel``, ``fake_kernel_info``) registered by the
+trio-enchannel pytest plugin. See the "Testing" chapter of the documentation.
+"""
+
+from __future__ import annotations
+
+from ._fake_kernel import DEFAULT_KERNEL_INFO as DEFAULT_KERNEL_INFO
+from ._fake_kernel import FakeKernel as FakeKernel
+from ._fake_kernel import open_fake_kernel as open_fake_kernel
+from ._script import ClearOutput as ClearOutput
+from ._script import CommClose as CommClose
+from ._script import CommMsg as CommMsg
+from ._script import CommOpen as CommOpen
+from ._script import DelayReply as DelayReply
+from ._script import DieMidRequest as DieMidRequest
+from ._script import DisplayData as DisplayData
+from ._script import DropReply as DropReply
+from ._script import DuplicateReply as DuplicateReply
+from ._script import Error as Error
+from ._script import ExecuteResult as ExecuteResult
+from ._script import Execution as Execution
+from ._script import Fault as Fault
+from ._script import FloodIopub as FloodIopub
+from ._script import ForgeSignature as ForgeSignature
+from ._script import Gate as Gate
+from ._script import InputRequest as InputRequest
+from ._script import Malformed as Malformed
+from ._script import Publish as Publish
+from ._script import ReplaySignature as ReplaySignature
+from ._script import ReplyAfterIdle as ReplyAfterIdle
+from ._script import Sleep as Sleep
+from ._script import Status as Status
+from ._script import Step as Step
+from ._script import StopHeartbeat as StopHeartbeat
+from ._script import Stream as Stream
+from ._script import UpdateDisplayData as UpdateDisplayData
+
+__all__ = [
+    "DEFAULT_KERNEL_INFO",
+    "ClearOutput",
+    "CommClose",
+    "CommMsg",
+    "CommOpen",
+    "DelayReply",
+    "DieMidRequest",
+    "DisplayData",
+    "DropReply",
+    "DuplicateReply",
+    "Error",
+    "ExecuteResult",
+    "Execution",
+    "FakeKernel",
+    "Fault",
+    "FloodIopub",
+    "ForgeSignature",
+    "Gate",
+    "InputRequest",
+    "Malformed",
+    "Publish",
+    "ReplaySignature",
+    "ReplyAfterIdle",
+    "Sleep",
+    "Status",
+    "Step",
+    "StopHeartbeat",
+    "Stream",
+    "UpdateDisplayData",
+    "open_fake_kernel",
+]

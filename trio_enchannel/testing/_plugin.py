@@ -63,7 +63,7 @@ async def fake_kernel(
     from trio_enchannel.testing import open_fake_kernel
 
     options = dict(fake_kernel_options)
-    options.setdefault("timeout", fake_kernel_timeout)
+    options.setdefault("wait_timeout", fake_kernel_timeout)
     async with open_fake_kernel(**options) as kernel:
         yield kernel
 
