@@ -1,0 +1,452 @@
+"""One kernel's websocket, kept up: connect, read, send, ping, reconnect with backoff.
+
+The :class:`KernelLink` owns the websocket to ``/api/kernels/{id}/channels`` of a Jupyter
+Server (or gateway). It knows nothing about channels or requests: decoded messages, rejected
+frames, drops, reconnections and the kernel's death are reported through callbacks, and
+:meth:`KernelLink.send` puts one message on the wire, whole or not at all.
+
+Lifecycle of a connection:
+
+* the first connection happens before :meth:`KernelLink.run` reports itself started, so that
+  a wrong token or an unknown kernel fails the caller's ``async with`` immediately;
+* when the websocket drops (the server closed it, the network failed, or a ping went
+  unanswered), ``on_drop`` is called (the owner fails the requests in flight), then the
+  kernel's REST model is checked: a kernel that no longer exists, or that the server calls
+  ``dead``, is reported through ``on_dead`` and the link ends; otherwise it reconnects with
+  exponential backoff (with jitter), reusing the same ``session_id`` so that Jupyter Server
+  replays what it buffered meanwhile;
+* a kernel the server reports ``restarting`` (it crashed and is being restarted) is reported
+  through ``on_restart``; ``dead`` through ``on_dead``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Literal
+
+import attrs
+import trio
+import trio_websocket
+
+from .._errors import KernelDied, MalformedMessage
+from .._message import Message
+from ._errors import (
+    ConnectionLost,
+    RemoteAuthenticationError,
+    RemoteKernelNotFound,
+    RemoteServerError,
+)
+from ._framing import V1_SUBPROTOCOL, decode_frame, encode_frame
+from ._rest import RemoteServer
+
+__all__ = ["KernelLink", "LinkState", "SubprotocolChoice"]
+
+SubprotocolChoice = Literal["auto", "v1", "legacy"]
+LinkState = Literal["connecting", "connected", "reconnecting", "closed", "dead"]
+
+# After a shutdown_reply the kernel leaves the server's list a moment later: check a few times.
+_CHECK_DELAYS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+#: Largest websocket message accepted from the server (kernel outputs can be large images).
+DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
+
+
+def _handshake_error(
+    exc: BaseException, url: str, kernel_id: str, token_sent: bool
+) -> RemoteServerError:
+    """Translate a trio-websocket handshake failure into our error types."""
+    safe_url = url.split("?", 1)[0]
+    if isinstance(exc, trio_websocket.ConnectionRejected):
+        status = exc.status_code
+        body = (exc.body or b"").decode("utf-8", "replace")[:300].strip()
+        kwargs: dict[str, object] = {
+            "status_code": status,
+            "method": "WEBSOCKET",
+            "url": safe_url,
+            "server_message": body,
+        }
+        if status in (401, 403):
+            given = "a token was sent" if token_sent else "no token was sent"
+            return RemoteAuthenticationError(
+                f"websocket {safe_url}: HTTP {status} — the server refused the connection "
+                f"({given}; check the token)",
+                **kwargs,  # type: ignore[arg-type]
+            )
+        if status == 404:
+            return RemoteKernelNotFound(
+                f"websocket {safe_url}: HTTP 404 — the server has no kernel {kernel_id!r}",
+                kernel_id=kernel_id,
+                **kwargs,
+            )
+        return RemoteServerError(
+            f"websocket {safe_url}: the server refused the connection with HTTP {status}"
+            + (f": {body}" if body else ""),
+            **kwargs,  # type: ignore[arg-type]
+        )
+    if isinstance(exc, trio_websocket.ConnectionTimeout):
+        return RemoteServerError(
+            f"websocket {safe_url}: no handshake answer in time", method="WEBSOCKET", url=safe_url
+        )
+    cause = exc.__cause__ or exc
+    return RemoteServerError(
+        f"websocket {safe_url}: cannot connect: {cause or type(cause).__name__}",
+        method="WEBSOCKET",
+        url=safe_url,
+    )
+
+
+@attrs.define(eq=False)
+class KernelLink:
+    """The websocket to one remote kernel, reconnecting when it drops.
+
+    Callbacks (all synchronous except ``deliver``):
+
+    * ``deliver(msg)``: a decoded message; may block to apply backpressure.
+    * ``reject(error)``: a frame that could not be decoded (never delivered).
+    * ``on_drop(error)``: the connection dropped; requests in flight should fail with it.
+    * ``on_restart(reason)``: the server restarted the kernel (it had died).
+    * ``on_dead(error)``: the kernel is gone; the link has ended.
+    * ``on_connect()``: a (re)connection succeeded.
+    """
+
+    server: RemoteServer
+    kernel_id: str
+    session_id: str
+    deliver: Callable[[Message], Awaitable[None]]
+    reject: Callable[[MalformedMessage], None]
+    on_drop: Callable[[ConnectionLost], None]
+    on_restart: Callable[[str], None]
+    on_dead: Callable[[KernelDied], None]
+    on_connect: Callable[[], None] = lambda: None
+    subprotocol_choice: SubprotocolChoice = "auto"
+    reconnect: bool = True
+    reconnect_timeout: float = 60.0
+    backoff_initial: float = 0.05
+    backoff_max: float = 5.0
+    ping_interval: float | None = 10.0
+    ping_timeout: float = 10.0
+    kernel_check_interval: float | None = None
+    send_timeout: float = 30.0
+    connect_timeout: float = 30.0
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    state: LinkState = "connecting"
+    subprotocol: str | None = None
+    connections: int = 0
+    drops: int = 0
+    death: KernelDied | None = None
+    _ws: trio_websocket.WebSocketConnection | None = None
+    _up: trio.Event = attrs.Factory(trio.Event)
+    _changed: trio.Event = attrs.Factory(trio.Event)
+    _send_lock: trio.Lock = attrs.Factory(trio.Lock)
+    _cancel: trio.CancelScope | None = None
+    _serve_scope: trio.CancelScope | None = None
+    _check_now: trio.Event = attrs.Factory(trio.Event)
+    _reconnect_started: float = 0.0
+    _backoff: float = 0.0
+
+    @property
+    def url(self) -> str:
+        """The websocket URL (with the session id, never the token)."""
+        return self.server.websocket_url(self.kernel_id, self.session_id)
+
+    # -- sending --------------------------------------------------------------------------
+
+    async def send(self, msg: Message) -> None:
+        """Send one message, waiting for the link to be up if it is reconnecting.
+
+        The frame is encoded before anything else, and written shielded from cancellation
+        (bounded by ``send_timeout``), so it is never half-sent.
+
+        Raises:
+            LocalProtocolError: the message cannot be encoded (nothing was sent).
+            KernelDied: the kernel is gone.
+            trio.ClosedResourceError: the link was closed.
+            ConnectionLost: the connection dropped while the frame was being written.
+        """
+        await self.wait_connected()
+        subprotocol = self.subprotocol
+        frame = encode_frame(msg, subprotocol)
+        async with self._send_lock:
+            ws = self._ws
+            if ws is None or self.subprotocol != subprotocol:
+                # Dropped (or reconnected with another framing) while waiting for the lock.
+                await self.wait_connected()
+                frame = encode_frame(msg, self.subprotocol)
+                ws = self._ws
+                assert ws is not None
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(self.send_timeout) as timeout:
+                    try:
+                        await ws.send_message(frame)
+                    except trio_websocket.ConnectionClosed as exc:
+                        raise ConnectionLost(
+                            f"the websocket to kernel {self.kernel_id} dropped while sending "
+                            f"a {msg.msg_type}"
+                        ) from exc
+                if timeout.cancelled_caught:
+                    # The stream may hold a partial frame: this connection is unusable.
+                    self._abort_connection()
+                    raise ConnectionLost(
+                        f"sending a {msg.msg_type} to kernel {self.kernel_id} took longer than "
+                        f"{self.send_timeout:g} s; the connection was reset"
+                    )
+
+    async def wait_connected(self) -> None:
+        """Wait until the websocket is up.
+
+        Raises:
+            KernelDied: the kernel is gone.
+            trio.ClosedResourceError: the link was closed.
+        """
+        while True:
+            if self.state == "connected":
+                await trio.lowlevel.checkpoint()
+                return
+            if self.state == "dead":
+                assert self.death is not None
+                raise self.death
+            if self.state == "closed":
+                raise trio.ClosedResourceError("the remote channels are closed")
+            await self._changed.wait()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the websocket gracefully (bounded) and stop the link. Idempotent."""
+        if self.state not in ("closed", "dead"):
+            self._set_state("closed")
+        ws = self._ws
+        if ws is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(1.0):
+                await ws.aclose()
+        if self._cancel is not None:
+            self._cancel.cancel()
+        await trio.lowlevel.checkpoint()
+
+    def check_kernel_soon(self) -> None:
+        """Ask for an immediate REST check of the kernel's existence."""
+        self._check_now.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, then keep the link up until :meth:`aclose` or the kernel's death.
+
+        Raises (before reporting started):
+            RemoteAuthenticationError: the token was refused.
+            RemoteKernelNotFound: the kernel does not exist.
+            RemoteServerError: the server cannot be reached, refused the connection, or does
+                not offer the required subprotocol.
+        """
+        with trio.CancelScope() as cancel:
+            self._cancel = cancel
+            first = True
+            while self.state not in ("closed", "dead"):
+                connected = False
+                try:
+                    async with self._open() as ws:
+                        connected = True
+                        try:
+                            self._check_subprotocol(ws)
+                        except RemoteServerError as exc:
+                            if first:
+                                raise
+                            self._die(KernelDied(str(exc)))
+                            break
+                        self._ws = ws
+                        self.subprotocol = ws.subprotocol
+                        self.connections += 1
+                        self._set_state("connected")
+                        self.on_connect()
+                        if first:
+                            first = False
+                            task_status.started()
+                        try:
+                            await self._serve(ws)
+                        finally:
+                            self._ws = None
+                except trio_websocket.HandshakeError as exc:
+                    if not connected:
+                        error = _handshake_error(
+                            exc, self.url, self.kernel_id, bool(self.server.token)
+                        )
+                        if first:
+                            raise error from exc
+                        await self._after_failed_reconnect(error)
+                        continue
+                    # else: the closing handshake timed out; the connection is gone anyway.
+                if self.state in ("closed", "dead"):
+                    break
+                await self._after_drop()
+        self._cancel = None
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _open(self) -> AbstractAsyncContextManager[trio_websocket.WebSocketConnection]:
+        offered = [] if self.subprotocol_choice == "legacy" else [V1_SUBPROTOCOL]
+        headers = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in self.server.auth_headers().items()
+        ]
+        return trio_websocket.open_websocket_url(
+            self.url,
+            ssl_context=self.server.ssl_context if self.url.startswith("wss:") else None,
+            subprotocols=offered,
+            extra_headers=headers,
+            max_message_size=self.max_message_size,
+            receive_buffer_size=256 * 1024,
+            connect_timeout=self.connect_timeout,
+            disconnect_timeout=2.0,
+        )
+
+    def _check_subprotocol(self, ws: trio_websocket.WebSocketConnection) -> None:
+        if self.subprotocol_choice == "v1" and ws.subprotocol != V1_SUBPROTOCOL:
+            raise RemoteServerError(
+                f"the server at {self.server.url} does not offer the {V1_SUBPROTOCOL} "
+                "websocket subprotocol (subprotocol='v1' was required); use 'auto' to fall "
+                "back to the legacy framing",
+                method="WEBSOCKET",
+                url=self.url.split("?", 1)[0],
+            )
+
+    def _set_state(self, state: LinkState) -> None:
+        self.state = state
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _abort_connection(self) -> None:
+        # Ending _serve closes the websocket; with a partial frame on the stream the server
+        # drops the connection and we reconnect.
+        if self._serve_scope is not None:
+            self._serve_scope.cancel()
+
+    async def _serve(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """Read until the connection drops (returns) or the link ends."""
+        async with trio.open_nursery() as nursery:
+            self._serve_scope = nursery.cancel_scope
+            if self.ping_interval is not None:
+                nursery.start_soon(self._pinger, ws, nursery.cancel_scope)
+            nursery.start_soon(self._checker, nursery.cancel_scope)
+            try:
+                while True:
+                    try:
+                        frame = await ws.get_message()
+                    except trio_websocket.ConnectionClosed:
+                        break
+                    try:
+                        msg = decode_frame(frame, ws.subprotocol)
+                    except MalformedMessage as exc:
+                        self.reject(exc)
+                        continue
+                    self._watch_status(msg)
+                    await self.deliver(msg)
+                    if self.state == "dead":
+                        break
+            finally:
+                self._serve_scope = None
+                nursery.cancel_scope.cancel()
+
+    def _watch_status(self, msg: Message) -> None:
+        if msg.channel != "iopub":
+            return
+        if msg.msg_type == "status":
+            state = msg.content.get("execution_state")
+            if state == "restarting":
+                self.on_restart("the server restarted the kernel (it had died)")
+            elif state == "dead":
+                self._die(KernelDied("the server reports the kernel dead (its restart failed)"))
+        elif msg.msg_type == "shutdown_reply" and msg.content.get("restart") is False:
+            # Someone asked the kernel to shut down: find out whether it is gone.
+            self.check_kernel_soon()
+
+    def _die(self, error: KernelDied) -> None:
+        if self.state in ("closed", "dead"):
+            return
+        self.death = error
+        self._set_state("dead")
+        self.on_dead(error)
+
+    async def _pinger(
+        self, ws: trio_websocket.WebSocketConnection, scope: trio.CancelScope
+    ) -> None:
+        assert self.ping_interval is not None
+        while True:
+            await trio.sleep(self.ping_interval)
+            with trio.move_on_after(self.ping_timeout) as timeout:
+                try:
+                    await ws.ping()
+                except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+                    scope.cancel()
+                    return
+            if timeout.cancelled_caught:
+                # Half-open connection: treat as dropped.
+                scope.cancel()
+                return
+
+    async def _checker(self, scope: trio.CancelScope) -> None:
+        """Check the kernel's REST model when asked to, and every kernel_check_interval."""
+        while True:
+            asked = False
+            with trio.move_on_after(
+                math.inf if self.kernel_check_interval is None else self.kernel_check_interval
+            ):
+                await self._check_now.wait()
+                asked = True
+            self._check_now = trio.Event()
+            for delay in _CHECK_DELAYS if asked else (0.0,):
+                await trio.sleep(delay)
+                gone = await self._kernel_gone()
+                if gone is not None:
+                    self._die(gone)
+                    scope.cancel()
+                    return
+
+    async def _kernel_gone(self) -> KernelDied | None:
+        """A KernelDied when the server says the kernel no longer exists or is dead."""
+        try:
+            model = await self.server.get_kernel(self.kernel_id)
+        except RemoteKernelNotFound:
+            return KernelDied(f"kernel {self.kernel_id} no longer exists on {self.server.url}")
+        except (RemoteServerError, trio.ClosedResourceError):
+            return None
+        if model.execution_state == "dead":
+            return KernelDied(f"the server reports kernel {self.kernel_id} dead")
+        return None
+
+    async def _after_drop(self) -> None:
+        self.drops += 1
+        self._set_state("reconnecting")
+        self.on_drop(
+            ConnectionLost(
+                f"the websocket to kernel {self.kernel_id} on {self.server.url} dropped; the "
+                "request may or may not have run, and its reply is lost"
+            )
+        )
+        if not self.reconnect:
+            self._die(KernelDied(f"the websocket to kernel {self.kernel_id} dropped"))
+            return
+        self._reconnect_started = trio.current_time()
+        self._backoff = self.backoff_initial
+        gone = await self._kernel_gone()
+        if gone is not None:
+            self._die(gone)
+
+    async def _after_failed_reconnect(self, error: RemoteServerError) -> None:
+        if isinstance(error, (RemoteKernelNotFound, RemoteAuthenticationError)):
+            self._die(KernelDied(f"cannot reconnect to kernel {self.kernel_id}: {error}"))
+            return
+        if trio.current_time() - self._reconnect_started > self.reconnect_timeout:
+            self._die(
+                KernelDied(
+                    f"lost contact with kernel {self.kernel_id}: no connection for "
+                    f"{self.reconnect_timeout:g} s ({error})"
+                )
+            )
+            return
+        delay = min(self._backoff, self.backoff_max)
+        self._backoff = min(self._backoff * 2, self.backoff_max)
+        await trio.sleep(delay * (0.5 + random.random()))  # backoff with jitter
+        gone = await self._kernel_gone()
+        if gone is not None:
+            self._die(gone)
