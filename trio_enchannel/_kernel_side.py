@@ -330,6 +330,9 @@ class KernelChannels:
     _subscribed_lot: trio.lowlevel.ParkingLot = attrs.field(
         init=False, factory=trio.lowlevel.ParkingLot, repr=False
     )
+    _heartbeat_lot: trio.lowlevel.ParkingLot = attrs.field(
+        init=False, factory=trio.lowlevel.ParkingLot, repr=False
+    )
     _closed: bool = attrs.field(init=False, default=False, repr=False)
 
     def _setup(self, buffer_size: int | float, report_rejects: bool) -> None:
@@ -391,6 +394,18 @@ class KernelChannels:
     def resume_heartbeat(self) -> None:
         """Echo heartbeat pings again."""
         self._heartbeat_paused = False
+
+    async def wait_for_heartbeats(self, count: int = 1) -> None:
+        """Wait until ``count`` heartbeat pings have arrived in total (echoed or dropped).
+
+        Raises:
+            trio.ClosedResourceError: the channels are closed.
+        """
+        while self._hb_echoed + self._hb_dropped < count:
+            if self._closed:
+                raise trio.ClosedResourceError("the kernel channels are closed")
+            await self._heartbeat_lot.park()
+        await trio.lowlevel.checkpoint()
 
     def abort(self) -> None:
         """Close every socket at once, dropping unsent messages (linger 0): a crash.
@@ -689,9 +704,10 @@ class KernelChannels:
                 for frames in socket.receive_batch_nowait():
                     if self._heartbeat_paused:
                         self._hb_dropped += 1
-                        continue
-                    await socket.send_multipart(frames)
-                    self._hb_echoed += 1
+                    else:
+                        await socket.send_multipart(frames)
+                        self._hb_echoed += 1
+                    self._heartbeat_lot.unpark_all()
         except trio.ClosedResourceError:
             pass
 
@@ -704,6 +720,7 @@ class KernelChannels:
         for waiter in self._input_waiters.values():
             waiter.event.set()
         self._subscribed_lot.unpark_all()
+        self._heartbeat_lot.unpark_all()
         self.shell._closed = self.control._closed = self.stdin._closed = True
         self.iopub._closed = True
 

@@ -1,0 +1,502 @@
+"""Tests of the kernel side (open_kernel_channels), against raw peers and jupyter_client."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+import trio
+
+from tests._raw_peer import open_raw_peer
+from trio_enchannel import (
+    ConnectionInfo,
+    LocalProtocolError,
+    Session,
+)
+from trio_enchannel._kernel_side import KernelChannels, open_kernel_channels
+from trio_enchannel._session import DELIMITER
+from trio_enchannel._zmq import curve_keypair, has_curve
+
+TIMEOUT = 15
+
+KERNEL_INFO: dict[str, Any] = {
+    "status": "ok",
+    "protocol_version": "5.5",
+    "implementation": "test",
+    "implementation_version": "1.0",
+    "language_info": {"name": "test", "version": "1", "mimetype": "text/plain"},
+    "banner": "",
+    "help_links": [],
+}
+
+
+async def serve_kernel_info(kc: KernelChannels) -> None:
+    """A tiny kernel: answers kernel_info and echoes execute code as a stream."""
+    async for request in kc.shell:
+        async with kc.busy(request):
+            if request.msg_type == "kernel_info_request":
+                await kc.reply(request, KERNEL_INFO)
+            elif request.msg_type == "execute_request":
+                code = request.content["code"]
+                if code == "input":
+                    value = await kc.input_request(request, "? ")
+                    await kc.publish("stream", {"name": "stdout", "text": value}, parent=request)
+                else:
+                    await kc.publish("stream", {"name": "stdout", "text": code}, parent=request)
+                await kc.reply(
+                    request,
+                    {"status": "ok", "execution_count": 1, "user_expressions": {}, "payload": []},
+                )
+
+
+async def test_reply_goes_back_to_the_client_that_asked() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels() as kc, trio.open_nursery() as nursery:
+            nursery.start_soon(serve_kernel_info, kc)
+            info = kc.connection_info
+            async with open_raw_peer(info) as a, open_raw_peer(info) as b:
+                req_a = await a.request("kernel_info_request")
+                req_b = await b.request("kernel_info_request")
+                reply_b = await b.receive("shell")
+                reply_a = await a.receive("shell")
+                assert reply_a.parent_id == req_a.msg_id
+                assert reply_b.parent_id == req_b.msg_id
+                assert reply_a.msg_type == "kernel_info_reply"
+                assert reply_a.header.session == kc.session.session_id
+                # Nothing else is waiting for either client.
+                for peer in (a, b):
+                    with pytest.raises(trio.WouldBlock):
+                        peer.frames_nowait("shell")
+            stats = kc.statistics()
+            assert stats.shell.received == 2
+            assert stats.shell.sent == 2
+            assert stats.rejected_total == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_requests_keep_identities_and_channel() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_kernel_channels() as kc,
+            open_raw_peer(kc.connection_info, identity=b"client-1") as peer,
+        ):
+            sent = await peer.request("comm_info_request", {}, channel="control")
+            received = await kc.control.receive()
+            assert received.identities == (b"client-1",)
+            assert received.channel == "control"
+            assert received.msg_id == sent.msg_id
+            reply = await kc.reply(received, {"status": "ok", "comms": {}})
+            assert reply.channel == "control"
+            got = await peer.receive("control")
+            assert got.msg_type == "comm_info_reply"
+            assert got.parent_header["msg_id"] == sent.msg_id
+
+
+async def test_iopub_welcome_for_each_subscriber() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels() as kc:
+            info = kc.connection_info
+            async with open_raw_peer(info, wait_welcome=False) as first:
+                welcome = await first.receive("iopub")
+                assert welcome.msg_type == "iopub_welcome"
+                assert welcome.content == {"subscription": ""}
+                assert welcome.parent_header == {}
+                # A second subscriber to the same (empty) topic is welcomed too (XPUB_VERBOSE).
+                async with open_raw_peer(info, wait_welcome=False) as second:
+                    assert (await second.receive("iopub")).msg_type == "iopub_welcome"
+                # A topic subscription is welcomed under that topic.
+                async with open_raw_peer(info, topic=b"kernel.", wait_welcome=False) as third:
+                    welcome = await third.receive("iopub")
+                    assert welcome.content == {"subscription": "kernel."}
+            stats = kc.statistics()
+            assert stats.welcomes_sent == 3
+            assert stats.subscriptions == 3
+
+
+async def test_iopub_welcome_can_be_disabled() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels(iopub_welcome=False) as kc:
+            async with open_raw_peer(kc.connection_info, wait_welcome=False) as peer:
+                await kc.wait_for_subscriptions(1)
+                await kc.publish("status", {"execution_state": "idle"})
+                assert (await peer.receive("iopub")).msg_type == "status"
+            assert kc.statistics().welcomes_sent == 0
+
+
+async def test_publish_uses_topics() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels() as kc:
+            info = kc.connection_info
+            async with open_raw_peer(info, topic=b"custom.", wait_welcome=True) as peer:
+                await kc.publish("stream", {"name": "stdout", "text": "skipped"})
+                await kc.publish("stream", {"name": "stdout", "text": "seen"}, topic=b"custom.x")
+                frames = await peer.frames("iopub")
+                assert frames[0] == b"custom.x"
+                msg = peer.session.deserialize(frames)
+                assert msg.content["text"] == "seen"
+            async with open_raw_peer(info) as peer:
+                published = await kc.publish("status", {"execution_state": "idle"})
+                frames = await peer.frames("iopub")
+                assert frames[0] == f"kernel.{kc.session.session_id}.status".encode()
+                assert peer.session.deserialize(frames).msg_id == published.msg_id
+
+
+async def test_heartbeat_echoes_and_pauses() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels() as kc:
+            async with open_raw_peer(kc.connection_info) as peer:
+                await peer.ping(b"ping-1")
+                assert await peer.pong() == b"ping-1"
+                kc.pause_heartbeat()
+                assert kc.heartbeat_paused
+                await peer.ping(b"dropped")
+                # The ping is dropped: once resumed, the next echo is the next ping.
+                await kc.wait_for_heartbeats(2)
+                kc.resume_heartbeat()
+                await peer.ping(b"ping-2")
+                assert await peer.pong() == b"ping-2"
+            stats = kc.statistics()
+            assert stats.heartbeats_echoed == 2
+            assert stats.heartbeats_dropped == 1
+
+
+async def test_heartbeat_can_be_off() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels(heartbeat=False) as kc:
+            assert kc.statistics().heartbeats_echoed == 0
+
+
+async def test_rejects_are_counted_and_reported() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels(report_rejects=True) as kc:
+            assert kc.rejects is not None
+            async with open_raw_peer(kc.connection_info, identity=b"bad-client") as peer:
+                msg = peer.message("kernel_info_request")
+                frames = [bytes(f) for f in peer.session.serialize(msg, ())]
+                forged = list(frames)
+                forged[1] = b"0" * len(frames[1])
+                await peer.send_frames("shell", forged)
+                await peer.send_frames("shell", [b"no delimiter"])
+                await peer.send_frames("shell", frames[:3])
+                await peer.send_frames("shell", frames)  # valid
+                await peer.send_frames("shell", frames)  # a replay
+                unsigned = list(frames)
+                unsigned[1] = b""
+                await peer.send_frames("control", unsigned)
+                good = await kc.shell.receive()
+                assert good.msg_id == msg.msg_id
+                reasons = []
+                for _ in range(5):
+                    reject = await kc.rejects.receive()
+                    if reject.error.reason == "missing_delimiter":
+                        assert reject.identities == ()
+                    else:
+                        assert reject.identities == (b"bad-client",)
+                    reasons.append((reject.channel, reject.error.reason))
+                assert sorted(reasons) == sorted(
+                    [
+                        ("shell", "invalid_signature"),
+                        ("shell", "missing_delimiter"),
+                        ("shell", "too_few_frames"),
+                        ("shell", "duplicate_signature"),
+                        ("control", "unsigned"),
+                    ]
+                )
+            stats = kc.statistics()
+            assert stats.shell.rejected == {
+                "invalid_signature": 1,
+                "missing_delimiter": 1,
+                "too_few_frames": 1,
+                "duplicate_signature": 1,
+            }
+            assert stats.control.rejected == {"unsigned": 1}
+            assert stats.shell.received == 1
+            assert stats.rejected_total == 5
+
+
+async def test_input_request_reaches_the_asking_client_only() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels() as kc, trio.open_nursery() as nursery:
+            nursery.start_soon(serve_kernel_info, kc)
+            info = kc.connection_info
+            async with open_raw_peer(info) as asker, open_raw_peer(info) as other:
+                request = await asker.request("execute_request", {"code": "input"})
+                input_request = await asker.receive("stdin")
+                assert input_request.msg_type == "input_request"
+                assert input_request.content == {"prompt": "? ", "password": False}
+                assert input_request.parent_id == request.msg_id
+                with pytest.raises(trio.WouldBlock):
+                    other.frames_nowait("stdin")
+                await asker.send(
+                    "stdin",
+                    asker.message("input_reply", {"value": "forty-two"}, parent=input_request),
+                )
+                outputs = await asker.outputs(request)
+                assert [m.content.get("text") for m in outputs if m.msg_type == "stream"] == [
+                    "forty-two"
+                ]
+                assert (await asker.receive("shell")).content["status"] == "ok"
+                # jupyter_client answers without a parent header: matched by identity.
+                request = await asker.request("execute_request", {"code": "input"})
+                await asker.receive("stdin")
+                await asker.send("stdin", asker.message("input_reply", {"value": "no parent"}))
+                outputs = await asker.outputs(request)
+                assert "no parent" in [m.content.get("text") for m in outputs]
+            nursery.cancel_scope.cancel()
+
+
+async def test_input_request_refused_without_stdin() -> None:
+    session = Session()
+    request = session.message(
+        "execute_request", {"code": "", "allow_stdin": False}, identities=(b"x",)
+    )
+    async with open_kernel_channels() as kc:
+        with pytest.raises(LocalProtocolError, match="stdin"):
+            await kc.input_request(request)
+        with pytest.raises(LocalProtocolError, match="identities"):
+            await kc.input_request(session.message("execute_request", {"code": ""}))
+
+
+async def test_local_errors_before_the_wire() -> None:
+    async with open_kernel_channels() as kc:
+        no_route = kc.session.message("kernel_info_reply", {}, channel="shell")
+        with pytest.raises(LocalProtocolError, match="identities"):
+            await kc.shell.send(no_route)
+        wrong = kc.session.message("status", {}, channel="iopub", identities=(b"x",))
+        with pytest.raises(LocalProtocolError, match="iopub"):
+            await kc.shell.send(wrong)
+        with pytest.raises(LocalProtocolError, match="channel"):
+            await kc.send(kc.session.message("status", {}))
+        with pytest.raises(LocalProtocolError, match="JSON"):
+            await kc.publish("stream", {"text": float("nan")})
+        stats = kc.statistics()
+        assert stats.shell.sent == 0
+        assert stats.iopub.sent == 0
+
+
+async def test_busy_publishes_idle_even_on_error() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels() as kc, open_raw_peer(kc.connection_info) as peer:
+            parent = peer.message("execute_request", {"code": ""})
+            with pytest.raises(RuntimeError):
+                async with kc.busy(parent):
+                    raise RuntimeError("boom")
+            with trio.CancelScope() as scope:
+                async with kc.busy(parent):
+                    scope.cancel()
+                    await trio.sleep_forever()
+            states = [(await peer.receive("iopub")).content["execution_state"] for _ in "1234"]
+            assert states == ["busy", "idle", "busy", "idle"]
+
+
+async def test_close_is_clean_and_ports_are_released() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels() as kc:
+            info = kc.connection_info
+            assert all(
+                info.port(name) != 0 for name in ("shell", "iopub", "stdin", "control", "hb")
+            )
+        assert kc.closed
+        with pytest.raises(trio.EndOfChannel):
+            await kc.shell.receive()
+        with pytest.raises(trio.ClosedResourceError):
+            await kc.publish("status", {"execution_state": "idle"})
+        with pytest.raises(trio.ClosedResourceError):
+            await kc.wait_for_subscriptions()
+        # The same ports can be bound again at once.
+        async with open_kernel_channels(info) as again:
+            assert again.connection_info == info
+
+
+async def test_abort_closes_at_once() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels() as kc:
+            info = kc.connection_info
+            kc.abort()
+            kc.abort()
+            with pytest.raises(trio.ClosedResourceError):
+                await kc.publish("status", {"execution_state": "idle"})
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", info.shell_port))
+
+
+async def test_endpoint_aclose() -> None:
+    async with open_kernel_channels() as kc:
+        await kc.stdin.aclose()
+        await kc.stdin.aclose()
+        with pytest.raises(trio.ClosedResourceError):
+            await kc.stdin.receive()
+        await kc.iopub.aclose()
+        with pytest.raises(trio.ClosedResourceError):
+            await kc.publish("status", {"execution_state": "idle"})
+
+
+async def test_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        info = ConnectionInfo(
+            shell_port=port, iopub_port=0, stdin_port=0, control_port=0, hb_port=0
+        )
+        with pytest.raises(OSError, match="in use"):
+            async with open_kernel_channels(info):
+                pass  # pragma: no cover
+
+
+async def test_ipc_transport() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels(transport="ipc") as kc, trio.open_nursery() as nursery:
+            nursery.start_soon(serve_kernel_info, kc)
+            info = kc.connection_info
+            assert info.transport == "ipc"
+            async with open_raw_peer(info) as peer:
+                request = await peer.request("kernel_info_request")
+                assert (await peer.receive("shell")).parent_id == request.msg_id
+            nursery.cancel_scope.cancel()
+        assert not any(path.exists() for path in info.ipc_paths())
+
+
+async def test_unsigned_connection() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels(key="") as kc, trio.open_nursery() as nursery:
+            nursery.start_soon(serve_kernel_info, kc)
+            async with open_raw_peer(kc.connection_info) as peer:
+                request = await peer.request("kernel_info_request")
+                frames = await peer.frames("shell")
+                assert frames[frames.index(DELIMITER) + 1] == b""
+                assert peer.session.deserialize(frames).parent_id == request.msg_id
+            nursery.cancel_scope.cancel()
+
+
+@pytest.mark.skipif(not has_curve(), reason="libzmq without CurveZMQ")
+async def test_curve_encryption() -> None:
+    public, secret = curve_keypair()
+    info = ConnectionInfo(
+        shell_port=0,
+        iopub_port=0,
+        stdin_port=0,
+        control_port=0,
+        hb_port=0,
+        key="k",
+        curve_publickey=public,
+        curve_secretkey=secret,
+    )
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels(info) as kc:
+            bound = kc.connection_info
+            client_public, client_secret = curve_keypair()
+            from trio_enchannel._zmq import TrioSocket
+
+            with TrioSocket("DEALER", linger=0) as dealer:
+                dealer.set_curve_client(public, public_key=client_public, secret_key=client_secret)
+                dealer.connect(bound.url("shell"))
+                session = Session("k")
+                msg = session.message("kernel_info_request", {})
+                await dealer.send_multipart(session.serialize(msg))
+                received = await kc.shell.receive()
+                assert received.msg_id == msg.msg_id
+            # A client without the server key never gets through.
+            with TrioSocket("DEALER", linger=0) as plain:
+                plain.connect(bound.url("shell"))
+                await plain.send_multipart(session.serialize(session.message("x_request")))
+                with trio.move_on_after(0.2):
+                    await kc.shell.receive()
+                    pytest.fail("an unencrypted client reached the kernel")
+
+
+# -- jupyter_client as an independent client ----------------------------------------------
+
+
+def _blocking_session(info: ConnectionInfo, identity_hint: str) -> dict[str, Any]:
+    from jupyter_client.blocking.client import BlockingKernelClient
+
+    client = BlockingKernelClient()
+    client.load_connection_info(info.to_dict())  # type: ignore[arg-type]
+    client.start_channels()
+    try:
+        reply = client.kernel_info(reply=True, timeout=TIMEOUT)
+        outputs: list[dict[str, Any]] = []
+        execute = client.execute_interactive(
+            identity_hint,
+            timeout=TIMEOUT,
+            output_hook=outputs.append,
+        )
+        asked = client.execute_interactive(
+            "input",
+            timeout=TIMEOUT,
+            output_hook=outputs.append,
+            stdin_hook=lambda msg: client.input(f"answer-{identity_hint}"),
+        )
+        return {
+            "kernel_info": reply["content"],
+            "execute": execute["content"],
+            "asked": asked["content"],
+            "streams": [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"],
+            "beating": client.hb_channel.is_beating(),
+        }
+    finally:
+        client.stop_channels()
+
+
+@pytest.mark.kernel
+async def test_jupyter_client_blocking_clients_are_routed() -> None:
+    with trio.fail_after(TIMEOUT * 2):
+        async with open_kernel_channels() as kc, trio.open_nursery() as nursery:
+            nursery.start_soon(serve_kernel_info, kc)
+            info = kc.connection_info
+            results: dict[str, dict[str, Any]] = {}
+
+            async def run(name: str) -> None:
+                results[name] = await trio.to_thread.run_sync(_blocking_session, info, name)
+
+            async with trio.open_nursery() as clients:
+                clients.start_soon(run, "one")
+                clients.start_soon(run, "two")
+            for name in ("one", "two"):
+                result = results[name]
+                assert result["kernel_info"]["implementation"] == "test"
+                assert result["execute"]["status"] == "ok"
+                assert result["asked"]["status"] == "ok"
+                assert result["streams"] == [name, f"answer-{name}"]
+                assert result["beating"]
+            assert kc.statistics().rejected_total == 0
+            nursery.cancel_scope.cancel()
+
+
+def _async_client(info: ConnectionInfo) -> tuple[dict[str, Any], list[str]]:
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+
+    async def main() -> tuple[dict[str, Any], list[str]]:
+        client = AsyncKernelClient()
+        client.load_connection_info(info.to_dict())  # type: ignore[arg-type]
+        client.start_channels()
+        try:
+            msg_id = client.execute("via-asyncio")
+            reply: dict[str, Any] = await client.get_shell_msg(timeout=TIMEOUT)
+            assert reply["parent_header"]["msg_id"] == msg_id
+            types: list[str] = []
+            while True:
+                msg = await client.get_iopub_msg(timeout=TIMEOUT)
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                types.append(msg["msg_type"])
+                if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                    return reply["content"], types
+        finally:
+            client.stop_channels()
+
+    return asyncio.run(main())
+
+
+@pytest.mark.kernel
+async def test_jupyter_client_async_client() -> None:
+    with trio.fail_after(TIMEOUT * 2):
+        async with open_kernel_channels() as kc, trio.open_nursery() as nursery:
+            nursery.start_soon(serve_kernel_info, kc)
+            content, types = await trio.to_thread.run_sync(_async_client, kc.connection_info)
+            assert content["status"] == "ok"
+            assert types == ["status", "stream", "status"]
+            nursery.cancel_scope.cancel()
