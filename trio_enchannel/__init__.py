@@ -5,6 +5,13 @@ The public API is re-exported here; every other module is private.
 
 from __future__ import annotations
 
+from ._client import ClientStatistics as ClientStatistics
+from ._client import Execution as Execution
+from ._client import InputRequest as InputRequest
+from ._client import KernelClient as KernelClient
+from ._client import StdinHandler as StdinHandler
+from ._client import open_client as open_client
+from ._comm import Comm as Comm
 from ._connection import ConnectionInfo as ConnectionInfo
 from ._connection import write_connection_file as write_connection_file
 from ._errors import ConfigurationError as ConfigurationError
@@ -39,6 +46,8 @@ __all__ = [
     "CHANNEL_NAMES",
     "DELIMITER",
     "ChannelName",
+    "ClientStatistics",
+    "Comm",
     "ConfigurationError",
     "ConnectionInfo",
     "ConnectionInfoError",
@@ -47,8 +56,11 @@ __all__ = [
     "EncryptionUnavailable",
     "ErrorInfo",
     "ExecuteResult",
+    "Execution",
     "Header",
+    "InputRequest",
     "InvalidSignature",
+    "KernelClient",
     "KernelDied",
     "KernelError",
     "KernelInfo",
@@ -61,6 +73,8 @@ __all__ = [
     "RemoteProtocolError",
     "Reply",
     "Session",
+    "StdinHandler",
     "UnsignedMessage",
+    "open_client",
     "write_connection_file",
 ]

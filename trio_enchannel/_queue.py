@@ -73,6 +73,12 @@ class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def drain_nowait(self) -> list[T]:
+        """Remove and return every buffered item (for a producer taking its items back)."""
+        items = list(self._items)
+        self._items.clear()
+        return items
+
     # -- consumer side ------------------------------------------------------------------
 
     def receive_nowait(self) -> T:

@@ -1,0 +1,1160 @@
+"""The kernel client: requests that get exactly their own replies, even many at once.
+
+:func:`open_client` starts router tasks that consume every channel of a
+:class:`~trio_enchannel.Channels` and hand each message to the request that owns it (by the
+``msg_id`` of its parent). Each request method sends one request and waits for its reply;
+``execute`` also gathers the request's IOPub outputs and answers its stdin prompts.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal, Protocol, TypeAlias
+
+import attrs
+import trio
+
+from ._comm import Comm
+from ._connection import ConnectionInfo
+from ._errors import KernelDied, LocalProtocolError
+from ._message import ChannelName, Message
+from ._outputs import OutputAccumulator
+from ._queue import DroppingQueue
+from ._results import ExecuteResult, KernelInfo, Reply
+from ._session import Session
+from ._tracking import RequestTracker, Route
+
+__all__ = [
+    "ClientStatistics",
+    "Execution",
+    "InputRequest",
+    "KernelClient",
+    "StdinHandler",
+    "open_client",
+]
+
+_Buffer = bytes | bytearray | memoryview
+_COMM_TYPES = frozenset(("comm_open", "comm_msg", "comm_close"))
+
+
+@attrs.frozen
+class InputRequest:
+    """The kernel asks for a line of input (``input()``, ``getpass()``).
+
+    Attributes:
+        prompt: the prompt to show.
+        password: whether the input is a password (do not echo it).
+        message: the ``input_request`` message itself.
+    """
+
+    prompt: str
+    password: bool
+    message: Message
+
+    @classmethod
+    def from_message(cls, msg: Message) -> InputRequest:
+        """Read an ``input_request`` message (never raises on odd content)."""
+        prompt = msg.content.get("prompt")
+        return cls(
+            prompt=prompt if isinstance(prompt, str) else "",
+            password=bool(msg.content.get("password", False)),
+            message=msg,
+        )
+
+
+#: A stdin handler: called with the :class:`InputRequest`, returns the line typed (a ``str``)
+#: directly or as an awaitable (an ``async def`` handler).
+StdinHandler: TypeAlias = Callable[[InputRequest], "str | Awaitable[str]"]
+
+
+@attrs.frozen
+class ClientStatistics:
+    """Counters of a :class:`KernelClient` (a snapshot).
+
+    Attributes:
+        pending: requests waiting for their reply.
+        unclaimed_replies: replies nobody waited for, buffered in
+            :attr:`KernelClient.unclaimed_replies`.
+        unclaimed_replies_dropped: such replies dropped because the buffer was full.
+        unclaimed_iopub: IOPub messages of no request of this client, buffered in
+            :attr:`KernelClient.unclaimed_iopub`.
+        unclaimed_iopub_dropped: such messages dropped because the buffer was full.
+        late_dropped: trailing ``status``/``execute_input`` messages (and late replies of
+            readiness probes) of requests that had already returned, dropped by design.
+        stdin_refused: ``input_request`` messages answered with an empty line because no
+            handler was given or the request they belong to is gone.
+        comms: comms currently open.
+    """
+
+    pending: int
+    unclaimed_replies: int
+    unclaimed_replies_dropped: int
+    unclaimed_iopub: int
+    unclaimed_iopub_dropped: int
+    late_dropped: int
+    stdin_refused: int
+    comms: int
+
+
+class _ChannelsLike(Protocol):
+    """What the client needs from a :class:`~trio_enchannel.Channels`."""
+
+    @property
+    def session(self) -> Session: ...
+    @property
+    def shell(self) -> trio.abc.Channel[Message]: ...
+    @property
+    def control(self) -> trio.abc.Channel[Message]: ...
+    @property
+    def stdin(self) -> trio.abc.Channel[Message]: ...
+    @property
+    def iopub(self) -> trio.abc.ReceiveChannel[Message]: ...
+
+
+class _Request:
+    """A request in flight: the router fills its inbox, the waiting task drains it."""
+
+    __slots__ = ("inbox", "msg")
+
+    def __init__(self, msg: Message | None) -> None:
+        self.msg = msg
+        self.inbox: DroppingQueue[Message] = DroppingQueue()
+
+    def fail(self, exc: BaseException) -> None:
+        self.inbox.close_producer(exc)
+
+
+class KernelClient:
+    """Talks to one kernel: one method per request of the messaging protocol (5.5).
+
+    Obtain one with :func:`open_client`. Every method may be called from any number of tasks
+    at once: each request gets its own reply (routed by the parent ``msg_id``), its own
+    outputs and its own stdin prompts. Wrap calls in :func:`trio.fail_after` /
+    :func:`trio.move_on_after` to bound them; a cancelled request leaves no bookkeeping
+    behind (its late reply, if any, goes to :attr:`unclaimed_replies`).
+
+    When the kernel dies (heartbeat lost, or the launcher reports its process exited) every
+    pending request fails with :class:`~trio_enchannel.KernelDied`.
+    """
+
+    def __init__(
+        self,
+        channels: _ChannelsLike,
+        *,
+        stdin: StdinHandler | None = None,
+        unclaimed_buffer: int = 1000,
+        comm_buffer: float = math.inf,
+    ) -> None:
+        self._channels = channels
+        self._session = channels.session
+        self.stdin_handler = stdin
+        """The default stdin handler for :meth:`execute` (``None``: prompts are refused)."""
+        self._tracker: RequestTracker[_Request] = RequestTracker()
+        self.unclaimed_replies: DroppingQueue[Message] = DroppingQueue(unclaimed_buffer)
+        """Replies (shell and control) that no request waits for: to requests sent with
+        :meth:`send`, or that arrived after their caller gave up. Bounded: when full the
+        oldest is dropped and counted (``dropped``)."""
+        self.unclaimed_iopub: DroppingQueue[Message] = DroppingQueue(unclaimed_buffer)
+        """IOPub messages that belong to no request of this client: other clients' work,
+        broadcasts (``iopub_welcome``, ``starting``), outputs that arrived after their
+        request returned. Bounded: when full the oldest is dropped and counted."""
+        self._comms: dict[str, Comm] = {}
+        self._comm_targets: dict[str, DroppingQueue[Comm]] = {}
+        self._comm_buffer = comm_buffer
+        self._iopub_live = trio.Event()
+        self._unresponsive: KernelDied | None = None
+        self._stdin_refused = 0
+        self._closed = False
+        self._nursery: trio.Nursery | None = None
+        self._debug_seq = 0
+        self.kernel_info_cache: KernelInfo | None = None
+        """The last :class:`KernelInfo` received (by :meth:`wait_for_ready` or
+        :meth:`kernel_info`), or ``None``."""
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{len(self._tracker)} pending"
+        return f"<KernelClient session={self._session.session_id} {state}>"
+
+    # -- properties ---------------------------------------------------------------------
+
+    @property
+    def channels(self) -> _ChannelsLike:
+        """The channels this client talks over."""
+        return self._channels
+
+    @property
+    def session(self) -> Session:
+        """The session that builds and signs this client's messages."""
+        return self._session
+
+    @property
+    def closed(self) -> bool:
+        """Whether the client was closed."""
+        return self._closed
+
+    def statistics(self) -> ClientStatistics:
+        """A snapshot of the client's counters."""
+        return ClientStatistics(
+            pending=len({id(r) for r in self._tracker}),
+            unclaimed_replies=len(self.unclaimed_replies),
+            unclaimed_replies_dropped=self.unclaimed_replies.dropped,
+            unclaimed_iopub=len(self.unclaimed_iopub),
+            unclaimed_iopub_dropped=self.unclaimed_iopub.dropped,
+            late_dropped=sum(self._tracker.dropped.values()),
+            stdin_refused=self._stdin_refused,
+            comms=len(self._comms),
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The router tasks; run by :func:`open_client` in its nursery."""
+        ch = self._channels
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._route, "shell", ch.shell)
+            nursery.start_soon(self._route, "control", ch.control)
+            nursery.start_soon(self._route, "stdin", ch.stdin)
+            nursery.start_soon(self._route, "iopub", ch.iopub)
+            nursery.start_soon(self._watch_heartbeat)
+            add_listener = getattr(ch, "add_listener", None)
+            if callable(add_listener):
+                add_listener(self)
+            task_status.started()
+
+    def _shutdown(self, exc: BaseException) -> None:
+        """Close the client's bookkeeping (synchronous; called when the client closes)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.fail_pending(exc)
+        self.unclaimed_replies.close_producer()
+        self.unclaimed_iopub.close_producer()
+        for queue in self._comm_targets.values():
+            queue.close_producer()
+
+    def fail_pending(self, exc: BaseException) -> int:
+        """Fail every request waiting for a reply, and every open comm, with ``exc``.
+
+        The launcher calls it when the kernel process exits; the client calls it when the
+        heartbeat is lost. Messages already received for a request are still processed
+        before its caller sees ``exc``. Requests sent afterwards are not affected (so a
+        restarted kernel can be used again).
+
+        Returns:
+            how many requests were failed.
+        """
+        failed = {id(req): req for req in self._tracker}
+        for req in failed.values():
+            req.fail(exc)
+        for comm in list(self._comms.values()):
+            comm._fail(exc)
+        self._comms.clear()
+        return len(failed)
+
+    # -- routing (router tasks) ---------------------------------------------------------
+
+    async def _route(self, name: ChannelName, channel: trio.abc.ReceiveChannel[Message]) -> None:
+        try:
+            async for msg in channel:
+                self._dispatch(msg, name)
+        except KernelDied as exc:  # channels that know the kernel is gone (remote)
+            if not self._closed:
+                self._unresponsive = exc
+                self.fail_pending(exc)
+            return
+        except Exception as exc:
+            if not self._closed:
+                self.fail_pending(trio.BrokenResourceError(f"the {name} channel failed: {exc!r}"))
+            return
+        if not self._closed:
+            self.fail_pending(trio.BrokenResourceError(f"the {name} channel ended"))
+
+    def _dispatch(self, msg: Message, name: ChannelName) -> None:
+        self._unresponsive = None  # the kernel just proved it is alive
+        channel = msg.channel or name
+        comm_handled = False
+        if channel == "iopub":
+            if not self._iopub_live.is_set():
+                self._iopub_live.set()
+            if msg.msg_type in _COMM_TYPES:
+                comm_handled = self._dispatch_comm(msg)
+        self._deliver(msg, channel, comm_handled)
+
+    def _deliver(self, msg: Message, channel: ChannelName, comm_handled: bool) -> None:
+        routing = self._tracker.route(msg)
+        if routing.route is Route.REQUEST:
+            assert routing.owner is not None
+            routing.owner.inbox.put_nowait(msg)
+        elif routing.route is Route.UNCLAIMED:
+            if channel == "iopub":
+                if not comm_handled:
+                    self.unclaimed_iopub.put_nowait(msg)
+            elif channel == "stdin":
+                self._refuse_input(msg)
+            else:
+                self.unclaimed_replies.put_nowait(msg)
+
+    def _finish(self, msg_ids: Sequence[str], req: _Request, *, quiet: bool = False) -> None:
+        """Stop tracking a request; what it left unread is routed as late messages."""
+        for msg_id in msg_ids:
+            self._tracker.release(msg_id, quiet=quiet)
+        for left in req.inbox.drain_nowait():
+            channel = left.channel or "iopub"
+            handled = left.msg_type in _COMM_TYPES and left.content.get("comm_id") in self._comms
+            self._deliver(left, channel, handled)
+        req.inbox.close()
+
+    def _dispatch_comm(self, msg: Message) -> bool:
+        content = msg.content
+        comm_id = content.get("comm_id")
+        if not isinstance(comm_id, str):
+            return False
+        if msg.msg_type == "comm_open":
+            target = content.get("target_name")
+            queue = self._comm_targets.get(target) if isinstance(target, str) else None
+            if queue is None or comm_id in self._comms:
+                return False
+            assert isinstance(target, str)
+            comm = Comm(self, comm_id, target, msg, max_buffer=self._comm_buffer)
+            self._comms[comm_id] = comm
+            queue.put_nowait(comm)
+            return True
+        known = self._comms.get(comm_id)
+        if known is None:
+            return False
+        if msg.msg_type == "comm_close":
+            del self._comms[comm_id]
+        known._deliver(msg)
+        return True
+
+    def _refuse_input(self, msg: Message) -> None:
+        # Nobody will answer this prompt; answer it with an empty line so the kernel does not
+        # block forever in input().
+        self._stdin_refused += 1
+        if self._nursery is not None and not self._closed:
+            self._nursery.start_soon(self._send_input_reply, msg, "")
+
+    async def _send_input_reply(self, request: Message, value: str) -> None:
+        reply = self._session.message(
+            "input_reply", {"value": value}, parent=request, channel="stdin"
+        )
+        try:
+            await self._channels.stdin.send(reply)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    async def _watch_heartbeat(self) -> None:
+        ch: Any = self._channels
+        heartbeat = getattr(ch, "heartbeat", None)
+        wait_unresponsive = getattr(ch, "wait_unresponsive", None) or getattr(
+            heartbeat, "wait_unresponsive", None
+        )
+        wait_responsive = (
+            getattr(ch, "wait_responsive", None)
+            or getattr(ch, "wait_alive", None)
+            or getattr(heartbeat, "wait_alive", None)
+        )
+        if wait_unresponsive is None:
+            return
+        try:
+            while True:
+                got = await wait_unresponsive()
+                if isinstance(got, KernelDied):
+                    died = got
+                else:
+                    reason = getattr(ch, "unresponsive_reason", None)
+                    died = KernelDied(
+                        reason
+                        if isinstance(reason, str) and reason
+                        else "the kernel stopped answering heartbeats"
+                    )
+                self._unresponsive = died
+                self.fail_pending(died)
+                if wait_responsive is None:
+                    return
+                await wait_responsive()
+                self._unresponsive = None
+        except (trio.ClosedResourceError, RuntimeError):
+            return  # the channels closed, or heartbeat monitoring is off
+
+    # Listener protocol of channels that report trouble by callback (remote channels).
+
+    def connection_lost(self, error: BaseException) -> None:
+        """Channels callback: the connection dropped; pending requests fail with ``error``."""
+        self.fail_pending(error)
+
+    def kernel_restarted(self, reason: str) -> None:
+        """Channels callback: the kernel was restarted; pending requests fail."""
+        self.fail_pending(KernelDied(reason))
+
+    def kernel_died(self, error: KernelDied) -> None:
+        """Channels callback: the kernel is gone; pending and later requests fail."""
+        self._unresponsive = error
+        self.fail_pending(error)
+
+    # -- sending ------------------------------------------------------------------------
+
+    def _check_usable(self, *, probing: bool = False) -> None:
+        if self._closed:
+            raise trio.ClosedResourceError("the client is closed")
+        if self._unresponsive is not None and not probing:
+            raise KernelDied(self._unresponsive.reason)
+
+    async def _send(self, msg: Message) -> None:
+        channel = msg.channel
+        if channel == "shell":
+            await self._channels.shell.send(msg)
+        elif channel == "control":
+            await self._channels.control.send(msg)
+        elif channel == "stdin":
+            await self._channels.stdin.send(msg)
+        else:
+            raise LocalProtocolError(
+                f"cannot send {msg.msg_type} on channel {channel!r}: a client sends on "
+                "'shell', 'control' or 'stdin'"
+            )
+
+    @asynccontextmanager
+    async def _in_flight(self, msg: Message) -> AsyncIterator[_Request]:
+        """Track ``msg``, send it, and stop tracking it when the block exits."""
+        self._check_usable()
+        req = _Request(msg)
+        self._tracker.register(msg.msg_id, req)
+        try:
+            await self._send(msg)
+            yield req
+        finally:
+            self._finish((msg.msg_id,), req)
+
+    async def _wait_reply(self, req: _Request) -> Message:
+        while True:
+            msg = await req.inbox.receive()
+            if msg.channel in ("shell", "control"):
+                return msg
+            if msg.channel == "stdin" and msg.msg_type == "input_request":
+                # Only executions have stdin handlers.
+                self._stdin_refused += 1
+                await self._send_input_reply(msg, "")
+
+    async def send(self, msg: Message) -> None:
+        """Send ``msg`` without waiting for an answer.
+
+        Its reply will be in :attr:`unclaimed_replies`; its outputs in
+        :attr:`unclaimed_iopub`. Build ``msg`` with :attr:`session`, with ``channel`` set.
+
+        Raises:
+            LocalProtocolError: ``msg`` has no channel a client sends on, or cannot be
+                encoded.
+            trio.ClosedResourceError: the client or its channels are closed.
+        """
+        self._check_usable(probing=True)
+        self._tracker.remember(msg.msg_id, quiet=False)
+        await self._send(msg)
+
+    async def request(self, msg: Message) -> Reply:
+        """Send the request ``msg`` (shell or control) and return its reply.
+
+        For message types without a dedicated method, or to set fields the methods do not
+        offer. Build ``msg`` with :attr:`session` (``client.session.message(...,
+        channel="shell")``).
+
+        Raises:
+            LocalProtocolError: ``msg`` is not for the shell or control channel, or cannot be
+                encoded.
+            KernelDied: the kernel died before replying.
+            trio.ClosedResourceError: the client is closed.
+        """
+        if msg.channel not in ("shell", "control"):
+            raise LocalProtocolError(
+                f"request(): {msg.msg_type} must be built with channel='shell' or 'control'"
+            )
+        async with self._in_flight(msg) as req:
+            return Reply(await self._wait_reply(req))
+
+    async def _simple(
+        self,
+        msg_type: str,
+        content: Mapping[str, Any],
+        channel: Literal["shell", "control"],
+        subshell_id: str | None = None,
+    ) -> Reply:
+        msg = self._session.message(msg_type, content, channel=channel, subshell_id=subshell_id)
+        async with self._in_flight(msg) as req:
+            return Reply(await self._wait_reply(req))
+
+    # -- shell requests -----------------------------------------------------------------
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        silent: bool = False,
+        store_history: bool = True,
+        user_expressions: Mapping[str, str] | None = None,
+        allow_stdin: bool | None = None,
+        stop_on_error: bool = True,
+        stdin: StdinHandler | None = None,
+        subshell_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        raise_on_error: bool = False,
+    ) -> ExecuteResult:
+        """Run ``code`` and return its reply with everything it output.
+
+        Waits for the reply and for the end of the request's outputs (its ``idle`` status),
+        answering ``input_request`` prompts with the stdin handler meanwhile.
+
+        Args:
+            code: the code to run.
+            silent: run without broadcasting outputs and without counting the execution.
+            store_history: record the code in the kernel's history.
+            user_expressions: names mapped to expressions to evaluate after the code; their
+                results are in :attr:`ExecuteResult.user_expressions`.
+            allow_stdin: whether the kernel may prompt for input; by default true exactly
+                when a stdin handler is available (so without one, ``input()`` fails in the
+                kernel with a clear error instead of blocking).
+            stop_on_error: abort the requests queued behind this one if it fails.
+            stdin: the handler for this execution's prompts; default :attr:`stdin_handler`.
+            subshell_id: run in this subshell (see :meth:`create_subshell`).
+            metadata: the request's metadata dict.
+            raise_on_error: raise :class:`~trio_enchannel.KernelError` when the execution
+                fails instead of returning the failed result.
+
+        Returns:
+            the :class:`ExecuteResult`.
+
+        Raises:
+            KernelError: the execution failed and ``raise_on_error`` is true.
+            KernelDied: the kernel died before the execution finished.
+            LocalProtocolError: an argument cannot be encoded as JSON.
+            trio.ClosedResourceError: the client is closed.
+            Exception: whatever the stdin handler raised (the prompt is then answered with
+                an empty line so that the kernel does not block).
+        """
+        async with self.stream_execute(
+            code,
+            silent=silent,
+            store_history=store_history,
+            user_expressions=user_expressions,
+            allow_stdin=allow_stdin,
+            stop_on_error=stop_on_error,
+            stdin=stdin,
+            subshell_id=subshell_id,
+            metadata=metadata,
+        ) as execution:
+            result = await execution.wait()
+        if raise_on_error:
+            result.raise_for_error()
+        return result
+
+    @asynccontextmanager
+    async def stream_execute(
+        self,
+        code: str,
+        *,
+        silent: bool = False,
+        store_history: bool = True,
+        user_expressions: Mapping[str, str] | None = None,
+        allow_stdin: bool | None = None,
+        stop_on_error: bool = True,
+        stdin: StdinHandler | None = None,
+        subshell_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> AsyncIterator[Execution]:
+        """Run ``code`` and iterate its IOPub messages as they arrive (for live UIs)::
+
+            async with client.stream_execute("for i in range(3): print(i)") as run:
+                async for msg in run:
+                    ...                       # status, execute_input, stream, ...
+            print(run.result.stdout)
+
+        Iteration ends once both the request's ``idle`` status and its reply have arrived.
+        Leaving the block early stops tracking the request (the kernel keeps running it).
+        Arguments as for :meth:`execute`.
+
+        Raises:
+            KernelDied: the kernel died before the execution finished (from iteration).
+            LocalProtocolError: an argument cannot be encoded as JSON.
+            trio.ClosedResourceError: the client is closed.
+        """
+        handler = stdin if stdin is not None else self.stdin_handler
+        if allow_stdin is None:
+            allow_stdin = handler is not None
+        content = {
+            "code": code,
+            "silent": silent,
+            "store_history": store_history,
+            "user_expressions": dict(user_expressions or {}),
+            "allow_stdin": allow_stdin,
+            "stop_on_error": stop_on_error,
+        }
+        msg = self._session.message(
+            "execute_request", content, channel="shell", metadata=metadata, subshell_id=subshell_id
+        )
+        async with self._in_flight(msg) as req:
+            yield Execution(self, req, msg, handler)
+
+    async def kernel_info(self, *, channel: Literal["shell", "control"] = "shell") -> KernelInfo:
+        """Ask the kernel about itself (protocol version, language, features).
+
+        ``channel="control"`` (protocol 5.5) gets an answer even while the shell is busy.
+
+        Raises:
+            KernelDied: the kernel died before replying.
+            trio.ClosedResourceError: the client is closed.
+        """
+        reply = await self._simple("kernel_info_request", {}, channel)
+        info = KernelInfo(reply.message)
+        self.kernel_info_cache = info
+        return info
+
+    async def inspect(
+        self,
+        code: str,
+        cursor_pos: int | None = None,
+        *,
+        detail_level: Literal[0, 1] = 0,
+        subshell_id: str | None = None,
+    ) -> Reply:
+        """Ask for information about the object at ``cursor_pos`` (default: end of code).
+
+        The reply has ``found``, ``data`` (a mime bundle) and ``metadata``.
+
+        Raises:
+            KernelDied: the kernel died before replying.
+            trio.ClosedResourceError: the client is closed.
+        """
+        content = {
+            "code": code,
+            "cursor_pos": len(code) if cursor_pos is None else cursor_pos,
+            "detail_level": detail_level,
+        }
+        return await self._simple("inspect_request", content, "shell", subshell_id)
+
+    async def complete(
+        self, code: str, cursor_pos: int | None = None, *, subshell_id: str | None = None
+    ) -> Reply:
+        """Ask for completions at ``cursor_pos`` (default: end of code).
+
+        The reply has ``matches``, ``cursor_start``, ``cursor_end`` and ``metadata``.
+
+        Raises:
+            KernelDied: the kernel died before replying.
+            trio.ClosedResourceError: the client is closed.
+        """
+        content = {"code": code, "cursor_pos": len(code) if cursor_pos is None else cursor_pos}
+        return await self._simple("complete_request", content, "shell", subshell_id)
+
+    async def history(
+        self,
+        *,
+        hist_access_type: Literal["range", "tail", "search"] = "range",
+        output: bool = False,
+        raw: bool = True,
+        session: int | None = None,
+        start: int | None = None,
+        stop: int | None = None,
+        n: int | None = None,
+        pattern: str | None = None,
+        unique: bool | None = None,
+        subshell_id: str | None = None,
+    ) -> Reply:
+        """Ask for the kernel's execution history.
+
+        ``range`` uses ``session`` (0: this one, negative: earlier ones), ``start`` and
+        ``stop``; ``tail`` uses ``n``; ``search`` uses ``pattern`` (glob), ``n`` and
+        ``unique``. Arguments left ``None`` are not sent. The reply's ``history`` is a list
+        of ``(session, line_number, input)`` — or ``(session, line, (input, output))`` with
+        ``output=True``.
+
+        Raises:
+            KernelDied: the kernel died before replying.
+            trio.ClosedResourceError: the client is closed.
+        """
+        content: dict[str, Any] = {
+            "hist_access_type": hist_access_type,
+            "output": output,
+            "raw": raw,
+        }
+        if hist_access_type == "range":
+            content["session"] = 0 if session is None else session
+            content["start"] = 0 if start is None else start
+        if hist_access_type == "tail" and n is None:
+            n = 10
+        if hist_access_type == "search" and pattern is None:
+            pattern = "*"
+        for key, value in (
+            ("session", session),
+            ("start", start),
+            ("stop", stop),
+            ("n", n),
+            ("pattern", pattern),
+            ("unique", unique),
+        ):
+            if value is not None:
+                content[key] = value
+        return await self._simple("history_request", content, "shell", subshell_id)
+
+    async def is_complete(self, code: str, *, subshell_id: str | None = None) -> Reply:
+        """Ask whether ``code`` is complete (``reply.status``: ``"complete"``,
+        ``"incomplete"`` with ``indent``, ``"invalid"`` or ``"unknown"``).
+
+        Raises:
+            KernelDied: the kernel died before replying.
+            trio.ClosedResourceError: the client is closed.
+        """
+        return await self._simple("is_complete_request", {"code": code}, "shell", subshell_id)
+
+    async def comm_info(
+        self, target_name: str | None = None, *, subshell_id: str | None = None
+    ) -> Reply:
+        """List the kernel's open comms (``reply["comms"]``: comm id -> ``{"target_name"}``),
+        optionally only those of ``target_name``.
+
+        Raises:
+            KernelDied: the kernel died before replying.
+            trio.ClosedResourceError: the client is closed.
+        """
+        content = {} if target_name is None else {"target_name": target_name}
+        return await self._simple("comm_info_request", content, "shell", subshell_id)
+
+    # -- control requests ---------------------------------------------------------------
+
+    async def shutdown(self, *, restart: bool = False) -> Reply:
+        """Ask the kernel to shut down (or to prepare a restart) on the control channel.
+
+        The kernel exits after replying; a launcher reaps it (:func:`open_kernel` does all
+        of this for you).
+
+        Raises:
+            KernelDied: the kernel died before replying.
+            trio.ClosedResourceError: the client is closed.
+        """
+        return await self._simple("shutdown_request", {"restart": restart}, "control")
+
+    async def interrupt(self) -> Reply:
+        """Interrupt the current execution with an ``interrupt_request`` on control.
+
+        For kernels whose spec says ``interrupt_mode: "message"``; others (``"signal"``)
+        are interrupted by their launcher with SIGINT (``kernel.interrupt()`` chooses).
+
+        Raises:
+            KernelDied: the kernel died before replying.
+            trio.ClosedResourceError: the client is closed.
+        """
+        return await self._simple("interrupt_request", {}, "control")
+
+    async def debug_request(
+        self, command: str | Mapping[str, Any], arguments: Mapping[str, Any] | None = None
+    ) -> Reply:
+        """Send a Debug Adapter Protocol request; the reply's content is the DAP response.
+
+        ``command`` is the DAP command name (``"initialize"``, ``"attach"``, ...) with its
+        ``arguments``, or a complete DAP request dict (sent as is). DAP events arrive on
+        IOPub as ``debug_event`` messages (in :attr:`unclaimed_iopub`).
+
+        Raises:
+            KernelDied: the kernel died before replying.
+            trio.ClosedResourceError: the client is closed.
+        """
+        if isinstance(command, Mapping):
+            content = dict(command)
+        else:
+            self._debug_seq += 1
+            content = {
+                "type": "request",
+                "seq": self._debug_seq,
+                "command": command,
+                "arguments": dict(arguments or {}),
+            }
+        return await self._simple("debug_request", content, "control")
+
+    async def create_subshell(self) -> str:
+        """Create a subshell (protocol 5.5) and return its id.
+
+        Requests sent with ``subshell_id=`` run in it, concurrently with the main shell and
+        other subshells. Needs a kernel whose :attr:`KernelInfo.supported_features` has
+        ``"kernel subshells"`` (ipykernel 7).
+
+        Raises:
+            KernelError: the kernel refused.
+            LocalProtocolError: the kernel is known (from :meth:`kernel_info`) not to support
+                subshells.
+            KernelDied: the kernel died before replying.
+        """
+        self._require_subshells()
+        reply = await self._simple("create_subshell_request", {}, "control")
+        reply.raise_for_status()
+        subshell_id = reply.get("subshell_id")
+        if not isinstance(subshell_id, str):
+            raise LocalProtocolError("create_subshell_reply carries no subshell_id")
+        return subshell_id
+
+    async def delete_subshell(self, subshell_id: str) -> Reply:
+        """Delete the subshell ``subshell_id``.
+
+        Raises:
+            KernelDied: the kernel died before replying.
+            LocalProtocolError: the kernel is known not to support subshells.
+        """
+        self._require_subshells()
+        return await self._simple(
+            "delete_subshell_request", {"subshell_id": subshell_id}, "control"
+        )
+
+    async def list_subshell(self) -> list[str]:
+        """The ids of the kernel's subshells.
+
+        Raises:
+            KernelError: the kernel refused.
+            KernelDied: the kernel died before replying.
+            LocalProtocolError: the kernel is known not to support subshells.
+        """
+        self._require_subshells()
+        reply = (await self._simple("list_subshell_request", {}, "control")).raise_for_status()
+        ids = reply.get("subshell_id")
+        return [str(x) for x in ids] if isinstance(ids, list) else []
+
+    @asynccontextmanager
+    async def open_subshell(self) -> AsyncIterator[str]:
+        """Create a subshell for the duration of the block, yielding its id.
+
+        Raises:
+            KernelError: the kernel refused to create it.
+            LocalProtocolError: the kernel is known not to support subshells.
+        """
+        subshell_id = await self.create_subshell()
+        try:
+            yield subshell_id
+        finally:
+            with trio.move_on_after(5) as scope:
+                scope.shield = True
+                try:
+                    await self.delete_subshell(subshell_id)
+                except (KernelDied, trio.ClosedResourceError, trio.BrokenResourceError):
+                    pass
+
+    def _require_subshells(self) -> None:
+        info = self.kernel_info_cache
+        if info is not None and not info.supports_subshells:
+            raise LocalProtocolError(
+                f"kernel {info.implementation!r} does not support subshells "
+                "(no 'kernel subshells' in supported_features)"
+            )
+
+    # -- readiness ----------------------------------------------------------------------
+
+    async def wait_for_ready(self) -> KernelInfo:
+        """Wait until the kernel answers ``kernel_info`` and IOPub delivers messages.
+
+        IOPub is live once any message arrives on it (``iopub_welcome`` from 5.5 kernels,
+        or the status messages of the probes); until then ``kernel_info_request`` is
+        repeated (every 50 ms, backing off to 1 s) to nudge a slow subscription. Bound it
+        with :func:`trio.fail_after`.
+
+        Returns:
+            the kernel's :class:`KernelInfo` (also kept in :attr:`kernel_info_cache`).
+
+        Raises:
+            trio.ClosedResourceError: the client is closed.
+            KernelDied: the launcher reported the kernel dead while waiting.
+        """
+        probe = _Request(None)
+        sent: list[str] = []
+        interval = 0.05
+        reply: Message | None = None
+        try:
+            while True:
+                if reply is None or not self._iopub_live.is_set():
+                    msg = self._session.message("kernel_info_request", {}, channel="shell")
+                    self._check_usable(probing=True)
+                    self._tracker.register(msg.msg_id, probe)
+                    sent.append(msg.msg_id)
+                    await self._send(msg)
+                with trio.move_on_after(interval):
+                    while True:
+                        got = await probe.inbox.receive()
+                        if got.msg_type == "kernel_info_reply" and got.channel == "shell":
+                            reply = got
+                        if reply is not None and self._iopub_live.is_set():
+                            info = KernelInfo(reply)
+                            self.kernel_info_cache = info
+                            self._unresponsive = None
+                            return info
+                interval = min(interval * 2, 1.0)
+        finally:
+            self._finish(sent, probe, quiet=True)
+
+    @property
+    def iopub_live(self) -> bool:
+        """Whether a message has arrived on IOPub (the subscription is established)."""
+        return self._iopub_live.is_set()
+
+    # -- comms --------------------------------------------------------------------------
+
+    async def open_comm(
+        self,
+        target_name: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[_Buffer] = (),
+        comm_id: str | None = None,
+    ) -> Comm:
+        """Open a comm to the kernel's comm target ``target_name``.
+
+        The kernel closes the comm at once (receiving ends) when it has no such target.
+
+        Raises:
+            LocalProtocolError: ``data`` or ``metadata`` cannot be encoded as JSON.
+            trio.ClosedResourceError: the client is closed.
+        """
+        self._check_usable()
+        comm_id = comm_id or Comm.new_id()
+        content = {"comm_id": comm_id, "target_name": target_name, "data": dict(data or {})}
+        msg = self._session.message(
+            "comm_open", content, metadata=metadata, buffers=buffers, channel="shell"
+        )
+        comm = Comm(self, comm_id, target_name, msg, max_buffer=self._comm_buffer)
+        self._comms[comm_id] = comm
+        try:
+            self._tracker.remember(msg.msg_id)
+            await self._send(msg)
+        except BaseException:
+            self._comms.pop(comm_id, None)
+            raise
+        return comm
+
+    def accept_comms(self, target_name: str, *, max_buffer: int = 100) -> DroppingQueue[Comm]:
+        """Receive the comms the kernel opens for ``target_name``.
+
+        Returns a receive channel of :class:`Comm` objects; closing it stops accepting (comms
+        for an unregistered target stay in :attr:`unclaimed_iopub` as ``comm_open``
+        messages).
+
+        Raises:
+            ValueError: ``target_name`` is already registered.
+        """
+        existing = self._comm_targets.get(target_name)
+        if existing is not None and not existing.producer_closed:
+            raise ValueError(f"comm target {target_name!r} is already registered")
+        queue: DroppingQueue[Comm] = _TargetQueue(self, target_name, max_buffer)
+        self._comm_targets[target_name] = queue
+        return queue
+
+    async def _send_comm(
+        self,
+        msg_type: str,
+        content: Mapping[str, Any],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[_Buffer] = (),
+    ) -> None:
+        self._check_usable()
+        msg = self._session.message(
+            msg_type, content, metadata=metadata, buffers=buffers, channel="shell"
+        )
+        self._tracker.remember(msg.msg_id)
+        await self._send(msg)
+
+    def _forget_comm(self, comm_id: str) -> None:
+        self._comms.pop(comm_id, None)
+
+
+class _TargetQueue(DroppingQueue[Comm]):
+    def __init__(self, client: KernelClient, target_name: str, max_size: int) -> None:
+        super().__init__(max_size)
+        self._client = client
+        self._target_name = target_name
+
+    def close(self) -> None:
+        if self._client._comm_targets.get(self._target_name) is self:
+            del self._client._comm_targets[self._target_name]
+        super().close()
+
+
+class Execution(trio.abc.ReceiveChannel[Message]):
+    """A running ``execute_request``: iterate its IOPub messages as they arrive.
+
+    Obtained from :meth:`KernelClient.stream_execute`. Receiving ends
+    (:exc:`trio.EndOfChannel`) once both the request's ``idle`` status and its reply have
+    arrived; :attr:`result` is then available. Stdin prompts are answered by the handler
+    while you iterate.
+
+    Attributes:
+        request: the ``execute_request`` message that was sent.
+        outputs: the :class:`OutputAccumulator` fed with the messages received so far.
+    """
+
+    def __init__(
+        self, client: KernelClient, req: _Request, request: Message, stdin: StdinHandler | None
+    ) -> None:
+        self._client = client
+        self._req = req
+        self.request = request
+        self._stdin = stdin
+        self.outputs = OutputAccumulator()
+        self._messages: list[Message] = []
+        self._reply: Message | None = None
+        self._idle = False
+        self._result: ExecuteResult | None = None
+        self._closed = False
+
+    @property
+    def msg_id(self) -> str:
+        """The request's ``msg_id``."""
+        return self.request.msg_id
+
+    @property
+    def reply(self) -> Message | None:
+        """The ``execute_reply`` once it arrived, else ``None``."""
+        return self._reply
+
+    @property
+    def done(self) -> bool:
+        """Whether the reply and the ``idle`` status have both arrived."""
+        if self._reply is None:
+            return False
+        # An aborted request may get no idle status (older kernels): the reply ends it.
+        return self._idle or self._reply.content.get("status") == "aborted"
+
+    @property
+    def result(self) -> ExecuteResult:
+        """The :class:`ExecuteResult`, once :attr:`done`.
+
+        Raises:
+            RuntimeError: the execution has not finished yet.
+        """
+        if self._result is None:
+            if not self.done:
+                raise RuntimeError("the execution has not finished yet (iterate it first)")
+            assert self._reply is not None
+            self._result = ExecuteResult.build(self._reply, self.outputs, self._messages)
+        return self._result
+
+    async def receive(self) -> Message:
+        """The request's next IOPub message.
+
+        Raises:
+            trio.EndOfChannel: the execution finished (see :attr:`result`).
+            KernelDied: the kernel died before the execution finished.
+            Exception: whatever the stdin handler raised.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("this execution stream was closed")
+        while not self.done:
+            msg = await self._req.inbox.receive()
+            self._messages.append(msg)
+            if msg.channel == "iopub":
+                self.outputs.feed(msg)
+                if msg.msg_type == "status" and msg.content.get("execution_state") == "idle":
+                    self._idle = True
+                return msg
+            if msg.channel == "stdin":
+                if msg.msg_type == "input_request":
+                    await self._answer(msg)
+            elif msg.msg_type == "execute_reply":
+                self._reply = msg
+        await trio.lowlevel.checkpoint()
+        raise trio.EndOfChannel
+
+    async def wait(self) -> ExecuteResult:
+        """Receive (and discard) the remaining messages; return the :attr:`result`.
+
+        Raises:
+            KernelDied: the kernel died before the execution finished.
+            Exception: whatever the stdin handler raised.
+        """
+        async for _ in self:
+            pass
+        return self.result
+
+    async def aclose(self) -> None:
+        """Stop receiving: further :meth:`receive` calls raise
+        :exc:`trio.ClosedResourceError` (the request stays tracked until its
+        ``stream_execute`` block exits). Idempotent."""
+        self._closed = True
+        await trio.lowlevel.checkpoint()
+
+    async def _answer(self, msg: Message) -> None:
+        handler = self._stdin
+        client = self._client
+        if handler is None:
+            client._stdin_refused += 1
+            await client._send_input_reply(msg, "")
+            return
+        value = ""
+        try:
+            got = handler(InputRequest.from_message(msg))
+            if inspect.isawaitable(got):
+                got = await got
+            if not isinstance(got, str):
+                raise TypeError(f"stdin handler returned {type(got).__name__}, not str")
+            value = got
+        finally:
+            # Always answer: a prompt left unanswered blocks the kernel for good.
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await client._send_input_reply(msg, value)
+
+
+@asynccontextmanager
+async def open_client(
+    info_or_channels: ConnectionInfo | _ChannelsLike | str | os.PathLike[str],
+    *,
+    stdin: StdinHandler | None = None,
+    unclaimed_buffer: int = 1000,
+    **channel_kwargs: Any,
+) -> AsyncIterator[KernelClient]:
+    """Open a :class:`KernelClient` for the block's duration.
+
+    ``info_or_channels`` is a :class:`~trio_enchannel.ConnectionInfo`, the path of a
+    connection file (channels are then opened with ``open_channels(info,
+    **channel_kwargs)`` and closed at the end), or a :class:`~trio_enchannel.Channels`
+    you opened yourself (left open at the end; the client must be its only reader).
+
+    Args:
+        stdin: the default handler for input prompts (:attr:`KernelClient.stdin_handler`).
+        unclaimed_buffer: how many unclaimed replies and unclaimed IOPub messages to keep
+            (each) before dropping the oldest.
+        channel_kwargs: passed to :func:`~trio_enchannel.open_channels`.
+
+    Raises:
+        ConnectionInfoError: the connection file is missing or invalid.
+        TypeError: channel keyword arguments were given with an existing Channels.
+    """
+    if isinstance(info_or_channels, (str, os.PathLike)):
+        info_or_channels = ConnectionInfo.from_file(info_or_channels)
+    if isinstance(info_or_channels, ConnectionInfo):
+        from ._channels import open_channels
+
+        async with (
+            open_channels(info_or_channels, **channel_kwargs) as channels,
+            _client_over(channels, stdin, unclaimed_buffer) as client,
+        ):
+            yield client
+        return
+    if channel_kwargs:
+        raise TypeError(
+            f"open_client(channels, ...): channel options {sorted(channel_kwargs)} apply only "
+            "when the client opens the channels itself"
+        )
+    async with _client_over(info_or_channels, stdin, unclaimed_buffer) as client:
+        yield client
+
+
+@asynccontextmanager
+async def _client_over(
+    channels: _ChannelsLike, stdin: StdinHandler | None, unclaimed_buffer: int
+) -> AsyncIterator[KernelClient]:
+    client = KernelClient(channels, stdin=stdin, unclaimed_buffer=unclaimed_buffer)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(client._run)
+        try:
+            yield client
+        finally:
+            client._shutdown(trio.ClosedResourceError("the client was closed"))
+            nursery.cancel_scope.cancel()
