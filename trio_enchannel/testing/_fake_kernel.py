@@ -7,6 +7,7 @@ be injected on demand.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -821,7 +822,7 @@ class FakeKernel:
     def _create_subshell(self) -> dict[str, Any]:
         assert self._nursery is not None
         subshell_id = uuid.uuid4().hex
-        send, receive = trio.open_memory_channel[Message](1000)
+        send, receive = trio.open_memory_channel[Message](math.inf)
         self.subshells[subshell_id] = send
         self._nursery.start_soon(self._serve_queue, receive, name=f"fake-subshell-{subshell_id}")
         return {"status": "ok", "subshell_id": subshell_id}
@@ -855,12 +856,16 @@ class FakeKernel:
             else:
                 await self._handle(queued)
 
-    async def _serve_shell(self) -> None:
-        shell = self.channels.shell
-        async for request in shell:
-            self._record(request)
-            subshell_id = request.subshell_id
-            if subshell_id is not None:
+    async def _serve_shell(self, main: trio.MemorySendChannel[Message]) -> None:
+        # Read and record requests as they arrive (even while an execution runs), then queue
+        # them for the main shell or their subshell.
+        async with main:
+            async for request in self.channels.shell:
+                self._record(request)
+                subshell_id = request.subshell_id
+                if subshell_id is None:
+                    main.send_nowait(request)
+                    continue
                 sender = self.subshells.get(subshell_id)
                 if sender is None:
                     await self._reply(
@@ -868,9 +873,7 @@ class FakeKernel:
                         _error_content("SubshellNotFound", f"no subshell {subshell_id!r}"),
                     )
                 else:
-                    await sender.send(request)
-                continue
-            await self._handle_with_abort(request, lambda: _drain_endpoint(self, shell))
+                    sender.send_nowait(request)
 
     async def _serve_control(self) -> None:
         async for request in self.channels.control:
@@ -894,7 +897,9 @@ class FakeKernel:
                     self._life = life
                     async with trio.open_nursery() as nursery:
                         self._nursery = nursery
-                        nursery.start_soon(self._serve_shell, name="fake-kernel-shell")
+                        main_send, main_receive = trio.open_memory_channel[Message](math.inf)
+                        nursery.start_soon(self._serve_shell, main_send, name="fake-kernel-shell")
+                        nursery.start_soon(self._serve_queue, main_receive, name="fake-kernel-main")
                         nursery.start_soon(self._serve_control, name="fake-kernel-control")
                         nursery.start_soon(self._serve_stdin, name="fake-kernel-stdin")
                         task_status.started()
@@ -912,17 +917,6 @@ def _drain(receive: trio.MemoryReceiveChannel[Message]) -> list[Message]:
             queued.append(receive.receive_nowait())
         except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             return queued
-
-
-def _drain_endpoint(kernel: FakeKernel, endpoint: Any) -> list[Message]:
-    queued: list[Message] = []
-    while True:
-        try:
-            msg = endpoint.receive_nowait()
-        except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
-            return queued
-        kernel._record(msg)
-        queued.append(msg)
 
 
 def _error_args(error: Error) -> tuple[str, str, Sequence[str]]:
