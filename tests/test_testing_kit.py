@@ -33,16 +33,16 @@ from trio_enchannel.testing import (
     DropReply,
     DuplicateReply,
     Error,
-    ExecuteResult,
     FakeKernel,
     FloodIopub,
     ForgeSignature,
     Gate,
-    InputRequest,
+    Input,
     Malformed,
     Publish,
     ReplaySignature,
     ReplyAfterIdle,
+    Result,
     Sleep,
     Status,
     StopHeartbeat,
@@ -111,7 +111,7 @@ async def test_scripted_execution_in_order() -> None:
                 Status("busy"),
                 Publish("debug_event", {"event": "x"}),
                 Sleep(0),
-                ExecuteResult({"text/plain": "42"}),
+                Result({"text/plain": "42"}),
                 reply={"payload": [{"source": "page", "data": {"text/plain": "p"}, "start": 0}]},
             )
             request = await execute(peer, "show()")
@@ -176,7 +176,7 @@ async def test_error_reply_and_stop_on_error_aborts_queued() -> None:
 async def test_silent_execution_has_no_input_or_result() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_fake_kernel() as kernel, open_raw_peer(kernel.connection_info) as peer:
-            kernel.script("x", Stream("stdout", "s"), ExecuteResult({"text/plain": "1"}))
+            kernel.script("x", Stream("stdout", "s"), Result({"text/plain": "1"}))
             request = await execute(peer, "x", silent=True)
             types = [m.msg_type for m in await peer.outputs(request)]
             assert types == ["status", "stream", "status"]
@@ -186,7 +186,7 @@ async def test_silent_execution_has_no_input_or_result() -> None:
 async def test_input_request_round_trip_and_refusal() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_fake_kernel() as kernel, open_raw_peer(kernel.connection_info) as peer:
-            kernel.script("ask", InputRequest("name? ", password=True, echo=True))
+            kernel.script("ask", Input("name? ", password=True, echo=True))
             request = await execute(peer, "ask")
             asked = await peer.receive("stdin")
             assert asked.content == {"prompt": "name? ", "password": True}

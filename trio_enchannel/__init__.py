@@ -28,6 +28,13 @@ from ._errors import MalformedMessage as MalformedMessage
 from ._errors import NoSuchKernel as NoSuchKernel
 from ._errors import RemoteProtocolError as RemoteProtocolError
 from ._errors import UnsignedMessage as UnsignedMessage
+from ._kernel_side import IOPubPublisher as IOPubPublisher
+from ._kernel_side import KernelChannels as KernelChannels
+from ._kernel_side import KernelChannelStatistics as KernelChannelStatistics
+from ._kernel_side import KernelEndpoint as KernelEndpoint
+from ._kernel_side import KernelReject as KernelReject
+from ._kernel_side import KernelStatistics as KernelStatistics
+from ._kernel_side import open_kernel_channels as open_kernel_channels
 from ._message import CHANNEL_NAMES as CHANNEL_NAMES
 from ._message import ChannelName as ChannelName
 from ._message import Header as Header
@@ -58,13 +65,19 @@ __all__ = [
     "ExecuteResult",
     "Execution",
     "Header",
+    "IOPubPublisher",
     "InputRequest",
     "InvalidSignature",
+    "KernelChannelStatistics",
+    "KernelChannels",
     "KernelClient",
     "KernelDied",
+    "KernelEndpoint",
     "KernelError",
     "KernelInfo",
+    "KernelReject",
     "KernelStartupError",
+    "KernelStatistics",
     "LocalProtocolError",
     "MalformedMessage",
     "Message",
@@ -76,5 +89,6 @@ __all__ = [
     "StdinHandler",
     "UnsignedMessage",
     "open_client",
+    "open_kernel_channels",
     "write_connection_file",
 ]

@@ -20,17 +20,17 @@ from ._script import DisplayData as DisplayData
 from ._script import DropReply as DropReply
 from ._script import DuplicateReply as DuplicateReply
 from ._script import Error as Error
-from ._script import ExecuteResult as ExecuteResult
-from ._script import Execution as Execution
 from ._script import Fault as Fault
 from ._script import FloodIopub as FloodIopub
 from ._script import ForgeSignature as ForgeSignature
 from ._script import Gate as Gate
-from ._script import InputRequest as InputRequest
+from ._script import Input as Input
 from ._script import Malformed as Malformed
 from ._script import Publish as Publish
 from ._script import ReplaySignature as ReplaySignature
 from ._script import ReplyAfterIdle as ReplyAfterIdle
+from ._script import Result as Result
+from ._script import Script as Script
 from ._script import Sleep as Sleep
 from ._script import Status as Status
 from ._script import Step as Step
@@ -50,18 +50,18 @@ __all__ = [
     "DropReply",
     "DuplicateReply",
     "Error",
-    "ExecuteResult",
-    "Execution",
     "FakeKernel",
     "Fault",
     "FloodIopub",
     "ForgeSignature",
     "Gate",
-    "InputRequest",
+    "Input",
     "Malformed",
     "Publish",
     "ReplaySignature",
     "ReplyAfterIdle",
+    "Result",
+    "Script",
     "Sleep",
     "Status",
     "Step",

@@ -33,17 +33,17 @@ from ._script import (
     DropReply,
     DuplicateReply,
     Error,
-    ExecuteResult,
-    Execution,
     Fault,
     FloodIopub,
     ForgeSignature,
     Gate,
-    InputRequest,
+    Input,
     Malformed,
     Publish,
     ReplaySignature,
     ReplyAfterIdle,
+    Result,
+    Script,
     Sleep,
     Status,
     Step,
@@ -126,7 +126,7 @@ class FakeKernel:
         timeout: default deadline (seconds) of the ``wait_*`` methods.
         requests: every valid message received from clients, in order (shell, control, stdin).
         sent: every valid message sent (replies, outputs, input requests), in order.
-        input_values: values received in answer to :class:`InputRequest` steps.
+        input_values: values received in answer to :class:`Input` steps.
         faults_applied: the injected faults that took effect, in order.
         execution_count: the current execution count.
         default_execution: the script of code that matches no :meth:`script`
@@ -153,13 +153,13 @@ class FakeKernel:
         self.input_values: list[str] = []
         self.faults_applied: list[Fault] = []
         self.execution_count = 0
-        self.default_execution = Execution()
+        self.default_execution = Script()
         self.completions: list[str] = []
         self.inspections: dict[str, Mapping[str, Any]] = {}
         self.comm_targets: set[str] = set()
         self.comms: dict[str, str] = {}
         self.subshells: dict[str, trio.MemorySendChannel[Message]] = {}
-        self._scripts: list[tuple[CodeMatcher, Execution]] = []
+        self._scripts: list[tuple[CodeMatcher, Script]] = []
         self._injections: list[_Injection] = []
         self._history: list[tuple[str, str]] = []
         self._unclaimed: list[Message] = []
@@ -238,25 +238,25 @@ class FakeKernel:
         *steps: Step,
         status: Literal["ok", "error", "aborted"] | None = None,
         reply: Mapping[str, Any] | None = None,
-    ) -> Execution:
+    ) -> Script:
         """Script what executing ``code`` does.
 
         Args:
             code: the exact code, or a predicate on the code. The latest matching script wins.
             steps: outputs and actions, in order (:class:`Stream`, :class:`DisplayData`,
-                :class:`ExecuteResult`, :class:`Error`, :class:`InputRequest`, :class:`Gate`,
+                :class:`Result`, :class:`Error`, :class:`Input`, :class:`Gate`,
                 ...).
             status: the reply's status (default: ``"error"`` if a step is an :class:`Error`).
             reply: extra keys for the ``execute_reply`` content.
 
         Returns:
-            The registered :class:`Execution`.
+            The registered :class:`Script`.
         """
-        execution = Execution(steps, status=status, reply=reply or {})
+        execution = Script(steps, status=status, reply=reply or {})
         self._scripts.append((code, execution))
         return execution
 
-    def _execution_for(self, code: str) -> Execution:
+    def _execution_for(self, code: str) -> Script:
         for matcher, execution in reversed(self._scripts):
             if (matcher == code) if isinstance(matcher, str) else matcher(code):
                 return execution
@@ -682,7 +682,7 @@ class FakeKernel:
                     "transient": {"display_id": step.display_id},
                 },
             )
-        elif isinstance(step, ExecuteResult):
+        elif isinstance(step, Result):
             if not silent:
                 await publish(
                     "execute_result",
@@ -695,7 +695,7 @@ class FakeKernel:
         elif isinstance(step, Error):
             errors.append(step)
             await publish("error", _error_output(step))
-        elif isinstance(step, InputRequest):
+        elif isinstance(step, Input):
             await self._input(run, step, errors, output)
         elif isinstance(step, ClearOutput):
             await publish("clear_output", {"wait": step.wait})
@@ -735,7 +735,7 @@ class FakeKernel:
             raise LocalProtocolError(f"unknown script step {step!r}")
 
     async def _input(
-        self, run: _RequestRun, step: InputRequest, errors: list[Error], output: list[str]
+        self, run: _RequestRun, step: Input, errors: list[Error], output: list[str]
     ) -> None:
         request = run.request
         if not request.content.get("allow_stdin", True):

@@ -24,17 +24,17 @@ __all__ = [
     "DropReply",
     "DuplicateReply",
     "Error",
-    "ExecuteResult",
-    "Execution",
     "Fault",
     "FloodIopub",
     "ForgeSignature",
     "Gate",
-    "InputRequest",
+    "Input",
     "Malformed",
     "Publish",
     "ReplaySignature",
     "ReplyAfterIdle",
+    "Result",
+    "Script",
     "Sleep",
     "Status",
     "Step",
@@ -86,7 +86,7 @@ class UpdateDisplayData:
 
 
 @attrs.frozen
-class ExecuteResult:
+class Result:
     """Publish ``execute_result`` (with the execution's count) carrying a mime bundle.
 
     Not published for ``silent`` executions, as in real kernels.
@@ -109,7 +109,7 @@ class Error:
 
 
 @attrs.frozen
-class InputRequest:
+class Input:
     """Ask the client for input on stdin and wait for its ``input_reply``.
 
     The value received is recorded in :attr:`FakeKernel.input_values
@@ -240,9 +240,9 @@ Step = (
     Stream
     | DisplayData
     | UpdateDisplayData
-    | ExecuteResult
+    | Result
     | Error
-    | InputRequest
+    | Input
     | ClearOutput
     | CommOpen
     | CommMsg
@@ -259,7 +259,7 @@ def _steps(value: Sequence[Step]) -> tuple[Step, ...]:
 
 
 @attrs.frozen
-class Execution:
+class Script:
     """The script of one execution: its steps and how the reply looks.
 
     Attributes:
