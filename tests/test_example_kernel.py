@@ -1,0 +1,354 @@
+"""The example kernel (examples/trio_calc), checked by the ecosystem's own kernel test suite.
+
+jupyter_kernel_test drives the kernel with jupyter_client's KernelManager and validates every
+message against its message-spec schemas: an independent check that the kernel side speaks
+the protocol. The kernelspec is installed into a temporary JUPYTER_PATH.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar
+
+import jupyter_kernel_test
+import pytest
+import trio
+from jupyter_kernel_test.msgspec_v5 import validate_message
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "trio_calc"
+KERNEL_NAME = "trio_calc_test"
+TIMEOUT = 30
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, EXAMPLE / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+calc = _load("calc_language")
+
+
+class _InstalledKernel:
+    """Installs the example kernelspec into a fresh JUPYTER_PATH for a test class."""
+
+    directory: ClassVar[str]
+    saved: ClassVar[str | None]
+
+    @classmethod
+    def install(cls) -> None:
+        cls.directory = tempfile.mkdtemp(prefix="trio-calc-kernels-")
+        shutil.copytree(EXAMPLE, Path(cls.directory) / "kernels" / KERNEL_NAME)
+        cls.saved = os.environ.get("JUPYTER_PATH")
+        os.environ["JUPYTER_PATH"] = cls.directory
+
+    @classmethod
+    def uninstall(cls) -> None:
+        if cls.saved is None:
+            os.environ.pop("JUPYTER_PATH", None)
+        else:
+            os.environ["JUPYTER_PATH"] = cls.saved
+        shutil.rmtree(cls.directory, ignore_errors=True)
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+class TestTrioCalcKernel(_InstalledKernel, jupyter_kernel_test.KernelTests):  # type: ignore[misc]
+    kernel_name = KERNEL_NAME
+    language_name = "calc"
+    file_extension = ".calc"
+
+    code_hello_world = 'print("hello, world")'
+    code_stderr = 'eprint("something went wrong")'
+    completion_samples: ClassVar[list[dict[str, Any]]] = [
+        {"text": "sq", "matches": {"sqrt"}},
+        {"text": "pri", "matches": {"print"}},
+    ]
+    complete_code_samples: ClassVar[list[str]] = ["1 + 2", "x = 3", "print(1)\n2"]
+    incomplete_code_samples: ClassVar[list[str]] = ["(1 + ", "max(1,\n"]
+    invalid_code_samples: ClassVar[list[str]] = ["1 +* 2", "import os", "(]"]
+    code_page_something = "help(sqrt)"
+    code_generate_error = "1 / 0"
+    code_execute_result: ClassVar[list[dict[str, str]]] = [
+        {"code": "6 * 7", "result": "42"},
+        {"code": "y = 2\ny ** 10", "result": "1024"},
+        {"code": '"ab" * 2', "result": "'abab'"},
+    ]
+    code_display_data: ClassVar[list[dict[str, str]]] = [
+        {"code": "display(1 + 1)", "mime": "text/plain"},
+        {"code": "display(pi)", "mime": "text/latex"},
+        {"code": 'html("<b>bold</b>")', "mime": "text/html"},
+    ]
+    code_history_pattern = "6 *"
+    supported_history_operations = ("tail", "range", "search")
+    code_inspect_sample = "sqrt"
+    code_clear_output = "clear()"
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.install()
+        try:
+            super().setUpClass()
+        except BaseException:
+            cls.uninstall()
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        try:
+            super().tearDownClass()
+        finally:
+            cls.uninstall()
+
+
+@pytest.mark.kernel
+class TestTrioCalcWelcome(_InstalledKernel, jupyter_kernel_test.IopubWelcomeTests):  # type: ignore[misc]
+    kernel_name = KERNEL_NAME
+    support_iopub_welcome = True
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.install()
+        try:
+            super().setUpClass()
+        except BaseException:
+            cls.uninstall()
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        try:
+            super().tearDownClass()
+        finally:
+            cls.uninstall()
+
+
+# -- every message the kernel sends, against the message-spec schemas ----------------------
+
+
+@pytest.fixture
+def installed_kernel() -> Iterator[str]:
+    _InstalledKernel.install()
+    try:
+        yield KERNEL_NAME
+    finally:
+        _InstalledKernel.uninstall()
+
+
+def _drive(kernel_name: str) -> list[dict[str, Any]]:
+    """Exercise every feature through jupyter_client; return every message received."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name=kernel_name, startup_timeout=TIMEOUT)
+    received: list[dict[str, Any]] = []
+
+    def answer(msg: dict[str, Any]) -> None:
+        received.append(msg)
+        client.input("ada")
+
+    try:
+        for code in (
+            "x = 2",
+            "print(x, 'apples')\neprint('careful')\ndisplay(x)\nclear()\nx * 21",
+            'name = input("who? ")\nprint("hi", name)',
+            "help(max)",
+            "1 / 0",
+            "undefined + 1",
+            "sqrt(-1)",
+            "9 ** 100000",
+            "import os",
+        ):
+            reply = client.execute_interactive(
+                code,
+                timeout=TIMEOUT,
+                output_hook=received.append,
+                stdin_hook=answer,
+                user_expressions={"double": "x * 2", "bad": "nope"},
+            )
+            received.append(reply)
+        silent = client.execute_interactive("x", silent=True, timeout=TIMEOUT)
+        received.append(silent)
+        for request in (
+            lambda: client.complete("ma", 2),
+            lambda: client.inspect("max", 3),
+            lambda: client.inspect("unknown_thing", 3),
+            lambda: client.is_complete("(1 +"),
+            lambda: client.history(hist_access_type="tail", n=3, output=True, raw=True),
+            lambda: client.comm_info(),
+            lambda: client.kernel_info(),
+        ):
+            msg_id = request()
+            while True:
+                reply = client.get_shell_msg(timeout=TIMEOUT)
+                received.append(reply)
+                if reply["parent_header"]["msg_id"] == msg_id:
+                    break
+        while True:
+            try:
+                received.append(client.get_iopub_msg(timeout=0.5))
+            except Exception:
+                break
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=False)
+    return received
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+async def test_every_message_matches_the_message_spec(installed_kernel: str) -> None:
+    with trio.fail_after(TIMEOUT * 4):
+        messages = await trio.to_thread.run_sync(_drive, installed_kernel)
+    kinds = {m["msg_type"] for m in messages}
+    for kind in (
+        "status",
+        "execute_input",
+        "stream",
+        "display_data",
+        "clear_output",
+        "execute_result",
+        "error",
+        "execute_reply",
+        "input_request",
+        "complete_reply",
+        "inspect_reply",
+        "is_complete_reply",
+        "history_reply",
+        "comm_info_reply",
+        "kernel_info_reply",
+    ):
+        assert kind in kinds
+    for message in messages:
+        if message["msg_type"] == "input_request":
+            # msgspec_v5 types ``password`` as a number, but the protocol (and ipykernel)
+            # sends a boolean: check that, then validate the rest with the schema.
+            assert isinstance(message["content"]["password"], bool)
+            content = {**message["content"], "password": int(message["content"]["password"])}
+            message = {**message, "content": content}
+        validate_message(message)
+    replies = [m for m in messages if m["msg_type"] == "execute_reply"]
+    ok = [r["content"] for r in replies if r["content"]["status"] == "ok"]
+    assert ok[0]["user_expressions"]["double"]["data"] == {"text/plain": "4"}
+    assert ok[0]["user_expressions"]["bad"]["ename"] == "NameError"
+    assert {r["content"].get("ename") for r in replies} >= {
+        "ZeroDivisionError",
+        "NameError",
+        "ValueError",
+        "OverflowError",
+        "SyntaxError",
+    }
+    streams = [m["content"]["text"] for m in messages if m["msg_type"] == "stream"]
+    assert "hi ada\n" in streams
+    assert "2 'apples'\n" not in streams and "2 apples\n" in streams
+
+
+# -- the calculator language, without a kernel ---------------------------------------------
+
+
+class RecordingIO:
+    def __init__(self, answers: list[str] | None = None) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.answers = answers or []
+
+    async def write(self, stream: str, text: str) -> None:
+        self.events.append((stream, text))
+
+    async def display(self, data: dict[str, str]) -> None:
+        self.events.append(("display", data))
+
+    async def clear(self) -> None:
+        self.events.append(("clear", None))
+
+    async def input(self, prompt: str) -> str:
+        self.events.append(("input", prompt))
+        return self.answers.pop(0)
+
+    async def sleep(self, seconds: float) -> None:
+        self.events.append(("sleep", seconds))
+
+    def page(self, text: str) -> None:
+        self.events.append(("page", text))
+
+
+@pytest.mark.parametrize(
+    ("code", "value"),
+    [
+        ("1 + 2 * 3", 7),
+        ("2 ** 10", 1024),
+        ("7 // 2", 3),
+        ("7 % 4", 3),
+        ("-3 + +1", -2),
+        ("x = 4\nx * x", 16),
+        ("1 < 2 < 3", True),
+        ("1 < 3 < 2", False),
+        ("max(1, 5, 3)", 5),
+        ("round(2.567, 2)", 2.57),
+        ("sqrt(16)", 4.0),
+        ('"a" + "b"', "ab"),
+        ('number("12") + 1', 13),
+        ("x = 1", None),
+    ],
+)
+async def test_calculator_values(code: str, value: Any) -> None:
+    assert await calc.Interpreter().run(code, RecordingIO()) == value
+
+
+@pytest.mark.parametrize(
+    ("code", "ename"),
+    [
+        ("1 / 0", "ZeroDivisionError"),
+        ("nope", "NameError"),
+        ("sqrt(-1)", "ValueError"),
+        ("9 ** 100000", "OverflowError"),
+        ('"a" * 10000000', "MemoryError"),
+        ('"a" + 1', "TypeError"),
+        ("sqrt", "TypeError"),
+        ("sqrt(1, 2)", "TypeError"),
+        ("import os", "SyntaxError"),
+        ("__import__('os')", "NameError"),
+        ("(1).real", "SyntaxError"),
+        ("[1, 2]", "SyntaxError"),
+        ("x = y = 1", "SyntaxError"),
+        ("pi = 3", "NameError"),
+        ("max(*[1])", "SyntaxError"),
+        ("1 +", "SyntaxError"),
+        ("True", "SyntaxError"),
+    ],
+)
+async def test_calculator_errors(code: str, ename: str) -> None:
+    with pytest.raises(calc.CalcError) as caught:
+        await calc.Interpreter().run(code, RecordingIO())
+    assert caught.value.ename == ename
+    assert caught.value.traceback[-1].endswith(f"{ename}: {caught.value.evalue}")
+
+
+async def test_calculator_io() -> None:
+    io = RecordingIO(answers=["ada"])
+    interpreter = calc.Interpreter()
+    code = 'print("x", 1)\neprint("e")\ndisplay(2)\nclear()\nn = input("who? ")\nsleep(0.5)\nhelp()'
+    assert await interpreter.run(code, io) is None
+    assert interpreter.variables["n"] == "ada"
+    kinds = [kind for kind, _ in io.events]
+    assert kinds == ["stdout", "stderr", "display", "clear", "input", "sleep", "page"]
+    assert io.events[0] == ("stdout", "x 1\n")
+    assert io.events[2] == ("display", {"text/plain": "2", "text/latex": "$2$"})
+    assert "sqrt(x)" in io.events[-1][1]
+
+
+def test_calculator_is_complete_and_completion() -> None:
+    assert calc.is_complete("1 + 2") == ("complete", "")
+    assert calc.is_complete("(1 +")[0] == "incomplete"
+    assert calc.is_complete("1 +* 2")[0] == "invalid"
+    assert calc.is_complete("import os")[0] == "invalid"
+    assert calc.token_at("x = sq", 6) == ("sq", 4)
+    assert calc.word_at("sqrt(2)", 2) == "sqrt"
