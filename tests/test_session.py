@@ -391,3 +391,14 @@ def test_unknown_header_keys_preserved() -> None:
 def test_dates_parsed_on_demand(text: str, expected: dt.datetime) -> None:
     header = Header(msg_id="a", msg_type="t", date=text)
     assert header.datetime == expected
+
+
+def test_null_parent_header_and_metadata_read_as_empty() -> None:
+    # ipykernel's first "starting" status carries a JSON null parent header.
+    header = json.dumps({"msg_id": "a", "msg_type": "status"}).encode()
+    msg = Session().deserialize([DELIMITER, b"", header, b"null", b"null", b"{}"])
+    assert msg.parent_header == {}
+    assert msg.metadata == {}
+    assert msg.parent_id is None
+    with pytest.raises(MalformedMessage, match="content"):
+        Session().deserialize([DELIMITER, b"", header, b"{}", b"{}", b"null"])

@@ -463,8 +463,10 @@ class Session:
                 raise DuplicateSignature("message signature was already seen (replay)")
             self._record(sig)
         header = _decode_header(h)
-        parent = _decode_object(p, "parent_header")
-        metadata = _decode_object(m, "metadata")
+        # Real kernels send ``null`` for "no parent" (ipykernel's "starting" status) and
+        # jupyter_client accepts it: read it as ``{}``.
+        parent = {} if p == b"null" else _decode_object(p, "parent_header")
+        metadata = {} if m == b"null" else _decode_object(m, "metadata")
         content = _decode_object(c, "content")
         return Message(
             header=header,
