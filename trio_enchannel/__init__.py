@@ -5,6 +5,15 @@ The public API is re-exported here; every other module is private.
 
 from __future__ import annotations
 
+from ._channel_views import ChannelsStatistics as ChannelsStatistics
+from ._channel_views import ChannelStatistics as ChannelStatistics
+from ._channel_views import IOPubChannel as IOPubChannel
+from ._channel_views import MessageChannel as MessageChannel
+from ._channel_views import MultiplexedChannel as MultiplexedChannel
+from ._channel_views import RejectedMessage as RejectedMessage
+from ._channels import Channels as Channels
+from ._channels import IOPubOverflow as IOPubOverflow
+from ._channels import open_channels as open_channels
 from ._client import ClientStatistics as ClientStatistics
 from ._client import Execution as Execution
 from ._client import InputRequest as InputRequest
@@ -28,6 +37,9 @@ from ._errors import MalformedMessage as MalformedMessage
 from ._errors import NoSuchKernel as NoSuchKernel
 from ._errors import RemoteProtocolError as RemoteProtocolError
 from ._errors import UnsignedMessage as UnsignedMessage
+from ._heartbeat import Heartbeat as Heartbeat
+from ._heartbeat import HeartbeatState as HeartbeatState
+from ._heartbeat import HeartbeatStatistics as HeartbeatStatistics
 from ._kernel_side import IOPubPublisher as IOPubPublisher
 from ._kernel_side import KernelChannels as KernelChannels
 from ._kernel_side import KernelChannelStatistics as KernelChannelStatistics
@@ -53,6 +65,9 @@ __all__ = [
     "CHANNEL_NAMES",
     "DELIMITER",
     "ChannelName",
+    "ChannelStatistics",
+    "Channels",
+    "ChannelsStatistics",
     "ClientStatistics",
     "Comm",
     "ConfigurationError",
@@ -65,6 +80,11 @@ __all__ = [
     "ExecuteResult",
     "Execution",
     "Header",
+    "Heartbeat",
+    "HeartbeatState",
+    "HeartbeatStatistics",
+    "IOPubChannel",
+    "IOPubOverflow",
     "IOPubPublisher",
     "InputRequest",
     "InvalidSignature",
@@ -81,13 +101,17 @@ __all__ = [
     "LocalProtocolError",
     "MalformedMessage",
     "Message",
+    "MessageChannel",
+    "MultiplexedChannel",
     "NoSuchKernel",
     "OutputAccumulator",
+    "RejectedMessage",
     "RemoteProtocolError",
     "Reply",
     "Session",
     "StdinHandler",
     "UnsignedMessage",
+    "open_channels",
     "open_client",
     "open_kernel_channels",
     "write_connection_file",

@@ -1,0 +1,326 @@
+"""The user-facing views of :class:`Channels`: per-channel endpoints, the multiplexed view,
+rejected-message records and statistics snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from ._errors import RemoteProtocolError
+from ._heartbeat import HeartbeatStatistics
+from ._message import CHANNEL_NAMES, ChannelName, Message
+from ._zmq import Frame
+
+if TYPE_CHECKING:
+    from ._channels import Channels
+
+__all__ = [
+    "ChannelStatistics",
+    "ChannelsStatistics",
+    "IOPubChannel",
+    "MessageChannel",
+    "MultiplexedChannel",
+    "RejectedMessage",
+]
+
+
+@attrs.frozen
+class RejectedMessage:
+    """A message that failed verification or decoding (see :attr:`Channels.rejects`).
+
+    Attributes:
+        channel: the channel it arrived on.
+        error: why it was rejected; ``error.reason`` is the counted reason.
+        frames: the raw frames as received.
+    """
+
+    channel: ChannelName
+    error: RemoteProtocolError
+    frames: tuple[Frame, ...] = attrs.field(repr=False)
+
+    @property
+    def reason(self) -> str:
+        """The rejection reason (``error.reason``)."""
+        return self.error.reason
+
+
+@attrs.frozen
+class ChannelStatistics:
+    """A snapshot of one channel's counters.
+
+    Attributes:
+        name: the channel.
+        received: valid messages received (delivered or not).
+        sent: messages sent.
+        rejected: rejected messages by reason (``"invalid_signature"``, ``"bad_json"``, ...).
+        queued: messages received and waiting for the consumer.
+        buffer_size: the capacity of the buffer they wait in.
+        stalls: times the reader found the buffer full and waited for the consumer.
+        dropped: messages discarded because the buffer was full (IOPub with
+            ``iopub_overflow="drop"`` only).
+        discarded: messages that arrived after the consumer closed this channel.
+    """
+
+    name: ChannelName
+    received: int = 0
+    sent: int = 0
+    rejected: Mapping[str, int] = attrs.field(factory=dict)
+    queued: int = 0
+    buffer_size: int = 0
+    stalls: int = 0
+    dropped: int = 0
+    discarded: int = 0
+
+    @property
+    def rejected_total(self) -> int:
+        """All rejected messages, whatever the reason."""
+        return sum(self.rejected.values())
+
+
+@attrs.frozen
+class ChannelsStatistics:
+    """A snapshot of every channel's counters, returned by :meth:`Channels.statistics`.
+
+    Attributes:
+        shell, control, stdin, iopub: per-channel :class:`ChannelStatistics`.
+        heartbeat: the heartbeat monitor's :class:`HeartbeatStatistics`.
+        rejects_unreported: rejects that did not fit in :attr:`Channels.rejects`' buffer.
+    """
+
+    shell: ChannelStatistics
+    control: ChannelStatistics
+    stdin: ChannelStatistics
+    iopub: ChannelStatistics
+    heartbeat: HeartbeatStatistics
+    rejects_unreported: int = 0
+
+    def __getitem__(self, name: ChannelName) -> ChannelStatistics:
+        """The statistics of channel ``name``.
+
+        Raises:
+            KeyError: not a channel name.
+        """
+        if name not in CHANNEL_NAMES:
+            raise KeyError(name)
+        value: ChannelStatistics = getattr(self, name)
+        return value
+
+    @property
+    def rejected_total(self) -> int:
+        """Rejected messages over all channels."""
+        return sum(self[name].rejected_total for name in CHANNEL_NAMES)
+
+
+@attrs.define(eq=False)
+class _Counters:
+    received: int = 0
+    sent: int = 0
+    rejected: dict[str, int] = attrs.field(factory=dict)
+    stalls: int = 0
+    dropped: int = 0
+    discarded: int = 0
+
+
+class _Endpoint:
+    """What the per-channel and multiplexed views share: a name, a socket, counters."""
+
+    def __init__(self, owner: Channels, name: ChannelName) -> None:
+        self._owner = owner
+        self._name: ChannelName = name
+        self._closed = False
+
+    @property
+    def name(self) -> ChannelName:
+        """The channel's name."""
+        return self._name
+
+    def statistics(self) -> ChannelStatistics:
+        """A snapshot of this channel's counters (see :class:`ChannelStatistics`)."""
+        return self._owner._channel_statistics(self._name)
+
+    def _receiver(self) -> trio.MemoryReceiveChannel[Message]:
+        if self._closed:
+            raise trio.ClosedResourceError(f"the {self._name} channel was closed")
+        receiver = self._owner._receivers.get(self._name)
+        if receiver is None:
+            raise RuntimeError(
+                f"open_channels(multiplexed=True) delivers every message to ch.multiplexed; "
+                f"ch.{self._name} can only send"
+            )
+        return receiver
+
+    async def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            receiver = self._owner._receivers.get(self._name)
+            if receiver is not None:
+                receiver.close()
+        await trio.lowlevel.checkpoint()
+
+
+class MessageChannel(_Endpoint, trio.abc.Channel[Message]):
+    """A two-way channel (``shell``, ``control`` or ``stdin``) of :class:`Channels`.
+
+    Follows trio's channel conventions: :meth:`receive` raises :class:`trio.EndOfChannel`
+    once the channels are closed and every queued message was received, and
+    :class:`trio.ClosedResourceError` after :meth:`aclose`. ``async for msg in channel``
+    iterates until the channels close. Cancelling a :meth:`receive` never loses a message.
+    """
+
+    async def send(self, value: Message) -> None:
+        """Sign and send ``value`` on this channel, waiting while ZeroMQ's queue is full.
+
+        The message must have been built by :attr:`Channels.session` (for its session id)
+        with ``channel`` either ``None`` or this channel's name.
+
+        Raises:
+            LocalProtocolError: the message is meant for another channel or cannot be
+                encoded (nothing is sent).
+            TypeError: ``value`` is not a :class:`Message`.
+            trio.ClosedResourceError: this channel or the channels were closed.
+            trio.BrokenResourceError: the socket failed.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError(f"the {self._name} channel was closed")
+        await self._owner._send(self._name, value)
+
+    def send_nowait(self, value: Message) -> None:
+        """Sign and send ``value`` now, or raise :class:`trio.WouldBlock`.
+
+        Raises:
+            trio.WouldBlock: ZeroMQ's queue is full (nothing was sent).
+            LocalProtocolError: see :meth:`send`.
+            TypeError: ``value`` is not a :class:`Message`.
+            trio.ClosedResourceError: this channel or the channels were closed.
+            trio.BrokenResourceError: the socket failed.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError(f"the {self._name} channel was closed")
+        self._owner._send_nowait(self._name, value)
+
+    async def receive(self) -> Message:
+        """The next message received on this channel, waiting for one if needed.
+
+        Raises:
+            trio.EndOfChannel: the channels are closed and every message was received.
+            trio.ClosedResourceError: this channel was closed with :meth:`aclose`.
+            RuntimeError: the channels deliver to :attr:`Channels.multiplexed` instead.
+        """
+        return await self._receiver().receive()
+
+    def receive_nowait(self) -> Message:
+        """The next message if one is waiting.
+
+        Raises:
+            trio.WouldBlock: no message is waiting.
+            trio.EndOfChannel: the channels are closed and every message was received.
+            trio.ClosedResourceError: this channel was closed with :meth:`aclose`.
+            RuntimeError: the channels deliver to :attr:`Channels.multiplexed` instead.
+        """
+        return self._receiver().receive_nowait()
+
+    async def aclose(self) -> None:
+        """Stop using this channel: later sends and receives raise
+        :class:`trio.ClosedResourceError`, later arrivals are discarded (and counted).
+        Idempotent; the other channels stay open."""
+        await self._close()
+
+
+class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
+    """The receive-only IOPub channel of :class:`Channels` (same conventions as
+    :class:`MessageChannel`)."""
+
+    async def receive(self) -> Message:
+        """The next IOPub message, waiting for one if needed.
+
+        Raises:
+            trio.EndOfChannel: the channels are closed and every message was received.
+            trio.ClosedResourceError: this channel was closed with :meth:`aclose`.
+            RuntimeError: the channels deliver to :attr:`Channels.multiplexed` instead.
+        """
+        return await self._receiver().receive()
+
+    def receive_nowait(self) -> Message:
+        """The next IOPub message if one is waiting.
+
+        Raises:
+            trio.WouldBlock: no message is waiting.
+            trio.EndOfChannel: the channels are closed and every message was received.
+            trio.ClosedResourceError: this channel was closed with :meth:`aclose`.
+            RuntimeError: the channels deliver to :attr:`Channels.multiplexed` instead.
+        """
+        return self._receiver().receive_nowait()
+
+    async def aclose(self) -> None:
+        """Stop receiving IOPub: later receives raise :class:`trio.ClosedResourceError` and
+        later arrivals are discarded (and counted). Idempotent."""
+        await self._close()
+
+
+class MultiplexedChannel(trio.abc.Channel[Message]):
+    """Every channel in one: receives every message of every channel (each tagged with its
+    :attr:`Message.channel`), sends each message on the channel it names.
+
+    Receiving needs ``open_channels(..., multiplexed=True)``; sending always works.
+    """
+
+    def __init__(self, owner: Channels) -> None:
+        self._owner = owner
+        self._closed = False
+
+    def _receiver(self) -> trio.MemoryReceiveChannel[Message]:
+        if self._closed:
+            raise trio.ClosedResourceError("the multiplexed channel was closed")
+        receiver = self._owner._multiplexed_receiver
+        if receiver is None:
+            raise RuntimeError(
+                "receiving from ch.multiplexed needs open_channels(..., multiplexed=True)"
+            )
+        return receiver
+
+    async def send(self, value: Message) -> None:
+        """Send ``value`` on the channel named by ``value.channel``.
+
+        Raises:
+            LocalProtocolError: ``value.channel`` is ``None`` or ``"iopub"``, or the message
+                cannot be encoded.
+            TypeError: ``value`` is not a :class:`Message`.
+            trio.ClosedResourceError: the channels were closed.
+            trio.BrokenResourceError: the socket failed.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("the multiplexed channel was closed")
+        await self._owner.send(value)
+
+    async def receive(self) -> Message:
+        """The next message of any channel, in arrival order within each channel.
+
+        Raises:
+            trio.EndOfChannel: the channels are closed and every message was received.
+            trio.ClosedResourceError: this view was closed with :meth:`aclose`.
+            RuntimeError: the channels were not opened with ``multiplexed=True``.
+        """
+        return await self._receiver().receive()
+
+    def receive_nowait(self) -> Message:
+        """The next message of any channel if one is waiting.
+
+        Raises:
+            trio.WouldBlock: no message is waiting.
+            trio.EndOfChannel: the channels are closed and every message was received.
+            trio.ClosedResourceError: this view was closed with :meth:`aclose`.
+            RuntimeError: the channels were not opened with ``multiplexed=True``.
+        """
+        return self._receiver().receive_nowait()
+
+    async def aclose(self) -> None:
+        """Stop using this view (later arrivals are discarded and counted). Idempotent."""
+        if not self._closed:
+            self._closed = True
+            receiver = self._owner._multiplexed_receiver
+            if receiver is not None:
+                receiver.close()
+        await trio.lowlevel.checkpoint()

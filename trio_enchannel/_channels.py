@@ -1,0 +1,598 @@
+"""open_channels(): the Jupyter channels of a running kernel, as Trio channels.
+
+One reader task per socket drains every ready message per wake-up, verifies and decodes it with
+the connection's :class:`Session`, and hands it over in order through a bounded memory
+channel. Invalid messages are counted, logged and (on request) reported, never delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import attrs
+import trio
+
+from ._channel_views import (
+    ChannelsStatistics,
+    ChannelStatistics,
+    IOPubChannel,
+    MessageChannel,
+    MultiplexedChannel,
+    RejectedMessage,
+    _Counters,
+)
+from ._connection import ConnectionInfo, SocketName
+from ._errors import (
+    ConfigurationError,
+    ConnectionInfoError,
+    EncryptionUnavailable,
+    KernelDied,
+    LocalProtocolError,
+    MalformedMessage,
+    RemoteProtocolError,
+)
+from ._heartbeat import Heartbeat
+from ._message import CHANNEL_NAMES, ChannelName, Message
+from ._session import Session
+from ._zmq import Frame, SocketKind, TrioSocket, curve_keypair, has_curve
+
+__all__ = [
+    "ChannelStatistics",
+    "Channels",
+    "ChannelsStatistics",
+    "IOPubChannel",
+    "IOPubOverflow",
+    "MessageChannel",
+    "MultiplexedChannel",
+    "RejectedMessage",
+    "open_channels",
+]
+
+logger = logging.getLogger("trio_enchannel.channels")
+
+#: What the IOPub reader does when the consumer is slower than the kernel and the IOPub
+#: buffer is full: ``"wait"`` (stop reading; ZeroMQ's high-water marks apply, see
+#: :func:`open_channels`) or ``"drop"`` (discard the new message and count it).
+IOPubOverflow = Literal["wait", "drop"]
+
+_SOCKET_KIND: dict[ChannelName, SocketKind] = {
+    "shell": "DEALER",
+    "control": "DEALER",
+    "stdin": "DEALER",
+    "iopub": "SUB",
+}
+_BATCH = 1000
+
+
+@attrs.frozen
+class _Options:
+    buffer_size: int
+    iopub_buffer_size: int
+    iopub_overflow: IOPubOverflow
+    iopub_topics: tuple[bytes, ...]
+    iopub_hwm: int
+    linger: float
+    curve: tuple[str, str] | None
+
+
+class Channels:
+    """The channels of one kernel connection; what :func:`open_channels` yields.
+
+    Attributes:
+        session: the :class:`Session` that signs outgoing and verifies incoming messages;
+            build every message you send with it (``ch.session.message(...)``).
+        info: the connection info.
+        identity: the ZeroMQ routing id of the shell, control and stdin sockets.
+        shell: requests and replies (:class:`MessageChannel`).
+        control: control requests and replies (:class:`MessageChannel`).
+        stdin: ``input_request`` from the kernel, ``input_reply`` to it
+            (:class:`MessageChannel`).
+        iopub: outputs and status broadcast by the kernel (:class:`IOPubChannel`).
+        multiplexed: every channel in one (:class:`MultiplexedChannel`).
+        heartbeat: the heartbeat monitor (:class:`Heartbeat`).
+    """
+
+    def __init__(
+        self,
+        info: ConnectionInfo,
+        session: Session,
+        identity: bytes,
+        options: _Options,
+        heartbeat: Heartbeat,
+        *,
+        multiplexed: bool,
+        report_rejects: int | None,
+    ) -> None:
+        self.info = info
+        self.session = session
+        self.identity = identity
+        self._options = options
+        self._closed = False
+        self._sockets: dict[SocketName, TrioSocket] = {}
+        self._scopes: list[trio.CancelScope] = []
+        self._counters = {name: _Counters() for name in CHANNEL_NAMES}
+        self._senders: dict[ChannelName, trio.MemorySendChannel[Message]] = {}
+        self._receivers: dict[ChannelName, trio.MemoryReceiveChannel[Message]] = {}
+        self._multiplexed_receiver: trio.MemoryReceiveChannel[Message] | None = None
+        if multiplexed:
+            send, receive = trio.open_memory_channel[Message](options.buffer_size)
+            self._multiplexed_receiver = receive
+            for name in CHANNEL_NAMES:
+                self._senders[name] = send.clone()
+            send.close()
+        else:
+            for name in CHANNEL_NAMES:
+                size = options.iopub_buffer_size if name == "iopub" else options.buffer_size
+                send, receive = trio.open_memory_channel[Message](size)
+                self._senders[name] = send
+                self._receivers[name] = receive
+        self._rejects_send: trio.MemorySendChannel[RejectedMessage] | None = None
+        self._rejects_receive: trio.MemoryReceiveChannel[RejectedMessage] | None = None
+        if report_rejects is not None:
+            rsend, rreceive = trio.open_memory_channel[RejectedMessage](report_rejects)
+            self._rejects_send, self._rejects_receive = rsend, rreceive
+        self._rejects_unreported = 0
+        self._iopub_ready = False
+        self._iopub_wakeup = trio.Event()
+        self._nudges: set[str] = set()
+        self._nudge_lock = trio.Lock()
+        self.shell = MessageChannel(self, "shell")
+        self.control = MessageChannel(self, "control")
+        self.stdin = MessageChannel(self, "stdin")
+        self.iopub = IOPubChannel(self, "iopub")
+        self.multiplexed = MultiplexedChannel(self)
+        self.heartbeat = heartbeat
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Channels {state} {self.info.transport}://{self.info.ip} {self.session!r}>"
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether the channels were closed."""
+        return self._closed
+
+    @property
+    def rejects(self) -> trio.MemoryReceiveChannel[RejectedMessage]:
+        """Every rejected message with its error, as :class:`RejectedMessage` records.
+
+        Opt-in: ``open_channels(..., report_rejects=True)``. When its buffer is full further
+        rejects are only counted (``statistics().rejects_unreported``); readers never wait.
+
+        Raises:
+            RuntimeError: the channels were opened without ``report_rejects=True``.
+        """
+        if self._rejects_receive is None:
+            raise RuntimeError("ch.rejects needs open_channels(..., report_rejects=True)")
+        return self._rejects_receive
+
+    async def send(self, msg: Message) -> None:
+        """Send ``msg`` on the channel named by ``msg.channel`` (shell, control or stdin).
+
+        Raises:
+            LocalProtocolError: ``msg.channel`` is ``None`` or ``"iopub"``, or the message
+                cannot be encoded (nothing is sent).
+            TypeError: ``msg`` is not a :class:`Message`.
+            trio.ClosedResourceError: the channels (or that channel) were closed.
+            trio.BrokenResourceError: the socket failed.
+        """
+        await self._endpoint_for(msg).send(msg)
+
+    def send_nowait(self, msg: Message) -> None:
+        """Send ``msg`` on the channel it names, now, or raise :class:`trio.WouldBlock`.
+
+        Raises:
+            trio.WouldBlock: ZeroMQ's queue is full (nothing was sent).
+            LocalProtocolError, TypeError, trio.ClosedResourceError,
+            trio.BrokenResourceError: as for :meth:`send`.
+        """
+        self._endpoint_for(msg).send_nowait(msg)
+
+    def statistics(self) -> ChannelsStatistics:
+        """A snapshot of every channel's counters and the heartbeat's state."""
+        return ChannelsStatistics(
+            shell=self._channel_statistics("shell"),
+            control=self._channel_statistics("control"),
+            stdin=self._channel_statistics("stdin"),
+            iopub=self._channel_statistics("iopub"),
+            heartbeat=self.heartbeat.statistics(),
+            rejects_unreported=self._rejects_unreported,
+        )
+
+    @property
+    def kernel_unresponsive(self) -> bool:
+        """Whether the heartbeat currently declares the kernel unresponsive."""
+        return self.heartbeat.state == "unresponsive"
+
+    async def wait_unresponsive(self) -> KernelDied:
+        """Wait until the heartbeat declares the kernel unresponsive (see
+        :meth:`Heartbeat.wait_unresponsive`).
+
+        Returns:
+            A :class:`KernelDied` describing the silence.
+
+        Raises:
+            trio.ClosedResourceError: the channels were closed while waiting.
+        """
+        return await self.heartbeat.wait_unresponsive()
+
+    @property
+    def iopub_ready(self) -> bool:
+        """Whether a valid IOPub message has arrived, so the subscription is live."""
+        return self._iopub_ready
+
+    async def wait_iopub_ready(
+        self, *, welcome_grace: float = 0.2, nudge_every: float = 0.5
+    ) -> None:
+        """Wait until the IOPub subscription is live: messages published from now on reach
+        :attr:`iopub`.
+
+        A kernel speaking protocol 5.5 with an XPUB socket (ipykernel 7) announces the
+        subscription with ``iopub_welcome``; that (or any valid IOPub message) ends the wait.
+        If nothing arrives within ``welcome_grace`` seconds, a ``kernel_info_request`` is sent
+        on shell every ``nudge_every`` seconds until IOPub traffic arrives. Those internal
+        requests' replies, and the IOPub messages they cause, are not delivered.
+
+        Raises:
+            trio.ClosedResourceError: the channels were closed while waiting.
+        """
+        if self._iopub_ready:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._closed:
+            raise trio.ClosedResourceError("the channels are closed")
+        with trio.move_on_after(welcome_grace):
+            await self._iopub_wakeup.wait()
+        async with self._nudge_lock:
+            while not self._iopub_ready:
+                if self._closed:
+                    raise trio.ClosedResourceError("the channels are closed")
+                nudge = self.session.message("kernel_info_request", channel="shell")
+                self._nudges.add(nudge.msg_id)
+                await self._send("shell", nudge)
+                with trio.move_on_after(nudge_every):
+                    await self._iopub_wakeup.wait()
+
+    async def aclose(self) -> None:
+        """Close every socket and stop the readers and the heartbeat; idempotent.
+
+        Messages already received stay receivable; afterwards :meth:`MessageChannel.receive`
+        raises :class:`trio.EndOfChannel`.
+        """
+        self._close()
+        await trio.lowlevel.checkpoint()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for scope in self._scopes:
+            scope.cancel()
+        for sock in self._sockets.values():
+            sock.close()
+        self._iopub_wakeup.set()
+
+    def _endpoint_for(self, msg: Message) -> MessageChannel:
+        if not isinstance(msg, Message):
+            raise TypeError(f"expected a Message, got {type(msg).__name__}")
+        if msg.channel in ("shell", "control", "stdin"):
+            endpoint: MessageChannel = getattr(self, msg.channel)
+            return endpoint
+        raise LocalProtocolError(
+            f"cannot route a {msg.msg_type} message with channel={msg.channel!r}: "
+            "it must be 'shell', 'control' or 'stdin'"
+        )
+
+    def _frames(self, name: ChannelName, msg: Message) -> list[bytes | memoryview]:
+        if not isinstance(msg, Message):
+            raise TypeError(f"expected a Message, got {type(msg).__name__}")
+        if msg.channel is not None and msg.channel != name:
+            raise LocalProtocolError(
+                f"a {msg.msg_type} message meant for {msg.channel!r} cannot go on {name!r}"
+            )
+        return self.session.serialize(msg, identities=())
+
+    def _socket_for(self, name: ChannelName) -> TrioSocket:
+        sock = self._sockets.get(name)
+        if sock is None or self._closed:
+            raise trio.ClosedResourceError("the channels are closed")
+        return sock
+
+    async def _send(self, name: ChannelName, msg: Message) -> None:
+        frames = self._frames(name, msg)
+        await self._socket_for(name).send_multipart(frames)
+        self._counters[name].sent += 1
+
+    def _send_nowait(self, name: ChannelName, msg: Message) -> None:
+        frames = self._frames(name, msg)
+        self._socket_for(name).send_multipart_nowait(frames)
+        self._counters[name].sent += 1
+
+    def _channel_statistics(self, name: ChannelName) -> ChannelStatistics:
+        counters = self._counters[name]
+        receiver = self._receivers.get(name, self._multiplexed_receiver)
+        stats = receiver.statistics() if receiver is not None else None
+        return ChannelStatistics(
+            name=name,
+            received=counters.received,
+            sent=counters.sent,
+            rejected=dict(counters.rejected),
+            queued=stats.current_buffer_used if stats is not None else 0,
+            buffer_size=int(stats.max_buffer_size) if stats is not None else 0,
+            stalls=counters.stalls,
+            dropped=counters.dropped,
+            discarded=counters.discarded,
+        )
+
+    def _reject(
+        self, name: ChannelName, frames: Sequence[Frame], error: RemoteProtocolError
+    ) -> None:
+        rejected = self._counters[name].rejected
+        count = rejected.get(error.reason, 0) + 1
+        rejected[error.reason] = count
+        if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+            logger.warning(
+                "rejected a message on %s (%s, %d so far): %s", name, error.reason, count, error
+            )
+        if self._rejects_send is not None:
+            try:
+                self._rejects_send.send_nowait(RejectedMessage(name, error, tuple(frames)))
+            except trio.WouldBlock:
+                self._rejects_unreported += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    def _make_socket(self, kind: SocketKind, name: SocketName) -> TrioSocket:
+        options = self._options
+        url = self.info.url(name)
+        sock = TrioSocket(kind, linger=options.linger)
+        try:
+            if options.curve is not None:
+                assert self.info.curve_publickey is not None
+                public, secret = options.curve
+                sock.set_curve_client(
+                    self.info.curve_publickey, public_key=public, secret_key=secret
+                )
+            if kind == "DEALER":
+                sock.set_identity(self.identity)
+                # Never let the kernel's ROUTER drop a reply for want of room on our side:
+                # replies are bounded by our own requests.
+                sock.set_option("RCVHWM", 0)
+            elif kind == "SUB":
+                sock.set_option("RCVHWM", options.iopub_hwm)
+                for topic in options.iopub_topics:
+                    sock.subscribe(topic)
+            try:
+                sock.connect(url)
+            except trio.BrokenResourceError as exc:
+                raise ConnectionInfoError(
+                    f"cannot connect the {name} socket to {url}: {exc}"
+                ) from exc
+        except BaseException:
+            sock.close(linger=0)
+            raise
+        self._sockets[name] = sock
+        return sock
+
+    async def _run_heartbeat(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        scope = trio.CancelScope()
+        self._scopes.append(scope)
+        if self._closed:
+            scope.cancel()
+        with scope:
+            await self.heartbeat.run(task_status=task_status)
+
+    async def _reader(
+        self, name: ChannelName, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        sock = self._make_socket(_SOCKET_KIND[name], name)
+        deliver = self._senders[name]
+        counters = self._counters[name]
+        deserialize = self.session.deserialize
+        nudges = self._nudges
+        is_iopub = name == "iopub"
+        drop = is_iopub and self._options.iopub_overflow == "drop"
+        scope = trio.CancelScope()
+        self._scopes.append(scope)
+        if self._closed:
+            scope.cancel()
+        task_status.started()
+        try:
+            with scope:
+                while True:
+                    try:
+                        batch = sock.receive_batch_nowait(_BATCH)
+                    except trio.ClosedResourceError:
+                        return
+                    if not batch:
+                        try:
+                            await sock.wait_receivable()
+                        except trio.ClosedResourceError:
+                            return
+                        continue
+                    for frames in batch:
+                        try:
+                            msg = deserialize(frames, channel=name)
+                        except RemoteProtocolError as exc:
+                            self._reject(name, frames, exc)
+                            continue
+                        except Exception as exc:  # a decoding bug must not stop the reader
+                            logger.exception("unexpected error decoding a %s message", name)
+                            error = MalformedMessage(f"undecodable: {exc!r}", reason="undecodable")
+                            self._reject(name, frames, error)
+                            continue
+                        counters.received += 1
+                        if is_iopub and not self._iopub_ready:
+                            self._iopub_ready = True
+                            self._iopub_wakeup.set()
+                        if nudges and msg.parent_id in nudges:
+                            continue  # caused by wait_iopub_ready's kernel_info nudges
+                        try:
+                            deliver.send_nowait(msg)
+                        except trio.WouldBlock:
+                            if drop:
+                                counters.dropped += 1
+                                continue
+                            counters.stalls += 1
+                            try:
+                                await deliver.send(msg)
+                            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                                counters.discarded += 1
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            counters.discarded += 1
+                    if len(batch) >= _BATCH:
+                        await trio.lowlevel.checkpoint()  # let others run during a flood
+        finally:
+            sock.close()
+            deliver.close()
+
+
+def _coerce_info(
+    info: ConnectionInfo | str | os.PathLike[str] | Mapping[str, Any],
+) -> ConnectionInfo:
+    if isinstance(info, ConnectionInfo):
+        return info
+    if isinstance(info, (str, os.PathLike)):
+        return ConnectionInfo.from_file(info)
+    if isinstance(info, Mapping):
+        return ConnectionInfo.from_dict(info)
+    raise TypeError(f"expected ConnectionInfo, a path or a dict, got {type(info).__name__}")
+
+
+@asynccontextmanager
+async def open_channels(
+    info: ConnectionInfo | str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    session: Session | None = None,
+    iopub_topic: bytes | Sequence[bytes] = b"",
+    heartbeat: bool = True,
+    hb_interval: float = 1.0,
+    hb_deadline: float = 5.0,
+    buffer_size: int = 1000,
+    iopub_buffer_size: int | None = None,
+    iopub_overflow: IOPubOverflow = "wait",
+    iopub_hwm: int = 1000,
+    multiplexed: bool = False,
+    report_rejects: bool = False,
+    rejects_buffer_size: int = 100,
+    identity: bytes | None = None,
+    curve_client_keys: tuple[str, str] | None = None,
+    linger: float = 1.0,
+) -> AsyncIterator[Channels]:
+    """Connect to a running kernel's channels; yields :class:`Channels`.
+
+    ``shell``, ``control`` and ``stdin`` are DEALER sockets sharing one routing identity,
+    ``iopub`` a SUB socket, the heartbeat a REQ socket. Each socket gets a reader task,
+    started before the body runs (so invalid addresses fail here); leaving the block closes
+    every socket and stops every task. Messages already received stay receivable until the
+    channel is exhausted (:class:`trio.EndOfChannel`).
+
+    Backpressure: each channel hands messages over through a bounded buffer. When a shell,
+    control or stdin buffer is full the reader waits for the consumer (those sockets have no
+    receive high-water mark, so the kernel never drops a reply). When the IOPub buffer is full
+    and ``iopub_overflow="wait"``, the reader stops reading; up to ``iopub_hwm`` messages then
+    queue in the SUB socket, and beyond the kernel's own send high-water mark the kernel's
+    PUB socket drops messages for this subscriber, as ZeroMQ does. With ``"drop"`` the reader
+    keeps draining the socket and discards new messages while the buffer is full. Either way
+    ``statistics()`` shows ``stalls`` / ``dropped`` and the buffer's fill level.
+
+    Args:
+        info: the connection info, or a connection file path, or its dict.
+        session: the codec to use; default ``Session.from_connection_info(info)``.
+        iopub_topic: the IOPub subscription(s); ``b""`` receives everything.
+        heartbeat: whether to monitor the heartbeat (see :class:`Heartbeat`).
+        hb_interval: seconds between heartbeat pings.
+        hb_deadline: seconds without an echo before the kernel is declared unresponsive.
+        buffer_size: messages buffered per channel (shell, control, stdin; and the shared
+            buffer in multiplexed mode).
+        iopub_buffer_size: messages buffered for IOPub (default ``buffer_size``).
+        iopub_overflow: ``"wait"`` or ``"drop"``, see above.
+        iopub_hwm: the SUB socket's receive high-water mark (``0``: unlimited).
+        multiplexed: deliver every received message to :attr:`Channels.multiplexed` instead
+            of the per-channel views.
+        report_rejects: make :attr:`Channels.rejects` available.
+        rejects_buffer_size: how many unread rejects :attr:`Channels.rejects` holds.
+        identity: the routing id of shell, control and stdin (default: random).
+        curve_client_keys: this client's CurveZMQ ``(public, secret)`` keys when the
+            connection info carries a ``curve_publickey`` (default: a fresh pair).
+        linger: seconds unsent messages may linger after the sockets close.
+
+    Raises:
+        ConfigurationError: an option is invalid.
+        ConnectionInfoError: the connection info is invalid or a socket cannot connect.
+        EncryptionUnavailable: the connection needs CurveZMQ and libzmq lacks it.
+    """
+    conn = _coerce_info(info)
+    if buffer_size < 0 or (iopub_buffer_size is not None and iopub_buffer_size < 0):
+        raise ConfigurationError("buffer sizes must be >= 0")
+    if rejects_buffer_size < 1:
+        raise ConfigurationError("rejects_buffer_size must be >= 1")
+    if iopub_overflow not in ("wait", "drop"):
+        raise ConfigurationError(f"iopub_overflow must be 'wait' or 'drop', not {iopub_overflow!r}")
+    if iopub_hwm < 0:
+        raise ConfigurationError("iopub_hwm must be >= 0")
+    if heartbeat and (hb_interval <= 0 or hb_deadline <= 0):
+        raise ConfigurationError("hb_interval and hb_deadline must be positive")
+    topics = (iopub_topic,) if isinstance(iopub_topic, bytes) else tuple(iopub_topic)
+    if not all(isinstance(t, bytes) for t in topics):
+        raise ConfigurationError("iopub_topic must be bytes or a sequence of bytes")
+    curve: tuple[str, str] | None = None
+    if conn.curve_publickey is not None:
+        if not has_curve():
+            raise EncryptionUnavailable(
+                "the connection info has a curve_publickey (CurveZMQ encryption) but this "
+                "libzmq was built without curve support"
+            )
+        curve = curve_client_keys if curve_client_keys is not None else curve_keypair()
+    options = _Options(
+        buffer_size=buffer_size,
+        iopub_buffer_size=buffer_size if iopub_buffer_size is None else iopub_buffer_size,
+        iopub_overflow=iopub_overflow,
+        iopub_topics=topics,
+        iopub_hwm=iopub_hwm,
+        linger=linger,
+        curve=curve,
+    )
+    if session is None:
+        session = Session.from_connection_info(conn)
+    ch: Channels
+
+    def make_hb_socket() -> TrioSocket:
+        return ch._make_socket("REQ", "hb")
+
+    hb = Heartbeat(
+        interval=hb_interval,
+        deadline=hb_deadline,
+        make_socket=make_hb_socket if heartbeat else None,
+    )
+    ch = Channels(
+        conn,
+        session,
+        identity if identity is not None else uuid.uuid4().hex.encode("ascii"),
+        options,
+        hb,
+        multiplexed=multiplexed,
+        report_rejects=rejects_buffer_size if report_rejects else None,
+    )
+    async with trio.open_nursery() as nursery:
+        try:
+            for name in CHANNEL_NAMES:
+                await nursery.start(ch._reader, name)
+            if heartbeat:
+                await nursery.start(ch._run_heartbeat)
+            yield ch
+        finally:
+            ch._close()
+    for sock in ch._sockets.values():
+        sock.close()
