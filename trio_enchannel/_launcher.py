@@ -1,0 +1,823 @@
+"""Launching kernels the Trio way: :func:`open_kernel`.
+
+The kernel process belongs to the ``async with`` block that started it. Leaving the block for
+any reason (normally, by exception, by cancellation) shuts the kernel down in a shielded
+sequence (``shutdown_request`` on control, a grace period, SIGTERM to its process group,
+SIGKILL), reaps it, and removes its connection file and ipc socket files.
+
+Process lifetime rules:
+
+* the kernel runs in its own session and process group (``start_new_session=True``), so
+  signals for interrupts and termination reach everything it started in that group, and a
+  Ctrl+C in the terminal does not reach it directly;
+* when the kernel's main process exits, whatever is left of its process group is killed before
+  the main process is reaped (while its zombie still holds the group id, so the signal cannot
+  hit an unrelated process);
+* the kernel learns our pid through ``JPY_PARENT_PID`` so kernels that watch their parent
+  (ipykernel does) exit by themselves if this process is killed outright.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import signal
+import string
+import subprocess
+import sys
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+import trio
+
+from ._connection import ConnectionInfo, write_connection_file
+from ._errors import EncryptionUnavailable, KernelDied, KernelStartupError
+from ._kernelspec import KernelSpec, get_kernel_spec
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+
+if TYPE_CHECKING:
+    from ._client import KernelClient
+
+__all__ = ["Kernel", "open_kernel"]
+
+OutputMode = Literal["capture", "inherit", "discard"]
+EncryptionMode = Literal["off", "auto", "required"]
+
+#: How many bytes of each output stream are kept for error messages and ``*_tail()``.
+TAIL_BYTES = 64 * 1024
+
+_PYTHON_NAMES = frozenset(
+    {
+        "python",
+        f"python{sys.version_info[0]}",
+        f"python{sys.version_info[0]}.{sys.version_info[1]}",
+    }
+)
+_PLACEHOLDER = re.compile(r"\{(connection_file|resource_dir)\}")
+
+
+# --------------------------------------------------------------------------------------------
+# command line and environment
+
+
+def kernel_argv(
+    spec: KernelSpec, connection_file: str | os.PathLike[str], extra_arguments: Iterable[str] = ()
+) -> list[str]:
+    """The command line that starts *spec*'s kernel.
+
+    ``{connection_file}`` and ``{resource_dir}`` are substituted, a leading ``python``,
+    ``python3`` or ``python3.X`` (this interpreter's version) is replaced by
+    :data:`sys.executable`, and *extra_arguments* are appended.
+    """
+    values = {
+        "connection_file": os.fspath(connection_file),
+        "resource_dir": os.fspath(spec.resource_dir) if spec.resource_dir is not None else "",
+    }
+    argv = [_PLACEHOLDER.sub(lambda m: values[m.group(1)], arg) for arg in spec.argv]
+    if argv[0] in _PYTHON_NAMES:
+        argv[0] = sys.executable
+    argv.extend(extra_arguments)
+    return argv
+
+
+def kernel_env(
+    spec: KernelSpec,
+    env: Mapping[str, str | None] | None = None,
+    *,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment a kernel starts with.
+
+    The parent's environment (*base*, default :data:`os.environ`), then the spec's ``env`` (in
+    which ``${VAR}`` refers to the parent's variables, as in jupyter_client), then *env* from
+    the caller, where a value of ``None`` removes the variable. ``JPY_PARENT_PID`` is set to
+    this process's pid so the kernel can exit if its parent dies.
+    """
+    result = dict(os.environ if base is None else base)
+    for key, value in spec.env.items():
+        result[key] = string.Template(value).safe_substitute(result)
+    result["JPY_PARENT_PID"] = str(os.getpid())
+    for key, maybe in (env or {}).items():
+        if maybe is None:
+            result.pop(key, None)
+        else:
+            result[key] = maybe
+    return result
+
+
+@contextlib.contextmanager
+def _unwrap_single() -> Iterator[None]:
+    """Let a lone exception out of a nursery as itself, not inside an exception group.
+
+    The nursery that owns the kernel's background tasks would otherwise wrap the caller's own
+    exceptions (and ours, such as :class:`KernelStartupError`) in a group.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) != 1:
+            raise
+        exc = group.exceptions[0]
+        context = exc.__context__
+        try:
+            raise exc
+        finally:
+            exc.__context__ = context
+            del exc
+
+
+# --------------------------------------------------------------------------------------------
+# one process incarnation
+
+
+class _Tail:
+    """The last *limit* bytes written to a stream."""
+
+    def __init__(self, limit: int = TAIL_BYTES) -> None:
+        self._limit = limit
+        self._buf = bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes | bytearray) -> None:
+        self.total += len(data)
+        self._buf += data
+        excess = len(self._buf) - self._limit
+        if excess > 0:
+            del self._buf[:excess]
+
+    def text(self, max_lines: int | None = None) -> str:
+        text = self._buf.decode("utf-8", "replace")
+        if max_lines is not None:
+            text = "\n".join(text.splitlines()[-max_lines:]) if max_lines > 0 else ""
+        return text
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send *sig* to process group *pgid*; False if nothing was there to receive it."""
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _pidfd_open(pid: int) -> int | None:
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        return int(opener(pid))
+    except OSError:
+        return None
+
+
+def describe_exit(returncode: int) -> str:
+    """A human-readable description of a process exit status."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by {name}"
+    return f"exited with code {returncode}"
+
+
+@attrs.define(eq=False)
+class _Incarnation:
+    """One kernel process: spawned, watched, reaped."""
+
+    process: trio.Process
+    argv: list[str]
+    stdout: _Tail | None
+    stderr: _Tail | None
+    returncode: int | None = None
+    exited: trio.Event = attrs.Factory(trio.Event)
+    streams_done: trio.Event = attrs.Factory(trio.Event)
+    expected_exit: bool = False
+    _reap_lock: trio.Lock = attrs.Factory(trio.Lock)
+    _scopes: list[trio.CancelScope] = attrs.Factory(list)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        # Never consult self.process.returncode: it reaps, and the group kill in reap() must
+        # happen while the leader's zombie still holds the group id.
+        return self.returncode is None
+
+    def signal_group(self, sig: int) -> bool:
+        """Signal the kernel's whole process group (only while the leader is not reaped)."""
+        if self.returncode is not None:
+            return False
+        return _signal_group(self.pid, sig)
+
+    async def reap(self) -> int:
+        """Wait for the main process to exit, kill its group's leftovers, and reap it.
+
+        Idempotent and safe to call from several tasks.
+        """
+        async with self._reap_lock:
+            if self.returncode is not None:
+                return self.returncode
+            pidfd = _pidfd_open(self.pid)
+            if pidfd is not None:
+                try:
+                    await trio.lowlevel.wait_readable(pidfd)
+                finally:
+                    os.close(pidfd)
+                # The leader is a zombie now: its pid (= the group id) cannot be reused yet.
+                _signal_group(self.pid, signal.SIGKILL)
+            returncode = await self.process.wait()
+            if pidfd is None:  # pragma: no cover - platforms without pidfd_open
+                _signal_group(self.pid, signal.SIGKILL)
+            self.returncode = returncode
+            self.exited.set()
+            return returncode
+
+    def start_background(
+        self, nursery: trio.Nursery, fn: Callable[[], Awaitable[None]], name: str
+    ) -> None:
+        """Run *fn* shielded from outside cancellation; :meth:`stop_background` ends it."""
+        scope = trio.CancelScope(shield=True)
+        self._scopes.append(scope)
+
+        async def runner() -> None:
+            with scope:
+                await fn()
+
+        nursery.start_soon(runner, name=name)
+
+    def stop_background(self) -> None:
+        for scope in self._scopes:
+            scope.cancel()
+
+    async def finish_streams(self, within: float) -> None:
+        """Give the output readers up to *within* seconds to reach end of file."""
+        with trio.move_on_after(within):
+            await self.streams_done.wait()
+
+    def stderr_text(self, max_lines: int | None = 40) -> str:
+        return self.stderr.text(max_lines) if self.stderr is not None else ""
+
+
+async def _pump(stream: trio.abc.ReceiveStream, tail: _Tail) -> None:
+    try:
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                return
+            tail.feed(data)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        return
+    finally:
+        await trio.aclose_forcefully(stream)
+
+
+async def _spawn(
+    nursery: trio.Nursery,
+    argv: list[str],
+    *,
+    env: Mapping[str, str],
+    cwd: str | os.PathLike[str] | None,
+    output: OutputMode,
+    on_exit: Callable[[_Incarnation], None],
+    what: str,
+) -> _Incarnation:
+    pipe: int | None
+    if output == "capture":
+        pipe = subprocess.PIPE
+    elif output == "discard":
+        pipe = subprocess.DEVNULL
+    else:
+        pipe = None
+    try:
+        process = await trio.lowlevel.open_process(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=pipe,
+            stderr=pipe,
+            env=dict(env),
+            cwd=os.fspath(cwd) if cwd is not None else None,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise KernelStartupError(f"cannot start {what}: {argv[0]!r}: {exc}") from exc
+    inc = _Incarnation(
+        process=process,
+        argv=argv,
+        stdout=_Tail() if process.stdout is not None else None,
+        stderr=_Tail() if process.stderr is not None else None,
+    )
+
+    async def watch() -> None:
+        await inc.reap()
+        on_exit(inc)
+
+    inc.start_background(nursery, watch, name=f"{what} exit watcher")
+    pending = 0
+    streams: list[tuple[trio.abc.ReceiveStream, _Tail]] = []
+    if process.stdout is not None and inc.stdout is not None:
+        streams.append((process.stdout, inc.stdout))
+    if process.stderr is not None and inc.stderr is not None:
+        streams.append((process.stderr, inc.stderr))
+    pending = len(streams)
+    if not pending:
+        inc.streams_done.set()
+    for stream, tail in streams:
+
+        async def read(stream: trio.abc.ReceiveStream = stream, tail: _Tail = tail) -> None:
+            nonlocal pending
+            try:
+                await _pump(stream, tail)
+            finally:
+                pending -= 1
+                if pending == 0:
+                    inc.streams_done.set()
+
+        inc.start_background(nursery, read, name=f"{what} output reader")
+    return inc
+
+
+# --------------------------------------------------------------------------------------------
+# the kernel object
+
+
+def _resolve_spec(
+    name_or_spec: str | KernelSpec, kernel_dirs: Iterable[str | os.PathLike[str]] | None
+) -> KernelSpec:
+    if isinstance(name_or_spec, KernelSpec):
+        return name_or_spec
+    return get_kernel_spec(name_or_spec, kernel_dirs=kernel_dirs)
+
+
+@attrs.define(eq=False)
+class Kernel:
+    """A running kernel process, owned by the :func:`open_kernel` block that started it.
+
+    Attributes:
+        spec: the kernelspec it was started from.
+        connection_info: where it listens (kept across restarts).
+        connection_file: the connection file written for it (removed when it ends).
+        restart_count: how many times :meth:`restart` succeeded.
+    """
+
+    spec: KernelSpec
+    connection_info: ConnectionInfo
+    connection_file: Path
+    _argv: list[str]
+    _env: dict[str, str]
+    _cwd: str | os.PathLike[str] | None
+    _output: OutputMode
+    _startup_timeout: float
+    _shutdown_grace: float
+    _terminate_grace: float
+    _connect: bool
+    _client_kwargs: dict[str, Any]
+    _nursery: trio.Nursery
+    _ipc_dir: Path | None = None
+    _inc: _Incarnation | None = None
+    _client: KernelClient | None = None
+    _client_stack: contextlib.AsyncExitStack | None = None
+    _lifecycle_lock: trio.Lock = attrs.Factory(trio.Lock)
+    _closed: bool = False
+    _death: KernelDied | None = None
+    restart_count: int = 0
+
+    # -- public state ----------------------------------------------------------------------
+
+    @property
+    def client(self) -> KernelClient:
+        """The :class:`KernelClient` connected to this kernel (kept across restarts).
+
+        Raises:
+            RuntimeError: the kernel was opened with ``connect=False``.
+        """
+        if self._client is None:
+            raise RuntimeError("this kernel was opened with connect=False: it has no client")
+        return self._client
+
+    @property
+    def process(self) -> trio.Process:
+        """The current kernel process (a new one after each restart).
+
+        Do not read its ``returncode``/``poll()``: use :attr:`returncode` instead.
+        """
+        assert self._inc is not None
+        return self._inc.process
+
+    @property
+    def pid(self) -> int:
+        """The current kernel process id."""
+        return self.process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status of the current process, or ``None`` while it runs.
+
+        Negative values mean "killed by that signal", as in :mod:`subprocess`.
+        """
+        return self._inc.returncode if self._inc is not None else None
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the current kernel process is running."""
+        return self._inc is not None and self._inc.alive
+
+    @property
+    def died(self) -> KernelDied | None:
+        """Set when the kernel process exited without being asked to (with the reason)."""
+        return self._death
+
+    @property
+    def exit_reason(self) -> str | None:
+        """Why the current process ended (``None`` while it runs)."""
+        if self._inc is None or self._inc.returncode is None:
+            return None
+        if self._death is not None:
+            return self._death.reason
+        return f"shut down ({describe_exit(self._inc.returncode)})"
+
+    @property
+    def argv(self) -> list[str]:
+        """The command line the kernel was started with."""
+        return list(self._argv)
+
+    def stderr_tail(self, max_lines: int | None = 40) -> str:
+        """The last lines the kernel wrote to standard error (``output="capture"`` only)."""
+        return self._inc.stderr_text(max_lines) if self._inc is not None else ""
+
+    def stdout_tail(self, max_lines: int | None = 40) -> str:
+        """The last lines the kernel wrote to standard output (``output="capture"`` only)."""
+        if self._inc is None or self._inc.stdout is None:
+            return ""
+        return self._inc.stdout.text(max_lines)
+
+    async def wait(self) -> int:
+        """Wait until the current kernel process exits; return its exit status."""
+        assert self._inc is not None
+        await self._inc.exited.wait()
+        assert self._inc.returncode is not None
+        return self._inc.returncode
+
+    # -- control ---------------------------------------------------------------------------
+
+    async def interrupt(self) -> None:
+        """Interrupt what the kernel is doing, as its spec says.
+
+        ``interrupt_mode: "signal"`` sends SIGINT to the kernel's process group;
+        ``"message"`` sends an ``interrupt_request`` on the control channel and waits for
+        the reply.
+
+        Raises:
+            KernelDied: the kernel is not running.
+            RuntimeError: message mode on a kernel opened with ``connect=False``.
+        """
+        await trio.lowlevel.checkpoint()
+        inc = self._inc
+        if inc is None or not inc.alive:
+            raise KernelDied(self.exit_reason or "kernel is not running")
+        if self.spec.interrupt_mode == "message":
+            await self.client.interrupt()
+        else:
+            inc.signal_group(signal.SIGINT)
+
+    async def restart(self) -> None:
+        """Stop the kernel process and start a new one with the same connection info.
+
+        The :class:`Kernel` object and its client stay usable: the client's sockets reconnect
+        to the new process. Requests pending at the time of the restart fail with
+        :class:`KernelDied`.
+
+        Raises:
+            KernelStartupError: the new process failed to start or become ready.
+            trio.ClosedResourceError: the kernel has been shut down.
+        """
+        async with self._lifecycle_lock:
+            if self._closed:
+                raise trio.ClosedResourceError("the kernel has been shut down")
+            with trio.CancelScope(shield=True):
+                await self._stop_process(restart=True)
+            self._death = None
+            await self._start_process()
+            await self._wait_ready()
+            self.restart_count += 1
+
+    async def shutdown(self) -> None:
+        """Shut the kernel down now (leaving the ``async with`` block does it too).
+
+        Idempotent. Shielded from cancellation so the process is always reaped and the files
+        removed.
+        """
+        with trio.CancelScope(shield=True):
+            async with self._lifecycle_lock:
+                await self._close()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _what(self) -> str:
+        return f"kernel {self.spec.name!r}"
+
+    def _on_exit(self, inc: _Incarnation) -> None:
+        if inc is not self._inc or inc.expected_exit:
+            return
+        assert inc.returncode is not None
+        self._death = KernelDied(f"{self._what()} (pid {inc.pid}) {describe_exit(inc.returncode)}")
+        if self._client is not None:
+            self._client.fail_pending(self._death)
+
+    async def _start_process(self) -> None:
+        write_connection_file(self.connection_info, self.connection_file)
+        self._inc = await _spawn(
+            self._nursery,
+            self._argv,
+            env=self._env,
+            cwd=self._cwd,
+            output=self._output,
+            on_exit=self._on_exit,
+            what=self._what(),
+        )
+
+    async def _startup_failure(self, message: str) -> KernelStartupError:
+        inc = self._inc
+        if inc is not None and inc.returncode is not None:
+            with trio.CancelScope(shield=True):
+                await inc.finish_streams(1.0)
+        tail = inc.stderr_text() if inc is not None else ""
+        return KernelStartupError(message, stderr_tail=tail)
+
+    async def _wait_ready(self) -> None:
+        inc = self._inc
+        assert inc is not None
+        failure: str | None = None
+        ready = False
+        with trio.move_on_after(self._startup_timeout) as timeout_scope:
+            async with trio.open_nursery() as nursery:
+
+                async def exited() -> None:
+                    nonlocal failure
+                    await inc.exited.wait()
+                    assert inc.returncode is not None
+                    failure = (
+                        f"{self._what()} {describe_exit(inc.returncode)} during startup "
+                        f"(argv: {inc.argv})"
+                    )
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(exited)
+                await self._ready_probe()
+                ready = True
+                nursery.cancel_scope.cancel()
+        if ready:
+            return
+        if failure is None and timeout_scope.cancelled_caught:
+            failure = (
+                f"{self._what()} did not become ready within {self._startup_timeout:g} s "
+                f"(argv: {inc.argv})"
+            )
+        assert failure is not None
+        raise await self._startup_failure(failure)
+
+    async def _ready_probe(self) -> None:
+        if self._client is not None:
+            await self._client.wait_for_ready()
+        else:
+            await _wait_bound(self.connection_info)
+
+    async def _open_client(self) -> None:
+        from ._client import open_client
+
+        stack = contextlib.AsyncExitStack()
+        self._client_stack = stack
+        self._client = await stack.enter_async_context(
+            open_client(self.connection_info, **self._client_kwargs)
+        )
+
+    async def _send_shutdown(self, restart: bool) -> None:
+        client = self._client
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            await client.shutdown(restart=restart)
+
+    async def _stop_process(self, *, restart: bool = False) -> None:
+        """shutdown_request, grace, SIGTERM, grace, SIGKILL; then reap. Call shielded."""
+        inc = self._inc
+        if inc is None:
+            return
+        inc.expected_exit = True
+        if inc.alive and self._client is not None:
+            # Pending requests will not get replies from this process.
+            self._client.fail_pending(
+                KernelDied(f"{self._what()} is {'restarting' if restart else 'shutting down'}")
+            )
+        if inc.alive and self._client is not None and self._shutdown_grace > 0:
+            with trio.move_on_after(self._shutdown_grace):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._send_shutdown, restart)
+                    await inc.reap()
+                    nursery.cancel_scope.cancel()
+        if inc.alive:
+            inc.signal_group(signal.SIGTERM)
+            with trio.move_on_after(self._terminate_grace):
+                await inc.reap()
+        if inc.alive:
+            inc.signal_group(signal.SIGKILL)
+        await inc.reap()
+        await inc.finish_streams(1.0)
+        inc.stop_background()
+
+    async def _close(self) -> None:
+        """Everything that must happen when the kernel ends. Call shielded; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._stop_process()
+        finally:
+            try:
+                if self._client_stack is not None:
+                    await self._client_stack.aclose()
+            finally:
+                if self._inc is not None:
+                    self._inc.stop_background()
+                self._remove_files()
+
+    def _remove_files(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.connection_file.unlink()
+        for path in self.connection_info.ipc_paths():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if self._ipc_dir is not None:
+            with contextlib.suppress(OSError):
+                self._ipc_dir.rmdir()
+
+
+async def _wait_bound(info: ConnectionInfo) -> None:
+    """Wait until the kernel listens on its shell endpoint (used when not connecting)."""
+    delay = 0.01
+    while True:
+        if info.transport == "ipc":
+            if all(p.exists() for p in info.ipc_paths()):
+                return
+        else:
+            host = "127.0.0.1" if info.ip in ("*", "0.0.0.0", "") else info.ip
+            try:
+                stream = await trio.open_tcp_stream(host, info.shell_port)
+            except OSError:
+                pass
+            else:
+                await trio.aclose_forcefully(stream)
+                return
+        await trio.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
+def _encryption_keys(spec: KernelSpec, encryption: EncryptionMode) -> tuple[str, str] | None:
+    if encryption == "off":
+        return None
+    from ._zmq import curve_keypair, has_curve
+
+    if encryption == "auto":
+        return curve_keypair() if has_curve() and spec.supports_curve else None
+    if encryption != "required":
+        raise ValueError(f"encryption must be 'off', 'auto' or 'required', got {encryption!r}")
+    if not spec.supports_curve:
+        declared = ", ".join(spec.supported_encryption) or "none"
+        raise EncryptionUnavailable(
+            f"encryption is required but kernel {spec.name!r} does not declare CurveZMQ support "
+            f"(metadata.supported_encryption: {declared})"
+        )
+    return curve_keypair()  # raises EncryptionUnavailable when libzmq lacks curve
+
+
+@contextlib.asynccontextmanager
+async def open_kernel(
+    name_or_spec: str | KernelSpec = "python3",
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str | None] | None = None,
+    extra_arguments: Sequence[str] = (),
+    startup_timeout: float = 60.0,
+    output: OutputMode = "capture",
+    encryption: EncryptionMode = "off",
+    transport: Literal["tcp", "ipc"] = "tcp",
+    ip: str = "127.0.0.1",
+    shutdown_grace: float = 5.0,
+    terminate_grace: float = 2.0,
+    runtime_dir: str | os.PathLike[str] | None = None,
+    kernel_dirs: Iterable[str | os.PathLike[str]] | None = None,
+    connect: bool = True,
+    client_options: Mapping[str, Any] | None = None,
+) -> AsyncIterator[Kernel]:
+    """Start a kernel, wait until it is ready, and shut it down when the block ends.
+
+    ::
+
+        async with open_kernel("python3") as kernel:
+            result = await kernel.client.execute("print(6 * 7)")
+
+    Args:
+        name_or_spec: a kernelspec name (looked up with :func:`get_kernel_spec`) or a
+            :class:`KernelSpec`.
+        cwd: the kernel's working directory (default: ours).
+        env: variables set on top of our environment and the spec's ``env``; ``None`` as a
+            value removes a variable.
+        extra_arguments: appended to the spec's ``argv``.
+        startup_timeout: seconds to wait for the kernel to become ready.
+        output: ``"capture"`` the kernel's stdout/stderr (the last 64 KiB of each is kept,
+            see :meth:`Kernel.stderr_tail`), ``"inherit"`` ours, or ``"discard"`` them.
+        encryption: CurveZMQ transport encryption: ``"off"``, ``"auto"`` (when the spec
+            declares ``"supported_encryption": ["curve"]`` and libzmq supports it), or
+            ``"required"``.
+        transport: ``"tcp"`` (loopback ports) or ``"ipc"`` (Unix sockets in a private
+            directory; no port race).
+        ip: the address to listen on for ``tcp``.
+        shutdown_grace: seconds to wait for the kernel to exit after ``shutdown_request``.
+        terminate_grace: seconds to wait after SIGTERM before SIGKILL.
+        runtime_dir: where to write the connection file (default: Jupyter's runtime dir).
+        kernel_dirs: kernelspec directories to search instead of Jupyter's path.
+        connect: open a :class:`KernelClient` (``kernel.client``) and wait for the kernel to
+            answer. With ``False`` no client is opened; readiness means the kernel listens.
+        client_options: keyword arguments for :func:`open_client`.
+
+    Yields:
+        The running :class:`Kernel`.
+
+    Raises:
+        NoSuchKernel: no kernelspec has that name.
+        InvalidKernelSpec: the kernelspec's ``kernel.json`` is invalid.
+        KernelStartupError: the process could not be started, exited during startup, or did
+            not become ready in time (the message includes the tail of its stderr).
+        EncryptionUnavailable: ``encryption="required"`` and the kernel or libzmq cannot
+            provide CurveZMQ.
+        ValueError: an invalid option value.
+    """
+    if output not in ("capture", "inherit", "discard"):
+        raise ValueError(f"output must be 'capture', 'inherit' or 'discard', got {output!r}")
+    if not (startup_timeout > 0):
+        raise ValueError(f"startup_timeout must be positive, got {startup_timeout!r}")
+    if math.isnan(shutdown_grace) or shutdown_grace < 0:
+        raise ValueError(f"shutdown_grace must be >= 0, got {shutdown_grace!r}")
+    if math.isnan(terminate_grace) or terminate_grace < 0:
+        raise ValueError(f"terminate_grace must be >= 0, got {terminate_grace!r}")
+    spec = _resolve_spec(name_or_spec, kernel_dirs)
+    keys = _encryption_keys(spec, encryption)
+    info = ConnectionInfo.allocate(ip=ip, transport=transport, kernel_name=spec.name)
+    ipc_dir = Path(info.ip).parent if transport == "ipc" else None
+    if keys is not None:
+        info = attrs.evolve(info, curve_publickey=keys[0], curve_secretkey=keys[1])
+    try:
+        connection_file = write_connection_file(info, runtime_dir=runtime_dir)
+    except BaseException:
+        if ipc_dir is not None:
+            with contextlib.suppress(OSError):
+                ipc_dir.rmdir()
+        raise
+    with _unwrap_single():
+        async with trio.open_nursery() as nursery:
+            kernel = Kernel(
+                spec=spec,
+                connection_info=info,
+                connection_file=connection_file,
+                argv=kernel_argv(spec, connection_file, extra_arguments),
+                env=kernel_env(spec, env),
+                cwd=cwd,
+                output=output,
+                startup_timeout=startup_timeout,
+                shutdown_grace=shutdown_grace,
+                terminate_grace=terminate_grace,
+                connect=connect,
+                client_kwargs=dict(client_options or {}),
+                nursery=nursery,
+                ipc_dir=ipc_dir,
+            )
+            try:
+                await kernel._start_process()
+                if connect:
+                    await kernel._open_client()
+                await kernel._wait_ready()
+                yield kernel
+            finally:
+                try:
+                    await kernel.shutdown()
+                finally:
+                    # Never leave the nursery waiting on a shielded helper task.
+                    if kernel._inc is not None:
+                        kernel._inc.stop_background()
