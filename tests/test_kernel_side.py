@@ -171,7 +171,6 @@ async def test_heartbeat_can_be_off() -> None:
 async def test_rejects_are_counted_and_reported() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_kernel_channels(report_rejects=True) as kc:
-            assert kc.rejects is not None
             async with open_raw_peer(kc.connection_info, identity=b"bad-client") as peer:
                 msg = peer.message("kernel_info_request")
                 frames = [bytes(f) for f in peer.session.serialize(msg, ())]
@@ -190,11 +189,9 @@ async def test_rejects_are_counted_and_reported() -> None:
                 reasons = []
                 for _ in range(5):
                     reject = await kc.rejects.receive()
-                    if reject.error.reason == "missing_delimiter":
-                        assert reject.identities == ()
-                    else:
-                        assert reject.identities == (b"bad-client",)
-                    reasons.append((reject.channel, reject.error.reason))
+                    # The raw frames start with the sender's routing identity.
+                    assert bytes(reject.frames[0]) == b"bad-client"
+                    reasons.append((reject.channel, reject.reason))
                 assert sorted(reasons) == sorted(
                     [
                         ("shell", "invalid_signature"),
@@ -214,6 +211,8 @@ async def test_rejects_are_counted_and_reported() -> None:
             assert stats.control.rejected == {"unsigned": 1}
             assert stats.shell.received == 1
             assert stats.rejected_total == 5
+            assert stats["control"] is stats.control
+            assert stats.rejects_unreported == 0
 
 
 async def test_input_request_reaches_the_asking_client_only() -> None:
@@ -513,3 +512,50 @@ async def test_jupyter_client_async_client() -> None:
             assert content["status"] == "ok"
             assert types == ["status", "stream", "status"]
             nursery.cancel_scope.cancel()
+
+
+async def test_rejects_are_opt_in_and_bounded() -> None:
+    async with open_kernel_channels() as kc:
+        with pytest.raises(RuntimeError, match="report_rejects"):
+            _ = kc.rejects
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_kernel_channels(report_rejects=True, rejects_buffer_size=1) as kc,
+            open_raw_peer(kc.connection_info) as peer,
+        ):
+            for _ in range(3):
+                await peer.send_frames("shell", [b"garbage"])
+            await peer.request("kernel_info_request")
+            await kc.shell.receive()  # the readers handled the garbage before it
+            stats = kc.statistics()
+            assert stats.shell.rejected == {"missing_delimiter": 3}
+            assert stats.rejects_unreported == 2
+            assert (await kc.rejects.receive()).reason == "missing_delimiter"
+
+
+async def test_backpressure_and_discarded_requests() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_kernel_channels(buffer_size=1, report_rejects=True) as kc,
+            open_raw_peer(kc.connection_info) as peer,
+        ):
+            first = await peer.request("kernel_info_request")
+            second = await peer.request("kernel_info_request")
+            third = await peer.request("kernel_info_request")
+            # The reader waits for the application when the buffer is full; nothing is lost.
+            assert [(await kc.shell.receive()).msg_id for _ in range(3)] == [
+                first.msg_id,
+                second.msg_id,
+                third.msg_id,
+            ]
+            stats = kc.shell.statistics()
+            assert stats.stalls >= 1
+            assert stats.buffer_size == 1
+            assert stats.received == 3
+            # After the application closes an endpoint, its requests are counted as discarded.
+            await kc.control.aclose()
+            await peer.request("kernel_info_request", channel="control")
+            await peer.send_frames("control", [b"garbage"])  # read after the request
+            assert (await kc.rejects.receive()).channel == "control"
+            control = kc.control.statistics()
+            assert (control.received, control.discarded) == (1, 1)

@@ -42,9 +42,7 @@ from ._heartbeat import HeartbeatState as HeartbeatState
 from ._heartbeat import HeartbeatStatistics as HeartbeatStatistics
 from ._kernel_side import IOPubPublisher as IOPubPublisher
 from ._kernel_side import KernelChannels as KernelChannels
-from ._kernel_side import KernelChannelStatistics as KernelChannelStatistics
 from ._kernel_side import KernelEndpoint as KernelEndpoint
-from ._kernel_side import KernelReject as KernelReject
 from ._kernel_side import KernelStatistics as KernelStatistics
 from ._kernel_side import open_kernel_channels as open_kernel_channels
 from ._message import CHANNEL_NAMES as CHANNEL_NAMES
@@ -88,14 +86,12 @@ __all__ = [
     "IOPubPublisher",
     "InputRequest",
     "InvalidSignature",
-    "KernelChannelStatistics",
     "KernelChannels",
     "KernelClient",
     "KernelDied",
     "KernelEndpoint",
     "KernelError",
     "KernelInfo",
-    "KernelReject",
     "KernelStartupError",
     "KernelStatistics",
     "LocalProtocolError",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import math
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -21,266 +21,33 @@ from typing import Any, Literal
 import attrs
 import trio
 
+from ._channels import RejectedMessage
 from ._connection import ConnectionInfo
 from ._errors import LocalProtocolError, RemoteProtocolError
+from ._kernel_endpoints import (
+    IOPubPublisher,
+    KernelEndpoint,
+    KernelStatistics,
+    RouterChannel,
+    _Counters,
+)
 from ._message import ChannelName, Message
 from ._session import Session
 from ._zmq import TrioSocket
 
 __all__ = [
     "IOPubPublisher",
-    "KernelChannelStatistics",
     "KernelChannels",
     "KernelEndpoint",
-    "KernelReject",
     "KernelStatistics",
     "open_kernel_channels",
 ]
 
-RouterChannel = Literal["shell", "control", "stdin"]
+logger = logging.getLogger("trio_enchannel.kernel_side")
+
 _ROUTER_CHANNELS: tuple[RouterChannel, ...] = ("shell", "control", "stdin")
 
 _Frames = Sequence[bytes | bytearray | memoryview]
-
-
-@attrs.frozen
-class KernelReject:
-    """A message a client sent that the kernel side rejected (never delivered as valid).
-
-    Attributes:
-        channel: the channel it arrived on.
-        error: why it was rejected (``error.reason`` is the counted reason).
-        identities: the routing identities of the client that sent it, when they could be
-            read (useful to tell which client misbehaves).
-    """
-
-    channel: ChannelName
-    error: RemoteProtocolError
-    identities: tuple[bytes, ...] = ()
-
-
-@attrs.frozen
-class KernelChannelStatistics:
-    """Counters of one kernel-side channel.
-
-    Attributes:
-        received: valid messages received.
-        sent: messages sent (replies, broadcasts, input requests, raw frames).
-        rejected: rejected incoming messages, by reason (``"invalid_signature"``, ...).
-        buffered: received messages waiting to be taken by the application.
-    """
-
-    received: int = 0
-    sent: int = 0
-    rejected: Mapping[str, int] = attrs.field(factory=dict)
-    buffered: int = 0
-
-    @property
-    def rejected_total(self) -> int:
-        """The number of rejected messages, all reasons together."""
-        return sum(self.rejected.values())
-
-
-@attrs.frozen
-class KernelStatistics:
-    """A snapshot of the counters of :class:`KernelChannels`.
-
-    Attributes:
-        shell, control, stdin, iopub: per-channel counters.
-        subscriptions: IOPub subscription events seen (each new subscriber counts once per
-            topic it subscribes to).
-        unsubscriptions: IOPub unsubscription events seen.
-        welcomes_sent: ``iopub_welcome`` messages published.
-        heartbeats_echoed: heartbeat pings echoed back.
-        heartbeats_dropped: heartbeat pings dropped while the heartbeat was paused.
-    """
-
-    shell: KernelChannelStatistics
-    control: KernelChannelStatistics
-    stdin: KernelChannelStatistics
-    iopub: KernelChannelStatistics
-    subscriptions: int = 0
-    unsubscriptions: int = 0
-    welcomes_sent: int = 0
-    heartbeats_echoed: int = 0
-    heartbeats_dropped: int = 0
-
-    @property
-    def rejected_total(self) -> int:
-        """Rejected messages over every channel."""
-        return sum(s.rejected_total for s in (self.shell, self.control, self.stdin, self.iopub))
-
-
-@attrs.define(eq=False)
-class _Counters:
-    received: int = 0
-    sent: int = 0
-    rejected: dict[str, int] = attrs.field(factory=dict)
-
-    def snapshot(self, buffered: int) -> KernelChannelStatistics:
-        return KernelChannelStatistics(
-            received=self.received,
-            sent=self.sent,
-            rejected=dict(self.rejected),
-            buffered=buffered,
-        )
-
-
-class KernelEndpoint(trio.abc.Channel[Message]):
-    """The kernel end of a shell, control or stdin channel.
-
-    :meth:`receive` yields the clients' requests (with :attr:`Message.identities` set to the
-    sender's routing identities and :attr:`Message.channel` to this channel); :meth:`send`
-    routes a message to the client named by its identities. Build replies with
-    :meth:`Session.reply` (or :meth:`KernelChannels.reply`), which copies them from the request.
-
-    Any number of tasks may send concurrently; a message is sent whole or not at all.
-    """
-
-    def __init__(
-        self,
-        owner: KernelChannels,
-        name: RouterChannel,
-        socket: TrioSocket,
-        receive_channel: trio.MemoryReceiveChannel[Message],
-    ) -> None:
-        self._owner = owner
-        self._name: RouterChannel = name
-        self._socket = socket
-        self._receive = receive_channel
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"<KernelEndpoint {self._name}{' closed' if self._closed else ''}>"
-
-    @property
-    def name(self) -> RouterChannel:
-        """The channel's name: ``"shell"``, ``"control"`` or ``"stdin"``."""
-        return self._name
-
-    async def send(self, value: Message) -> None:
-        """Send ``value`` to the client named by its identities.
-
-        A message whose :attr:`~Message.channel` is ``None`` is sent here as is; one that names
-        another channel is refused. A client that is no longer connected silently loses the
-        message (ZeroMQ ROUTER semantics).
-
-        Raises:
-            LocalProtocolError: the message names another channel, has no routing
-                identities, or cannot be encoded.
-            trio.ClosedResourceError: the endpoint or the kernel channels are closed.
-            trio.BrokenResourceError: the socket failed.
-        """
-        if value.channel is not None and value.channel != self._name:
-            raise LocalProtocolError(
-                f"{value.msg_type} message is meant for the {value.channel} channel, "
-                f"not {self._name}"
-            )
-        if not value.identities:
-            raise LocalProtocolError(
-                f"{value.msg_type} message on {self._name} has no routing identities; build it "
-                "with session.reply(request) or pass identities=request.identities"
-            )
-        frames = self._owner.session.serialize(value)
-        await self.send_frames(frames)
-
-    async def send_frames(self, frames: _Frames) -> None:
-        """Send raw frames as they are, bypassing the codec (for fault injection in tests).
-
-        The first frame(s) must be the routing identities of the target client.
-
-        Raises:
-            ValueError: ``frames`` is empty.
-            trio.ClosedResourceError: the endpoint or the kernel channels are closed.
-            trio.BrokenResourceError: the socket failed.
-        """
-        if self._closed:
-            raise trio.ClosedResourceError(f"the {self._name} endpoint is closed")
-        await self._socket.send_multipart(frames)
-        self._owner._counters[self._name].sent += 1
-
-    async def receive(self) -> Message:
-        """The next request from any client.
-
-        Raises:
-            trio.EndOfChannel: the kernel channels were closed and every message was taken.
-            trio.ClosedResourceError: this endpoint was closed.
-        """
-        return await self._receive.receive()
-
-    def receive_nowait(self) -> Message:
-        """The next request if one is waiting.
-
-        Raises:
-            trio.WouldBlock: no request is waiting.
-            trio.EndOfChannel: the kernel channels were closed and every message was taken.
-            trio.ClosedResourceError: this endpoint was closed.
-        """
-        return self._receive.receive_nowait()
-
-    async def aclose(self) -> None:
-        """Stop using this endpoint: further sends and receives raise ClosedResourceError.
-
-        Idempotent. The socket itself stays open until the kernel channels close.
-        """
-        self._closed = True
-        self._receive.close()
-        await trio.lowlevel.checkpoint()
-
-
-class IOPubPublisher(trio.abc.SendChannel[Message]):
-    """The kernel end of IOPub: broadcasts messages to every subscribed client.
-
-    Each message is sent under a topic (the frames before the delimiter): its
-    :attr:`~Message.identities` when set, else ``kernel.<session id>.<msg_type>``. Like every
-    PUB socket, IOPub never blocks: a subscriber that cannot keep up loses messages.
-    """
-
-    def __init__(self, owner: KernelChannels, socket: TrioSocket) -> None:
-        self._owner = owner
-        self._socket = socket
-        self._closed = False
-
-    def __repr__(self) -> str:
-        return f"<IOPubPublisher{' closed' if self._closed else ''}>"
-
-    def topic(self, msg_type: str) -> bytes:
-        """The default topic of a message of type ``msg_type``."""
-        return f"kernel.{self._owner.session.session_id}.{msg_type}".encode()
-
-    async def send(self, value: Message) -> None:
-        """Publish ``value`` to every subscriber.
-
-        Raises:
-            LocalProtocolError: the message names another channel or cannot be encoded.
-            trio.ClosedResourceError: the publisher or the kernel channels are closed.
-            trio.BrokenResourceError: the socket failed.
-        """
-        if value.channel is not None and value.channel != "iopub":
-            raise LocalProtocolError(
-                f"{value.msg_type} message is meant for the {value.channel} channel, not iopub"
-            )
-        identities = value.identities or (self.topic(value.msg_type),)
-        frames = self._owner.session.serialize(value, identities)
-        await self.send_frames(frames)
-
-    async def send_frames(self, frames: _Frames) -> None:
-        """Publish raw frames as they are, bypassing the codec (for fault injection).
-
-        Raises:
-            ValueError: ``frames`` is empty.
-            trio.ClosedResourceError: the publisher or the kernel channels are closed.
-            trio.BrokenResourceError: the socket failed.
-        """
-        if self._closed:
-            raise trio.ClosedResourceError("the iopub publisher is closed")
-        await self._socket.send_multipart(frames)
-        self._owner._counters["iopub"].sent += 1
-
-    async def aclose(self) -> None:
-        """Stop publishing: further sends raise ClosedResourceError. Idempotent."""
-        self._closed = True
-        await trio.lowlevel.checkpoint()
 
 
 @attrs.define(eq=False)
@@ -300,8 +67,6 @@ class KernelChannels:
         session: the kernel's :class:`Session`; build every outgoing message with it.
         shell, control, stdin: :class:`KernelEndpoint` of each ROUTER channel.
         iopub: the :class:`IOPubPublisher`.
-        rejects: when opened with ``report_rejects=True``, a receive channel of
-            :class:`KernelReject` records (newest dropped when nobody reads); else ``None``.
     """
 
     connection_info: ConnectionInfo
@@ -312,14 +77,15 @@ class KernelChannels:
     control: KernelEndpoint = attrs.field(init=False, repr=False)
     stdin: KernelEndpoint = attrs.field(init=False, repr=False)
     iopub: IOPubPublisher = attrs.field(init=False, repr=False)
-    rejects: trio.MemoryReceiveChannel[KernelReject] | None = attrs.field(
-        init=False, default=None, repr=False
-    )
     _counters: dict[str, _Counters] = attrs.field(init=False, repr=False)
     _senders: dict[str, trio.MemorySendChannel[Message]] = attrs.field(init=False, repr=False)
-    _reject_sender: trio.MemorySendChannel[KernelReject] | None = attrs.field(
+    _reject_sender: trio.MemorySendChannel[RejectedMessage] | None = attrs.field(
         init=False, default=None, repr=False
     )
+    _reject_receiver: trio.MemoryReceiveChannel[RejectedMessage] | None = attrs.field(
+        init=False, default=None, repr=False
+    )
+    _rejects_unreported: int = attrs.field(init=False, default=0, repr=False)
     _input_waiters: dict[str, _InputWaiter] = attrs.field(init=False, factory=dict, repr=False)
     _heartbeat_paused: bool = attrs.field(init=False, default=False, repr=False)
     _subscriptions: int = attrs.field(init=False, default=0, repr=False)
@@ -335,22 +101,41 @@ class KernelChannels:
     )
     _closed: bool = attrs.field(init=False, default=False, repr=False)
 
-    def _setup(self, buffer_size: int | float, report_rejects: bool) -> None:
+    def _setup(self, buffer_size: int, rejects_buffer_size: int | None) -> None:
         self._counters = {name: _Counters() for name in (*_ROUTER_CHANNELS, "iopub")}
         self._senders = {}
         endpoints: dict[str, KernelEndpoint] = {}
         for name in _ROUTER_CHANNELS:
             send, receive = trio.open_memory_channel[Message](buffer_size)
             self._senders[name] = send
-            endpoints[name] = KernelEndpoint(self, name, self._sockets[name], receive)
+            endpoints[name] = KernelEndpoint(
+                name, self._sockets[name], self.session, self._counters[name], receive
+            )
         self.shell = endpoints["shell"]
         self.control = endpoints["control"]
         self.stdin = endpoints["stdin"]
-        self.iopub = IOPubPublisher(self, self._sockets["iopub"])
-        if report_rejects:
-            reject_send, reject_receive = trio.open_memory_channel[KernelReject](1000)
+        self.iopub = IOPubPublisher(self._sockets["iopub"], self.session, self._counters["iopub"])
+        if rejects_buffer_size is not None:
+            reject_send, reject_receive = trio.open_memory_channel[RejectedMessage](
+                rejects_buffer_size
+            )
             self._reject_sender = reject_send
-            self.rejects = reject_receive
+            self._reject_receiver = reject_receive
+
+    @property
+    def rejects(self) -> trio.MemoryReceiveChannel[RejectedMessage]:
+        """Every rejected incoming message with its error, as
+        :class:`~trio_enchannel.RejectedMessage` records (the client side's record).
+
+        Opt-in: ``open_kernel_channels(..., report_rejects=True)``. When its buffer is full,
+        further rejects are only counted (``statistics().rejects_unreported``).
+
+        Raises:
+            RuntimeError: the channels were opened without ``report_rejects=True``.
+        """
+        if self._reject_receiver is None:
+            raise RuntimeError("rejects needs open_kernel_channels(..., report_rejects=True)")
+        return self._reject_receiver
 
     # -- state --------------------------------------------------------------------------
 
@@ -361,23 +146,18 @@ class KernelChannels:
 
     def statistics(self) -> KernelStatistics:
         """A snapshot of every counter."""
-
-        def buffered(name: str) -> int:
-            if name not in self._senders:
-                return 0
-            return self._senders[name].statistics().current_buffer_used
-
-        snap = {name: c.snapshot(buffered(name)) for name, c in self._counters.items()}
+        endpoints = {"shell": self.shell, "control": self.control, "stdin": self.stdin}
         return KernelStatistics(
-            shell=snap["shell"],
-            control=snap["control"],
-            stdin=snap["stdin"],
-            iopub=snap["iopub"],
+            shell=endpoints["shell"].statistics(),
+            control=endpoints["control"].statistics(),
+            stdin=endpoints["stdin"].statistics(),
+            iopub=self.iopub.statistics(),
             subscriptions=self._subscriptions,
             unsubscriptions=self._unsubscriptions,
             welcomes_sent=self._welcomes,
             heartbeats_echoed=self._hb_echoed,
             heartbeats_dropped=self._hb_dropped,
+            rejects_unreported=self._rejects_unreported,
         )
 
     # -- heartbeat ----------------------------------------------------------------------
@@ -608,21 +388,20 @@ class KernelChannels:
 
     # -- background tasks -----------------------------------------------------------------
 
-    def _reject(self, name: ChannelName, error: RemoteProtocolError, frames: Sequence[Any]) -> None:
-        counts = self._counters[name].rejected
-        counts[error.reason] = counts.get(error.reason, 0) + 1
+    def _reject(self, name: ChannelName, frames: Sequence[Any], error: RemoteProtocolError) -> None:
+        rejected = self._counters[name].rejected
+        count = rejected.get(error.reason, 0) + 1
+        rejected[error.reason] = count
+        if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+            logger.warning(
+                "rejected a message on %s (%s, %d so far): %s", name, error.reason, count, error
+            )
         if self._reject_sender is not None:
-            identities: list[bytes] = []
-            for frame in frames:
-                raw = bytes(frame)
-                if raw == b"<IDS|MSG>":
-                    break
-                identities.append(raw)
-            else:
-                identities = []
             try:
-                self._reject_sender.send_nowait(KernelReject(name, error, tuple(identities)))
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self._reject_sender.send_nowait(RejectedMessage(name, error, tuple(frames)))
+            except trio.WouldBlock:
+                self._rejects_unreported += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
     def _route_input_reply(self, msg: Message) -> bool:
@@ -652,7 +431,7 @@ class KernelChannels:
                     try:
                         msg = session.deserialize(frames, channel=name)
                     except RemoteProtocolError as exc:
-                        self._reject(name, exc, frames)
+                        self._reject(name, frames, exc)
                         continue
                     counters.received += 1
                     if name == "stdin" and self._route_input_reply(msg):
@@ -660,9 +439,13 @@ class KernelChannels:
                     try:
                         sender.send_nowait(msg)
                     except trio.WouldBlock:
-                        await sender.send(msg)
-                    except trio.BrokenResourceError:
-                        pass  # the application closed this endpoint: nobody listens
+                        counters.stalls += 1
+                        try:
+                            await sender.send(msg)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            counters.discarded += 1
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        counters.discarded += 1  # the application closed this endpoint
         except trio.ClosedResourceError:
             pass
 
@@ -721,7 +504,8 @@ class KernelChannels:
             waiter.event.set()
         self._subscribed_lot.unpark_all()
         self._heartbeat_lot.unpark_all()
-        self.shell._closed = self.control._closed = self.stdin._closed = True
+        for endpoint in (self.shell, self.control, self.stdin):
+            endpoint._closed = True
         self.iopub._closed = True
 
 
@@ -794,8 +578,9 @@ async def open_kernel_channels(
     signature_scheme: str = "hmac-sha256",
     iopub_welcome: bool = True,
     heartbeat: bool = True,
-    buffer_size: int | float = 1000,
+    buffer_size: int = 1000,
     report_rejects: bool = False,
+    rejects_buffer_size: int = 100,
     linger: float = 1.0,
 ) -> AsyncIterator[KernelChannels]:
     """Bind the five kernel sockets and serve them until the block ends.
@@ -818,6 +603,7 @@ async def open_kernel_channels(
         buffer_size: how many received requests each channel buffers for the application
             before the reader waits (and ZeroMQ queues).
         report_rejects: expose :attr:`KernelChannels.rejects`.
+        rejects_buffer_size: how many unread rejects it holds (more are only counted).
         linger: seconds unsent messages may linger when closing.
 
     Raises:
@@ -847,11 +633,11 @@ async def open_kernel_channels(
             )
     if session is None:
         session = Session.from_connection_info(info)
-    if not (buffer_size == math.inf or (isinstance(buffer_size, int) and buffer_size >= 0)):
-        raise ValueError("buffer_size must be a non-negative integer or math.inf")
+    if buffer_size < 0 or rejects_buffer_size < 0:
+        raise ValueError("buffer sizes must be non-negative")
     sockets, bound = _open_sockets(info, linger)
     channels = KernelChannels(bound, session, sockets, iopub_welcome)
-    channels._setup(buffer_size, report_rejects)
+    channels._setup(buffer_size, rejects_buffer_size if report_rejects else None)
     try:
         async with trio.open_nursery() as nursery:
             for name in _ROUTER_CHANNELS:
