@@ -18,9 +18,12 @@ from trio_enchannel import (
     ConnectionInfo,
     DuplicateSignature,
     InvalidSignature,
+    KernelDied,
     MalformedMessage,
     Message,
     UnsignedMessage,
+    open_channels,
+    open_client,
 )
 from trio_enchannel.testing import (
     ClearOutput,
@@ -565,3 +568,104 @@ def test_plugin_fixtures_in_a_fresh_pytest(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+# -- the same faults, observed through open_channels / open_client --------------------------
+
+
+async def test_client_sees_welcome_and_scripted_outputs(fake_kernel: FakeKernel) -> None:
+    fake_kernel.script("go", Stream("stdout", "a"), Result({"text/plain": "1"}))
+    fake_kernel.script("ask", Input("? "))
+    with trio.fail_after(TIMEOUT):
+        async with open_channels(fake_kernel.connection_info) as channels:
+            await channels.wait_iopub_ready()
+            assert fake_kernel.statistics().welcomes_sent == 1
+            assert not any(r.msg_type == "kernel_info_request" for r in fake_kernel.requests)
+            async with open_client(channels, stdin=lambda request: "typed") as client:
+                result = await client.execute("go")
+                assert result.status == "ok"
+                assert result.stdout == "a"
+                assert result.execution_count == 1
+                assert (await client.execute("ask")).status == "ok"
+        assert fake_kernel.input_values == ["typed"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (Malformed("missing_delimiter"), "missing_delimiter"),
+        (Malformed("too_few_frames"), "too_few_frames"),
+        (Malformed("bad_json"), "bad_json"),
+        (Malformed("not_object"), "not_object"),
+        (Malformed("bad_utf8"), "bad_utf8"),
+        (Malformed("bad_header"), "bad_header"),
+        (ReplaySignature(), "duplicate_signature"),
+    ],
+)
+async def test_client_rejects_bad_frames_and_keeps_the_real_reply(
+    fake_kernel: FakeKernel, fault: Any, reason: str
+) -> None:
+    fake_kernel.inject(fault)
+    with trio.fail_after(TIMEOUT):
+        async with open_client(fake_kernel.connection_info, report_rejects=True) as client:
+            result = await client.execute("x")
+            assert result.status == "ok"
+            rejected = await client.channels.rejects.receive()  # type: ignore[attr-defined]
+            assert (rejected.channel, rejected.reason) == ("shell", reason)
+            stats = client.channels.statistics()  # type: ignore[attr-defined]
+            assert stats.shell.rejected == {reason: 1}
+
+
+async def test_client_never_accepts_a_forged_reply(fake_kernel: FakeKernel) -> None:
+    fake_kernel.inject(ForgeSignature(), ForgeSignature(on="iopub"))
+    fake_kernel.script("x", Stream("stdout", "forged"), Stream("stdout", "real"))
+    with trio.fail_after(TIMEOUT):
+        async with open_client(fake_kernel.connection_info, report_rejects=True) as client:
+            with trio.move_on_after(0.5) as waited:
+                await client.execute("x")
+            assert waited.cancelled_caught
+            reasons = sorted(
+                [(await client.channels.rejects.receive()).channel for _ in range(2)]  # type: ignore[attr-defined]
+            )
+            assert reasons == ["iopub", "shell"]
+            # The kernel goes on: the next request is answered.
+            assert (await client.execute("y")).status == "ok"
+
+
+async def test_client_survives_duplicate_and_late_replies(fake_kernel: FakeKernel) -> None:
+    fake_kernel.inject(DuplicateReply(), ReplyAfterIdle())
+    fake_kernel.inject(DelayReply(0.1), msg_type="kernel_info_request")
+    with trio.fail_after(TIMEOUT):
+        async with open_client(fake_kernel.connection_info) as client:
+            first = await client.execute("one")
+            assert first.status == "ok"
+            info = await client.kernel_info()
+            assert info.reply.content["implementation"] == "trio-enchannel-fake"
+            fake_kernel.inject(FloodIopub(300))
+            flooded = await client.execute("two")
+            assert flooded.stdout == "flood\n" * 300
+            assert client.channels.statistics().rejected_total == 0  # type: ignore[attr-defined]
+
+
+async def test_client_notices_a_stopped_heartbeat(fake_kernel: FakeKernel) -> None:
+    fake_kernel.inject(StopHeartbeat(), msg_type="kernel_info_request")
+    with trio.fail_after(TIMEOUT):
+        async with open_channels(
+            fake_kernel.connection_info, hb_interval=0.05, hb_deadline=0.3
+        ) as channels:
+            async with open_client(channels) as client:
+                await client.kernel_info()
+            died = await channels.wait_unresponsive()
+            assert "heartbeat" in died.reason
+
+
+async def test_client_fails_fast_when_the_kernel_dies(fake_kernel: FakeKernel) -> None:
+    fake_kernel.script("work()", Stream("stdout", "started\n"), Stream("stdout", "never\n"))
+    fake_kernel.inject(DieMidRequest(after_steps=1))
+    with trio.fail_after(TIMEOUT):
+        async with open_client(
+            fake_kernel.connection_info, hb_interval=0.05, hb_deadline=0.3
+        ) as client:
+            with pytest.raises(KernelDied):
+                await client.execute("work()")
+    assert fake_kernel.died
