@@ -7,9 +7,9 @@ trio-enchannel pytest plugin. See the "Testing" chapter of the documentation.
 
 from __future__ import annotations
 
-from ._fake_kernel import DEFAULT_KERNEL_INFO as DEFAULT_KERNEL_INFO
 from ._fake_kernel import FakeKernel as FakeKernel
 from ._fake_kernel import open_fake_kernel as open_fake_kernel
+from ._fake_protocol import DEFAULT_KERNEL_INFO as DEFAULT_KERNEL_INFO
 from ._script import ClearOutput as ClearOutput
 from ._script import CommClose as CommClose
 from ._script import CommMsg as CommMsg

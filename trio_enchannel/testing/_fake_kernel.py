@@ -8,7 +8,6 @@ be injected on demand.
 from __future__ import annotations
 
 import math
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -21,7 +20,21 @@ from .._connection import ConnectionInfo
 from .._errors import LocalProtocolError
 from .._kernel_side import KernelChannels, KernelStatistics, open_kernel_channels
 from .._message import ChannelName, Message
-from .._session import DELIMITER, Session
+from .._session import Session
+from ._fake_protocol import (
+    DEFAULT_KERNEL_INFO,
+    RequestRun,
+    complete_reply,
+    error_args,
+    error_content,
+    error_output,
+    forged_frames,
+    frames_of,
+    history_reply,
+    inspect_reply,
+    is_complete_reply,
+    malformed_frames,
+)
 from ._script import (
     ClearOutput,
     CommClose,
@@ -52,28 +65,7 @@ from ._script import (
     UpdateDisplayData,
 )
 
-__all__ = ["DEFAULT_KERNEL_INFO", "FakeKernel", "open_fake_kernel"]
-
-#: The ``kernel_info_reply`` content of a fake kernel (override keys with ``kernel_info=``).
-DEFAULT_KERNEL_INFO: Mapping[str, Any] = {
-    "status": "ok",
-    "protocol_version": "5.5",
-    "implementation": "trio-enchannel-fake",
-    "implementation_version": "1.0",
-    "language_info": {
-        "name": "fake",
-        "version": "1.0",
-        "mimetype": "text/plain",
-        "file_extension": ".txt",
-    },
-    "banner": "trio-enchannel fake kernel",
-    "help_links": [],
-    "debugger": False,
-    "supported_features": ["kernel subshells"],
-}
-
-_TOKEN = re.compile(r"[\w.]*$")
-_TOKEN_START = re.compile(r"[\w.]*")
+__all__ = ["FakeKernel", "open_fake_kernel"]
 
 CodeMatcher = str | Callable[[str], bool]
 
@@ -87,27 +79,6 @@ class _Injection:
 
 class _Died(Exception):
     """Raised inside a handler to unwind after the kernel died."""
-
-
-@attrs.define(eq=False)
-class _RequestRun:
-    """The faults that apply to one request, consumed as the request is handled."""
-
-    request: Message
-    faults: list[Fault]
-
-    def take(self, kind: type[Any], on: str | None = None) -> list[Any]:
-        taken = [
-            f
-            for f in self.faults
-            if isinstance(f, kind) and (on is None or getattr(f, "on", None) == on)
-        ]
-        for fault in taken:
-            self.faults.remove(fault)
-        return taken
-
-    def has(self, kind: type[Any]) -> bool:
-        return any(isinstance(f, kind) for f in self.faults)
 
 
 class FakeKernel:
@@ -367,48 +338,11 @@ class FakeKernel:
 
     # -- sending, with faults -------------------------------------------------------------
 
-    def _frames(self, msg: Message, identities: Sequence[bytes]) -> list[bytes]:
-        return [bytes(f) for f in self.session.serialize(msg, identities)]
-
-    def _malformed_frames(
-        self, fault: Malformed, msg: Message, identities: Sequence[bytes]
-    ) -> list[bytes]:
-        if fault.frames is not None:
-            return [*identities, *fault.frames]
-        frames = self._frames(msg, identities)
-        at = len(identities)
-        if fault.reason == "missing_delimiter":
-            return frames[:at] + frames[at + 1 :]
-        if fault.reason == "too_few_frames":
-            return frames[: at + 3]
-        h, p, m, c = frames[at + 2 : at + 6]
-        if fault.reason == "bad_json":
-            c = b'{"status": "ok",'
-        elif fault.reason == "not_object":
-            c = b'["status", "ok"]'
-        elif fault.reason == "bad_utf8":
-            c = b'{"text": "\xff\xfe"}'
-        else:  # bad_header
-            h = b'{"msg_type": "' + msg.msg_type.encode() + b'"}'
-        return [*identities, DELIMITER, self.session.sign((h, p, m, c)), h, p, m, c]
-
-    def _forged_frames(
-        self, fault: ForgeSignature, msg: Message, identities: Sequence[bytes]
-    ) -> list[bytes]:
-        frames = self._frames(msg, identities)
-        at = len(identities)
-        if fault.unsigned:
-            frames[at + 1] = b""
-        else:
-            forger = Session(b"not-the-key-" + self.session.key, session_id="forger")
-            frames[at + 1] = forger.sign(frames[at + 2 : at + 6])
-        return frames
-
     async def _send_raw(self, channel: ChannelName, frames: Sequence[bytes]) -> None:
         await self.channels.endpoint(channel).send_frames(frames)
 
     async def _deliver(
-        self, run: _RequestRun | None, msg: Message, on: Literal["reply", "iopub"]
+        self, run: RequestRun | None, msg: Message, on: Literal["reply", "iopub"]
     ) -> None:
         """Send ``msg`` (a reply or an output), applying the faults of ``run`` that target it."""
         channel: ChannelName = msg.channel or "iopub"
@@ -422,16 +356,20 @@ class FakeKernel:
         if run is not None:
             for fault in run.take(Malformed, on):
                 self.faults_applied.append(fault)
-                await self._send_raw(channel, self._malformed_frames(fault, msg, identities))
+                await self._send_raw(
+                    channel, malformed_frames(self.session, fault, msg, identities)
+                )
                 replace = replace or fault.replace
             if replace:
                 return
             forged = run.take(ForgeSignature, on)
             if forged:
                 self.faults_applied.append(forged[0])
-                await self._send_raw(channel, self._forged_frames(forged[0], msg, identities))
+                await self._send_raw(
+                    channel, forged_frames(self.session, forged[0], msg, identities)
+                )
                 return
-        frames = self._frames(msg, identities)
+        frames = frames_of(self.session, msg, identities)
         await self._send_raw(channel, frames)
         self.sent.append(msg)
         if run is not None:
@@ -441,7 +379,7 @@ class FakeKernel:
 
     async def _publish(
         self,
-        run: _RequestRun | None,
+        run: RequestRun | None,
         msg_type: str,
         content: Mapping[str, Any],
         *,
@@ -460,7 +398,7 @@ class FakeKernel:
         )
         await self._deliver(run if faultable else None, msg, "iopub")
 
-    async def _reply(self, run: _RequestRun, content: Mapping[str, Any]) -> None:
+    async def _reply(self, run: RequestRun, content: Mapping[str, Any]) -> None:
         request = run.request
         for fault in run.take(DelayReply):
             self.faults_applied.append(fault)
@@ -487,7 +425,7 @@ class FakeKernel:
 
         Returns the reply's content (``None`` for messages that get no reply).
         """
-        run = _RequestRun(request, self._faults_for(request))
+        run = RequestRun(request, self._faults_for(request))
         for fault in run.take(StopHeartbeat):
             self.faults_applied.append(fault)
             self.channels.pause_heartbeat()
@@ -529,9 +467,7 @@ class FakeKernel:
         await trio.lowlevel.checkpoint()
         raise _Died  # pragma: no cover - the checkpoint raises Cancelled
 
-    async def _answer(
-        self, run: _RequestRun, die: DieMidRequest | None
-    ) -> Mapping[str, Any] | None:
+    async def _answer(self, run: RequestRun, die: DieMidRequest | None) -> Mapping[str, Any] | None:
         request = run.request
         kind = request.msg_type
         content = request.content
@@ -540,13 +476,13 @@ class FakeKernel:
         if kind == "kernel_info_request":
             return dict(self._kernel_info)
         if kind == "complete_request":
-            return self._complete(content)
+            return complete_reply(self.completions, content)
         if kind == "inspect_request":
-            return self._inspect(content)
+            return inspect_reply(self.inspections, content)
         if kind == "is_complete_request":
-            return self._is_complete(content)
+            return is_complete_reply(content)
         if kind == "history_request":
-            return self._history_reply(content)
+            return history_reply(self._history, content)
         if kind == "comm_info_request":
             target = content.get("target_name")
             comms = {
@@ -584,14 +520,14 @@ class FakeKernel:
             subshell_id = str(content.get("subshell_id", ""))
             sender = self.subshells.pop(subshell_id, None)
             if sender is None:
-                return _error_content("SubshellNotFound", f"no subshell {subshell_id!r}")
+                return error_content("SubshellNotFound", f"no subshell {subshell_id!r}")
             sender.close()
             return {"status": "ok"}
         if kind == "list_subshell_request":
             return {"status": "ok", "subshell_id": list(self.subshells)}
         return None
 
-    async def _comm_open(self, run: _RequestRun) -> None:
+    async def _comm_open(self, run: RequestRun) -> None:
         content = run.request.content
         comm_id = str(content.get("comm_id", ""))
         target = str(content.get("target_name", ""))
@@ -602,7 +538,7 @@ class FakeKernel:
                 None, "comm_close", {"comm_id": comm_id, "data": {}}, parent=run.request
             )
 
-    async def _execute(self, run: _RequestRun, die: DieMidRequest | None) -> dict[str, Any]:
+    async def _execute(self, run: RequestRun, die: DieMidRequest | None) -> dict[str, Any]:
         request = run.request
         code = str(request.content.get("code", ""))
         silent = bool(request.content.get("silent", False))
@@ -636,14 +572,14 @@ class FakeKernel:
         if scope.cancelled_caught:
             interrupted = Error("KeyboardInterrupt", "", ("KeyboardInterrupt",))
             errors.append(interrupted)
-            await self._publish(run, "error", _error_output(interrupted), parent=request)
+            await self._publish(run, "error", error_output(interrupted), parent=request)
         if store_history:
             self._history.append((code, "".join(output)))
         status = execution.status or ("error" if errors else "ok")
         reply: dict[str, Any] = {"status": status, "execution_count": count}
         if status == "error":
             first = errors[0] if errors else Error("Error", "scripted error")
-            reply.update(_error_content(*_error_args(first)))
+            reply.update(error_content(*error_args(first)))
             reply["status"] = "error"
         elif status == "ok":
             reply.update(user_expressions={}, payload=[])
@@ -652,7 +588,7 @@ class FakeKernel:
 
     async def _run_step(
         self,
-        run: _RequestRun,
+        run: RequestRun,
         step: Step,
         count: int,
         silent: bool,
@@ -694,7 +630,7 @@ class FakeKernel:
                 )
         elif isinstance(step, Error):
             errors.append(step)
-            await publish("error", _error_output(step))
+            await publish("error", error_output(step))
         elif isinstance(step, Input):
             await self._input(run, step, errors, output)
         elif isinstance(step, ClearOutput):
@@ -735,7 +671,7 @@ class FakeKernel:
             raise LocalProtocolError(f"unknown script step {step!r}")
 
     async def _input(
-        self, run: _RequestRun, step: Input, errors: list[Error], output: list[str]
+        self, run: RequestRun, step: Input, errors: list[Error], output: list[str]
     ) -> None:
         request = run.request
         if not request.content.get("allow_stdin", True):
@@ -744,7 +680,7 @@ class FakeKernel:
                 "raw_input was called, but this frontend does not support input requests.",
             )
             errors.append(error)
-            await self._publish(run, "error", _error_output(error), parent=request)
+            await self._publish(run, "error", error_output(error), parent=request)
             return
         value = await self.channels.input_request(request, step.prompt, password=step.password)
         self.input_values.append(value)
@@ -753,71 +689,6 @@ class FakeKernel:
             await self._publish(
                 run, "stream", {"name": "stdout", "text": value + "\n"}, parent=request
             )
-
-    def _complete(self, content: Mapping[str, Any]) -> dict[str, Any]:
-        code = str(content.get("code", ""))
-        cursor = content.get("cursor_pos")
-        cursor = len(code) if not isinstance(cursor, int) else max(0, min(cursor, len(code)))
-        match = _TOKEN.search(code[:cursor])
-        token = match.group(0) if match else ""
-        matches = sorted({w for w in self.completions if w.startswith(token)})
-        return {
-            "status": "ok",
-            "matches": matches,
-            "cursor_start": cursor - len(token),
-            "cursor_end": cursor,
-            "metadata": {},
-        }
-
-    def _inspect(self, content: Mapping[str, Any]) -> dict[str, Any]:
-        code = str(content.get("code", ""))
-        cursor = content.get("cursor_pos")
-        cursor = len(code) if not isinstance(cursor, int) else max(0, min(cursor, len(code)))
-        before = _TOKEN.search(code[:cursor])
-        after = _TOKEN_START.match(code[cursor:])
-        token = (before.group(0) if before else "") + (after.group(0) if after else "")
-        data = self.inspections.get(token)
-        return {
-            "status": "ok",
-            "found": data is not None,
-            "data": dict(data) if data is not None else {},
-            "metadata": {},
-        }
-
-    def _is_complete(self, content: Mapping[str, Any]) -> dict[str, Any]:
-        code = str(content.get("code", ""))
-        stripped = code.rstrip()
-        if stripped.endswith((":", "\\")) or code.count("(") > code.count(")"):
-            return {"status": "incomplete", "indent": "    " if stripped.endswith(":") else ""}
-        if code.count(")") > code.count("("):
-            return {"status": "invalid"}
-        return {"status": "complete"}
-
-    def _history_reply(self, content: Mapping[str, Any]) -> dict[str, Any]:
-        output = bool(content.get("output", False))
-        entries = [
-            (1, line, (code, out) if output else code)
-            for line, (code, out) in enumerate(self._history, start=1)
-        ]
-        access = content.get("hist_access_type", "tail")
-        if access == "tail":
-            n = content.get("n")
-            if isinstance(n, int) and n >= 0:
-                entries = entries[-n:] if n else []
-        elif access == "range":
-            start = content.get("start", 0)
-            stop = content.get("stop")
-            entries = [
-                e
-                for e in entries
-                if (not isinstance(start, int) or e[1] >= start)
-                and (not isinstance(stop, int) or e[1] < stop)
-            ]
-        elif access == "search":
-            pattern = str(content.get("pattern", "*"))
-            regex = re.compile(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", "."))
-            entries = [e for e in entries if regex.fullmatch(self._history[e[1] - 1][0])]
-        return {"status": "ok", "history": [list(e) for e in entries]}
 
     def _create_subshell(self) -> dict[str, Any]:
         assert self._nursery is not None
@@ -869,8 +740,8 @@ class FakeKernel:
                 sender = self.subshells.get(subshell_id)
                 if sender is None:
                     await self._reply(
-                        _RequestRun(request, []),
-                        _error_content("SubshellNotFound", f"no subshell {subshell_id!r}"),
+                        RequestRun(request, []),
+                        error_content("SubshellNotFound", f"no subshell {subshell_id!r}"),
                     )
                 else:
                     sender.send_nowait(request)
@@ -917,18 +788,6 @@ def _drain(receive: trio.MemoryReceiveChannel[Message]) -> list[Message]:
             queued.append(receive.receive_nowait())
         except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
             return queued
-
-
-def _error_args(error: Error) -> tuple[str, str, Sequence[str]]:
-    return error.ename, error.evalue, error.traceback
-
-
-def _error_output(error: Error) -> dict[str, Any]:
-    return {"ename": error.ename, "evalue": error.evalue, "traceback": list(error.traceback)}
-
-
-def _error_content(ename: str, evalue: str, traceback: Sequence[str] = ()) -> dict[str, Any]:
-    return {"status": "error", "ename": ename, "evalue": evalue, "traceback": list(traceback)}
 
 
 @asynccontextmanager
