@@ -1,17 +1,461 @@
-"""``trio-enchannel run`` and ``trio-enchannel info`` (being written: needs the client)."""
+"""``trio-enchannel run`` (code and files) and ``trio-enchannel info``.
+
+The command runs one Trio program: a task watches SIGINT (the first Ctrl-C interrupts the
+kernel, the second cancels the work so that :func:`open_kernel` shuts the kernel down), and the
+job streams the execution's messages to a :class:`~._cli_render.Renderer` as they arrive.
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from ._cli import EXIT_USAGE, CommandError
+import attrs
+import trio
+
+from ._cli import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_KERNEL_DIED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    PROG,
+    CommandError,
+)
+from ._cli_render import Renderer, color_wanted
+from ._errors import (
+    ConnectionInfoError,
+    EncryptionUnavailable,
+    KernelDied,
+    KernelStartupError,
+    NoSuchKernel,
+)
+
+if TYPE_CHECKING:  # without importing the launcher at startup
+    from ._client import InputRequest
+    from ._launcher import Kernel
+
+__all__ = ["CliState", "info_command", "open_cli_kernel", "run_command", "run_job"]
+
+DEFAULT_KERNEL = "python3"
+DEFAULT_OUTPUT_DIR = Path("trio-enchannel-outputs")
+
+#: File extensions whose language picks the kernel when ``-k`` is not given.
+_EXTENSION_LANGUAGES = {
+    ".py": "python",
+    ".sh": "bash",
+    ".bash": "bash",
+    ".r": "r",
+    ".jl": "julia",
+    ".js": "javascript",
+    ".ts": "typescript",
+    ".rb": "ruby",
+    ".scala": "scala",
+    ".cpp": "c++",
+    ".lua": "lua",
+}
+
+
+@attrs.define(eq=False)
+class CliState:
+    """What the SIGINT watcher and the job share."""
+
+    ui: Renderer
+    work_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    kernel: Kernel | None = None
+    busy: bool = False
+    interrupted: bool = False
+    stopping: bool = False
+    input_scope: trio.CancelScope | None = None
+    stdin_closed_noted: bool = False
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+async def _interrupt(state: CliState) -> None:
+    kernel = state.kernel
+    if kernel is None:
+        return
+    try:
+        with trio.move_on_after(5):
+            await kernel.interrupt()
+    except Exception as exc:  # the kernel may be dying; the second Ctrl-C still works
+        state.ui.note(f"{PROG}: could not interrupt the kernel: {exc}")
+
+
+async def _watch_sigint(
+    signals: AsyncIterator[int], state: CliState, nursery: trio.Nursery
+) -> None:
+    async for _ in signals:
+        if state.stopping:
+            state.ui.note(f"{PROG}: already shutting the kernel down, please wait")
+            continue
+        if state.busy and not state.interrupted:
+            state.interrupted = True
+            state.ui.note(f"{PROG}: interrupting the kernel (press Ctrl-C again to stop)")
+            if state.input_scope is not None:
+                state.input_scope.cancel()
+            nursery.start_soon(_interrupt, state)
+            continue
+        state.stopping = True
+        state.interrupted = True
+        state.ui.note(f"{PROG}: stopping (shutting the kernel down)")
+        state.work_scope.cancel()
+
+
+def _single(exc: BaseException) -> BaseException:
+    """The lone exception inside (nested) exception groups, else *exc* itself."""
+    while True:
+        inner = getattr(exc, "exceptions", None)
+        if not isinstance(inner, (list, tuple)) or len(inner) != 1:
+            return exc
+        exc = inner[0]
+
+
+def run_job(ui: Renderer, job: Callable[[CliState], Awaitable[int]]) -> int:
+    """Run *job* under ``trio.run`` with Ctrl-C handling; return its exit status."""
+
+    async def main() -> int:
+        state = CliState(ui)
+        status = EXIT_INTERRUPTED
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_sigint, signals, state, nursery)
+                with state.work_scope:
+                    status = await job(state)
+                nursery.cancel_scope.cancel()
+        if state.work_scope.cancelled_caught:
+            return EXIT_INTERRUPTED
+        return status
+
+    try:
+        return trio.run(main)
+    except BaseException as exc:
+        inner = _single(exc)
+        if inner is exc:
+            raise
+        raise inner from None
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@asynccontextmanager
+async def open_cli_kernel(
+    state: CliState, name: str, *, startup_timeout: float, cwd: Path | None = None
+) -> AsyncIterator[Kernel]:
+    """:func:`open_kernel` with the command's error reporting.
+
+    Raises:
+        CommandError: the kernel is unknown or failed to start.
+    """
+    from ._launcher import open_kernel
+
+    try:
+        async with open_kernel(
+            name,
+            startup_timeout=startup_timeout,
+            output="capture",
+            cwd=cwd,
+            # CurveZMQ when the kernel supports it (ipykernel 7.4+ does): kernels warn, rightly,
+            # that plain TCP lets other local users read the traffic.
+            encryption="auto",
+            # A second Ctrl-C should not keep the user waiting long for a stuck kernel.
+            shutdown_grace=3.0,
+            client_options={"stdin": _stdin_handler(state)},
+        ) as kernel:
+            state.kernel = kernel
+            try:
+                yield kernel
+            finally:
+                state.busy = False
+                state.stopping = True
+    except NoSuchKernel as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    except KernelStartupError as exc:
+        raise CommandError(f"the kernel failed to start: {exc}", EXIT_KERNEL_DIED) from None
+    except EncryptionUnavailable as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+
+
+def kernel_died_error(state: CliState, exc: KernelDied) -> CommandError:
+    """A :class:`CommandError` for a kernel that died, with the tail of its stderr."""
+    message = str(exc)
+    kernel = state.kernel
+    if kernel is not None:
+        tail = kernel.stderr_tail(20).rstrip()
+        if tail:
+            message += "\n--- kernel stderr (tail) ---\n" + tail
+    return CommandError(message, EXIT_KERNEL_DIED)
+
+
+# --------------------------------------------------------------------------- stdin
+
+
+def _read_line(prompt: str, password: bool) -> str | None:
+    """Read one line from the terminal (in a worker thread); ``None`` at end of input."""
+    try:
+        if password and sys.stdin.isatty():
+            return getpass.getpass(prompt)
+        if password:
+            sys.stdout.write(prompt)
+            sys.stdout.flush()
+            line = sys.stdin.readline()
+            if not line:
+                return None
+            return line.rstrip("\n")
+        return input(prompt)
+    except EOFError:
+        return None
+
+
+def _stdin_handler(state: CliState) -> Callable[[InputRequest], Awaitable[str]]:
+    async def answer(request: InputRequest) -> str:
+        ui = state.ui
+        ui.flush_line()
+        with trio.CancelScope() as scope:
+            state.input_scope = scope
+            try:
+                line = await trio.to_thread.run_sync(
+                    _read_line, request.prompt, request.password, abandon_on_cancel=True
+                )
+            finally:
+                state.input_scope = None
+            ui.input_done(terminal=sys.stdin.isatty())
+            if line is None:
+                if not state.stdin_closed_noted:
+                    state.stdin_closed_noted = True
+                    ui.note(f"{PROG}: standard input is closed; input() gets an empty string")
+                return ""
+            return line
+        return ""  # cancelled by Ctrl-C: the kernel is being interrupted
+
+    return answer
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _pick_kernel(args: argparse.Namespace, path: Path | None) -> str:
+    if args.kernel:
+        return str(args.kernel)
+    if path is None:
+        return DEFAULT_KERNEL
+    language = _EXTENSION_LANGUAGES.get(path.suffix.lower())
+    if language is None or language == "python":
+        return DEFAULT_KERNEL
+    from ._kernelspec import list_kernel_specs
+
+    for spec in list_kernel_specs(on_error="skip"):
+        if spec.language.lower() == language:
+            return spec.name
+    return DEFAULT_KERNEL
+
+
+def _read_source(file: str) -> tuple[str, Path | None]:
+    if file == "-":
+        return sys.stdin.read(), None
+    path = Path(file)
+    try:
+        return path.read_text(encoding="utf-8"), path
+    except FileNotFoundError:
+        raise CommandError(f"no such file: {file}", EXIT_USAGE) from None
+    except IsADirectoryError:
+        raise CommandError(f"{file} is a directory, not a file", EXIT_USAGE) from None
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"{file} is not UTF-8 text: {exc}", EXIT_USAGE) from None
+    except OSError as exc:
+        raise CommandError(f"cannot read {file}: {exc.strerror or exc}", EXIT_USAGE) from None
+
+
+def make_renderer(args: argparse.Namespace, stem: str) -> Renderer:
+    """The renderer for ``run``'s options (colour, output directory)."""
+    output_dir = args.output_dir if args.output_dir is not None else DEFAULT_OUTPUT_DIR
+    return Renderer(color=color_wanted(args.color, sys.stderr), output_dir=output_dir, stem=stem)
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run code, a file or a notebook in a fresh kernel."""
-    raise CommandError("'run' is not available yet", EXIT_USAGE)
+    """``trio-enchannel run``: run code, a file or a notebook in a fresh kernel.
+
+    Raises:
+        CommandError: a problem to report on one line, with its exit status.
+    """
+    is_notebook = args.file is not None and args.file.lower().endswith(".ipynb")
+    if not is_notebook:
+        for flag, given in (
+            ("-o/--output", args.output is not None),
+            ("--inplace", args.inplace),
+            ("--allow-errors", args.allow_errors),
+        ):
+            if given:
+                raise CommandError(f"{flag} applies to notebooks only", EXIT_USAGE)
+    if is_notebook:
+        from ._cli_notebook import run_notebook_command
+
+        return run_notebook_command(args)
+    if args.code is not None:
+        code, path = str(args.code), None
+    else:
+        code, path = _read_source(str(args.file))
+    kernel_name = _pick_kernel(args, path)
+    ui = make_renderer(args, "output" if path is None else path.stem)
+
+    async def job(state: CliState) -> int:
+        async with open_cli_kernel(
+            state, kernel_name, startup_timeout=args.startup_timeout
+        ) as kernel:
+            return await _execute(state, kernel, code, args.timeout)
+
+    return run_job(ui, job)
+
+
+async def _execute(state: CliState, kernel: Kernel, code: str, limit: float | None) -> int:
+    ui = state.ui
+    state.busy = True
+    result = None
+    try:
+        with trio.move_on_after(limit if limit is not None else float("inf")) as deadline:
+            async with kernel.client.stream_execute(code, allow_stdin=True) as execution:
+                async for msg in execution:
+                    ui.message(msg)
+                result = execution.result
+    except KernelDied as exc:
+        raise kernel_died_error(state, exc) from None
+    finally:
+        state.busy = False
+    ui.flush_line()
+    if deadline.cancelled_caught:
+        await _interrupt(state)
+        raise CommandError(
+            f"the execution did not finish within {limit:g} s (the kernel was interrupted)",
+            EXIT_TIMEOUT,
+        )
+    assert result is not None
+    if state.interrupted:
+        return EXIT_INTERRUPTED
+    if result.status == "error":
+        return EXIT_ERROR
+    if result.status == "aborted":
+        ui.note(f"{PROG}: the kernel aborted the execution")
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- info
+
+
+def find_connection_file(name: str) -> Path:
+    """*name* as a path, else in the Jupyter runtime directory (``kernel-<id>.json`` works
+    with just the id, and a unique part of a file name is enough).
+
+    Raises:
+        CommandError: no such file, or the name matches several files.
+    """
+    path = Path(name)
+    if path.is_file():
+        return path
+    if path.exists():
+        raise CommandError(f"{name} is not a file", EXIT_USAGE)
+    if os.sep in name or (os.altsep and os.altsep in name):
+        raise CommandError(f"no such connection file: {name}", EXIT_USAGE)
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    runtime = Path(jupyter_runtime_dir())
+    for candidate in (name, f"{name}.json", f"kernel-{name}.json"):
+        if (runtime / candidate).is_file():
+            return runtime / candidate
+    matches = (
+        sorted(p for p in runtime.glob("*.json") if name in p.name) if runtime.is_dir() else []
+    )
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        listing = ", ".join(p.name for p in matches)
+        raise CommandError(f"{name!r} matches several connection files: {listing}", EXIT_USAGE)
+    raise CommandError(
+        f"no such connection file: {name} (not here, nor in the Jupyter runtime directory "
+        f"{runtime})",
+        EXIT_USAGE,
+    )
+
+
+def _format_info(content: dict[str, Any], source: Path) -> str:
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""
+
+    language = content.get("language_info")
+    language = language if isinstance(language, dict) else {}
+    features = content.get("supported_features")
+    features = [str(f) for f in features] if isinstance(features, list) else []
+    if content.get("debugger") is True and "debugger" not in features:
+        features.append("debugger")
+    lines = [
+        f"connection file: {source}",
+        f"implementation: {text(content.get('implementation'))} "
+        f"{text(content.get('implementation_version'))}".rstrip(),
+        f"language: {text(language.get('name'))} {text(language.get('version'))}".rstrip(),
+        f"protocol: {text(content.get('protocol_version'))}",
+        f"features: {', '.join(sorted(features)) or '(none declared)'}",
+    ]
+    banner = text(content.get("banner")).strip()
+    if banner:
+        lines.append("banner:")
+        lines += ["  " + line for line in banner.splitlines()]
+    links = content.get("help_links")
+    if isinstance(links, list) and links:
+        lines.append("help links:")
+        for link in links:
+            if isinstance(link, dict):
+                lines.append(f"  {text(link.get('text'))}: {text(link.get('url'))}")
+    return "\n".join(lines)
 
 
 def info_command(args: argparse.Namespace) -> int:
-    """Print the kernel_info of a running kernel."""
-    raise CommandError("'info' is not available yet", EXIT_USAGE)
+    """``trio-enchannel info``: print the kernel_info of a running kernel.
+
+    Raises:
+        CommandError: a problem to report on one line, with its exit status.
+    """
+    from ._client import open_client
+    from ._connection import ConnectionInfo
+
+    path = find_connection_file(str(args.connection_file))
+    try:
+        info = ConnectionInfo.from_file(path)
+    except ConnectionInfoError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    timeout: float = args.timeout
+
+    async def job(state: CliState) -> int:
+        where = info.url("shell")
+        try:
+            with trio.fail_after(timeout):
+                async with open_client(info) as client:
+                    reply = await client.kernel_info()
+        except trio.TooSlowError:
+            raise CommandError(
+                f"no kernel_info reply from {where} within {timeout:g} s "
+                "(is the kernel running? is the connection file current?)",
+                EXIT_TIMEOUT,
+            ) from None
+        except KernelDied as exc:
+            raise CommandError(f"{exc} ({where})", EXIT_KERNEL_DIED) from None
+        except EncryptionUnavailable as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+        if args.json:
+            print(json.dumps(reply.content, indent=2, sort_keys=True))
+        else:
+            print(_format_info(reply.content, path))
+        return EXIT_OK
+
+    return run_job(Renderer(color=False), job)
