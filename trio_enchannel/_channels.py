@@ -7,10 +7,12 @@ channel. Invalid messages are counted, logged and (on request) reported, never d
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -40,6 +42,9 @@ from ._heartbeat import Heartbeat
 from ._message import CHANNEL_NAMES, ChannelName, Message
 from ._session import Session
 from ._zmq import Frame, SocketKind, TrioSocket, curve_keypair, has_curve
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = [
     "ChannelStatistics",
@@ -458,6 +463,23 @@ class Channels:
             deliver.close()
 
 
+@contextlib.contextmanager
+def _unwrap_single() -> Iterator[None]:
+    # Our nursery would wrap the body's exception (or a lone error of ours) in a group.
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) != 1:
+            raise
+        exc = group.exceptions[0]
+        context = exc.__context__
+        try:
+            raise exc
+        finally:
+            exc.__context__ = context
+            del exc
+
+
 def _coerce_info(
     info: ConnectionInfo | str | os.PathLike[str] | Mapping[str, Any],
 ) -> ConnectionInfo:
@@ -585,14 +607,15 @@ async def open_channels(
         multiplexed=multiplexed,
         report_rejects=rejects_buffer_size if report_rejects else None,
     )
-    async with trio.open_nursery() as nursery:
-        try:
-            for name in CHANNEL_NAMES:
-                await nursery.start(ch._reader, name)
-            if heartbeat:
-                await nursery.start(ch._run_heartbeat)
-            yield ch
-        finally:
-            ch._close()
+    with _unwrap_single():
+        async with trio.open_nursery() as nursery:
+            try:
+                for name in CHANNEL_NAMES:
+                    await nursery.start(ch._reader, name)
+                if heartbeat:
+                    await nursery.start(ch._run_heartbeat)
+                yield ch
+            finally:
+                ch._close()
     for sock in ch._sockets.values():
         sock.close()

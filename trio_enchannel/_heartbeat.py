@@ -202,6 +202,8 @@ class Heartbeat:
                 silent = trio.current_time() - reference
                 if self._state != "unresponsive" and silent >= self._deadline:
                     self._declare_unresponsive(silent)
+        except trio.ClosedResourceError:
+            return  # the channels were closed
         finally:
             sock.close(linger=0)
             self._stop()
