@@ -38,9 +38,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import trio
 import zmq
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
+from trio_enchannel import open_channels
+
+from ._peer import FLOOD_MESSAGE_SIZE
 from ._util import table
 
 QUICK = bool(os.environ.get("BENCH_QUICK"))
@@ -280,6 +284,77 @@ def run_jc(info: dict[str, Any]) -> Results:
 
 
 # ---------------------------------------------------------------------------------------------
+# trio-enchannel: open_channels under Trio, used the way its users use it
+
+
+async def _run_ours(info: dict[str, Any]) -> Results:
+    async with open_channels(info, heartbeat=False) as ch:
+        session, shell, iopub = ch.session, ch.shell, ch.iopub
+
+        async def request(msg_type: str, content: dict[str, Any]) -> None:
+            await shell.send(session.message(msg_type, content, channel="shell"))
+
+        sent = 0
+        while True:
+            await request("bench_sync_request", {"token": f"s{sent}"})
+            sent += 1
+            with trio.move_on_after(0.05):
+                await iopub.receive()
+                break
+        await request("bench_sync_request", {"token": "final"})
+        sent += 1
+        with trio.fail_after(TIMEOUT):
+            while True:
+                msg = await iopub.receive()
+                if msg.msg_type == "bench_probe" and msg.content["token"] == "final":
+                    break
+            for _ in range(sent):
+                await shell.receive()
+
+            results: Results = {}
+            await request("bench_flood_request", {"n": N_FLOOD})
+            await shell.receive()
+            receive = iopub.receive
+            start = time.perf_counter()
+            for _ in range(N_FLOOD):
+                await receive()
+            results["iopub"] = N_FLOOD / (time.perf_counter() - start)
+
+            start = time.perf_counter()
+            for _ in range(N_RTT1):
+                await request("execute_request", EXECUTE)
+                await shell.receive()
+            results["rtt1"] = N_RTT1 / (time.perf_counter() - start)
+
+            start = time.perf_counter()
+            for _ in range(WINDOW):
+                await request("execute_request", EXECUTE)
+            for i in range(N_RTT_WINDOW):
+                await shell.receive()
+                if i + WINDOW < N_RTT_WINDOW:
+                    await request("execute_request", EXECUTE)
+            results["rtt100"] = N_RTT_WINDOW / (time.perf_counter() - start)
+
+            payload = os.urandom(BIG)
+            fastest = float("inf")
+            for _ in range(N_BIG):
+                start = time.perf_counter()
+                await shell.send(
+                    session.message("echo_request", {}, buffers=[payload], channel="shell")
+                )
+                reply = await shell.receive()
+                fastest = min(fastest, time.perf_counter() - start)
+                assert len(reply.buffers[0]) == BIG
+            results["big"] = 2 * BIG / (1 << 20) / fastest
+        return results
+
+
+def run_ours(info: dict[str, Any]) -> Results:
+    """trio-enchannel's open_channels in a fresh Trio run."""
+    return trio.run(_run_ours, info)
+
+
+# ---------------------------------------------------------------------------------------------
 # The driver
 
 
@@ -303,6 +378,7 @@ def machine() -> str:
 CLIENTS: dict[str, Callable[[dict[str, Any]], Results]] = {
     "raw pyzmq": run_raw,
     "jupyter_client": run_jc,
+    "trio-enchannel": run_ours,
 }
 
 
@@ -319,22 +395,91 @@ def run() -> dict[str, dict[str, list[float]]]:
     return samples
 
 
-def main() -> None:
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    samples = run()
+#: (minimum ours/jupyter_client, minimum ours/raw pyzmq) per measurement (issue #3).
+TARGETS: dict[str, tuple[float | None, float]] = {
+    "iopub": (4.0, 0.40),
+    "rtt1": (1.5, 0.75),
+    "rtt100": (1.5, 0.75),
+    "big": (None, 0.80),
+}
+OURS, JC, RAW = "trio-enchannel", "jupyter_client", "raw pyzmq"
+
+
+def _target(metric: str) -> str:
+    vs_jc, vs_raw = TARGETS[metric]
+    parts = [] if vs_jc is None else [f">= {vs_jc:g}x"]
+    parts.append(f">= {vs_raw:.0%}")
+    return ", ".join(parts)
+
+
+def _met(metric: str, ratio_jc: float, ratio_raw: float) -> str:
+    vs_jc, vs_raw = TARGETS[metric]
+    ok = ratio_raw >= vs_raw and (vs_jc is None or ratio_jc >= vs_jc)
+    return "yes" if ok else "NO"
+
+
+def report(samples: dict[str, dict[str, list[float]]]) -> tuple[str, str]:
+    """The ratio table (best of the rounds) and the per-round median ratio table."""
     best = {name: {m: max(v) for m, v in per.items()} for name, per in samples.items()}
     rows: list[list[object]] = []
+    median_rows: list[list[object]] = []
     for metric, label in METRICS.items():
-        row: list[object] = [label, *(best[name][metric] for name in CLIENTS)]
-        rows.append(row)
+        ours, jc, raw = best[OURS][metric], best[JC][metric], best[RAW][metric]
+        rows.append(
+            [
+                label,
+                ours,
+                jc,
+                raw,
+                f"{ours / jc:.2f}x",
+                f"{ours / raw:.0%}",
+                _target(metric),
+                _met(metric, ours / jc, ours / raw),
+            ]
+        )
+        per_round = zip(
+            samples[OURS][metric], samples[JC][metric], samples[RAW][metric], strict=True
+        )
+        ratios = [(o / j, o / r) for o, j, r in per_round]
+        median_jc = statistics.median(j for j, _ in ratios)
+        median_raw = statistics.median(r for _, r in ratios)
+        median_rows.append(
+            [
+                label,
+                f"{median_jc:.2f}x",
+                f"{median_raw:.0%}",
+                f"{min(j for j, _ in ratios):.2f}x - {max(j for j, _ in ratios):.2f}x",
+                f"{min(r for _, r in ratios):.0%} - {max(r for _, r in ratios):.0%}",
+            ]
+        )
+    main_table = table(
+        f"Channels: best of {ROUNDS} interleaved rounds, one peer process",
+        ["measurement", OURS, JC, RAW, "vs jupyter_client", "vs raw pyzmq", "target", "met"],
+        rows,
+    )
+    median_table = table(
+        f"Ratios within each round (median and range over {ROUNDS} rounds)",
+        ["measurement", "vs jupyter_client", "vs raw pyzmq", "range vs jc", "range vs raw"],
+        median_rows,
+    )
+    return main_table, median_table
+
+
+def main() -> None:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started = time.perf_counter()
+    samples = run()
+    main_table, median_table = report(samples)
     print(f"{stamp}; {machine()}")
     print(
-        table(
-            f"Channels (best of {ROUNDS} interleaved rounds)",
-            ["measurement", *CLIENTS],
-            rows,
-        )
+        f"N={N_FLOOD} iopub messages of {FLOOD_MESSAGE_SIZE} B, {N_RTT1} + {N_RTT_WINDOW} "
+        f"round trips, {N_BIG} x 64 MiB per round; {time.perf_counter() - started:.0f} s\n"
     )
+    print(main_table)
+    print()
+    print(median_table)
+    if QUICK:
+        return
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     (out / "channels.json").write_text(
@@ -344,16 +489,13 @@ def main() -> None:
                 "machine": machine(),
                 "rounds": ROUNDS,
                 "samples": samples,
-                "best": best,
-                "median": {
-                    name: {m: statistics.median(v) for m, v in per.items()}
-                    for name, per in samples.items()
-                },
+                "tables": [main_table, median_table],
             },
             indent=2,
         )
         + "\n"
     )
+    (out / "channels.txt").write_text(f"{stamp}; {machine()}\n\n{main_table}\n\n{median_table}\n")
 
 
 if __name__ == "__main__":
