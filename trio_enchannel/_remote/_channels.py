@@ -11,8 +11,8 @@ import collections
 import math
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import attrs
@@ -219,9 +219,11 @@ class RemoteChannels:
     _received: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
     _rejected: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
     _rejects: DroppingQueue[RemoteReject] | None = attrs.field(init=False, default=None)
-    _dead: trio.Event = attrs.field(init=False, factory=trio.Event)
+    _trouble: trio.Event = attrs.field(init=False, factory=trio.Event)
+    _trouble_reason: str = attrs.field(init=False, default="")
     _death: KernelDied | None = attrs.field(init=False, default=None)
     _listeners: list[Any] = attrs.field(init=False, factory=list)
+    _taps: list[Callable[[Message], None]] = attrs.field(init=False, factory=list)
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -265,14 +267,34 @@ class RemoteChannels:
 
     @property
     def kernel_unresponsive(self) -> bool:
-        """Whether the kernel is known to be gone (the remote counterpart of a heartbeat miss)."""
-        return self._death is not None
+        """Whether the kernel cannot be reached right now (websocket down, or kernel gone)."""
+        return self._link.state != "connected"
 
-    async def wait_unresponsive(self) -> KernelDied:
-        """Wait until the kernel is known to be gone; return why."""
-        await self._dead.wait()
-        assert self._death is not None
-        return self._death
+    @property
+    def unresponsive_reason(self) -> str:
+        """What the last trouble was (a drop, a restart by the server, the kernel's death)."""
+        return self._trouble_reason
+
+    async def wait_unresponsive(self) -> None:
+        """Wait for the next trouble: the websocket drops, the server restarts the crashed
+        kernel, or the kernel is gone (see :attr:`unresponsive_reason`).
+
+        Requests in flight at that moment will not get their replies. Returns at once while
+        the kernel is known to be gone.
+        """
+        await self._trouble.wait()
+
+    async def wait_responsive(self) -> None:
+        """Wait until the websocket is up again after a trouble.
+
+        Never returns once the kernel is gone (use :meth:`wait_unresponsive` to learn that).
+        """
+        if self._death is not None:
+            await trio.sleep_forever()
+        try:
+            await self._link.wait_connected()
+        except (KernelDied, trio.ClosedResourceError):
+            await trio.sleep_forever()
 
     async def wait_connected(self) -> None:
         """Wait until the websocket is up (immediately unless it is reconnecting).
@@ -305,6 +327,16 @@ class RemoteChannels:
         """
         self._listeners.append(listener)
 
+    @contextmanager
+    def tap(self, callback: Callable[[Message], None]) -> Iterator[None]:
+        """Call ``callback`` (synchronously) with every message received in the block,
+        before it is queued for its channel."""
+        self._taps.append(callback)
+        try:
+            yield
+        finally:
+            self._taps.remove(callback)
+
     @property
     def rejects(self) -> trio.abc.ReceiveChannel[RemoteReject]:
         """Frames the server sent that could not be decoded (opt-in: created on first use;
@@ -335,13 +367,15 @@ class RemoteChannels:
     async def aclose(self) -> None:
         """Close the websocket and the channels. Idempotent."""
         await self._link.aclose()
-        self._finish(None)
+        self._finish()
 
     # -- link callbacks ---------------------------------------------------------------------
 
     async def _deliver(self, msg: Message) -> None:
         assert msg.channel is not None
         self._received[msg.channel] += 1
+        for tap in self._taps:
+            tap(msg)
         self._queues[msg.channel].put_nowait(msg)
         await trio.lowlevel.checkpoint()
 
@@ -356,21 +390,32 @@ class RemoteChannels:
             if fn is not None:
                 fn(arg)
 
+    def _raise_trouble(self, reason: str, *, lasting: bool) -> None:
+        self._trouble_reason = reason
+        self._trouble.set()
+        if not lasting:
+            self._trouble = trio.Event()
+
+    def _on_connect(self) -> None:
+        if self._trouble.is_set() and self._death is None:
+            self._trouble = trio.Event()
+
     def _on_drop(self, error: ConnectionLost) -> None:
         self._notify("connection_lost", error)
+        self._raise_trouble(str(error), lasting=True)
 
     def _on_restart(self, reason: str) -> None:
         self._notify("kernel_restarted", reason)
+        self._raise_trouble(reason, lasting=False)
 
     def _on_dead(self, error: KernelDied) -> None:
         self._death = error
-        self._dead.set()
         self._notify("kernel_died", error)
-        self._finish(error)
+        self._raise_trouble(error.reason, lasting=True)
 
-    def _finish(self, error: BaseException | None) -> None:
+    def _finish(self) -> None:
         for queue in self._queues.values():
-            queue.close_producer(error)
+            queue.close_producer()
         if self._rejects is not None:
             self._rejects.close_producer()
 
@@ -457,6 +502,7 @@ async def open_remote_channels(
             on_drop=channels._on_drop,
             on_restart=channels._on_restart,
             on_dead=channels._on_dead,
+            on_connect=channels._on_connect,
             subprotocol_choice=subprotocol,
             reconnect=reconnect,
             reconnect_timeout=reconnect_timeout,
