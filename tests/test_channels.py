@@ -21,6 +21,7 @@ import trio
 import trio.testing
 
 from trio_enchannel import (
+    ChannelName,
     Channels,
     ConfigurationError,
     ConnectionInfo,
@@ -74,6 +75,19 @@ class RawKernel:
     ) -> list[bytes]:
         sig = self.session.sign([header, parent, meta, content])
         return [b"topic", DELIMITER, sig, header, parent, meta, content]
+
+    async def connected(self, ch: Channels, *names: ChannelName) -> None:
+        """Make sure the ROUTER sockets ``names`` know the client.
+
+        A ROUTER silently drops messages for a peer whose connection it has not seen yet, so a
+        test in which the kernel speaks first lets the client say hello on those channels.
+        """
+        for name in names:
+            endpoint = getattr(ch, name)
+            await endpoint.send(ch.session.message("hello", channel=name))
+            ident, hello = await self.receive(name)
+            assert (ident, hello.msg_type) == (ch.identity, "hello")
+            ch._counters[name].sent -= 1  # keep the statistics about the test's own traffic
 
     async def wait_subscribed(self) -> bytes:
         """The next subscription event the XPUB socket reports."""
@@ -148,6 +162,7 @@ async def poll_until(condition: Callable[[], bool]) -> None:
 async def test_request_reply_on_shell_control_and_stdin_share_one_identity() -> None:
     async with raw_kernel() as kernel, open_channels(kernel.info) as ch:
         with trio.fail_after(TIMEOUT):
+            await kernel.connected(ch, "stdin")
             request = ch.session.message("kernel_info_request")
             await ch.shell.send(request)
             ident, got = await kernel.receive("shell")
@@ -207,6 +222,7 @@ async def test_invalid_messages_are_rejected_counted_reported_and_valid_traffic_
     async with raw_kernel() as kernel, open_channels(kernel.info, report_rejects=True) as ch:
         with trio.fail_after(TIMEOUT):
             assert await kernel.wait_subscribed() == b"\x01"
+            await kernel.connected(ch, "shell")
             first = await kernel.publish(kernel.message("stream", {"text": "1"}))
             await kernel.send_raw("iopub", [b"topic", b"no delimiter at all"])
             await kernel.send_raw("iopub", [b"topic", DELIMITER, b"sig", b"{}"])
@@ -264,6 +280,7 @@ async def test_rejects_are_opt_in_and_never_block_the_reader() -> None:
                 _ = ch.rejects
         async with open_channels(kernel.info, report_rejects=True, rejects_buffer_size=1) as ch:
             with trio.fail_after(TIMEOUT):
+                await kernel.connected(ch, "shell")
                 for _ in range(3):
                     await kernel.send_raw("shell", [ch.identity, b"junk"])
                 await kernel.send("shell", ch.identity, kernel.message("kernel_info_reply"))
@@ -291,6 +308,7 @@ async def test_order_is_preserved_per_channel_under_load() -> None:
     async with raw_kernel() as kernel, open_channels(kernel.info, buffer_size=16) as ch:
         with trio.fail_after(TIMEOUT):
             await kernel.wait_subscribed()
+            await kernel.connected(ch, "shell")
 
             async def produce() -> None:
                 for i in range(n):
@@ -317,6 +335,7 @@ async def test_cancelled_receives_never_lose_a_message() -> None:
     n = 2000
     async with raw_kernel() as kernel, open_channels(kernel.info, buffer_size=8) as ch:
         with trio.fail_after(TIMEOUT):
+            await kernel.connected(ch, "shell")
 
             async def produce() -> None:
                 for i in range(n):
@@ -374,6 +393,7 @@ async def test_multiplexed_view_receives_everything_tagged_and_routes_sends() ->
     async with raw_kernel() as kernel, open_channels(kernel.info, multiplexed=True) as ch:
         with trio.fail_after(TIMEOUT):
             await kernel.wait_subscribed()
+            await kernel.connected(ch, "shell", "control", "stdin")
             await kernel.send("shell", ch.identity, kernel.message("execute_reply"))
             await kernel.send("control", ch.identity, kernel.message("shutdown_reply"))
             await kernel.send("stdin", ch.identity, kernel.message("input_request"))
@@ -462,6 +482,21 @@ async def test_heartbeat_detects_silence_and_recovery() -> None:
             assert ch.statistics().heartbeat.replies >= 2
 
 
+async def test_heartbeat_startup_deadline_applies_before_the_first_echo() -> None:
+    async with raw_kernel() as kernel:
+        kernel.hb_paused = True
+        async with open_channels(
+            kernel.info, hb_interval=0.05, hb_deadline=0.05, hb_startup_deadline=0.3
+        ) as ch:
+            opened = trio.current_time()
+            assert ch.heartbeat.state == "waiting"
+            with trio.fail_after(TIMEOUT):
+                died = await ch.wait_unresponsive()
+            assert trio.current_time() - opened >= 0.3
+            assert "no heartbeat reply" in str(died)
+            assert ch.statistics().heartbeat.replies == 0
+
+
 async def test_heartbeat_waiters_are_woken_by_close() -> None:
     async with raw_kernel() as kernel:
         async with open_channels(kernel.info, heartbeat=False) as ch:
@@ -489,6 +524,7 @@ async def test_closing_semantics() -> None:
         async with open_channels(kernel.info) as ch:
             with trio.fail_after(TIMEOUT):
                 await kernel.wait_subscribed()
+                await kernel.connected(ch, "shell", "control")
                 await kernel.send("shell", ch.identity, kernel.message("a"))
                 await kernel.send("shell", ch.identity, kernel.message("b"))
                 await poll_until(lambda: ch.statistics().shell.queued == 2)

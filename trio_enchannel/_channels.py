@@ -501,6 +501,7 @@ async def open_channels(
     heartbeat: bool = True,
     hb_interval: float = 1.0,
     hb_deadline: float = 5.0,
+    hb_startup_deadline: float = 30.0,
     buffer_size: int = 1000,
     iopub_buffer_size: int | None = None,
     iopub_overflow: IOPubOverflow = "wait",
@@ -536,6 +537,8 @@ async def open_channels(
         heartbeat: whether to monitor the heartbeat (see :class:`Heartbeat`).
         hb_interval: seconds between heartbeat pings.
         hb_deadline: seconds without an echo before the kernel is declared unresponsive.
+        hb_startup_deadline: the same before the kernel's first echo (counted from the
+            opening), so that a kernel still starting is not declared unresponsive.
         buffer_size: messages buffered per channel (shell, control, stdin; and the shared
             buffer in multiplexed mode).
         iopub_buffer_size: messages buffered for IOPub (default ``buffer_size``).
@@ -564,8 +567,8 @@ async def open_channels(
         raise ConfigurationError(f"iopub_overflow must be 'wait' or 'drop', not {iopub_overflow!r}")
     if iopub_hwm < 0:
         raise ConfigurationError("iopub_hwm must be >= 0")
-    if heartbeat and (hb_interval <= 0 or hb_deadline <= 0):
-        raise ConfigurationError("hb_interval and hb_deadline must be positive")
+    if heartbeat and min(hb_interval, hb_deadline, hb_startup_deadline) <= 0:
+        raise ConfigurationError("hb_interval, hb_deadline, hb_startup_deadline must be > 0")
     topics = (iopub_topic,) if isinstance(iopub_topic, bytes) else tuple(iopub_topic)
     if not all(isinstance(t, bytes) for t in topics):
         raise ConfigurationError("iopub_topic must be bytes or a sequence of bytes")
@@ -596,6 +599,7 @@ async def open_channels(
     hb = Heartbeat(
         interval=hb_interval,
         deadline=hb_deadline,
+        startup_deadline=hb_startup_deadline,
         make_socket=make_hb_socket if heartbeat else None,
     )
     ch = Channels(

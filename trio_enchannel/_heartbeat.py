@@ -48,8 +48,9 @@ class Heartbeat:
     Every ``interval`` seconds a ping goes out on a REQ socket and the kernel echoes it. A
     ping without an echo within ``interval`` is a *miss*: the REQ socket, now stuck waiting
     for that reply, is closed and recreated. When no echo has arrived for ``deadline``
-    seconds (counted from the opening of the channels or the last echo), the kernel is
-    declared unresponsive: :meth:`wait_unresponsive` returns, so higher layers can fail their
+    seconds since the last one (or, before the first echo, ``startup_deadline`` seconds since
+    the channels opened, so that a kernel still starting up is not declared dead), the kernel
+    is declared unresponsive: :meth:`wait_unresponsive` returns, so higher layers can fail their
     pending work. If echoes resume, the state goes back to ``"alive"``.
     """
 
@@ -58,12 +59,14 @@ class Heartbeat:
         *,
         interval: float,
         deadline: float,
+        startup_deadline: float | None = None,
         make_socket: Callable[[], TrioSocket] | None,
     ) -> None:
         if make_socket is not None and (interval <= 0 or deadline <= 0):
             raise ValueError("hb_interval and hb_deadline must be positive")
         self._interval = interval
         self._deadline = deadline
+        self._startup_deadline = deadline if startup_deadline is None else startup_deadline
         self._make_socket = make_socket
         self._state: HeartbeatState = "off" if make_socket is None else "waiting"
         self._closed = False
@@ -74,8 +77,7 @@ class Heartbeat:
         self._last_rtt: float | None = None
         self._last_reply: float | None = None
         self._died: KernelDied | None = None
-        self._unresponsive = trio.Event()
-        self._answered = trio.Event()
+        self._changed = trio.Event()  # set (and replaced) at every state change
 
     @property
     def state(self) -> HeartbeatState:
@@ -96,6 +98,15 @@ class Heartbeat:
     def deadline(self) -> float:
         """Seconds without an echo after which the kernel is declared unresponsive."""
         return self._deadline
+
+    @property
+    def startup_deadline(self) -> float:
+        """Seconds without any echo since opening after which the kernel is declared
+        unresponsive."""
+        return self._startup_deadline
+
+    def _current_deadline(self) -> float:
+        return self._deadline if self._replies else self._startup_deadline
 
     def statistics(self) -> HeartbeatStatistics:
         """A snapshot of the counters and state."""
@@ -121,7 +132,7 @@ class Heartbeat:
         """
         if self._make_socket is None:
             await trio.sleep_forever()
-        await self._wait(lambda: self._unresponsive)
+        await self._wait_for("unresponsive")
         assert self._died is not None
         return self._died
 
@@ -134,14 +145,22 @@ class Heartbeat:
         """
         if self._make_socket is None:
             raise RuntimeError("heartbeat monitoring is off (open_channels(heartbeat=False))")
-        await self._wait(lambda: self._answered)
+        await self._wait_for("alive")
 
-    async def _wait(self, event_of: Callable[[], trio.Event]) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("the channels are closed")
-        await event_of().wait()
-        if self._closed:
-            raise trio.ClosedResourceError("the channels are closed")
+    async def _wait_for(self, state: HeartbeatState) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError("the channels are closed")
+            if self._state == state:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+            await self._changed.wait()
+
+    def _set_state(self, state: HeartbeatState) -> None:
+        self._state = state
+        self._changed.set()
+        self._changed = trio.Event()
 
     # -- the monitor task ----------------------------------------------------------------
 
@@ -151,22 +170,16 @@ class Heartbeat:
         self._last_rtt = now - sent_at
         self._last_reply = now
         if self._state != "alive":
-            self._state = "alive"
-            if self._unresponsive.is_set():
-                self._unresponsive = trio.Event()
-            self._answered.set()
+            self._set_state("alive")
 
     def _declare_unresponsive(self, silent_for: float) -> None:
-        self._state = "unresponsive"
         self._periods += 1
         self._died = KernelDied(f"no heartbeat reply for {silent_for:.1f} s")
-        self._answered = trio.Event()
-        self._unresponsive.set()
+        self._set_state("unresponsive")
 
     def _stop(self) -> None:
         self._closed = True
-        self._unresponsive.set()
-        self._answered.set()
+        self._changed.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The monitor task (started by :func:`open_channels`)."""
@@ -200,7 +213,7 @@ class Heartbeat:
                 sock.close(linger=0)
                 sock = make_socket()
                 silent = trio.current_time() - reference
-                if self._state != "unresponsive" and silent >= self._deadline:
+                if self._state != "unresponsive" and silent >= self._current_deadline():
                     self._declare_unresponsive(silent)
         except trio.ClosedResourceError:
             return  # the channels were closed
@@ -213,7 +226,7 @@ class Heartbeat:
     ) -> list[bytes] | None:
         while True:
             now = trio.current_time()
-            dead_at = reference + self._deadline
+            dead_at = reference + self._current_deadline()
             if self._state != "unresponsive" and now >= dead_at:
                 self._declare_unresponsive(now - reference)
             if now >= window_end:

@@ -1,0 +1,149 @@
+"""open_channels() against real kernels: ipykernel and xeus-python (a C++ implementation)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from trio_enchannel import Channels, ConnectionInfo, Message, open_channels
+from trio_enchannel._zmq import curve_keypair, has_curve
+
+from .conftest import IPYKERNEL_ARGV, KernelProcess, kernel_process
+
+pytestmark = pytest.mark.kernel
+
+STARTUP = 60  # a cold kernel start on a loaded 2-core machine
+TIMEOUT = 30
+
+
+async def execute(
+    ch: Channels, code: str, *, allow_stdin: bool = False, answer: str | None = None
+) -> tuple[Message, list[Message]]:
+    """Run ``code``; return the execute_reply and the request's IOPub messages up to idle.
+
+    When the kernel asks for input, ``answer`` is sent back on stdin.
+    """
+    request = ch.session.message(
+        "execute_request",
+        {
+            "code": code,
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": allow_stdin,
+            "stop_on_error": True,
+        },
+    )
+    await ch.shell.send(request)
+    if answer is not None:
+        asked = await ch.stdin.receive()
+        assert asked.msg_type == "input_request" and asked.channel == "stdin"
+        assert asked.parent_id == request.msg_id
+        assert asked.content["prompt"] == "who? "
+        await ch.stdin.send(ch.session.message("input_reply", {"value": answer}, parent=asked))
+    outputs: list[Message] = []
+    async for msg in ch.iopub:
+        if msg.parent_id != request.msg_id:
+            continue
+        outputs.append(msg)
+        if msg.msg_type == "status" and msg.content["execution_state"] == "idle":
+            break
+    while True:
+        reply = await ch.shell.receive()
+        if reply.parent_id == request.msg_id:
+            return reply, outputs
+
+
+def stdout_of(outputs: list[Message]) -> str:
+    return "".join(
+        m.content["text"]
+        for m in outputs
+        if m.msg_type == "stream" and m.content.get("name") == "stdout"
+    )
+
+
+async def kernel_round_trip(kernel: KernelProcess, **options: Any) -> None:
+    """kernel_info, execute with output, an input() answered on stdin, shutdown on control."""
+    async with open_channels(kernel.info, **options) as ch:
+        with trio.fail_after(STARTUP):
+            await ch.wait_iopub_ready()
+            await ch.heartbeat.wait_alive()
+        with trio.fail_after(TIMEOUT):
+            request = ch.session.message("kernel_info_request")
+            await ch.shell.send(request)
+            info = await ch.shell.receive()
+            assert info.msg_type == "kernel_info_reply" and info.channel == "shell"
+            assert info.parent_id == request.msg_id
+            assert info.content["protocol_version"].startswith("5.")
+            assert info.content["language_info"]["name"] == "python"
+
+            reply, outputs = await execute(ch, "print('hello from trio')")
+            assert reply.content["status"] == "ok"
+            assert stdout_of(outputs) == "hello from trio\n"
+            assert outputs[0].msg_type == "status" and outputs[0].channel == "iopub"
+
+            code = "name = input('who? ')\nprint('hi ' + name)"
+            reply, outputs = await execute(ch, code, allow_stdin=True, answer="trio")
+            assert reply.content["status"] == "ok"
+            assert "hi trio" in stdout_of(outputs)
+
+            shutdown = ch.session.message("shutdown_request", {"restart": False})
+            await ch.control.send(shutdown)
+            answer = await ch.control.receive()
+            assert answer.msg_type == "shutdown_reply" and answer.channel == "control"
+            assert answer.content["restart"] is False
+            await kernel.process.wait()
+        stats = ch.statistics()
+        assert stats.rejected_total == 0, stats
+        assert stats.shell.sent >= 3 and stats.stdin.sent == 1 and stats.control.sent == 1
+
+
+async def test_ipykernel_round_trip(ipykernel_process: KernelProcess) -> None:
+    await kernel_round_trip(ipykernel_process)
+    assert ipykernel_process.process.returncode == 0, ipykernel_process.output()
+
+
+async def test_xeus_python_round_trip(xeus_python: KernelProcess) -> None:
+    await kernel_round_trip(xeus_python)
+
+
+async def test_ipykernel_heartbeat_notices_a_stopped_kernel(
+    ipykernel_process: KernelProcess,
+) -> None:
+    async with open_channels(ipykernel_process.info, hb_interval=0.1, hb_deadline=0.5) as ch:
+        with trio.fail_after(STARTUP):
+            await ch.heartbeat.wait_alive()
+        pid = ipykernel_process.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with trio.fail_after(TIMEOUT):
+                died = await ch.wait_unresponsive()
+            assert "heartbeat" in died.reason
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        with trio.fail_after(TIMEOUT):
+            await ch.heartbeat.wait_alive()
+        assert ch.statistics().heartbeat.unresponsive_periods == 1
+
+
+@pytest.mark.slow
+async def test_ipykernel_over_ipc(tmp_path: Path) -> None:
+    info = ConnectionInfo.allocate(transport="ipc", ipc_prefix=tmp_path / "kernel")
+    async with kernel_process(tmp_path, IPYKERNEL_ARGV, info) as kernel:
+        await kernel_round_trip(kernel)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_curve(), reason="libzmq without CurveZMQ")
+async def test_ipykernel_with_curve_encryption(tmp_path: Path) -> None:
+    public, secret = curve_keypair()
+    info = attrs.evolve(ConnectionInfo.allocate(), curve_publickey=public, curve_secretkey=secret)
+    async with kernel_process(tmp_path, IPYKERNEL_ARGV, info) as kernel:
+        # Our sockets insist on CURVE: a kernel without encryption could not answer at all.
+        await kernel_round_trip(kernel)
