@@ -507,14 +507,14 @@ async def test_stdin_async_handler_and_password_flag(pair: tuple[KernelClient, K
         await trio.lowlevel.checkpoint()
         return "secret" if req.password else "visible"
 
-    result, _, answer = await run_with_prompt(client, kernel, password=True, stdin=handler)
+    _result, _, answer = await run_with_prompt(client, kernel, password=True, stdin=handler)
     assert answer.content == {"value": "secret"}
 
 
 async def test_stdin_default_handler_from_open_client() -> None:
     channels, kernel = memory_pair()
     async with open_client(channels, stdin=lambda req: "default") as client:
-        result, req, answer = await run_with_prompt(client, kernel)
+        _result, req, answer = await run_with_prompt(client, kernel)
     assert req.content["allow_stdin"] is True and answer.content == {"value": "default"}
 
 
@@ -535,14 +535,14 @@ async def test_prompt_without_handler_is_refused_with_empty_line(
     pair: tuple[KernelClient, Kernel],
 ) -> None:
     client, kernel = pair
-    result, req, answer = await run_with_prompt(client, kernel)
+    _result, req, answer = await run_with_prompt(client, kernel)
     assert req.content["allow_stdin"] is False
     assert answer.content == {"value": ""}
     assert client.statistics().stdin_refused == 1
 
 
 async def test_orphan_prompt_is_refused(pair: tuple[KernelClient, Kernel]) -> None:
-    client, kernel = pair
+    _client, kernel = pair
     stranger = kernel.session.message("execute_request", channel="shell")
     prompt = kernel.session.message(
         "input_request", {"prompt": "?", "password": False}, parent=stranger, channel="stdin"
@@ -753,7 +753,7 @@ async def test_heartbeat_loss_fails_pending_and_new_requests_until_alive() -> No
 
 
 async def test_kernel_death_ends_open_comms(pair: tuple[KernelClient, Kernel]) -> None:
-    client, kernel = pair
+    client, _kernel = pair
     comm = await client.open_comm("t")
     client.fail_pending(KernelDied("gone"))
     with pytest.raises(KernelDied):
@@ -774,7 +774,7 @@ async def test_broken_channel_fails_pending_requests() -> None:
 
 
 async def test_closing_the_client_fails_pending_and_closes_unclaimed() -> None:
-    channels, kernel = memory_pair()
+    channels, _kernel = memory_pair()
     outcome: list[BaseException] = []
     async with trio.open_nursery() as outer:
         async with open_client(channels) as client:

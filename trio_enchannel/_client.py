@@ -8,12 +8,11 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Literal, Protocol
 
 import attrs
 import trio
@@ -21,8 +20,8 @@ import trio
 from ._comm import Comm
 from ._connection import ConnectionInfo
 from ._errors import KernelDied, LocalProtocolError
+from ._execution import Execution, InputRequest, StdinHandler, _Request
 from ._message import ChannelName, Message
-from ._outputs import OutputAccumulator
 from ._queue import DroppingQueue
 from ._results import ExecuteResult, KernelInfo, Reply
 from ._session import Session
@@ -39,36 +38,6 @@ __all__ = [
 
 _Buffer = bytes | bytearray | memoryview
 _COMM_TYPES = frozenset(("comm_open", "comm_msg", "comm_close"))
-
-
-@attrs.frozen
-class InputRequest:
-    """The kernel asks for a line of input (``input()``, ``getpass()``).
-
-    Attributes:
-        prompt: the prompt to show.
-        password: whether the input is a password (do not echo it).
-        message: the ``input_request`` message itself.
-    """
-
-    prompt: str
-    password: bool
-    message: Message
-
-    @classmethod
-    def from_message(cls, msg: Message) -> InputRequest:
-        """Read an ``input_request`` message (never raises on odd content)."""
-        prompt = msg.content.get("prompt")
-        return cls(
-            prompt=prompt if isinstance(prompt, str) else "",
-            password=bool(msg.content.get("password", False)),
-            message=msg,
-        )
-
-
-#: A stdin handler: called with the :class:`InputRequest`, returns the line typed (a ``str``)
-#: directly or as an awaitable (an ``async def`` handler).
-StdinHandler: TypeAlias = Callable[[InputRequest], "str | Awaitable[str]"]
 
 
 @attrs.frozen
@@ -113,19 +82,6 @@ class _ChannelsLike(Protocol):
     def stdin(self) -> trio.abc.Channel[Message]: ...
     @property
     def iopub(self) -> trio.abc.ReceiveChannel[Message]: ...
-
-
-class _Request:
-    """A request in flight: the router fills its inbox, the waiting task drains it."""
-
-    __slots__ = ("inbox", "msg")
-
-    def __init__(self, msg: Message | None) -> None:
-        self.msg = msg
-        self.inbox: DroppingQueue[Message] = DroppingQueue()
-
-    def fail(self, exc: BaseException) -> None:
-        self.inbox.close_producer(exc)
 
 
 class KernelClient:
@@ -248,7 +204,10 @@ class KernelClient:
         Returns:
             how many requests were failed.
         """
-        failed = {id(req): req for req in self._tracker}
+        return self._fail(exc, probes=True)
+
+    def _fail(self, exc: BaseException, *, probes: bool) -> int:
+        failed = {id(req): req for req in self._tracker if probes or not req.probe}
         for req in failed.values():
             req.fail(exc)
         for comm in list(self._comms.values()):
@@ -374,7 +333,7 @@ class KernelClient:
                         else "the kernel stopped answering heartbeats"
                     )
                 self._unresponsive = died
-                self.fail_pending(died)
+                self._fail(died, probes=False)
                 if wait_responsive is None:
                     return
                 await wait_responsive()
@@ -863,7 +822,7 @@ class KernelClient:
             trio.ClosedResourceError: the client is closed.
             KernelDied: the launcher reported the kernel dead while waiting.
         """
-        probe = _Request(None)
+        probe = _Request(None, probe=True)
         sent: list[str] = []
         interval = 0.05
         reply: Message | None = None
@@ -877,14 +836,16 @@ class KernelClient:
                     await self._send(msg)
                 with trio.move_on_after(interval):
                     while True:
-                        got = await probe.inbox.receive()
-                        if got.msg_type == "kernel_info_reply" and got.channel == "shell":
-                            reply = got
+                        # IOPub may come alive through a message that is not routed to the
+                        # probe (iopub_welcome after the last reply): check before waiting.
                         if reply is not None and self._iopub_live.is_set():
                             info = KernelInfo(reply)
                             self.kernel_info_cache = info
                             self._unresponsive = None
                             return info
+                        got = await probe.inbox.receive()
+                        if got.msg_type == "kernel_info_reply" and got.channel == "shell":
+                            reply = got
                 interval = min(interval * 2, 1.0)
         finally:
             self._finish(sent, probe, quiet=True)
@@ -975,130 +936,6 @@ class _TargetQueue(DroppingQueue[Comm]):
         if self._client._comm_targets.get(self._target_name) is self:
             del self._client._comm_targets[self._target_name]
         super().close()
-
-
-class Execution(trio.abc.ReceiveChannel[Message]):
-    """A running ``execute_request``: iterate its IOPub messages as they arrive.
-
-    Obtained from :meth:`KernelClient.stream_execute`. Receiving ends
-    (:exc:`trio.EndOfChannel`) once both the request's ``idle`` status and its reply have
-    arrived; :attr:`result` is then available. Stdin prompts are answered by the handler
-    while you iterate.
-
-    Attributes:
-        request: the ``execute_request`` message that was sent.
-        outputs: the :class:`OutputAccumulator` fed with the messages received so far.
-    """
-
-    def __init__(
-        self, client: KernelClient, req: _Request, request: Message, stdin: StdinHandler | None
-    ) -> None:
-        self._client = client
-        self._req = req
-        self.request = request
-        self._stdin = stdin
-        self.outputs = OutputAccumulator()
-        self._messages: list[Message] = []
-        self._reply: Message | None = None
-        self._idle = False
-        self._result: ExecuteResult | None = None
-        self._closed = False
-
-    @property
-    def msg_id(self) -> str:
-        """The request's ``msg_id``."""
-        return self.request.msg_id
-
-    @property
-    def reply(self) -> Message | None:
-        """The ``execute_reply`` once it arrived, else ``None``."""
-        return self._reply
-
-    @property
-    def done(self) -> bool:
-        """Whether the reply and the ``idle`` status have both arrived."""
-        if self._reply is None:
-            return False
-        # An aborted request may get no idle status (older kernels): the reply ends it.
-        return self._idle or self._reply.content.get("status") == "aborted"
-
-    @property
-    def result(self) -> ExecuteResult:
-        """The :class:`ExecuteResult`, once :attr:`done`.
-
-        Raises:
-            RuntimeError: the execution has not finished yet.
-        """
-        if self._result is None:
-            if not self.done:
-                raise RuntimeError("the execution has not finished yet (iterate it first)")
-            assert self._reply is not None
-            self._result = ExecuteResult.build(self._reply, self.outputs, self._messages)
-        return self._result
-
-    async def receive(self) -> Message:
-        """The request's next IOPub message.
-
-        Raises:
-            trio.EndOfChannel: the execution finished (see :attr:`result`).
-            KernelDied: the kernel died before the execution finished.
-            Exception: whatever the stdin handler raised.
-        """
-        if self._closed:
-            raise trio.ClosedResourceError("this execution stream was closed")
-        while not self.done:
-            msg = await self._req.inbox.receive()
-            self._messages.append(msg)
-            if msg.channel == "iopub":
-                self.outputs.feed(msg)
-                if msg.msg_type == "status" and msg.content.get("execution_state") == "idle":
-                    self._idle = True
-                return msg
-            if msg.channel == "stdin":
-                if msg.msg_type == "input_request":
-                    await self._answer(msg)
-            elif msg.msg_type == "execute_reply":
-                self._reply = msg
-        await trio.lowlevel.checkpoint()
-        raise trio.EndOfChannel
-
-    async def wait(self) -> ExecuteResult:
-        """Receive (and discard) the remaining messages; return the :attr:`result`.
-
-        Raises:
-            KernelDied: the kernel died before the execution finished.
-            Exception: whatever the stdin handler raised.
-        """
-        async for _ in self:
-            pass
-        return self.result
-
-    async def aclose(self) -> None:
-        """Stop receiving: further :meth:`receive` calls raise
-        :exc:`trio.ClosedResourceError` (the request stays tracked until its
-        ``stream_execute`` block exits). Idempotent."""
-        self._closed = True
-        await trio.lowlevel.checkpoint()
-
-    async def _answer(self, msg: Message) -> None:
-        handler = self._stdin
-        client = self._client
-        if handler is None:
-            client._stdin_refused += 1
-            await client._send_input_reply(msg, "")
-            return
-        value = ""
-        try:
-            got = handler(InputRequest.from_message(msg))
-            if inspect.isawaitable(got):
-                got = await got
-            if not isinstance(got, str):
-                raise TypeError(f"stdin handler returned {type(got).__name__}, not str")
-            value = got
-        finally:
-            # Always answer: a prompt left unanswered blocks the kernel for good.
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await client._send_input_reply(msg, value)
 
 
 @asynccontextmanager
