@@ -1,258 +1,273 @@
 """The channels of a remote kernel, over one Jupyter Server websocket.
 
-:func:`open_remote_channels` gives the same interface as :func:`~trio_enchannel.open_channels`
-(``shell``, ``control``, ``stdin``, ``iopub``, ``send``, ``statistics()``, ``rejects``, kernel
-death signalling), so the client and user code do not care which transport is underneath.
+:func:`open_remote_channels` yields a :class:`RemoteChannels` with the interface of
+:class:`~trio_enchannel.Channels` — the same :class:`~trio_enchannel.MessageChannel`,
+:class:`~trio_enchannel.IOPubChannel` and :class:`~trio_enchannel.MultiplexedChannel` views,
+statistics, rejects and kernel-death signalling — so the client, the CLI and user code do not
+care which transport is underneath. Only the reader differs: one websocket carries all four
+channels, and :class:`~trio_enchannel._remote._link.KernelLink` keeps it up.
 """
 
 from __future__ import annotations
 
-import collections
-import math
+import logging
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import trio
 
-from .._errors import KernelDied, LocalProtocolError, MalformedMessage, RemoteProtocolError
+from .._channel_views import (
+    ChannelStatistics,
+    IOPubChannel,
+    MessageChannel,
+    MultiplexedChannel,
+    RejectedMessage,
+    _Counters,
+)
+from .._errors import (
+    ConfigurationError,
+    KernelDied,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
 from .._message import CHANNEL_NAMES, ChannelName, Message
-from .._queue import DroppingQueue
 from .._session import Session
 from ._errors import ConnectionLost
+from ._framing import peek_channel
 from ._link import KernelLink, LinkState, SubprotocolChoice
 from ._rest import RemoteServer, open_remote_server
 from ._util import unwrap_single
 
 __all__ = [
-    "RemoteChannelStatistics",
+    "ConnectionStatistics",
     "RemoteChannels",
-    "RemoteReject",
-    "RemoteStatistics",
+    "RemoteChannelsStatistics",
     "open_remote_channels",
 ]
 
-DEFAULT_BUFFER_SIZE = 1000
+logger = logging.getLogger("trio_enchannel.remote")
+
+IOPubOverflow = str  # "wait" | "drop", as for open_channels
 
 
 @attrs.frozen
-class RemoteReject:
-    """A frame from the server that could not be decoded (never delivered as a message).
+class ConnectionStatistics:
+    """A snapshot of the websocket connection of :class:`RemoteChannels`.
 
     Attributes:
-        channel: the channel it claimed to be on, when that much could be read, else ``None``.
-        error: why it was rejected (``error.reason`` is the counted reason).
-    """
-
-    channel: ChannelName | None
-    error: RemoteProtocolError
-
-
-@attrs.frozen
-class RemoteChannelStatistics:
-    """Counters of one channel.
-
-    Attributes:
-        sent: messages sent on it.
-        received: valid messages received on it.
-        dropped: received messages discarded because nobody read them in time (IOPub only:
-            the oldest unread ones go first, as with a ZeroMQ SUB socket at its high-water mark).
-        buffered: received messages waiting to be read.
-    """
-
-    sent: int
-    received: int
-    dropped: int
-    buffered: int
-
-
-@attrs.frozen
-class RemoteStatistics:
-    """A snapshot of a :class:`RemoteChannels`' counters.
-
-    Attributes:
-        channels: per-channel counters.
-        rejected: frames rejected, by reason (``"bad_json"``, ``"bad_framing"``, ...).
+        state: ``"connected"``, ``"reconnecting"``, ``"closed"`` or ``"dead"``.
+        subprotocol: the framing in use (``"v1.kernel.websocket.jupyter.org"``, or ``None``
+            for the legacy JSON framing).
         connections: successful websocket connections (1 + reconnections).
         drops: times the websocket dropped.
-        subprotocol: the framing in use (``"v1.kernel.websocket.jupyter.org"`` or ``None``
-            for the legacy JSON framing).
-        state: ``"connected"``, ``"reconnecting"``, ``"closed"`` or ``"dead"``.
+        rejected_unknown_channel: rejected frames too broken to tell their channel.
     """
 
-    channels: Mapping[ChannelName, RemoteChannelStatistics]
-    rejected: Mapping[str, int]
+    state: LinkState
+    subprotocol: str | None
     connections: int
     drops: int
-    subprotocol: str | None
-    state: LinkState
+    rejected_unknown_channel: int = 0
+
+
+@attrs.frozen
+class RemoteChannelsStatistics:
+    """A snapshot of every channel's counters, returned by :meth:`RemoteChannels.statistics`.
+
+    Attributes:
+        shell, control, stdin, iopub: per-channel :class:`~trio_enchannel.ChannelStatistics`.
+        connection: the websocket's :class:`ConnectionStatistics`.
+        rejects_unreported: rejects that did not fit in :attr:`RemoteChannels.rejects`.
+    """
+
+    shell: ChannelStatistics
+    control: ChannelStatistics
+    stdin: ChannelStatistics
+    iopub: ChannelStatistics
+    connection: ConnectionStatistics
+    rejects_unreported: int = 0
+
+    def __getitem__(self, name: ChannelName) -> ChannelStatistics:
+        """The statistics of channel ``name``.
+
+        Raises:
+            KeyError: not a channel name.
+        """
+        if name not in CHANNEL_NAMES:
+            raise KeyError(name)
+        value: ChannelStatistics = getattr(self, name)
+        return value
 
     @property
-    def total_rejected(self) -> int:
-        """All rejected frames."""
-        return sum(self.rejected.values())
-
-    def __getitem__(self, channel: ChannelName) -> RemoteChannelStatistics:
-        return self.channels[channel]
-
-
-class _Endpoint(trio.abc.Channel[Message]):
-    """One channel of a remote kernel: send requests, receive what the kernel sends on it."""
-
-    def __init__(self, owner: RemoteChannels, name: ChannelName, queue: DroppingQueue[Message]):
-        self._owner = owner
-        self.name: ChannelName = name
-        self._queue = queue
-        self._closed = False
-
-    async def send(self, value: Message) -> None:
-        """Send ``value`` on this channel (its ``channel`` must be unset or this one).
-
-        Raises:
-            LocalProtocolError: the message is for another channel, or cannot be encoded.
-            KernelDied: the kernel is gone.
-            ConnectionLost: the connection dropped while the frame was being written.
-            trio.ClosedResourceError: this endpoint or the channels were closed.
-        """
-        if self._closed:
-            raise trio.ClosedResourceError(f"the {self.name} channel was closed")
-        if value.channel is None:
-            value = attrs.evolve(value, channel=self.name)
-        elif value.channel != self.name:
-            raise LocalProtocolError(
-                f"a message for the {value.channel} channel cannot be sent on {self.name}"
-            )
-        await self._owner.send(value)
-
-    async def receive(self) -> Message:
-        """The next message the kernel sent on this channel.
-
-        Raises:
-            trio.EndOfChannel: the channels were closed and everything was received.
-            KernelDied: the kernel is gone (after everything it sent was received).
-            trio.ClosedResourceError: this endpoint was closed.
-        """
-        return await self._queue.receive()
-
-    def receive_nowait(self) -> Message:
-        """The next message, without waiting.
-
-        Raises:
-            trio.WouldBlock: nothing is waiting.
-            trio.EndOfChannel: the channels were closed and everything was received.
-            KernelDied: the kernel is gone (after everything it sent was received).
-            trio.ClosedResourceError: this endpoint was closed.
-        """
-        return self._queue.receive_nowait()
-
-    async def aclose(self) -> None:
-        """Close this endpoint (both directions). Idempotent."""
-        self._closed = True
-        self._queue.close()
-        await trio.lowlevel.checkpoint()
+    def rejected_total(self) -> int:
+        """Rejected frames over all channels (and those of unknown channel)."""
+        return (
+            sum(self[name].rejected_total for name in CHANNEL_NAMES)
+            + self.connection.rejected_unknown_channel
+        )
 
 
-class _IOPub(trio.abc.ReceiveChannel[Message]):
-    """The IOPub broadcast of a remote kernel."""
-
-    def __init__(self, queue: DroppingQueue[Message]):
-        self._queue = queue
-
-    async def receive(self) -> Message:
-        """The next IOPub message.
-
-        Raises:
-            trio.EndOfChannel: the channels were closed and everything was received.
-            KernelDied: the kernel is gone (after everything it sent was received).
-            trio.ClosedResourceError: this channel was closed.
-        """
-        return await self._queue.receive()
-
-    def receive_nowait(self) -> Message:
-        """The next IOPub message, without waiting.
-
-        Raises:
-            trio.WouldBlock: nothing is waiting.
-            trio.EndOfChannel: the channels were closed and everything was received.
-            KernelDied: the kernel is gone.
-            trio.ClosedResourceError: this channel was closed.
-        """
-        return self._queue.receive_nowait()
-
-    async def aclose(self) -> None:
-        """Stop receiving IOPub (unread messages are discarded). Idempotent."""
-        self._queue.close()
-        await trio.lowlevel.checkpoint()
-
-
-@attrs.define(eq=False)
 class RemoteChannels:
-    """The four channels of a kernel behind a Jupyter Server or Enterprise Gateway.
+    """The channels of a kernel behind a Jupyter Server or Enterprise Gateway.
 
-    Same interface as the ZeroMQ :class:`~trio_enchannel.Channels`; get one from
-    :func:`open_remote_channels`.
+    What :func:`open_remote_channels` yields; the same interface as
+    :class:`~trio_enchannel.Channels`.
 
     Attributes:
         session: builds the messages you send (its ``session_id`` is the websocket's
-            ``session_id``; messages are not signed on the websocket, the server signs them).
+            ``session_id``). Messages are not signed on the websocket: the server signs them
+            towards the kernel.
         server: the REST client of the server.
         kernel_id: the kernel's id on the server.
-        shell: requests and replies.
+        shell: requests and replies (:class:`~trio_enchannel.MessageChannel`).
         control: control requests and replies.
-        stdin: the kernel's ``input_request`` and your ``input_reply``.
-        iopub: everything the kernel broadcasts.
+        stdin: ``input_request`` from the kernel, ``input_reply`` to it.
+        iopub: outputs and status broadcast by the kernel
+            (:class:`~trio_enchannel.IOPubChannel`).
+        multiplexed: every channel in one (:class:`~trio_enchannel.MultiplexedChannel`).
     """
 
-    session: Session
-    server: RemoteServer
-    kernel_id: str
-    _link: KernelLink = attrs.field(init=False)
-    _queues: dict[ChannelName, DroppingQueue[Message]] = attrs.field(init=False)
-    shell: _Endpoint = attrs.field(init=False)
-    control: _Endpoint = attrs.field(init=False)
-    stdin: _Endpoint = attrs.field(init=False)
-    iopub: _IOPub = attrs.field(init=False)
-    _sent: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
-    _received: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
-    _rejected: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
-    _rejects: DroppingQueue[RemoteReject] | None = attrs.field(init=False, default=None)
-    _trouble: trio.Event = attrs.field(init=False, factory=trio.Event)
-    _trouble_reason: str = attrs.field(init=False, default="")
-    _death: KernelDied | None = attrs.field(init=False, default=None)
-    _listeners: list[Any] = attrs.field(init=False, factory=list)
-    _taps: list[Callable[[Message], None]] = attrs.field(init=False, factory=list)
+    def __init__(
+        self,
+        server: RemoteServer,
+        kernel_id: str,
+        session: Session,
+        *,
+        buffer_size: int,
+        iopub_buffer_size: int,
+        iopub_overflow: IOPubOverflow,
+        multiplexed: bool,
+        report_rejects: int | None,
+    ) -> None:
+        self.server = server
+        self.kernel_id = kernel_id
+        self.session = session
+        self._iopub_drop = iopub_overflow == "drop"
+        self._closed = False
+        self._counters = {name: _Counters() for name in CHANNEL_NAMES}
+        self._senders: dict[ChannelName, trio.MemorySendChannel[Message]] = {}
+        self._receivers: dict[ChannelName, trio.MemoryReceiveChannel[Message]] = {}
+        self._multiplexed_receiver: trio.MemoryReceiveChannel[Message] | None = None
+        if multiplexed:
+            send, receive = trio.open_memory_channel[Message](buffer_size)
+            self._multiplexed_receiver = receive
+            for name in CHANNEL_NAMES:
+                self._senders[name] = send.clone()
+            send.close()
+        else:
+            for name in CHANNEL_NAMES:
+                size = iopub_buffer_size if name == "iopub" else buffer_size
+                send, receive = trio.open_memory_channel[Message](size)
+                self._senders[name] = send
+                self._receivers[name] = receive
+        self._rejects_send: trio.MemorySendChannel[RejectedMessage] | None = None
+        self._rejects_receive: trio.MemoryReceiveChannel[RejectedMessage] | None = None
+        if report_rejects is not None:
+            rsend, rreceive = trio.open_memory_channel[RejectedMessage](report_rejects)
+            self._rejects_send, self._rejects_receive = rsend, rreceive
+        self._rejects_unreported = 0
+        self._rejected_unknown = 0
+        self._listeners: list[Any] = []
+        self._taps: list[Callable[[Message], None]] = []
+        self._trouble = trio.Event()
+        self._trouble_reason = ""
+        self._death: KernelDied | None = None
+        self._link: KernelLink  # set by open_remote_channels
+        # The views are transport-agnostic: they call back _send, _send_nowait,
+        # _channel_statistics, _receivers and _multiplexed_receiver on their owner.
+        owner = cast(Any, self)
+        self.shell = MessageChannel(owner, "shell")
+        self.control = MessageChannel(owner, "control")
+        self.stdin = MessageChannel(owner, "stdin")
+        self.iopub = IOPubChannel(owner, "iopub")
+        self.multiplexed = MultiplexedChannel(owner)
 
-    # -- sending ----------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return (
+            f"<RemoteChannels {self.state} kernel={self.kernel_id} server={self.server.url} "
+            f"{self.session!r}>"
+        )
 
-    async def send(self, msg: Message) -> None:
-        """Send ``msg`` on the channel named by ``msg.channel``.
+    # -- public API ------------------------------------------------------------------------
 
-        Waits while the websocket is reconnecting. The frame is written whole or not at all.
+    @property
+    def closed(self) -> bool:
+        """Whether the channels were closed."""
+        return self._closed
+
+    @property
+    def rejects(self) -> trio.MemoryReceiveChannel[RejectedMessage]:
+        """Every frame from the server that could not be decoded, as
+        :class:`~trio_enchannel.RejectedMessage` records (``frames`` holds the one websocket
+        frame; ``channel`` is ``None`` when the frame is too broken to tell).
+
+        Opt-in: ``open_remote_channels(..., report_rejects=True)``.
 
         Raises:
-            LocalProtocolError: ``msg.channel`` is unset or ``iopub``, or the message cannot
-                be encoded (nothing was sent).
-            KernelDied: the kernel is gone.
-            ConnectionLost: the connection dropped while the frame was being written.
-            trio.ClosedResourceError: the channels were closed.
+            RuntimeError: the channels were opened without ``report_rejects=True``.
         """
-        channel = msg.channel
-        if channel not in ("shell", "control", "stdin"):
-            raise LocalProtocolError(
-                f"messages are sent on shell, control or stdin; this one has channel={channel!r}"
-            )
-        await self._link.send(msg)
-        self._sent[channel] += 1
+        if self._rejects_receive is None:
+            raise RuntimeError("ch.rejects needs open_remote_channels(..., report_rejects=True)")
+        return self._rejects_receive
 
-    # -- state ------------------------------------------------------------------------------
+    async def send(self, msg: Message) -> None:
+        """Send ``msg`` on the channel named by ``msg.channel`` (shell, control or stdin).
+
+        Waits while the websocket reconnects; the frame is written whole or not at all.
+
+        Raises:
+            LocalProtocolError: ``msg.channel`` is ``None`` or ``"iopub"``, or the message
+                cannot be encoded (nothing is sent).
+            TypeError: ``msg`` is not a :class:`Message`.
+            KernelDied: the kernel is gone.
+            ConnectionLost: the websocket dropped while the frame was being written.
+            trio.ClosedResourceError: the channels (or that channel) were closed.
+        """
+        if not isinstance(msg, Message):
+            raise TypeError(f"expected a Message, got {type(msg).__name__}")
+        if msg.channel not in ("shell", "control", "stdin"):
+            raise LocalProtocolError(
+                f"cannot route a {msg.msg_type} message with channel={msg.channel!r}: "
+                "it must be 'shell', 'control' or 'stdin'"
+            )
+        endpoint: MessageChannel = getattr(self, msg.channel)
+        await endpoint.send(msg)
+
+    def send_nowait(self, msg: Message) -> None:
+        """Always raises :class:`trio.WouldBlock`: a websocket frame cannot be written
+        without waiting. Use :meth:`send`.
+
+        Raises:
+            trio.WouldBlock: always (nothing was sent).
+        """
+        raise trio.WouldBlock
+
+    def statistics(self) -> RemoteChannelsStatistics:
+        """A snapshot of every channel's counters and of the websocket connection."""
+        link = self._link
+        return RemoteChannelsStatistics(
+            shell=self._channel_statistics("shell"),
+            control=self._channel_statistics("control"),
+            stdin=self._channel_statistics("stdin"),
+            iopub=self._channel_statistics("iopub"),
+            connection=ConnectionStatistics(
+                state=link.state,
+                subprotocol=link.subprotocol,
+                connections=link.connections,
+                drops=link.drops,
+                rejected_unknown_channel=self._rejected_unknown,
+            ),
+            rejects_unreported=self._rejects_unreported,
+        )
 
     @property
     def subprotocol(self) -> str | None:
-        """The websocket framing in use: ``"v1.kernel.websocket.jupyter.org"`` or ``None``
-        (legacy JSON)."""
+        """The websocket framing in use: ``"v1.kernel.websocket.jupyter.org"``, or ``None``
+        for the legacy JSON framing."""
         return self._link.subprotocol
 
     @property
@@ -267,7 +282,7 @@ class RemoteChannels:
 
     @property
     def kernel_unresponsive(self) -> bool:
-        """Whether the kernel cannot be reached right now (websocket down, or kernel gone)."""
+        """Whether the kernel cannot be reached now (websocket down, or kernel gone)."""
         return self._link.state != "connected"
 
     @property
@@ -275,19 +290,22 @@ class RemoteChannels:
         """What the last trouble was (a drop, a restart by the server, the kernel's death)."""
         return self._trouble_reason
 
-    async def wait_unresponsive(self) -> None:
+    async def wait_unresponsive(self) -> KernelDied:
         """Wait for the next trouble: the websocket drops, the server restarts the crashed
-        kernel, or the kernel is gone (see :attr:`unresponsive_reason`).
+        kernel, or the kernel is gone. Returns at once while the kernel is known gone.
 
-        Requests in flight at that moment will not get their replies. Returns at once while
-        the kernel is known to be gone.
+        Requests in flight at that moment will not get their replies.
+
+        Returns:
+            A :class:`KernelDied` describing the trouble.
         """
         await self._trouble.wait()
+        return KernelDied(self._trouble_reason)
 
     async def wait_responsive(self) -> None:
         """Wait until the websocket is up again after a trouble.
 
-        Never returns once the kernel is gone (use :meth:`wait_unresponsive` to learn that).
+        Never returns once the kernel is gone (:meth:`wait_unresponsive` tells that).
         """
         if self._death is not None:
             await trio.sleep_forever()
@@ -297,7 +315,7 @@ class RemoteChannels:
             await trio.sleep_forever()
 
     async def wait_connected(self) -> None:
-        """Wait until the websocket is up (immediately unless it is reconnecting).
+        """Wait until the websocket is up (at once unless it is reconnecting).
 
         Raises:
             KernelDied: the kernel is gone.
@@ -305,11 +323,18 @@ class RemoteChannels:
         """
         await self._link.wait_connected()
 
+    @property
+    def iopub_ready(self) -> bool:
+        """Whether IOPub messages flow: always, once connected (see
+        :meth:`wait_iopub_ready`)."""
+        return self._link.connections > 0
+
     async def wait_iopub_ready(self) -> None:
         """Wait until IOPub messages flow.
 
-        The server establishes the kernel's IOPub subscription (with ``kernel_info``
-        nudges) before it serves the websocket, so this only waits for the connection.
+        The server establishes its subscription to the kernel's IOPub (nudging it with
+        ``kernel_info`` requests) before it serves the websocket, so this only waits for the
+        connection.
 
         Raises:
             KernelDied: the kernel is gone.
@@ -318,18 +343,19 @@ class RemoteChannels:
         await self._link.wait_connected()
 
     def add_listener(self, listener: Any) -> None:
-        """Register an object told about drops and deaths (the client uses this).
+        """Register an object told about troubles the moment they are noticed.
 
-        ``listener.connection_lost(error)`` is called when the websocket drops (requests in
-        flight should fail with ``error``), ``listener.kernel_restarted(reason)`` when the
-        server restarted a crashed kernel, ``listener.kernel_died(error)`` when it is gone.
-        Missing methods are skipped.
+        Called, when present: ``listener.connection_lost(error)`` when the websocket drops
+        (requests in flight should fail with ``error``, a
+        :class:`~trio_enchannel.ConnectionLost`), ``listener.kernel_restarted(reason)`` when
+        the server restarted the crashed kernel, ``listener.kernel_died(error)`` when the
+        kernel is gone. :class:`~trio_enchannel.KernelClient` registers itself.
         """
         self._listeners.append(listener)
 
     @contextmanager
     def tap(self, callback: Callable[[Message], None]) -> Iterator[None]:
-        """Call ``callback`` (synchronously) with every message received in the block,
+        """Call ``callback`` synchronously with every message received during the block,
         before it is queued for its channel."""
         self._taps.append(callback)
         try:
@@ -337,52 +363,109 @@ class RemoteChannels:
         finally:
             self._taps.remove(callback)
 
-    @property
-    def rejects(self) -> trio.abc.ReceiveChannel[RemoteReject]:
-        """Frames the server sent that could not be decoded (opt-in: created on first use;
-        the last ``buffer_size`` are kept)."""
-        if self._rejects is None:
-            self._rejects = DroppingQueue(DEFAULT_BUFFER_SIZE)
-        return self._rejects
-
-    def statistics(self) -> RemoteStatistics:
-        """A snapshot of the counters."""
-        return RemoteStatistics(
-            channels={
-                name: RemoteChannelStatistics(
-                    sent=self._sent[name],
-                    received=self._received[name],
-                    dropped=self._queues[name].dropped,
-                    buffered=len(self._queues[name]),
-                )
-                for name in CHANNEL_NAMES
-            },
-            rejected=dict(self._rejected),
-            connections=self._link.connections,
-            drops=self._link.drops,
-            subprotocol=self._link.subprotocol,
-            state=self._link.state,
-        )
-
     async def aclose(self) -> None:
-        """Close the websocket and the channels. Idempotent."""
-        await self._link.aclose()
-        self._finish()
+        """Close the websocket and end the channels; idempotent.
+
+        Messages already received stay receivable; afterwards ``receive`` raises
+        :class:`trio.EndOfChannel`.
+        """
+        if not self._closed:
+            self._closed = True
+            await self._link.aclose()
+            for sender in self._senders.values():
+                sender.close()
+            if self._rejects_send is not None:
+                self._rejects_send.close()
+        await trio.lowlevel.checkpoint()
+
+    # -- owner interface of the views -------------------------------------------------------
+
+    async def _send(self, name: ChannelName, msg: Message) -> None:
+        if not isinstance(msg, Message):
+            raise TypeError(f"expected a Message, got {type(msg).__name__}")
+        if msg.channel is None:
+            msg = attrs.evolve(msg, channel=name)
+        elif msg.channel != name:
+            raise LocalProtocolError(
+                f"a {msg.msg_type} message meant for {msg.channel!r} cannot go on {name!r}"
+            )
+        if self._closed:
+            raise trio.ClosedResourceError("the channels are closed")
+        await self._link.send(msg)
+        self._counters[name].sent += 1
+
+    def _send_nowait(self, name: ChannelName, msg: Message) -> None:
+        raise trio.WouldBlock
+
+    def _channel_statistics(self, name: ChannelName) -> ChannelStatistics:
+        counters = self._counters[name]
+        receiver = self._receivers.get(name, self._multiplexed_receiver)
+        stats = receiver.statistics() if receiver is not None else None
+        return ChannelStatistics(
+            name=name,
+            received=counters.received,
+            sent=counters.sent,
+            rejected=dict(counters.rejected),
+            queued=stats.current_buffer_used if stats is not None else 0,
+            buffer_size=int(stats.max_buffer_size) if stats is not None else 0,
+            stalls=counters.stalls,
+            dropped=counters.dropped,
+            discarded=counters.discarded,
+        )
 
     # -- link callbacks ---------------------------------------------------------------------
 
     async def _deliver(self, msg: Message) -> None:
-        assert msg.channel is not None
-        self._received[msg.channel] += 1
+        name = msg.channel
+        assert name is not None
+        counters = self._counters[name]
+        counters.received += 1
         for tap in self._taps:
             tap(msg)
-        self._queues[msg.channel].put_nowait(msg)
-        await trio.lowlevel.checkpoint()
+        sender = self._senders[name]
+        try:
+            sender.send_nowait(msg)
+        except trio.WouldBlock:
+            if name == "iopub" and self._iopub_drop:
+                counters.dropped += 1
+                return
+            # One websocket carries every channel: while this consumer lags, the others
+            # wait too (the server buffers meanwhile).
+            counters.stalls += 1
+            try:
+                await sender.send(msg)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                counters.discarded += 1
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            counters.discarded += 1
 
-    def _reject(self, error: MalformedMessage) -> None:
-        self._rejected[error.reason] += 1
-        if self._rejects is not None:
-            self._rejects.put_nowait(RemoteReject(None, error))
+    def _reject(self, frame: str | bytes, error: RemoteProtocolError) -> None:
+        name = peek_channel(frame)
+        if name is None:
+            self._rejected_unknown += 1
+            count = self._rejected_unknown
+        else:
+            rejected = self._counters[name].rejected
+            count = rejected.get(error.reason, 0) + 1
+            rejected[error.reason] = count
+        if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+            logger.warning(
+                "rejected a frame from kernel %s (%s, channel %s, %d so far): %s",
+                self.kernel_id,
+                error.reason,
+                name,
+                count,
+                error,
+            )
+        if self._rejects_send is not None:
+            raw = frame.encode("utf-8", "surrogateescape") if isinstance(frame, str) else frame
+            record = RejectedMessage(cast(ChannelName, name), error, (raw,))
+            try:
+                self._rejects_send.send_nowait(record)
+            except trio.WouldBlock:
+                self._rejects_unreported += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
 
     def _notify(self, method: str, arg: object) -> None:
         for listener in list(self._listeners):
@@ -413,17 +496,6 @@ class RemoteChannels:
         self._notify("kernel_died", error)
         self._raise_trouble(error.reason, lasting=True)
 
-    def _finish(self) -> None:
-        for queue in self._queues.values():
-            queue.close_producer()
-        if self._rejects is not None:
-            self._rejects.close_producer()
-
-
-def _validate_buffer_size(buffer_size: float) -> None:
-    if not (buffer_size >= 1):
-        raise ValueError(f"buffer_size must be at least 1, got {buffer_size!r}")
-
 
 @asynccontextmanager
 async def open_remote_channels(
@@ -433,7 +505,12 @@ async def open_remote_channels(
     token: str | None = None,
     session: Session | None = None,
     subprotocol: SubprotocolChoice = "auto",
-    buffer_size: float = DEFAULT_BUFFER_SIZE,
+    buffer_size: int = 1000,
+    iopub_buffer_size: int | None = None,
+    iopub_overflow: str = "wait",
+    multiplexed: bool = False,
+    report_rejects: bool = False,
+    rejects_buffer_size: int = 100,
     reconnect: bool = True,
     reconnect_timeout: float = 60.0,
     ping_interval: float | None = 10.0,
@@ -449,6 +526,17 @@ async def open_remote_channels(
             await ch.shell.send(ch.session.message("kernel_info_request"))
             reply = await ch.shell.receive()
 
+    The websocket (``/api/kernels/{id}/channels``) is connected before the body runs, so a
+    wrong token or an unknown kernel fails here. When it drops while the kernel lives, it is
+    reconnected with exponential backoff: requests in flight fail (listeners are told, see
+    :meth:`RemoteChannels.add_listener`), sends wait for the new connection, and the server
+    replays what it buffered meanwhile. When the server reports the kernel ``dead``, or it no
+    longer exists, the kernel is declared gone (:meth:`RemoteChannels.wait_unresponsive`).
+
+    Backpressure: as for :func:`~trio_enchannel.open_channels`, except that one websocket
+    carries every channel, so a consumer that lets its buffer fill up makes the others wait
+    too (with ``iopub_overflow="drop"`` IOPub never does).
+
     Args:
         server: the server's URL, or an open :class:`RemoteServer` (then ``token``,
             ``ssl_context`` and ``headers`` come from it).
@@ -456,16 +544,22 @@ async def open_remote_channels(
             :meth:`RemoteServer.list_kernels`).
         token: the server's token.
         session: the :class:`Session` to build messages with (a fresh unsigned one by
-            default; its ``session_id`` becomes the websocket's ``session_id``).
+            default); its ``session_id`` becomes the websocket's ``session_id``, reused on
+            every reconnection.
         subprotocol: ``"auto"`` (the binary ``v1.kernel.websocket.jupyter.org`` framing when
             the server offers it, else legacy JSON), ``"v1"`` (required) or ``"legacy"``.
-        buffer_size: how many unread IOPub messages are kept (the oldest are dropped
-            beyond that, and counted); replies and stdin requests are never dropped.
-        reconnect: reconnect when the websocket drops while the kernel lives.
-        reconnect_timeout: give up (the kernel is declared dead) after this long without a
-            connection.
-        ping_interval: seconds between websocket pings (a ping unanswered for as long means
-            the connection is dead); ``None`` disables them.
+        buffer_size: messages buffered per channel (and in the multiplexed buffer).
+        iopub_buffer_size: messages buffered for IOPub (default ``buffer_size``).
+        iopub_overflow: ``"wait"`` or ``"drop"`` (discard new IOPub messages while its
+            buffer is full, counted as ``dropped``).
+        multiplexed: deliver every message to :attr:`RemoteChannels.multiplexed`.
+        report_rejects: make :attr:`RemoteChannels.rejects` available.
+        rejects_buffer_size: how many unread rejects it holds.
+        reconnect: reconnect when the websocket drops while the kernel lives (``False``:
+            a drop declares the kernel gone).
+        reconnect_timeout: seconds without a connection before the kernel is declared gone.
+        ping_interval: seconds between websocket pings; a ping unanswered within as long
+            means a dead connection. ``None`` disables pings.
         kernel_check_interval: seconds between REST checks that the kernel still exists
             (``None``: only when a drop or a ``shutdown_reply`` suggests it).
         ssl_context: TLS settings for ``https``/``wss`` servers.
@@ -476,23 +570,39 @@ async def open_remote_channels(
         RemoteKernelNotFound: the server has no such kernel.
         RemoteServerError: the server is unreachable, refused the websocket, or does not
             offer the required subprotocol.
-        ValueError: an invalid option.
+        ConfigurationError: an option is invalid.
     """
-    _validate_buffer_size(buffer_size)
+    if buffer_size < 0 or (iopub_buffer_size is not None and iopub_buffer_size < 0):
+        raise ConfigurationError("buffer sizes must be >= 0")
+    if rejects_buffer_size < 1:
+        raise ConfigurationError("rejects_buffer_size must be >= 1")
+    if iopub_overflow not in ("wait", "drop"):
+        raise ConfigurationError(f"iopub_overflow must be 'wait' or 'drop', not {iopub_overflow!r}")
     if subprotocol not in ("auto", "v1", "legacy"):
-        raise ValueError(f"subprotocol must be 'auto', 'v1' or 'legacy', got {subprotocol!r}")
+        raise ConfigurationError(
+            f"subprotocol must be 'auto', 'v1' or 'legacy', not {subprotocol!r}"
+        )
+    if not (reconnect_timeout > 0):
+        raise ConfigurationError("reconnect_timeout must be > 0")
+    for label, value in (
+        ("ping_interval", ping_interval),
+        ("kernel_check_interval", kernel_check_interval),
+    ):
+        if value is not None and not (value > 0):
+            raise ConfigurationError(f"{label} must be > 0 or None")
     async with _server_for(server, token, ssl_context, headers) as rest:
-        session = session if session is not None else Session(session_id=uuid.uuid4().hex)
-        channels = RemoteChannels(session, rest, kernel_id)
-        queues: dict[ChannelName, DroppingQueue[Message]] = {
-            name: DroppingQueue(buffer_size if name == "iopub" else math.inf)
-            for name in CHANNEL_NAMES
-        }
-        channels._queues = queues
-        channels.shell = _Endpoint(channels, "shell", queues["shell"])
-        channels.control = _Endpoint(channels, "control", queues["control"])
-        channels.stdin = _Endpoint(channels, "stdin", queues["stdin"])
-        channels.iopub = _IOPub(queues["iopub"])
+        if session is None:
+            session = Session(session_id=uuid.uuid4().hex)
+        channels = RemoteChannels(
+            rest,
+            kernel_id,
+            session,
+            buffer_size=buffer_size,
+            iopub_buffer_size=buffer_size if iopub_buffer_size is None else iopub_buffer_size,
+            iopub_overflow=iopub_overflow,
+            multiplexed=multiplexed,
+            report_rejects=rejects_buffer_size if report_rejects else None,
+        )
         link = KernelLink(
             server=rest,
             kernel_id=kernel_id,
@@ -507,6 +617,7 @@ async def open_remote_channels(
             reconnect=reconnect,
             reconnect_timeout=reconnect_timeout,
             ping_interval=ping_interval,
+            ping_timeout=ping_interval if ping_interval is not None else 10.0,
             kernel_check_interval=kernel_check_interval,
         )
         channels._link = link
@@ -528,6 +639,7 @@ async def _server_for(
     headers: Mapping[str, str] | None,
 ) -> AsyncIterator[RemoteServer]:
     if isinstance(server, RemoteServer):
+        await trio.lowlevel.checkpoint()
         yield server
         return
     async with open_remote_server(

@@ -43,6 +43,7 @@ __all__ = [
     "encode_legacy",
     "encode_v1",
     "legacy_binary_layout",
+    "peek_channel",
 ]
 
 #: The binary websocket subprotocol offered by Jupyter Server 2.
@@ -361,6 +362,42 @@ def decode_legacy(frame: _Frame) -> Message:
     body = bytes(data[offsets[0] : offsets[1]])
     buffers = [data[offsets[i] : offsets[i + 1]] for i in range(1, count)]
     return _legacy_from_object(body, buffers, binary=True)
+
+
+# -- diagnostics -----------------------------------------------------------------------------
+
+
+def peek_channel(frame: _Frame) -> ChannelName | None:
+    """Best effort: the channel a (possibly malformed) frame claims, or ``None``.
+
+    Used to count rejected frames per channel; never raises.
+    """
+    try:
+        if isinstance(frame, str):
+            return _channel_of(json.loads(frame))
+        data = bytes(frame)
+        if len(data) >= 24:
+            (count,) = _U64.unpack_from(data, 0)
+            if count >= _V1_MIN_OFFSETS and 8 * (count + 1) <= len(data):
+                start, end = struct.unpack_from("<2Q", data, 8)
+                found = _CHANNELS_BYTES.get(data[start:end])
+                if found is not None:
+                    return found
+        if len(data) >= 8:
+            count, start = struct.unpack_from(">2I", data, 0)
+            end = struct.unpack_from(">I", data, 8)[0] if count > 1 else len(data)
+            return _channel_of(json.loads(data[start:end]))
+    except Exception:
+        return None
+    return None
+
+
+def _channel_of(obj: Any) -> ChannelName | None:
+    if isinstance(obj, dict):
+        channel = obj.get("channel")
+        if channel in CHANNEL_NAMES:
+            return channel  # type: ignore[no-any-return]
+    return None
 
 
 # -- dispatch --------------------------------------------------------------------------------

@@ -273,7 +273,8 @@ async def open_remote_kernel(
                         client=client,
                         startup_timeout=startup_timeout,
                     )
-                    channels.add_listener(_ClientBridge(client))
+                    if not hasattr(client, "connection_lost"):  # older clients
+                        channels.add_listener(_ClientBridge(client))
                     try:
                         await kernel._wait_ready()
                         yield kernel

@@ -21,6 +21,7 @@ Lifecycle of a connection:
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Awaitable, Callable
@@ -31,7 +32,7 @@ import attrs
 import trio
 import trio_websocket
 
-from .._errors import KernelDied, MalformedMessage
+from .._errors import KernelDied, MalformedMessage, RemoteProtocolError
 from .._message import Message
 from ._errors import (
     ConnectionLost,
@@ -43,6 +44,8 @@ from ._framing import V1_SUBPROTOCOL, decode_frame, encode_frame
 from ._rest import RemoteServer
 
 __all__ = ["KernelLink", "LinkState", "SubprotocolChoice"]
+
+logger = logging.getLogger("trio_enchannel.remote")
 
 SubprotocolChoice = Literal["auto", "v1", "legacy"]
 LinkState = Literal["connecting", "connected", "reconnecting", "closed", "dead"]
@@ -105,7 +108,7 @@ class KernelLink:
     Callbacks (all synchronous except ``deliver``):
 
     * ``deliver(msg)``: a decoded message; may block to apply backpressure.
-    * ``reject(error)``: a frame that could not be decoded (never delivered).
+    * ``reject(frame, error)``: a frame that could not be decoded (never delivered).
     * ``on_drop(error)``: the connection dropped; requests in flight should fail with it.
     * ``on_restart(reason)``: the server restarted the kernel (it had died).
     * ``on_dead(error)``: the kernel is gone; the link has ended.
@@ -116,7 +119,7 @@ class KernelLink:
     kernel_id: str
     session_id: str
     deliver: Callable[[Message], Awaitable[None]]
-    reject: Callable[[MalformedMessage], None]
+    reject: Callable[[str | bytes, RemoteProtocolError], None]
     on_drop: Callable[[ConnectionLost], None]
     on_restart: Callable[[str], None]
     on_dead: Callable[[KernelDied], None]
@@ -336,8 +339,13 @@ class KernelLink:
                         break
                     try:
                         msg = decode_frame(frame, ws.subprotocol)
-                    except MalformedMessage as exc:
-                        self.reject(exc)
+                    except RemoteProtocolError as exc:
+                        self.reject(frame, exc)
+                        continue
+                    except Exception as exc:  # a decoding bug must not stop the reader
+                        logger.exception("unexpected error decoding a websocket frame")
+                        error = MalformedMessage(f"undecodable: {exc!r}", reason="undecodable")
+                        self.reject(frame, error)
                         continue
                     self._watch_status(msg)
                     await self.deliver(msg)
