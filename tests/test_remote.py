@@ -7,12 +7,16 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from trio_enchannel import NoSuchKernel
+from trio_enchannel import KernelDied, LocalProtocolError, NoSuchKernel
+from trio_enchannel._client import InputRequest
+from trio_enchannel._remote._channels import open_remote_channels
 from trio_enchannel._remote._errors import (
     RemoteAuthenticationError,
     RemoteKernelNotFound,
     RemoteServerError,
 )
+from trio_enchannel._remote._framing import V1_SUBPROTOCOL
+from trio_enchannel._remote._kernel import open_remote_kernel
 from trio_enchannel._remote._local import (
     LocalServer,
     free_port,
@@ -37,6 +41,22 @@ def _serve(**kwargs: object) -> Iterator[LocalServer]:
 def jupyter_server() -> Iterator[LocalServer]:
     """One Jupyter Server for the session (default settings: v1 subprotocol offered)."""
     yield from _serve()
+
+
+@pytest.fixture(scope="session")
+def legacy_server() -> Iterator[LocalServer]:
+    """A Jupyter Server told to refuse the binary subprotocol (legacy JSON framing only)."""
+    yield from _serve(kernel_ws_protocol="")
+
+
+@pytest.fixture(params=["v1", "legacy"])
+def any_server(
+    request: pytest.FixtureRequest, jupyter_server: LocalServer, legacy_server: LocalServer
+) -> tuple[LocalServer, str | None]:
+    """Each server with the framing it will use."""
+    if request.param == "v1":
+        return jupyter_server, V1_SUBPROTOCOL
+    return legacy_server, None
 
 
 # -- REST ------------------------------------------------------------------------------------
@@ -127,3 +147,251 @@ async def test_rest_closed_server_object(jupyter_server: LocalServer) -> None:
     await server.aclose()  # idempotent
     with pytest.raises(trio.ClosedResourceError):
         await server.list_kernels()
+
+
+# -- channels --------------------------------------------------------------------------------
+
+
+async def test_channels_over_both_framings(any_server: tuple[LocalServer, str | None]) -> None:
+    server, framing = any_server
+    with trio.fail_after(60):
+        async with open_remote_server(server.url, token=server.token) as rest:
+            model = await rest.start_kernel("python3")
+            try:
+                async with open_remote_channels(rest, model.id) as ch:
+                    assert ch.subprotocol == framing
+                    assert ch.state == "connected"
+                    await ch.wait_iopub_ready()
+                    request = ch.session.message("kernel_info_request", channel="shell")
+                    await ch.send(request)
+                    reply = await ch.shell.receive()
+                    assert reply.msg_type == "kernel_info_reply"
+                    assert reply.parent_id == request.msg_id
+                    assert reply.channel == "shell"
+                    assert reply.content["status"] == "ok"
+                    # Outputs of our request arrive on IOPub, tagged with their parent.
+                    states: list[str] = []
+                    while len(states) < 2:
+                        msg = await ch.iopub.receive()
+                        if msg.parent_id == request.msg_id and msg.msg_type == "status":
+                            states.append(msg.content["execution_state"])
+                    assert states == ["busy", "idle"]
+                    control = ch.session.message("kernel_info_request", channel="control")
+                    await ch.control.send(control)
+                    assert (await ch.control.receive()).parent_id == control.msg_id
+                    stats = ch.statistics()
+                    assert stats.shell.sent == 1 and stats.shell.received == 1
+                    assert stats.control.sent == 1 and stats["control"].received == 1
+                    assert stats.iopub.received >= 2
+                    assert stats.connection.subprotocol == framing
+                    assert stats.connection.connections == 1
+                    assert stats.rejected_total == 0
+                    # Caller mistakes are refused before anything is sent.
+                    with pytest.raises(LocalProtocolError):
+                        await ch.shell.send(ch.session.message("x", channel="control"))
+                    with pytest.raises(LocalProtocolError):
+                        await ch.send(ch.session.message("x", channel="iopub"))
+                    with pytest.raises(LocalProtocolError):
+                        await ch.send(ch.session.message("x", {"n": float("nan")}, channel="shell"))
+                    with pytest.raises(trio.WouldBlock):
+                        ch.shell.send_nowait(request)
+                    with pytest.raises(RuntimeError, match="report_rejects"):
+                        _ = ch.rejects
+                await ch.aclose()  # idempotent
+                assert ch.closed
+                with pytest.raises(trio.EndOfChannel):
+                    await ch.shell.receive()
+                with pytest.raises(trio.ClosedResourceError):
+                    await ch.shell.send(request)
+            finally:
+                await rest.shutdown_kernel(model.id)
+
+
+async def test_multiplexed_channels(jupyter_server: LocalServer) -> None:
+    with trio.fail_after(60):
+        async with open_remote_server(jupyter_server.url, token=jupyter_server.token) as rest:
+            model = await rest.start_kernel()
+            try:
+                async with open_remote_channels(rest, model.id, multiplexed=True) as ch:
+                    request = ch.session.message("kernel_info_request", channel="shell")
+                    await ch.multiplexed.send(request)
+                    seen: list[tuple[str | None, str]] = []
+                    while ("shell", "kernel_info_reply") not in seen or (
+                        "iopub",
+                        "status",
+                    ) not in seen:
+                        msg = await ch.multiplexed.receive()
+                        if msg.parent_id == request.msg_id:
+                            seen.append((msg.channel, msg.msg_type))
+                    with pytest.raises(RuntimeError, match="multiplexed"):
+                        await ch.shell.receive()
+            finally:
+                await rest.shutdown_kernel(model.id)
+
+
+async def test_subprotocol_choice(jupyter_server: LocalServer, legacy_server: LocalServer) -> None:
+    with trio.fail_after(60):
+        async with open_remote_server(legacy_server.url, token=legacy_server.token) as rest:
+            model = await rest.start_kernel()
+            try:
+                with pytest.raises(RemoteServerError, match=V1_SUBPROTOCOL):
+                    async with open_remote_channels(rest, model.id, subprotocol="v1"):
+                        pass  # pragma: no cover
+            finally:
+                await rest.shutdown_kernel(model.id)
+        async with open_remote_server(jupyter_server.url, token=jupyter_server.token) as rest:
+            model = await rest.start_kernel()
+            try:
+                async with open_remote_channels(rest, model.id, subprotocol="legacy") as ch:
+                    assert ch.subprotocol is None
+                    await ch.send(ch.session.message("kernel_info_request", channel="shell"))
+                    assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
+            finally:
+                await rest.shutdown_kernel(model.id)
+
+
+async def test_websocket_refuses_wrong_token_and_unknown_kernel(
+    jupyter_server: LocalServer,
+) -> None:
+    with trio.fail_after(60):
+        async with open_remote_server(jupyter_server.url, token=jupyter_server.token) as rest:
+            model = await rest.start_kernel()
+            try:
+                with pytest.raises(RemoteAuthenticationError) as info:
+                    async with open_remote_channels(jupyter_server.url, model.id, token="wrong"):
+                        pass  # pragma: no cover
+                assert info.value.status_code == 403
+                assert "403" in str(info.value) and "token" in str(info.value)
+                with pytest.raises(RemoteKernelNotFound) as missing:
+                    async with open_remote_channels(rest, "no-such-kernel"):
+                        pass  # pragma: no cover
+                assert missing.value.kernel_id == "no-such-kernel"
+            finally:
+                await rest.shutdown_kernel(model.id)
+        with pytest.raises(RemoteAuthenticationError, match="403"):
+            async with open_remote_kernel(jupyter_server.url, token="wrong"):
+                pass  # pragma: no cover
+
+
+# -- a whole session through open_remote_kernel ----------------------------------------------
+
+_BUFFER_SETUP = """
+from comm import get_comm_manager, create_comm
+received = []
+def _target(comm, msg):
+    received.append([bytes(b) for b in msg["buffers"]])
+    comm.on_msg(lambda m: received.append([bytes(b) for b in m["buffers"]]))
+get_comm_manager().register_target("echo", _target)
+"""
+
+
+async def test_remote_kernel_session(any_server: tuple[LocalServer, str | None]) -> None:
+    server, framing = any_server
+    with trio.fail_after(90):
+        async with open_remote_kernel(server.url, "python3", token=server.token) as kernel:
+            assert kernel.channels.subprotocol == framing
+            assert kernel.name == "python3"
+            client = kernel.client
+            # Outputs of every kind.
+            result = await client.execute(
+                "print('out'); import sys; print('err', file=sys.stderr)\n"
+                "from IPython.display import display; display({'text/plain': 'shown'}, raw=True)\n"
+                "6 * 7"
+            )
+            assert result.status == "ok"
+            assert result.stdout == "out\n"
+            assert result.stderr == "err\n"
+            assert result.data is not None
+            assert result.data["text/plain"] == "42"
+            assert any(o.get("data", {}).get("text/plain") == "shown" for o in result.outputs)
+            failed = await client.execute("1 / 0")
+            assert failed.status == "error" and failed.error is not None
+            assert failed.error.ename == "ZeroDivisionError"
+            # stdin
+            prompts: list[str] = []
+
+            def answer(req: InputRequest) -> str:
+                prompts.append(req.prompt)
+                return "trio"
+
+            result = await client.execute("print(input('name? '))", stdin=answer)
+            assert prompts == ["name? "]
+            assert result.stdout == "trio\n"
+            # Binary buffers both ways (comm messages).
+            assert (await client.execute(_BUFFER_SETUP)).status == "ok"
+            session = client.session
+            await client.send(
+                session.message(
+                    "comm_open",
+                    {"comm_id": "c1", "target_name": "echo", "data": {}},
+                    buffers=[b"\x00\x01\x02", b"xyz"],
+                    channel="shell",
+                )
+            )
+            await client.send(
+                session.message(
+                    "comm_msg",
+                    {"comm_id": "c1", "data": {}},
+                    buffers=[b"\xff" * 5],
+                    channel="shell",
+                )
+            )
+            result = await client.execute("print(received)")
+            assert (
+                result.stdout == "[[b'\\x00\\x01\\x02', b'xyz'], [b'\\xff\\xff\\xff\\xff\\xff']]\n"
+            )
+            async with client.stream_execute(
+                "c = create_comm(target_name='t', data={}, buffers=[b'\\x00\\x01', b'abc'])"
+            ) as run:
+                opened = [m async for m in run if m.msg_type == "comm_open"]
+            assert [[bytes(b) for b in m.buffers] for m in opened] == [[b"\x00\x01", b"abc"]]
+            # Interrupt a running execution.
+            async with client.stream_execute("import time; time.sleep(60)") as run:
+                async for msg in run:
+                    if msg.msg_type == "execute_input":
+                        await kernel.interrupt()
+            assert run.result.status == "error"
+            assert run.result.error is not None
+            assert run.result.error.ename == "KeyboardInterrupt"
+            # Restart: same kernel id, fresh state, client still usable.
+            await client.execute("x = 1")
+            await kernel.restart()
+            assert kernel.restart_count == 1
+            result = await client.execute("print('x' in dir())")
+            assert result.stdout == "False\n"
+            kernel_id = kernel.kernel_id
+        # Leaving the block shut the kernel down on the server.
+        async with open_remote_server(server.url, token=server.token) as rest:
+            assert kernel_id not in [k.id for k in await rest.list_kernels()]
+
+
+async def test_kernel_shut_down_by_someone_else(jupyter_server: LocalServer) -> None:
+    with trio.fail_after(60):
+        async with open_remote_kernel(jupyter_server.url, token=jupyter_server.token) as kernel:
+            async with (
+                open_remote_server(jupyter_server.url, token=jupyter_server.token) as other,
+                kernel.client.stream_execute("import time; time.sleep(60)") as run,
+            ):
+                async for msg in run:
+                    if msg.msg_type == "execute_input":
+                        await other.shutdown_kernel(kernel.kernel_id)
+                        with pytest.raises(KernelDied):
+                            async for _ in run:
+                                pass
+                        break
+            died = await kernel.channels.wait_unresponsive()
+            assert "no longer exists" in died.reason
+            assert kernel.died is not None and not kernel.is_alive
+            with pytest.raises(KernelDied):
+                await kernel.client.execute("1")
+
+
+@pytest.mark.slow
+async def test_kernel_crash_is_kernel_died_then_usable_again(jupyter_server: LocalServer) -> None:
+    with trio.fail_after(60):
+        async with open_remote_kernel(jupyter_server.url, token=jupyter_server.token) as kernel:
+            with pytest.raises(KernelDied, match="restarted"):
+                await kernel.client.execute("import os; os._exit(1)")
+            await kernel.client.wait_for_ready()
+            assert (await kernel.client.execute("print(1)")).stdout == "1\n"
+            assert kernel.died is None
