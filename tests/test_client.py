@@ -41,15 +41,33 @@ STARTUP = 60  # seconds a cold kernel may take to answer on a loaded 2-core mach
 
 @asynccontextmanager
 async def validated_client(
-    info: ConnectionInfo, **channel_options: Any
+    kernel: ConnectionInfo | KernelProcess, **channel_options: Any
 ) -> AsyncIterator[tuple[KernelClient, ValidatingChannels]]:
-    """A ready client whose every received message is validated."""
+    """A ready client whose every received message is validated.
+
+    When the block fails, what the client saw (and the kernel's log) is printed, so that
+    pytest shows it with the failure.
+    """
+    info = kernel.info if isinstance(kernel, KernelProcess) else kernel
     async with open_channels(info, **channel_options) as ch:
         checked = ValidatingChannels(ch)
         async with open_client(checked) as client:
-            with trio.fail_after(STARTUP):
-                await client.wait_for_ready()
-            yield client, checked
+            try:
+                with trio.fail_after(STARTUP):
+                    await client.wait_for_ready()
+                yield client, checked
+            except BaseException:
+                print("client:", client.statistics(), "\nchannels:", ch.statistics())
+                print("received by type:", checked.validated)
+                while len(client.unclaimed_iopub):
+                    msg = client.unclaimed_iopub.receive_nowait()
+                    print("unclaimed iopub:", msg.msg_type, msg.parent_msg_type, msg.content)
+                while len(client.unclaimed_replies):
+                    msg = client.unclaimed_replies.receive_nowait()
+                    print("unclaimed reply:", msg.msg_type, msg.content)
+                if isinstance(kernel, KernelProcess):
+                    print("kernel log:\n", kernel.output()[-4000:])
+                raise
     checked.assert_valid()
 
 
@@ -62,8 +80,8 @@ def one_of(result: ExecuteResult, output_type: str) -> dict[str, Any]:
 # -- ipykernel: requests ------------------------------------------------------------------
 
 
-async def test_every_request_type(ipykernel: ConnectionInfo) -> None:
-    async with validated_client(ipykernel) as (client, checked):
+async def test_every_request_type(ipykernel_process: KernelProcess) -> None:
+    async with validated_client(ipykernel_process) as (client, checked):
         with trio.fail_after(60):
             info = client.kernel_info_cache
             assert info is not None and info.language == "python"
@@ -117,14 +135,14 @@ async def test_every_request_type(ipykernel: ConnectionInfo) -> None:
 
 
 async def test_shutdown_request(ipykernel_process: KernelProcess) -> None:
-    async with validated_client(ipykernel_process.info) as (client, _):
+    async with validated_client(ipykernel_process) as (client, _):
         with trio.fail_after(30):
             reply = await client.shutdown()
             assert reply.ok and reply["restart"] is False
             assert await ipykernel_process.process.wait() == 0
 
 
-async def test_outputs_as_a_notebook_shows_them(ipykernel: ConnectionInfo) -> None:
+async def test_outputs_as_a_notebook_shows_them(ipykernel_process: KernelProcess) -> None:
     code = """
 import sys, time
 from IPython.display import display, clear_output
@@ -139,7 +157,7 @@ clear_output(wait=True)
 display("after clear")
 _ = sys.stdout.write("tail\\n")
 """
-    async with validated_client(ipykernel) as (client, _):
+    async with validated_client(ipykernel_process) as (client, _):
         with trio.fail_after(30):
             result = await client.execute(code)
     assert result.ok, result.error
@@ -152,7 +170,7 @@ _ = sys.stdout.write("tail\\n")
     assert kinds[-1] in ("status", "execute_reply")
 
 
-async def test_progress_updates_and_display_updates(ipykernel: ConnectionInfo) -> None:
+async def test_progress_updates_and_display_updates(ipykernel_process: KernelProcess) -> None:
     code = """
 import sys
 from IPython.display import display
@@ -164,7 +182,7 @@ h = display("v1", display_id=True)
 h.update("v2")
 42
 """
-    async with validated_client(ipykernel) as (client, _):
+    async with validated_client(ipykernel_process) as (client, _):
         with trio.fail_after(30):
             result = await client.execute(code)
     assert result.stdout == "step 4/4\n"
@@ -174,8 +192,8 @@ h.update("v2")
     assert one_of(result, "execute_result")["data"] == {"text/plain": "42"}
 
 
-async def test_errors(ipykernel: ConnectionInfo) -> None:
-    async with validated_client(ipykernel) as (client, _):
+async def test_errors(ipykernel_process: KernelProcess) -> None:
+    async with validated_client(ipykernel_process) as (client, _):
         with trio.fail_after(30):
             result = await client.execute("1 / 0")
             assert result.status == "error"
@@ -193,8 +211,8 @@ async def test_errors(ipykernel: ConnectionInfo) -> None:
             assert (await client.execute("'still alive'")).ok
 
 
-async def test_stop_on_error_aborts_queued_executions(ipykernel: ConnectionInfo) -> None:
-    async with validated_client(ipykernel) as (client, _):
+async def test_stop_on_error_aborts_queued_executions(ipykernel_process: KernelProcess) -> None:
+    async with validated_client(ipykernel_process) as (client, _):
         with trio.fail_after(30):
             # Both requests are sent before the first finishes (the kernel runs them in order).
             async with (
@@ -210,10 +228,10 @@ async def test_stop_on_error_aborts_queued_executions(ipykernel: ConnectionInfo)
 
 
 async def test_hundred_concurrent_requests_get_their_own_replies(
-    ipykernel: ConnectionInfo,
+    ipykernel_process: KernelProcess,
 ) -> None:
     n = 100
-    async with validated_client(ipykernel) as (client, _):
+    async with validated_client(ipykernel_process) as (client, _):
         executions: dict[int, ExecuteResult] = {}
         infos: dict[int, str] = {}
 
@@ -240,9 +258,9 @@ async def test_hundred_concurrent_requests_get_their_own_replies(
     assert stats.pending == 0 and stats.unclaimed_replies == 0
 
 
-async def test_stream_execute_delivers_messages_live(ipykernel: ConnectionInfo) -> None:
+async def test_stream_execute_delivers_messages_live(ipykernel_process: KernelProcess) -> None:
     code = "import time\nfor i in range(3):\n    print(i, flush=True)\n    time.sleep(0.05)"
-    async with validated_client(ipykernel) as (client, _):
+    async with validated_client(ipykernel_process) as (client, _):
         seen: list[str] = []
         with trio.fail_after(30):
             async with client.stream_execute(code) as run:
@@ -258,7 +276,7 @@ async def test_stream_execute_delivers_messages_live(ipykernel: ConnectionInfo) 
 # -- ipykernel: stdin ---------------------------------------------------------------------
 
 
-async def test_stdin_prompts(ipykernel: ConnectionInfo) -> None:
+async def test_stdin_prompts(ipykernel_process: KernelProcess) -> None:
     prompts: list[InputRequest] = []
 
     async def answer(request: InputRequest) -> str:
@@ -269,7 +287,7 @@ async def test_stdin_prompts(ipykernel: ConnectionInfo) -> None:
     code = (
         "import getpass\nname = input('name? ')\npw = getpass.getpass('pw: ')\nprint(name, len(pw))"
     )
-    async with validated_client(ipykernel) as (client, _):
+    async with validated_client(ipykernel_process) as (client, _):
         with trio.fail_after(30):
             result = await client.execute(code, stdin=answer)
             assert result.ok, result.error
@@ -301,8 +319,8 @@ get_ipython().kernel.comm_manager.register_target("echo", _echo_target)
 """
 
 
-async def test_comms(ipykernel: ConnectionInfo) -> None:
-    async with validated_client(ipykernel) as (client, _):
+async def test_comms(ipykernel_process: KernelProcess) -> None:
+    async with validated_client(ipykernel_process) as (client, _):
         with trio.fail_after(30):
             (await client.execute(REGISTER_ECHO)).raise_for_error()
 
@@ -347,8 +365,8 @@ async def test_comms(ipykernel: ConnectionInfo) -> None:
 # -- ipykernel: subshells, interrupt, death -----------------------------------------------
 
 
-async def test_subshell_runs_while_the_main_shell_is_busy(ipykernel: ConnectionInfo) -> None:
-    async with validated_client(ipykernel) as (client, _):
+async def test_subshell_runs_while_the_main_shell_is_busy(ipykernel_process: KernelProcess) -> None:
+    async with validated_client(ipykernel_process) as (client, _):
         with trio.fail_after(60):
             (await client.execute("import threading\nev = threading.Event()")).raise_for_error()
             async with client.open_subshell() as subshell:
@@ -369,8 +387,8 @@ async def test_subshell_runs_while_the_main_shell_is_busy(ipykernel: ConnectionI
                 assert sub.reply.header.subshell_id == subshell or sub.ok
 
 
-async def test_interrupt_sleep(ipykernel: ConnectionInfo) -> None:
-    async with validated_client(ipykernel) as (client, _):
+async def test_interrupt_sleep(ipykernel_process: KernelProcess) -> None:
+    async with validated_client(ipykernel_process) as (client, _):
         with trio.fail_after(30):
             async with client.stream_execute("import time; time.sleep(60)") as run:
                 async for msg in run:
@@ -383,7 +401,7 @@ async def test_interrupt_sleep(ipykernel: ConnectionInfo) -> None:
 
 
 async def test_killed_kernel_fails_the_waiting_request(ipykernel_process: KernelProcess) -> None:
-    async with validated_client(ipykernel_process.info, hb_interval=0.2, hb_deadline=1.0) as (
+    async with validated_client(ipykernel_process, hb_interval=0.2, hb_deadline=1.0) as (
         client,
         _,
     ):
@@ -405,7 +423,7 @@ async def test_killed_kernel_fails_the_waiting_request(ipykernel_process: Kernel
 
 
 async def test_xeus_python(xeus_python: KernelProcess) -> None:
-    async with validated_client(xeus_python.info) as (client, _):
+    async with validated_client(xeus_python) as (client, _):
         with trio.fail_after(30):
             info = client.kernel_info_cache
             assert info is not None and info.implementation == "xeus-python"
@@ -425,7 +443,7 @@ async def test_bash_kernel(tmp_path: Path) -> None:
         pytest.skip("bash_kernel is not installed")
     async with (
         kernel_process(tmp_path, BASH_KERNEL_ARGV) as kernel,
-        validated_client(kernel.info) as (client, _),
+        validated_client(kernel) as (client, _),
     ):
         with trio.fail_after(60):
             assert client.kernel_info_cache is not None

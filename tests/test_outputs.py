@@ -404,16 +404,35 @@ def test_tracker_late_messages_after_release() -> None:
     tracker: RequestTracker[str] = RequestTracker()
     a = SESSION.message("execute_request", channel="shell")
     tracker.register(a.msg_id, "A")
-    tracker.release(a.msg_id)
+    tracker.release(a.msg_id)  # cancelled before its reply
     # Framing messages of a finished request are dropped, counted.
     assert tracker.route(iopub("status", parent=a, execution_state="busy")).route is Route.DROP
     # A late output or a late reply (the caller was cancelled) stays available.
     assert tracker.route(stream_for(a)).route is Route.UNCLAIMED
-    assert tracker.route(SESSION.reply(a, {"status": "ok"})).route is Route.UNCLAIMED
-    # The idle ends it; after that the request is forgotten.
+    # The idle may overtake the reply (they travel on different sockets)...
     assert tracker.route(iopub("status", parent=a, execution_state="idle")).route is Route.DROP
+    assert tracker.route(SESSION.reply(a, {"status": "ok"})).route is Route.UNCLAIMED
+    # ... once both arrived the request is forgotten.
     assert tracker.route(iopub("status", parent=a, execution_state="busy")).route is Route.UNCLAIMED
     assert tracker.dropped["late_status"] == 2
+
+
+def test_tracker_forgets_a_replied_request_at_its_idle() -> None:
+    tracker: RequestTracker[str] = RequestTracker()
+    a = SESSION.message("kernel_info_request", channel="shell")
+    tracker.register(a.msg_id, "A")
+    tracker.release(a.msg_id, replied=True)
+    assert tracker.route(iopub("status", parent=a, execution_state="idle")).route is Route.DROP
+    assert tracker.route(iopub("status", parent=a, execution_state="idle")).route is Route.UNCLAIMED
+
+
+def test_tracker_quiet_probe_reply_after_its_idle_is_dropped() -> None:
+    tracker: RequestTracker[str] = RequestTracker()
+    a = SESSION.message("kernel_info_request", channel="shell")
+    tracker.register(a.msg_id, "probe")
+    tracker.release(a.msg_id, quiet=True)
+    assert tracker.route(iopub("status", parent=a, execution_state="idle")).route is Route.DROP
+    assert tracker.route(SESSION.reply(a, {})).route is Route.DROP
 
 
 def stream_for(parent: Message) -> Message:

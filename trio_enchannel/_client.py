@@ -261,7 +261,7 @@ class KernelClient:
     def _finish(self, msg_ids: Sequence[str], req: _Request, *, quiet: bool = False) -> None:
         """Stop tracking a request; what it left unread is routed as late messages."""
         for msg_id in msg_ids:
-            self._tracker.release(msg_id, quiet=quiet)
+            self._tracker.release(msg_id, quiet=quiet, replied=req.replied)
         for left in req.inbox.drain_nowait():
             channel = left.channel or "iopub"
             handled = left.msg_type in _COMM_TYPES and left.content.get("comm_id") in self._comms
@@ -394,6 +394,7 @@ class KernelClient:
         while True:
             msg = await req.inbox.receive()
             if msg.channel in ("shell", "control"):
+                req.replied = True
                 return msg
             if msg.channel == "stdin" and msg.msg_type == "input_request":
                 # Only executions have stdin handlers.
@@ -412,7 +413,9 @@ class KernelClient:
             trio.ClosedResourceError: the client or its channels are closed.
         """
         self._check_usable(probing=True)
-        self._tracker.remember(msg.msg_id, quiet=False)
+        self._tracker.remember(
+            msg.msg_id, quiet=False, expect_reply=msg.msg_type.endswith("_request")
+        )
         await self._send(msg)
 
     async def request(self, msg: Message) -> Reply:

@@ -53,13 +53,14 @@ StdinHandler: TypeAlias = Callable[[InputRequest], "str | Awaitable[str]"]
 class _Request:
     """A request in flight: the router fills its inbox, the waiting task drains it."""
 
-    __slots__ = ("inbox", "msg", "probe")
+    __slots__ = ("inbox", "msg", "probe", "replied")
 
     def __init__(self, msg: Message | None, *, probe: bool = False) -> None:
         self.msg = msg
         # A readiness probe outlives heartbeat silence (a starting kernel may not answer
         # pings yet); only an explicit fail_pending() ends it.
         self.probe = probe
+        self.replied = False  # the waiting task took the reply out of the inbox
         self.inbox: DroppingQueue[Message] = DroppingQueue()
 
     def fail(self, exc: BaseException) -> None:
@@ -148,6 +149,7 @@ class Execution(trio.abc.ReceiveChannel[Message]):
                     await self._answer(msg)
             elif msg.msg_type == "execute_reply":
                 self._reply = msg
+                self._req.replied = True
         await trio.lowlevel.checkpoint()
         raise trio.EndOfChannel
 

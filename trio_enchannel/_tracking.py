@@ -55,6 +55,13 @@ class Routing(Generic[T]):
     reason: str = ""
 
 
+@attrs.define
+class _Late:
+    quiet: bool  # drop its late reply instead of keeping it
+    reply_due: bool
+    idle_due: bool = True
+
+
 @attrs.define(eq=False)
 class RequestTracker(Generic[T]):
     """Tracks requests in flight and routes every incoming message to its owner.
@@ -67,8 +74,8 @@ class RequestTracker(Generic[T]):
 
     recent_size: int = 4096
     _active: dict[str, T] = attrs.field(init=False, factory=dict)
-    # msg_id of a finished request -> quiet (drop its late replies instead of keeping them).
-    _recent: collections.OrderedDict[str, bool] = attrs.field(
+    # msg_id of a finished request -> what is still expected of it.
+    _recent: collections.OrderedDict[str, _Late] = attrs.field(
         init=False, factory=collections.OrderedDict
     )
     dropped: collections.Counter[str] = attrs.field(init=False, factory=collections.Counter)
@@ -85,25 +92,27 @@ class RequestTracker(Generic[T]):
         self._recent.pop(msg_id, None)
         self._active[msg_id] = owner
 
-    def release(self, msg_id: str, *, quiet: bool = False) -> None:
+    def release(self, msg_id: str, *, quiet: bool = False, replied: bool = False) -> None:
         """Stop tracking ``msg_id`` (the request returned, failed or was cancelled).
 
         Its late messages are still recognised for a while: trailing status messages are
         dropped; a late reply is unclaimed, or dropped when ``quiet`` is true (for requests
-        whose answer no longer interests anyone, such as readiness probes).
-        Releasing an unknown id does nothing.
+        whose answer no longer interests anyone, such as readiness probes). ``replied`` says
+        the reply already arrived: the request is then forgotten at its ``idle`` status
+        (otherwise once both the reply and the idle status arrived, in either order, or when
+        it is among the oldest beyond ``recent_size``). Releasing an unknown id does nothing.
         """
         if self._active.pop(msg_id, None) is None and msg_id not in self._recent:
             return
-        self._recent[msg_id] = quiet
-        self._recent.move_to_end(msg_id)
-        while len(self._recent) > self.recent_size:
-            self._recent.popitem(last=False)
+        self._remember(msg_id, _Late(quiet=quiet, reply_due=not replied))
 
-    def remember(self, msg_id: str, *, quiet: bool = True) -> None:
+    def remember(self, msg_id: str, *, quiet: bool = True, expect_reply: bool = False) -> None:
         """Recognise the late messages of a message sent without waiting for an answer
         (comm messages, fire-and-forget requests), as if it had been released."""
-        self._recent[msg_id] = quiet
+        self._remember(msg_id, _Late(quiet=quiet, reply_due=expect_reply))
+
+    def _remember(self, msg_id: str, late: _Late) -> None:
+        self._recent[msg_id] = late
         self._recent.move_to_end(msg_id)
         while len(self._recent) > self.recent_size:
             self._recent.popitem(last=False)
@@ -129,23 +138,30 @@ class RequestTracker(Generic[T]):
             owner = self._active.get(parent)
             if owner is not None:
                 return Routing(Route.REQUEST, owner)
-            quiet = self._recent.get(parent)
-            if quiet is not None:
-                return self._late(msg, parent, quiet)
+            late = self._recent.get(parent)
+            if late is not None:
+                return self._late(msg, parent, late)
         else:
             return Routing(Route.UNCLAIMED, reason="no_parent")
         return Routing(Route.UNCLAIMED, reason="unknown_parent")
 
-    def _late(self, msg: Message, parent: str, quiet: bool) -> Routing[T]:
+    def _late(self, msg: Message, parent: str, late: _Late) -> Routing[T]:
         if msg.channel == "iopub":
             if msg.msg_type in _FRAMING_TYPES:
                 if msg.msg_type == "status" and msg.content.get("execution_state") == "idle":
-                    # The last message a request produces: forget it.
-                    self._recent.pop(parent, None)
+                    late.idle_due = False
+                    self._forget_if_done(parent, late)
                 self.dropped["late_status"] += 1
                 return Routing(Route.DROP, reason="late_status")
             return Routing(Route.UNCLAIMED, reason="late_output")
-        if quiet and msg.channel in ("shell", "control"):
-            self.dropped["late_reply"] += 1
-            return Routing(Route.DROP, reason="late_reply")
+        if msg.channel in ("shell", "control"):
+            late.reply_due = False
+            self._forget_if_done(parent, late)
+            if late.quiet:
+                self.dropped["late_reply"] += 1
+                return Routing(Route.DROP, reason="late_reply")
         return Routing(Route.UNCLAIMED, reason="late")
+
+    def _forget_if_done(self, msg_id: str, late: _Late) -> None:
+        if not late.reply_due and not late.idle_due:
+            self._recent.pop(msg_id, None)
