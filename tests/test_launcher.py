@@ -6,18 +6,25 @@ import json
 import os
 import signal
 import stat
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import psutil
 import pytest
 import trio
 
-from trio_enchannel._errors import KernelStartupError
-from trio_enchannel._kernelspec import KernelSpec
+from trio_enchannel._client import open_client
+from trio_enchannel._errors import EncryptionUnavailable, KernelDied, KernelStartupError
+from trio_enchannel._execution import Execution
+from trio_enchannel._kernelspec import KernelSpec, get_kernel_spec
 from trio_enchannel._launcher import Kernel, describe_exit, kernel_argv, kernel_env, open_kernel
+from trio_enchannel._results import ExecuteResult
+from trio_enchannel._zmq import zmq_context
 
 # A stand-in kernel for process-level tests: it reads its connection file, listens where the
 # file says (a plain socket is enough for connect=False readiness), reports what it saw, and
@@ -60,6 +67,14 @@ else:
     s.listen()
     socks.append(s)
 print("fake kernel listening", flush=True)
+if mode == "polite":  # exit cleanly on the first message on control (the shutdown_request)
+    import zmq
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.bind(f"tcp://{info['ip']}:{info['control_port']}")
+    frames = router.recv_multipart()
+    header = json.loads(frames[frames.index(b"<IDS|MSG>") + 2])
+    sys.stderr.write(f"control got {header['msg_type']}\n")
+    sys.exit(0)
 while True:
     signal.pause()
 """
@@ -90,11 +105,24 @@ def descendants() -> list[psutil.Process]:
     return children
 
 
+def open_fds() -> dict[int, str]:
+    """Our open file descriptors and what they point to, without ZeroMQ's internal
+    eventfd/epoll descriptors (libzmq creates and reaps those on its own threads)."""
+    fds: dict[int, str] = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target not in ("anon_inode:[eventfd]", "anon_inode:[eventpoll]"):
+            fds[int(name)] = target
+    return fds
+
+
 @pytest.fixture
 def no_leaks(runtime_dir: Path) -> Iterator[None]:
     """Fail if a test leaves child processes, file descriptors or runtime files behind."""
-    me = psutil.Process()
-    fds_before = me.num_fds()
+    fds_before = open_fds()
     yield
     leftover = descendants()
     for p in leftover:
@@ -102,7 +130,14 @@ def no_leaks(runtime_dir: Path) -> Iterator[None]:
             p.kill()
     assert leftover == []
     assert list(runtime_dir.iterdir()) == []
-    assert me.num_fds() <= fds_before
+    # libzmq closes a socket's descriptors on its I/O thread shortly after zmq_close().
+    deadline = time.monotonic() + 5
+    while True:
+        leaked = {fd: t for fd, t in open_fds().items() if fds_before.get(fd) != t}
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert leaked == {}
 
 
 def running(kernel: Kernel) -> bool:
@@ -175,6 +210,7 @@ async def test_fake_kernel_lifecycle(
         async with open_kernel(
             fake_spec,
             connect=False,
+            shutdown_grace=0,
             cwd=workdir,
             env={"EXTRA": "yes"},
             extra_arguments=["--flag"],
@@ -208,7 +244,11 @@ async def test_startup_failure_reports_stderr_tail(
 ) -> None:
     with trio.fail_after(30), pytest.raises(KernelStartupError) as info:
         async with open_kernel(
-            fake_spec, connect=False, env={"FAKE_MODE": "crash"}, runtime_dir=runtime_dir
+            fake_spec,
+            connect=False,
+            shutdown_grace=0,
+            env={"FAKE_MODE": "crash"},
+            runtime_dir=runtime_dir,
         ):
             pytest.fail("the kernel should not have started")  # pragma: no cover
     assert "exited with code 3 during startup" in str(info.value)
@@ -230,6 +270,7 @@ async def test_startup_timeout(fake_spec: KernelSpec, runtime_dir: Path) -> None
         async with open_kernel(
             fake_spec,
             connect=False,
+            shutdown_grace=0,
             env={"FAKE_MODE": "hang"},
             startup_timeout=0.5,
             runtime_dir=runtime_dir,
@@ -244,7 +285,11 @@ async def test_cancelled_during_startup(fake_spec: KernelSpec, runtime_dir: Path
     with trio.fail_after(30):
         with trio.move_on_after(0.5) as scope:
             async with open_kernel(
-                fake_spec, connect=False, env={"FAKE_MODE": "hang"}, runtime_dir=runtime_dir
+                fake_spec,
+                connect=False,
+                shutdown_grace=0,
+                env={"FAKE_MODE": "hang"},
+                runtime_dir=runtime_dir,
             ):
                 pytest.fail("the kernel should not have started")  # pragma: no cover
         assert scope.cancelled_caught
@@ -258,6 +303,7 @@ async def test_sigterm_ignored_escalates_to_sigkill(
         async with open_kernel(
             fake_spec,
             connect=False,
+            shutdown_grace=0,
             env={"FAKE_MODE": "ignore-term"},
             terminate_grace=0.2,
             runtime_dir=runtime_dir,
@@ -272,7 +318,11 @@ async def test_process_group_leftovers_are_killed(
 ) -> None:
     with trio.fail_after(30):
         async with open_kernel(
-            fake_spec, connect=False, env={"FAKE_MODE": "child"}, runtime_dir=runtime_dir
+            fake_spec,
+            connect=False,
+            shutdown_grace=0,
+            env={"FAKE_MODE": "child"},
+            runtime_dir=runtime_dir,
         ):
             child = psutil.Process(read_report(tmp_path)["child"])
             assert child.is_running()
@@ -285,7 +335,11 @@ async def test_signal_interrupt_and_unexpected_death(
 ) -> None:
     with trio.fail_after(30):
         async with open_kernel(
-            fake_spec, connect=False, env={"FAKE_MODE": "exit-on-int"}, runtime_dir=runtime_dir
+            fake_spec,
+            connect=False,
+            shutdown_grace=0,
+            env={"FAKE_MODE": "exit-on-int"},
+            runtime_dir=runtime_dir,
         ) as kernel:
             await kernel.interrupt()
             assert await kernel.wait() == 42
@@ -300,7 +354,7 @@ async def test_signal_interrupt_and_unexpected_death(
 async def test_ipc_transport_files_removed(fake_spec: KernelSpec, runtime_dir: Path) -> None:
     with trio.fail_after(30):
         async with open_kernel(
-            fake_spec, connect=False, transport="ipc", runtime_dir=runtime_dir
+            fake_spec, connect=False, shutdown_grace=0, transport="ipc", runtime_dir=runtime_dir
         ) as kernel:
             paths = kernel.connection_info.ipc_paths()
             assert all(p.exists() for p in paths)
@@ -314,7 +368,7 @@ async def test_ipc_transport_files_removed(fake_spec: KernelSpec, runtime_dir: P
 async def test_output_not_captured(fake_spec: KernelSpec, runtime_dir: Path, output: Any) -> None:
     with trio.fail_after(30):
         async with open_kernel(
-            fake_spec, connect=False, output=output, runtime_dir=runtime_dir
+            fake_spec, connect=False, shutdown_grace=0, output=output, runtime_dir=runtime_dir
         ) as kernel:
             assert kernel.stderr_tail() == ""
             assert kernel.process.stderr is None
@@ -323,7 +377,9 @@ async def test_output_not_captured(fake_spec: KernelSpec, runtime_dir: Path, out
 @pytest.mark.usefixtures("no_leaks")
 async def test_explicit_shutdown_is_idempotent(fake_spec: KernelSpec, runtime_dir: Path) -> None:
     with trio.fail_after(30):
-        async with open_kernel(fake_spec, connect=False, runtime_dir=runtime_dir) as kernel:
+        async with open_kernel(
+            fake_spec, connect=False, shutdown_grace=0, runtime_dir=runtime_dir
+        ) as kernel:
             await kernel.shutdown()
             assert not kernel.is_alive
             assert not kernel.connection_file.exists()
@@ -337,7 +393,9 @@ async def test_restart_keeps_connection_info(
     fake_spec: KernelSpec, tmp_path: Path, runtime_dir: Path
 ) -> None:
     with trio.fail_after(30):
-        async with open_kernel(fake_spec, connect=False, runtime_dir=runtime_dir) as kernel:
+        async with open_kernel(
+            fake_spec, connect=False, shutdown_grace=0, runtime_dir=runtime_dir
+        ) as kernel:
             first_pid = kernel.pid
             info = kernel.connection_info
             await kernel.restart()
@@ -365,3 +423,337 @@ async def test_invalid_options(kwargs: dict[str, Any], runtime_dir: Path) -> Non
     with pytest.raises(ValueError):
         async with open_kernel("python3", runtime_dir=runtime_dir, **kwargs):
             pytest.fail("should not start")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------------
+# encryption options (no real kernel needed)
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_encryption_auto_follows_the_spec(
+    fake_spec: KernelSpec, tmp_path: Path, runtime_dir: Path
+) -> None:
+    with trio.fail_after(30):
+        async with open_kernel(
+            fake_spec, connect=False, shutdown_grace=0, encryption="auto", runtime_dir=runtime_dir
+        ) as kernel:
+            assert kernel.connection_info.curve_publickey is None
+            assert "curve_publickey" not in read_report(tmp_path)["info"]
+        curve_spec = attrs.evolve(fake_spec, metadata={"supported_encryption": ["curve"]})
+        async with open_kernel(
+            curve_spec, connect=False, shutdown_grace=0, encryption="auto", runtime_dir=runtime_dir
+        ) as kernel:
+            info = kernel.connection_info
+            assert info.curve_publickey is not None
+            assert info.curve_secretkey is not None
+            written = read_report(tmp_path)["info"]
+            assert written["curve_publickey"] == info.curve_publickey
+            assert written["curve_secretkey"] == info.curve_secretkey
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_encryption_required_but_unsupported(
+    fake_spec: KernelSpec, runtime_dir: Path
+) -> None:
+    with pytest.raises(EncryptionUnavailable, match="does not declare CurveZMQ support"):
+        async with open_kernel(fake_spec, encryption="required", runtime_dir=runtime_dir):
+            pytest.fail("should not start")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------------
+# real kernels
+
+
+@pytest.fixture(scope="session")
+def bash_spec(tmp_path_factory: pytest.TempPathFactory) -> KernelSpec:
+    """bash_kernel's spec, installed into a private prefix (nothing installed by hand)."""
+    prefix = tmp_path_factory.mktemp("bash-kernel-prefix")
+    subprocess.run(
+        [sys.executable, "-m", "bash_kernel.install", "--prefix", str(prefix)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return get_kernel_spec("bash", kernel_dirs=[prefix / "share" / "jupyter" / "kernels"])
+
+
+@pytest.fixture
+def zmq_ready() -> None:
+    """Create the shared ZeroMQ context up front so its descriptors are not counted as leaks."""
+    zmq_context()
+
+
+@attrs.frozen
+class Case:
+    spec: str
+    long_code: str  # prints "started" then blocks for a long time
+    check_code: str  # prints "4"
+
+
+PYTHON_LONG = "import time\nprint('started', flush=True)\ntime.sleep(120)"
+PYTHON_CHECK = "print(2 + 2)"
+CASES = {
+    "python3": Case("python3", PYTHON_LONG, PYTHON_CHECK),
+    "python3-message-interrupt": Case("python3", PYTHON_LONG, PYTHON_CHECK),
+    "xpython": Case("xpython", PYTHON_LONG, PYTHON_CHECK),
+    "bash": Case("bash", "echo started; sleep 120", "echo $((2 + 2))"),
+}
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+@pytest.mark.usefixtures("zmq_ready", "no_leaks")
+@pytest.mark.parametrize("case_name", list(CASES))
+async def test_real_kernel_lifecycle(
+    case_name: str, request: pytest.FixtureRequest, runtime_dir: Path
+) -> None:
+    """Launch, execute, interrupt a long sleep, restart, execute again, shut down."""
+    case = CASES[case_name]
+    spec: str | KernelSpec = case.spec
+    if case.spec == "bash":
+        spec = request.getfixturevalue("bash_spec")
+    if case_name == "python3-message-interrupt":
+        spec = attrs.evolve(get_kernel_spec("python3"), interrupt_mode="message")
+    with trio.fail_after(120):
+        async with open_kernel(
+            spec, runtime_dir=runtime_dir, startup_timeout=90, shutdown_grace=3
+        ) as kernel:
+            if case_name == "python3":
+                info = kernel.connection_info
+                assert await zmtp_mechanism(info.ip, info.shell_port) == b"NULL"
+            result = await kernel.client.execute(case.check_code)
+            assert result.status == "ok"
+            assert result.stdout.strip() == "4"
+
+            # Interrupt a long-running execution once it is known to be running.
+            died: KernelDied | None = None
+            interrupted: ExecuteResult | None = None
+            async with kernel.client.stream_execute(case.long_code) as execution:
+                async for msg in execution:
+                    if msg.msg_type == "stream" and "started" in msg.content.get("text", ""):
+                        break
+                await kernel.interrupt()
+                with trio.fail_after(20):
+                    try:
+                        interrupted = await execution.wait()
+                    except KernelDied as exc:
+                        died = exc
+            if died is None:
+                assert interrupted is not None
+                assert interrupted.status in ("error", "abort", "aborted")
+                if case.spec != "bash":
+                    assert interrupted.error is not None
+                    assert interrupted.error.ename == "KeyboardInterrupt"
+                after = await kernel.client.execute(case.check_code)
+                assert after.stdout.strip() == "4"
+            else:
+                # xeus-python from PyPI exits on SIGINT (jupyter-xeus/xeus-python#527): the
+                # pending call must then fail promptly, and the death be visible.
+                assert case.spec == "xpython"
+                assert kernel.died is not None
+                assert not kernel.is_alive
+
+            first_pid = kernel.pid
+            await kernel.restart()
+            assert kernel.pid != first_pid
+            assert kernel.is_alive
+            assert kernel.died is None
+            again = await kernel.client.execute(case.check_code)
+            assert again.status == "ok"
+            assert again.stdout.strip() == "4"
+            assert again.execution_count == 1  # a fresh kernel
+
+            await kernel.shutdown()
+            if case.spec == "bash":
+                # bash_kernel on ipykernel 7 sometimes hangs while closing its control thread
+                # after replying to shutdown_request; the launcher then escalates to SIGTERM.
+                assert kernel.returncode in (0, -signal.SIGTERM)
+            else:
+                assert kernel.returncode == 0  # it exited by itself after shutdown_request
+                assert kernel.exit_reason == "shut down (exited with code 0)"
+            with pytest.raises(KernelDied):
+                await kernel.client.execute(case.check_code)
+
+
+async def zmtp_mechanism(host: str, port: int) -> bytes:
+    """The security mechanism a ZeroMQ endpoint announces in its ZMTP 3 greeting."""
+    # Send only the signature and major version: the peer then sends its whole greeting
+    # without judging ours (sending a mechanism it does not accept makes it hang up).
+    partial_greeting = b"\xff" + bytes(8) + b"\x7f" + b"\x03"
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            await stream.send_all(partial_greeting)
+            received = b""
+            while len(received) < 64:
+                chunk = await stream.receive_some(64 - len(received))
+                if not chunk:
+                    break
+                received += chunk
+    assert len(received) >= 32, received
+    return received[12:32].rstrip(b"\0")
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("zmq_ready", "no_leaks")
+async def test_curve_required_encrypts_the_traffic(runtime_dir: Path) -> None:
+    with trio.fail_after(90):
+        async with open_kernel("python3", encryption="required", runtime_dir=runtime_dir) as kernel:
+            info = kernel.connection_info
+            assert info.curve_publickey is not None
+            assert info.curve_secretkey is not None
+            written = json.loads(kernel.connection_file.read_text())
+            assert written["curve_publickey"] == info.curve_publickey
+            assert written["curve_secretkey"] == info.curve_secretkey
+            result = await kernel.client.execute("print(6 * 7)")
+            assert result.stdout == "42\n"
+            # Every socket of the kernel speaks CurveZMQ ...
+            for port in (info.shell_port, info.control_port, info.iopub_port, info.hb_port):
+                assert await zmtp_mechanism(info.ip, port) == b"CURVE"
+            # ... so a client that does not use it gets nowhere.
+            plain = attrs.evolve(info, curve_publickey=None, curve_secretkey=None)
+            async with open_client(plain, heartbeat=False) as intruder:
+                with trio.move_on_after(2) as waited:
+                    await intruder.kernel_info()
+                assert waited.cancelled_caught
+            # The legitimate client is unaffected.
+            assert (await kernel.client.execute("print(1)")).stdout == "1\n"
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("zmq_ready", "no_leaks")
+async def test_curve_required_with_a_kernel_that_cannot(runtime_dir: Path) -> None:
+    with pytest.raises(EncryptionUnavailable, match="xpython"):
+        async with open_kernel("xpython", encryption="required", runtime_dir=runtime_dir):
+            pytest.fail("should not start")  # pragma: no cover
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("zmq_ready", "no_leaks")
+async def test_ipc_transport_with_ipykernel(runtime_dir: Path) -> None:
+    with trio.fail_after(90):
+        async with open_kernel("python3", transport="ipc", runtime_dir=runtime_dir) as kernel:
+            paths = kernel.connection_info.ipc_paths()
+            assert all(p.exists() for p in paths)
+            assert (await kernel.client.execute(PYTHON_CHECK)).stdout == "4\n"
+        assert not any(p.exists() for p in paths)
+        assert not paths[0].parent.exists()
+
+
+async def wait_started(execution: Execution) -> None:
+    async for msg in execution:
+        if msg.msg_type == "stream" and "started" in msg.content.get("text", ""):
+            return
+    pytest.fail("the execution ended before printing 'started'")  # pragma: no cover
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("zmq_ready", "no_leaks")
+async def test_sigkill_mid_execution_fails_the_pending_call(runtime_dir: Path) -> None:
+    with trio.fail_after(90):
+        async with open_kernel("python3", runtime_dir=runtime_dir) as kernel:
+            async with kernel.client.stream_execute(PYTHON_LONG) as execution:
+                await wait_started(execution)
+                os.kill(kernel.pid, signal.SIGKILL)
+                with trio.fail_after(5), pytest.raises(KernelDied) as info:
+                    await execution.wait()
+            assert "killed by SIGKILL" in info.value.reason
+            assert kernel.died is not None
+            assert kernel.returncode == -signal.SIGKILL
+            # Later requests fail at once instead of hanging.
+            with trio.fail_after(5), pytest.raises(KernelDied):
+                await kernel.client.execute(PYTHON_CHECK)
+            # A restart brings it back with the same client.
+            await kernel.restart()
+            assert (await kernel.client.execute(PYTHON_CHECK)).stdout == "4\n"
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("zmq_ready", "no_leaks")
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.3])
+async def test_cancelled_during_real_startup(runtime_dir: Path, delay: float) -> None:
+    with trio.fail_after(60):
+        with trio.move_on_after(delay) as scope:
+            async with open_kernel("python3", runtime_dir=runtime_dir):
+                pytest.fail("cancelled before it was ready")  # pragma: no cover
+        assert scope.cancelled_caught
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("zmq_ready", "no_leaks")
+async def test_cancelled_while_executing(runtime_dir: Path) -> None:
+    with trio.fail_after(60):
+        with trio.CancelScope() as scope:
+            async with open_kernel("python3", runtime_dir=runtime_dir) as kernel:
+                async with kernel.client.stream_execute(PYTHON_LONG) as execution:
+                    await wait_started(execution)
+                    scope.cancel()
+                    await execution.wait()
+                pytest.fail("not cancelled")  # pragma: no cover
+        assert scope.cancelled_caught
+        assert not running(kernel)
+
+
+# Make the kernel ignore both shutdown_request and SIGTERM, so only SIGKILL ends it.
+STUBBORN = """
+import signal
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+async def _ignore(*args, **kwargs):
+    pass
+get_ipython().kernel.control_handlers["shutdown_request"] = _ignore
+"""
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("zmq_ready", "no_leaks")
+async def test_cancelled_during_shutdown_still_completes_it(runtime_dir: Path) -> None:
+    with trio.fail_after(60):
+        with trio.CancelScope() as scope:
+            async with open_kernel(
+                "python3", runtime_dir=runtime_dir, shutdown_grace=0.5, terminate_grace=0.5
+            ) as kernel:
+                assert (await kernel.client.execute(STUBBORN)).status == "ok"
+                # Fires while the (shielded) shutdown sequence is waiting out its graces.
+                scope.deadline = trio.current_time() + 0.3
+            await trio.lowlevel.checkpoint()
+        assert scope.cancelled_caught
+        assert kernel.returncode == -signal.SIGKILL
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+@pytest.mark.usefixtures("zmq_ready", "no_leaks")
+async def test_twenty_kernels_in_one_nursery(runtime_dir: Path) -> None:
+    count = 20
+    outputs: dict[int, str] = {}
+    pids: set[int] = set()
+    all_up = trio.Event()
+
+    async def one(i: int) -> None:
+        async with open_kernel("python3", runtime_dir=runtime_dir, startup_timeout=300) as kernel:
+            pids.add(kernel.pid)
+            result = await kernel.client.execute(f"print({i} * {i})")
+            outputs[i] = result.stdout.strip()
+            if len(outputs) == count:
+                all_up.set()
+            await all_up.wait()  # all twenty run at the same time
+            assert len(descendants()) >= count
+
+    with trio.fail_after(400):
+        async with trio.open_nursery() as nursery:
+            for i in range(count):
+                nursery.start_soon(one, i)
+    assert outputs == {i: str(i * i) for i in range(count)}
+    assert len(pids) == count
+    assert not any(psutil.pid_exists(pid) for pid in pids)
+
+
+@pytest.mark.usefixtures("zmq_ready", "no_leaks")
+async def test_shutdown_request_without_a_client(fake_spec: KernelSpec, runtime_dir: Path) -> None:
+    with trio.fail_after(30):
+        async with open_kernel(
+            fake_spec, connect=False, env={"FAKE_MODE": "polite"}, runtime_dir=runtime_dir
+        ) as kernel:
+            pass
+    assert kernel.returncode == 0
+    assert "control got shutdown_request" in kernel.stderr_tail()

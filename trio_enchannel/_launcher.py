@@ -129,9 +129,11 @@ def _unwrap_single() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
-        if len(group.exceptions) != 1:
+        exc: BaseException = group
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        if exc is group:
             raise
-        exc = group.exceptions[0]
         context = exc.__context__
         try:
             raise exc
@@ -393,7 +395,6 @@ class Kernel:
     _ipc_dir: Path | None = None
     _inc: _Incarnation | None = None
     _client: KernelClient | None = None
-    _client_stack: contextlib.AsyncExitStack | None = None
     _lifecycle_lock: trio.Lock = attrs.Factory(trio.Lock)
     _closed: bool = False
     _death: KernelDied | None = None
@@ -539,7 +540,8 @@ class Kernel:
         assert inc.returncode is not None
         self._death = KernelDied(f"{self._what()} (pid {inc.pid}) {describe_exit(inc.returncode)}")
         if self._client is not None:
-            self._client.fail_pending(self._death)
+            # Pending requests fail now, and later ones fail fast until a restart.
+            self._client.kernel_died(self._death)
 
     async def _start_process(self) -> None:
         write_connection_file(self.connection_info, self.connection_file)
@@ -599,21 +601,45 @@ class Kernel:
         else:
             await _wait_bound(self.connection_info)
 
-    async def _open_client(self) -> None:
-        from ._client import open_client
+    async def _fire_on_control(self, msg_type: str, content: dict[str, Any]) -> None:
+        """Send a request on the control channel without waiting for the reply.
 
-        stack = contextlib.AsyncExitStack()
-        self._client_stack = stack
-        self._client = await stack.enter_async_context(
-            open_client(self.connection_info, **self._client_kwargs)
-        )
+        Uses a socket of its own (not the client's), so it works while the client is being
+        closed or cancelled, after the kernel was declared unresponsive, and with
+        ``connect=False``. Errors are swallowed: the caller escalates to signals anyway.
+        """
+        from ._session import Session
+        from ._zmq import TrioSocket, curve_keypair
 
-    async def _send_shutdown(self, restart: bool) -> None:
-        client = self._client
-        if client is None:
-            return
+        info = self.connection_info
         with contextlib.suppress(Exception):
-            await client.shutdown(restart=restart)
+            session = Session.from_connection_info(info)
+            frames = session.serialize(session.message(msg_type, content, channel="control"))
+            with TrioSocket("DEALER", linger=1.0) as sock:
+                if info.curve_publickey is not None:
+                    public, secret = curve_keypair()
+                    sock.set_curve_client(
+                        info.curve_publickey, public_key=public, secret_key=secret
+                    )
+                sock.connect(info.url("control"))
+                # A DEALER queues the message until the connection is up; closing with a
+                # linger lets libzmq deliver it after we return.
+                await sock.send_multipart(frames)
+
+    async def _nudge_if_busy(self, inc: _Incarnation) -> None:
+        """A kernel still running code cannot act on shutdown_request: interrupt it.
+
+        An idle kernel exits within a fraction of a second of the request; one that has not
+        after a short while is most likely busy executing, so interrupt that execution (as
+        jupyter_client does, but only when needed) and let the shutdown proceed.
+        """
+        await trio.sleep(min(1.0, self._shutdown_grace / 2))
+        if not inc.alive:
+            return
+        if self.spec.interrupt_mode == "message":
+            await self._fire_on_control("interrupt_request", {})
+        else:
+            inc.signal_group(signal.SIGINT)
 
     async def _stop_process(self, *, restart: bool = False) -> None:
         """shutdown_request, grace, SIGTERM, grace, SIGKILL; then reap. Call shielded."""
@@ -626,10 +652,13 @@ class Kernel:
             self._client.fail_pending(
                 KernelDied(f"{self._what()} is {'restarting' if restart else 'shutting down'}")
             )
-        if inc.alive and self._client is not None and self._shutdown_grace > 0:
+        if inc.alive and self._shutdown_grace > 0:
             with trio.move_on_after(self._shutdown_grace):
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._send_shutdown, restart)
+                    nursery.start_soon(
+                        self._fire_on_control, "shutdown_request", {"restart": restart}
+                    )
+                    nursery.start_soon(self._nudge_if_busy, inc)
                     await inc.reap()
                     nursery.cancel_scope.cancel()
         if inc.alive:
@@ -650,13 +679,12 @@ class Kernel:
         try:
             await self._stop_process()
         finally:
-            try:
-                if self._client_stack is not None:
-                    await self._client_stack.aclose()
-            finally:
-                if self._inc is not None:
-                    self._inc.stop_background()
-                self._remove_files()
+            if self._inc is not None:
+                self._inc.stop_background()
+            self._remove_files()
+            if self._client is not None and not self._client.closed:
+                # The client stays open until the block ends; make it fail fast meanwhile.
+                self._client.kernel_died(KernelDied(f"{self._what()} was shut down"))
 
     def _remove_files(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -811,9 +839,20 @@ async def open_kernel(
             try:
                 await kernel._start_process()
                 if connect:
-                    await kernel._open_client()
-                await kernel._wait_ready()
-                yield kernel
+                    from ._client import open_client
+
+                    async with open_client(info, **kernel._client_kwargs) as client:
+                        kernel._client = client
+                        try:
+                            await kernel._wait_ready()
+                            yield kernel
+                        finally:
+                            # Stop the process while the client can still send
+                            # shutdown_request; the client closes after that.
+                            await kernel.shutdown()
+                else:
+                    await kernel._wait_ready()
+                    yield kernel
             finally:
                 try:
                     await kernel.shutdown()
