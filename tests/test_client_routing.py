@@ -64,6 +64,7 @@ class MemoryChannels:
     control: Duplex
     stdin: Duplex
     iopub: trio.MemoryReceiveChannel[Message]
+    iopub_ready: bool = True  # like Channels.iopub_ready: the subscription is known live
     unresponsive: trio.Event = attrs.field(factory=trio.Event)
     responsive: trio.Event = attrs.field(factory=trio.Event)
 
@@ -621,10 +622,19 @@ async def test_comms_opened_by_the_kernel(pair: tuple[KernelClient, Kernel]) -> 
 # -- readiness ----------------------------------------------------------------------------
 
 
+@pytest.fixture
+async def not_ready() -> AsyncIterator[tuple[KernelClient, Kernel]]:
+    """A client whose channels do not know yet whether IOPub delivers."""
+    channels, kernel = memory_pair()
+    channels.iopub_ready = False
+    async with open_client(channels) as client:
+        yield client, kernel
+
+
 async def test_wait_for_ready_nudges_until_iopub_delivers(
-    pair: tuple[KernelClient, Kernel],
+    not_ready: tuple[KernelClient, Kernel],
 ) -> None:
-    client, kernel = pair
+    client, kernel = not_ready
     probes = 0
 
     async def kernel_side() -> None:
@@ -651,8 +661,33 @@ async def test_wait_for_ready_nudges_until_iopub_delivers(
     assert stats.pending == 0 and stats.unclaimed_replies == 0  # probe replies stay quiet
 
 
-async def test_wait_for_ready_with_iopub_welcome(pair: tuple[KernelClient, Kernel]) -> None:
-    client, kernel = pair
+async def test_first_execute_waits_until_iopub_delivers() -> None:
+    # A SUB socket misses what is published before its subscription reaches the kernel, so
+    # the first execution makes sure IOPub is live before sending its request.
+    channels, kernel = memory_pair()
+    channels.iopub_ready = False
+    async with open_client(channels) as client:
+
+        async def kernel_side() -> None:
+            probe = await kernel.shell.receive()
+            assert probe.msg_type == "kernel_info_request"
+            await kernel.answer_kernel_info(probe)
+            req = await kernel.shell.receive()
+            assert req.msg_type == "execute_request"
+            await kernel.reply(req, status="ok", execution_count=1)
+            await kernel.status(req, "idle")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(kernel_side)
+            with trio.fail_after(5):
+                assert (await client.execute("1")).ok
+        assert client.iopub_live and client.kernel_info_cache is not None
+
+
+async def test_wait_for_ready_with_iopub_welcome(
+    not_ready: tuple[KernelClient, Kernel],
+) -> None:
+    client, kernel = not_ready
     await kernel.publish(None, "iopub_welcome", subscription="")
 
     async def kernel_side() -> None:

@@ -557,6 +557,7 @@ class KernelClient:
         msg = self._session.message(
             "execute_request", content, channel="shell", metadata=metadata, subshell_id=subshell_id
         )
+        await self._ensure_iopub()
         async with self._in_flight(msg) as req:
             yield Execution(self, req, msg, handler)
 
@@ -825,13 +826,22 @@ class KernelClient:
             trio.ClosedResourceError: the client is closed.
             KernelDied: the launcher reported the kernel dead while waiting.
         """
-        probe = _Request(None, probe=True)
+        return await self._probe_ready(survive_heartbeat=True)
+
+    async def _ensure_iopub(self) -> None:
+        """Before a request whose outputs matter: make sure IOPub delivers (a SUB socket
+        misses everything published before its subscription reaches the kernel)."""
+        if not self.iopub_live:
+            await self._probe_ready(survive_heartbeat=False)
+
+    async def _probe_ready(self, *, survive_heartbeat: bool) -> KernelInfo:
+        probe = _Request(None, probe=survive_heartbeat)
         sent: list[str] = []
         interval = 0.05
         reply: Message | None = None
         try:
             while True:
-                if reply is None or not self._iopub_live.is_set():
+                if reply is None or not self.iopub_live:
                     msg = self._session.message("kernel_info_request", {}, channel="shell")
                     self._check_usable(probing=True)
                     self._tracker.register(msg.msg_id, probe)
@@ -841,7 +851,7 @@ class KernelClient:
                     while True:
                         # IOPub may come alive through a message that is not routed to the
                         # probe (iopub_welcome after the last reply): check before waiting.
-                        if reply is not None and self._iopub_live.is_set():
+                        if reply is not None and self.iopub_live:
                             info = KernelInfo(reply)
                             self.kernel_info_cache = info
                             self._unresponsive = None
@@ -855,8 +865,9 @@ class KernelClient:
 
     @property
     def iopub_live(self) -> bool:
-        """Whether a message has arrived on IOPub (the subscription is established)."""
-        return self._iopub_live.is_set()
+        """Whether IOPub is known to deliver: a message has arrived on it (the subscription
+        is established), here or in the channels' own readiness check."""
+        return self._iopub_live.is_set() or getattr(self._channels, "iopub_ready", False) is True
 
     # -- comms --------------------------------------------------------------------------
 
@@ -878,6 +889,7 @@ class KernelClient:
             trio.ClosedResourceError: the client is closed.
         """
         self._check_usable()
+        await self._ensure_iopub()
         comm_id = comm_id or Comm.new_id()
         content = {"comm_id": comm_id, "target_name": target_name, "data": dict(data or {})}
         msg = self._session.message(

@@ -1,0 +1,218 @@
+"""KernelClient against the scripted fake kernel: faults the real kernels never show on
+demand (dropped, duplicate, late and garbage replies, a kernel that dies or goes silent
+mid-request), over real sockets."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from trio_enchannel import InputRequest, KernelDied, open_client
+from trio_enchannel.testing import (
+    CommMsg,
+    CommOpen,
+    DieMidRequest,
+    DropReply,
+    DuplicateReply,
+    Error,
+    FakeKernel,
+    Gate,
+    Input,
+    Malformed,
+    ReplyAfterIdle,
+    StopHeartbeat,
+    Stream,
+    UpdateDisplayData,
+)
+from trio_enchannel.testing import DisplayData as FakeDisplay
+
+TIMEOUT = 10
+
+
+async def test_dropped_reply_times_out_cleanly_and_the_client_goes_on(
+    fake_kernel: FakeKernel,
+) -> None:
+    fake_kernel.script("lost", Stream("stdout", "out\n"))
+    fake_kernel.inject(DropReply())
+    with trio.fail_after(TIMEOUT):
+        async with open_client(fake_kernel.connection_info) as client:
+            async with client.stream_execute("lost") as run:
+                with trio.move_on_after(0.5) as waited:
+                    await run.wait()
+                assert waited.cancelled_caught
+                assert run.reply is None  # outputs and idle came, the reply never did
+                assert run.outputs.stream_text() == "out\n"
+            assert client.statistics().pending == 0
+            assert (await client.execute("next")).ok
+
+
+async def test_duplicate_reply_is_kept_as_unclaimed(fake_kernel: FakeKernel) -> None:
+    fake_kernel.inject(DuplicateReply(), msg_type="complete_request")
+    fake_kernel.completions = ["alpha", "alphabet"]
+    with trio.fail_after(TIMEOUT):
+        async with open_client(fake_kernel.connection_info) as client:
+            reply = await client.complete("alp")
+            assert reply["matches"] == ["alpha", "alphabet"]
+            duplicate = await client.unclaimed_replies.receive()
+            assert duplicate.parent_id == reply.message.parent_id
+            assert duplicate.msg_id != reply.message.msg_id
+            assert client.statistics().pending == 0
+
+
+async def test_garbage_instead_of_the_reply_is_rejected_not_delivered(
+    fake_kernel: FakeKernel,
+) -> None:
+    fake_kernel.inject(Malformed("bad_json", replace=True))
+    fake_kernel.inject(Malformed("not_object", on="iopub"), msg_type="kernel_info_request")
+    with trio.fail_after(TIMEOUT):
+        async with open_client(fake_kernel.connection_info) as client:
+            with trio.move_on_after(0.5) as waited:
+                await client.execute("x")
+            assert waited.cancelled_caught  # the only "reply" was garbage
+            info = await client.kernel_info()
+            assert info.implementation == "trio-enchannel-fake"
+            stats = client.channels.statistics()  # type: ignore[attr-defined]
+            assert stats.shell.rejected == {"bad_json": 1}
+            assert stats.iopub.rejected == {"not_object": 1}
+            assert client.statistics().unclaimed_replies == 0
+
+
+async def test_reply_after_idle_still_collects_everything(fake_kernel: FakeKernel) -> None:
+    fake_kernel.script(
+        "show",
+        FakeDisplay({"text/plain": "v1"}, display_id="d"),
+        Stream("stdout", "10%\r"),
+        Stream("stdout", "100%\n"),
+        UpdateDisplayData({"text/plain": "v2"}, display_id="d"),
+        Error("ValueError", "late", ["tb"]),
+    )
+    fake_kernel.inject(ReplyAfterIdle())
+    with trio.fail_after(TIMEOUT):
+        async with open_client(fake_kernel.connection_info) as client:
+            result = await client.execute("show")
+    assert result.status == "error"
+    assert result.error is not None and result.error.ename == "ValueError"
+    assert result.outputs == [
+        {"output_type": "display_data", "data": {"text/plain": "v2"}, "metadata": {}},
+        {"output_type": "stream", "name": "stdout", "text": "100%\n"},
+        {"output_type": "error", "ename": "ValueError", "evalue": "late", "traceback": ["tb"]},
+    ]
+    assert result.messages[-1].msg_type == "execute_reply"
+
+
+async def test_death_mid_request_fails_promptly_keeping_what_arrived(
+    fake_kernel: FakeKernel,
+) -> None:
+    fake_kernel.script("work()", Stream("stdout", "started\n"), Stream("stdout", "never\n"))
+    fake_kernel.inject(DieMidRequest(after_steps=1))
+    with trio.fail_after(TIMEOUT):
+        async with open_client(
+            fake_kernel.connection_info, hb_interval=0.05, hb_deadline=0.3
+        ) as client:
+            async with client.stream_execute("work()") as run:
+                with pytest.raises(KernelDied, match="heartbeat"):
+                    await run.wait()
+                assert run.outputs.stream_text() == "started\n"
+            with pytest.raises(KernelDied):
+                await client.kernel_info()  # fails at once instead of waiting
+            assert client.statistics().pending == 0
+
+
+async def test_silent_heartbeat_fails_pending_and_recovery_is_noticed(
+    fake_kernel: FakeKernel,
+) -> None:
+    gate = Gate()
+    fake_kernel.script("hang()", gate)
+    fake_kernel.inject(StopHeartbeat())
+    with trio.fail_after(TIMEOUT):
+        async with open_client(
+            fake_kernel.connection_info, hb_interval=0.05, hb_deadline=0.3
+        ) as client:
+            with pytest.raises(KernelDied):
+                await client.execute("hang()")
+            fake_kernel.resume_heartbeat()
+            gate.open()
+            await client.channels.heartbeat.wait_alive()  # type: ignore[attr-defined]
+            await trio.testing.wait_all_tasks_blocked()
+            assert (await client.execute("after")).ok
+
+
+async def test_launcher_reported_death_fails_every_pending_request(
+    fake_kernel: FakeKernel,
+) -> None:
+    gate = Gate()
+    fake_kernel.script("slow()", gate)
+    failures: list[BaseException] = []
+    with trio.fail_after(TIMEOUT):
+        async with open_client(fake_kernel.connection_info) as client:
+
+            async def caller(kind: str) -> None:
+                try:
+                    if kind == "execute":
+                        await client.execute("slow()")
+                    else:
+                        await client.kernel_info()
+                except KernelDied as exc:
+                    failures.append(exc)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(caller, "execute")
+                await gate.wait_reached()
+                for _ in range(3):
+                    nursery.start_soon(caller, "info")  # queued behind the busy shell
+                await trio.testing.wait_all_tasks_blocked()
+                assert client.fail_pending(KernelDied("process exited with code -9")) == 4
+            gate.open()
+    assert len(failures) == 4 and {str(f) for f in failures} == {
+        "kernel died: process exited with code -9"
+    }
+
+
+async def test_stdin_password_prompt(fake_kernel: FakeKernel) -> None:
+    fake_kernel.script("login()", Input("user: "), Input("password: ", password=True, echo=False))
+    seen: list[tuple[str, bool]] = []
+
+    def answer(request: InputRequest) -> str:
+        seen.append((request.prompt, request.password))
+        return "secret" if request.password else "ada"
+
+    with trio.fail_after(TIMEOUT):
+        async with open_client(fake_kernel.connection_info, stdin=answer) as client:
+            assert (await client.execute("login()")).ok
+    assert seen == [("user: ", False), ("password: ", True)]
+    assert fake_kernel.input_values == ["ada", "secret"]
+
+
+async def test_kernel_opened_comm(fake_kernel: FakeKernel) -> None:
+    fake_kernel.script(
+        "widget()",
+        CommOpen("w1", "jupyter.widget", {"state": 1}),
+        CommMsg("w1", {"method": "update"}, buffers=[b"\x00\x01"]),
+    )
+    with trio.fail_after(TIMEOUT):
+        async with open_client(fake_kernel.connection_info) as client:
+            widgets = client.accept_comms("jupyter.widget")
+            result = await client.execute("widget()")
+            assert result.outputs == []  # comm traffic is not output
+            comm = await widgets.receive()
+            assert comm.open_message.content["data"] == {"state": 1}
+            update = await comm.receive()
+            assert update.content["data"] == {"method": "update"}
+            assert bytes(update.buffers[0]) == b"\x00\x01"
+            await comm.send({"method": "custom"})
+            sent = await fake_kernel.wait_for_request("comm_msg")
+            assert sent.content == {"comm_id": "w1", "data": {"method": "custom"}}
+            await comm.aclose()
+            closed = await fake_kernel.wait_for_request("comm_close")
+            assert closed.content["comm_id"] == "w1"
+
+
+async def test_subshell_request_is_tagged(fake_kernel: FakeKernel) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_client(fake_kernel.connection_info) as client:
+            await client.wait_for_ready()
+            async with client.open_subshell() as subshell:
+                assert (await client.execute("x", subshell_id=subshell)).ok
+                request = await fake_kernel.wait_for_request("execute_request")
+                assert request.subshell_id == subshell
+            assert await client.list_subshell() == []
