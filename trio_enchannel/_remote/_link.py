@@ -299,9 +299,17 @@ class KernelLink:
             extra_headers=headers,
             max_message_size=self.max_message_size,
             receive_buffer_size=256 * 1024,
-            connect_timeout=self.connect_timeout,
+            connect_timeout=self._handshake_budget(),
             disconnect_timeout=2.0,
         )
+
+    def _handshake_budget(self) -> float:
+        # While reconnecting, a handshake may not outlast the reconnection deadline (a peer
+        # that closes during the handshake is only noticed at this timeout).
+        if self.state != "reconnecting":
+            return self.connect_timeout
+        left = self._reconnect_started + self.reconnect_timeout - trio.current_time()
+        return max(0.2, min(self.connect_timeout, left))
 
     def _check_subprotocol(self, ws: trio_websocket.WebSocketConnection) -> None:
         if self.subprotocol_choice == "v1" and ws.subprotocol != V1_SUBPROTOCOL:
