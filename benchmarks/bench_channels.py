@@ -1,28 +1,36 @@
 """Channel throughput: trio-enchannel vs jupyter_client vs raw pyzmq, same run, same peer.
 
 One peer process (``benchmarks/_peer.py``: raw pyzmq, signs with the connection key) serves
-every client in turn. Each round connects each client afresh, waits until its iopub
-subscription is live (the peer publishes a probe per sync request until one arrives), then
-measures:
+every client. Measurements:
 
-* iopub ingestion: the peer queues N signed ~600-byte ``stream`` messages, then the client
-  times receiving all of them (receive + verify + decode; raw pyzmq only receives);
+* iopub ingestion: the peer queues N signed 600-byte ``stream`` messages, then the client
+  times receiving all of them (receive + verify + decode; raw pyzmq only receives). Before
+  that the client waits until its subscription is live: it repeats a sync request on shell,
+  for which the peer publishes a probe on iopub, until a probe arrives (slow joiners);
 * shell round trips, one in flight and 100 in flight (a sliding window), of an
   ``execute_request``-shaped message that the peer echoes;
 * a 64 MiB buffer round trip (the peer echoes the buffer without copying).
 
-The machine is small and noisy, so the rounds are interleaved (raw, jupyter_client, ours,
-raw, ...) and the table reports the best round of each client; medians go to
-``benchmarks/results/channels.json``.
+Clients: trio-enchannel (``open_channels`` under Trio), jupyter_client (``AsyncKernelClient``
+under asyncio, in this process), raw pyzmq (blocking, pre-built frames: the floor) and, as a
+diagnostic, blocking pyzmq with trio-enchannel's ``Session`` doing the protocol work (the
+codec floor: what any signing, verifying client pays before any event loop).
+
+The machine is small and shared, so every sample is short, the clients take turns for each
+measurement (in a rotating order) with a fresh connection each, and the tables give the best
+sample of each client, the median of the ratios within each round, and the client-process CPU
+time per operation (much less sensitive to other load than wall-clock rates).
 
     python -m benchmarks channels
     BENCH_QUICK=1 python -m benchmarks channels    # one short round (smoke test)
+    BENCH_ROUNDS=9 python -m benchmarks channels
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as _dt
+import gc
 import hashlib
 import hmac
 import json
@@ -35,7 +43,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,14 +56,15 @@ from ._peer import FLOOD_MESSAGE_SIZE
 from ._util import table
 
 QUICK = bool(os.environ.get("BENCH_QUICK"))
-ROUNDS = 1 if QUICK else 5
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 1 if QUICK else 7))
 N_FLOOD = 2_000 if QUICK else 20_000
 N_RTT1 = 200 if QUICK else 2_000
 N_RTT_WINDOW = 1_000 if QUICK else 10_000
 WINDOW = 100
 BIG = 64 * 1024 * 1024
-N_BIG = 2 if QUICK else 4
+N_BIG = 2 if QUICK else 3
 TIMEOUT = 60.0
+ZERO_COPY_MIN = 65536
 
 EXECUTE: dict[str, Any] = {
     "code": "x = 1",
@@ -67,14 +75,45 @@ EXECUTE: dict[str, Any] = {
     "stop_on_error": True,
 }
 
-METRICS = {
-    "iopub": "iopub ingestion (msg/s)",
-    "rtt1": "shell round trips, 1 in flight (/s)",
-    "rtt100": f"shell round trips, {WINDOW} in flight (/s)",
-    "big": "64 MiB buffer round trip (MiB/s)",
+#: measurement -> (label, unit of the CPU column)
+METRICS: dict[str, tuple[str, str]] = {
+    "iopub": ("iopub ingestion (msg/s)", "us/msg"),
+    "rtt1": ("shell round trips, 1 in flight (/s)", "us/rt"),
+    "rtt100": (f"shell round trips, {WINDOW} in flight (/s)", "us/rt"),
+    "big": ("64 MiB buffer round trip (MiB/s)", "ms/rt"),
 }
 
-Results = dict[str, float]
+#: (minimum ours/jupyter_client, minimum ours/raw pyzmq) per measurement (issue #3).
+TARGETS: dict[str, tuple[float | None, float]] = {
+    "iopub": (4.0, 0.40),
+    "rtt1": (1.5, 0.75),
+    "rtt100": (1.5, 0.75),
+    "big": (None, 0.80),
+}
+
+OURS, JC, RAW, CODEC = "trio-enchannel", "jupyter_client", "raw pyzmq", "pyzmq + our codec"
+
+#: One sample: (rate, CPU time of this process per operation in the metric's CPU unit).
+Sample = tuple[float, float]
+Info = dict[str, Any]
+
+
+class Clock:
+    """Wall and process CPU time over ``n`` operations."""
+
+    def __init__(self) -> None:
+        gc.collect()
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+
+    def stop(self, n: int, *, scale: float = 1e6) -> Sample:
+        wall = time.perf_counter() - self.wall
+        cpu = time.process_time() - self.cpu
+        return n / wall, cpu / n * scale
+
+
+def _big_sample(fastest: float, cpu: float) -> Sample:
+    return 2 * BIG / (1 << 20) / fastest, cpu * 1e3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,7 +121,7 @@ Results = dict[str, float]
 
 
 @contextmanager
-def peer_process() -> Iterator[dict[str, Any]]:
+def peer_process() -> Iterator[Info]:
     """Start ``benchmarks._peer``; yield its connection info; stop it on exit."""
     key = uuid.uuid4().hex
     proc = subprocess.Popen(
@@ -110,7 +149,7 @@ def peer_process() -> Iterator[dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Raw pyzmq: no protocol work beyond what the peer needs to answer
+# Blocking pyzmq: raw (no protocol work) and with our codec
 
 
 class RawSigner:
@@ -140,260 +179,293 @@ class RawSigner:
         return [b"<IDS|MSG>", mac.hexdigest().encode(), *parts]
 
 
-def _run_blocking(info: dict[str, Any], session: Session | None) -> Results:
-    ctx = zmq.Context()
+def _run_blocking(info: Info, metric: str, session: Session | None) -> Sample:
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     shell = ctx.socket(zmq.DEALER)
-    sub = ctx.socket(zmq.SUB)
-    for sock in (shell, sub):
-        sock.linger = 0
-        sock.rcvtimeo = int(TIMEOUT * 1000)
+    shell.linger = 0
+    shell.rcvtimeo = int(TIMEOUT * 1000)
     shell.connect(f"tcp://127.0.0.1:{info['shell_port']}")
-    sub.connect(f"tcp://127.0.0.1:{info['iopub_port']}")
-    sub.subscribe(b"")
     signer = RawSigner(info["key"])
     try:
-        # Wait until the subscription is live, then drain to a known point.
-        sent = 0
-        while True:
-            shell.send_multipart(signer.request("bench_sync_request", {"token": f"s{sent}"}))
-            sent += 1
-            if sub.poll(50):
-                break
-        shell.send_multipart(signer.request("bench_sync_request", {"token": "final"}))
-        sent += 1
-        while not (
-            (frames := sub.recv_multipart())[0] == b"probe"
-            and json.loads(frames[-1])["token"] == "final"
-        ):
-            pass
-        for _ in range(sent):
-            shell.recv_multipart()
-
-        results: Results = {}
-        shell.send_multipart(signer.request("bench_flood_request", {"n": N_FLOOD}))
-        shell.recv_multipart()
-        recv = sub.recv_multipart
-        if session is None:
-            start = time.perf_counter()
-            for _ in range(N_FLOOD):
-                recv()
-        else:
-            deserialize = session.deserialize
-            start = time.perf_counter()
-            for _ in range(N_FLOOD):
-                deserialize(recv())
-        results["iopub"] = N_FLOOD / (time.perf_counter() - start)
-
+        if metric == "iopub":
+            return _blocking_iopub(ctx, shell, signer, info, session)
+        if metric == "big":
+            return _blocking_big(shell, signer, session)
         request: Callable[[], object]
         receive: Callable[[], object]
         if session is None:
             frames = signer.request("execute_request", EXECUTE)
-            request = partial(shell.send_multipart, frames)
+
+            def request() -> None:
+                shell.send_multipart(frames)
+
             receive = shell.recv_multipart
         else:
             codec = session
-            request = lambda: shell.send_multipart(  # noqa: E731
-                codec.serialize(codec.message("execute_request", EXECUTE))
-            )
-            receive = lambda: codec.deserialize(shell.recv_multipart())  # noqa: E731
 
-        start = time.perf_counter()
-        for _ in range(N_RTT1):
-            request()
-            receive()
-        results["rtt1"] = N_RTT1 / (time.perf_counter() - start)
+            def request() -> None:
+                shell.send_multipart(codec.serialize(codec.message("execute_request", EXECUTE)))
 
-        start = time.perf_counter()
+            def receive() -> object:
+                return codec.deserialize(shell.recv_multipart())
+
+        if metric == "rtt1":
+            clock = Clock()
+            for _ in range(N_RTT1):
+                request()
+                receive()
+            return clock.stop(N_RTT1)
+        clock = Clock()
         for _ in range(WINDOW):
             request()
         for i in range(N_RTT_WINDOW):
             receive()
             if i + WINDOW < N_RTT_WINDOW:
                 request()
-        results["rtt100"] = N_RTT_WINDOW / (time.perf_counter() - start)
-
-        payload = os.urandom(BIG)
-        fastest = float("inf")
-        for _ in range(N_BIG):
-            start = time.perf_counter()
-            if session is None:
-                shell.send_multipart([*signer.request("echo_request", {}), payload], copy=False)
-                reply = shell.recv_multipart(copy=False)
-                size = len(reply[-1])
-            else:
-                message = session.message("echo_request", {}, buffers=[payload])
-                shell.send_multipart(session.serialize(message), copy=False)
-                parts = shell.recv_multipart(copy=False)
-                frames_in = [p.bytes if len(p) < 65536 else p.buffer for p in parts]
-                size = len(session.deserialize(frames_in).buffers[0])
-            fastest = min(fastest, time.perf_counter() - start)
-            assert size == BIG
-        results["big"] = 2 * BIG / (1 << 20) / fastest
-        return results
+        return clock.stop(N_RTT_WINDOW)
     finally:
         ctx.destroy(linger=0)
 
 
-def run_raw(info: dict[str, Any]) -> Results:
+def _blocking_iopub(
+    ctx: zmq.Context[zmq.Socket[bytes]],
+    shell: zmq.Socket[bytes],
+    signer: RawSigner,
+    info: Info,
+    session: Session | None,
+) -> Sample:
+    sub = ctx.socket(zmq.SUB)
+    sub.linger = 0
+    sub.rcvtimeo = int(TIMEOUT * 1000)
+    sub.connect(f"tcp://127.0.0.1:{info['iopub_port']}")
+    sub.subscribe(b"")
+    # Wait until the subscription is live, then drain to a known point.
+    sent = 0
+    while True:
+        shell.send_multipart(signer.request("bench_sync_request", {"token": f"s{sent}"}))
+        sent += 1
+        if sub.poll(50):
+            break
+    shell.send_multipart(signer.request("bench_sync_request", {"token": "final"}))
+    sent += 1
+    while not (
+        (frames := sub.recv_multipart())[0] == b"probe"
+        and json.loads(frames[-1])["token"] == "final"
+    ):
+        pass
+    for _ in range(sent):
+        shell.recv_multipart()
+    shell.send_multipart(signer.request("bench_flood_request", {"n": N_FLOOD}))
+    shell.recv_multipart()
+    recv = sub.recv_multipart
+    if session is None:
+        clock = Clock()
+        for _ in range(N_FLOOD):
+            recv()
+        return clock.stop(N_FLOOD)
+    deserialize = session.deserialize
+    clock = Clock()
+    for _ in range(N_FLOOD):
+        deserialize(recv())
+    return clock.stop(N_FLOOD)
+
+
+def _blocking_big(shell: zmq.Socket[bytes], signer: RawSigner, session: Session | None) -> Sample:
+    payload = os.urandom(BIG)
+    fastest = float("inf")
+    cpu = float("inf")
+    for _ in range(N_BIG):
+        clock = Clock()
+        if session is None:
+            shell.send_multipart([*signer.request("echo_request", {}), payload], copy=False)
+            reply = shell.recv_multipart(copy=False)
+            size = len(reply[-1])
+        else:
+            message = session.message("echo_request", {}, buffers=[payload])
+            shell.send_multipart(session.serialize(message), copy=False)
+            parts = shell.recv_multipart(copy=False)
+            frames = [p.bytes if len(p) < ZERO_COPY_MIN else p.buffer for p in parts]
+            size = len(session.deserialize(frames).buffers[0])
+        fastest = min(fastest, time.perf_counter() - clock.wall)
+        cpu = min(cpu, time.process_time() - clock.cpu)
+        assert size == BIG
+    return _big_sample(fastest, cpu)
+
+
+def run_raw(info: Info, metric: str) -> Sample:
     """The floor: blocking pyzmq, pre-built request frames, no verification or decoding."""
-    return _run_blocking(info, None)
+    return _run_blocking(info, metric, None)
 
 
-def run_codec(info: dict[str, Any]) -> Results:
+def run_codec(info: Info, metric: str) -> Sample:
     """Diagnostic: blocking pyzmq plus trio-enchannel's Session (build, sign, verify, decode).
 
     The gap between this and raw pyzmq is the codec; between this and trio-enchannel, the
-    Trio I/O layer (adapter, reader tasks, channel hand-over).
+    Trio I/O layer (adapter, reader tasks, hand-over through memory channels).
     """
-    return _run_blocking(info, Session(info["key"]))
+    return _run_blocking(info, metric, Session(info["key"]))
 
 
 # ---------------------------------------------------------------------------------------------
 # jupyter_client: AsyncKernelClient under asyncio, used the way its users use it
 
 
-async def _run_jc(info: dict[str, Any]) -> Results:
+async def _run_jc(info: Info, metric: str) -> Sample:
     kc = AsyncKernelClient()
     kc.load_connection_info(info)  # type: ignore[arg-type]
-    kc.start_channels(shell=True, iopub=True, stdin=False, hb=False, control=False)
+    kc.start_channels(shell=True, iopub=metric == "iopub", stdin=False, hb=False, control=False)
     try:
         session, shell = kc.session, kc.shell_channel
 
         def request(msg_type: str, content: dict[str, Any]) -> None:
             shell.send(session.msg(msg_type, content))
 
-        sent = 0
-        while True:
-            request("bench_sync_request", {"token": f"s{sent}"})
+        if metric == "iopub":
+            sent = 0
+            while True:
+                request("bench_sync_request", {"token": f"s{sent}"})
+                sent += 1
+                if await kc.iopub_channel.socket.poll(50):
+                    break
+            request("bench_sync_request", {"token": "final"})
             sent += 1
-            if await kc.iopub_channel.socket.poll(50):
-                break
-        request("bench_sync_request", {"token": "final"})
-        sent += 1
-        while True:
-            msg = await kc.get_iopub_msg(timeout=TIMEOUT)
-            if msg["msg_type"] == "bench_probe" and msg["content"]["token"] == "final":
-                break
-        for _ in range(sent):
+            while True:
+                msg = await kc.get_iopub_msg(timeout=TIMEOUT)
+                if msg["msg_type"] == "bench_probe" and msg["content"]["token"] == "final":
+                    break
+            for _ in range(sent):
+                await kc.get_shell_msg(timeout=TIMEOUT)
+            request("bench_flood_request", {"n": N_FLOOD})
             await kc.get_shell_msg(timeout=TIMEOUT)
+            clock = Clock()
+            for _ in range(N_FLOOD):
+                await kc.get_iopub_msg(timeout=TIMEOUT)
+            return clock.stop(N_FLOOD)
 
-        results: Results = {}
-        request("bench_flood_request", {"n": N_FLOOD})
-        await kc.get_shell_msg(timeout=TIMEOUT)
-        start = time.perf_counter()
-        for _ in range(N_FLOOD):
-            await kc.get_iopub_msg(timeout=TIMEOUT)
-        results["iopub"] = N_FLOOD / (time.perf_counter() - start)
-
-        start = time.perf_counter()
-        for _ in range(N_RTT1):
-            request("execute_request", EXECUTE)
-            await kc.get_shell_msg(timeout=TIMEOUT)
-        results["rtt1"] = N_RTT1 / (time.perf_counter() - start)
-
-        start = time.perf_counter()
-        for _ in range(WINDOW):
-            request("execute_request", EXECUTE)
-        for i in range(N_RTT_WINDOW):
-            await kc.get_shell_msg(timeout=TIMEOUT)
-            if i + WINDOW < N_RTT_WINDOW:
+        if metric == "rtt1":
+            clock = Clock()
+            for _ in range(N_RTT1):
                 request("execute_request", EXECUTE)
-        results["rtt100"] = N_RTT_WINDOW / (time.perf_counter() - start)
+                await kc.get_shell_msg(timeout=TIMEOUT)
+            return clock.stop(N_RTT1)
+
+        if metric == "rtt100":
+            clock = Clock()
+            for _ in range(WINDOW):
+                request("execute_request", EXECUTE)
+            for i in range(N_RTT_WINDOW):
+                await kc.get_shell_msg(timeout=TIMEOUT)
+                if i + WINDOW < N_RTT_WINDOW:
+                    request("execute_request", EXECUTE)
+            return clock.stop(N_RTT_WINDOW)
 
         payload = os.urandom(BIG)
         fastest = float("inf")
+        cpu = float("inf")
         for _ in range(N_BIG):
-            start = time.perf_counter()
+            clock = Clock()
             msg = session.msg("echo_request", {})
             msg["buffers"] = [payload]
             shell.send(msg)
             reply = await kc.get_shell_msg(timeout=TIMEOUT)
-            fastest = min(fastest, time.perf_counter() - start)
+            fastest = min(fastest, time.perf_counter() - clock.wall)
+            cpu = min(cpu, time.process_time() - clock.cpu)
             assert len(reply["buffers"][0]) == BIG
-        results["big"] = 2 * BIG / (1 << 20) / fastest
-        return results
+        return _big_sample(fastest, cpu)
     finally:
         kc.stop_channels()
 
 
-def run_jc(info: dict[str, Any]) -> Results:
+def run_jc(info: Info, metric: str) -> Sample:
     """jupyter_client's AsyncKernelClient in a fresh asyncio loop."""
-    return asyncio.run(_run_jc(info))
+    return asyncio.run(_run_jc(info, metric))
 
 
 # ---------------------------------------------------------------------------------------------
 # trio-enchannel: open_channels under Trio, used the way its users use it
 
 
-async def _run_ours(info: dict[str, Any]) -> Results:
+async def _run_ours(info: Info, metric: str) -> Sample:
     async with open_channels(info, heartbeat=False) as ch:
         session, shell, iopub = ch.session, ch.shell, ch.iopub
 
         async def request(msg_type: str, content: dict[str, Any]) -> None:
             await shell.send(session.message(msg_type, content, channel="shell"))
 
-        sent = 0
-        while True:
-            await request("bench_sync_request", {"token": f"s{sent}"})
-            sent += 1
-            with trio.move_on_after(0.05):
-                await iopub.receive()
-                break
-        await request("bench_sync_request", {"token": "final"})
-        sent += 1
-        with trio.fail_after(TIMEOUT):
-            while True:
-                msg = await iopub.receive()
-                if msg.msg_type == "bench_probe" and msg.content["token"] == "final":
-                    break
-            for _ in range(sent):
+        with trio.fail_after(TIMEOUT * 2):
+            if metric == "iopub":
+                sent = 0
+                while True:
+                    await request("bench_sync_request", {"token": f"s{sent}"})
+                    sent += 1
+                    with trio.move_on_after(0.05):
+                        await iopub.receive()
+                        break
+                await request("bench_sync_request", {"token": "final"})
+                sent += 1
+                while True:
+                    msg = await iopub.receive()
+                    if msg.msg_type == "bench_probe" and msg.content["token"] == "final":
+                        break
+                for _ in range(sent):
+                    await shell.receive()
+                await request("bench_flood_request", {"n": N_FLOOD})
                 await shell.receive()
+                receive = iopub.receive
+                clock = Clock()
+                for _ in range(N_FLOOD):
+                    await receive()
+                return clock.stop(N_FLOOD)
 
-            results: Results = {}
-            await request("bench_flood_request", {"n": N_FLOOD})
-            await shell.receive()
-            receive = iopub.receive
-            start = time.perf_counter()
-            for _ in range(N_FLOOD):
-                await receive()
-            results["iopub"] = N_FLOOD / (time.perf_counter() - start)
-
-            start = time.perf_counter()
-            for _ in range(N_RTT1):
-                await request("execute_request", EXECUTE)
-                await shell.receive()
-            results["rtt1"] = N_RTT1 / (time.perf_counter() - start)
-
-            start = time.perf_counter()
-            for _ in range(WINDOW):
-                await request("execute_request", EXECUTE)
-            for i in range(N_RTT_WINDOW):
-                await shell.receive()
-                if i + WINDOW < N_RTT_WINDOW:
+            if metric == "rtt1":
+                clock = Clock()
+                for _ in range(N_RTT1):
                     await request("execute_request", EXECUTE)
-            results["rtt100"] = N_RTT_WINDOW / (time.perf_counter() - start)
+                    await shell.receive()
+                return clock.stop(N_RTT1)
+
+            if metric == "rtt100":
+                clock = Clock()
+                for _ in range(WINDOW):
+                    await request("execute_request", EXECUTE)
+                for i in range(N_RTT_WINDOW):
+                    await shell.receive()
+                    if i + WINDOW < N_RTT_WINDOW:
+                        await request("execute_request", EXECUTE)
+                return clock.stop(N_RTT_WINDOW)
 
             payload = os.urandom(BIG)
             fastest = float("inf")
+            cpu = float("inf")
             for _ in range(N_BIG):
-                start = time.perf_counter()
+                clock = Clock()
                 await shell.send(
                     session.message("echo_request", {}, buffers=[payload], channel="shell")
                 )
                 reply = await shell.receive()
-                fastest = min(fastest, time.perf_counter() - start)
+                fastest = min(fastest, time.perf_counter() - clock.wall)
+                cpu = min(cpu, time.process_time() - clock.cpu)
                 assert len(reply.buffers[0]) == BIG
-            results["big"] = 2 * BIG / (1 << 20) / fastest
-        return results
+            return _big_sample(fastest, cpu)
 
 
-def run_ours(info: dict[str, Any]) -> Results:
+def run_ours(info: Info, metric: str) -> Sample:
     """trio-enchannel's open_channels in a fresh Trio run."""
-    return trio.run(_run_ours, info)
+    return trio.run(_run_ours, info, metric)
 
 
 # ---------------------------------------------------------------------------------------------
 # The driver
+
+CLIENTS: dict[str, Callable[[Info, str], Sample]] = {
+    OURS: run_ours,
+    JC: run_jc,
+    RAW: run_raw,
+    CODEC: run_codec,
+}
+
+#: client -> metric -> samples
+Samples = dict[str, dict[str, list[Sample]]]
 
 
 def machine() -> str:
@@ -413,35 +485,17 @@ def machine() -> str:
     )
 
 
-CLIENTS: dict[str, Callable[[dict[str, Any]], Results]] = {
-    "raw pyzmq": run_raw,
-    "jupyter_client": run_jc,
-    "trio-enchannel": run_ours,
-    "pyzmq + our codec": run_codec,
-}
-
-
-def run() -> dict[str, dict[str, list[float]]]:
-    """Every client, ROUNDS times, interleaved, against one peer process."""
-    samples: dict[str, dict[str, list[float]]] = {
-        name: {metric: [] for metric in METRICS} for name in CLIENTS
-    }
+def run() -> Samples:
+    """Every measurement ROUNDS times; the clients take turns (rotating order) each time."""
+    samples: Samples = {name: {metric: [] for metric in METRICS} for name in CLIENTS}
+    names = list(CLIENTS)
     with peer_process() as info:
-        for _ in range(ROUNDS):
-            for name, client in CLIENTS.items():
-                for metric, value in client(info).items():
-                    samples[name][metric].append(value)
+        for round_ in range(ROUNDS):
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
+            for metric in METRICS:
+                for name in order:
+                    samples[name][metric].append(CLIENTS[name](info, metric))
     return samples
-
-
-#: (minimum ours/jupyter_client, minimum ours/raw pyzmq) per measurement (issue #3).
-TARGETS: dict[str, tuple[float | None, float]] = {
-    "iopub": (4.0, 0.40),
-    "rtt1": (1.5, 0.75),
-    "rtt100": (1.5, 0.75),
-    "big": (None, 0.80),
-}
-OURS, JC, RAW, CODEC = "trio-enchannel", "jupyter_client", "raw pyzmq", "pyzmq + our codec"
 
 
 def _target(metric: str) -> str:
@@ -457,96 +511,127 @@ def _met(metric: str, ratio_jc: float, ratio_raw: float) -> str:
     return "yes" if ok else "NO"
 
 
-def report(samples: dict[str, dict[str, list[float]]]) -> tuple[str, str]:
-    """The ratio table (best of the rounds) and the per-round median ratio table."""
-    best = {name: {m: max(v) for m, v in per.items()} for name, per in samples.items()}
-    rows: list[list[object]] = []
-    median_rows: list[list[object]] = []
-    for metric, label in METRICS.items():
-        ours, jc, raw = best[OURS][metric], best[JC][metric], best[RAW][metric]
-        rows.append(
+def _range(values: list[float], fmt: str) -> str:
+    return f"{format(min(values), fmt)} - {format(max(values), fmt)}"
+
+
+def report(samples: Samples) -> list[str]:
+    """Three tables: best rates and ratios; per-round ratios; CPU time per operation."""
+    rates = {n: {m: [s[0] for s in v] for m, v in per.items()} for n, per in samples.items()}
+    cpus = {n: {m: [s[1] for s in v] for m, v in per.items()} for n, per in samples.items()}
+    best_rows: list[list[object]] = []
+    round_rows: list[list[object]] = []
+    cpu_rows: list[list[object]] = []
+    for metric, (label, cpu_unit) in METRICS.items():
+        best = {name: max(rates[name][metric]) for name in CLIENTS}
+        vs_jc, vs_raw = best[OURS] / best[JC], best[OURS] / best[RAW]
+        best_rows.append(
             [
                 label,
-                ours,
-                jc,
-                raw,
-                best[CODEC][metric],
-                f"{ours / jc:.2f}x",
-                f"{ours / raw:.0%}",
+                best[OURS],
+                best[JC],
+                best[RAW],
+                best[CODEC],
+                f"{vs_jc:.2f}x",
+                f"{vs_raw:.0%}",
                 _target(metric),
-                _met(metric, ours / jc, ours / raw),
+                _met(metric, vs_jc, vs_raw),
             ]
         )
-        per_round = zip(
-            samples[OURS][metric], samples[JC][metric], samples[RAW][metric], strict=True
+        per_round = list(
+            zip(
+                rates[OURS][metric],
+                rates[JC][metric],
+                rates[RAW][metric],
+                rates[CODEC][metric],
+                strict=True,
+            )
         )
-        ratios = [(o / j, o / r) for o, j, r in per_round]
-        codec_floor = statistics.median(
-            c / r for c, r in zip(samples[CODEC][metric], samples[RAW][metric], strict=True)
-        )
-        median_jc = statistics.median(j for j, _ in ratios)
-        median_raw = statistics.median(r for _, r in ratios)
-        median_rows.append(
+        r_jc = [o / j for o, j, _, _ in per_round]
+        r_raw = [o / r for o, _, r, _ in per_round]
+        r_codec = [c / r for _, _, r, c in per_round]
+        round_rows.append(
             [
                 label,
-                f"{median_jc:.2f}x",
-                f"{median_raw:.0%}",
-                f"{min(j for j, _ in ratios):.2f}x - {max(j for j, _ in ratios):.2f}x",
-                f"{min(r for _, r in ratios):.0%} - {max(r for _, r in ratios):.0%}",
-                f"{codec_floor:.0%}",
+                f"{statistics.median(r_jc):.2f}x",
+                f"{statistics.median(r_raw):.0%}",
+                _range(r_jc, ".2f"),
+                _range(r_raw, ".0%"),
+                f"{statistics.median(r_codec):.0%}",
             ]
         )
-    main_table = table(
-        f"Channels: best of {ROUNDS} interleaved rounds, one peer process",
-        ["measurement", OURS, JC, RAW, CODEC, "vs jupyter_client", "vs raw pyzmq", "target", "met"],
-        rows,
-    )
-    median_table = table(
-        f"Ratios within each round (median and range over {ROUNDS} rounds)",
-        [
-            "measurement",
-            "vs jupyter_client",
-            "vs raw pyzmq",
-            "range vs jc",
-            "range vs raw",
-            "codec floor vs raw",
-        ],
-        median_rows,
-    )
-    return main_table, median_table
+        med = {name: statistics.median(cpus[name][metric]) for name in CLIENTS}
+        cpu_rows.append(
+            [
+                f"{label.split(' (')[0]} ({cpu_unit})",
+                med[OURS],
+                med[JC],
+                med[RAW],
+                med[CODEC],
+                f"{med[JC] / med[OURS]:.2f}x",
+                f"{med[RAW] / med[OURS]:.0%}",
+            ]
+        )
+    return [
+        table(
+            f"Channels: best of {ROUNDS} samples per client, one peer process",
+            ["measurement", OURS, JC, RAW, CODEC, "vs jupyter_client", "vs raw", "target", "met"],
+            best_rows,
+        ),
+        table(
+            f"Ratios within each round: median and range over {ROUNDS} rounds",
+            [
+                "measurement",
+                "vs jupyter_client",
+                "vs raw",
+                "range vs jupyter_client",
+                "range vs raw",
+                "codec floor vs raw",
+            ],
+            round_rows,
+        ),
+        table(
+            "Client CPU time per operation (median; peer excluded; lower is better)",
+            [
+                "measurement",
+                OURS,
+                JC,
+                RAW,
+                CODEC,
+                "jupyter_client / ours",
+                "raw / ours",
+            ],
+            cpu_rows,
+        ),
+    ]
 
 
 def main() -> None:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     started = time.perf_counter()
     samples = run()
-    main_table, median_table = report(samples)
-    print(f"{stamp}; {machine()}")
-    print(
-        f"N={N_FLOOD} iopub messages of {FLOOD_MESSAGE_SIZE} B, {N_RTT1} + {N_RTT_WINDOW} "
-        f"round trips, {N_BIG} x 64 MiB per round; {time.perf_counter() - started:.0f} s\n"
+    tables = report(samples)
+    heading = (
+        f"{stamp}; {machine()}\n"
+        f"per sample: {N_FLOOD} iopub messages of {FLOOD_MESSAGE_SIZE} B, {N_RTT1} and "
+        f"{N_RTT_WINDOW} round trips, best of {N_BIG} x 64 MiB; "
+        f"{ROUNDS} rounds in {time.perf_counter() - started:.0f} s; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
-    print(main_table)
-    print()
-    print(median_table)
+    text = "\n\n".join([heading, *tables])
+    print(text)
     if QUICK:
         return
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
+    (out / "channels.txt").write_text(text + "\n")
     (out / "channels.json").write_text(
         json.dumps(
-            {
-                "date": stamp,
-                "machine": machine(),
-                "rounds": ROUNDS,
-                "samples": samples,
-                "tables": [main_table, median_table],
-            },
-            indent=2,
+            {"date": stamp, "machine": machine(), "rounds": ROUNDS, "samples": samples},
+            indent=1,
         )
         + "\n"
     )
-    (out / "channels.txt").write_text(f"{stamp}; {machine()}\n\n{main_table}\n\n{median_table}\n")
 
 
 if __name__ == "__main__":
