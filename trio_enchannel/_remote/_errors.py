@@ -41,10 +41,13 @@ class RemoteServerError(EnchannelError):
 
 
 class RemoteAuthenticationError(RemoteServerError):
-    """The server refused the token (HTTP 401 or 403).
+    """The server refused the request: HTTP 401 or 403.
 
-    The message names the status and the URL; check the ``token`` argument (or the server's
-    ``IdentityProvider.token`` / Enterprise Gateway's ``EG_AUTH_TOKEN``).
+    Usually a wrong or missing token (check the ``token`` argument against the server's
+    ``IdentityProvider.token``, or Enterprise Gateway's ``EG_AUTH_TOKEN``); a 403 can also
+    be the server's policy (Enterprise Gateway forbids listing kernels unless started with
+    ``--EnterpriseGatewayApp.list_kernels=True``, and starting kernels for users it does not
+    authorize). The message names the status, the URL and the server's reason.
     """
 
 

@@ -265,10 +265,11 @@ class RemoteServer:
             "server_message": message,
         }
         if status in (401, 403):
-            given = "a token was sent" if self.token else "no token was sent"
+            given = "the token sent was refused" if self.token else "no token was sent"
             raise RemoteAuthenticationError(
-                f"{method} {url}: HTTP {status} {response.reason_phrase} — the server refused "
-                f"the request ({given}; check the token)" + (f": {message}" if message else ""),
+                f"{method} {url}: HTTP {status} {response.reason_phrase} — {given}, or the "
+                "server does not allow this request"
+                + (f" ({message})" if message and message != response.reason_phrase else ""),
                 **kwargs,
             )
         kernel_id = _kernel_id_of(path)
