@@ -5,6 +5,8 @@ The public API is re-exported here; every other module is private.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._channel_views import ChannelsStatistics as ChannelsStatistics
 from ._channel_views import ChannelStatistics as ChannelStatistics
 from ._channel_views import IOPubChannel as IOPubChannel
@@ -57,6 +59,22 @@ from ._results import Reply as Reply
 from ._session import DELIMITER as DELIMITER
 from ._session import Session as Session
 
+if TYPE_CHECKING:  # remote kernels need the 'remote' extra; imported lazily below
+    from ._remote import ConnectionLost as ConnectionLost
+    from ._remote import RemoteAuthenticationError as RemoteAuthenticationError
+    from ._remote import RemoteChannels as RemoteChannels
+    from ._remote import RemoteChannelsStatistics as RemoteChannelsStatistics
+    from ._remote import RemoteConnectionStatistics as RemoteConnectionStatistics
+    from ._remote import RemoteKernel as RemoteKernel
+    from ._remote import RemoteKernelModel as RemoteKernelModel
+    from ._remote import RemoteKernelNotFound as RemoteKernelNotFound
+    from ._remote import RemoteKernelSpec as RemoteKernelSpec
+    from ._remote import RemoteServer as RemoteServer
+    from ._remote import RemoteServerError as RemoteServerError
+    from ._remote import open_remote_channels as open_remote_channels
+    from ._remote import open_remote_kernel as open_remote_kernel
+    from ._remote import open_remote_server as open_remote_server
+
 __version__ = "0.1.0.dev0"
 
 __all__ = [
@@ -71,6 +89,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionInfo",
     "ConnectionInfoError",
+    "ConnectionLost",
     "DuplicateSignature",
     "EnchannelError",
     "EncryptionUnavailable",
@@ -102,7 +121,17 @@ __all__ = [
     "NoSuchKernel",
     "OutputAccumulator",
     "RejectedMessage",
+    "RemoteAuthenticationError",
+    "RemoteChannels",
+    "RemoteChannelsStatistics",
+    "RemoteConnectionStatistics",
+    "RemoteKernel",
+    "RemoteKernelModel",
+    "RemoteKernelNotFound",
+    "RemoteKernelSpec",
     "RemoteProtocolError",
+    "RemoteServer",
+    "RemoteServerError",
     "Reply",
     "Session",
     "StdinHandler",
@@ -110,5 +139,49 @@ __all__ = [
     "open_channels",
     "open_client",
     "open_kernel_channels",
+    "open_remote_channels",
+    "open_remote_kernel",
+    "open_remote_server",
     "write_connection_file",
 ]
+
+_REMOTE_NAMES = frozenset(
+    (
+        "ConnectionLost",
+        "RemoteAuthenticationError",
+        "RemoteChannels",
+        "RemoteChannelsStatistics",
+        "RemoteConnectionStatistics",
+        "RemoteKernel",
+        "RemoteKernelModel",
+        "RemoteKernelNotFound",
+        "RemoteKernelSpec",
+        "RemoteServer",
+        "RemoteServerError",
+        "open_remote_channels",
+        "open_remote_kernel",
+        "open_remote_server",
+    )
+)
+
+
+def __getattr__(name: str) -> Any:
+    """Import the remote-kernel API on first use (it needs ``trio-enchannel[remote]``).
+
+    Raises:
+        ImportError: a remote name was asked for but ``httpx`` or ``trio-websocket`` is
+            missing.
+        AttributeError: no such name.
+    """
+    if name in _REMOTE_NAMES:
+        try:
+            from . import _remote
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                f"trio_enchannel.{name} needs the remote extra: pip install "
+                f"'trio-enchannel[remote]' ({exc})"
+            ) from exc
+        value = getattr(_remote, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'trio_enchannel' has no attribute {name!r}")

@@ -43,7 +43,7 @@ from ._rest import RemoteServer, open_remote_server
 from ._util import unwrap_single
 
 __all__ = [
-    "ConnectionStatistics",
+    "RemoteConnectionStatistics",
     "RemoteChannels",
     "RemoteChannelsStatistics",
     "open_remote_channels",
@@ -55,7 +55,7 @@ IOPubOverflow = str  # "wait" | "drop", as for open_channels
 
 
 @attrs.frozen
-class ConnectionStatistics:
+class RemoteConnectionStatistics:
     """A snapshot of the websocket connection of :class:`RemoteChannels`.
 
     Attributes:
@@ -80,7 +80,7 @@ class RemoteChannelsStatistics:
 
     Attributes:
         shell, control, stdin, iopub: per-channel :class:`~trio_enchannel.ChannelStatistics`.
-        connection: the websocket's :class:`ConnectionStatistics`.
+        connection: the websocket's :class:`RemoteConnectionStatistics`.
         rejects_unreported: rejects that did not fit in :attr:`RemoteChannels.rejects`.
     """
 
@@ -88,7 +88,7 @@ class RemoteChannelsStatistics:
     control: ChannelStatistics
     stdin: ChannelStatistics
     iopub: ChannelStatistics
-    connection: ConnectionStatistics
+    connection: RemoteConnectionStatistics
     rejects_unreported: int = 0
 
     def __getitem__(self, name: ChannelName) -> ChannelStatistics:
@@ -254,7 +254,7 @@ class RemoteChannels:
             control=self._channel_statistics("control"),
             stdin=self._channel_statistics("stdin"),
             iopub=self._channel_statistics("iopub"),
-            connection=ConnectionStatistics(
+            connection=RemoteConnectionStatistics(
                 state=link.state,
                 subprotocol=link.subprotocol,
                 connections=link.connections,
