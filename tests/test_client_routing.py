@@ -44,6 +44,9 @@ class Duplex(trio.abc.Channel[Message]):
     async def receive(self) -> Message:
         return await self._receive.receive()
 
+    def receive_nowait(self) -> Message:
+        return self._receive.receive_nowait()
+
     async def aclose(self) -> None:
         await self._send.aclose()
         await self._receive.aclose()
@@ -842,3 +845,36 @@ async def test_subshell_support_is_checked_when_known(pair: tuple[KernelClient, 
         await client.kernel_info()
     with pytest.raises(LocalProtocolError, match="subshells"):
         await client.create_subshell()
+
+
+async def test_kernel_death_abandons_a_waiting_stdin_handler(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    client, kernel = pair
+    handler_cancelled = False
+
+    async def slow_user(request: InputRequest) -> str:
+        nonlocal handler_cancelled
+        try:
+            await trio.sleep(3600)  # the user never types
+        finally:
+            handler_cancelled = True
+        return "too late"
+
+    async def kernel_side() -> None:
+        req = await kernel.shell.receive()
+        prompt = kernel.session.message(
+            "input_request", {"prompt": "?", "password": False}, parent=req, channel="stdin"
+        )
+        await kernel.stdin.send(prompt)
+        await trio.testing.wait_all_tasks_blocked()
+        client.fail_pending(KernelDied("process exited"))
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(kernel_side)
+            with pytest.raises(KernelDied):
+                await client.execute("input()", stdin=slow_user)
+    assert handler_cancelled
+    with pytest.raises(trio.WouldBlock):
+        kernel.stdin.receive_nowait()  # nothing was answered for a dead kernel

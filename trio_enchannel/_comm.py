@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ._errors import KernelDied
 from ._message import Message
 from ._queue import DroppingQueue
 
@@ -92,7 +93,8 @@ class Comm(trio.abc.ReceiveChannel[Message]):
         """Send a ``comm_msg`` with ``data`` to the kernel side of the comm.
 
         Raises:
-            trio.ClosedResourceError: the comm is closed.
+            trio.ClosedResourceError: the comm (or the client) is closed.
+            KernelDied: the kernel is not answering.
             LocalProtocolError: ``data`` or ``metadata`` cannot be encoded as JSON.
         """
         if self.closed:
@@ -116,6 +118,8 @@ class Comm(trio.abc.ReceiveChannel[Message]):
 
         Raises:
             LocalProtocolError: ``data`` or ``metadata`` cannot be encoded as JSON.
+            KernelDied: the kernel is not answering (the comm is closed on our side anyway).
+            trio.ClosedResourceError: the client is closed.
         """
         if self.closed:
             await trio.lowlevel.checkpoint()
@@ -157,7 +161,7 @@ class Comm(trio.abc.ReceiveChannel[Message]):
             with trio.move_on_after(5) as scope:
                 scope.shield = True
                 await self.close()
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
+        except (trio.ClosedResourceError, trio.BrokenResourceError, KernelDied):
             pass
         finally:
             self._queue.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeAlias
 
 import attrs
@@ -13,6 +15,9 @@ from ._message import Message
 from ._outputs import OutputAccumulator
 from ._queue import DroppingQueue
 from ._results import ExecuteResult
+
+if sys.version_info < (3, 11):  # pragma: no cover - trio depends on exceptiongroup there
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
     from ._client import KernelClient
@@ -53,7 +58,7 @@ StdinHandler: TypeAlias = Callable[[InputRequest], "str | Awaitable[str]"]
 class _Request:
     """A request in flight: the router fills its inbox, the waiting task drains it."""
 
-    __slots__ = ("inbox", "msg", "probe", "replied")
+    __slots__ = ("failed", "inbox", "msg", "probe", "replied")
 
     def __init__(self, msg: Message | None, *, probe: bool = False) -> None:
         self.msg = msg
@@ -61,10 +66,12 @@ class _Request:
         # pings yet); only an explicit fail_pending() ends it.
         self.probe = probe
         self.replied = False  # the waiting task took the reply out of the inbox
+        self.failed = trio.Event()
         self.inbox: DroppingQueue[Message] = DroppingQueue()
 
     def fail(self, exc: BaseException) -> None:
         self.inbox.close_producer(exc)
+        self.failed.set()
 
 
 class Execution(trio.abc.ReceiveChannel[Message]):
@@ -180,13 +187,39 @@ class Execution(trio.abc.ReceiveChannel[Message]):
             return
         value = ""
         try:
-            got = handler(InputRequest.from_message(msg))
-            if inspect.isawaitable(got):
-                got = await got
-            if not isinstance(got, str):
-                raise TypeError(f"stdin handler returned {type(got).__name__}, not str")
-            value = got
+            async with _single_errors(), trio.open_nursery() as nursery:
+
+                async def abandon_if_the_kernel_dies() -> None:
+                    # Nobody will read the answer: stop waiting for the user.
+                    await self._req.failed.wait()
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(abandon_if_the_kernel_dies)
+                got = handler(InputRequest.from_message(msg))
+                if inspect.isawaitable(got):
+                    got = await got
+                if not isinstance(got, str):
+                    raise TypeError(f"stdin handler returned {type(got).__name__}, not str")
+                value = got
+                nursery.cancel_scope.cancel()
         finally:
-            # Always answer: a prompt left unanswered blocks the kernel for good.
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await client._send_input_reply(msg, value)
+            # Always answer (unless the request failed): a prompt left unanswered blocks
+            # the kernel for good.
+            if not self._req.failed.is_set():
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await client._send_input_reply(msg, value)
+
+
+@contextlib.asynccontextmanager
+async def _single_errors() -> AsyncIterator[None]:
+    # The handler's own exception, not a group around it (our nursery has only a watcher).
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) != 1:
+            raise
+        exc = group.exceptions[0]
+        try:
+            raise exc
+        finally:
+            del exc
