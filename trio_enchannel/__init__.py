@@ -47,6 +47,13 @@ from ._kernel_side import KernelChannels as KernelChannels
 from ._kernel_side import KernelEndpoint as KernelEndpoint
 from ._kernel_side import KernelStatistics as KernelStatistics
 from ._kernel_side import open_kernel_channels as open_kernel_channels
+from ._kernelspec import InvalidKernelSpec as InvalidKernelSpec
+from ._kernelspec import KernelSpec as KernelSpec
+from ._kernelspec import find_kernel_specs as find_kernel_specs
+from ._kernelspec import get_kernel_spec as get_kernel_spec
+from ._kernelspec import list_kernel_specs as list_kernel_specs
+from ._launcher import Kernel as Kernel
+from ._launcher import open_kernel as open_kernel
 from ._message import CHANNEL_NAMES as CHANNEL_NAMES
 from ._message import ChannelName as ChannelName
 from ._message import Header as Header
@@ -104,13 +111,16 @@ __all__ = [
     "IOPubOverflow",
     "IOPubPublisher",
     "InputRequest",
+    "InvalidKernelSpec",
     "InvalidSignature",
+    "Kernel",
     "KernelChannels",
     "KernelClient",
     "KernelDied",
     "KernelEndpoint",
     "KernelError",
     "KernelInfo",
+    "KernelSpec",
     "KernelStartupError",
     "KernelStatistics",
     "LocalProtocolError",
@@ -136,8 +146,12 @@ __all__ = [
     "Session",
     "StdinHandler",
     "UnsignedMessage",
+    "find_kernel_specs",
+    "get_kernel_spec",
+    "list_kernel_specs",
     "open_channels",
     "open_client",
+    "open_kernel",
     "open_kernel_channels",
     "open_remote_channels",
     "open_remote_kernel",
