@@ -8,6 +8,7 @@ the protocol. The kernelspec is installed into a temporary JUPYTER_PATH.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import sys
@@ -15,7 +16,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import jupyter_kernel_test
 import pytest
@@ -48,7 +49,11 @@ class _InstalledKernel:
     @classmethod
     def install(cls) -> None:
         cls.directory = tempfile.mkdtemp(prefix="trio-calc-kernels-")
-        shutil.copytree(EXAMPLE, Path(cls.directory) / "kernels" / KERNEL_NAME)
+        shutil.copytree(
+            EXAMPLE,
+            Path(cls.directory) / "kernels" / KERNEL_NAME,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
         cls.saved = os.environ.get("JUPYTER_PATH")
         os.environ["JUPYTER_PATH"] = cls.directory
 
@@ -193,6 +198,9 @@ def _drive(kernel_name: str) -> list[dict[str, Any]]:
                 received.append(reply)
                 if reply["parent_header"]["msg_id"] == msg_id:
                     break
+        # Interrupt a running execution (interrupt_mode "message": interrupt_request).
+        interrupted = _interrupt_sleep(manager, client, received)
+        assert interrupted["content"]["ename"] == "KeyboardInterrupt"
         while True:
             try:
                 received.append(client.get_iopub_msg(timeout=0.5))
@@ -202,6 +210,48 @@ def _drive(kernel_name: str) -> list[dict[str, Any]]:
         client.stop_channels()
         manager.shutdown_kernel(now=False)
     return received
+
+
+def _interrupt_sleep(manager: Any, client: Any, received: list[dict[str, Any]]) -> Any:
+    """Start ``sleep(60)``, interrupt it once it runs, return its execute_reply."""
+    msg_id = client.execute("sleep(60)")
+    while True:
+        msg = client.get_iopub_msg(timeout=TIMEOUT)
+        received.append(msg)
+        if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "execute_input":
+            break
+    manager.interrupt_kernel()
+    while True:
+        reply = client.get_shell_msg(timeout=TIMEOUT)
+        received.append(reply)
+        if reply["parent_header"]["msg_id"] == msg_id:
+            return reply
+
+
+def _interrupt_by_signal(kernel_name: str) -> Any:
+    from jupyter_client.manager import start_new_kernel
+
+    manager, client = start_new_kernel(kernel_name=kernel_name, startup_timeout=TIMEOUT)
+    try:
+        assert manager.kernel_spec is not None
+        assert manager.kernel_spec.interrupt_mode == "signal"
+        return _interrupt_sleep(manager, client, [])
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=False)
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+async def test_sigint_interrupts_too(installed_kernel: str) -> None:
+    spec_file = Path(_InstalledKernel.directory) / "kernels" / installed_kernel / "kernel.json"
+    spec = json.loads(spec_file.read_text())
+    spec["interrupt_mode"] = "signal"
+    spec_file.write_text(json.dumps(spec))
+    with trio.fail_after(TIMEOUT * 2):
+        reply = await trio.to_thread.run_sync(_interrupt_by_signal, installed_kernel)
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "KeyboardInterrupt"
 
 
 @pytest.mark.kernel
@@ -352,3 +402,34 @@ def test_calculator_is_complete_and_completion() -> None:
     assert calc.is_complete("import os")[0] == "invalid"
     assert calc.token_at("x = sq", 6) == ("sq", 4)
     assert calc.word_at("sqrt(2)", 2) == "sqrt"
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["tcp", "ipc"])
+async def test_our_launcher_and_client_with_encryption(
+    installed_kernel: str, transport: Literal["tcp", "ipc"]
+) -> None:
+    """trio-enchannel on both ends: our launcher and client, our kernel side, CurveZMQ on."""
+    from trio_enchannel._launcher import open_kernel
+    from trio_enchannel._zmq import has_curve
+
+    if not has_curve():
+        pytest.skip("libzmq without CurveZMQ")
+    kernels = Path(_InstalledKernel.directory) / "kernels"
+    with trio.fail_after(TIMEOUT * 2):
+        async with open_kernel(
+            installed_kernel,
+            kernel_dirs=[kernels],
+            encryption="required",
+            transport=transport,
+            startup_timeout=8,
+            client_options={"stdin": lambda request: "21"},
+        ) as kernel:
+            assert kernel.client is not None
+            result = await kernel.client.execute('n = number(input("n? "))\nprint(n * 2)\nn')
+            assert result.status == "ok"
+            assert result.stdout == "42\n"
+            assert result.outputs[-1]["data"] == {"text/plain": "21"}
+            info = await kernel.client.kernel_info()
+            assert info.reply.content["implementation"] == "trio_calc"

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from tests._raw_peer import open_raw_peer
 from trio_enchannel import (
@@ -559,3 +560,38 @@ async def test_backpressure_and_discarded_requests() -> None:
             assert (await kc.rejects.receive()).channel == "control"
             control = kc.control.statistics()
             assert (control.received, control.discarded) == (1, 1)
+
+
+async def test_input_request_waits_for_a_late_stdin_connection() -> None:
+    from trio_enchannel._zmq import TrioSocket
+
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels() as kc:
+            session = Session.from_connection_info(kc.connection_info)
+            parent = session.message("execute_request", {"code": ""}, identities=(b"late",))
+            answers: list[str] = []
+            async with trio.open_nursery() as nursery:
+
+                async def ask() -> None:
+                    answers.append(await kc.input_request(parent, "late? "))
+
+                nursery.start_soon(ask)
+                await trio.testing.wait_all_tasks_blocked()
+                with TrioSocket("DEALER", linger=0) as stdin:
+                    stdin.set_identity(b"late")
+                    stdin.connect(kc.connection_info.url("stdin"))
+                    request = session.deserialize(await stdin.receive_multipart())
+                    reply = session.message("input_reply", {"value": "here"}, parent=request)
+                    await stdin.send_multipart(session.serialize(reply))
+            assert answers == ["here"]
+
+
+async def test_input_request_to_a_client_without_stdin() -> None:
+    async with open_kernel_channels() as kc:
+        parent = kc.session.message("execute_request", {"code": ""}, identities=(b"ghost",))
+        with pytest.raises(trio.BrokenResourceError, match="not connected"):
+            await kc.input_request(parent, connect_grace=0.05)
+        # Other stdin sends are refused the same way, never silently dropped.
+        stray = kc.session.message("input_request", {}, channel="stdin", identities=(b"x",))
+        with pytest.raises(trio.BrokenResourceError, match="not connected"):
+            await kc.stdin.send(stray)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from typing import Literal
 
@@ -14,11 +15,21 @@ from ._message import CHANNEL_NAMES, ChannelName, Message
 from ._session import Session
 from ._zmq import TrioSocket
 
-__all__ = ["IOPubPublisher", "KernelEndpoint", "KernelStatistics", "RouterChannel"]
+__all__ = [
+    "IOPubPublisher",
+    "KernelEndpoint",
+    "KernelStatistics",
+    "PeerNotConnected",
+    "RouterChannel",
+]
 
 RouterChannel = Literal["shell", "control", "stdin"]
 
 _Frames = Sequence[bytes | bytearray | memoryview]
+
+
+class PeerNotConnected(trio.BrokenResourceError):
+    """No client with the message's routing identity is connected to this channel (yet)."""
 
 
 @attrs.frozen
@@ -135,8 +146,9 @@ class KernelEndpoint(trio.abc.Channel[Message]):
         """Send ``value`` to the client named by its identities.
 
         A message whose :attr:`~Message.channel` is ``None`` is sent here as is; one that names
-        another channel is refused. A client that is no longer connected silently loses the
-        message (ZeroMQ ROUTER semantics).
+        another channel is refused. On shell and control a client that is no longer
+        connected silently loses the message (ZeroMQ ROUTER semantics); stdin refuses it with
+        :class:`trio.BrokenResourceError`.
 
         Raises:
             LocalProtocolError: the message names another channel, has no routing
@@ -163,12 +175,21 @@ class KernelEndpoint(trio.abc.Channel[Message]):
 
         Raises:
             ValueError: ``frames`` is empty.
+            trio.BrokenResourceError: on stdin, no client with that identity is connected
+                (stdin refuses unroutable messages instead of dropping them silently).
             trio.ClosedResourceError: the endpoint or the kernel channels are closed.
             trio.BrokenResourceError: the socket failed.
         """
         if self._closed:
             raise trio.ClosedResourceError(f"the {self._name} endpoint is closed")
-        await self._socket.send_multipart(frames)
+        try:
+            await self._socket.send_multipart(frames)
+        except trio.BrokenResourceError as exc:
+            if getattr(exc.__cause__, "errno", None) == errno.EHOSTUNREACH:
+                raise PeerNotConnected(
+                    f"the client {bytes(frames[0])!r} is not connected to {self._name}"
+                ) from exc
+            raise
         self._counters.sent += 1
 
     async def receive(self) -> Message:

@@ -28,6 +28,7 @@ from ._kernel_endpoints import (
     IOPubPublisher,
     KernelEndpoint,
     KernelStatistics,
+    PeerNotConnected,
     RouterChannel,
     _Counters,
 )
@@ -343,7 +344,12 @@ class KernelChannels:
                         pass
 
     async def input_request(
-        self, parent: Message, prompt: str = "", *, password: bool = False
+        self,
+        parent: Message,
+        prompt: str = "",
+        *,
+        password: bool = False,
+        connect_grace: float = 10.0,
     ) -> str:
         """Ask the client that sent ``parent`` for a line of input, and wait for it.
 
@@ -352,12 +358,18 @@ class KernelChannels:
         its ``input_reply``. Replies are matched by parent id, or, for clients that send
         replies without a parent header (jupyter_client), by the client's identity.
 
+        A client's stdin socket may connect a little after its shell socket (a client that
+        connected before the kernel started reconnects each socket on its own timer): the
+        request is retried until the client's stdin is connected, for up to
+        ``connect_grace`` seconds.
+
         Raises:
             LocalProtocolError: ``parent`` has no identities, or it is an
                 ``execute_request`` whose ``allow_stdin`` is false.
             RemoteProtocolError: the reply's ``value`` is not a string.
             trio.ClosedResourceError: the channels are closed.
-            trio.BrokenResourceError: the socket failed.
+            trio.BrokenResourceError: the client's stdin was not connected within
+                ``connect_grace`` seconds, or the socket failed.
         """
         if not parent.identities:
             raise LocalProtocolError("the parent request has no routing identities")
@@ -373,7 +385,7 @@ class KernelChannels:
         waiter = _InputWaiter(parent.identities)
         self._input_waiters[msg.msg_id] = waiter
         try:
-            await self.stdin.send(msg)
+            await self._send_to_stdin(msg, connect_grace)
             await waiter.event.wait()
         finally:
             self._input_waiters.pop(msg.msg_id, None)
@@ -385,6 +397,20 @@ class KernelChannels:
                 f"input_reply value is {type(value).__name__}, not a string", reason="bad_reply"
             )
         return value
+
+    async def _send_to_stdin(self, msg: Message, connect_grace: float) -> None:
+        delay = 0.005
+        deadline = trio.current_time() + connect_grace
+        while True:
+            try:
+                await self.stdin.send(msg)
+                return
+            except PeerNotConnected:
+                if trio.current_time() + delay > deadline:
+                    raise
+            # ZeroMQ tells nothing when a peer connects: poll, backing off to 100 ms.
+            await trio.sleep(delay)
+            delay = min(delay * 2, 0.1)
 
     # -- background tasks -----------------------------------------------------------------
 
@@ -539,6 +565,10 @@ def _open_sockets(
                 # Pass every subscription (not only the first per topic) so that each new
                 # subscriber is welcomed.
                 sock.set_option("XPUB_VERBOSE", 1)
+            if name == "stdin":
+                # Refuse input requests for clients that are not (yet) connected to stdin
+                # instead of dropping them: input_request waits for the client to connect.
+                sock.set_option("ROUTER_MANDATORY", 1)
             port_name: Any = name
             requested = info.port(port_name)
             try:
