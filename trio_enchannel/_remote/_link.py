@@ -42,6 +42,7 @@ from ._errors import (
 )
 from ._framing import V1_SUBPROTOCOL, decode_frame, encode_frame
 from ._rest import RemoteServer
+from ._wsconnect import HandshakeFailed, open_kernel_websocket
 
 __all__ = ["KernelLink", "LinkState", "SubprotocolChoice"]
 
@@ -55,50 +56,6 @@ _CHECK_DELAYS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 #: Largest websocket message accepted from the server (kernel outputs can be large images).
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
-
-
-def _handshake_error(
-    exc: BaseException, url: str, kernel_id: str, token_sent: bool
-) -> RemoteServerError:
-    """Translate a trio-websocket handshake failure into our error types."""
-    safe_url = url.split("?", 1)[0]
-    if isinstance(exc, trio_websocket.ConnectionRejected):
-        status = exc.status_code
-        body = (exc.body or b"").decode("utf-8", "replace")[:300].strip()
-        kwargs: dict[str, object] = {
-            "status_code": status,
-            "method": "WEBSOCKET",
-            "url": safe_url,
-            "server_message": body,
-        }
-        if status in (401, 403):
-            given = "a token was sent" if token_sent else "no token was sent"
-            return RemoteAuthenticationError(
-                f"websocket {safe_url}: HTTP {status} — the server refused the connection "
-                f"({given}; check the token)",
-                **kwargs,  # type: ignore[arg-type]
-            )
-        if status == 404:
-            return RemoteKernelNotFound(
-                f"websocket {safe_url}: HTTP 404 — the server has no kernel {kernel_id!r}",
-                kernel_id=kernel_id,
-                **kwargs,
-            )
-        return RemoteServerError(
-            f"websocket {safe_url}: the server refused the connection with HTTP {status}"
-            + (f": {body}" if body else ""),
-            **kwargs,  # type: ignore[arg-type]
-        )
-    if isinstance(exc, trio_websocket.ConnectionTimeout):
-        return RemoteServerError(
-            f"websocket {safe_url}: no handshake answer in time", method="WEBSOCKET", url=safe_url
-        )
-    cause = exc.__cause__ or exc
-    return RemoteServerError(
-        f"websocket {safe_url}: cannot connect: {cause or type(cause).__name__}",
-        method="WEBSOCKET",
-        url=safe_url,
-    )
 
 
 @attrs.define(eq=False)
@@ -269,16 +226,12 @@ class KernelLink:
                             await self._serve(ws)
                         finally:
                             self._ws = None
-                except trio_websocket.HandshakeError as exc:
-                    if not connected:
-                        error = _handshake_error(
-                            exc, self.url, self.kernel_id, bool(self.server.token)
-                        )
-                        if first:
-                            raise error from exc
-                        await self._after_failed_reconnect(error)
-                        continue
-                    # else: the closing handshake timed out; the connection is gone anyway.
+                except HandshakeFailed as exc:
+                    assert not connected
+                    if first:
+                        raise exc.error from exc.__cause__
+                    await self._after_failed_reconnect(exc.error)
+                    continue
                 if self.state in ("closed", "dead"):
                     break
                 await self._after_drop()
@@ -292,15 +245,14 @@ class KernelLink:
             (k.encode("latin-1"), v.encode("latin-1"))
             for k, v in self.server.auth_headers().items()
         ]
-        return trio_websocket.open_websocket_url(
+        return open_kernel_websocket(
             self.url,
-            ssl_context=self.server.ssl_context if self.url.startswith("wss:") else None,
+            kernel_id=self.kernel_id,
             subprotocols=offered,
-            extra_headers=headers,
+            headers=headers,
+            ssl_context=self.server.ssl_context,
             max_message_size=self.max_message_size,
-            receive_buffer_size=256 * 1024,
-            connect_timeout=self._handshake_budget(),
-            disconnect_timeout=2.0,
+            handshake_timeout=self._handshake_budget(),
         )
 
     def _handshake_budget(self) -> float:
