@@ -101,11 +101,13 @@ async def fleet(server: LocalServer) -> dict[str, Any]:
         await all_ready.wait()
         results["run_started"] = time.perf_counter()
 
-    async with open_remote_server(server.url, token=server.token, start_timeout=TIMEOUT) as rest:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(mark_run_start)
-            for index in range(KERNELS):
-                nursery.start_soon(one, index, rest)
+    async with (
+        open_remote_server(server.url, token=server.token, start_timeout=TIMEOUT) as rest,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(mark_run_start)
+        for index in range(KERNELS):
+            nursery.start_soon(one, index, rest)
     total = KERNELS * EXECUTIONS
     return {
         "kernels": KERNELS,
