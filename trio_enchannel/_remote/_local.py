@@ -150,12 +150,20 @@ def start_local_server(
         root = base / "root"
         for sub in ("root", "runtime", "config"):
             (base / sub).mkdir()
+        # Kernels get their own IPython directory: no writes to the user's ~/.ipython, and
+        # no history database shared by many kernels ("database is locked" warnings).
+        profile = base / "ipython" / "profile_default"
+        profile.mkdir(parents=True)
+        (profile / "ipython_kernel_config.py").write_text(
+            "c.HistoryManager.hist_file = ':memory:'\n"
+        )
         full_env = dict(os.environ)
         full_env.update(
             {
                 "JUPYTER_NO_CONFIG": "1",
                 "JUPYTER_CONFIG_DIR": str(base / "config"),
                 "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+                "IPYTHONDIR": str(base / "ipython"),
                 "PYTHONUNBUFFERED": "1",
             }
         )
