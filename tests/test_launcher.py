@@ -38,6 +38,8 @@ report = {"argv": sys.argv, "cwd": os.getcwd(), "env": dict(os.environ), "info":
           "pgid": os.getpgid(0), "pid": os.getpid()}
 sys.stderr.write("fake kernel starting\n")
 sys.stderr.flush()
+if mode == "once" and os.path.exists(os.environ["FAKE_REPORT"]):
+    mode = "crash"  # a restart fails
 if mode == "crash":
     sys.stderr.write("boom: the kernel could not start\n")
     sys.exit(3)
@@ -757,3 +759,23 @@ async def test_shutdown_request_without_a_client(fake_spec: KernelSpec, runtime_
             pass
     assert kernel.returncode == 0
     assert "control got shutdown_request" in kernel.stderr_tail()
+
+
+@pytest.mark.usefixtures("no_leaks")
+async def test_failed_restart_leaves_the_kernel_down(
+    fake_spec: KernelSpec, runtime_dir: Path
+) -> None:
+    with trio.fail_after(30):
+        async with open_kernel(
+            fake_spec,
+            connect=False,
+            shutdown_grace=0,
+            env={"FAKE_MODE": "once"},
+            runtime_dir=runtime_dir,
+        ) as kernel:
+            with pytest.raises(KernelStartupError, match="exited with code 3 during startup"):
+                await kernel.restart()
+            assert not running(kernel)
+            assert kernel.died is not None
+            assert "did not restart" in kernel.died.reason
+            assert kernel.restart_count == 0

@@ -505,6 +505,10 @@ class Kernel:
         to the new process. Requests pending at the time of the restart fail with
         :class:`KernelDied`.
 
+        If the new process cannot start or become ready (or the restart is cancelled), it is
+        stopped again: the kernel is then down, with the reason in :attr:`died`, and another
+        :meth:`restart` may be attempted.
+
         Raises:
             KernelStartupError: the new process failed to start or become ready.
             trio.ClosedResourceError: the kernel has been shut down.
@@ -515,8 +519,17 @@ class Kernel:
             with trio.CancelScope(shield=True):
                 await self._stop_process(restart=True)
             self._death = None
-            await self._start_process()
-            await self._wait_ready()
+            try:
+                await self._start_process()
+                await self._wait_ready()
+            except BaseException as exc:
+                with trio.CancelScope(shield=True):
+                    await self._stop_process()
+                reason = f"{self._what()} did not restart: {exc}".split("\n", 1)[0]
+                self._death = KernelDied(reason)
+                if self._client is not None:
+                    self._client.kernel_died(self._death)
+                raise
             self.restart_count += 1
 
     async def shutdown(self) -> None:
