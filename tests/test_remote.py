@@ -396,3 +396,14 @@ async def test_kernel_crash_is_kernel_died_then_usable_again(jupyter_server: Loc
             await kernel.client.wait_for_ready()
             assert (await kernel.client.execute("print(1)")).stdout == "1\n"
             assert kernel.died is None
+
+
+@pytest.mark.slow
+async def test_cancellation_at_any_point_leaves_no_kernel(jupyter_server: LocalServer) -> None:
+    async with open_remote_server(jupyter_server.url, token=jupyter_server.token) as rest:
+        with trio.fail_after(120):
+            for delay in (0.0, 0.02, 0.1, 0.3, 0.6, 1.0):
+                with trio.move_on_after(delay):
+                    async with open_remote_kernel(rest) as kernel:
+                        await kernel.client.execute("import time; time.sleep(10)")
+                assert await rest.list_kernels() == [], f"kernel left after cancel at {delay}s"

@@ -219,7 +219,9 @@ async def open_remote_kernel(
         env: environment variables for the kernel (Enterprise Gateway forwards ``KERNEL_*``
             variables, e.g. ``KERNEL_USERNAME``, and those it is configured to allow).
         startup_timeout: seconds to wait for the server to start the kernel and for the
-            kernel to answer.
+            kernel to answer. Cancelling the block while the server is starting the kernel
+            waits for that start to finish (within this timeout) so that the kernel can be
+            shut down: nothing is left running on the server.
         subprotocol: websocket framing: ``"auto"``, ``"v1"`` or ``"legacy"`` (see
             :func:`open_remote_channels`).
         ssl_context: TLS settings for ``https``/``wss`` servers.
@@ -256,7 +258,11 @@ async def open_remote_kernel(
                     start_timeout=startup_timeout,
                 )
             )
-        model = await rest.start_kernel(name, path=path, env=env)
+        # Shielded: a start cancelled half-way would leave a kernel we never learn the id of
+        # (the server finishes starting it anyway). Bounded by the server's start timeout;
+        # if we were cancelled meanwhile, the kernel is shut down at once below.
+        with trio.CancelScope(shield=True):
+            model = await rest.start_kernel(name, path=path, env=env)
         kernel: RemoteKernel | None = None
         try:
             with unwrap_single():
