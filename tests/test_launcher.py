@@ -779,3 +779,21 @@ async def test_failed_restart_leaves_the_kernel_down(
             assert kernel.died is not None
             assert "did not restart" in kernel.died.reason
             assert kernel.restart_count == 0
+
+
+@pytest.mark.usefixtures("zmq_ready", "no_leaks")
+async def test_crash_while_the_client_waits_reports_stderr(runtime_dir: Path) -> None:
+    spec = KernelSpec(
+        name="crashy",
+        argv=[
+            "python",
+            "-c",
+            "import sys, time; time.sleep(0.3); sys.stderr.write('no luck today\\n'); sys.exit(4)",
+            "{connection_file}",
+        ],
+    )
+    with trio.fail_after(30), pytest.raises(KernelStartupError) as info:
+        async with open_kernel(spec, runtime_dir=runtime_dir):
+            pytest.fail("should not start")  # pragma: no cover
+    assert "exited with code 4 during startup" in str(info.value)
+    assert "no luck today" in info.value.stderr_tail

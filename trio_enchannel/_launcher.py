@@ -389,7 +389,6 @@ class Kernel:
     _startup_timeout: float
     _shutdown_grace: float
     _terminate_grace: float
-    _connect: bool
     _client_kwargs: dict[str, Any]
     _nursery: trio.Nursery
     _ipc_dir: Path | None = None
@@ -399,6 +398,15 @@ class Kernel:
     _closed: bool = False
     _death: KernelDied | None = None
     restart_count: int = 0
+
+    def __repr__(self) -> str:  # the generated one would show the environment (secrets)
+        if self._inc is None:
+            state = "not started"
+        elif self._inc.alive:
+            state = f"pid={self._inc.pid} running"
+        else:
+            state = f"pid={self._inc.pid} {self.exit_reason}"
+        return f"<Kernel {self.spec.name!r} {state}>"
 
     # -- public state ----------------------------------------------------------------------
 
@@ -609,10 +617,19 @@ class Kernel:
         raise await self._startup_failure(failure)
 
     async def _ready_probe(self) -> None:
-        if self._client is not None:
-            await self._client.wait_for_ready()
-        else:
+        inc = self._inc
+        assert inc is not None
+        if self._client is None:
             await _wait_bound(self.connection_info)
+            return
+        try:
+            await self._client.wait_for_ready()
+        except KernelDied:
+            if not inc.exited.is_set():
+                raise
+            # The process exited (the exit watcher told the client): the startup failure,
+            # with the kernel's stderr, is reported by _wait_ready, which cancels us.
+            await trio.sleep_forever()
 
     async def _fire_on_control(self, msg_type: str, content: dict[str, Any]) -> None:
         """Send a request on the control channel without waiting for the reply.
@@ -844,7 +861,6 @@ async def open_kernel(
                 startup_timeout=startup_timeout,
                 shutdown_grace=shutdown_grace,
                 terminate_grace=terminate_grace,
-                connect=connect,
                 client_kwargs=dict(client_options or {}),
                 nursery=nursery,
                 ipc_dir=ipc_dir,
