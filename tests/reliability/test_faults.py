@@ -12,12 +12,15 @@ import random
 import signal
 from pathlib import Path
 
+import psutil
 import pytest
 import trio
 
 from tests.conftest import kernel_process
+from tests.reliability._measure import Snapshot, settle
 from trio_enchannel import ExecuteResult, KernelClient, KernelDied, Message, open_client
 from trio_enchannel._kernel_side import KernelChannels, open_kernel_channels
+from trio_enchannel._launcher import open_kernel
 from trio_enchannel.testing import (
     DEFAULT_KERNEL_INFO,
     DelayReply,
@@ -315,3 +318,34 @@ async def test_ipykernel_killed_mid_execution_fails_pending_calls(
                 took = await execute_and_kill(c, kernel.process.pid, rng.uniform(0.0, 0.5))
                 assert took < DETECTION_BOUND
                 assert c.statistics().pending == 0
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("trials", [3, pytest.param(30, marks=pytest.mark.soak)])
+async def test_launched_kernel_killed_mid_execution_fails_pending_calls_and_cleans_up(
+    tmp_path: Path, trials: int
+) -> None:
+    """With the launcher, the process exit itself fails the pending calls at once; leaving
+    the block then reaps the process and removes its files."""
+    rng = random.Random(trials + 1)
+    runtime = tmp_path / "runtime"
+    baseline: Snapshot | None = None
+    for _ in range(trials):
+        with trio.fail_after(60):
+            async with open_kernel("python3", runtime_dir=runtime) as kernel:
+                pid = kernel.pid
+                took = await execute_and_kill(kernel.client, pid, rng.uniform(0.0, 0.5))
+                assert took < 2.0
+                assert kernel.died is not None
+                # Later calls fail at once too.
+                with pytest.raises(KernelDied):
+                    await kernel.client.execute("1")
+                left_at = trio.current_time()
+            assert trio.current_time() - left_at < 5.0  # no shutdown grace for a dead kernel
+            assert not psutil.pid_exists(pid)
+            assert list(runtime.iterdir()) == []
+        if baseline is None:  # after the first trial: ZeroMQ's context and threads exist
+            baseline, _ = await settle(Snapshot.take(), block_slack=0, within=1.0)
+        else:
+            _, problems = await settle(baseline, block_slack=10**9)
+            assert not problems, problems
