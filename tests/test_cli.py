@@ -111,11 +111,13 @@ class Running:
 
 
 @asynccontextmanager
-async def running(tmp_path: Path, *args: str) -> AsyncIterator[Running]:
+async def running(
+    tmp_path: Path, *args: str, stdin: int = subprocess.DEVNULL
+) -> AsyncIterator[Running]:
     async with trio.open_nursery() as nursery:
         process = await trio.lowlevel.open_process(
             [sys.executable, "-m", "trio_enchannel", *args],
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=tmp_path,
@@ -128,6 +130,9 @@ async def running(tmp_path: Path, *args: str) -> AsyncIterator[Running]:
         try:
             yield run
         finally:
+            # Shown by pytest when the test fails.
+            print(f"--- stdout ---\n{run.stdout.decode(errors='replace')}")
+            print(f"--- stderr ---\n{run.stderr.decode(errors='replace')}")
             if process.returncode is None:
                 process.kill()
             with trio.CancelScope(shield=True):
@@ -362,14 +367,35 @@ async def test_ctrl_c_interrupts_the_kernel(tmp_path: Path) -> None:
 
 
 @kernel
+async def test_ctrl_c_while_the_kernel_waits_for_input(tmp_path: Path) -> None:
+    # Standard input stays open and silent: only the interrupt can end the wait.
+    code = "answer = input('Name? ')"
+    with trio.fail_after(TIMEOUT):
+        async with running(tmp_path, "run", "-c", code, stdin=subprocess.PIPE) as run:
+            await run.wait_for("Name? ")
+            run.process.send_signal(signal.SIGINT)
+            with trio.fail_after(15):
+                assert await run.process.wait() == 130
+            await run.wait_for("KeyboardInterrupt", where="stderr")
+            assert run.process.stdin is not None
+            await run.process.stdin.aclose()
+
+
+@kernel
 @pytest.mark.slow
 async def test_second_ctrl_c_shuts_a_stubborn_kernel_down(tmp_path: Path) -> None:
+    # Every statement is inside the try, so the interrupt is ignored wherever it lands (even in
+    # the print that tells the test the loop has started).
     code = (
         "import time\n"
-        "print('started', flush=True)\n"
+        "started = False\n"
         "while True:\n"
         "    try:\n"
-        "        time.sleep(0.05)\n"
+        "        if not started:\n"
+        "            started = True\n"
+        "            print('started', flush=True)\n"
+        "        while True:\n"
+        "            time.sleep(0.05)\n"
         "    except KeyboardInterrupt:\n"
         "        print('ignored', flush=True)\n"
     )

@@ -257,10 +257,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(args)
     except CommandError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.status
+        status = exc.status
+    except KeyboardInterrupt:  # Ctrl-C before or after the Trio program ran
+        status = EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of our output went away (`trio-enchannel kernels | head`).
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_ERROR
+    run_module = sys.modules.get("trio_enchannel._cli_run")
+    if run_module is not None:
+        status = run_module.exit_status(status)
     return status

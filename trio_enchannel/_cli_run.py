@@ -219,16 +219,40 @@ def _read_line(prompt: str, password: bool) -> str | None:
         return None
 
 
+#: Whether a thread was left blocked reading standard input (a prompt cancelled by Ctrl-C or
+#: a timeout). Such a thread holds stdin's lock, and the interpreter aborts when it finalizes
+#: stdin at exit, so the command then ends with os._exit (see :func:`exit_status`).
+_reader_abandoned = False
+
+
+def exit_status(status: int) -> int:
+    """Return *status*, or end the process now if a stdin reader thread is still blocked.
+
+    Everything else is finished by then: the kernel is shut down and its files removed.
+    """
+    if _reader_abandoned:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(status)
+    return status
+
+
 def _stdin_handler(state: CliState) -> Callable[[InputRequest], Awaitable[str]]:
     async def answer(request: InputRequest) -> str:
         ui = state.ui
         ui.flush_line()
+        global _reader_abandoned
         with trio.CancelScope() as scope:
             state.input_scope = scope
+            _reader_abandoned = True  # until the thread comes back
             try:
                 line = await trio.to_thread.run_sync(
                     _read_line, request.prompt, request.password, abandon_on_cancel=True
                 )
+                _reader_abandoned = False
             finally:
                 state.input_scope = None
             ui.input_done(terminal=sys.stdin.isatty())
