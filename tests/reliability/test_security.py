@@ -33,6 +33,7 @@ from trio_enchannel import (
 )
 from trio_enchannel._channels import open_channels
 from trio_enchannel._kernel_side import open_kernel_channels
+from trio_enchannel._launcher import open_kernel
 from trio_enchannel._zmq import curve_keypair, has_curve
 from trio_enchannel.testing import (
     DieMidRequest,
@@ -330,3 +331,32 @@ async def test_curve_ipykernel_refuses_clients_without_the_server_key(tmp_path: 
                 assert ready.implementation == "ipython"
             await cannot_talk(attrs.evolve(info, curve_publickey=None, curve_secretkey=None))
             await cannot_talk(attrs.evolve(info, curve_publickey=curve_keypair()[0]))
+
+
+@needs_curve
+@pytest.mark.kernel
+async def test_launched_kernel_secrets_are_owner_only_encrypted_and_removed(
+    tmp_path: Path,
+) -> None:
+    runtime = tmp_path / "runtime"
+    with trio.fail_after(60):
+        async with open_kernel(
+            "python3", runtime_dir=runtime, transport="ipc", encryption="required"
+        ) as kernel:
+            info = kernel.connection_info
+            assert info.curve_publickey is not None and info.curve_secretkey is not None
+            path = kernel.connection_file
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            directory = info.ipc_paths()[0].parent
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+            if os.geteuid() == 0:
+                assert as_other_user(path.read_text) == "PermissionError"
+            # The launcher's own objects never show the secrets.
+            assert (await kernel.client.execute("print(1)")).stdout == "1\n"
+            seen = [kernel, kernel.client, info, kernel.client.channels, kernel.argv]
+            for secret in (info.key, info.curve_secretkey):
+                assert not leaks(secret, *seen), leaks(secret, *seen)
+            # A client without the server key cannot talk to it, even on its ipc sockets.
+            await cannot_talk(attrs.evolve(info, curve_publickey=None, curve_secretkey=None))
+    assert not path.exists()
+    assert not directory.exists()
