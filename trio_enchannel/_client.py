@@ -12,20 +12,19 @@ import math
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-import attrs
 import trio
 
 from ._comm import Comm
 from ._connection import ConnectionInfo
 from ._errors import KernelDied, LocalProtocolError
-from ._execution import Execution, InputRequest, StdinHandler, _Request
-from ._message import ChannelName, Message
+from ._execution import Execution, InputRequest, StdinHandler
+from ._message import Message
 from ._queue import DroppingQueue
 from ._results import ExecuteResult, KernelInfo, Reply
+from ._router import ChannelsLike, ClientStatistics, Router
 from ._session import Session
-from ._tracking import RequestTracker, Route
 
 __all__ = [
     "ClientStatistics",
@@ -37,51 +36,6 @@ __all__ = [
 ]
 
 _Buffer = bytes | bytearray | memoryview
-_COMM_TYPES = frozenset(("comm_open", "comm_msg", "comm_close"))
-
-
-@attrs.frozen
-class ClientStatistics:
-    """Counters of a :class:`KernelClient` (a snapshot).
-
-    Attributes:
-        pending: requests waiting for their reply.
-        unclaimed_replies: replies nobody waited for, buffered in
-            :attr:`KernelClient.unclaimed_replies`.
-        unclaimed_replies_dropped: such replies dropped because the buffer was full.
-        unclaimed_iopub: IOPub messages of no request of this client, buffered in
-            :attr:`KernelClient.unclaimed_iopub`.
-        unclaimed_iopub_dropped: such messages dropped because the buffer was full.
-        late_dropped: trailing ``status``/``execute_input`` messages (and late replies of
-            readiness probes) of requests that had already returned, dropped by design.
-        stdin_refused: ``input_request`` messages answered with an empty line because no
-            handler was given or the request they belong to is gone.
-        comms: comms currently open.
-    """
-
-    pending: int
-    unclaimed_replies: int
-    unclaimed_replies_dropped: int
-    unclaimed_iopub: int
-    unclaimed_iopub_dropped: int
-    late_dropped: int
-    stdin_refused: int
-    comms: int
-
-
-class _ChannelsLike(Protocol):
-    """What the client needs from a :class:`~trio_enchannel.Channels`."""
-
-    @property
-    def session(self) -> Session: ...
-    @property
-    def shell(self) -> trio.abc.Channel[Message]: ...
-    @property
-    def control(self) -> trio.abc.Channel[Message]: ...
-    @property
-    def stdin(self) -> trio.abc.Channel[Message]: ...
-    @property
-    def iopub(self) -> trio.abc.ReceiveChannel[Message]: ...
 
 
 class KernelClient:
@@ -99,48 +53,40 @@ class KernelClient:
 
     def __init__(
         self,
-        channels: _ChannelsLike,
+        channels: ChannelsLike,
         *,
         stdin: StdinHandler | None = None,
         unclaimed_buffer: int = 1000,
         comm_buffer: float = math.inf,
     ) -> None:
-        self._channels = channels
+        self._router = Router(channels, unclaimed_buffer=unclaimed_buffer, comm_buffer=comm_buffer)
         self._session = channels.session
         self.stdin_handler = stdin
         """The default stdin handler for :meth:`execute` (``None``: prompts are refused)."""
-        self._tracker: RequestTracker[_Request] = RequestTracker()
-        self.unclaimed_replies: DroppingQueue[Message] = DroppingQueue(unclaimed_buffer)
+        self.unclaimed_replies: DroppingQueue[Message] = self._router.unclaimed_replies
         """Replies (shell and control) that no request waits for: to requests sent with
-        :meth:`send`, or that arrived after their caller gave up. Bounded: when full the
-        oldest is dropped and counted (``dropped``)."""
-        self.unclaimed_iopub: DroppingQueue[Message] = DroppingQueue(unclaimed_buffer)
+        :meth:`send`, or that arrived after their caller gave up, or duplicates. Bounded:
+        when full the oldest is dropped and counted (:meth:`statistics`)."""
+        self.unclaimed_iopub: DroppingQueue[Message] = self._router.unclaimed_iopub
         """IOPub messages that belong to no request of this client: other clients' work,
         broadcasts (``iopub_welcome``, ``starting``), outputs that arrived after their
         request returned. Bounded: when full the oldest is dropped and counted."""
-        self._comms: dict[str, Comm] = {}
-        self._comm_targets: dict[str, DroppingQueue[Comm]] = {}
-        self._comm_buffer = comm_buffer
-        self._iopub_live = trio.Event()
-        self._unresponsive: KernelDied | None = None
-        self._stdin_refused = 0
-        self._closed = False
-        self._nursery: trio.Nursery | None = None
         self._debug_seq = 0
         self.kernel_info_cache: KernelInfo | None = None
         """The last :class:`KernelInfo` received (by :meth:`wait_for_ready` or
         :meth:`kernel_info`), or ``None``."""
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._tracker)} pending"
+        router = self._router
+        state = "closed" if router.closed else f"{len(router.tracker)} pending"
         return f"<KernelClient session={self._session.session_id} {state}>"
 
     # -- properties ---------------------------------------------------------------------
 
     @property
-    def channels(self) -> _ChannelsLike:
+    def channels(self) -> ChannelsLike:
         """The channels this client talks over."""
-        return self._channels
+        return self._router.channels
 
     @property
     def session(self) -> Session:
@@ -150,48 +96,13 @@ class KernelClient:
     @property
     def closed(self) -> bool:
         """Whether the client was closed."""
-        return self._closed
+        return self._router.closed
 
     def statistics(self) -> ClientStatistics:
         """A snapshot of the client's counters."""
-        return ClientStatistics(
-            pending=len({id(r) for r in self._tracker}),
-            unclaimed_replies=len(self.unclaimed_replies),
-            unclaimed_replies_dropped=self.unclaimed_replies.dropped,
-            unclaimed_iopub=len(self.unclaimed_iopub),
-            unclaimed_iopub_dropped=self.unclaimed_iopub.dropped,
-            late_dropped=sum(self._tracker.dropped.values()),
-            stdin_refused=self._stdin_refused,
-            comms=len(self._comms),
-        )
+        return self._router.statistics()
 
     # -- lifecycle ----------------------------------------------------------------------
-
-    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The router tasks; run by :func:`open_client` in its nursery."""
-        ch = self._channels
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._route, "shell", ch.shell)
-            nursery.start_soon(self._route, "control", ch.control)
-            nursery.start_soon(self._route, "stdin", ch.stdin)
-            nursery.start_soon(self._route, "iopub", ch.iopub)
-            nursery.start_soon(self._watch_heartbeat)
-            add_listener = getattr(ch, "add_listener", None)
-            if callable(add_listener):
-                add_listener(self)
-            task_status.started()
-
-    def _shutdown(self, exc: BaseException) -> None:
-        """Close the client's bookkeeping (synchronous; called when the client closes)."""
-        if self._closed:
-            return
-        self._closed = True
-        self.fail_pending(exc)
-        self.unclaimed_replies.close_producer()
-        self.unclaimed_iopub.close_producer()
-        for queue in self._comm_targets.values():
-            queue.close_producer()
 
     def fail_pending(self, exc: BaseException) -> int:
         """Fail every request waiting for a reply, and every open comm, with ``exc``.
@@ -204,202 +115,17 @@ class KernelClient:
         Returns:
             how many requests were failed.
         """
-        return self._fail(exc, probes=True)
-
-    def _fail(self, exc: BaseException, *, probes: bool) -> int:
-        failed = {id(req): req for req in self._tracker if probes or not req.probe}
-        for req in failed.values():
-            req.fail(exc)
-        for comm in list(self._comms.values()):
-            comm._fail(exc)
-        self._comms.clear()
-        return len(failed)
-
-    # -- routing (router tasks) ---------------------------------------------------------
-
-    async def _route(self, name: ChannelName, channel: trio.abc.ReceiveChannel[Message]) -> None:
-        try:
-            async for msg in channel:
-                self._dispatch(msg, name)
-        except KernelDied as exc:  # channels that know the kernel is gone (remote)
-            if not self._closed:
-                self._unresponsive = exc
-                self.fail_pending(exc)
-            return
-        except Exception as exc:
-            if not self._closed:
-                self.fail_pending(trio.BrokenResourceError(f"the {name} channel failed: {exc!r}"))
-            return
-        if not self._closed:
-            self.fail_pending(trio.BrokenResourceError(f"the {name} channel ended"))
-
-    def _dispatch(self, msg: Message, name: ChannelName) -> None:
-        self._unresponsive = None  # the kernel just proved it is alive
-        channel = msg.channel or name
-        comm_handled = False
-        if channel == "iopub":
-            if not self._iopub_live.is_set():
-                self._iopub_live.set()
-            if msg.msg_type in _COMM_TYPES:
-                comm_handled = self._dispatch_comm(msg)
-        self._deliver(msg, channel, comm_handled)
-
-    def _deliver(self, msg: Message, channel: ChannelName, comm_handled: bool) -> None:
-        routing = self._tracker.route(msg)
-        if routing.route is Route.REQUEST:
-            assert routing.owner is not None
-            routing.owner.inbox.put_nowait(msg)
-        elif routing.route is Route.UNCLAIMED:
-            if channel == "iopub":
-                if not comm_handled:
-                    self.unclaimed_iopub.put_nowait(msg)
-            elif channel == "stdin":
-                self._refuse_input(msg)
-            else:
-                self.unclaimed_replies.put_nowait(msg)
-
-    def _finish(self, msg_ids: Sequence[str], req: _Request, *, quiet: bool = False) -> None:
-        """Stop tracking a request; what it left unread is routed as late messages."""
-        for msg_id in msg_ids:
-            self._tracker.release(msg_id, quiet=quiet, replied=req.replied)
-        for left in req.inbox.drain_nowait():
-            channel = left.channel or "iopub"
-            handled = left.msg_type in _COMM_TYPES and left.content.get("comm_id") in self._comms
-            self._deliver(left, channel, handled)
-        req.inbox.close()
-
-    def _dispatch_comm(self, msg: Message) -> bool:
-        content = msg.content
-        comm_id = content.get("comm_id")
-        if not isinstance(comm_id, str):
-            return False
-        if msg.msg_type == "comm_open":
-            target = content.get("target_name")
-            queue = self._comm_targets.get(target) if isinstance(target, str) else None
-            if queue is None or comm_id in self._comms:
-                return False
-            assert isinstance(target, str)
-            comm = Comm(self, comm_id, target, msg, max_buffer=self._comm_buffer)
-            self._comms[comm_id] = comm
-            queue.put_nowait(comm)
-            return True
-        known = self._comms.get(comm_id)
-        if known is None:
-            return False
-        if msg.msg_type == "comm_close":
-            del self._comms[comm_id]
-        known._deliver(msg)
-        return True
-
-    def _refuse_input(self, msg: Message) -> None:
-        # Nobody will answer this prompt; answer it with an empty line so the kernel does not
-        # block forever in input().
-        self._stdin_refused += 1
-        if self._nursery is not None and not self._closed:
-            self._nursery.start_soon(self._send_input_reply, msg, "")
-
-    async def _send_input_reply(self, request: Message, value: str) -> None:
-        reply = self._session.message(
-            "input_reply", {"value": value}, parent=request, channel="stdin"
-        )
-        try:
-            await self._channels.stdin.send(reply)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
-
-    async def _watch_heartbeat(self) -> None:
-        ch: Any = self._channels
-        heartbeat = getattr(ch, "heartbeat", None)
-        wait_unresponsive = getattr(ch, "wait_unresponsive", None) or getattr(
-            heartbeat, "wait_unresponsive", None
-        )
-        wait_responsive = (
-            getattr(ch, "wait_responsive", None)
-            or getattr(ch, "wait_alive", None)
-            or getattr(heartbeat, "wait_alive", None)
-        )
-        if wait_unresponsive is None:
-            return
-        try:
-            while True:
-                got = await wait_unresponsive()
-                if isinstance(got, KernelDied):
-                    died = got
-                else:
-                    reason = getattr(ch, "unresponsive_reason", None)
-                    died = KernelDied(
-                        reason
-                        if isinstance(reason, str) and reason
-                        else "the kernel stopped answering heartbeats"
-                    )
-                self._unresponsive = died
-                self._fail(died, probes=False)
-                if wait_responsive is None:
-                    return
-                await wait_responsive()
-                self._unresponsive = None
-        except (trio.ClosedResourceError, RuntimeError):
-            return  # the channels closed, or heartbeat monitoring is off
-
-    # Listener protocol of channels that report trouble by callback (remote channels).
-
-    def connection_lost(self, error: BaseException) -> None:
-        """Channels callback: the connection dropped; pending requests fail with ``error``."""
-        self.fail_pending(error)
-
-    def kernel_restarted(self, reason: str) -> None:
-        """Channels callback: the kernel was restarted; pending requests fail."""
-        self.fail_pending(KernelDied(reason))
+        return self._router.fail(exc)
 
     def kernel_died(self, error: KernelDied) -> None:
-        """Channels callback: the kernel is gone; pending and later requests fail."""
-        self._unresponsive = error
-        self.fail_pending(error)
+        """The kernel is gone: fail every pending request (and open comm) with ``error``, and
+        make later requests fail at once with a :class:`~trio_enchannel.KernelDied` too,
+        until the kernel answers again (a message arrives, or :meth:`wait_for_ready`
+        succeeds after a restart).
 
-    # -- sending ------------------------------------------------------------------------
-
-    def _check_usable(self, *, probing: bool = False) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("the client is closed")
-        if self._unresponsive is not None and not probing:
-            raise KernelDied(self._unresponsive.reason)
-
-    async def _send(self, msg: Message) -> None:
-        channel = msg.channel
-        if channel == "shell":
-            await self._channels.shell.send(msg)
-        elif channel == "control":
-            await self._channels.control.send(msg)
-        elif channel == "stdin":
-            await self._channels.stdin.send(msg)
-        else:
-            raise LocalProtocolError(
-                f"cannot send {msg.msg_type} on channel {channel!r}: a client sends on "
-                "'shell', 'control' or 'stdin'"
-            )
-
-    @asynccontextmanager
-    async def _in_flight(self, msg: Message) -> AsyncIterator[_Request]:
-        """Track ``msg``, send it, and stop tracking it when the block exits."""
-        self._check_usable()
-        req = _Request(msg)
-        self._tracker.register(msg.msg_id, req)
-        try:
-            await self._send(msg)
-            yield req
-        finally:
-            self._finish((msg.msg_id,), req)
-
-    async def _wait_reply(self, req: _Request) -> Message:
-        while True:
-            msg = await req.inbox.receive()
-            if msg.channel in ("shell", "control"):
-                req.replied = True
-                return msg
-            if msg.channel == "stdin" and msg.msg_type == "input_request":
-                # Only executions have stdin handlers.
-                self._stdin_refused += 1
-                await self._send_input_reply(msg, "")
+        For launchers that see the kernel process exit; :func:`open_kernel` calls it.
+        """
+        self._router.kernel_died(error)
 
     async def send(self, msg: Message) -> None:
         """Send ``msg`` without waiting for an answer.
@@ -412,11 +138,12 @@ class KernelClient:
                 encoded.
             trio.ClosedResourceError: the client or its channels are closed.
         """
-        self._check_usable(probing=True)
-        self._tracker.remember(
+        router = self._router
+        router.check_usable(probing=True)
+        router.tracker.remember(
             msg.msg_id, quiet=False, expect_reply=msg.msg_type.endswith("_request")
         )
-        await self._send(msg)
+        await router.send(msg)
 
     async def request(self, msg: Message) -> Reply:
         """Send the request ``msg`` (shell or control) and return its reply.
@@ -435,8 +162,8 @@ class KernelClient:
             raise LocalProtocolError(
                 f"request(): {msg.msg_type} must be built with channel='shell' or 'control'"
             )
-        async with self._in_flight(msg) as req:
-            return Reply(await self._wait_reply(req))
+        async with self._router.in_flight(msg) as req:
+            return Reply(await self._router.wait_reply(req))
 
     async def _simple(
         self,
@@ -446,8 +173,8 @@ class KernelClient:
         subshell_id: str | None = None,
     ) -> Reply:
         msg = self._session.message(msg_type, content, channel=channel, subshell_id=subshell_id)
-        async with self._in_flight(msg) as req:
-            return Reply(await self._wait_reply(req))
+        async with self._router.in_flight(msg) as req:
+            return Reply(await self._router.wait_reply(req))
 
     # -- shell requests -----------------------------------------------------------------
 
@@ -558,8 +285,8 @@ class KernelClient:
             "execute_request", content, channel="shell", metadata=metadata, subshell_id=subshell_id
         )
         await self._ensure_iopub()
-        async with self._in_flight(msg) as req:
-            yield Execution(self, req, msg, handler)
+        async with self._router.in_flight(msg) as req:
+            yield Execution(self._router, req, msg, handler)
 
     async def kernel_info(self, *, channel: Literal["shell", "control"] = "shell") -> KernelInfo:
         """Ask the kernel about itself (protocol version, language, features).
@@ -826,48 +553,21 @@ class KernelClient:
             trio.ClosedResourceError: the client is closed.
             KernelDied: the launcher reported the kernel dead while waiting.
         """
-        return await self._probe_ready(survive_heartbeat=True)
+        info = await self._router.probe_ready(survive_heartbeat=True)
+        self.kernel_info_cache = info
+        return info
 
     async def _ensure_iopub(self) -> None:
         """Before a request whose outputs matter: make sure IOPub delivers (a SUB socket
         misses everything published before its subscription reaches the kernel)."""
         if not self.iopub_live:
-            await self._probe_ready(survive_heartbeat=False)
-
-    async def _probe_ready(self, *, survive_heartbeat: bool) -> KernelInfo:
-        probe = _Request(None, probe=survive_heartbeat)
-        sent: list[str] = []
-        interval = 0.05
-        reply: Message | None = None
-        try:
-            while True:
-                if reply is None or not self.iopub_live:
-                    msg = self._session.message("kernel_info_request", {}, channel="shell")
-                    self._check_usable(probing=True)
-                    self._tracker.register(msg.msg_id, probe)
-                    sent.append(msg.msg_id)
-                    await self._send(msg)
-                with trio.move_on_after(interval):
-                    while True:
-                        # IOPub may come alive through a message that is not routed to the
-                        # probe (iopub_welcome after the last reply): check before waiting.
-                        if reply is not None and self.iopub_live:
-                            info = KernelInfo(reply)
-                            self.kernel_info_cache = info
-                            self._unresponsive = None
-                            return info
-                        got = await probe.inbox.receive()
-                        if got.msg_type == "kernel_info_reply" and got.channel == "shell":
-                            reply = got
-                interval = min(interval * 2, 1.0)
-        finally:
-            self._finish(sent, probe, quiet=True)
+            self.kernel_info_cache = await self._router.probe_ready(survive_heartbeat=False)
 
     @property
     def iopub_live(self) -> bool:
         """Whether IOPub is known to deliver: a message has arrived on it (the subscription
         is established), here or in the channels' own readiness check."""
-        return self._iopub_live.is_set() or getattr(self._channels, "iopub_ready", False) is True
+        return self._router.iopub_live
 
     # -- comms --------------------------------------------------------------------------
 
@@ -888,20 +588,21 @@ class KernelClient:
             LocalProtocolError: ``data`` or ``metadata`` cannot be encoded as JSON.
             trio.ClosedResourceError: the client is closed.
         """
-        self._check_usable()
+        router = self._router
+        router.check_usable()
         await self._ensure_iopub()
         comm_id = comm_id or Comm.new_id()
         content = {"comm_id": comm_id, "target_name": target_name, "data": dict(data or {})}
         msg = self._session.message(
             "comm_open", content, metadata=metadata, buffers=buffers, channel="shell"
         )
-        comm = Comm(self, comm_id, target_name, msg, max_buffer=self._comm_buffer)
-        self._comms[comm_id] = comm
+        comm = Comm(router, comm_id, target_name, msg, max_buffer=router.comm_buffer)
+        router.comms[comm_id] = comm
         try:
-            self._tracker.remember(msg.msg_id)
-            await self._send(msg)
+            router.tracker.remember(msg.msg_id)
+            await router.send(msg)
         except BaseException:
-            self._comms.pop(comm_id, None)
+            router.comms.pop(comm_id, None)
             raise
         return comm
 
@@ -915,47 +616,34 @@ class KernelClient:
         Raises:
             ValueError: ``target_name`` is already registered.
         """
-        existing = self._comm_targets.get(target_name)
+        targets = self._router.comm_targets
+        existing = targets.get(target_name)
         if existing is not None and not existing.producer_closed:
             raise ValueError(f"comm target {target_name!r} is already registered")
-        queue: DroppingQueue[Comm] = _TargetQueue(self, target_name, max_buffer)
-        self._comm_targets[target_name] = queue
+        queue = _TargetQueue(targets, target_name, max_buffer)
+        targets[target_name] = queue
         return queue
-
-    async def _send_comm(
-        self,
-        msg_type: str,
-        content: Mapping[str, Any],
-        *,
-        metadata: Mapping[str, Any] | None = None,
-        buffers: Sequence[_Buffer] = (),
-    ) -> None:
-        self._check_usable()
-        msg = self._session.message(
-            msg_type, content, metadata=metadata, buffers=buffers, channel="shell"
-        )
-        self._tracker.remember(msg.msg_id)
-        await self._send(msg)
-
-    def _forget_comm(self, comm_id: str) -> None:
-        self._comms.pop(comm_id, None)
 
 
 class _TargetQueue(DroppingQueue[Comm]):
-    def __init__(self, client: KernelClient, target_name: str, max_size: int) -> None:
+    """The comms opened by the kernel for one target; closing it unregisters the target."""
+
+    def __init__(
+        self, targets: dict[str, DroppingQueue[Comm]], target_name: str, max_size: int
+    ) -> None:
         super().__init__(max_size)
-        self._client = client
+        self._targets = targets
         self._target_name = target_name
 
     def close(self) -> None:
-        if self._client._comm_targets.get(self._target_name) is self:
-            del self._client._comm_targets[self._target_name]
+        if self._targets.get(self._target_name) is self:
+            del self._targets[self._target_name]
         super().close()
 
 
 @asynccontextmanager
 async def open_client(
-    info_or_channels: ConnectionInfo | _ChannelsLike | str | os.PathLike[str],
+    info_or_channels: ConnectionInfo | ChannelsLike | str | os.PathLike[str],
     *,
     stdin: StdinHandler | None = None,
     unclaimed_buffer: int = 1000,
@@ -1000,13 +688,13 @@ async def open_client(
 
 @asynccontextmanager
 async def _client_over(
-    channels: _ChannelsLike, stdin: StdinHandler | None, unclaimed_buffer: int
+    channels: ChannelsLike, stdin: StdinHandler | None, unclaimed_buffer: int
 ) -> AsyncIterator[KernelClient]:
     client = KernelClient(channels, stdin=stdin, unclaimed_buffer=unclaimed_buffer)
     async with trio.open_nursery() as nursery:
-        await nursery.start(client._run)
+        await nursery.start(client._router.run)
         try:
             yield client
         finally:
-            client._shutdown(trio.ClosedResourceError("the client was closed"))
+            client._router.shutdown(trio.ClosedResourceError("the client was closed"))
             nursery.cancel_scope.cancel()

@@ -19,7 +19,7 @@ from ._message import Message
 from ._queue import DroppingQueue
 
 if TYPE_CHECKING:
-    from ._client import KernelClient
+    from ._router import Router
 
 __all__ = ["Comm"]
 
@@ -35,8 +35,9 @@ class Comm(trio.abc.ReceiveChannel[Message]):
     (:exc:`trio.EndOfChannel`) after the messages already received; its ``comm_close``
     message is then in :attr:`close_message`.
 
-    Created by :meth:`KernelClient.open_comm` (opened by this client) or delivered by
-    :meth:`KernelClient.accept_comms` (opened by the kernel); not constructed directly.
+    Created by :meth:`~trio_enchannel.KernelClient.open_comm` (opened by this client) or
+    delivered by :meth:`~trio_enchannel.KernelClient.accept_comms` (opened by the kernel);
+    not constructed directly.
 
     Attributes:
         comm_id: the comm's id.
@@ -47,14 +48,14 @@ class Comm(trio.abc.ReceiveChannel[Message]):
 
     def __init__(
         self,
-        client: KernelClient,
+        router: Router,
         comm_id: str,
         target_name: str,
         open_message: Message,
         *,
         max_buffer: float,
     ) -> None:
-        self._client = client
+        self._router = router
         self.comm_id = comm_id
         self.target_name = target_name
         self.open_message = open_message
@@ -100,7 +101,7 @@ class Comm(trio.abc.ReceiveChannel[Message]):
         if self.closed:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError(f"comm {self.comm_id} is closed")
-        await self._client._send_comm(
+        await self._router.send_comm(
             "comm_msg",
             {"comm_id": self.comm_id, "data": dict(data or {})},
             metadata=metadata,
@@ -125,9 +126,9 @@ class Comm(trio.abc.ReceiveChannel[Message]):
             await trio.lowlevel.checkpoint()
             return
         self._closed_by_us = True
-        self._client._forget_comm(self.comm_id)
+        self._router.forget_comm(self.comm_id)
         self._queue.close_producer()
-        await self._client._send_comm(
+        await self._router.send_comm(
             "comm_close", {"comm_id": self.comm_id, "data": dict(data or {})}, metadata=metadata
         )
 

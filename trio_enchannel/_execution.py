@@ -20,7 +20,7 @@ if sys.version_info < (3, 11):  # pragma: no cover - trio depends on exceptiongr
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
-    from ._client import KernelClient
+    from ._router import Router
 
 __all__ = ["Execution", "InputRequest", "StdinHandler"]
 
@@ -77,7 +77,7 @@ class _Request:
 class Execution(trio.abc.ReceiveChannel[Message]):
     """A running ``execute_request``: iterate its IOPub messages as they arrive.
 
-    Obtained from :meth:`KernelClient.stream_execute`. Receiving ends
+    Obtained from :meth:`~trio_enchannel.KernelClient.stream_execute`. Receiving ends
     (:exc:`trio.EndOfChannel`) once both the request's ``idle`` status and its reply have
     arrived; :attr:`result` is then available. Stdin prompts are answered by the handler
     while you iterate.
@@ -88,9 +88,9 @@ class Execution(trio.abc.ReceiveChannel[Message]):
     """
 
     def __init__(
-        self, client: KernelClient, req: _Request, request: Message, stdin: StdinHandler | None
+        self, router: Router, req: _Request, request: Message, stdin: StdinHandler | None
     ) -> None:
-        self._client = client
+        self._router = router
         self._req = req
         self.request = request
         self._stdin = stdin
@@ -180,10 +180,10 @@ class Execution(trio.abc.ReceiveChannel[Message]):
 
     async def _answer(self, msg: Message) -> None:
         handler = self._stdin
-        client = self._client
+        router = self._router
         if handler is None:
-            client._stdin_refused += 1
-            await client._send_input_reply(msg, "")
+            router.stdin_refused += 1
+            await router.send_input_reply(msg, "")
             return
         value = ""
         try:
@@ -207,7 +207,7 @@ class Execution(trio.abc.ReceiveChannel[Message]):
             # the kernel for good.
             if not self._req.failed.is_set():
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    await client._send_input_reply(msg, value)
+                    await router.send_input_reply(msg, value)
 
 
 @contextlib.asynccontextmanager

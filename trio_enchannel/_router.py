@@ -1,0 +1,393 @@
+"""The routing core of a :class:`~trio_enchannel.KernelClient`.
+
+A :class:`Router` runs one task per channel that hands every received message to the request
+that owns it (by the ``msg_id`` of its parent, see :mod:`._tracking`), to a comm, or to the
+unclaimed stores; it answers orphan stdin prompts, watches the heartbeat and fails pending
+requests when the kernel dies. The client's request methods are built on
+:meth:`Router.in_flight` and :meth:`Router.wait_reply`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from ._comm import Comm
+from ._errors import KernelDied, LocalProtocolError
+from ._execution import _Request
+from ._message import ChannelName, Message
+from ._queue import DroppingQueue
+from ._results import KernelInfo
+from ._session import Session
+from ._tracking import RequestTracker, Route
+
+__all__ = ["ClientStatistics", "Router"]
+
+_Buffer = bytes | bytearray | memoryview
+_COMM_TYPES = frozenset(("comm_open", "comm_msg", "comm_close"))
+
+
+@attrs.frozen
+class ClientStatistics:
+    """Counters of a :class:`KernelClient` (a snapshot).
+
+    Attributes:
+        pending: requests waiting for their reply.
+        unclaimed_replies: replies nobody waited for, buffered in
+            :attr:`KernelClient.unclaimed_replies`.
+        unclaimed_replies_dropped: such replies dropped because the buffer was full.
+        unclaimed_iopub: IOPub messages of no request of this client, buffered in
+            :attr:`KernelClient.unclaimed_iopub`.
+        unclaimed_iopub_dropped: such messages dropped because the buffer was full.
+        late_dropped: trailing ``status``/``execute_input`` messages (and late replies of
+            readiness probes) of requests that had already returned, dropped by design.
+        stdin_refused: ``input_request`` messages answered with an empty line because no
+            handler was given or the request they belong to is gone.
+        comms: comms currently open.
+    """
+
+    pending: int
+    unclaimed_replies: int
+    unclaimed_replies_dropped: int
+    unclaimed_iopub: int
+    unclaimed_iopub_dropped: int
+    late_dropped: int
+    stdin_refused: int
+    comms: int
+
+
+class ChannelsLike(Protocol):
+    """What the client needs from a :class:`~trio_enchannel.Channels`."""
+
+    @property
+    def session(self) -> Session: ...
+    @property
+    def shell(self) -> trio.abc.Channel[Message]: ...
+    @property
+    def control(self) -> trio.abc.Channel[Message]: ...
+    @property
+    def stdin(self) -> trio.abc.Channel[Message]: ...
+    @property
+    def iopub(self) -> trio.abc.ReceiveChannel[Message]: ...
+
+
+class Router:
+    """Routes every message of a client's channels to its owner; see the module docstring.
+
+    Args:
+        channels: the channels to read (the router must be their only reader).
+        unclaimed_buffer: size of each unclaimed store before the oldest is dropped.
+        comm_buffer: how many unread messages a comm keeps.
+    """
+
+    def __init__(
+        self, channels: ChannelsLike, *, unclaimed_buffer: int, comm_buffer: float = math.inf
+    ) -> None:
+        self.channels = channels
+        self.session = channels.session
+        self.tracker: RequestTracker[_Request] = RequestTracker()
+        self.unclaimed_replies: DroppingQueue[Message] = DroppingQueue(unclaimed_buffer)
+        self.unclaimed_iopub: DroppingQueue[Message] = DroppingQueue(unclaimed_buffer)
+        self.comms: dict[str, Comm] = {}
+        self.comm_targets: dict[str, DroppingQueue[Comm]] = {}
+        self.comm_buffer = comm_buffer
+        self.iopub_event = trio.Event()
+        self.unresponsive: KernelDied | None = None
+        self.stdin_refused = 0
+        self.closed = False
+        self.nursery: trio.Nursery | None = None
+
+    def statistics(self) -> ClientStatistics:
+        """A snapshot of the counters."""
+        return ClientStatistics(
+            pending=len({id(r) for r in self.tracker}),
+            unclaimed_replies=len(self.unclaimed_replies),
+            unclaimed_replies_dropped=self.unclaimed_replies.dropped,
+            unclaimed_iopub=len(self.unclaimed_iopub),
+            unclaimed_iopub_dropped=self.unclaimed_iopub.dropped,
+            late_dropped=sum(self.tracker.dropped.values()),
+            stdin_refused=self.stdin_refused,
+            comms=len(self.comms),
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The router tasks, one per channel, and the heartbeat watcher."""
+        ch = self.channels
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            nursery.start_soon(self.route, "shell", ch.shell)
+            nursery.start_soon(self.route, "control", ch.control)
+            nursery.start_soon(self.route, "stdin", ch.stdin)
+            nursery.start_soon(self.route, "iopub", ch.iopub)
+            nursery.start_soon(self.watch_heartbeat)
+            add_listener = getattr(ch, "add_listener", None)
+            if callable(add_listener):
+                add_listener(self)
+            task_status.started()
+
+    def shutdown(self, exc: BaseException) -> None:
+        """Close the bookkeeping (synchronous; called when the client closes)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.fail(exc)
+        self.unclaimed_replies.close_producer()
+        self.unclaimed_iopub.close_producer()
+        for queue in self.comm_targets.values():
+            queue.close_producer()
+
+    def fail(self, exc: BaseException, *, probes: bool = True) -> int:
+        """Fail the pending requests (readiness probes too unless ``probes`` is false) and
+        the open comms with ``exc``; return how many requests failed."""
+        failed = {id(req): req for req in self.tracker if probes or not req.probe}
+        for req in failed.values():
+            req.fail(exc)
+        for comm in list(self.comms.values()):
+            comm._fail(exc)
+        self.comms.clear()
+        return len(failed)
+
+    # -- routing (router tasks) ---------------------------------------------------------
+
+    async def route(self, name: ChannelName, channel: trio.abc.ReceiveChannel[Message]) -> None:
+        try:
+            async for msg in channel:
+                self.dispatch(msg, name)
+        except KernelDied as exc:  # channels that know the kernel is gone (remote)
+            if not self.closed:
+                self.unresponsive = exc
+                self.fail(exc)
+            return
+        except Exception as exc:
+            if not self.closed:
+                self.fail(trio.BrokenResourceError(f"the {name} channel failed: {exc!r}"))
+            return
+        if not self.closed:
+            self.fail(trio.BrokenResourceError(f"the {name} channel ended"))
+
+    def dispatch(self, msg: Message, name: ChannelName) -> None:
+        self.unresponsive = None  # the kernel just proved it is alive
+        channel = msg.channel or name
+        comm_handled = False
+        if channel == "iopub":
+            if not self.iopub_event.is_set():
+                self.iopub_event.set()
+            if msg.msg_type in _COMM_TYPES:
+                comm_handled = self.dispatch_comm(msg)
+        self.deliver(msg, channel, comm_handled)
+
+    def deliver(self, msg: Message, channel: ChannelName, comm_handled: bool) -> None:
+        routing = self.tracker.route(msg)
+        if routing.route is Route.REQUEST:
+            assert routing.owner is not None
+            routing.owner.inbox.put_nowait(msg)
+        elif routing.route is Route.UNCLAIMED:
+            if channel == "iopub":
+                if not comm_handled:
+                    self.unclaimed_iopub.put_nowait(msg)
+            elif channel == "stdin":
+                self.refuse_input(msg)
+            else:
+                self.unclaimed_replies.put_nowait(msg)
+
+    def finish(self, msg_ids: Sequence[str], req: _Request, *, quiet: bool = False) -> None:
+        """Stop tracking a request; what it left unread is routed as late messages."""
+        for msg_id in msg_ids:
+            self.tracker.release(msg_id, quiet=quiet, replied=req.replied)
+        for left in req.inbox.drain_nowait():
+            channel = left.channel or "iopub"
+            handled = left.msg_type in _COMM_TYPES and left.content.get("comm_id") in self.comms
+            self.deliver(left, channel, handled)
+        req.inbox.close()
+
+    def dispatch_comm(self, msg: Message) -> bool:
+        content = msg.content
+        comm_id = content.get("comm_id")
+        if not isinstance(comm_id, str):
+            return False
+        if msg.msg_type == "comm_open":
+            target = content.get("target_name")
+            queue = self.comm_targets.get(target) if isinstance(target, str) else None
+            if queue is None or comm_id in self.comms:
+                return False
+            assert isinstance(target, str)
+            comm = Comm(self, comm_id, target, msg, max_buffer=self.comm_buffer)
+            self.comms[comm_id] = comm
+            queue.put_nowait(comm)
+            return True
+        known = self.comms.get(comm_id)
+        if known is None:
+            return False
+        if msg.msg_type == "comm_close":
+            del self.comms[comm_id]
+        known._deliver(msg)
+        return True
+
+    def refuse_input(self, msg: Message) -> None:
+        # Nobody will answer this prompt; answer it with an empty line so the kernel does not
+        # block forever in input().
+        self.stdin_refused += 1
+        if self.nursery is not None and not self.closed:
+            self.nursery.start_soon(self.send_input_reply, msg, "")
+
+    async def send_input_reply(self, request: Message, value: str) -> None:
+        reply = self.session.message(
+            "input_reply", {"value": value}, parent=request, channel="stdin"
+        )
+        try:
+            await self.channels.stdin.send(reply)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    async def watch_heartbeat(self) -> None:
+        ch: Any = self.channels
+        heartbeat = getattr(ch, "heartbeat", None)
+        wait_unresponsive = getattr(ch, "wait_unresponsive", None) or getattr(
+            heartbeat, "wait_unresponsive", None
+        )
+        wait_responsive = (
+            getattr(ch, "wait_responsive", None)
+            or getattr(ch, "wait_alive", None)
+            or getattr(heartbeat, "wait_alive", None)
+        )
+        if wait_unresponsive is None:
+            return
+        try:
+            while True:
+                got = await wait_unresponsive()
+                if isinstance(got, KernelDied):
+                    died = got
+                else:
+                    reason = getattr(ch, "unresponsive_reason", None)
+                    died = KernelDied(
+                        reason
+                        if isinstance(reason, str) and reason
+                        else "the kernel stopped answering heartbeats"
+                    )
+                self.unresponsive = died
+                self.fail(died, probes=False)
+                if wait_responsive is None:
+                    return
+                await wait_responsive()
+                self.unresponsive = None
+        except (trio.ClosedResourceError, RuntimeError):
+            return  # the channels closed, or heartbeat monitoring is off
+
+    # Listener protocol of channels that report trouble by callback (remote channels).
+
+    def connection_lost(self, error: BaseException) -> None:
+        """Channels callback: the connection dropped; pending requests fail with ``error``."""
+        self.fail(error)
+
+    def kernel_restarted(self, reason: str) -> None:
+        """Channels callback: the kernel was restarted; pending requests fail."""
+        self.fail(KernelDied(reason))
+
+    def kernel_died(self, error: KernelDied) -> None:
+        """Channels callback: the kernel is gone; pending and later requests fail."""
+        self.unresponsive = error
+        self.fail(error)
+
+    # -- sending ------------------------------------------------------------------------
+
+    def check_usable(self, *, probing: bool = False) -> None:
+        if self.closed:
+            raise trio.ClosedResourceError("the client is closed")
+        if self.unresponsive is not None and not probing:
+            raise KernelDied(self.unresponsive.reason)
+
+    async def send(self, msg: Message) -> None:
+        channel = msg.channel
+        if channel == "shell":
+            await self.channels.shell.send(msg)
+        elif channel == "control":
+            await self.channels.control.send(msg)
+        elif channel == "stdin":
+            await self.channels.stdin.send(msg)
+        else:
+            raise LocalProtocolError(
+                f"cannot send {msg.msg_type} on channel {channel!r}: a client sends on "
+                "'shell', 'control' or 'stdin'"
+            )
+
+    @asynccontextmanager
+    async def in_flight(self, msg: Message) -> AsyncIterator[_Request]:
+        """Track ``msg``, send it, and stop tracking it when the block exits."""
+        self.check_usable()
+        req = _Request(msg)
+        self.tracker.register(msg.msg_id, req)
+        try:
+            await self.send(msg)
+            yield req
+        finally:
+            self.finish((msg.msg_id,), req)
+
+    async def wait_reply(self, req: _Request) -> Message:
+        while True:
+            msg = await req.inbox.receive()
+            if msg.channel in ("shell", "control"):
+                req.replied = True
+                return msg
+            if msg.channel == "stdin" and msg.msg_type == "input_request":
+                # Only executions have stdin handlers.
+                self.stdin_refused += 1
+                await self.send_input_reply(msg, "")
+
+    async def probe_ready(self, *, survive_heartbeat: bool) -> KernelInfo:
+        probe = _Request(None, probe=survive_heartbeat)
+        sent: list[str] = []
+        interval = 0.05
+        reply: Message | None = None
+        try:
+            while True:
+                if reply is None or not self.iopub_live:
+                    msg = self.session.message("kernel_info_request", {}, channel="shell")
+                    self.check_usable(probing=True)
+                    self.tracker.register(msg.msg_id, probe)
+                    sent.append(msg.msg_id)
+                    await self.send(msg)
+                with trio.move_on_after(interval):
+                    while True:
+                        # IOPub may come alive through a message that is not routed to the
+                        # probe (iopub_welcome after the last reply): check before waiting.
+                        if reply is not None and self.iopub_live:
+                            info = KernelInfo(reply)
+                            self.unresponsive = None
+                            return info
+                        got = await probe.inbox.receive()
+                        if got.msg_type == "kernel_info_reply" and got.channel == "shell":
+                            reply = got
+                interval = min(interval * 2, 1.0)
+        finally:
+            self.finish(sent, probe, quiet=True)
+
+    @property
+    def iopub_live(self) -> bool:
+        """Whether IOPub is known to deliver (see :attr:`KernelClient.iopub_live`)."""
+        return self.iopub_event.is_set() or getattr(self.channels, "iopub_ready", False) is True
+
+    async def send_comm(
+        self,
+        msg_type: str,
+        content: Mapping[str, Any],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[_Buffer] = (),
+    ) -> None:
+        self.check_usable()
+        msg = self.session.message(
+            msg_type, content, metadata=metadata, buffers=buffers, channel="shell"
+        )
+        self.tracker.remember(msg.msg_id)
+        await self.send(msg)
+
+    def forget_comm(self, comm_id: str) -> None:
+        """Stop routing messages to the comm ``comm_id``."""
+        self.comms.pop(comm_id, None)
