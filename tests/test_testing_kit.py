@@ -176,6 +176,22 @@ async def test_error_reply_and_stop_on_error_aborts_queued() -> None:
             assert kernel.execution_count == 1
 
 
+async def test_a_request_sent_after_idle_is_never_aborted() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel() as kernel, open_raw_peer(kernel.connection_info) as peer:
+            kernel.script("fail", Error("ValueError", "bad"))
+            for _ in range(20):
+                failing = await execute(peer, "fail")
+                await peer.outputs(failing)  # up to idle: the abort window is over
+                after = await execute(peer, "fine")
+                replies = {}
+                for _ in range(2):
+                    reply = await peer.receive("shell")
+                    replies[reply.parent_id] = reply.content["status"]
+                assert replies == {failing.msg_id: "error", after.msg_id: "ok"}
+                await peer.outputs(after)
+
+
 async def test_silent_execution_has_no_input_or_result() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_fake_kernel() as kernel, open_raw_peer(kernel.connection_info) as peer:

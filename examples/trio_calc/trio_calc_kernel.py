@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import sys
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -94,6 +95,7 @@ class CalcKernel:
         self.history: list[tuple[int, str, str]] = []  # (line, input, output)
         self._running: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        self._deferred: deque[Message] = deque()
 
     async def serve(self) -> None:
         """Serve until a shutdown request arrives (or the process is told to stop)."""
@@ -112,9 +114,9 @@ class CalcKernel:
 
     async def _shell_loop(self) -> None:
         async for request in self.channels.shell:
-            failed = await self.handle(request)
-            if failed and request.content.get("stop_on_error", True):
-                await self._abort_queued()
+            await self.handle(request, shell=True)
+            while self._deferred:
+                await self.handle(self._deferred.popleft(), shell=True)
 
     async def _control_loop(self) -> None:
         async for request in self.channels.control:
@@ -127,7 +129,9 @@ class CalcKernel:
                 self.interrupt()
 
     async def _abort_queued(self) -> None:
-        # Like ipykernel: executions queued behind a failed one are not run.
+        # Like ipykernel: executions queued behind a failed one are not run (and this happens
+        # before the failed one's idle, so a client that waits for idle is never aborted).
+        # Other queued requests are handled afterwards, in order.
         while True:
             try:
                 request = self.channels.shell.receive_nowait()
@@ -137,22 +141,29 @@ class CalcKernel:
                 async with self.channels.busy(request):
                     await self.channels.reply(request, {"status": "aborted"})
             else:
-                await self.handle(request)
+                self._deferred.append(request)
 
     # -- requests ------------------------------------------------------------------------
 
-    async def handle(self, request: Message) -> bool:
-        """Answer one request between busy and idle; return whether an execution failed."""
+    async def handle(self, request: Message, *, shell: bool = False) -> None:
+        """Answer one request between busy and idle."""
         handler = getattr(self, "do_" + request.msg_type, None)
         if handler is None:
-            return False  # unknown requests are ignored, as real kernels do
+            return  # unknown requests are ignored, as real kernels do
         async with self.channels.busy(request):
             content: dict[str, Any] | None = await handler(request)
             if content is not None:
                 await self.channels.reply(request, content)
+            if (
+                shell
+                and request.msg_type == "execute_request"
+                and content is not None
+                and content.get("status") == "error"
+                and request.content.get("stop_on_error", True)
+            ):
+                await self._abort_queued()
         if request.msg_type == "shutdown_request" and self._nursery is not None:
             self._nursery.cancel_scope.cancel()
-        return content is not None and content.get("status") == "error"
 
     async def do_kernel_info_request(self, request: Message) -> dict[str, Any]:
         return dict(KERNEL_INFO)

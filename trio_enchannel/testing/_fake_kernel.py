@@ -420,10 +420,14 @@ class FakeKernel:
         self._unclaimed.append(msg)
         self._arrivals.unpark_all()
 
-    async def _handle(self, request: Message) -> Mapping[str, Any] | None:
+    async def _handle(
+        self, request: Message, drain: Callable[[], list[Message]] | None = None
+    ) -> list[Message]:
         """Handle one shell or control request: busy, work, reply, idle.
 
-        Returns the reply's content (``None`` for messages that get no reply).
+        After a failed execution (with ``stop_on_error``), the executions already queued
+        (``drain()``) are aborted before ``idle`` is published, like ipykernel does; the other
+        queued requests are returned, to be handled next.
         """
         run = RequestRun(request, self._faults_for(request))
         for fault in run.take(StopHeartbeat):
@@ -447,20 +451,43 @@ class FakeKernel:
         content = await self._answer(run, die[0] if die else None)
         if content is None:  # not a request that gets a reply (comm messages)
             await self._publish(None, "status", {"execution_state": "idle"}, parent=request)
-            return None
+            return []
+        abort = (
+            drain is not None
+            and request.msg_type == "execute_request"
+            and request.content.get("stop_on_error", True)
+            and content.get("status") == "error"
+        )
+        deferred: list[Message] = []
         after_idle = run.take(ReplyAfterIdle)
         if after_idle:
             self.faults_applied.append(after_idle[0])
+            if abort and drain is not None:
+                deferred = await self._abort_queued(drain())
             await self._publish(run, "status", {"execution_state": "idle"}, parent=request)
             await self._reply(run, content)
         else:
             await self._reply(run, content)
+            if abort and drain is not None:
+                deferred = await self._abort_queued(drain())
             await self._publish(run, "status", {"execution_state": "idle"}, parent=request)
         if request.msg_type == "shutdown_request" and self._exit_on_shutdown:
             self._shutdown = True
             if self._life is not None:
                 self._life.cancel()
-        return content
+        return deferred
+
+    async def _abort_queued(self, queued: list[Message]) -> list[Message]:
+        # Like ipykernel: the executions queued behind a failed one are not run.
+        others: list[Message] = []
+        for request in queued:
+            if request.msg_type != "execute_request":
+                others.append(request)
+                continue
+            await self._publish(None, "status", {"execution_state": "busy"}, parent=request)
+            await self._deliver(None, self.session.reply(request, {"status": "aborted"}), "reply")
+            await self._publish(None, "status", {"execution_state": "idle"}, parent=request)
+        return others
 
     async def _die_inside(self) -> None:
         self._die_now()
@@ -701,31 +728,14 @@ class FakeKernel:
     # -- serving --------------------------------------------------------------------------
 
     async def _serve_queue(self, receive: trio.MemoryReceiveChannel[Message]) -> None:
+        def drain() -> list[Message]:
+            return _drain(receive)
+
         async with receive:
             async for request in receive:
-                await self._handle_with_abort(request, lambda: _drain(receive))
-
-    async def _handle_with_abort(
-        self, request: Message, drain: Callable[[], list[Message]]
-    ) -> None:
-        reply = await self._handle(request)
-        if (
-            request.msg_type != "execute_request"
-            or not request.content.get("stop_on_error", True)
-            or reply is None
-            or reply.get("status") != "error"
-        ):
-            return
-        # Like ipykernel: abort the executions already queued behind a failed one.
-        for queued in drain():
-            if queued.msg_type == "execute_request":
-                await self._publish(None, "status", {"execution_state": "busy"}, parent=queued)
-                await self._deliver(
-                    None, self.session.reply(queued, {"status": "aborted"}), "reply"
-                )
-                await self._publish(None, "status", {"execution_state": "idle"}, parent=queued)
-            else:
-                await self._handle(queued)
+                pending = [request]
+                while pending:
+                    pending = [*await self._handle(pending[0], drain), *pending[1:]]
 
     async def _serve_shell(self, main: trio.MemorySendChannel[Message]) -> None:
         # Read and record requests as they arrive (even while an execution runs), then queue
