@@ -878,3 +878,41 @@ async def test_kernel_death_abandons_a_waiting_stdin_handler(
     assert handler_cancelled
     with pytest.raises(trio.WouldBlock):
         kernel.stdin.receive_nowait()  # nothing was answered for a dead kernel
+
+
+async def test_kernel_died_is_sticky_until_the_kernel_answers_again(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    client, kernel = pair
+    async with trio.open_nursery() as nursery:
+
+        async def caller() -> None:
+            with pytest.raises(KernelDied, match="exited"):
+                await client.kernel_info()
+
+        nursery.start_soon(caller)
+        await trio.testing.wait_all_tasks_blocked()
+        client.kernel_died(KernelDied("process exited with code 1"))
+    with pytest.raises(KernelDied, match="exited"):
+        await client.execute("x")  # fails at once, nothing is sent
+    # A restarted kernel: wait_for_ready probes it and clears the state.
+    await kernel.shell.receive()  # the request that was pending before the death
+
+    async def restarted_kernel() -> None:
+        await kernel.answer_kernel_info(await kernel.shell.receive())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(restarted_kernel)
+        with trio.fail_after(5):
+            await client.wait_for_ready()
+    assert client.statistics().pending == 0
+
+    async def answer_execute() -> None:
+        req = await kernel.shell.receive()
+        await kernel.reply(req, status="ok", execution_count=1)
+        await kernel.status(req, "idle")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer_execute)
+        with trio.fail_after(5):
+            assert (await client.execute("x")).ok
