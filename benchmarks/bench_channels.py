@@ -57,10 +57,10 @@ from ._peer import FLOOD_MESSAGE_SIZE
 from ._util import table
 
 QUICK = bool(os.environ.get("BENCH_QUICK"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", 1 if QUICK else 7))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 1 if QUICK else 5))
 N_FLOOD = 2_000 if QUICK else 20_000
 N_RTT1 = 200 if QUICK else 2_000
-N_RTT_WINDOW = 1_000 if QUICK else 10_000
+N_RTT_WINDOW = 1_000 if QUICK else 5_000
 WINDOW = 100
 BIG = 64 * 1024 * 1024
 N_BIG = 1  # one round trip per fresh connection: a copy of the first large buffer shows
