@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.reliability._measure import Snapshot, live_objects, rss, settle
+from tests.reliability._measure import Snapshot, live_objects, settle
 from trio_enchannel import Message, open_client
 from trio_enchannel._channels import open_channels
 from trio_enchannel._kernel_side import KernelChannels, open_kernel_channels
@@ -211,10 +211,3 @@ async def test_kernel_start_stop_cycles_leak_nothing(cycles: int, tmp_path: Path
     await assert_back_to_baseline(baseline, library)
     assert list(runtime.iterdir()) == []  # every connection file removed
 
-
-async def test_rss_helper_measures_this_process() -> None:
-    before = rss()
-    block = bytearray(32 * 2**20)
-    block[::4096] = b"x" * len(block[::4096])  # touch every page
-    assert rss() - before > 16 * 2**20
-    del block
