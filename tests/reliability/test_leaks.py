@@ -210,4 +210,3 @@ async def test_kernel_start_stop_cycles_leak_nothing(cycles: int, tmp_path: Path
         await cycle(i)
     await assert_back_to_baseline(baseline, library)
     assert list(runtime.iterdir()) == []  # every connection file removed
-
