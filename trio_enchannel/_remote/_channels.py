@@ -43,9 +43,9 @@ from ._rest import RemoteServer, open_remote_server
 from ._util import unwrap_single
 
 __all__ = [
-    "RemoteConnectionStatistics",
     "RemoteChannels",
     "RemoteChannelsStatistics",
+    "RemoteConnectionStatistics",
     "open_remote_channels",
 ]
 
@@ -173,8 +173,7 @@ class RemoteChannels:
         self._rejected_unknown = 0
         self._listeners: list[Any] = []
         self._taps: list[Callable[[Message], None]] = []
-        self._trouble = trio.Event()
-        self._trouble_reason = ""
+        self._dead = trio.Event()
         self._death: KernelDied | None = None
         self._link: KernelLink  # set by open_remote_channels
         # The views are transport-agnostic: they call back _send, _send_nowait,
@@ -287,32 +286,28 @@ class RemoteChannels:
 
     @property
     def unresponsive_reason(self) -> str:
-        """What the last trouble was (a drop, a restart by the server, the kernel's death)."""
-        return self._trouble_reason
+        """Why the kernel is gone (empty while it lives)."""
+        return self._death.reason if self._death is not None else ""
 
     async def wait_unresponsive(self) -> KernelDied:
-        """Wait for the next trouble: the websocket drops, the server restarts the crashed
-        kernel, or the kernel is gone. Returns at once while the kernel is known gone.
+        """Wait until the kernel is gone: it no longer exists on the server, the server
+        reports it ``dead``, or the server could not be reached for ``reconnect_timeout``.
 
-        Requests in flight at that moment will not get their replies.
+        Passing troubles are not reported here (the kernel is alive and the channels stay
+        usable): a dropped websocket, a crashed kernel restarted by the server. Listeners
+        (:meth:`add_listener`) are told about those.
 
         Returns:
-            A :class:`KernelDied` describing the trouble.
+            The :class:`KernelDied` describing the death.
         """
-        await self._trouble.wait()
-        return KernelDied(self._trouble_reason)
+        await self._dead.wait()
+        assert self._death is not None
+        return self._death
 
     async def wait_responsive(self) -> None:
-        """Wait until the websocket is up again after a trouble.
-
-        Never returns once the kernel is gone (:meth:`wait_unresponsive` tells that).
-        """
-        if self._death is not None:
-            await trio.sleep_forever()
-        try:
-            await self._link.wait_connected()
-        except (KernelDied, trio.ClosedResourceError):
-            await trio.sleep_forever()
+        """Never returns: a remote kernel that is gone does not come back (this exists so
+        that callers written for :class:`~trio_enchannel.Channels` work unchanged)."""
+        await trio.sleep_forever()
 
     async def wait_connected(self) -> None:
         """Wait until the websocket is up (at once unless it is reconnecting).
@@ -473,28 +468,19 @@ class RemoteChannels:
             if fn is not None:
                 fn(arg)
 
-    def _raise_trouble(self, reason: str, *, lasting: bool) -> None:
-        self._trouble_reason = reason
-        self._trouble.set()
-        if not lasting:
-            self._trouble = trio.Event()
-
     def _on_connect(self) -> None:
-        if self._trouble.is_set() and self._death is None:
-            self._trouble = trio.Event()
+        pass
 
     def _on_drop(self, error: ConnectionLost) -> None:
         self._notify("connection_lost", error)
-        self._raise_trouble(str(error), lasting=True)
 
     def _on_restart(self, reason: str) -> None:
         self._notify("kernel_restarted", reason)
-        self._raise_trouble(reason, lasting=False)
 
     def _on_dead(self, error: KernelDied) -> None:
         self._death = error
+        self._dead.set()
         self._notify("kernel_died", error)
-        self._raise_trouble(error.reason, lasting=True)
 
 
 @asynccontextmanager

@@ -117,42 +117,44 @@ class KernelLink:
     async def send(self, msg: Message) -> None:
         """Send one message, waiting for the link to be up if it is reconnecting.
 
-        The frame is encoded before anything else, and written shielded from cancellation
-        (bounded by ``send_timeout``), so it is never half-sent.
+        The frame is encoded first (an invalid message raises before anything is sent), then
+        written shielded from cancellation, bounded by ``send_timeout``. A websocket message
+        is only processed once complete, so a frame the connection broke under was not
+        delivered: it is sent again on the next connection. A frame written in full just
+        before a drop is the caller's request in flight (see ``on_drop``).
 
         Raises:
             LocalProtocolError: the message cannot be encoded (nothing was sent).
             KernelDied: the kernel is gone.
             trio.ClosedResourceError: the link was closed.
-            ConnectionLost: the connection dropped while the frame was being written.
         """
-        await self.wait_connected()
-        subprotocol = self.subprotocol
-        frame = encode_frame(msg, subprotocol)
-        async with self._send_lock:
+        frames: dict[str | None, str | bytes] = {}
+        while True:
+            await self.wait_connected()
             ws = self._ws
-            if ws is None or self.subprotocol != subprotocol:
-                # Dropped (or reconnected with another framing) while waiting for the lock.
-                await self.wait_connected()
-                frame = encode_frame(msg, self.subprotocol)
-                ws = self._ws
-                assert ws is not None
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(self.send_timeout) as timeout:
-                    try:
-                        await ws.send_message(frame)
-                    except trio_websocket.ConnectionClosed as exc:
-                        raise ConnectionLost(
-                            f"the websocket to kernel {self.kernel_id} dropped while sending "
-                            f"a {msg.msg_type}"
-                        ) from exc
-                if timeout.cancelled_caught:
-                    # The stream may hold a partial frame: this connection is unusable.
-                    self._abort_connection()
-                    raise ConnectionLost(
-                        f"sending a {msg.msg_type} to kernel {self.kernel_id} took longer than "
-                        f"{self.send_timeout:g} s; the connection was reset"
-                    )
+            subprotocol = self.subprotocol
+            frame = frames.get(subprotocol)
+            if frame is None:
+                frame = frames[subprotocol] = encode_frame(msg, subprotocol)
+            async with self._send_lock:
+                if ws is None or ws is not self._ws:
+                    continue  # the connection changed while we waited for the lock
+                sent = False
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(self.send_timeout):
+                        try:
+                            await ws.send_message(frame)
+                            sent = True
+                        except trio_websocket.ConnectionClosed:
+                            pass
+                    if not sent:
+                        # Broken (or stuck, possibly with a partial frame on the stream):
+                        # end this connection; the reader reconnects.
+                        self._abort_connection()
+            if sent:
+                return
+            while self._ws is ws and self.state == "connected":
+                await self._changed.wait()
 
     async def wait_connected(self) -> None:
         """Wait until the websocket is up.
