@@ -230,13 +230,13 @@ def test_dispatch_by_subprotocol() -> None:
 # -- round trips -----------------------------------------------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_messages)
 def test_v1_round_trip(msg: Message) -> None:
     assert decode_v1(encode_v1(msg)) == msg
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_messages)
 def test_legacy_round_trip(msg: Message) -> None:
     assert decode_legacy(encode_legacy(msg)) == msg
@@ -365,7 +365,7 @@ def test_legacy_null_parent_header_means_none() -> None:
     assert msg.parent_id is None
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=200))
 def test_arbitrary_bytes_decode_or_raise_malformed(data: bytes) -> None:
     for decode in (decode_v1, decode_legacy):
@@ -386,7 +386,7 @@ def test_arbitrary_text_decodes_or_raises_malformed(text: str) -> None:
     assert msg.channel in CHANNEL_NAMES
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_messages, st.data())
 def test_corrupted_frames_decode_or_raise_malformed(msg: Message, data: st.DataObject) -> None:
     for frame in (encode_v1(msg), encode_legacy(msg)):
