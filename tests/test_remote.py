@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
+from functools import partial
+from typing import Any
 
 import pytest
 import trio
@@ -407,3 +410,43 @@ async def test_cancellation_at_any_point_leaves_no_kernel(jupyter_server: LocalS
                     async with open_remote_kernel(rest) as kernel:
                         await kernel.client.execute("import time; time.sleep(10)")
                 assert await rest.list_kernels() == [], f"kernel left after cancel at {delay}s"
+
+
+# -- TLS -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalServer, Any]]:
+    """A Jupyter Server on https://127.0.0.1 with a certificate from a throwaway CA."""
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    folder = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    cert.private_key_pem.write_to_path(str(keyfile))
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    for pem in cert.cert_chain_pems[1:]:
+        pem.write_to_path(str(certfile), append=True)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    server = start_local_server(tls=(str(certfile), str(keyfile)))
+    try:
+        trio.run(partial(wait_until_ready, server, 60.0, ssl_context=context))
+        yield server, context
+    finally:
+        server.stop()
+
+
+async def test_tls_end_to_end(tls_server: tuple[LocalServer, ssl.SSLContext]) -> None:
+    server, context = tls_server
+    assert server.url.startswith("https://")
+    with trio.fail_after(60):
+        async with open_remote_kernel(server.url, token=server.token, ssl_context=context) as k:
+            assert k.channels.subprotocol == V1_SUBPROTOCOL
+            assert k.channels.server.websocket_url(k.kernel_id, "s").startswith("wss://")
+            result = await k.client.execute("print('over TLS')")
+            assert result.stdout == "over TLS\n"
+        # Without trusting the CA, the certificate is refused, clearly.
+        with pytest.raises(RemoteServerError, match=r"(?i)certificate"):
+            async with open_remote_kernel(server.url, token=server.token):
+                pass  # pragma: no cover

@@ -13,6 +13,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -129,11 +130,13 @@ def start_local_server(
     extra_args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     port: int | None = None,
+    tls: tuple[str, str] | None = None,
 ) -> LocalServer:
     """Start the server process without waiting for it (see :func:`wait_until_ready`).
 
     Blocking (fork/exec only). The caller must call :meth:`LocalServer.stop`.
-    Arguments as for :func:`open_local_server`.
+    Arguments as for :func:`open_local_server`; ``tls`` is ``(certfile, keyfile)`` to serve
+    HTTPS (Jupyter Server only).
 
     Raises:
         OSError: the command could not be run.
@@ -170,6 +173,8 @@ def start_local_server(
         full_env.update(env or {})
         port = port if port is not None else free_port()
         argv = [*command, *_arguments(kind, port, token, root, kernel_ws_protocol), *extra_args]
+        if tls is not None:
+            argv += [f"--ServerApp.certfile={tls[0]}", f"--ServerApp.keyfile={tls[1]}"]
         log_path = base / "server.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
@@ -185,7 +190,7 @@ def start_local_server(
         tmp.cleanup()
         raise
     return LocalServer(
-        url=f"http://127.0.0.1:{port}/",
+        url=f"{'https' if tls else 'http'}://127.0.0.1:{port}/",
         token=token,
         port=port,
         root_dir=root,
@@ -196,7 +201,12 @@ def start_local_server(
     )
 
 
-async def wait_until_ready(server: LocalServer, startup_timeout: float = 60.0) -> None:
+async def wait_until_ready(
+    server: LocalServer,
+    startup_timeout: float = 60.0,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
     """Poll the server's REST API until it answers ``200`` to an authenticated request.
 
     Raises:
@@ -205,7 +215,8 @@ async def wait_until_ready(server: LocalServer, startup_timeout: float = 60.0) -
     """
     headers = {"Authorization": f"token {server.token}"}
     url = server.url + "api/kernelspecs"
-    async with httpx.AsyncClient(timeout=5.0) as http:
+    verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+    async with httpx.AsyncClient(timeout=5.0, verify=verify) as http:
         with trio.fail_after(startup_timeout):
             while True:
                 if server.process.poll() is not None:
