@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,31 +70,56 @@ def stdout_of(outputs: list[Message]) -> str:
     )
 
 
+@contextlib.contextmanager
+def step(kernel: KernelProcess, what: str, seconds: float, ch: Channels) -> Iterator[None]:
+    """``fail_after`` that says which step timed out, with what the channels saw."""
+    try:
+        with trio.fail_after(seconds):
+            yield
+    except trio.TooSlowError:
+        pending = {n: s.readiness() for n, s in ch._sockets.items() if not s.closed}
+        queued: list[str] = []
+        while True:
+            try:
+                msg = ch.iopub.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            queued.append(f"{msg.msg_type} {msg.content} (parent {msg.parent_msg_type})")
+        pytest.fail(
+            f"timed out after {seconds} s during {what}\nstatistics: {ch.statistics()}\n"
+            f"(receivable, sendable) per socket: {pending}\nqueued IOPub: {queued}\n"
+            f"kernel output:\n{kernel.output()}"
+        )
+
+
 async def kernel_round_trip(kernel: KernelProcess, **options: Any) -> None:
     """kernel_info, execute with output, an input() answered on stdin, shutdown on control."""
     async with open_channels(kernel.info, **options) as ch:
-        with trio.fail_after(STARTUP):
+        with step(kernel, "startup", STARTUP, ch):
             await ch.wait_iopub_ready()
             await ch.heartbeat.wait_alive()
-        with trio.fail_after(TIMEOUT):
+        with step(kernel, "kernel_info", TIMEOUT, ch):
             request = ch.session.message("kernel_info_request")
             await ch.shell.send(request)
             info = await ch.shell.receive()
-            assert info.msg_type == "kernel_info_reply" and info.channel == "shell"
-            assert info.parent_id == request.msg_id
-            assert info.content["protocol_version"].startswith("5.")
-            assert info.content["language_info"]["name"] == "python"
+        assert info.msg_type == "kernel_info_reply" and info.channel == "shell"
+        assert info.parent_id == request.msg_id
+        assert info.content["protocol_version"].startswith("5.")
+        assert info.content["language_info"]["name"] == "python"
 
+        with step(kernel, "execute", TIMEOUT, ch):
             reply, outputs = await execute(ch, "print('hello from trio')")
-            assert reply.content["status"] == "ok"
-            assert stdout_of(outputs) == "hello from trio\n"
-            assert outputs[0].msg_type == "status" and outputs[0].channel == "iopub"
+        assert reply.content["status"] == "ok"
+        assert stdout_of(outputs) == "hello from trio\n"
+        assert outputs[0].msg_type == "status" and outputs[0].channel == "iopub"
 
+        with step(kernel, "execute with input()", TIMEOUT, ch):
             code = "name = input('who? ')\nprint('hi ' + name)"
             reply, outputs = await execute(ch, code, allow_stdin=True, answer="trio")
-            assert reply.content["status"] == "ok"
-            assert "hi trio" in stdout_of(outputs)
+        assert reply.content["status"] == "ok"
+        assert "hi trio" in stdout_of(outputs)
 
+        with step(kernel, "shutdown", TIMEOUT, ch):
             shutdown = ch.session.message("shutdown_request", {"restart": False})
             await ch.control.send(shutdown)
             answer = await ch.control.receive()
