@@ -7,11 +7,15 @@ Long variants are marked ``@pytest.mark.soak`` and skipped unless the environmen
     TRIO_ENCHANNEL_SOAK=1 python3 -m nox -s tests -- tests/reliability -m soak
 
 Hypothesis example counts scale the same way (see :func:`examples`).
+
+Tests :func:`record` what they exercised (hostile messages by kind, faults injected, load); the
+totals are printed at the end of the run: they are the figures of ``docs/reliability.rst``.
 """
 
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import pytest
 
@@ -26,6 +30,23 @@ def soak_enabled() -> bool:
 def examples(ci: int, soak: int) -> int:
     """How many hypothesis examples to run: ``ci`` normally, ``soak`` in a soak run."""
     return soak if soak_enabled() else ci
+
+
+#: What the tests of this run exercised, by figure name (see :func:`record`).
+FIGURES: Counter[str] = Counter()
+
+
+def record(figure: str, count: int = 1) -> None:
+    """Add ``count`` to ``figure`` (for example ``"hostile: bad_json"``)."""
+    FIGURES[figure] += count
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FIGURES:
+        return
+    terminalreporter.section("reliability figures")
+    for figure, count in sorted(FIGURES.items()):
+        terminalreporter.write_line(f"{figure:<70} {count:>10,}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

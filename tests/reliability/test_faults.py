@@ -18,6 +18,7 @@ import trio
 
 from tests.conftest import kernel_process
 from tests.reliability._measure import Snapshot, settle
+from tests.reliability.conftest import record
 from trio_enchannel import ExecuteResult, KernelClient, KernelDied, Message, open_client
 from trio_enchannel._kernel_side import KernelChannels, open_kernel_channels
 from trio_enchannel._launcher import open_kernel
@@ -25,7 +26,6 @@ from trio_enchannel.testing import (
     DEFAULT_KERNEL_INFO,
     DelayReply,
     DropReply,
-    DuplicateReply,
     FakeKernel,
     Gate,
     Result,
@@ -35,10 +35,13 @@ from trio_enchannel.testing import (
 
 TIMEOUT = 30
 #: Heartbeat settings of the heartbeat tests: a dead kernel must be noticed within
-#: ``HB_DEADLINE`` plus one ping interval (and some scheduling slack).
+#: ``HB_DEADLINE`` plus a ping interval; the bound adds generous slack for a loaded machine
+#: (it tells "noticed by the heartbeat" from "never noticed", it does not time anything).
 HB_INTERVAL = 0.1
-HB_DEADLINE = 0.5
-DETECTION_BOUND = HB_DEADLINE + 2 * HB_INTERVAL + 1.0
+HB_DEADLINE = 1.0
+DETECTION_BOUND = HB_DEADLINE + HB_INTERVAL + 4.0
+#: When the launcher sees the process exit, pending calls fail at once (same slack).
+EXIT_BOUND = 4.0
 
 
 def script_echo(fk: FakeKernel, code: str) -> None:
@@ -70,6 +73,7 @@ async def test_dropped_reply_times_out_and_the_next_request_gets_its_own() -> No
             assert_own(await client.execute("b"), "b")
             assert client.statistics().pending == 0
             assert len(client.unclaimed_replies) == 0
+            record("fault: reply dropped")
 
 
 @pytest.mark.xfail(
@@ -79,40 +83,47 @@ async def test_dropped_reply_times_out_and_the_next_request_gets_its_own() -> No
     "execution (self._reply = msg) and never reaches unclaimed_replies",
 )
 async def test_duplicate_reply_is_not_taken_for_another_requests() -> None:
+    """The kernel sends an execution's reply twice, then answers another request in flight,
+    and only then publishes the execution's idle status (so both replies certainly reach the
+    client before the execution ends)."""
+    go, idle_ok = trio.Event(), trio.Event()
+    replies: list[Message] = []
+
+    async def kernel(kc: KernelChannels) -> None:
+        requests = [await kc.shell.receive() for _ in range(2)]
+        execute, info = sorted(requests, key=lambda m: m.msg_type != "execute_request")
+        await kc.publish_status("busy", execute)
+        await go.wait()
+        replies.append(await kc.reply(execute, OK_REPLY))
+        replies.append(await kc.reply(execute, OK_REPLY))
+        await kc.reply(info, dict(DEFAULT_KERNEL_INFO))
+        await idle_ok.wait()
+        await kc.publish_status("idle", execute)
+
     with trio.fail_after(TIMEOUT):
-        async with open_fake_kernel() as fk, open_client(fk.connection_info) as client:
-            await client.wait_for_ready()
-            gate = Gate()
-            fk.script("a", gate, Stream("stdout", "out:a\n"), Result({"text/plain": "res:a"}))
-            script_echo(fk, "b")
-            fk.inject(DuplicateReply())
-            results: dict[str, ExecuteResult] = {}
+        async with (
+            open_kernel_channels() as kc,
+            open_client(kc.connection_info, heartbeat=False) as client,
+            trio.open_nursery() as nursery,
+        ):
+            await kc.wait_for_subscriptions()
+            nursery.start_soon(kernel, kc)
+            result: list[ExecuteResult] = []
 
-            async def run(code: str) -> None:
-                results[code] = await client.execute(code)
+            async def execute() -> None:
+                result.append(await client.execute("a"))
 
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(run, "a")
-                await gate.wait_reached()
-                nursery.start_soon(run, "b")  # in flight when a's second reply arrives
-                await fk.wait_for_request("execute_request")
-                await fk.wait_for_request("execute_request")
-                gate.open()
-            assert_own(results["a"], "a")
-            assert_own(results["b"], "b")
-            replies_to_a = [
-                m.msg_id
-                for m in fk.sent
-                if m.msg_type == "execute_reply"
-                and m.parent_id == results["a"].messages[0].parent_id
-            ]
-            # "a" keeps the first reply it got...
-            assert results["a"].reply.msg_id == replies_to_a[0]
-            # The second reply to "a" is kept aside as unclaimed, never given to "b".
-            duplicate = client.unclaimed_replies.receive_nowait()
-            assert duplicate.parent_id == results["a"].reply.parent_id
-            assert duplicate.msg_id != results["a"].reply.msg_id
-            assert client.statistics().pending == 0
+            nursery.start_soon(execute)
+            probe = client.session.message("kernel_info_request", channel="shell")
+            async with trio.open_nursery() as inner:
+                inner.start_soon(client.request, probe)
+                go.set()
+            # The probe got its own reply, so both replies to "a" were routed before it.
+            idle_ok.set()
+    first, second = replies
+    assert result[0].reply.msg_id == first.msg_id  # "a" keeps the first reply it got...
+    duplicate = client.unclaimed_replies.receive_nowait()  # ...the second is kept aside
+    assert duplicate.msg_id == second.msg_id
 
 
 async def test_late_reply_after_a_timeout_is_not_taken_for_the_next_requests() -> None:
@@ -132,6 +143,7 @@ async def test_late_reply_after_a_timeout_is_not_taken_for_the_next_requests() -
             assert slow_request.content["code"] == "slow"
             assert late.parent_id == slow_request.msg_id
             assert client.statistics().pending == 0
+            record("fault: reply delayed past the caller's deadline")
 
 
 OK_REPLY = {"status": "ok", "execution_count": 1, "user_expressions": {}, "payload": []}
@@ -185,9 +197,12 @@ async def test_random_reply_faults_never_cross_requests(requests: int) -> None:
             limit = trio.Semaphore(20)
 
             async def run(code: str) -> None:
+                # The caller's deadline: shorter than the kernel's delay for the requests
+                # whose reply is dropped or delayed, a hang detector for the others.
+                unanswered = code.endswith((":drop", ":delay"))
                 async with limit:
                     try:
-                        with trio.fail_after(0.3):
+                        with trio.fail_after(0.3 if unanswered else TIMEOUT):
                             result = await client.execute(code)
                     except trio.TooSlowError:
                         outcome[code] = "timeout"
@@ -206,6 +221,9 @@ async def test_random_reply_faults_never_cross_requests(requests: int) -> None:
             timed_out = {c for c, o in outcome.items() if o == "timeout"}
             assert timed_out == {c for c in codes if c.endswith((":drop", ":delay"))}
             assert client.statistics().pending == 0
+            for code in codes:
+                fault = code.partition(":")[2]
+                record(f"fault: reply {fault}" if fault else "fault: none (requests alongside)")
             kernel.cancel_scope.cancel()
 
 
@@ -251,6 +269,7 @@ async def test_silent_heartbeat_fails_pending_requests_and_recovers() -> None:
             await ch.heartbeat.wait_alive()  # type: ignore[attr-defined]
             info = await client.kernel_info()
             assert info.implementation == "trio-enchannel-fake"
+            record("fault: heartbeat silenced, sockets open (fake kernel)")
 
 
 @pytest.mark.kernel
@@ -276,6 +295,7 @@ async def test_stopped_ipykernel_is_reported_and_comes_back(tmp_path: Path) -> N
             # The kernel ran the request it had received before it was frozen.
             result = await client.execute("print(x)")
             assert result.stdout == "42\n"
+            record("fault: ipykernel frozen with SIGSTOP")
 
 
 # -- kernels killed in the middle of an execution ------------------------------------------
@@ -318,6 +338,7 @@ async def test_ipykernel_killed_mid_execution_fails_pending_calls(
                 took = await execute_and_kill(c, kernel.process.pid, rng.uniform(0.0, 0.5))
                 assert took < DETECTION_BOUND
                 assert c.statistics().pending == 0
+                record("fault: ipykernel SIGKILLed mid-execution (heartbeat detects)")
 
 
 @pytest.mark.kernel
@@ -335,7 +356,7 @@ async def test_launched_kernel_killed_mid_execution_fails_pending_calls_and_clea
             async with open_kernel("python3", runtime_dir=runtime) as kernel:
                 pid = kernel.pid
                 took = await execute_and_kill(kernel.client, pid, rng.uniform(0.0, 0.5))
-                assert took < 2.0
+                assert took < EXIT_BOUND
                 assert kernel.died is not None
                 # Later calls fail at once too.
                 with pytest.raises(KernelDied):
@@ -344,6 +365,7 @@ async def test_launched_kernel_killed_mid_execution_fails_pending_calls_and_clea
             assert trio.current_time() - left_at < 5.0  # no shutdown grace for a dead kernel
             assert not psutil.pid_exists(pid)
             assert list(runtime.iterdir()) == []
+            record("fault: launched ipykernel SIGKILLed mid-execution")
         if baseline is None:  # after the first trial: ZeroMQ's context and threads exist
             baseline, _ = await settle(Snapshot.take(), block_slack=0, within=1.0)
         else:

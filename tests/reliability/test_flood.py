@@ -20,6 +20,7 @@ import trio
 
 from tests.conftest import kernel_process
 from tests.reliability._measure import PeakRss
+from tests.reliability.conftest import record
 from trio_enchannel import Message, open_client
 from trio_enchannel._channels import Channels, ChannelStatistics, open_channels
 
@@ -110,6 +111,7 @@ async def flood_channels(tmp_path: Path, **options: Any) -> Flood:
                 nursery.start_soon(peak.run)
                 request = execute_request(ch, FLOOD)
                 await ch.shell.send(request)
+                record("load: IOPub flood messages from ipykernel, slow consumer", FLOOD_SIZE)
                 # Control answers during the flood...
                 probe = ch.session.message("kernel_info_request", channel="control")
                 await ch.control.send(probe)
@@ -186,6 +188,7 @@ async def test_slow_stream_execute_consumer_keeps_memory_bounded(tmp_path: Path)
                 nursery.start_soon(peak.run)
                 # The flood, then a connection to our listener when the kernel is done.
                 done = f"import socket\nsocket.create_connection(('127.0.0.1', {port})).close()\n"
+                record("load: IOPub flood messages from ipykernel, slow consumer", FLOOD_SIZE)
                 async with client.stream_execute(FLOOD + done) as run:
                     first = await run.receive()
                     assert first.msg_type == "status"

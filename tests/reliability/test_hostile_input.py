@@ -29,7 +29,7 @@ from tests.reliability._hostile import (
     reference_reason,
 )
 from tests.reliability._measure import PeakRss, rss
-from tests.reliability.conftest import examples
+from tests.reliability.conftest import examples, record
 from tests.strategies import any_frame
 from trio_enchannel import ChannelName, Message, Session
 from trio_enchannel._channels import Channels, open_channels
@@ -120,6 +120,13 @@ async def connect_client(rk: RawKernel, ch: Channels) -> None:
     await rk.wait_subscribed()
 
 
+def record_plan(plan: Plan, side: str) -> None:
+    for kind, count in plan.sent_kinds.items():
+        if kind not in VALID_KINDS:
+            record(f"hostile input rejected ({side}): {kind}", count)
+    record(f"valid messages delivered in order among them ({side})", plan.delivered)
+
+
 async def attack_client(rounds: Sequence[Sequence[Item]], *, big: int) -> Plan:
     """Send each round of items from a raw kernel to ``open_channels``, then a valid
     sentinel per channel, and check what was delivered and rejected."""
@@ -153,6 +160,7 @@ async def attack_client(rounds: Sequence[Sequence[Item]], *, big: int) -> Plan:
             # Every rejection is reported too (as far as the reporting buffer holds).
             assert len(reported) + stats.rejects_unreported == stats.rejected_total
             assert Counter(reported) <= sum(plan.rejects.values(), Counter())
+            record_plan(plan, "client")
             return plan
 
 
@@ -178,6 +186,7 @@ async def attack_kernel(rounds: Sequence[Sequence[Item]], *, big: int) -> Plan:
             for channel in KERNEL_CHANNELS:
                 assert dict(stats[channel].rejected) == dict(plan.rejects[channel]), channel
             assert sum(stats[c].received for c in KERNEL_CHANNELS) == plan.delivered
+            record_plan(plan, "kernel side")
             return plan
 
 
@@ -277,6 +286,7 @@ async def test_memory_stays_bounded_under_a_flood_of_oversized_garbage() -> None
                         plateau = rss()
             assert ch.statistics().shell.rejected == {"missing_delimiter": 250}
             assert ch.statistics().shell.received == 10
+            record("hostile input rejected (client): 4 MiB garbage frames in one flood", 250)
             assert peak.growth < MEMORY_BOUND, f"memory grew by {peak.growth / 2**20:.0f} MiB"
             growth = rss() - plateau
             assert growth < 64 * 2**20, f"grew {growth / 2**20:.0f} MiB after the plateau"

@@ -23,6 +23,7 @@ import trio
 
 from tests._raw_peer import open_raw_peer
 from tests.conftest import kernel_process
+from tests.reliability.conftest import record
 from trio_enchannel import (
     ConnectionInfo,
     ConnectionInfoError,
@@ -108,6 +109,7 @@ def test_another_user_cannot_read_the_connection_file(tmp_path: Path) -> None:
     path = write_connection_file(ConnectionInfo.allocate(key=secret_key()), tmp_path / "k.json")
     assert as_other_user(path.read_text) == "PermissionError"
     assert as_other_user(os.getpid) == ""  # the harness itself works
+    record("security: another user's attempts refused (files, ipc sockets)")
 
 
 async def test_ipc_sockets_live_in_an_owner_only_directory() -> None:
@@ -134,6 +136,7 @@ async def test_another_user_cannot_connect_to_ipc_sockets() -> None:
                 sock.connect(shell)
 
         assert as_other_user(connect) == "PermissionError"
+        record("security: another user's attempts refused (files, ipc sockets)")
         connect()  # the owner can
 
 
@@ -187,7 +190,7 @@ async def test_keys_never_appear_in_logs_reprs_or_errors(
             assert bound.curve_secretkey == secret
             seen += [fk, bound, fk.session, fk.channels, bound.to_dict().keys()]
             async with open_client(
-                bound, report_rejects=True, hb_interval=0.1, hb_deadline=0.5
+                bound, report_rejects=True, hb_interval=0.1, hb_deadline=1.0
             ) as client:
                 ch: Any = client.channels
                 seen += [client, ch, ch.session, ch.heartbeat]
@@ -220,6 +223,7 @@ async def test_keys_never_appear_in_logs_reprs_or_errors(
     assert caplog.records, "the faults above should have been logged"
     assert key not in caplog.text
     assert secret not in caplog.text
+    record("security: reprs, errors and log records checked for secrets", len(seen))
 
 
 # -- forged messages ---------------------------------------------------------------------
@@ -238,6 +242,7 @@ async def test_wrong_key_is_rejected_both_ways_by_the_kernel_side() -> None:
                     pytest.fail("a request signed with the wrong key was answered")
                 assert fk.statistics().shell.rejected == {"invalid_signature": 1}
                 assert fk.requests == []
+                record("security: wrong-key requests rejected by the kernel side")
                 # What the kernel broadcasts is rejected by the client (iopub_welcome).
                 assert ch.statistics().iopub.received == 0
 
@@ -276,6 +281,7 @@ async def test_ipykernel_ignores_code_signed_with_a_wrong_key(tmp_path: Path) ->
     text = "".join(m.content.get("text", "") for m in outputs if m.msg_type == "stream")
     assert text == "False\n"
     assert not marker.exists()
+    record("security: forged execute_requests ignored by ipykernel", 2)
 
 
 # -- CurveZMQ ----------------------------------------------------------------------------
@@ -299,6 +305,7 @@ async def cannot_talk(info: ConnectionInfo) -> None:
             msg = await ch.shell.receive()
             pytest.fail(f"got through: {msg.msg_type}")
         assert ch.statistics().iopub.received == 0
+    record("security: clients without the CurveZMQ server key refused")
 
 
 @needs_curve
