@@ -148,6 +148,25 @@ class RemoteKernelModel:
         )
 
 
+def describe_cause(exc: BaseException) -> str:
+    """The most telling message in ``exc``'s chain of causes (TLS errors first)."""
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for item in chain:
+        if isinstance(item, ssl.SSLError):
+            return f"TLS error: {item}"
+    for item in chain:
+        text = str(item)
+        if text:
+            return text
+    return type(exc).__name__
+
+
 def _server_message(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -240,7 +259,7 @@ class RemoteServer:
             ) from exc
         except httpx.TransportError as exc:
             raise RemoteServerError(
-                f"cannot reach the Jupyter server at {self.url}: {exc or type(exc).__name__}",
+                f"cannot reach the Jupyter server at {self.url}: {describe_cause(exc)}",
                 method=method,
                 url=url,
             ) from exc

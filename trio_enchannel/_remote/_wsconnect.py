@@ -23,6 +23,7 @@ import trio
 import trio_websocket
 
 from ._errors import RemoteAuthenticationError, RemoteKernelNotFound, RemoteServerError
+from ._rest import describe_cause
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -115,7 +116,7 @@ def handshake_error(
             url=safe_url,
         )
     return RemoteServerError(
-        f"websocket {safe_url}: cannot connect: {exc or type(exc).__name__}",
+        f"websocket {safe_url}: cannot connect: {describe_cause(exc)}",
         method="WEBSOCKET",
         url=safe_url,
     )
