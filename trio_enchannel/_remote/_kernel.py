@@ -19,7 +19,7 @@ import trio
 from .._errors import KernelDied, KernelStartupError
 from .._message import Message
 from ._channels import RemoteChannels, open_remote_channels
-from ._errors import ConnectionLost, RemoteServerError
+from ._errors import RemoteServerError
 from ._link import SubprotocolChoice
 from ._rest import RemoteKernelModel, RemoteServer, open_remote_server
 from ._util import unwrap_single
@@ -28,22 +28,6 @@ if TYPE_CHECKING:
     from .._client import KernelClient
 
 __all__ = ["RemoteKernel", "open_remote_kernel"]
-
-
-@attrs.define(eq=False)
-class _ClientBridge:
-    """Tells the client about websocket troubles the moment the link notices them."""
-
-    client: KernelClient
-
-    def connection_lost(self, error: ConnectionLost) -> None:
-        self.client.fail_pending(error)
-
-    def kernel_restarted(self, reason: str) -> None:
-        self.client.fail_pending(KernelDied(reason))
-
-    def kernel_died(self, error: KernelDied) -> None:
-        self.client.fail_pending(error)
 
 
 @attrs.define(eq=False)
@@ -279,8 +263,6 @@ async def open_remote_kernel(
                         client=client,
                         startup_timeout=startup_timeout,
                     )
-                    if not hasattr(client, "connection_lost"):  # older clients
-                        channels.add_listener(_ClientBridge(client))
                     try:
                         await kernel._wait_ready()
                         yield kernel
