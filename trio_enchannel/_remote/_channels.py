@@ -344,7 +344,8 @@ class RemoteChannels:
         (requests in flight should fail with ``error``, a
         :class:`~trio_enchannel.ConnectionLost`), ``listener.kernel_restarted(reason)`` when
         the server restarted the crashed kernel, ``listener.kernel_died(error)`` when the
-        kernel is gone. :class:`~trio_enchannel.KernelClient` registers itself.
+        kernel is gone. :class:`~trio_enchannel.KernelClient` registers itself. The calls
+        are synchronous, from the reader task: keep them short (an exception is logged).
         """
         self._listeners.append(listener)
 
@@ -465,8 +466,12 @@ class RemoteChannels:
     def _notify(self, method: str, arg: object) -> None:
         for listener in list(self._listeners):
             fn = getattr(listener, method, None)
-            if fn is not None:
+            if fn is None:
+                continue
+            try:
                 fn(arg)
+            except Exception:  # a listener's bug must not stop the websocket reader
+                logger.exception("listener %r failed in %s", listener, method)
 
     def _on_connect(self) -> None:
         pass
