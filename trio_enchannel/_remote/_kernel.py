@@ -75,6 +75,12 @@ class RemoteKernel:
         """Whether the kernel is believed alive (it may be briefly unreachable)."""
         return not self._closed and self.channels.kernel_died is None
 
+    def stderr_tail(self, max_lines: int | None = 40) -> str:
+        """Always ``""``: a remote kernel's standard error stays on its host (the server or
+        gateway logs it). Present so that code written for :class:`~trio_enchannel.Kernel`
+        works unchanged."""
+        return ""
+
     async def refresh(self) -> RemoteKernelModel:
         """The kernel's current model from the server (execution state, connections, ...).
 
