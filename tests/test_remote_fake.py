@@ -265,3 +265,34 @@ async def test_server_side_close_reconnects_with_the_same_session() -> None:
                 assert stats.drops == 1
                 assert server.session_ids == [ch.session.session_id] * 2
             nursery.cancel_scope.cancel()
+
+
+async def test_a_slow_consumer_is_backpressure_not_a_dead_connection() -> None:
+    async def script(conn: FakeConnection) -> None:
+        request = await conn.receive()
+        for i in range(50):
+            await conn.send(
+                conn.session.message(
+                    "stream", {"name": "stdout", "text": f"{i}\n"}, parent=request, channel="iopub"
+                )
+            )
+        await conn.send(conn.session.reply(request, {"status": "ok"}))
+        await conn.answer_forever()
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server = await _serve(nursery, script)
+            async with open_remote_channels(
+                server.url, KERNEL, token=TOKEN, iopub_buffer_size=5, ping_interval=0.05
+            ) as ch:
+                await ch.send(ch.session.message("execute_request", channel="shell"))
+                # Read nothing for a while: the reader stalls on the full IOPub buffer, so
+                # pongs queue behind unread messages for many ping intervals.
+                with trio.move_on_after(1.0):
+                    await trio.sleep_forever()
+                assert ch.statistics().iopub.stalls >= 1
+                texts = [(await ch.iopub.receive()).content["text"] for _ in range(50)]
+                assert texts == [f"{i}\n" for i in range(50)]  # nothing lost, nothing dropped
+                assert (await ch.shell.receive()).msg_type == "execute_reply"
+                assert ch.statistics().connection.drops == 0
+            nursery.cancel_scope.cancel()

@@ -98,7 +98,6 @@ class KernelLink:
     drops: int = 0
     death: KernelDied | None = None
     _ws: trio_websocket.WebSocketConnection | None = None
-    _up: trio.Event = attrs.Factory(trio.Event)
     _changed: trio.Event = attrs.Factory(trio.Event)
     _send_lock: trio.Lock = attrs.Factory(trio.Lock)
     _cancel: trio.CancelScope | None = None
@@ -106,6 +105,7 @@ class KernelLink:
     _check_now: trio.Event = attrs.Factory(trio.Event)
     _reconnect_started: float = 0.0
     _backoff: float = 0.0
+    _in_deliver: bool = False
 
     @property
     def url(self) -> str:
@@ -310,7 +310,11 @@ class KernelLink:
                         self.reject(frame, error)
                         continue
                     self._watch_status(msg)
-                    await self.deliver(msg)
+                    self._in_deliver = True
+                    try:
+                        await self.deliver(msg)
+                    finally:
+                        self._in_deliver = False
                     if self.state == "dead":
                         break
             finally:
@@ -349,8 +353,9 @@ class KernelLink:
                 except (trio_websocket.ConnectionClosed, trio.BrokenResourceError):
                     scope.cancel()
                     return
-            if timeout.cancelled_caught:
-                # Half-open connection: treat as dropped.
+            if timeout.cancelled_caught and not self._in_deliver:
+                # Half-open connection: treat as dropped. (While our consumer holds the reader
+                # up, pongs queue behind unread messages: that is backpressure, not a drop.)
                 scope.cancel()
                 return
 
@@ -373,9 +378,19 @@ class KernelLink:
                     return
 
     async def _kernel_gone(self) -> KernelDied | None:
-        """A KernelDied when the server says the kernel no longer exists or is dead."""
+        """A KernelDied when the server says the kernel no longer exists or is dead.
+
+        While reconnecting, bounded by what is left of the reconnection deadline.
+        """
+        budget = math.inf
+        if self.state == "reconnecting":
+            left = self._reconnect_started + self.reconnect_timeout - trio.current_time()
+            budget = max(0.2, left)
         try:
-            model = await self.server.get_kernel(self.kernel_id)
+            with trio.fail_after(budget):
+                model = await self.server.get_kernel(self.kernel_id)
+        except trio.TooSlowError:
+            return None
         except RemoteKernelNotFound:
             return KernelDied(f"kernel {self.kernel_id} no longer exists on {self.server.url}")
         except (RemoteServerError, trio.ClosedResourceError):
