@@ -97,7 +97,10 @@ _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_json_d
 
 
 def _encode_part(value: Any, part: str, msg_type: str) -> bytes:
-    if not isinstance(value, Mapping):
+    if type(value) is dict:
+        if not value:
+            return b"{}"
+    elif not isinstance(value, Mapping):
         raise LocalProtocolError(
             f"{msg_type} message: {part} must be a dict, got {type(value).__name__}"
         )
