@@ -28,6 +28,7 @@ from .._channel_views import (
     RejectedMessage,
     _Counters,
 )
+from .._channels import IOPubOverflow
 from .._errors import (
     ConfigurationError,
     KernelDied,
@@ -50,8 +51,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("trio_enchannel.remote")
-
-IOPubOverflow = str  # "wait" | "drop", as for open_channels
 
 
 @attrs.frozen
@@ -498,7 +497,7 @@ async def open_remote_channels(
     subprotocol: SubprotocolChoice = "auto",
     buffer_size: int = 1000,
     iopub_buffer_size: int | None = None,
-    iopub_overflow: str = "wait",
+    iopub_overflow: IOPubOverflow = "wait",
     multiplexed: bool = False,
     report_rejects: bool = False,
     rejects_buffer_size: int = 100,
