@@ -48,17 +48,16 @@ Frame: TypeAlias = "bytes | memoryview"
 SocketKind = Literal["DEALER", "ROUTER", "SUB", "XSUB", "PUB", "XPUB", "REQ", "REP", "PAIR"]
 
 #: Frames of at least this many bytes are sent and (by default) received without copying.
-#: Below it copying is cheaper than the bookkeeping of a zero-copy frame.
+#: Below it copying is cheaper than keeping a zero-copy frame alive.
 ZERO_COPY_THRESHOLD = 65536
 
-# After a large frame is received, keep receiving in zero-copy mode for this many messages.
-_ZERO_COPY_STREAK = 64
-
-_NOBLOCK = zmq.NOBLOCK
-_SNDMORE = zmq.SNDMORE
-_POLLIN = zmq.POLLIN
-_POLLOUT = zmq.POLLOUT
-_EVENTS = zmq.EVENTS
+# Plain ints: arithmetic on pyzmq's enum.Flag members costs microseconds per operation.
+_NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE = int(zmq.SNDMORE)
+_POLLIN = int(zmq.POLLIN)
+_POLLOUT = int(zmq.POLLOUT)
+_EVENTS = int(zmq.EVENTS)
+_MORE = _NOBLOCK | _SNDMORE
 _CLOSED_ERRNOS = frozenset({zmq.ENOTSOCK, zmq.ETERM})
 
 _context_lock = threading.Lock()
@@ -175,7 +174,6 @@ class TrioSocket:
         self._linger = linger
         self._closed = False
         self._zero_copy_threshold = zero_copy_threshold
-        self._zero_copy_left = 0
         # The task waiting on the descriptor: its cancel scope and the events it wants.
         self._fd_scope: trio.CancelScope | None = None
         self._fd_mask = 0
@@ -419,7 +417,7 @@ class TrioSocket:
         index = 0
         try:
             for index, frame in enumerate(frames):
-                flags = _NOBLOCK if index == last else _NOBLOCK | _SNDMORE
+                flags = _NOBLOCK if index == last else _MORE
                 sock.send(frame, flags, copy=_nbytes(frame) < ZERO_COPY_THRESHOLD)
         except zmq.Again:
             if index == 0:
@@ -458,26 +456,23 @@ class TrioSocket:
     # -- receiving ------------------------------------------------------------------------
 
     def _recv_one(self) -> list[Frame]:
-        # One whole message; raises zmq.Again when none is ready.
+        # One whole message; raises zmq.Again when none is ready. Every frame is received
+        # without copying and then copied only if it is small: Frame.more avoids a
+        # getsockopt(RCVMORE) per frame (pyzmq's recv_multipart), and a large frame is never
+        # copied, not even the first one of a burst.
+        recv = self._sock.recv
         threshold = self._zero_copy_threshold
-        if self._zero_copy_left > 0:
-            assert threshold is not None
-            raw = self._sock.recv_multipart(_NOBLOCK, copy=False)
-            frames: list[Frame] = []
-            large = False
-            for part in raw:
-                if len(part) >= threshold:
-                    frames.append(part.buffer)
-                    large = True
-                else:
-                    frames.append(part.bytes)
-            self._zero_copy_left = _ZERO_COPY_STREAK if large else self._zero_copy_left - 1
-            return frames
-        data: list[Frame] = list(self._sock.recv_multipart(_NOBLOCK))
-        if threshold is not None and max(map(len, data)) >= threshold:
-            # This one was copied; the next ones (a burst of large data) will not be.
-            self._zero_copy_left = _ZERO_COPY_STREAK
-        return data
+        frames: list[Frame] = []
+        append = frames.append
+        more = True
+        while more:
+            part = recv(_NOBLOCK, copy=False)
+            more = part.more
+            if threshold is not None and len(part) >= threshold:
+                append(part.buffer)
+            else:
+                append(part.bytes)
+        return frames
 
     def receive_multipart_nowait(self) -> list[Frame]:
         """Receive one whole multipart message if one is ready.
