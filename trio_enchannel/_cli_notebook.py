@@ -220,6 +220,7 @@ def run_notebook_command(args: argparse.Namespace) -> int:
         out = path.with_name(path.name[: -len(".ipynb")] + ".out.ipynb")
     kernelspec = nb.metadata.get("kernelspec") or {}
     kernel_name = str(args.kernel or kernelspec.get("name") or DEFAULT_KERNEL)
+    from_notebook = not args.kernel and bool(kernelspec.get("name"))
     cells = [(i + 1, cell) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
     records = [CellRecord(number, str(cell.source)) for number, cell in cells]
     ui = make_renderer(args, path.name[: -len(".ipynb")])
@@ -286,7 +287,7 @@ def run_notebook_command(args: argparse.Namespace) -> int:
             try:
                 with trio.move_on_after(timeout if timeout is not None else float("inf")) as limit:
                     async with kernel.client.stream_execute(
-                        record.source, allow_stdin=False
+                        record.source, allow_stdin=False, keep_messages=True
                     ) as execution:
                         async for _ in execution:
                             pass
@@ -346,4 +347,12 @@ def run_notebook_command(args: argparse.Namespace) -> int:
                 return status
         return status
 
-    return run_job(ui, job)
+    try:
+        return run_job(ui, job)
+    except CommandError as exc:
+        if from_notebook and exc.status == EXIT_USAGE and "no kernel named" in str(exc):
+            raise CommandError(
+                f"{exc} (the notebook asks for {kernel_name!r}; choose another with -k)",
+                exc.status,
+            ) from None
+        raise

@@ -42,6 +42,7 @@ from ._errors import (
 
 if TYPE_CHECKING:  # without importing the launcher at startup
     from ._client import InputRequest
+    from ._connection import ConnectionInfo
     from ._launcher import Kernel
 
 __all__ = ["CliState", "info_command", "open_cli_kernel", "run_command", "run_job"]
@@ -347,17 +348,21 @@ async def _execute(state: CliState, kernel: Kernel, code: str, limit: float | No
     ui = state.ui
     state.busy = True
     result = None
+    missed = 0
     try:
         with trio.move_on_after(limit if limit is not None else float("inf")) as deadline:
             async with kernel.client.stream_execute(code, allow_stdin=True) as execution:
                 async for msg in execution:
                     ui.message(msg)
                 result = execution.result
+                missed = execution.dropped
     except KernelDied as exc:
         raise kernel_died_error(state, exc) from None
     finally:
         state.busy = False
     ui.flush_line()
+    if missed:
+        ui.note(f"{PROG}: {missed} outputs not shown (the terminal could not keep up)")
     if deadline.cancelled_caught:
         await _interrupt(state)
         raise CommandError(
@@ -413,7 +418,7 @@ def find_connection_file(name: str) -> Path:
     )
 
 
-def _format_info(content: dict[str, Any], source: Path) -> str:
+def _format_info(content: dict[str, Any], source: Path, info: ConnectionInfo) -> str:
     def text(value: Any) -> str:
         return value if isinstance(value, str) else ""
 
@@ -423,8 +428,11 @@ def _format_info(content: dict[str, Any], source: Path) -> str:
     features = [str(f) for f in features] if isinstance(features, list) else []
     if content.get("debugger") is True and "debugger" not in features:
         features.append("debugger")
+    security = f"signed with {info.signature_scheme}" if info.key else "unsigned (no key)"
+    security += ", CurveZMQ encrypted" if info.curve_publickey else ", not encrypted"
     lines = [
         f"connection file: {source}",
+        f"connection: {info.transport}://{info.ip} ({security})",
         f"implementation: {text(content.get('implementation'))} "
         f"{text(content.get('implementation_version'))}".rstrip(),
         f"language: {text(language.get('name'))} {text(language.get('version'))}".rstrip(),
@@ -479,7 +487,7 @@ def info_command(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(reply.content, indent=2, sort_keys=True))
         else:
-            print(_format_info(reply.content, path))
+            print(_format_info(reply.content, path, info))
         return EXIT_OK
 
     return run_job(Renderer(color=False), job)
