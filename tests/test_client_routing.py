@@ -916,3 +916,57 @@ async def test_kernel_died_is_sticky_until_the_kernel_answers_again(
         nursery.start_soon(answer_execute)
         with trio.fail_after(5):
             assert (await client.execute("x")).ok
+
+
+async def test_second_reply_before_idle_goes_to_unclaimed(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    client, kernel = pair
+
+    async def kernel_side() -> None:
+        req = await kernel.shell.receive()
+        await kernel.reply(req, status="ok", execution_count=1)
+        await kernel.reply(req, status="ok", execution_count=99)
+        await trio.testing.wait_all_tasks_blocked()
+        await kernel.status(req, "idle")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(kernel_side)
+        with trio.fail_after(5):
+            result = await client.execute("x")
+    assert result.execution_count == 1  # the first reply is the request's
+    duplicate = client.unclaimed_replies.receive_nowait()
+    assert duplicate.content["execution_count"] == 99
+
+
+async def test_slow_stream_reader_costs_bounded_memory_and_loses_no_output(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    client, kernel = pair
+    with trio.fail_after(5):
+        async with client.stream_execute("flood()", live_buffer=10) as run:
+            req = await kernel.shell.receive()
+            await kernel.status(req, "busy")
+            for i in range(100):
+                await kernel.publish(req, "stream", name="stdout", text=f"{i}\n")
+            await kernel.reply(req, status="ok", execution_count=1)
+            await kernel.status(req, "idle")
+            await trio.testing.wait_all_tasks_blocked()
+            assert run.done  # ended on time although nothing was read yet
+            seen = [msg async for msg in run]
+    assert len(seen) == 10 and run.dropped == 92  # busy + 100 streams + idle - 10 kept
+    assert seen[-1].msg_type == "status"
+    assert run.result.stdout == "".join(f"{i}\n" for i in range(100))  # outputs complete
+    assert run.result.messages == (run.result.reply,)  # raw messages not kept by default
+
+
+async def test_stream_execute_can_keep_every_message(pair: tuple[KernelClient, Kernel]) -> None:
+    client, kernel = pair
+    with trio.fail_after(5):
+        async with client.stream_execute("x", keep_messages=True) as run:
+            req = await kernel.shell.receive()
+            await kernel.publish(req, "stream", name="stdout", text="a")
+            await kernel.reply(req, status="ok", execution_count=1)
+            await kernel.status(req, "idle")
+            result = await run.wait()
+    assert [m.msg_type for m in result.messages] == ["stream", "execute_reply", "status"]

@@ -19,7 +19,7 @@ import trio
 from ._comm import Comm
 from ._connection import ConnectionInfo
 from ._errors import KernelDied, LocalProtocolError
-from ._execution import Execution, InputRequest, StdinHandler
+from ._execution import Execution, InputRequest, StdinHandler, _ExecRequest
 from ._message import Message
 from ._queue import DroppingQueue
 from ._results import ExecuteResult, KernelInfo, Reply
@@ -191,6 +191,7 @@ class KernelClient:
         subshell_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         raise_on_error: bool = False,
+        keep_messages: bool = True,
     ) -> ExecuteResult:
         """Run ``code`` and return its reply with everything it output.
 
@@ -212,6 +213,10 @@ class KernelClient:
             metadata: the request's metadata dict.
             raise_on_error: raise :class:`~trio_enchannel.KernelError` when the execution
                 fails instead of returning the failed result.
+            keep_messages: keep every message of the request in
+                :attr:`ExecuteResult.messages`; with ``False`` only the reply is kept (for
+                executions that publish a great many messages: the outputs are gathered
+                either way).
 
         Returns:
             the :class:`ExecuteResult`.
@@ -224,7 +229,7 @@ class KernelClient:
             Exception: whatever the stdin handler raised (the prompt is then answered with
                 an empty line so that the kernel does not block).
         """
-        async with self.stream_execute(
+        async with self._execution(
             code,
             silent=silent,
             store_history=store_history,
@@ -234,6 +239,8 @@ class KernelClient:
             stdin=stdin,
             subshell_id=subshell_id,
             metadata=metadata,
+            keep_messages=keep_messages,
+            live_buffer=None,
         ) as execution:
             result = await execution.wait()
         if raise_on_error:
@@ -253,6 +260,8 @@ class KernelClient:
         stdin: StdinHandler | None = None,
         subshell_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        keep_messages: bool = False,
+        live_buffer: int = 10_000,
     ) -> AsyncIterator[Execution]:
         """Run ``code`` and iterate its IOPub messages as they arrive (for live UIs)::
 
@@ -263,13 +272,53 @@ class KernelClient:
 
         Iteration ends once both the request's ``idle`` status and its reply have arrived.
         Leaving the block early stops tracking the request (the kernel keeps running it).
-        Arguments as for :meth:`execute`.
+        Arguments as for :meth:`execute`, and:
+
+        Args:
+            keep_messages: also keep every message for :attr:`ExecuteResult.messages` (by
+                default only the reply: you see the messages as they arrive).
+            live_buffer: how many messages may wait for a reader that lags behind; beyond
+                that the oldest are not delivered to it (:attr:`Execution.dropped`). The
+                outputs and the end of the execution are tracked regardless.
 
         Raises:
             KernelDied: the kernel died before the execution finished (from iteration).
             LocalProtocolError: an argument cannot be encoded as JSON.
             trio.ClosedResourceError: the client is closed.
         """
+        async with self._execution(
+            code,
+            silent=silent,
+            store_history=store_history,
+            user_expressions=user_expressions,
+            allow_stdin=allow_stdin,
+            stop_on_error=stop_on_error,
+            stdin=stdin,
+            subshell_id=subshell_id,
+            metadata=metadata,
+            keep_messages=keep_messages,
+            live_buffer=live_buffer,
+        ) as execution:
+            yield execution
+
+    @asynccontextmanager
+    async def _execution(
+        self,
+        code: str,
+        *,
+        silent: bool,
+        store_history: bool,
+        user_expressions: Mapping[str, str] | None,
+        allow_stdin: bool | None,
+        stop_on_error: bool,
+        stdin: StdinHandler | None,
+        subshell_id: str | None,
+        metadata: Mapping[str, Any] | None,
+        keep_messages: bool,
+        live_buffer: int | None,
+    ) -> AsyncIterator[Execution]:
+        if live_buffer is not None and live_buffer < 1:
+            raise ValueError("live_buffer must be at least 1")
         handler = stdin if stdin is not None else self.stdin_handler
         if allow_stdin is None:
             allow_stdin = handler is not None
@@ -285,7 +334,8 @@ class KernelClient:
             "execute_request", content, channel="shell", metadata=metadata, subshell_id=subshell_id
         )
         await self._ensure_iopub()
-        async with self._router.in_flight(msg) as req:
+        req = _ExecRequest(msg, keep_messages=keep_messages, live_buffer=live_buffer)
+        async with self._router.in_flight(msg, req):
             yield Execution(self._router, req, msg, handler)
 
     async def kernel_info(self, *, channel: Literal["shell", "control"] = "shell") -> KernelInfo:

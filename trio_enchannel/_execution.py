@@ -58,20 +58,79 @@ StdinHandler: TypeAlias = Callable[[InputRequest], "str | Awaitable[str]"]
 class _Request:
     """A request in flight: the router fills its inbox, the waiting task drains it."""
 
-    __slots__ = ("failed", "inbox", "msg", "probe", "replied")
+    __slots__ = ("failed", "failure", "inbox", "msg", "probe", "replied")
 
     def __init__(self, msg: Message | None, *, probe: bool = False) -> None:
         self.msg = msg
         # A readiness probe outlives heartbeat silence (a starting kernel may not answer
         # pings yet); only an explicit fail_pending() ends it.
         self.probe = probe
-        self.replied = False  # the waiting task took the reply out of the inbox
+        self.replied = False  # the reply reached the request
         self.failed = trio.Event()
+        self.failure: BaseException | None = None
         self.inbox: DroppingQueue[Message] = DroppingQueue()
 
+    def deliver(self, msg: Message) -> bool:
+        """Take a message routed to this request (router side); False: not taken."""
+        return self.inbox.put_nowait(msg)
+
     def fail(self, exc: BaseException) -> None:
+        if self.failure is None:
+            self.failure = exc
         self.inbox.close_producer(exc)
         self.failed.set()
+
+
+class _ExecRequest(_Request):
+    """An execution whose state the router keeps up to date as messages arrive.
+
+    The outputs, the reply and the idle status are recorded on arrival, so the execution
+    ends on time and its outputs are complete however slowly its reader iterates; only the
+    queue of messages waiting to be iterated is bounded (oldest dropped, counted).
+    """
+
+    __slots__ = ("idle", "live", "lot", "messages", "outputs", "reply")
+
+    def __init__(self, msg: Message, *, keep_messages: bool, live_buffer: int | None) -> None:
+        super().__init__(msg)
+        self.outputs = OutputAccumulator()
+        self.messages: list[Message] | None = [] if keep_messages else None
+        self.reply: Message | None = None
+        self.idle = False
+        self.live: DroppingQueue[Message] | None = (
+            DroppingQueue(live_buffer) if live_buffer is not None else None
+        )
+        self.lot = trio.lowlevel.ParkingLot()
+
+    @property
+    def done(self) -> bool:
+        if self.reply is None:
+            return False
+        # An aborted request may get no idle status (older kernels): the reply ends it.
+        return self.idle or self.reply.content.get("status") == "aborted"
+
+    def deliver(self, msg: Message) -> bool:
+        if msg.channel == "iopub":
+            self.outputs.feed(msg)
+            if msg.msg_type == "status" and msg.content.get("execution_state") == "idle":
+                self.idle = True
+            if self.live is not None:
+                self.live.put_nowait(msg)
+        elif msg.channel == "stdin":
+            self.inbox.put_nowait(msg)
+        elif self.reply is None:
+            self.reply = msg
+            self.replied = True
+        else:
+            return False  # a second reply: not ours to take (it goes to unclaimed_replies)
+        if self.messages is not None:
+            self.messages.append(msg)
+        self.lot.unpark_all()
+        return True
+
+    def fail(self, exc: BaseException) -> None:
+        super().fail(exc)
+        self.lot.unpark_all()
 
 
 class Execution(trio.abc.ReceiveChannel[Message]):
@@ -82,22 +141,23 @@ class Execution(trio.abc.ReceiveChannel[Message]):
     arrived; :attr:`result` is then available. Stdin prompts are answered by the handler
     while you iterate.
 
+    The execution's state is kept up to date as messages arrive, whether or not you iterate:
+    :attr:`outputs` is always complete and the execution ends on time. Only the messages
+    waiting to be iterated are bounded: a reader that falls behind by more than the
+    ``live_buffer`` of :meth:`~trio_enchannel.KernelClient.stream_execute` misses the oldest
+    ones (counted in :attr:`dropped`).
+
     Attributes:
         request: the ``execute_request`` message that was sent.
-        outputs: the :class:`OutputAccumulator` fed with the messages received so far.
     """
 
     def __init__(
-        self, router: Router, req: _Request, request: Message, stdin: StdinHandler | None
+        self, router: Router, req: _ExecRequest, request: Message, stdin: StdinHandler | None
     ) -> None:
         self._router = router
         self._req = req
         self.request = request
         self._stdin = stdin
-        self.outputs = OutputAccumulator()
-        self._messages: list[Message] = []
-        self._reply: Message | None = None
-        self._idle = False
         self._result: ExecuteResult | None = None
         self._closed = False
 
@@ -107,17 +167,26 @@ class Execution(trio.abc.ReceiveChannel[Message]):
         return self.request.msg_id
 
     @property
+    def outputs(self) -> OutputAccumulator:
+        """The outputs so far (an :class:`OutputAccumulator` fed on arrival)."""
+        return self._req.outputs
+
+    @property
     def reply(self) -> Message | None:
         """The ``execute_reply`` once it arrived, else ``None``."""
-        return self._reply
+        return self._req.reply
 
     @property
     def done(self) -> bool:
         """Whether the reply and the ``idle`` status have both arrived."""
-        if self._reply is None:
-            return False
-        # An aborted request may get no idle status (older kernels): the reply ends it.
-        return self._idle or self._reply.content.get("status") == "aborted"
+        return self._req.done
+
+    @property
+    def dropped(self) -> int:
+        """IOPub messages that arrived while the reader lagged more than ``live_buffer``
+        behind, and were not delivered to it (they still count in :attr:`outputs`)."""
+        live = self._req.live
+        return live.dropped if live is not None else 0
 
     @property
     def result(self) -> ExecuteResult:
@@ -127,10 +196,12 @@ class Execution(trio.abc.ReceiveChannel[Message]):
             RuntimeError: the execution has not finished yet.
         """
         if self._result is None:
-            if not self.done:
+            req = self._req
+            if not req.done:
                 raise RuntimeError("the execution has not finished yet (iterate it first)")
-            assert self._reply is not None
-            self._result = ExecuteResult.build(self._reply, self.outputs, self._messages)
+            assert req.reply is not None
+            messages = req.messages if req.messages is not None else (req.reply,)
+            self._result = ExecuteResult.build(req.reply, req.outputs, messages)
         return self._result
 
     async def receive(self) -> Message:
@@ -138,27 +209,30 @@ class Execution(trio.abc.ReceiveChannel[Message]):
 
         Raises:
             trio.EndOfChannel: the execution finished (see :attr:`result`).
+            trio.ClosedResourceError: :meth:`aclose` was called.
             KernelDied: the kernel died before the execution finished.
             Exception: whatever the stdin handler raised.
         """
-        if self._closed:
-            raise trio.ClosedResourceError("this execution stream was closed")
-        while not self.done:
-            msg = await self._req.inbox.receive()
-            self._messages.append(msg)
-            if msg.channel == "iopub":
-                self.outputs.feed(msg)
-                if msg.msg_type == "status" and msg.content.get("execution_state") == "idle":
-                    self._idle = True
+        await trio.lowlevel.checkpoint_if_cancelled()
+        req = self._req
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError("this execution stream was closed")
+            if len(req.inbox):
+                prompt = req.inbox.receive_nowait()
+                if prompt.msg_type == "input_request":
+                    await self._answer(prompt)
+                continue
+            if req.live is not None and len(req.live):
+                msg = req.live.receive_nowait()
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 return msg
-            if msg.channel == "stdin":
-                if msg.msg_type == "input_request":
-                    await self._answer(msg)
-            elif msg.msg_type == "execute_reply":
-                self._reply = msg
-                self._req.replied = True
-        await trio.lowlevel.checkpoint()
-        raise trio.EndOfChannel
+            if req.done:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                raise trio.EndOfChannel
+            if req.failure is not None:
+                raise req.failure
+            await req.lot.park()
 
     async def wait(self) -> ExecuteResult:
         """Receive (and discard) the remaining messages; return the :attr:`result`.

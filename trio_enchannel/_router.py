@@ -187,7 +187,8 @@ class Router:
         routing = self.tracker.route(msg)
         if routing.route is Route.REQUEST:
             assert routing.owner is not None
-            routing.owner.inbox.put_nowait(msg)
+            if not routing.owner.deliver(msg):  # a duplicate reply
+                self.unclaimed_replies.put_nowait(msg)
         elif routing.route is Route.UNCLAIMED:
             if channel == "iopub":
                 if not comm_handled:
@@ -318,10 +319,12 @@ class Router:
             )
 
     @asynccontextmanager
-    async def in_flight(self, msg: Message) -> AsyncIterator[_Request]:
-        """Track ``msg``, send it, and stop tracking it when the block exits."""
+    async def in_flight(self, msg: Message, req: _Request | None = None) -> AsyncIterator[_Request]:
+        """Track ``msg`` (as ``req``, default a plain request), send it, and stop tracking
+        it when the block exits."""
         self.check_usable()
-        req = _Request(msg)
+        if req is None:
+            req = _Request(msg)
         self.tracker.register(msg.msg_id, req)
         try:
             await self.send(msg)
