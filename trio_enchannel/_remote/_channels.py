@@ -501,6 +501,7 @@ async def open_remote_channels(
     multiplexed: bool = False,
     report_rejects: bool = False,
     rejects_buffer_size: int = 100,
+    connect_timeout: float = 60.0,
     reconnect: bool = True,
     reconnect_timeout: float = 60.0,
     ping_interval: float | None = 10.0,
@@ -545,6 +546,9 @@ async def open_remote_channels(
         multiplexed: deliver every message to :attr:`RemoteChannels.multiplexed`.
         report_rejects: make :attr:`RemoteChannels.rejects` available.
         rejects_buffer_size: how many unread rejects it holds.
+        connect_timeout: seconds allowed for the websocket handshake. The server answers it
+            only once the kernel replies to ``kernel_info`` (Jupyter Server waits up to its
+            ``kernel_info_timeout``, 60 s), so a kernel still starting takes a while.
         reconnect: reconnect when the websocket drops while the kernel lives (``False``:
             a drop declares the kernel gone).
         reconnect_timeout: seconds without a connection before the kernel is declared gone.
@@ -572,8 +576,8 @@ async def open_remote_channels(
         raise ConfigurationError(
             f"subprotocol must be 'auto', 'v1' or 'legacy', not {subprotocol!r}"
         )
-    if not (reconnect_timeout > 0):
-        raise ConfigurationError("reconnect_timeout must be > 0")
+    if not (reconnect_timeout > 0) or not (connect_timeout > 0):
+        raise ConfigurationError("reconnect_timeout and connect_timeout must be > 0")
     for label, value in (
         ("ping_interval", ping_interval),
         ("kernel_check_interval", kernel_check_interval),
@@ -604,6 +608,7 @@ async def open_remote_channels(
             on_dead=channels._on_dead,
             on_connect=channels._on_connect,
             subprotocol_choice=subprotocol,
+            connect_timeout=connect_timeout,
             reconnect=reconnect,
             reconnect_timeout=reconnect_timeout,
             ping_interval=ping_interval,

@@ -258,7 +258,10 @@ async def open_remote_kernel(
             with unwrap_single():
                 async with (
                     open_remote_channels(
-                        rest, model.id, subprotocol=subprotocol, **dict(channel_options or {})
+                        rest,
+                        model.id,
+                        subprotocol=subprotocol,
+                        **{"connect_timeout": startup_timeout, **dict(channel_options or {})},
                     ) as channels,
                     open_client(channels, **dict(client_options or {})) as client,
                 ):
