@@ -19,7 +19,7 @@ import trio
 from .._errors import KernelDied, KernelStartupError
 from .._message import Message
 from ._channels import RemoteChannels, open_remote_channels
-from ._errors import RemoteServerError
+from ._errors import ConnectionLost, RemoteServerError
 from ._link import SubprotocolChoice
 from ._rest import RemoteKernelModel, RemoteServer, open_remote_server
 from ._util import unwrap_single
@@ -169,7 +169,12 @@ class RemoteKernel:
                 msg = self._client.session.message("kernel_info_request", {}, channel="shell")
                 probes.add(msg.msg_id)
                 with trio.move_on_after(interval):
-                    await self._client.request(msg)
+                    try:
+                        await self._client.request(msg)
+                    except ConnectionLost:
+                        # The websocket dropped: the channels reconnect; probe again.
+                        await self.channels.wait_connected()
+                        continue
                     answered = True
                     await live.wait()
                 if answered and live.is_set():

@@ -58,6 +58,13 @@ _CHECK_DELAYS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 
 
+def _describe_close(reason: trio_websocket.CloseReason | None) -> str:
+    if reason is None:
+        return "the connection ended"
+    text = f"closed with code {reason.code} ({reason.name})"
+    return f"{text}: {reason.reason}" if reason.reason else text
+
+
 @attrs.define(eq=False)
 class KernelLink:
     """The websocket to one remote kernel, reconnecting when it drops.
@@ -106,6 +113,7 @@ class KernelLink:
     _reconnect_started: float = 0.0
     _backoff: float = 0.0
     _in_deliver: bool = False
+    _drop_reason: str = ""
 
     @property
     def url(self) -> str:
@@ -150,6 +158,7 @@ class KernelLink:
                     if not sent:
                         # Broken (or stuck, possibly with a partial frame on the stream):
                         # end this connection; the reader reconnects.
+                        self._drop_reason = f"sending a {msg.msg_type} failed"
                         self._abort_connection()
             if sent:
                 return
@@ -297,7 +306,8 @@ class KernelLink:
                 while True:
                     try:
                         frame = await ws.get_message()
-                    except trio_websocket.ConnectionClosed:
+                    except trio_websocket.ConnectionClosed as exc:
+                        self._drop_reason = _describe_close(exc.reason)
                         break
                     try:
                         msg = decode_frame(frame, ws.subprotocol)
@@ -356,6 +366,7 @@ class KernelLink:
             if timeout.cancelled_caught and not self._in_deliver:
                 # Half-open connection: treat as dropped. (While our consumer holds the reader
                 # up, pongs queue behind unread messages: that is backpressure, not a drop.)
+                self._drop_reason = f"no answer to a ping within {self.ping_timeout:g} s"
                 scope.cancel()
                 return
 
@@ -402,10 +413,13 @@ class KernelLink:
     async def _after_drop(self) -> None:
         self.drops += 1
         self._set_state("reconnecting")
+        reason = self._drop_reason or "the connection ended"
+        self._drop_reason = ""
+        logger.info("websocket to kernel %s dropped (%s); reconnecting", self.kernel_id, reason)
         self.on_drop(
             ConnectionLost(
-                f"the websocket to kernel {self.kernel_id} on {self.server.url} dropped; the "
-                "request may or may not have run, and its reply is lost"
+                f"the websocket to kernel {self.kernel_id} on {self.server.url} dropped "
+                f"({reason}); the request may or may not have run, and its reply is lost"
             )
         )
         if not self.reconnect:
