@@ -52,7 +52,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
     """Build the documentation with warnings as errors."""
-    _install(session, "docs", "python", "notebook")
+    _install(session, "docs", "python", "notebook", "remote")
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
 
 
