@@ -6,8 +6,8 @@ and measures, from a single Trio process:
 * **fleet start**: ``N`` kernels started concurrently with ``open_remote_kernel`` (REST start,
   websocket, ``kernel_info`` and live IOPub), wall time until all are ready;
 * **fleet throughput**: every kernel runs ``M`` small executions (``print(i * i)``, reply and
-  output gathered) back to back, all kernels at once: executions per second overall and the
-  per-execution latency distribution;
+  output gathered) back to back, all kernels at once: executions per second overall, the
+  per-execution latency distribution, and this (client) process's CPU time;
 * **one kernel, each framing**: sequential execute round trips through one kernel over the
   binary ``v1.kernel.websocket.jupyter.org`` framing and over the legacy JSON framing, and a
   4 MiB binary buffer sent to the kernel and echoed back in a comm message.
@@ -96,10 +96,12 @@ async def fleet(server: LocalServer) -> dict[str, Any]:
             finished += 1
             if finished == KERNELS:
                 results["run_s"] = time.perf_counter() - results["run_started"]
+                results["run_cpu_s"] = time.process_time() - results["run_cpu_started"]
 
     async def mark_run_start() -> None:
         await all_ready.wait()
         results["run_started"] = time.perf_counter()
+        results["run_cpu_started"] = time.process_time()
 
     async with (
         open_remote_server(server.url, token=server.token, start_timeout=TIMEOUT) as rest,
@@ -116,6 +118,8 @@ async def fleet(server: LocalServer) -> dict[str, Any]:
         "executions": total,
         "run_s": results["run_s"],
         "exec_per_s": total / results["run_s"],
+        "client_cpu_share": results["run_cpu_s"] / results["run_s"],
+        "client_cpu_per_exec_ms": results["run_cpu_s"] / total * 1e3,
         "latency_p50_ms": statistics.median(latencies) * 1e3,
         "latency_p90_ms": _percentile(latencies, 0.90) * 1e3,
         "latency_p99_ms": _percentile(latencies, 0.99) * 1e3,
@@ -191,6 +195,8 @@ def report(numbers: dict[str, Any]) -> list[str]:
             ("first kernel ready (s)", f["first_ready_s"]),
             (f"executions, all kernels at once ({f['executions']})", f"{f['run_s']:.2f} s"),
             ("executions per second (overall)", f["exec_per_s"]),
+            ("client CPU per execution (ms)", f["client_cpu_per_exec_ms"]),
+            ("client CPU, share of one core (%)", 100 * f["client_cpu_share"]),
             ("execution latency p50 (ms)", f["latency_p50_ms"]),
             ("execution latency p90 (ms)", f["latency_p90_ms"]),
             ("execution latency p99 (ms)", f["latency_p99_ms"]),
