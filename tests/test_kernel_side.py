@@ -423,35 +423,41 @@ async def test_curve_encryption() -> None:
 # -- jupyter_client as an independent client ----------------------------------------------
 
 
-def _blocking_session(info: ConnectionInfo, identity_hint: str) -> dict[str, Any]:
+def _blocking_sessions(info: ConnectionInfo, names: list[str]) -> dict[str, dict[str, Any]]:
+    # All clients are connected at once (so the kernel must route by identity), then used in
+    # turn from this one thread: jupyter_client's blocking clients share an event-loop runner
+    # that is not safe to drive from two threads at the same time.
     from jupyter_client.blocking.client import BlockingKernelClient
 
-    client = BlockingKernelClient()
-    client.load_connection_info(info.to_dict())  # type: ignore[arg-type]
-    client.start_channels()
+    clients = {}
+    for name in names:
+        client = BlockingKernelClient()
+        client.load_connection_info(info.to_dict())  # type: ignore[arg-type]
+        client.start_channels()
+        clients[name] = client
     try:
-        reply = client.kernel_info(reply=True, timeout=TIMEOUT)
-        outputs: list[dict[str, Any]] = []
-        execute = client.execute_interactive(
-            identity_hint,
-            timeout=TIMEOUT,
-            output_hook=outputs.append,
-        )
-        asked = client.execute_interactive(
-            "input",
-            timeout=TIMEOUT,
-            output_hook=outputs.append,
-            stdin_hook=lambda msg: client.input(f"answer-{identity_hint}"),
-        )
-        return {
-            "kernel_info": reply["content"],
-            "execute": execute["content"],
-            "asked": asked["content"],
-            "streams": [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"],
-            "beating": client.hb_channel.is_beating(),
-        }
+        results: dict[str, dict[str, Any]] = {}
+        for name, client in clients.items():
+            reply = client.kernel_info(reply=True, timeout=TIMEOUT)
+            outputs: list[dict[str, Any]] = []
+            execute = client.execute_interactive(name, timeout=TIMEOUT, output_hook=outputs.append)
+            asked = client.execute_interactive(
+                "input",
+                timeout=TIMEOUT,
+                output_hook=outputs.append,
+                stdin_hook=lambda msg, c=client, n=name: c.input(f"answer-{n}"),
+            )
+            results[name] = {
+                "kernel_info": reply["content"],
+                "execute": execute["content"],
+                "asked": asked["content"],
+                "streams": [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"],
+                "beating": client.hb_channel.is_beating(),
+            }
+        return results
     finally:
-        client.stop_channels()
+        for client in clients.values():
+            client.stop_channels()
 
 
 @pytest.mark.kernel
@@ -460,14 +466,7 @@ async def test_jupyter_client_blocking_clients_are_routed() -> None:
         async with open_kernel_channels() as kc, trio.open_nursery() as nursery:
             nursery.start_soon(serve_kernel_info, kc)
             info = kc.connection_info
-            results: dict[str, dict[str, Any]] = {}
-
-            async def run(name: str) -> None:
-                results[name] = await trio.to_thread.run_sync(_blocking_session, info, name)
-
-            async with trio.open_nursery() as clients:
-                clients.start_soon(run, "one")
-                clients.start_soon(run, "two")
+            results = await trio.to_thread.run_sync(_blocking_sessions, info, ["one", "two"])
             for name in ("one", "two"):
                 result = results[name]
                 assert result["kernel_info"]["implementation"] == "test"
