@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ from tests.reliability._measure import PeakRss, rss
 from tests.reliability.conftest import examples, record
 from tests.strategies import any_frame
 from trio_enchannel import ChannelName, Message, Session
-from trio_enchannel._channels import Channels, open_channels
+from trio_enchannel._channels import Channels, RejectedMessage, open_channels
 from trio_enchannel._kernel_side import open_kernel_channels
 
 TIMEOUT = 30
@@ -67,23 +68,45 @@ class Plan:
 
     def build(
         self, builder: Builder, channel: str, kind: str, param: Any, routing: Sequence[bytes]
-    ) -> list[bytes] | None:
-        """The frames to send for one item (``None``: nothing to send), recording what the
-        receiver must do with them. ``routing`` is what the receiving socket prepends."""
+    ) -> tuple[list[bytes], str | None] | None:
+        """The frames to send for one item and the reason they must be rejected for
+        (``None`` for a valid message), recording what the receiver must do with them;
+        ``None`` when there is nothing to send. ``routing`` is what the receiving socket
+        prepends."""
+        reason: str | None = None
         if kind in VALID_KINDS:
             frames = builder.valid(channel, self.next_seq, kind)
             self.seqs[channel].append(self.next_seq)
             self.next_seq += 1
         elif kind == "random":
             frames = [bytes(f) for f in param]
-            self.rejects[channel][reference_reason(KEY.encode(), [*routing, *frames])] += 1
+            reason = reference_reason(KEY.encode(), [*routing, *frames])
         else:
             if kind == "replayed" and channel not in builder.last_valid:
                 return None
             frames = builder.hostile(channel, kind, param)
-            self.rejects[channel][REJECTED_KINDS[kind]] += 1
+            reason = REJECTED_KINDS[kind]
+        if reason is not None:
+            self.rejects[channel][reason] += 1
         self.sent_kinds[kind] += 1
-        return frames
+        return frames, reason
+
+    async def lockstep(
+        self,
+        endpoints: Endpoints,
+        rejects: trio.abc.ReceiveChannel[RejectedMessage],
+        channel: str,
+        reason: str | None,
+    ) -> None:
+        """Wait until the receiver has dealt with the item just sent: delivered it (a valid
+        message) or rejected it for ``reason``. Keeps one item in flight (memory checks)."""
+        if reason is None:
+            msg = await endpoints[channel].receive()
+            assert msg.content["seq"] == self.seqs[channel].pop(0)
+            self.delivered += 1
+        else:
+            rejected = await rejects.receive()
+            assert (rejected.channel, rejected.reason) == (channel, reason)
 
     def sentinels(self, builder: Builder) -> dict[str, list[bytes]]:
         out = {}
@@ -127,10 +150,13 @@ def record_plan(plan: Plan, side: str) -> None:
     record(f"valid messages delivered in order among them ({side})", plan.delivered)
 
 
-async def attack_client(rounds: Sequence[Sequence[Item]], *, big: int) -> Plan:
+async def attack_client(
+    rounds: Sequence[Sequence[Item]], *, big: int, lockstep: bool = False
+) -> Plan:
     """Send each round of items from a raw kernel to ``open_channels``, then a valid
-    sentinel per channel, and check what was delivered and rejected."""
-    with trio.fail_after(TIMEOUT):
+    sentinel per channel, and check what was delivered and rejected. With ``lockstep`` each
+    item is delivered or rejected before the next is sent."""
+    with trio.fail_after(TIMEOUT + 2 * len(rounds)):
         async with (
             open_raw_kernel(KEY) as rk,
             open_channels(rk.info, heartbeat=False, report_rejects=True) as ch,
@@ -142,9 +168,13 @@ async def attack_client(rounds: Sequence[Sequence[Item]], *, big: int) -> Plan:
             reported: list[str] = []
             for schedule in rounds:
                 for channel, kind, param in schedule:
-                    frames = plan.build(builder, channel, kind, param, ())
-                    if frames is not None:
-                        await rk.send(channel, frames)
+                    built = plan.build(builder, channel, kind, param, ())
+                    if built is not None:
+                        await rk.send(channel, built[0])
+                        if lockstep:
+                            await plan.lockstep(endpoints, ch.rejects, channel, built[1])
+                            if built[1] is not None:
+                                reported.append(built[1])
                 for channel, frames in plan.sentinels(builder).items():
                     await rk.send(channel, frames)
                 await plan.check_delivered(endpoints)
@@ -164,9 +194,11 @@ async def attack_client(rounds: Sequence[Sequence[Item]], *, big: int) -> Plan:
             return plan
 
 
-async def attack_kernel(rounds: Sequence[Sequence[Item]], *, big: int) -> Plan:
+async def attack_kernel(
+    rounds: Sequence[Sequence[Item]], *, big: int, lockstep: bool = False
+) -> Plan:
     """The same from a raw client to ``open_kernel_channels``."""
-    with trio.fail_after(TIMEOUT):
+    with trio.fail_after(TIMEOUT + 2 * len(rounds)):
         async with (
             open_kernel_channels(key=KEY, report_rejects=True) as kc,
             open_raw_peer(kc.connection_info) as peer,
@@ -176,9 +208,11 @@ async def attack_kernel(rounds: Sequence[Sequence[Item]], *, big: int) -> Plan:
             endpoints: Endpoints = {name: getattr(kc, name) for name in KERNEL_CHANNELS}
             for schedule in rounds:
                 for channel, kind, param in schedule:
-                    frames = plan.build(builder, channel, kind, param, (peer.identity,))
-                    if frames is not None:
-                        await peer.send_frames(channel, frames)  # type: ignore[arg-type]
+                    built = plan.build(builder, channel, kind, param, (peer.identity,))
+                    if built is not None:
+                        await peer.send_frames(channel, built[0])  # type: ignore[arg-type]
+                        if lockstep:
+                            await plan.lockstep(endpoints, kc.rejects, channel, built[1])
                 for channel, frames in plan.sentinels(builder).items():
                     await peer.send_frames(channel, frames)  # type: ignore[arg-type]
                 await plan.check_delivered(endpoints)
@@ -229,34 +263,64 @@ def every_kind(channels: Sequence[str], rounds: int) -> list[list[Item]]:
 #: Oversized frames and huge strings in the every-kind runs (bytes).
 BIG = 4 * 1024 * 1024
 #: Resident memory the client may grow by while ~1 GiB of hostile and huge traffic passes.
-MEMORY_BOUND = 256 * 1024 * 1024
+MEMORY_BOUND = 128 * 1024 * 1024
+
+
+class CountingHandler(logging.Handler):
+    """Counts log records without keeping them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.format(record)  # what a real handler does; the record is then dropped
+        self.count += 1
+
+
+@contextmanager
+def library_log() -> Iterator[CountingHandler]:
+    """Route the library's log records to a handler that counts them and keeps none.
+
+    pytest's own log capture keeps every record of a test until the test ends (see
+    test_rejections_do_not_pin_the_rejected_messages): the memory checks must measure the
+    library, not that.
+    """
+    logger = logging.getLogger("trio_enchannel")
+    handler = CountingHandler()
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield handler
+    finally:
+        logger.propagate = propagate
+        logger.removeHandler(handler)
 
 
 @pytest.mark.parametrize("rounds", [3, pytest.param(30, marks=pytest.mark.soak)])
-async def test_every_hostile_kind_on_every_client_channel(
-    rounds: int, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.WARNING, logger="trio_enchannel")
+async def test_every_hostile_kind_on_every_client_channel(rounds: int) -> None:
     peak = PeakRss()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(peak.run)
-        plan = await attack_client(every_kind(CLIENT_CHANNELS, rounds), big=BIG)
-        nursery.cancel_scope.cancel()
+    with library_log() as log:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(peak.run)
+            plan = await attack_client(every_kind(CLIENT_CHANNELS, rounds), big=BIG, lockstep=True)
+            nursery.cancel_scope.cancel()
     for kind in REJECTED_KINDS:
         assert plan.sent_kinds[kind] == rounds * len(CLIENT_CHANNELS), kind
     assert peak.growth < MEMORY_BOUND, f"memory grew by {peak.growth / 2**20:.0f} MiB"
     # Rejections are logged, rate-limited: at most ten per reason and channel plus powers
     # of two, never one line per message of a flood.
-    assert len(caplog.records) <= len(CLIENT_CHANNELS) * len(set(REJECTED_KINDS.values())) * 12
+    assert 0 < log.count <= len(CLIENT_CHANNELS) * len(set(REJECTED_KINDS.values())) * 12
 
 
 @pytest.mark.parametrize("rounds", [3, pytest.param(30, marks=pytest.mark.soak)])
 async def test_every_hostile_kind_on_every_kernel_channel(rounds: int) -> None:
     peak = PeakRss()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(peak.run)
-        plan = await attack_kernel(every_kind(KERNEL_CHANNELS, rounds), big=BIG)
-        nursery.cancel_scope.cancel()
+    with library_log():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(peak.run)
+            plan = await attack_kernel(every_kind(KERNEL_CHANNELS, rounds), big=BIG, lockstep=True)
+            nursery.cancel_scope.cancel()
     for kind in REJECTED_KINDS:
         assert plan.sent_kinds[kind] == rounds * len(KERNEL_CHANNELS), kind
     assert peak.growth < MEMORY_BOUND, f"memory grew by {peak.growth / 2**20:.0f} MiB"
@@ -266,7 +330,7 @@ async def test_memory_stays_bounded_under_a_flood_of_oversized_garbage() -> None
     """250 frames of 4 MiB of garbage (1 GiB) sent at a client's shell, valid traffic in
     between: all rejected, the valid messages delivered, and memory reaches a plateau (what
     the allocator keeps after the first frames) instead of growing with the traffic."""
-    with trio.fail_after(TIMEOUT):
+    with trio.fail_after(TIMEOUT), library_log():
         async with (
             open_raw_kernel(KEY) as rk,
             open_channels(rk.info, heartbeat=False) as ch,
@@ -290,3 +354,55 @@ async def test_memory_stays_bounded_under_a_flood_of_oversized_garbage() -> None
             assert peak.growth < MEMORY_BOUND, f"memory grew by {peak.growth / 2**20:.0f} MiB"
             growth = rss() - plateau
             assert growth < 64 * 2**20, f"grew {growth / 2**20:.0f} MiB after the plateau"
+
+
+class KeepingHandler(logging.Handler):
+    """Keeps every record, as pytest's log capture, a MemoryHandler or a log shipper's queue
+    do."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (channels and kernel side, _reject): the RemoteProtocolError logged and put in "
+    "RejectedMessage keeps its traceback (the decoder's frames, whose locals hold the raw "
+    "frames and copies of their parts) and its cause (UnicodeDecodeError.object / "
+    "JSONDecodeError.doc hold the whole input): every kept log record pins the rejected "
+    "message, ~8 MiB per 4 MiB frame. Fix: clear __traceback__, __cause__ and __context__ "
+    "of the error in _reject (the message text already says why)",
+)
+@pytest.mark.parametrize("side", ["client", "kernel side"])
+async def test_rejections_do_not_pin_the_rejected_messages(side: str) -> None:
+    """With a handler that keeps log records, 40 rejected 4 MiB messages must not stay in
+    memory through the records (their text is all a record needs)."""
+    logger = logging.getLogger("trio_enchannel")
+    handler = KeepingHandler()
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        schedule: list[Item] = []
+        for i in range(10):
+            for kind in ("oversized", "bad_utf8", "deep_nesting", "bad_json"):
+                schedule.append(("shell", kind, i))
+        builder_big = BIG
+        peak = PeakRss()
+        if side == "client":
+            await attack_client([schedule[:4]], big=builder_big, lockstep=True)  # warm up
+            peak = PeakRss()
+            await attack_client([schedule], big=builder_big, lockstep=True)
+        else:
+            await attack_kernel([schedule[:4]], big=builder_big, lockstep=True)
+            peak = PeakRss()
+            await attack_kernel([schedule], big=builder_big, lockstep=True)
+        peak.sample()
+        assert handler.records
+    finally:
+        logger.propagate = propagate
+        logger.removeHandler(handler)
+    assert peak.growth < 48 * 2**20, f"kept {peak.growth / 2**20:.0f} MiB for the log records"
