@@ -687,6 +687,32 @@ async def test_first_execute_waits_until_iopub_delivers() -> None:
         assert client.iopub_live and client.kernel_info_cache is not None
 
 
+async def test_after_reset_readiness_iopub_must_prove_itself_live_again() -> None:
+    # A restarted kernel is a new IOPub publisher: the channels' earlier readiness (and the
+    # client's own) no longer counts, so the next execution probes first.
+    channels, kernel = memory_pair()
+    assert channels.iopub_ready
+    async with open_client(channels) as client:
+        assert client.iopub_live
+        client.reset_readiness()
+        assert not client.iopub_live
+
+        async def kernel_side() -> None:
+            probe = await kernel.shell.receive()
+            assert probe.msg_type == "kernel_info_request"
+            await kernel.answer_kernel_info(probe)
+            req = await kernel.shell.receive()
+            assert req.msg_type == "execute_request"
+            await kernel.reply(req, status="ok", execution_count=1)
+            await kernel.status(req, "idle")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(kernel_side)
+            with trio.fail_after(5):
+                assert (await client.execute("1")).ok
+        assert client.iopub_live
+
+
 async def test_wait_for_ready_with_iopub_welcome(
     not_ready: tuple[KernelClient, Kernel],
 ) -> None:

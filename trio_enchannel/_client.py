@@ -127,6 +127,16 @@ class KernelClient:
         """
         self._router.kernel_died(error)
 
+    def reset_readiness(self) -> None:
+        """Forget that IOPub was live: a new kernel process is about to start.
+
+        A new process means a new IOPub subscription, and whatever it publishes before the
+        subscription reaches it is lost; so the next :meth:`wait_for_ready` (and the next
+        request whose outputs matter) probes again until IOPub delivers. :func:`open_kernel`
+        calls it on restart, after the old process has exited.
+        """
+        self._router.forget_iopub_live()
+
     async def send(self, msg: Message) -> None:
         """Send ``msg`` without waiting for an answer.
 

@@ -527,6 +527,8 @@ class Kernel:
             with trio.CancelScope(shield=True):
                 await self._stop_process(restart=True)
             self._death = None
+            if self._client is not None:
+                self._client.reset_readiness()
             try:
                 await self._start_process()
                 await self._wait_ready()

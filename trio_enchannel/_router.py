@@ -97,6 +97,10 @@ class Router:
         self.comm_targets: dict[str, DroppingQueue[Comm]] = {}
         self.comm_buffer = comm_buffer
         self.iopub_event = trio.Event()
+        # The channels' own readiness check counts only for the first kernel process: after a
+        # death or restart, IOPub must prove itself live again (a new process means a new
+        # subscription, and whatever it publishes before that subscription arrives is lost).
+        self.trust_channels_ready = True
         self.unresponsive: KernelDied | None = None
         self.stdin_refused = 0
         self.closed = False
@@ -289,12 +293,20 @@ class Router:
 
     def kernel_restarted(self, reason: str) -> None:
         """Channels callback: the kernel was restarted; pending requests fail."""
+        self.forget_iopub_live()
         self.fail(KernelDied(reason))
 
     def kernel_died(self, error: KernelDied) -> None:
         """Channels callback: the kernel is gone; pending and later requests fail."""
         self.unresponsive = error
         self.fail(error)
+
+    def forget_iopub_live(self) -> None:
+        """A new kernel process will need a new IOPub subscription: probe again before the
+        next request whose outputs matter."""
+        if self.iopub_event.is_set():
+            self.iopub_event = trio.Event()
+        self.trust_channels_ready = False
 
     # -- sending ------------------------------------------------------------------------
 
@@ -374,7 +386,9 @@ class Router:
     @property
     def iopub_live(self) -> bool:
         """Whether IOPub is known to deliver (see :attr:`KernelClient.iopub_live`)."""
-        return self.iopub_event.is_set() or getattr(self.channels, "iopub_ready", False) is True
+        return self.iopub_event.is_set() or (
+            self.trust_channels_ready and getattr(self.channels, "iopub_ready", False) is True
+        )
 
     async def send_comm(
         self,
