@@ -693,9 +693,10 @@ async def test_after_reset_readiness_iopub_must_prove_itself_live_again() -> Non
     channels, kernel = memory_pair()
     assert channels.iopub_ready
     async with open_client(channels) as client:
-        assert client.iopub_live
+        before = client.iopub_live
         client.reset_readiness()
-        assert not client.iopub_live
+        after = client.iopub_live
+        assert before and not after
 
         async def kernel_side() -> None:
             probe = await kernel.shell.receive()
