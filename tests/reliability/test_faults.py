@@ -76,12 +76,6 @@ async def test_dropped_reply_times_out_and_the_next_request_gets_its_own() -> No
             record("fault: reply dropped")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (client, _execution.py Execution.receive): a second execute_reply for the same "
-    "request, arriving before its idle status, silently replaces the first one in the "
-    "execution (self._reply = msg) and never reaches unclaimed_replies",
-)
 async def test_duplicate_reply_is_not_taken_for_another_requests() -> None:
     """The kernel sends an execution's reply twice, then answers another request in flight,
     and only then publishes the execution's idle status (so both replies certainly reach the
