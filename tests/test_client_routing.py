@@ -997,3 +997,10 @@ async def test_stream_execute_can_keep_every_message(pair: tuple[KernelClient, K
             await kernel.status(req, "idle")
             result = await run.wait()
     assert [m.msg_type for m in result.messages] == ["stream", "execute_reply", "status"]
+
+
+async def test_an_error_in_the_block_comes_out_as_itself() -> None:
+    channels, _kernel = memory_pair()
+    with pytest.raises(KeyError, match="mine"):
+        async with open_client(channels):
+            raise KeyError("mine")

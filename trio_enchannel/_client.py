@@ -25,6 +25,7 @@ from ._queue import DroppingQueue
 from ._results import ExecuteResult, KernelInfo, Reply
 from ._router import ChannelsLike, ClientStatistics, Router
 from ._session import Session
+from ._util import unwrap_single
 
 __all__ = [
     "ClientStatistics",
@@ -751,10 +752,11 @@ async def _client_over(
     channels: ChannelsLike, stdin: StdinHandler | None, unclaimed_buffer: int
 ) -> AsyncIterator[KernelClient]:
     client = KernelClient(channels, stdin=stdin, unclaimed_buffer=unclaimed_buffer)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(client._router.run)
-        try:
-            yield client
-        finally:
-            client._router.shutdown(trio.ClosedResourceError("the client was closed"))
-            nursery.cancel_scope.cancel()
+    with unwrap_single():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client._router.run)
+            try:
+                yield client
+            finally:
+                client._router.shutdown(trio.ClosedResourceError("the client was closed"))
+                nursery.cancel_scope.cancel()

@@ -32,7 +32,6 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
     Mapping,
     Sequence,
 )
@@ -45,9 +44,10 @@ import trio
 from ._connection import ConnectionInfo, write_connection_file
 from ._errors import EncryptionUnavailable, KernelDied, KernelStartupError
 from ._kernelspec import KernelSpec, get_kernel_spec
+from ._util import unwrap_single
 
 if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+    pass  # type: ignore[import-not-found,unused-ignore]
 
 if TYPE_CHECKING:
     from ._client import KernelClient
@@ -117,29 +117,6 @@ def kernel_env(
         else:
             result[key] = maybe
     return result
-
-
-@contextlib.contextmanager
-def _unwrap_single() -> Iterator[None]:
-    """Let a lone exception out of a nursery as itself, not inside an exception group.
-
-    The nursery that owns the kernel's background tasks would otherwise wrap the caller's own
-    exceptions (and ours, such as :class:`KernelStartupError`) in a group.
-    """
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        exc: BaseException = group
-        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-            exc = exc.exceptions[0]
-        if exc is group:
-            raise
-        context = exc.__context__
-        try:
-            raise exc
-        finally:
-            exc.__context__ = context
-            del exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -850,7 +827,7 @@ async def open_kernel(
             with contextlib.suppress(OSError):
                 ipc_dir.rmdir()
         raise
-    with _unwrap_single():
+    with unwrap_single():
         async with trio.open_nursery() as nursery:
             kernel = Kernel(
                 spec=spec,
