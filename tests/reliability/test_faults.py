@@ -82,10 +82,20 @@ async def test_duplicate_reply_is_not_taken_for_another_requests() -> None:
     client before the execution ends)."""
     go, idle_ok = trio.Event(), trio.Event()
     replies: list[Message] = []
+    probe_id: list[str] = []
 
     async def kernel(kc: KernelChannels) -> None:
-        requests = [await kc.shell.receive() for _ in range(2)]
-        execute, info = sorted(requests, key=lambda m: m.msg_type != "execute_request")
+        execute: Message | None = None
+        info: Message | None = None
+        while execute is None or info is None:
+            request = await kc.shell.receive()
+            if request.msg_type == "execute_request":
+                execute = request
+            elif request.msg_id in probe_id:
+                info = request
+            else:  # the client's own readiness probes
+                async with kc.busy(request):
+                    await kc.reply(request, dict(DEFAULT_KERNEL_INFO))
         await kc.publish_status("busy", execute)
         await go.wait()
         replies.append(await kc.reply(execute, OK_REPLY))
@@ -101,6 +111,8 @@ async def test_duplicate_reply_is_not_taken_for_another_requests() -> None:
             trio.open_nursery() as nursery,
         ):
             await kc.wait_for_subscriptions()
+            probe = client.session.message("kernel_info_request", channel="shell")
+            probe_id.append(probe.msg_id)
             nursery.start_soon(kernel, kc)
             result: list[ExecuteResult] = []
 
@@ -108,7 +120,6 @@ async def test_duplicate_reply_is_not_taken_for_another_requests() -> None:
                 result.append(await client.execute("a"))
 
             nursery.start_soon(execute)
-            probe = client.session.message("kernel_info_request", channel="shell")
             async with trio.open_nursery() as inner:
                 inner.start_soon(client.request, probe)
                 go.set()
