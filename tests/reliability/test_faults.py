@@ -272,6 +272,7 @@ async def test_silent_heartbeat_fails_pending_requests_and_recovers() -> None:
             # ...and work again once it answers heartbeats again.
             fk.resume_heartbeat()
             await ch.heartbeat.wait_alive()  # type: ignore[attr-defined]
+            await client.wait_for_ready()
             info = await client.kernel_info()
             assert info.implementation == "trio-enchannel-fake"
             record("fault: heartbeat silenced, sockets open (fake kernel)")
@@ -297,6 +298,10 @@ async def test_stopped_ipykernel_is_reported_and_comes_back(tmp_path: Path) -> N
             finally:
                 os.kill(kernel.process.pid, signal.SIGCONT)
             await client.channels.heartbeat.wait_alive()  # type: ignore[attr-defined]
+            # The client is usable again once the kernel answers (the documented way back;
+            # a request made right after wait_alive() may still see KernelDied: the client
+            # clears its own flag in another task).
+            await client.wait_for_ready()
             # The kernel ran the request it had received before it was frozen.
             result = await client.execute("print(x)")
             assert result.stdout == "42\n"
