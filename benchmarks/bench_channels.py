@@ -387,7 +387,9 @@ def run_jc(info: Info, metric: str) -> Sample:
 
 
 async def _run_ours(info: Info, metric: str) -> Sample:
-    async with open_channels(info, heartbeat=False) as ch:
+    # "wait": lossless flow control, as the peer never drops (the default "drop" would
+    # discard what does not fit in the IOPub buffer while the flood waits to be read).
+    async with open_channels(info, heartbeat=False, iopub_overflow="wait") as ch:
         session, shell, iopub = ch.session, ch.shell, ch.iopub
 
         async def request(msg_type: str, content: dict[str, Any]) -> None:

@@ -359,6 +359,148 @@ async def test_cancelled_receives_never_lose_a_message() -> None:
         assert cancelled > n // 3
 
 
+async def _publish_then_sync(kernel: RawKernel, ch: Channels, messages: list[Message]) -> None:
+    """Publish ``messages``, then a garbage frame; return once the reader has handled it
+    (and so every message before it): the consumer has read nothing meanwhile."""
+    for msg in messages:
+        await kernel.publish(msg)
+    await kernel.send_raw("iopub", [b"end marker"])
+    await ch.rejects.receive()
+
+
+async def test_iopub_default_keeps_draining_and_accounts_for_every_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue #8: with default settings a slow consumer never makes the reader stop (so the
+    kernel never drops anything unseen): what does not fit is dropped *and counted*, logged
+    (rate-limited), visible on the channel; status messages are kept."""
+    caplog.set_level(logging.WARNING, logger="trio_enchannel.channels")
+    async with (
+        raw_kernel() as kernel,
+        open_channels(kernel.info, iopub_buffer_size=20, report_rejects=True) as ch,
+    ):
+        with trio.fail_after(TIMEOUT):
+            await kernel.wait_subscribed()
+            dropped_seen: list[int] = []
+
+            async def watch() -> None:
+                dropped_seen.append(await ch.iopub.wait_dropped())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch)
+                await trio.testing.wait_all_tasks_blocked()
+                assert (ch.iopub.dropped, dropped_seen) == (0, [])
+                messages = []
+                for i in range(300):
+                    messages.append(kernel.message("stream", {"i": i}))
+                    if i % 50 == 49:  # an execution's end, past the bound
+                        messages.append(kernel.message("status", {"execution_state": "idle"}))
+                await _publish_then_sync(kernel, ch, messages)
+            stats = ch.statistics().iopub
+            assert stats.received == 306 and stats.stalls == 0
+            assert (stats.queued, stats.dropped) == (20 + 6, 280)
+            assert stats.queued_bytes > 0 and stats.buffer_bytes > 0
+            assert ch.iopub.dropped == 280 and dropped_seen and dropped_seen[0] >= 1
+            assert await ch.iopub.wait_dropped(279) == 280  # already true: returns at once
+            got = [ch.iopub.receive_nowait() for _ in range(26)]
+            # The first 20 messages, then every status: the statuses were never dropped.
+            assert [m.content.get("i") for m in got[:20]] == list(range(20))
+            assert [m.msg_type for m in got[20:]] == ["status"] * 6
+            assert ch.statistics().iopub.queued_bytes == 0
+    warnings = [r.getMessage() for r in caplog.records if "slower than the kernel" in r.message]
+    assert len(warnings) == 1 and "iopub" in warnings[0]  # rate-limited: not one per drop
+
+
+async def test_iopub_buffer_is_bounded_in_bytes_too() -> None:
+    big = "x" * 10_000
+    async with (
+        raw_kernel() as kernel,
+        open_channels(kernel.info, iopub_buffer_bytes=50_000, report_rejects=True) as ch,
+    ):
+        with trio.fail_after(TIMEOUT):
+            await kernel.wait_subscribed()
+            messages = [kernel.message("stream", {"i": i, "text": big}) for i in range(20)]
+            await _publish_then_sync(kernel, ch, messages)
+            stats = ch.statistics().iopub
+            assert stats.buffer_bytes == 50_000 and 40_000 < stats.queued_bytes <= 50_000
+            assert stats.queued + stats.dropped == 20 and stats.queued == 4
+            assert [(await ch.iopub.receive()).content["i"] for _ in range(4)] == [0, 1, 2, 3]
+
+
+async def test_iopub_status_messages_past_the_bound_have_a_hard_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import trio_enchannel._channels as channels_module
+
+    monkeypatch.setattr(channels_module, "_STATUS_RESERVE", 5)
+    async with (
+        raw_kernel() as kernel,
+        open_channels(kernel.info, iopub_buffer_size=3, report_rejects=True) as ch,
+    ):
+        with trio.fail_after(TIMEOUT):
+            await kernel.wait_subscribed()
+            statuses = [kernel.message("status", {"execution_state": "idle"}) for _ in range(10)]
+            await _publish_then_sync(kernel, ch, statuses)
+            stats = ch.statistics().iopub
+            assert (stats.queued, stats.dropped) == (3 + 5, 2)
+
+
+async def test_multiplexed_iopub_drops_while_replies_wait() -> None:
+    """One shared buffer: IOPub overflow is dropped and counted, shell replies never are
+    (their reader waits until the consumer catches up)."""
+    async with (
+        raw_kernel() as kernel,
+        open_channels(
+            kernel.info,
+            multiplexed=True,
+            buffer_size=5,
+            iopub_buffer_size=10,
+            report_rejects=True,
+        ) as ch,
+    ):
+        with trio.fail_after(TIMEOUT):
+            await kernel.wait_subscribed()
+            await kernel.connected(ch, "shell")
+            for i in range(30):
+                await kernel.send("shell", ch.identity, kernel.message("reply", {"i": i}))
+            await _publish_then_sync(kernel, ch, [kernel.message("stream") for _ in range(30)])
+            await poll_until(lambda: ch.statistics().shell.stalls > 0)
+            stats = ch.statistics()
+            assert stats.iopub.dropped > 0 and stats.shell.dropped == 0
+            replies: list[int] = []
+            streams = 0
+            while len(replies) < 30:
+                msg = await ch.multiplexed.receive()
+                if msg.channel == "shell":
+                    replies.append(msg.content["i"])
+                streams += msg.channel == "iopub"
+            assert replies == list(range(30))
+            while True:
+                try:
+                    streams += ch.multiplexed.receive_nowait().channel == "iopub"
+                except trio.WouldBlock:
+                    break
+            stats = ch.statistics()
+            assert stats.iopub.received == 30 and streams + stats.iopub.dropped == 30
+
+
+async def test_iopub_overflow_wait_resumes_for_a_batch_not_per_message() -> None:
+    """Hysteresis: a reader stopped by a full buffer resumes once half of it is free, so a
+    consumer reading one message at a time does not wake it once per message."""
+    async with (
+        raw_kernel() as kernel,
+        open_channels(kernel.info, iopub_buffer_size=20, iopub_overflow="wait") as ch,
+    ):
+        with trio.fail_after(TIMEOUT):
+            await kernel.wait_subscribed()
+            for i in range(400):
+                await kernel.publish(kernel.message("stream", {"i": i}))
+            await poll_until(lambda: ch.statistics().iopub.stalls == 1)
+            assert [(await ch.iopub.receive()).content["i"] for _ in range(400)] == list(range(400))
+            stats = ch.statistics().iopub
+            assert stats.dropped == 0 and stats.stalls <= 400 // 10 + 1
+
+
 async def test_iopub_overflow_drop_counts_what_it_drops() -> None:
     async with (
         raw_kernel() as kernel,
@@ -378,7 +520,10 @@ async def test_iopub_overflow_drop_counts_what_it_drops() -> None:
 
 
 async def test_iopub_overflow_wait_loses_nothing_and_counts_stalls() -> None:
-    async with raw_kernel() as kernel, open_channels(kernel.info, iopub_buffer_size=10) as ch:
+    async with (
+        raw_kernel() as kernel,
+        open_channels(kernel.info, iopub_buffer_size=10, iopub_overflow="wait") as ch,
+    ):
         with trio.fail_after(TIMEOUT):
             await kernel.wait_subscribed()
             for i in range(100):

@@ -4,7 +4,7 @@ rejected-message records and statistics snapshots."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
@@ -57,11 +57,13 @@ class ChannelStatistics:
         sent: messages sent.
         rejected: rejected messages by reason (``"invalid_signature"``, ``"bad_json"``, ...).
         queued: messages received and waiting for the consumer.
-        buffer_size: the capacity of the buffer they wait in.
+        buffer_size: the capacity of the buffer they wait in, in messages.
         stalls: times the reader found the buffer full and waited for the consumer.
         dropped: messages discarded because the buffer was full (IOPub with
-            ``iopub_overflow="drop"`` only).
+            ``iopub_overflow="drop"``, the default, only).
         discarded: messages that arrived after the consumer closed this channel.
+        queued_bytes: the wire size of the queued messages, in bytes.
+        buffer_bytes: the capacity of the buffer in bytes (``0``: bounded in messages only).
     """
 
     name: ChannelName
@@ -73,6 +75,8 @@ class ChannelStatistics:
     stalls: int = 0
     dropped: int = 0
     discarded: int = 0
+    queued_bytes: int = 0
+    buffer_bytes: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -114,14 +118,59 @@ class ChannelsStatistics:
         return sum(self[name].rejected_total for name in CHANNEL_NAMES)
 
 
-@attrs.define(eq=False)
 class _Counters:
-    received: int = 0
-    sent: int = 0
-    rejected: dict[str, int] = attrs.field(factory=dict)
-    stalls: int = 0
-    dropped: int = 0
-    discarded: int = 0
+    """One channel's counters. Assigning ``dropped`` wakes :meth:`wait_dropped`."""
+
+    __slots__ = ("_drop_event", "_dropped", "discarded", "received", "rejected", "sent", "stalls")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.sent = 0
+        self.rejected: dict[str, int] = {}
+        self.stalls = 0
+        self._dropped = 0
+        self.discarded = 0
+        self._drop_event: trio.Event | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<_Counters received={self.received} sent={self.sent} dropped={self._dropped} "
+            f"stalls={self.stalls} discarded={self.discarded} rejected={self.rejected}>"
+        )
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
+    @dropped.setter
+    def dropped(self, value: int) -> None:
+        self._dropped = value
+        event = self._drop_event
+        if event is not None:
+            self._drop_event = None
+            event.set()
+
+    async def wait_dropped(self, above: int) -> int:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._dropped > above:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return self._dropped
+        while self._dropped <= above:
+            if self._drop_event is None:
+                self._drop_event = trio.Event()
+            await self._drop_event.wait()
+        return self._dropped
+
+
+class _Receiving(Protocol):
+    """What the views need from the buffer their owner hands messages over in (an
+    :class:`~trio_enchannel._inbox.Inbox`, or a :class:`trio.MemoryReceiveChannel`)."""
+
+    async def receive(self) -> Message: ...
+
+    def receive_nowait(self) -> Message: ...
+
+    def close(self) -> None: ...
 
 
 class _Endpoint:
@@ -141,10 +190,10 @@ class _Endpoint:
         """A snapshot of this channel's counters (see :class:`ChannelStatistics`)."""
         return self._owner._channel_statistics(self._name)
 
-    def _receiver(self) -> trio.MemoryReceiveChannel[Message]:
+    def _receiver(self) -> _Receiving:
         if self._closed:
             raise trio.ClosedResourceError(f"the {self._name} channel was closed")
-        receiver = self._owner._receivers.get(self._name)
+        receiver: _Receiving | None = self._owner._receivers.get(self._name)
         if receiver is None:
             raise RuntimeError(
                 f"open_channels(multiplexed=True) delivers every message to ch.multiplexed; "
@@ -254,6 +303,26 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
         """
         return self._receiver().receive_nowait()
 
+    @property
+    def dropped(self) -> int:
+        """How many IOPub messages were dropped so far because this channel's buffer was full
+        (the consumer was slower than the kernel): ``statistics().dropped``.
+
+        Compare it before and after receiving to learn that messages are missing; see
+        :meth:`wait_dropped` to be told.
+        """
+        return self._owner._counters[self._name].dropped
+
+    async def wait_dropped(self, above: int = 0) -> int:
+        """Wait until more than ``above`` IOPub messages have been dropped (at once if that
+        is already the case), e.g. in a task that warns the user or marks outputs as
+        incomplete.
+
+        Returns:
+            The number of messages dropped so far (:attr:`dropped`).
+        """
+        return await self._owner._counters[self._name].wait_dropped(above)
+
     async def aclose(self) -> None:
         """Stop receiving IOPub: later receives raise :class:`trio.ClosedResourceError` and
         later arrivals are discarded (and counted). Idempotent."""
@@ -271,10 +340,10 @@ class MultiplexedChannel(trio.abc.Channel[Message]):
         self._owner = owner
         self._closed = False
 
-    def _receiver(self) -> trio.MemoryReceiveChannel[Message]:
+    def _receiver(self) -> _Receiving:
         if self._closed:
             raise trio.ClosedResourceError("the multiplexed channel was closed")
-        receiver = self._owner._multiplexed_receiver
+        receiver: _Receiving | None = self._owner._multiplexed_receiver
         if receiver is None:
             raise RuntimeError(
                 "receiving from ch.multiplexed needs open_channels(..., multiplexed=True)"

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -39,6 +40,7 @@ from ._errors import (
     RemoteProtocolError,
 )
 from ._heartbeat import Heartbeat
+from ._inbox import Inbox
 from ._message import CHANNEL_NAMES, ChannelName, Message
 from ._session import Session
 from ._zmq import Frame, SocketKind, TrioSocket, curve_keypair, has_curve
@@ -61,9 +63,16 @@ __all__ = [
 logger = logging.getLogger("trio_enchannel.channels")
 
 #: What the IOPub reader does when the consumer is slower than the kernel and the IOPub
-#: buffer is full: ``"wait"`` (stop reading; ZeroMQ's high-water marks apply, see
-#: :func:`open_channels`) or ``"drop"`` (discard the new message and count it).
+#: buffer is full: ``"drop"`` (the default: keep reading, discard the new message and count
+#: it; status messages are kept) or ``"wait"`` (stop reading; past ZeroMQ's high-water marks
+#: the kernel then drops messages without anybody knowing). See :func:`open_channels`.
 IOPubOverflow = Literal["wait", "drop"]
+
+#: Default IOPub buffer bounds: messages, and bytes (wire size).
+IOPUB_BUFFER_SIZE = 10_000
+IOPUB_BUFFER_BYTES = 32 * 2**20
+#: Default receive high-water mark of the IOPub SUB socket, in messages.
+IOPUB_HWM = 10_000
 
 _SOCKET_KIND: dict[ChannelName, SocketKind] = {
     "shell": "DEALER",
@@ -72,12 +81,17 @@ _SOCKET_KIND: dict[ChannelName, SocketKind] = {
     "iopub": "SUB",
 }
 _BATCH = 1000
+#: Status messages kept past a full IOPub buffer (policy "drop"), beyond its bound.
+_STATUS_RESERVE = 1000
+#: Seconds between two warnings about dropped IOPub messages.
+_DROP_LOG_INTERVAL = 10.0
 
 
 @attrs.frozen
 class _Options:
     buffer_size: int
     iopub_buffer_size: int
+    iopub_buffer_bytes: int
     iopub_overflow: IOPubOverflow
     iopub_topics: tuple[bytes, ...]
     iopub_hwm: int
@@ -121,21 +135,19 @@ class Channels:
         self._sockets: dict[SocketName, TrioSocket] = {}
         self._scopes: list[trio.CancelScope] = []
         self._counters = {name: _Counters() for name in CHANNEL_NAMES}
-        self._senders: dict[ChannelName, trio.MemorySendChannel[Message]] = {}
-        self._receivers: dict[ChannelName, trio.MemoryReceiveChannel[Message]] = {}
-        self._multiplexed_receiver: trio.MemoryReceiveChannel[Message] | None = None
+        # Received messages wait for their consumer in one inbox per channel, or in one shared
+        # inbox in multiplexed mode (views find them in _receivers / _multiplexed_receiver).
+        self._inboxes: dict[ChannelName, Inbox[Message]] = {}
+        self._receivers: dict[ChannelName, Inbox[Message]] = {}
+        self._multiplexed_receiver: Inbox[Message] | None = None
         if multiplexed:
-            send, receive = trio.open_memory_channel[Message](options.buffer_size)
-            self._multiplexed_receiver = receive
-            for name in CHANNEL_NAMES:
-                self._senders[name] = send.clone()
-            send.close()
+            shared = Inbox[Message](senders=len(CHANNEL_NAMES))
+            self._multiplexed_receiver = shared
+            self._inboxes = dict.fromkeys(CHANNEL_NAMES, shared)
         else:
             for name in CHANNEL_NAMES:
-                size = options.iopub_buffer_size if name == "iopub" else options.buffer_size
-                send, receive = trio.open_memory_channel[Message](size)
-                self._senders[name] = send
-                self._receivers[name] = receive
+                self._inboxes[name] = self._receivers[name] = Inbox[Message]()
+        self._drop_log = _DropLog()
         self._rejects_send: trio.MemorySendChannel[RejectedMessage] | None = None
         self._rejects_receive: trio.MemoryReceiveChannel[RejectedMessage] | None = None
         if report_rejects is not None:
@@ -322,20 +334,29 @@ class Channels:
         self._socket_for(name).send_multipart_nowait(frames)
         self._counters[name].sent += 1
 
+    def _limits(self, name: ChannelName) -> tuple[int, int]:
+        """(messages, bytes) the buffer of channel ``name`` holds; bytes 0: no byte bound."""
+        options = self._options
+        if name == "iopub":
+            return options.iopub_buffer_size, options.iopub_buffer_bytes
+        return options.buffer_size, 0
+
     def _channel_statistics(self, name: ChannelName) -> ChannelStatistics:
         counters = self._counters[name]
-        receiver = self._receivers.get(name, self._multiplexed_receiver)
-        stats = receiver.statistics() if receiver is not None else None
+        inbox = self._inboxes[name]
+        size, nbytes = self._limits(name)
         return ChannelStatistics(
             name=name,
             received=counters.received,
             sent=counters.sent,
             rejected=dict(counters.rejected),
-            queued=stats.current_buffer_used if stats is not None else 0,
-            buffer_size=int(stats.max_buffer_size) if stats is not None else 0,
+            queued=len(inbox),
+            buffer_size=size,
             stalls=counters.stalls,
             dropped=counters.dropped,
             discarded=counters.discarded,
+            queued_bytes=inbox.nbytes,
+            buffer_bytes=nbytes,
         )
 
     def _reject(
@@ -402,12 +423,19 @@ class Channels:
         self, name: ChannelName, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         sock = self._make_socket(_SOCKET_KIND[name], name)
-        deliver = self._senders[name]
+        inbox = self._inboxes[name]
         counters = self._counters[name]
         deserialize = self.session.deserialize
         nudges = self._nudges
         is_iopub = name == "iopub"
         drop = is_iopub and self._options.iopub_overflow == "drop"
+        max_items, max_bytes = self._limits(name)
+        if not max_bytes:
+            max_bytes = sys.maxsize
+        # The "wait" policy: stop reading at the bound, resume once drained to half of it.
+        low_items, low_bytes = max_items // 2, max_bytes // 2
+        # The "drop" policy: status messages are kept past the bound, up to this many.
+        status_cap = max_items + _STATUS_RESERVE
         scope = trio.CancelScope()
         self._scopes.append(scope)
         if self._closed:
@@ -416,8 +444,16 @@ class Channels:
         try:
             with scope:
                 while True:
+                    limit = _BATCH
+                    if not drop and not inbox.closed:
+                        room = max_items - len(inbox)
+                        if room <= 0 or inbox.nbytes >= max_bytes:
+                            counters.stalls += 1
+                            await inbox.wait_room(low_items, low_bytes)
+                            continue
+                        limit = min(room, _BATCH)
                     try:
-                        batch = sock.receive_batch_nowait(_BATCH)
+                        batch = sock.receive_batch_nowait(limit)
                     except trio.ClosedResourceError:
                         return
                     if not batch:
@@ -443,24 +479,54 @@ class Channels:
                             self._iopub_wakeup.set()
                         if nudges and msg.parent_id in nudges:
                             continue  # caused by wait_iopub_ready's kernel_info nudges
-                        try:
-                            deliver.send_nowait(msg)
-                        except trio.WouldBlock:
-                            if drop:
-                                counters.dropped += 1
-                                continue
-                            counters.stalls += 1
-                            try:
-                                await deliver.send(msg)
-                            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                                counters.discarded += 1
-                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        nbytes = sum(map(len, frames))
+                        # Full: keep only status messages (an execution ends with "idle"), and
+                        # those only up to a hard cap.
+                        if (
+                            drop
+                            and (len(inbox) >= max_items or inbox.nbytes + nbytes > max_bytes)
+                            and (msg.header.msg_type != "status" or len(inbox) >= status_cap)
+                        ):
+                            counters.dropped += 1
+                            self._drop_log.dropped(name, max_items, max_bytes)
+                            continue
+                        if not inbox.put(msg, nbytes):
                             counters.discarded += 1
                     if len(batch) >= _BATCH:
                         await trio.lowlevel.checkpoint()  # let others run during a flood
         finally:
             sock.close()
-            deliver.close()
+            inbox.close_sender()
+
+
+class _DropLog:
+    """Warns about dropped IOPub messages: at the first drop, then at most every
+    ``_DROP_LOG_INTERVAL`` seconds with the count since the last warning."""
+
+    def __init__(self) -> None:
+        self._since = 0
+        self._total = 0
+        self._next = 0.0
+
+    def dropped(self, name: ChannelName, max_items: int, max_bytes: int) -> None:
+        self._since += 1
+        self._total += 1
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + _DROP_LOG_INTERVAL
+        bound = f"{max_items} messages" + (
+            f" or {max_bytes} bytes" if max_bytes < sys.maxsize else ""
+        )
+        logger.warning(
+            "the %s consumer is slower than the kernel: dropped %d message(s) since the last "
+            "warning, %d in total (the buffer holds %s; see open_channels' iopub_overflow)",
+            name,
+            self._since,
+            self._total,
+            bound,
+        )
+        self._since = 0
 
 
 @contextlib.contextmanager
@@ -503,9 +569,10 @@ async def open_channels(
     hb_deadline: float = 5.0,
     hb_startup_deadline: float = 30.0,
     buffer_size: int = 1000,
-    iopub_buffer_size: int | None = None,
-    iopub_overflow: IOPubOverflow = "wait",
-    iopub_hwm: int = 1000,
+    iopub_buffer_size: int | None = IOPUB_BUFFER_SIZE,
+    iopub_buffer_bytes: int = IOPUB_BUFFER_BYTES,
+    iopub_overflow: IOPubOverflow = "drop",
+    iopub_hwm: int = IOPUB_HWM,
     multiplexed: bool = False,
     report_rejects: bool = False,
     rejects_buffer_size: int = 100,
@@ -523,12 +590,21 @@ async def open_channels(
 
     Backpressure: each channel hands messages over through a bounded buffer. When a shell,
     control or stdin buffer is full the reader waits for the consumer (those sockets have no
-    receive high-water mark, so the kernel never drops a reply). When the IOPub buffer is full
-    and ``iopub_overflow="wait"``, the reader stops reading; up to ``iopub_hwm`` messages then
-    queue in the SUB socket, and beyond the kernel's own send high-water mark the kernel's
-    PUB socket drops messages for this subscriber, as ZeroMQ does. With ``"drop"`` the reader
-    keeps draining the socket and discards new messages while the buffer is full. Either way
-    ``statistics()`` shows ``stalls`` / ``dropped`` and the buffer's fill level.
+    receive high-water mark, so the kernel never drops a reply). IOPub, whose kernel end
+    drops what it cannot send, is never silently lossy by default:
+
+    * ``iopub_overflow="drop"`` (default): the reader keeps draining the socket, so the
+      kernel never has a reason to drop. When the buffer holds ``iopub_buffer_size``
+      messages or ``iopub_buffer_bytes`` bytes, a new message is dropped and counted
+      (``statistics().iopub.dropped``, :attr:`IOPubChannel.dropped`,
+      :meth:`IOPubChannel.wait_dropped`) and a warning is logged (at the first drop, then
+      at most every 10 s). ``status`` messages are kept even then (a client waits for
+      ``idle`` to end an execution), up to 1,000 beyond the bound.
+    * ``iopub_overflow="wait"``: the reader stops reading while the buffer is full and
+      resumes once it is half empty. Meanwhile up to ``iopub_hwm`` messages queue in the
+      SUB socket; past that, TCP pushes back and the kernel's PUB socket drops messages
+      for this subscriber at its own high-water mark: nothing counts those. Use it only
+      where the kernel's rate is known to be bounded or losses do not matter.
 
     Args:
         info: the connection info, or a connection file path, or its dict.
@@ -539,11 +615,14 @@ async def open_channels(
         hb_deadline: seconds without an echo before the kernel is declared unresponsive.
         hb_startup_deadline: the same before the kernel's first echo (counted from the
             opening), so that a kernel still starting is not declared unresponsive.
-        buffer_size: messages buffered per channel (shell, control, stdin; and the shared
-            buffer in multiplexed mode).
-        iopub_buffer_size: messages buffered for IOPub (default ``buffer_size``).
-        iopub_overflow: ``"wait"`` or ``"drop"``, see above.
-        iopub_hwm: the SUB socket's receive high-water mark (``0``: unlimited).
+        buffer_size: messages buffered per channel for shell, control and stdin (at least
+            1; in multiplexed mode, how full the shared buffer may be before those readers
+            wait).
+        iopub_buffer_size: messages buffered for IOPub (at least 1; ``None``: the default).
+        iopub_buffer_bytes: bytes (wire size of the messages) buffered for IOPub.
+        iopub_overflow: ``"drop"`` or ``"wait"``, see above.
+        iopub_hwm: the SUB socket's receive high-water mark, in messages (``0``:
+            unlimited): how much a burst ZeroMQ absorbs while the reader cannot run.
         multiplexed: deliver every received message to :attr:`Channels.multiplexed` instead
             of the per-channel views.
         report_rejects: make :attr:`Channels.rejects` available.
@@ -559,8 +638,10 @@ async def open_channels(
         EncryptionUnavailable: the connection needs CurveZMQ and libzmq lacks it.
     """
     conn = _coerce_info(info)
-    if buffer_size < 0 or (iopub_buffer_size is not None and iopub_buffer_size < 0):
-        raise ConfigurationError("buffer sizes must be >= 0")
+    if iopub_buffer_size is None:
+        iopub_buffer_size = IOPUB_BUFFER_SIZE
+    if buffer_size < 0 or iopub_buffer_size < 0 or iopub_buffer_bytes < 1:
+        raise ConfigurationError("buffer sizes must be >= 0 and iopub_buffer_bytes >= 1")
     if rejects_buffer_size < 1:
         raise ConfigurationError("rejects_buffer_size must be >= 1")
     if iopub_overflow not in ("wait", "drop"):
@@ -581,8 +662,9 @@ async def open_channels(
             )
         curve = curve_client_keys if curve_client_keys is not None else curve_keypair()
     options = _Options(
-        buffer_size=buffer_size,
-        iopub_buffer_size=buffer_size if iopub_buffer_size is None else iopub_buffer_size,
+        buffer_size=max(1, buffer_size),
+        iopub_buffer_size=max(1, iopub_buffer_size),
+        iopub_buffer_bytes=iopub_buffer_bytes,
         iopub_overflow=iopub_overflow,
         iopub_topics=topics,
         iopub_hwm=iopub_hwm,

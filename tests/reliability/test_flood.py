@@ -133,12 +133,6 @@ async def flood_channels(tmp_path: Path, **options: Any) -> Flood:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (channels defaults): with iopub_overflow='wait' a slow consumer stops the "
-    "reader, the kernel's PUB socket then drops messages at its high-water mark, and nothing "
-    "reports the loss (statistics show only stalls); ~90-97% of the flood is lost silently",
-)
 async def test_slow_consumer_with_default_settings_loses_nothing_silently(tmp_path: Path) -> None:
     flood = await flood_channels(tmp_path)
     lost = flood.published - flood.delivered
