@@ -97,8 +97,14 @@ class RawKernel:
 
 @asynccontextmanager
 async def raw_kernel(
-    *, key: str = KEY, transport: str = "tcp", tmp: Path | None = None, curve: bool = False
+    *,
+    key: str = KEY,
+    transport: str = "tcp",
+    tmp: Path | None = None,
+    curve: bool = False,
+    bind_to: ConnectionInfo | None = None,
 ) -> AsyncIterator[RawKernel]:
+    """The kernel's sockets, bound to free ports (or to those of ``bind_to``)."""
     kinds = {
         "shell": "ROUTER",
         "control": "ROUTER",
@@ -118,13 +124,16 @@ async def raw_kernel(
             sockets[name] = sock
             if secret is not None:
                 sock.set_curve_server(secret)
-            if transport == "ipc":
+            if bind_to is not None:
+                sock.bind(bind_to.url(name, bind=True))  # type: ignore[arg-type]
+                ports[name] = getattr(bind_to, f"{name}_port")
+            elif transport == "ipc":
                 sock.bind(f"ipc://{prefix}-{index}")
                 ports[name] = index
             else:
                 endpoint = sock.bind("tcp://127.0.0.1:0")
                 ports[name] = int(endpoint.rsplit(":", 1)[1])
-        info = ConnectionInfo(
+        info = bind_to or ConnectionInfo(
             shell_port=ports["shell"],
             iopub_port=ports["iopub"],
             stdin_port=ports["stdin"],
@@ -135,7 +144,7 @@ async def raw_kernel(
             transport=transport,  # type: ignore[arg-type]
             curve_publickey=public,
         )
-        kernel = RawKernel(info=info, session=Session(key), sockets=sockets)
+        kernel = RawKernel(info=info, session=Session(info.key), sockets=sockets)
 
         async def echo_heartbeat() -> None:
             hb = sockets["hb"]
@@ -703,6 +712,64 @@ async def test_aclose_inside_the_block_lets_the_body_continue() -> None:
                 await ch.shell.receive()
             reached = True
         assert reached
+
+
+async def test_wait_connected_lets_the_kernel_speak_first_on_every_routed_channel() -> None:
+    """A kernel's ROUTER drops what it sends to a client whose handshake is not complete.
+    The channels open before the kernel binds (as a launcher's do), never wait for it, and
+    wait_connected() returns once shell, control and stdin are all connected: from then on
+    a message the kernel starts (input_request) cannot be lost."""
+    info = ConnectionInfo.allocate(key=KEY)
+    async with open_channels(info, heartbeat=False) as ch:
+        with trio.move_on_after(0.2) as waited:
+            await ch.wait_connected()  # nothing listens yet: must not return
+        connected_before = ch.connected
+        assert waited.cancelled_caught and not connected_before
+        async with raw_kernel(bind_to=info) as kernel:
+            with trio.fail_after(TIMEOUT):
+                await ch.wait_connected()
+                assert ch.connected
+                # No hello from the client: the kernel speaks first, on each channel.
+                for name in ("stdin", "control", "shell"):
+                    await kernel.send(name, ch.identity, kernel.message("input_request"))
+                for name in ("stdin", "control", "shell"):
+                    got = await getattr(ch, name).receive()
+                    assert (got.msg_type, got.channel) == ("input_request", name)
+                await ch.wait_connected()  # at once now
+
+
+async def test_wait_connected_fails_clearly_when_the_handshake_cannot_succeed() -> None:
+    """A client that insists on CurveZMQ against a kernel without it: no timeout to wait
+    for, a ConnectionInfoError naming the channel."""
+    if not has_curve():
+        pytest.skip("libzmq without CurveZMQ")
+    async with raw_kernel() as kernel:
+        public, _ = curve_keypair()
+        info = attrs.evolve(kernel.info, curve_publickey=public)
+        async with open_channels(info, heartbeat=False) as ch:
+            with trio.fail_after(TIMEOUT), pytest.raises(ConnectionInfoError, match="handshake"):
+                await ch.wait_connected()
+            assert not ch.connected
+
+
+async def test_wait_connected_is_woken_by_close() -> None:
+    info = ConnectionInfo.allocate(key=KEY)
+    async with open_channels(info, heartbeat=False) as ch:
+        outcome: list[str] = []
+
+        async def waiter() -> None:
+            with pytest.raises(trio.ClosedResourceError):
+                await ch.wait_connected()
+            outcome.append("closed")
+
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiter)
+                await trio.testing.wait_all_tasks_blocked()
+                await ch.aclose()
+        assert outcome == ["closed"]
+    with pytest.raises(trio.ClosedResourceError):
+        await ch.wait_connected()
 
 
 async def test_connection_errors_surface_before_the_body(tmp_path: Path) -> None:

@@ -13,7 +13,14 @@ import attrs
 import pytest
 import trio
 
-from trio_enchannel import Channels, ConnectionInfo, Message, open_channels
+from trio_enchannel import (
+    Channels,
+    ConnectionInfo,
+    InputRequest,
+    Message,
+    open_channels,
+    open_client,
+)
 from trio_enchannel._zmq import curve_keypair, has_curve
 
 from .conftest import IPYKERNEL_ARGV, KernelProcess, kernel_process
@@ -98,6 +105,9 @@ async def kernel_round_trip(kernel: KernelProcess, **options: Any) -> None:
         with step(kernel, "startup", STARTUP, ch):
             await ch.wait_iopub_ready()
             await ch.heartbeat.wait_alive()
+            # The kernel speaks first on stdin (input_request): our stdin socket's handshake
+            # must be complete, or the kernel's ROUTER drops the request.
+            await ch.wait_connected()
         with step(kernel, "kernel_info", TIMEOUT, ch):
             request = ch.session.message("kernel_info_request")
             await ch.shell.send(request)
@@ -157,6 +167,27 @@ async def test_ipykernel_heartbeat_notices_a_stopped_kernel(
         with trio.fail_after(TIMEOUT):
             await ch.heartbeat.wait_alive()
         assert ch.statistics().heartbeat.unresponsive_periods == 1
+
+
+async def test_ipykernel_input_right_after_wait_for_ready(
+    ipykernel_process: KernelProcess,
+) -> None:
+    """The client's wait_for_ready() includes the channels' wait_connected(): an input()
+    executed at once finds the stdin connection complete (it used to be lost when the stdin
+    socket was still between two connection attempts)."""
+    answers: list[str] = []
+
+    def answer(request: InputRequest) -> str:
+        answers.append(request.prompt)
+        return "trio"
+
+    with trio.fail_after(STARTUP):
+        async with open_client(ipykernel_process.info, stdin=answer) as client:
+            await client.wait_for_ready()
+            assert isinstance(client.channels, Channels) and client.channels.connected
+            result = await client.execute("print('hi ' + input('who? '))", allow_stdin=True)
+            assert result.stdout == "hi trio\n" and answers == ["who? "]
+            await client.shutdown()
 
 
 @pytest.mark.slow

@@ -432,3 +432,50 @@ async def test_parked_receiver_takes_over_when_the_descriptor_waiter_is_cancelle
                 await trio.testing.wait_all_tasks_blocked()
                 await b.send_multipart([b"for the second"])
         assert got == [[b"for the second"]]
+
+
+async def test_monitor_reports_handshake_and_disconnect_and_closes_with_its_socket() -> None:
+    with TrioSocket("DEALER", linger=0) as dealer:
+        monitor = dealer.open_monitor()
+        with pytest.raises(RuntimeError, match="already monitored"):
+            dealer.open_monitor()
+        with trio.fail_after(TIMEOUT):
+            with TrioSocket("ROUTER", linger=0) as router:
+                url = router.bind("tcp://127.0.0.1:0")
+                dealer.connect(url)
+                names = []
+                while "handshake_succeeded" not in names:
+                    event = await monitor.receive()
+                    names.append(event.name)
+                    assert event.endpoint == url
+                assert names == ["connected", "handshake_succeeded"]
+            # The peer went away.
+            assert (await monitor.receive()).name == "disconnected"
+    # Closing the monitored socket stops and closes its monitor (in the order libzmq needs).
+    with pytest.raises(trio.ClosedResourceError):
+        await monitor.receive()
+    monitor.close()  # idempotent
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+async def test_monitored_sockets_leave_no_descriptor_behind() -> None:
+    """libzmq leaks descriptors (or hangs its I/O thread) unless a monitor is disabled
+    before its sockets close: whichever side the caller closes first does it right."""
+    with TrioSocket("DEALER", linger=0) as warm:
+        warm.open_monitor()
+    before = _open_fds()
+    for i in range(100):
+        sock = TrioSocket("DEALER", linger=0)
+        monitor = sock.open_monitor()
+        sock.connect("tcp://127.0.0.1:9")
+        if i % 2:
+            monitor.close()
+        sock.close()
+        monitor.close()
+    with trio.fail_after(TIMEOUT):
+        while _open_fds() > before + 5:  # noqa: ASYNC110 - libzmq's reaper frees them
+            await trio.sleep(0.01)

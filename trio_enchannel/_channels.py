@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 import trio
@@ -43,7 +43,16 @@ from ._heartbeat import Heartbeat
 from ._inbox import Inbox
 from ._message import CHANNEL_NAMES, ChannelName, Message
 from ._session import Session
-from ._zmq import Frame, SocketKind, TrioSocket, curve_keypair, has_curve
+from ._zmq import (
+    HANDSHAKE_EVENTS,
+    Frame,
+    SocketEvent,
+    SocketKind,
+    SocketMonitor,
+    TrioSocket,
+    curve_keypair,
+    has_curve,
+)
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
@@ -81,6 +90,8 @@ _SOCKET_KIND: dict[ChannelName, SocketKind] = {
     "iopub": "SUB",
 }
 _BATCH = 1000
+#: The channels whose kernel end is a ROUTER, which drops messages for unknown peers.
+_ROUTED: tuple[ChannelName, ...] = ("shell", "control", "stdin")
 #: Status messages kept past a full IOPub buffer (policy "drop"), beyond its bound.
 _STATUS_RESERVE = 1000
 #: Seconds between two warnings about dropped IOPub messages.
@@ -158,6 +169,10 @@ class Channels:
         self._iopub_wakeup = trio.Event()
         self._nudges: set[str] = set()
         self._nudge_lock = trio.Lock()
+        self._monitors: dict[ChannelName, SocketMonitor] = {}
+        self._connected: dict[ChannelName, bool] = dict.fromkeys(_ROUTED, False)
+        self._handshake_failures: dict[ChannelName, SocketEvent] = {}
+        self._connection_changed = trio.Event()
         self.shell = MessageChannel(self, "shell")
         self.control = MessageChannel(self, "control")
         self.stdin = MessageChannel(self, "stdin")
@@ -277,6 +292,53 @@ class Channels:
                 with trio.move_on_after(nudge_every):
                     await self._iopub_wakeup.wait()
 
+    @property
+    def connected(self) -> bool:
+        """Whether shell, control and stdin have all completed their ZeroMQ handshake with the
+        kernel (see :meth:`wait_connected`)."""
+        return all(self._connected.values())
+
+    async def wait_connected(self) -> None:
+        """Wait until shell, control and stdin have all completed their ZeroMQ handshake with
+        the kernel (at once if they have).
+
+        The kernel's ROUTER sockets silently drop what they send to a client whose
+        connection is not complete yet. Replies cannot be lost that way (the request came
+        through the same connection), but a message the *kernel* starts, such as an
+        ``input_request`` on stdin, can: the client's sockets connect independently, and
+        one may still be retrying (every 100-200 ms) while the kernel already answers on
+        another. After this returns, all three are connected (a kernel that restarts
+        resets it until they reconnect). :meth:`KernelClient.wait_for_ready
+        <trio_enchannel.KernelClient.wait_for_ready>` calls it. Opening the channels
+        never waits for this (a launcher connects before the kernel binds); bound the wait
+        with :func:`trio.fail_after`.
+
+        Raises:
+            ConnectionInfoError: the handshake failed for a reason that retrying will not
+                fix: the peer does not speak ZeroMQ, or not with our security mechanism,
+                or it refused our CurveZMQ keys (wrong ``curve_publickey``).
+            trio.ClosedResourceError: the channels were (or get) closed.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError("the channels are closed")
+            if self._handshake_failures:
+                name, event = next(iter(self._handshake_failures.items()))
+                reason = (
+                    "the kernel refused our CurveZMQ keys, or curve_publickey is wrong"
+                    if event.name == "handshake_failed_auth"
+                    else "the peer does not speak ZeroMQ, or not with our security mechanism"
+                )
+                raise ConnectionInfoError(
+                    f"the ZeroMQ handshake of the {name} socket with {event.endpoint} "
+                    f"failed: {reason}"
+                )
+            if all(self._connected.values()):
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+            await self._connection_changed.wait()
+
     async def aclose(self) -> None:
         """Close every socket and stop the readers and the heartbeat; idempotent.
 
@@ -297,6 +359,7 @@ class Channels:
         for sock in self._sockets.values():
             sock.close()
         self._iopub_wakeup.set()
+        self._connection_changed.set()
 
     def _endpoint_for(self, msg: Message) -> MessageChannel:
         if not isinstance(msg, Message):
@@ -393,6 +456,9 @@ class Channels:
                 # Never let the kernel's ROUTER drop a reply for want of room on our side:
                 # replies are bounded by our own requests.
                 sock.set_option("RCVHWM", 0)
+                # A ROUTER drops what it sends to a peer whose handshake is not complete:
+                # watch ours (see wait_connected). Opened before connecting: no event missed.
+                self._monitors[cast(ChannelName, name)] = sock.open_monitor()
             elif kind == "SUB":
                 sock.set_option("RCVHWM", options.iopub_hwm)
                 for topic in options.iopub_topics:
@@ -405,9 +471,50 @@ class Channels:
                 ) from exc
         except BaseException:
             sock.close(linger=0)
+            monitor = self._monitors.pop(cast(ChannelName, name), None)
+            if monitor is not None:
+                monitor.close()
             raise
         self._sockets[name] = sock
         return sock
+
+    async def _watch_connection(self, name: ChannelName) -> None:
+        """Follow the handshakes of channel ``name``'s socket (see :meth:`wait_connected`)."""
+        monitor = self._monitors[name]
+        scope = trio.CancelScope()
+        self._scopes.append(scope)
+        if self._closed:
+            scope.cancel()
+        succeeded = "handshake_succeeded" if HANDSHAKE_EVENTS else "connected"
+        try:
+            with scope:
+                while True:
+                    try:
+                        event = await monitor.receive()
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        return
+                    if event.name == succeeded:
+                        self._connected[name] = True
+                        self._handshake_failures.pop(name, None)
+                    elif event.name == "disconnected":
+                        self._connected[name] = False
+                    elif event.name in ("handshake_failed_protocol", "handshake_failed_auth"):
+                        if name not in self._handshake_failures:
+                            logger.warning(
+                                "the ZeroMQ handshake of the %s socket with %s failed (%s)",
+                                name,
+                                event.endpoint,
+                                event.name,
+                            )
+                        self._handshake_failures[name] = event
+                    elif event.name == "monitor_stopped":
+                        return
+                    else:
+                        continue
+                    changed, self._connection_changed = self._connection_changed, trio.Event()
+                    changed.set()
+        finally:
+            monitor.close()
 
     async def _run_heartbeat(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -698,6 +805,8 @@ async def open_channels(
             try:
                 for name in CHANNEL_NAMES:
                     await nursery.start(ch._reader, name)
+                for name in _ROUTED:
+                    nursery.start_soon(ch._watch_connection, name)
                 if heartbeat:
                     await nursery.start(ch._run_heartbeat)
                 yield ch

@@ -604,7 +604,9 @@ class KernelClient:
 
         IOPub is live once any message arrives on it (``iopub_welcome`` from 5.5 kernels,
         or the status messages of the probes); until then ``kernel_info_request`` is
-        repeated (every 50 ms, backing off to 1 s) to nudge a slow subscription. Bound it
+        repeated (every 50 ms, backing off to 1 s) to nudge a slow subscription. Then it
+        waits until every channel's connection is complete (``wait_connected()`` of the
+        channels), so that the kernel's first ``input_request`` cannot be lost. Bound it
         with :func:`trio.fail_after`.
 
         Returns:
@@ -613,8 +615,15 @@ class KernelClient:
         Raises:
             trio.ClosedResourceError: the client is closed.
             KernelDied: the launcher reported the kernel dead while waiting.
+            ConnectionInfoError: a channel's ZeroMQ handshake failed for good (see
+                :meth:`Channels.wait_connected <trio_enchannel.Channels.wait_connected>`).
         """
         info = await self._router.probe_ready(survive_heartbeat=True)
+        # The kernel's first message on stdin or control must find us connected (its ROUTER
+        # drops what it sends to a peer whose ZeroMQ handshake is not complete).
+        wait_connected = getattr(self._router.channels, "wait_connected", None)
+        if wait_connected is not None:
+            await wait_connected()
         self.kernel_info_cache = info
         return info
 

@@ -20,19 +20,24 @@ This is the only module of trio-enchannel that imports :mod:`zmq`. It follows th
 
 from __future__ import annotations
 
+import itertools
 import os
+import struct
 import threading
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Literal, TypeAlias, cast
 
+import attrs
 import trio
 import zmq
 
 __all__ = [
     "ZERO_COPY_THRESHOLD",
     "Frame",
+    "SocketEvent",
     "SocketKind",
+    "SocketMonitor",
     "TrioSocket",
     "curve_keypair",
     "curve_public",
@@ -59,6 +64,27 @@ _POLLOUT = int(zmq.POLLOUT)
 _EVENTS = int(zmq.EVENTS)
 _MORE = _NOBLOCK | _SNDMORE
 _CLOSED_ERRNOS = frozenset({zmq.ENOTSOCK, zmq.ETERM})
+
+#: libzmq reports handshakes (EVENT_HANDSHAKE_*) from 4.3 on; before, "connected" is the best
+#: there is.
+HANDSHAKE_EVENTS = zmq.zmq_version_info() >= (4, 3)
+
+_EVENT_NAMES: dict[int, str] = {
+    int(zmq.EVENT_CONNECTED): "connected",
+    int(zmq.EVENT_DISCONNECTED): "disconnected",
+    int(zmq.EVENT_MONITOR_STOPPED): "monitor_stopped",
+}
+if HANDSHAKE_EVENTS:
+    _EVENT_NAMES.update(
+        {
+            int(zmq.EVENT_HANDSHAKE_SUCCEEDED): "handshake_succeeded",
+            int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL): "handshake_failed",
+            int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL): "handshake_failed_protocol",
+            int(zmq.EVENT_HANDSHAKE_FAILED_AUTH): "handshake_failed_auth",
+        }
+    )
+_EVENT_MASK = sum(_EVENT_NAMES)
+_monitor_ids = itertools.count()
 
 _context_lock = threading.Lock()
 _context: zmq.Context[zmq.Socket[bytes]] | None = None
@@ -180,6 +206,7 @@ class TrioSocket:
         # Other tasks waiting for a receivable / sendable socket.
         self._recv_lot = trio.lowlevel.ParkingLot()
         self._send_lot = trio.lowlevel.ParkingLot()
+        self._monitor: SocketMonitor | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -564,6 +591,53 @@ class TrioSocket:
         self._dispatch(events)
         return bool(events & _POLLIN), bool(events & _POLLOUT)
 
+    # -- monitoring -----------------------------------------------------------------------
+
+    def open_monitor(self) -> SocketMonitor:
+        """Start reporting this socket's connection events (ZeroMQ's socket monitor).
+
+        Call it before :meth:`connect` to see every event; receive the events promptly
+        (libzmq's I/O thread blocks when a monitor's queue is full). Closing either this
+        socket or the monitor stops monitoring, in the order libzmq needs (disable the
+        monitor, close its socket, then close this one; any other order leaks descriptors
+        or can hang the I/O thread).
+
+        Raises:
+            RuntimeError: the socket is already monitored.
+            trio.ClosedResourceError: the socket is closed.
+            trio.BrokenResourceError: ZeroMQ refused to monitor it.
+        """
+        sock = self._check_open()
+        if self._monitor is not None:
+            raise RuntimeError("this socket is already monitored")
+        address = f"inproc://trio-enchannel-monitor-{os.getpid()}-{next(_monitor_ids)}"
+        try:
+            sock.monitor(address, _EVENT_MASK)
+        except zmq.ZMQError as exc:
+            raise _translate(exc) from exc
+        finally:
+            self._after_call()
+        pair = TrioSocket("PAIR", linger=0)
+        try:
+            pair.set_option("RCVHWM", 0)
+            pair.connect(address)
+        except BaseException:
+            pair.close()
+            self._disable_monitor()
+            raise
+        self._monitor = SocketMonitor(self, pair)
+        return self._monitor
+
+    def _disable_monitor(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._sock.disable_monitor()
+        except zmq.ZMQError:
+            pass
+        finally:
+            self._after_call()
+
     # -- closing --------------------------------------------------------------------------
 
     def close(self, linger: float | None = None) -> None:
@@ -574,6 +648,9 @@ class TrioSocket:
         """
         if self._closed:
             return
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            monitor.close()  # first: see open_monitor
         self._closed = True
         try:
             trio.lowlevel.notify_closing(self._fd)
@@ -598,3 +675,54 @@ class TrioSocket:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@attrs.frozen
+class SocketEvent:
+    """A connection event of a monitored socket (see :meth:`TrioSocket.open_monitor`).
+
+    Attributes:
+        name: ``"connected"`` (TCP/IPC connection made), ``"handshake_succeeded"`` (the
+            ZeroMQ handshake completed: the peer knows this socket now),
+            ``"handshake_failed"``, ``"handshake_failed_protocol"`` (the peer does not speak
+            ZMTP or not with our security mechanism), ``"handshake_failed_auth"`` (CurveZMQ
+            keys refused), ``"disconnected"``, ``"monitor_stopped"`` (the socket was closed).
+        value: the event's value (a file descriptor or an error code, depending on the event).
+        endpoint: the peer's address.
+    """
+
+    name: str
+    value: int
+    endpoint: str
+
+
+class SocketMonitor:
+    """The receiving end of a socket's connection events (from
+    :meth:`TrioSocket.open_monitor`)."""
+
+    def __init__(self, owner: TrioSocket, pair: TrioSocket) -> None:
+        self._owner: TrioSocket | None = owner
+        self._pair = pair
+
+    async def receive(self) -> SocketEvent:
+        """The next event, waiting for one.
+
+        Raises:
+            trio.ClosedResourceError: the monitor was closed.
+            trio.BrokenResourceError: ZeroMQ reported an error.
+        """
+        while True:
+            frames = await self._pair.receive_multipart()
+            if len(frames) < 2 or len(frames[0]) < 6:
+                continue  # not an event frame: never happens with libzmq's monitor
+            event, value = struct.unpack("=HI", bytes(frames[0])[:6])
+            name = _EVENT_NAMES.get(event, f"event_{event}")
+            return SocketEvent(name, value, bytes(frames[1]).decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        """Stop monitoring and receiving events; idempotent."""
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner._monitor = None
+            owner._disable_monitor()
+        self._pair.close()
