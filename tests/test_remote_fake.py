@@ -50,15 +50,15 @@ class FakeConnection:
         )
 
     async def answer_forever(self) -> None:
-        """Reply to every request like a kernel would (busy, reply, idle)."""
-        while True:
-            try:
+        """Reply to every request like a kernel would (busy, reply, idle), until closed."""
+        try:
+            while True:
                 request = await self.receive()
-            except trio_websocket.ConnectionClosed:
-                return
-            await self.status("busy", request)
-            await self.send(self.session.reply(request, {"status": "ok"}))
-            await self.status("idle", request)
+                await self.status("busy", request)
+                await self.send(self.session.reply(request, {"status": "ok"}))
+                await self.status("idle", request)
+        except trio_websocket.ConnectionClosed:
+            return
 
 
 class FakeServer:
@@ -169,9 +169,10 @@ async def test_handshake_refusals_are_typed() -> None:
 
 async def test_server_restarting_status_fails_pending_requests_only() -> None:
     async def script(conn: FakeConnection) -> None:
-        first = await conn.receive()  # the request that will never be answered
-        await conn.status("busy", first)
-        await conn.status("restarting")  # what Jupyter Server says when the kernel crashed
+        if conn.index == 1:
+            first = await conn.receive()  # the request that will never be answered
+            await conn.status("busy", first)
+            await conn.status("restarting")  # what Jupyter Server says when a kernel crashed
         await conn.answer_forever()
 
     with trio.fail_after(20):
@@ -184,9 +185,13 @@ async def test_server_restarting_status_fails_pending_requests_only() -> None:
                 with pytest.raises(KernelDied, match="restarted"):
                     await client.kernel_info()
                 assert ch.kernel_died is None
-                assert ch.state == "connected"
                 info = await client.kernel_info()  # the restarted kernel answers
                 assert info.reply.msg_type == "kernel_info_reply"
+                # The channels reopened the websocket as a new session (the restarted kernel
+                # may listen on new ports) and checked its messages flow before using it.
+                assert server.connections == 2
+                assert server.session_ids[0] != server.session_ids[1]
+                assert ch.statistics().connection.drops == 0  # a planned reconnection
             nursery.cancel_scope.cancel()
 
 

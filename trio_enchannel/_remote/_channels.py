@@ -607,6 +607,7 @@ async def open_remote_channels(
             on_restart=channels._on_restart,
             on_dead=channels._on_dead,
             on_connect=channels._on_connect,
+            make_probe=lambda: session.message("kernel_info_request", channel="shell"),
             subprotocol_choice=subprotocol,
             connect_timeout=connect_timeout,
             reconnect=reconnect,

@@ -16,7 +16,9 @@ Lifecycle of a connection:
   exponential backoff (with jitter), reusing the same ``session_id`` so that Jupyter Server
   replays what it buffered meanwhile;
 * a kernel the server reports ``restarting`` (it crashed and is being restarted) is reported
-  through ``on_restart``; ``dead`` through ``on_dead``.
+  through ``on_restart``, and the websocket is reopened (a kernel that dies young is restarted
+  on new ports, and the server rewires a connection to them only when it is opened);
+  ``dead`` is reported through ``on_dead``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Literal
@@ -54,6 +57,10 @@ LinkState = Literal["connecting", "connected", "reconnecting", "closed", "dead"]
 # After a shutdown_reply the kernel leaves the server's list a moment later: check a few times.
 _CHECK_DELAYS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 
+#: Seconds a connection reopened after a kernel restart has to prove that the new kernel's
+#: messages come through before it is reopened again.
+VERIFY_WINDOW = 3.0
+
 #: Largest websocket message accepted from the server (kernel outputs can be large images).
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
 
@@ -77,6 +84,9 @@ class KernelLink:
     * ``on_restart(reason)``: the server restarted the kernel (it had died).
     * ``on_dead(error)``: the kernel is gone; the link has ended.
     * ``on_connect()``: a (re)connection succeeded.
+
+    ``make_probe()`` builds a ``kernel_info_request`` for the shell channel; with it, the link
+    checks after a kernel restart that the new kernel's IOPub reaches it (see ``run``).
     """
 
     server: RemoteServer
@@ -88,6 +98,7 @@ class KernelLink:
     on_restart: Callable[[str], None]
     on_dead: Callable[[KernelDied], None]
     on_connect: Callable[[], None] = lambda: None
+    make_probe: Callable[[], Message] | None = None
     subprotocol_choice: SubprotocolChoice = "auto"
     reconnect: bool = True
     reconnect_timeout: float = 60.0
@@ -114,6 +125,11 @@ class KernelLink:
     _backoff: float = 0.0
     _in_deliver: bool = False
     _drop_reason: str = ""
+    _planned_reconnect: bool = False
+    _dropped: bool = False
+    _verify_next: bool = False
+    _probes: set[str] = attrs.Factory(set)
+    _probe_live: trio.Event | None = None
 
     @property
     def url(self) -> str:
@@ -228,8 +244,11 @@ class KernelLink:
                         self._ws = ws
                         self.subprotocol = ws.subprotocol
                         self.connections += 1
-                        self._set_state("connected")
-                        self.on_connect()
+                        if not self._verify_next:
+                            self._set_state("connected")
+                            self.on_connect()
+                        # else: stay "reconnecting" until _verify_iopub says the kernel's
+                        # messages flow (user sends wait meanwhile).
                         if first:
                             first = False
                             task_status.started()
@@ -237,6 +256,9 @@ class KernelLink:
                             await self._serve(ws)
                         finally:
                             self._ws = None
+                            # Before the closing handshake: new sends must wait from now on,
+                            # and the requests in flight learn about the drop at once.
+                            self._connection_ended()
                 except HandshakeFailed as exc:
                     assert not connected
                     if first:
@@ -302,6 +324,9 @@ class KernelLink:
             if self.ping_interval is not None:
                 nursery.start_soon(self._pinger, ws, nursery.cancel_scope)
             nursery.start_soon(self._checker, nursery.cancel_scope)
+            if self._verify_next:
+                self._verify_next = False
+                nursery.start_soon(self._verify_iopub, ws, nursery.cancel_scope)
             try:
                 while True:
                     try:
@@ -318,6 +343,11 @@ class KernelLink:
                         logger.exception("unexpected error decoding a websocket frame")
                         error = MalformedMessage(f"undecodable: {exc!r}", reason="undecodable")
                         self.reject(frame, error)
+                        continue
+                    if msg.parent_id in self._probes:
+                        # Caused by our own liveness probes: not the caller's business.
+                        if msg.channel == "iopub" and self._probe_live is not None:
+                            self._probe_live.set()
                         continue
                     self._watch_status(msg)
                     self._in_deliver = True
@@ -337,7 +367,13 @@ class KernelLink:
         if msg.msg_type == "status":
             state = msg.content.get("execution_state")
             if state == "restarting":
+                # Down from now on: sends wait for the new, verified connection.
+                self._set_state("reconnecting")
                 self.on_restart("the server restarted the kernel (it had died)")
+                # A kernel that died young is restarted on new ports, and the server wires a
+                # connection's ZeroMQ streams when it is opened: reconnect, as a new session.
+                self._planned_reconnect = True
+                self._abort_connection()
             elif state == "dead":
                 self._die(KernelDied("the server reports the kernel dead (its restart failed)"))
         elif msg.msg_type == "shutdown_reply" and msg.content.get("restart") is False:
@@ -369,6 +405,41 @@ class KernelLink:
                 self._drop_reason = f"no answer to a ping within {self.ping_timeout:g} s"
                 scope.cancel()
                 return
+
+    async def _verify_iopub(
+        self, ws: trio_websocket.WebSocketConnection, scope: trio.CancelScope
+    ) -> None:
+        """Probe with ``kernel_info_request`` until IOPub carries a message caused by a probe;
+        then the link is up. Otherwise reconnect (as a new session) and verify again."""
+        assert self.make_probe is not None
+        live = self._probe_live = trio.Event()
+        interval = 0.05
+        with trio.move_on_after(VERIFY_WINDOW):
+            while not live.is_set():
+                probe = self.make_probe()
+                if len(self._probes) > 256:
+                    self._probes.clear()
+                self._probes.add(probe.msg_id)
+                frame = encode_frame(probe, ws.subprotocol)
+                async with self._send_lock:
+                    with trio.CancelScope(shield=True), trio.move_on_after(self.send_timeout):
+                        try:
+                            await ws.send_message(frame)
+                        except trio_websocket.ConnectionClosed:
+                            return  # the reader notices the drop
+                with trio.move_on_after(interval):
+                    await live.wait()
+                interval = min(interval * 2, 0.5)
+        self._probe_live = None
+        if self.state != "reconnecting":
+            return  # closed, dead, or restarted again meanwhile
+        if live.is_set():
+            self._set_state("connected")
+            self.on_connect()
+        else:
+            self._planned_reconnect = True
+            self._drop_reason = "the restarted kernel's messages did not come through"
+            scope.cancel()
 
     async def _checker(self, scope: trio.CancelScope) -> None:
         """Check the kernel's REST model when asked to, and every kernel_check_interval."""
@@ -410,12 +481,30 @@ class KernelLink:
             return KernelDied(f"the server reports kernel {self.kernel_id} dead")
         return None
 
-    async def _after_drop(self) -> None:
+    def _connection_ended(self) -> None:
+        """The connection is over (dropped, aborted, or closed by us): mark the link down."""
+        if self.state in ("closed", "dead"):
+            return
+        self._reconnect_started = trio.current_time()
+        self._backoff = self.backoff_initial
+        if self._planned_reconnect:
+            # After a restart, a fresh websocket session: the server then builds new streams
+            # to the kernel's current ports instead of restoring the buffered ones (nothing
+            # buffered from the dead kernel is worth replaying). Jupyter Server announces
+            # "restarting" *before* it restarts the kernel, so a connection opened at once
+            # may still be wired to the old ports: the next one is verified before use.
+            self._planned_reconnect = False
+            self._verify_next = self.make_probe is not None
+            self.session_id = uuid.uuid4().hex
+            self._drop_reason = ""
+            self._set_state("reconnecting")
+            return
         self.drops += 1
         self._set_state("reconnecting")
         reason = self._drop_reason or "the connection ended"
         self._drop_reason = ""
         logger.info("websocket to kernel %s dropped (%s); reconnecting", self.kernel_id, reason)
+        self._dropped = True
         self.on_drop(
             ConnectionLost(
                 f"the websocket to kernel {self.kernel_id} on {self.server.url} dropped "
@@ -424,9 +513,13 @@ class KernelLink:
         )
         if not self.reconnect:
             self._die(KernelDied(f"the websocket to kernel {self.kernel_id} dropped"))
+
+    async def _after_drop(self) -> None:
+        """Between a drop and the next connection attempt: is the kernel still there?"""
+        if not self._dropped:
+            await trio.lowlevel.checkpoint()
             return
-        self._reconnect_started = trio.current_time()
-        self._backoff = self.backoff_initial
+        self._dropped = False
         gone = await self._kernel_gone()
         if gone is not None:
             self._die(gone)
