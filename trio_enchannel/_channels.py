@@ -425,6 +425,7 @@ class Channels:
     def _reject(
         self, name: ChannelName, frames: Sequence[Frame], error: RemoteProtocolError
     ) -> None:
+        detach_error(error)
         rejected = self._counters[name].rejected
         count = rejected.get(error.reason, 0) + 1
         rejected[error.reason] = count
@@ -634,6 +635,17 @@ class _DropLog:
             bound,
         )
         self._since = 0
+
+
+def detach_error(error: BaseException) -> None:
+    """Drop what a rejection error references beyond its message: its traceback (the
+    decoder's frames, whose locals hold the raw frames) and its cause (a UnicodeDecodeError
+    or JSONDecodeError holds the whole input). The message already says what was wrong, and
+    a kept log record or RejectedMessage then pins nothing but its own frames."""
+    error.__traceback__ = None
+    error.__cause__ = None
+    error.__context__ = None
+    error.__suppress_context__ = True
 
 
 @contextlib.contextmanager

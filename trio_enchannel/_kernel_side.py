@@ -21,7 +21,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from ._channels import RejectedMessage
+from ._channels import RejectedMessage, detach_error
 from ._connection import ConnectionInfo
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._kernel_endpoints import (
@@ -415,6 +415,7 @@ class KernelChannels:
     # -- background tasks -----------------------------------------------------------------
 
     def _reject(self, name: ChannelName, frames: Sequence[Any], error: RemoteProtocolError) -> None:
+        detach_error(error)
         rejected = self._counters[name].rejected
         count = rejected.get(error.reason, 0) + 1
         rejected[error.reason] = count

@@ -398,15 +398,6 @@ def pinned_bytes(root: object, *, at_least: int = 64 * 1024) -> int:
     return total
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (channels and kernel side, _reject): the RemoteProtocolError logged and put in "
-    "RejectedMessage keeps its traceback (the decoder's frames, whose locals hold the raw "
-    "frames and copies of their parts) and its cause (UnicodeDecodeError.object / "
-    "JSONDecodeError.doc hold the whole input): every kept log record pins the rejected "
-    "message, ~8 MiB per 4 MiB frame. Fix: clear __traceback__, __cause__ and __context__ "
-    "of the error in _reject (the message text already says why)",
-)
 @pytest.mark.parametrize("side", ["client", "kernel side"])
 async def test_rejections_do_not_pin_the_rejected_messages(side: str) -> None:
     """A handler that keeps log records (pytest's capture, a MemoryHandler, a log shipper's
