@@ -29,9 +29,40 @@ def tests(session: nox.Session) -> None:
     """The whole test suite, real kernels included (pass pytest options after --)."""
     _install(session, "test")
     env = {"PYTHONFAULTHANDLER": "1"}
+    gateway = _gateway(session)
+    if gateway:
+        env["TRIO_ENCHANNEL_GATEWAY"] = gateway
     args = session.posargs or ["-q", "-p", "no:cacheprovider"]
     # pytest exits 5 when it collects nothing: nox treats any non-zero exit as a failure.
     session.run("python", "-m", "pytest", *args, env=env)
+
+
+def _gateway(session: nox.Session) -> str | None:
+    """Jupyter Enterprise Gateway in a virtualenv of its own.
+
+    EG 3.x pins jupyter_server<2, jupyter_client<7 and pyzmq<25, so it cannot share the test
+    environment; its tests talk to it over HTTP only. If it cannot be installed, say so loudly:
+    the gateway tests then skip with that reason.
+    """
+    venv = os.path.join(".nox", "gateway-venv")
+    exe = os.path.join(venv, "bin", "jupyter-enterprisegateway")
+    if not os.path.exists(exe):
+        session.run("python", "-m", "venv", venv, external=True)
+        session.run(
+            os.path.join(venv, "bin", "python"),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "jupyter-enterprise-gateway>=3.2",
+            "ipykernel<7",
+            external=True,
+            success_codes=[0, 1, 2],
+        )
+        if not os.path.exists(exe):
+            session.warn("Jupyter Enterprise Gateway could not be installed: its tests skip")
+            return None
+    return os.path.abspath(exe)
 
 
 @nox.session(python=PYTHON)
