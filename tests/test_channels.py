@@ -122,6 +122,9 @@ async def raw_kernel(
         for index, (name, kind) in enumerate(kinds.items(), start=1):
             sock = TrioSocket(kind, linger=0)  # type: ignore[arg-type]
             sockets[name] = sock
+            # A ROUTER or XPUB at its high-water mark drops silently: when the machine is so
+            # loaded that libzmq's I/O thread lags, a burst must wait in memory instead.
+            sock.set_option("SNDHWM", 0)
             if secret is not None:
                 sock.set_curve_server(secret)
             if bind_to is not None:
@@ -639,10 +642,10 @@ async def test_heartbeat_detects_silence_and_recovery() -> None:
 async def test_heartbeat_startup_deadline_applies_before_the_first_echo() -> None:
     async with raw_kernel() as kernel:
         kernel.hb_paused = True
+        opened = trio.current_time()  # the deadline counts from inside open_channels
         async with open_channels(
             kernel.info, hb_interval=0.05, hb_deadline=0.05, hb_startup_deadline=0.3
         ) as ch:
-            opened = trio.current_time()
             assert ch.heartbeat.state == "waiting"
             with trio.fail_after(TIMEOUT):
                 died = await ch.wait_unresponsive()

@@ -78,17 +78,22 @@ async def trio_echo_router() -> AsyncIterator[str]:
             nursery.cancel_scope.cancel()
 
 
-async def _round_trips(dealer: TrioSocket, *, senders: int, trips: int, batch_reader: bool) -> None:
+async def _round_trips(
+    dealer: TrioSocket, *, senders: int, trips: int, batch_reader: bool | str
+) -> None:
     """``senders`` tasks each do ``trips`` request/echo round trips through one DEALER.
 
-    One reader task receives every echo and hands it to the sender it belongs to.
+    One reader task receives every echo and hands it to the sender it belongs to (with
+    ``receive_batch()`` when ``batch_reader == "async"``).
     """
     inboxes = [trio.open_memory_channel[list[bytes]](1) for _ in range(senders)]
 
     async def reader() -> None:
         done = 0
         while done < senders * trips:
-            if batch_reader:
+            if batch_reader == "async":
+                batch = await dealer.receive_batch(7)
+            elif batch_reader:
                 batch = dealer.receive_batch_nowait()
                 if not batch:
                     await dealer.wait_receivable()
@@ -114,8 +119,10 @@ async def _round_trips(dealer: TrioSocket, *, senders: int, trips: int, batch_re
             nursery.start_soon(sender, i)
 
 
-@pytest.mark.parametrize("batch_reader", [True, False], ids=["batch", "single"])
-async def test_stress_concurrent_senders_with_thread_peer(batch_reader: bool) -> None:
+@pytest.mark.parametrize(
+    "batch_reader", [True, False, "async"], ids=["batch", "single", "async-batch"]
+)
+async def test_stress_concurrent_senders_with_thread_peer(batch_reader: bool | str) -> None:
     """Several senders share a DEALER whose reader waits on the FD: no wake-up is ever lost.
 
     The peer runs in another thread so messages arrive at arbitrary moments relative to the
@@ -129,14 +136,15 @@ async def test_stress_concurrent_senders_with_thread_peer(batch_reader: bool) ->
                     await _round_trips(dealer, senders=4, trips=400, batch_reader=batch_reader)
 
 
-async def test_stress_concurrent_senders_with_trio_peer() -> None:
+@pytest.mark.parametrize("batch_reader", [True, "async"], ids=["batch", "async-batch"])
+async def test_stress_concurrent_senders_with_trio_peer(batch_reader: bool | str) -> None:
     """The same with the echo peer in this event loop (sends from the loop's own tasks)."""
     async with trio_echo_router() as url:
         for _ in range(3):
             with TrioSocket("DEALER", linger=0) as dealer:
                 dealer.connect(url)
                 with trio.fail_after(TIMEOUT):
-                    await _round_trips(dealer, senders=4, trips=400, batch_reader=True)
+                    await _round_trips(dealer, senders=4, trips=400, batch_reader=batch_reader)
 
 
 async def test_edge_consumed_by_another_call_still_wakes_the_reader() -> None:
@@ -166,6 +174,49 @@ async def test_edge_consumed_by_another_call_still_wakes_the_reader() -> None:
         assert received[0] == [b"ping"]
         with trio.fail_after(TIMEOUT):
             assert _as_bytes(await dealer.receive_multipart()) == [b"pong"]
+
+
+async def test_receive_batch_never_trusts_a_stale_drained_state() -> None:
+    """receive_batch() skips reading EVENTS before waiting when it last saw the socket
+    drained. Any libzmq call since then (here a send, after libzmq took in a message and
+    so cleared the descriptor) must make it look again instead of sleeping."""
+    with thread_echo_router() as url, TrioSocket("DEALER", linger=0) as dealer:
+        dealer.connect(url)
+        with trio.fail_after(TIMEOUT):
+            dealer.send_multipart_nowait([b"one"])
+            assert [_as_bytes(f) for f in await dealer.receive_batch()] == [[b"one"]]
+            dealer.send_multipart_nowait([b"two"])
+            raw = dealer._sock  # stands for libzmq's own work, as above
+            deadline = time.monotonic() + 10
+            while not int(raw.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                assert time.monotonic() < deadline, "echo never arrived"
+            dealer.send_multipart_nowait([b"three"])
+            got: list[list[bytes]] = []
+            while len(got) < 2:
+                got += [_as_bytes(f) for f in await dealer.receive_batch()]
+        assert got == [[b"two"], [b"three"]]
+
+
+async def test_receive_batch_is_a_checkpoint_and_respects_its_limit() -> None:
+    with TrioSocket("PAIR", linger=0) as a, TrioSocket("PAIR", linger=0) as b:
+        url = a.bind("tcp://127.0.0.1:0")
+        b.connect(url)
+        with trio.fail_after(TIMEOUT):
+            for i in range(10):
+                await b.send_multipart([str(i).encode(), b"x"])
+            got: list[bytes] = []
+            while len(got) < 10:
+                batch = await a.receive_batch(3)
+                assert 1 <= len(batch) <= 3
+                got += [bytes(frames[0]) for frames in batch]
+            assert got == [str(i).encode() for i in range(10)]
+            await b.send_multipart([b"ready"])
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                with pytest.raises(trio.Cancelled):
+                    await a.receive_batch()  # a message is ready: cancelled all the same
+            assert [_as_bytes(f) for f in await a.receive_batch()] == [[b"ready"]]
 
 
 async def test_multipart_round_trip_and_bind_port_zero() -> None:

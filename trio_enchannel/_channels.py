@@ -561,15 +561,9 @@ class Channels:
                             continue
                         limit = min(room, _BATCH)
                     try:
-                        batch = sock.receive_batch_nowait(limit)
+                        batch = await sock.receive_batch(limit)
                     except trio.ClosedResourceError:
                         return
-                    if not batch:
-                        try:
-                            await sock.wait_receivable()
-                        except trio.ClosedResourceError:
-                            return
-                        continue
                     for frames in batch:
                         try:
                             msg = deserialize(frames, channel=name)
@@ -600,8 +594,6 @@ class Channels:
                             continue
                         if not inbox.put(msg, nbytes):
                             counters.discarded += 1
-                    if len(batch) >= _BATCH:
-                        await trio.lowlevel.checkpoint()  # let others run during a flood
         finally:
             sock.close()
             inbox.close_sender()

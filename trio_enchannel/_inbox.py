@@ -137,11 +137,8 @@ class Inbox(Generic[T]):
             trio.ClosedResourceError: the receiving side was (or gets) closed.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            item = self.receive_nowait()
-        except trio.WouldBlock:
-            pass
-        else:
+        if self._queue or self._closed or self._senders <= 0:
+            item = self.receive_nowait()  # or raise
             await trio.lowlevel.cancel_shielded_checkpoint()
             return item
         task = trio.lowlevel.current_task()

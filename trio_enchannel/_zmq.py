@@ -63,6 +63,9 @@ _POLLIN = int(zmq.POLLIN)
 _POLLOUT = int(zmq.POLLOUT)
 _EVENTS = int(zmq.EVENTS)
 _MORE = _NOBLOCK | _SNDMORE
+#: How many messages of a batch are followed by an EVENTS check rather than a receive that
+#: may fail with EAGAIN.
+_EVENTS_PROBES = 4
 _CLOSED_ERRNOS = frozenset({zmq.ENOTSOCK, zmq.ETERM})
 
 #: libzmq reports handshakes (EVENT_HANDSHAKE_*) from 4.3 on; before, "connected" is the best
@@ -207,6 +210,11 @@ class TrioSocket:
         self._recv_lot = trio.lowlevel.ParkingLot()
         self._send_lot = trio.lowlevel.ParkingLot()
         self._monitor: SocketMonitor | None = None
+        # Every libzmq call counts in _ops; _quiet is its value when EVENTS (or EAGAIN) last
+        # showed no message: while they are equal nothing can have consumed the descriptor's
+        # edge, so a message arriving since will make the descriptor readable.
+        self._ops = 0
+        self._quiet = -1
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -381,6 +389,7 @@ class TrioSocket:
 
     def _after_call(self) -> None:
         # A libzmq call may have consumed the descriptor's edge: re-read EVENTS for waiters.
+        self._ops += 1
         if self._fd_scope is None and not self._recv_lot and not self._send_lot:
             return
         if self._closed:
@@ -403,25 +412,35 @@ class TrioSocket:
                 events = cast(int, self._sock.getsockopt(_EVENTS))
             except zmq.ZMQError as exc:
                 raise _translate(exc) from exc
+            self._ops += 1
             self._dispatch(events)
             if events & mask:
                 return yielded
             yielded = True
-            if self._fd_scope is None:
-                with trio.CancelScope() as scope:
-                    self._fd_scope = scope
-                    self._fd_mask = mask
-                    try:
-                        await trio.lowlevel.wait_readable(self._fd)
-                    except trio.ClosedResourceError as exc:
-                        raise trio.ClosedResourceError("the ZeroMQ socket was closed") from exc
-                    finally:
-                        self._fd_scope = None
-                        # Whoever is parked must now take over the descriptor.
+            await self._sleep(mask)
+
+    async def _sleep(self, mask: int) -> None:
+        # Wait on the descriptor, or behind the task that already does; the caller re-reads
+        # EVENTS afterwards.
+        if self._fd_scope is None:
+            with trio.CancelScope() as scope:
+                self._fd_scope = scope
+                self._fd_mask = mask
+                try:
+                    await trio.lowlevel.wait_readable(self._fd)
+                except trio.ClosedResourceError as exc:
+                    raise trio.ClosedResourceError("the ZeroMQ socket was closed") from exc
+                finally:
+                    self._fd_scope = None
+                    self._quiet = -1
+                    # Whoever is parked must now take over the descriptor.
+                    if self._recv_lot:
                         self._recv_lot.unpark_all()
+                    if self._send_lot:
                         self._send_lot.unpark_all()
-            else:
-                await (self._recv_lot if mask == _POLLIN else self._send_lot).park()
+        else:
+            await (self._recv_lot if mask == _POLLIN else self._send_lot).park()
+            self._quiet = -1
 
     # -- sending --------------------------------------------------------------------------
 
@@ -545,6 +564,69 @@ class TrioSocket:
             self._after_call()
         return batch
 
+    async def receive_batch(self, limit: int = 1000) -> list[list[Frame]]:
+        """Wait until a message can be received, then receive every ready one, up to
+        ``limit``, in order. A checkpoint.
+
+        The reader's hot path: one schedule point per batch, no ``EVENTS`` read before
+        waiting when the last one already showed the socket drained, and ZeroMQ's
+        ``EVENTS`` rather than an ``EAGAIN`` exception to find the end of a small batch.
+        Cancellation never loses a message: messages leave the socket only in the
+        synchronous step that returns them.
+
+        Raises:
+            trio.ClosedResourceError: the socket is (or gets) closed.
+            trio.BrokenResourceError: ZeroMQ reported an error (and nothing was received).
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        yielded = False
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError("the ZeroMQ socket is closed")
+            if self._quiet != self._ops:
+                try:
+                    events = cast(int, self._sock.get(_EVENTS))
+                except zmq.ZMQError as exc:
+                    raise _translate(exc) from exc
+                self._ops += 1
+                self._dispatch(events)
+                if events & _POLLIN:
+                    batch = self._drain(limit)
+                    if batch:
+                        if not yielded:
+                            await trio.lowlevel.cancel_shielded_checkpoint()
+                        return batch
+                    continue
+                self._quiet = self._ops
+            yielded = True
+            await self._sleep(_POLLIN)
+
+    def _drain(self, limit: int) -> list[list[Frame]]:
+        # Messages are ready: receive them until none is, or ``limit``.
+        sock = self._sock
+        recv = self._recv_one
+        batch: list[list[Frame]] = []
+        quiet = False
+        try:
+            while len(batch) < limit:
+                batch.append(recv())
+                # Small batches: asking EVENTS costs less than the exception of an empty
+                # read; past a few messages, one exception per batch costs less.
+                if len(batch) <= _EVENTS_PROBES and not cast(int, sock.get(_EVENTS)) & _POLLIN:
+                    quiet = True
+                    break
+        except zmq.Again:
+            quiet = True
+        except zmq.ZMQError as exc:
+            if not batch:
+                raise _translate(exc) from exc
+            # Hand over what was received; the next call meets the error again.
+        finally:
+            self._after_call()
+        if quiet:
+            self._quiet = self._ops
+        return batch
+
     async def wait_receivable(self) -> None:
         """Wait until a message can be received (returns at once if one is ready).
 
@@ -588,6 +670,7 @@ class TrioSocket:
             events = cast(int, sock.getsockopt(_EVENTS))
         except zmq.ZMQError as exc:
             raise _translate(exc) from exc
+        self._ops += 1
         self._dispatch(events)
         return bool(events & _POLLIN), bool(events & _POLLOUT)
 
