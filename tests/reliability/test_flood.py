@@ -205,10 +205,14 @@ async def test_slow_stream_execute_consumer_keeps_memory_bounded(tmp_path: Path)
             # Every message that went missing is counted somewhere: by the channels (their
             # IOPub buffer), by the client (unclaimed), or by this slow reader's execution
             # (a live reader that falls behind misses the oldest messages, counted).
+            cstats = client.statistics()
             dropped = (
                 ch.statistics().iopub.dropped
-                + client.statistics().unclaimed_iopub_dropped
+                + cstats.unclaimed_iopub_dropped
                 + run.dropped
+                # Reached the client and still available, just not to this reader:
+                + ch.statistics().iopub.queued
+                + cstats.unclaimed_iopub
             )
             # Lost before reaching the client (the kernel's PUB socket, when the machine is
             # too busy to move the bytes): no subscriber can count those.
