@@ -7,13 +7,12 @@ channel. Invalid messages are counted, logged and (on request) reported, never d
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal, cast
 
@@ -43,6 +42,7 @@ from ._heartbeat import Heartbeat
 from ._inbox import Inbox
 from ._message import CHANNEL_NAMES, ChannelName, Message
 from ._session import Session
+from ._util import unwrap_single
 from ._zmq import (
     HANDSHAKE_EVENTS,
     Frame,
@@ -55,7 +55,7 @@ from ._zmq import (
 )
 
 if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+    pass  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = [
     "ChannelStatistics",
@@ -640,23 +640,6 @@ def detach_error(error: BaseException) -> None:
     error.__suppress_context__ = True
 
 
-@contextlib.contextmanager
-def _unwrap_single() -> Iterator[None]:
-    # Our nursery would wrap the body's exception (or a lone error of ours) in a group.
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) != 1:
-            raise
-        exc = group.exceptions[0]
-        context = exc.__context__
-        try:
-            raise exc
-        finally:
-            exc.__context__ = context
-            del exc
-
-
 def _coerce_info(
     info: ConnectionInfo | str | os.PathLike[str] | Mapping[str, Any],
 ) -> ConnectionInfo:
@@ -804,7 +787,7 @@ async def open_channels(
         multiplexed=multiplexed,
         report_rejects=rejects_buffer_size if report_rejects else None,
     )
-    with _unwrap_single():
+    with unwrap_single():
         async with trio.open_nursery() as nursery:
             try:
                 for name in CHANNEL_NAMES:
