@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests._polling import poll_until
 from trio_enchannel import (
     ChannelName,
     Channels,
@@ -163,12 +164,6 @@ async def raw_kernel(
     finally:
         for sock in sockets.values():
             sock.close()
-
-
-async def poll_until(condition: Callable[[], bool]) -> None:
-    """Wait for a condition that only the passage of real I/O can make true."""
-    while not condition():  # noqa: ASYNC110 - no event exists for "libzmq got there"
-        await trio.sleep(0.002)
 
 
 async def test_request_reply_on_shell_control_and_stdin_share_one_identity() -> None:

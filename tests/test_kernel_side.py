@@ -10,6 +10,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests._polling import poll_until
 from tests._raw_peer import open_raw_peer
 from trio_enchannel import (
     ConnectionInfo,
@@ -543,6 +544,9 @@ async def test_backpressure_and_discarded_requests() -> None:
             second = await peer.request("kernel_info_request")
             third = await peer.request("kernel_info_request")
             # The reader waits for the application when the buffer is full; nothing is lost.
+            # (Consume only once it waits: a receive already waiting when a request arrives
+            # takes it straight from the reader, leaving the buffer empty.)
+            await poll_until(lambda: kc.shell.statistics().stalls >= 1)
             assert [(await kc.shell.receive()).msg_id for _ in range(3)] == [
                 first.msg_id,
                 second.msg_id,
