@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ import attrs
 import pytest
 import trio
 import trio.testing
+import zmq
 
 from tests._polling import poll_until
 from trio_enchannel import (
@@ -321,6 +323,10 @@ async def test_order_is_preserved_per_channel_under_load() -> None:
                 for i in range(n):
                     await kernel.send("shell", ch.identity, kernel.message("r", {"i": i}))
                     await kernel.publish(kernel.message("stream", {"i": i}))
+                    if i == 100:  # a head start: the reader meets a full buffer at least once
+                        await poll_until(lambda: ch.statistics().shell.stalls > 0)
+                        nursery.start_soon(consume, ch.shell, shell)
+                        nursery.start_soon(consume, ch.iopub, iopub)
 
             async def consume(channel: Any, out: list[int]) -> None:
                 async for msg in channel:
@@ -332,10 +338,44 @@ async def test_order_is_preserved_per_channel_under_load() -> None:
             iopub: list[int] = []
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(produce)
-                nursery.start_soon(consume, ch.shell, shell)
-                nursery.start_soon(consume, ch.iopub, iopub)
         assert shell == list(range(n)) and iopub == list(range(n))
-        assert ch.statistics().shell.stalls > 0  # the small buffer made the reader wait
+
+
+async def test_replies_taken_in_by_a_send_are_delivered_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A send that finds replies ready while the reader sleeps takes them in itself (the
+    socket's receive hook), sparing the reader a wake-up: same counters, same order."""
+    import trio_enchannel._channels as channels_module
+
+    hook_calls: list[bool] = []
+    original = channels_module._Reader.hook
+
+    def counting_hook(self: Any) -> bool:
+        result = original(self)
+        hook_calls.append(result)
+        return result
+
+    monkeypatch.setattr(channels_module._Reader, "hook", counting_hook)
+    async with raw_kernel() as kernel, open_channels(kernel.info, heartbeat=False) as ch:
+        with trio.fail_after(TIMEOUT):
+            await kernel.connected(ch, "shell")
+            await trio.testing.wait_all_tasks_blocked()  # the reader sleeps
+            # The kernel replies and libzmq takes the replies in, all without yielding (the I/O
+            # thread moves them), so that the reader cannot wake up before the send.
+            for i in range(20):
+                frames = kernel.session.serialize(kernel.message("r", {"i": i}), [ch.identity])
+                kernel.sockets["shell"].send_multipart_nowait(frames)
+            raw = ch._sockets["shell"]._sock
+            deadline = time.monotonic() + TIMEOUT
+            while not int(raw.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                assert time.monotonic() < deadline
+            await ch.shell.send(ch.session.message("kernel_info_request"))
+            assert hook_calls and hook_calls[0] is True
+            got = [(await ch.shell.receive()).content["i"] for _ in range(20)]
+        assert got == list(range(20))
+        stats = ch.statistics().shell
+        assert (stats.received, stats.sent, stats.queued) == (20, 1, 0)
 
 
 async def test_cancelled_receives_never_lose_a_message() -> None:

@@ -186,10 +186,7 @@ async def test_receive_batch_never_trusts_a_stale_drained_state() -> None:
             dealer.send_multipart_nowait([b"one"])
             assert [_as_bytes(f) for f in await dealer.receive_batch()] == [[b"one"]]
             dealer.send_multipart_nowait([b"two"])
-            raw = dealer._sock  # stands for libzmq's own work, as above
-            deadline = time.monotonic() + 10
-            while not int(raw.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-                assert time.monotonic() < deadline, "echo never arrived"
+            _spin_until_receivable(dealer)
             dealer.send_multipart_nowait([b"three"])
             got: list[list[bytes]] = []
             while len(got) < 2:
@@ -217,6 +214,59 @@ async def test_receive_batch_is_a_checkpoint_and_respects_its_limit() -> None:
                 with pytest.raises(trio.Cancelled):
                     await a.receive_batch()  # a message is ready: cancelled all the same
             assert [_as_bytes(f) for f in await a.receive_batch()] == [[b"ready"]]
+
+
+def _spin_until_receivable(sock: TrioSocket) -> None:
+    """Let libzmq take in a message without yielding (raw access: stands for libzmq's own
+    work; it clears the descriptor's edge as any call might)."""
+    raw = sock._sock
+    deadline = time.monotonic() + TIMEOUT
+    while not int(raw.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+        assert time.monotonic() < deadline, "the message never arrived"
+        time.sleep(0.0005)  # not a Trio yield: lets the echo thread have the GIL
+
+
+@pytest.mark.parametrize("outcome", ["drains", "declines", "raises"])
+async def test_receive_hook_takes_ready_messages_before_waking_the_waiter(outcome: str) -> None:
+    """A call that finds messages ready while another task waits for them runs the hook
+    first; a hook that drains the socket leaves the waiter asleep, otherwise it is woken."""
+    with thread_echo_router() as url, TrioSocket("DEALER", linger=0) as dealer:
+        dealer.connect(url)
+        hooked: list[list[bytes]] = []
+
+        def hook() -> bool:
+            if outcome == "raises":
+                raise RuntimeError("a broken hook")
+            if outcome == "declines":
+                return False
+            hooked.extend(_as_bytes(f) for f in dealer.receive_ready_nowait())
+            return dealer.drained
+
+        dealer.set_receive_hook(hook)
+        waiter_got: list[list[bytes]] = []
+
+        async def waiter() -> None:
+            while True:
+                waiter_got.extend(_as_bytes(f) for f in await dealer.receive_batch())
+
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiter)
+                await trio.testing.wait_all_tasks_blocked()
+                dealer.send_multipart_nowait([b"ping"])
+                _spin_until_receivable(dealer)
+                dealer.send_multipart_nowait([b"pong"])  # finds "ping" ready: the hook runs
+                if outcome == "drains":
+                    assert hooked == [[b"ping"]]
+                    _spin_until_receivable(dealer)
+                    # Still asleep, and woken by the next arrival as usual.
+                    dealer.set_receive_hook(None)
+                    dealer.readiness()  # a call that finds "pong" ready wakes the waiter
+                while len(waiter_got) + len(hooked) < 2:
+                    await trio.testing.wait_all_tasks_blocked()
+                nursery.cancel_scope.cancel()
+        assert hooked + waiter_got == [[b"ping"], [b"pong"]]
+        assert waiter_got == ([[b"pong"]] if outcome == "drains" else [[b"ping"], [b"pong"]])
 
 
 async def test_multipart_round_trip_and_bind_port_zero() -> None:

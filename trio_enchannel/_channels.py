@@ -531,19 +531,7 @@ class Channels:
         self, name: ChannelName, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         sock = self._make_socket(_SOCKET_KIND[name], name)
-        inbox = self._inboxes[name]
-        counters = self._counters[name]
-        deserialize = self.session.deserialize
-        nudges = self._nudges
-        is_iopub = name == "iopub"
-        drop = is_iopub and self._options.iopub_overflow == "drop"
-        max_items, max_bytes = self._limits(name)
-        if not max_bytes:
-            max_bytes = sys.maxsize
-        # The "wait" policy: stop reading at the bound, resume once drained to half of it.
-        low_items, low_bytes = max_items // 2, max_bytes // 2
-        # The "drop" policy: status messages are kept past the bound, up to this many.
-        status_cap = max_items + _STATUS_RESERVE
+        reader = _Reader(self, name, sock)
         scope = trio.CancelScope()
         self._scopes.append(scope)
         if self._closed:
@@ -551,52 +539,103 @@ class Channels:
         task_status.started()
         try:
             with scope:
-                while True:
-                    limit = _BATCH
-                    if not drop and not inbox.closed:
-                        room = max_items - len(inbox)
-                        if room <= 0 or inbox.nbytes >= max_bytes:
-                            counters.stalls += 1
-                            await inbox.wait_room(low_items, low_bytes)
-                            continue
-                        limit = min(room, _BATCH)
-                    try:
-                        batch = await sock.receive_batch(limit)
-                    except trio.ClosedResourceError:
-                        return
-                    for frames in batch:
-                        try:
-                            msg = deserialize(frames, channel=name)
-                        except RemoteProtocolError as exc:
-                            self._reject(name, frames, exc)
-                            continue
-                        except Exception as exc:  # a decoding bug must not stop the reader
-                            logger.exception("unexpected error decoding a %s message", name)
-                            error = MalformedMessage(f"undecodable: {exc!r}", reason="undecodable")
-                            self._reject(name, frames, error)
-                            continue
-                        counters.received += 1
-                        if is_iopub and not self._iopub_ready:
-                            self._iopub_ready = True
-                            self._iopub_wakeup.set()
-                        if nudges and msg.parent_id in nudges:
-                            continue  # caused by wait_iopub_ready's kernel_info nudges
-                        nbytes = sum(map(len, frames))
-                        # Full: keep only status messages (an execution ends with "idle"), and
-                        # those only up to a hard cap.
-                        if (
-                            drop
-                            and (len(inbox) >= max_items or inbox.nbytes + nbytes > max_bytes)
-                            and (msg.header.msg_type != "status" or len(inbox) >= status_cap)
-                        ):
-                            counters.dropped += 1
-                            self._drop_log.dropped(name, max_items, max_bytes)
-                            continue
-                        if not inbox.put(msg, nbytes):
-                            counters.discarded += 1
+                await reader.run()
         finally:
+            sock.set_receive_hook(None)
             sock.close()
-            inbox.close_sender()
+            reader.inbox.close_sender()
+
+
+class _Reader:
+    """What one channel's reader does with what its socket receives: verify and decode,
+    count, apply the buffer's policy, hand over. Run by the reader task, and also by any
+    task whose call on the socket finds messages ready while the reader sleeps (the
+    socket's receive hook): that saves waking the reader, a schedule point per wake-up."""
+
+    def __init__(self, owner: Channels, name: ChannelName, sock: TrioSocket) -> None:
+        self.owner = owner
+        self.name: ChannelName = name
+        self.sock = sock
+        self.inbox = owner._inboxes[name]
+        self.counters = owner._counters[name]
+        self.is_iopub = name == "iopub"
+        self.drop = self.is_iopub and owner._options.iopub_overflow == "drop"
+        max_items, max_bytes = owner._limits(name)
+        self.max_items = max_items
+        self.max_bytes = max_bytes or sys.maxsize
+        # The "wait" policy: stop reading at the bound, resume once drained to half of it.
+        self.low_items, self.low_bytes = max_items // 2, self.max_bytes // 2
+        # The "drop" policy: status messages are kept past the bound, up to this many.
+        self.status_cap = max_items + _STATUS_RESERVE
+        sock.set_receive_hook(self.hook)
+
+    def room(self) -> int:
+        """How many messages may be taken from the socket now (0: the buffer is full)."""
+        inbox = self.inbox
+        if self.drop or inbox.closed:
+            return _BATCH
+        if inbox.nbytes >= self.max_bytes:
+            return 0
+        return max(0, min(self.max_items - len(inbox), _BATCH))
+
+    async def run(self) -> None:
+        sock, inbox, counters = self.sock, self.inbox, self.counters
+        while True:
+            limit = self.room()
+            if not limit:
+                counters.stalls += 1
+                await inbox.wait_room(self.low_items, self.low_bytes)
+                continue
+            try:
+                batch = await sock.receive_batch(limit)
+            except trio.ClosedResourceError:
+                return
+            self.process(batch)
+
+    def hook(self) -> bool:
+        """The socket's receive hook: take in what is ready if there is room; return whether
+        the socket is drained (if not, the socket wakes the reader task)."""
+        limit = self.room()
+        if not limit:
+            return False
+        self.process(self.sock.receive_ready_nowait(limit))
+        return self.sock.drained
+
+    def process(self, batch: list[list[Frame]]) -> None:
+        owner, name, inbox, counters = self.owner, self.name, self.inbox, self.counters
+        deserialize = owner.session.deserialize
+        nudges = owner._nudges
+        drop, max_items, max_bytes = self.drop, self.max_items, self.max_bytes
+        for frames in batch:
+            try:
+                msg = deserialize(frames, channel=name)
+            except RemoteProtocolError as exc:
+                owner._reject(name, frames, exc)
+                continue
+            except Exception as exc:  # a decoding bug must not stop the reader
+                logger.exception("unexpected error decoding a %s message", name)
+                error = MalformedMessage(f"undecodable: {exc!r}", reason="undecodable")
+                owner._reject(name, frames, error)
+                continue
+            counters.received += 1
+            if self.is_iopub and not owner._iopub_ready:
+                owner._iopub_ready = True
+                owner._iopub_wakeup.set()
+            if nudges and msg.parent_id in nudges:
+                continue  # caused by wait_iopub_ready's kernel_info nudges
+            nbytes = sum(map(len, frames))
+            # Full: keep only status messages (an execution ends with "idle"), and those
+            # only up to a hard cap.
+            if (
+                drop
+                and (len(inbox) >= max_items or inbox.nbytes + nbytes > max_bytes)
+                and (msg.header.msg_type != "status" or len(inbox) >= self.status_cap)
+            ):
+                counters.dropped += 1
+                owner._drop_log.dropped(name, max_items, max_bytes)
+                continue
+            if not inbox.put(msg, nbytes):
+                counters.discarded += 1
 
 
 class _DropLog:

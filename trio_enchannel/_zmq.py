@@ -24,7 +24,7 @@ import itertools
 import os
 import struct
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Literal, TypeAlias, cast
 
@@ -215,6 +215,8 @@ class TrioSocket:
         # edge, so a message arriving since will make the descriptor readable.
         self._ops = 0
         self._quiet = -1
+        self._receive_hook: Callable[[], bool] | None = None
+        self._hooking = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -372,14 +374,31 @@ class TrioSocket:
     # -- the waiting machinery ------------------------------------------------------------
 
     def _dispatch(self, events: int) -> None:
-        # Wake everybody whose event ``events`` shows.
+        # Wake everybody whose event ``events`` shows; a receive hook may take the messages
+        # first, saving the descriptor waiter a wake-up.
         scope = self._fd_scope
-        if scope is not None and events & self._fd_mask:
+        if (
+            scope is not None
+            and events & self._fd_mask
+            and not (self._fd_mask == _POLLIN and self._run_receive_hook())
+        ):
             scope.cancel()
         if events & _POLLIN and self._recv_lot:
             self._recv_lot.unpark_all()
         if events & _POLLOUT and self._send_lot:
             self._send_lot.unpark_all()
+
+    def _run_receive_hook(self) -> bool:
+        hook = self._receive_hook
+        if hook is None or self._hooking or self._closed:
+            return False
+        self._hooking = True
+        try:
+            return hook()
+        except Exception:  # the waiter is woken and meets the problem itself
+            return False
+        finally:
+            self._hooking = False
 
     def _wake_all(self) -> None:
         if self._fd_scope is not None:
@@ -600,6 +619,39 @@ class TrioSocket:
                 self._quiet = self._ops
             yielded = True
             await self._sleep(_POLLIN)
+
+    def set_receive_hook(self, hook: Callable[[], bool] | None) -> None:
+        """Install (or remove, with ``None``) a receive hook.
+
+        When a task's call on this socket (a send, an option, ...) finds a message ready
+        while another task waits on the descriptor for one, ``hook()`` is called right there,
+        synchronously, before that waiter is woken: it may take the ready messages with
+        :meth:`receive_ready_nowait`; when it returns ``True`` with the socket
+        :attr:`drained`, the waiter is left asleep (it is woken when the next message
+        arrives). Returning ``False`` (or raising) wakes the waiter as usual. The hook is not
+        re-entered and must not wait.
+        """
+        self._receive_hook = hook
+
+    @property
+    def drained(self) -> bool:
+        """Whether the last receive found no further message and no call happened since (so
+        the next arrival makes the descriptor readable)."""
+        return self._quiet == self._ops
+
+    def receive_ready_nowait(self, limit: int = 1000) -> list[list[Frame]]:
+        """Receive the messages that are ready, up to ``limit``, in order (``[]``: none).
+
+        Like :meth:`receive_batch_nowait`, ending small batches with an ``EVENTS`` probe
+        rather than an ``EAGAIN`` exception; afterwards :attr:`drained` tells whether the
+        socket is empty.
+
+        Raises:
+            trio.ClosedResourceError: the socket is closed (and nothing was received).
+            trio.BrokenResourceError: ZeroMQ reported an error (and nothing was received).
+        """
+        self._check_open()
+        return self._drain(limit)
 
     def _drain(self, limit: int) -> list[list[Frame]]:
         # Messages are ready: receive them until none is, or ``limit``.
