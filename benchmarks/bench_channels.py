@@ -388,8 +388,12 @@ def run_jc(info: Info, metric: str) -> Sample:
 
 async def _run_ours(info: Info, metric: str) -> Sample:
     # "wait": lossless flow control, as the peer never drops (the default "drop" would
-    # discard what does not fit in the IOPub buffer while the flood waits to be read).
-    async with open_channels(info, heartbeat=False, iopub_overflow="wait") as ch:
+    # discard what does not fit in the IOPub buffer while the flood waits to be read). The
+    # buffer keeps its former size: the reader decodes that many messages before the clock
+    # starts (the 10,000 of the default would be half the flood).
+    async with open_channels(
+        info, heartbeat=False, iopub_overflow="wait", iopub_buffer_size=1000
+    ) as ch:
         session, shell, iopub = ch.session, ch.shell, ch.iopub
 
         async def request(msg_type: str, content: dict[str, Any]) -> None:
