@@ -4,13 +4,15 @@ floods, server-side closes."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import pytest
 import trio
 import trio_websocket
 
-from trio_enchannel import KernelDied, Message, open_client
+from trio_enchannel import ConfigurationError, KernelDied, Message, open_client
 from trio_enchannel._remote._channels import open_remote_channels
 from trio_enchannel._remote._errors import RemoteAuthenticationError, RemoteKernelNotFound
 from trio_enchannel._remote._framing import V1_SUBPROTOCOL, decode_frame, encode_frame
@@ -46,6 +48,13 @@ class FakeConnection:
         await self.send(
             self.session.message(
                 "status", {"execution_state": state}, parent=parent, channel="iopub"
+            )
+        )
+
+    async def stream(self, text: str, parent: Message) -> None:
+        await self.send(
+            self.session.message(
+                "stream", {"name": "stdout", "text": text}, parent=parent, channel="iopub"
             )
         )
 
@@ -221,15 +230,85 @@ async def test_server_dead_status_is_the_kernel_death() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_iopub_flood_with_drop_never_holds_replies() -> None:
+class _Nowait(Protocol):
+    def receive_nowait(self) -> Message: ...
+
+
+def _drain(channel: _Nowait) -> list[Message]:
+    """Every message queued on ``channel``, without waiting."""
+    out: list[Message] = []
+    while True:
+        try:
+            out.append(channel.receive_nowait())
+        except trio.WouldBlock:
+            return out
+
+
+@pytest.mark.parametrize("offer_v1", [True, False], ids=["v1", "legacy"])
+async def test_iopub_flood_is_dropped_and_counted_by_default(
+    offer_v1: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     async def script(conn: FakeConnection) -> None:
         request = await conn.receive()
-        for i in range(200):
-            await conn.send(
-                conn.session.message(
-                    "stream", {"name": "stdout", "text": f"{i}\n"}, parent=request, channel="iopub"
-                )
-            )
+        await conn.status("busy", request)
+        for i in range(300):
+            await conn.stream(f"{i}\n", request)
+            if i % 50 == 49:  # status messages in the middle of the flood
+                await conn.status("busy", request)
+        await conn.status("idle", request)
+        # The reply comes last: once it is received, every IOPub message was processed.
+        await conn.send(conn.session.reply(request, {"status": "ok"}))
+        await conn.answer_forever()
+
+    caplog.set_level(logging.WARNING, logger="trio_enchannel.channels")
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server = await _serve(nursery, script, offer_v1=offer_v1)
+            async with open_remote_channels(
+                server.url, KERNEL, token=TOKEN, iopub_buffer_size=20
+            ) as ch:
+                await ch.send(ch.session.message("execute_request", channel="shell"))
+                reply = await ch.shell.receive()  # nobody reads IOPub: the reply still comes
+                assert reply.msg_type == "execute_reply"
+                stats = ch.statistics().iopub
+                assert stats.received == 1 + 300 + 6 + 1
+                assert stats.stalls == 0  # the reader never waited for the IOPub consumer
+                # The buffer filled with busy + 19 streams; past it only statuses were kept.
+                assert stats.dropped == 300 - 19
+                assert stats.queued == 20 + 6 + 1
+                assert stats.received == stats.dropped + stats.queued  # nothing delivered yet
+                assert (stats.buffer_size, stats.buffer_bytes) == (20, 32 * 2**20)
+                assert 0 < stats.queued_bytes <= stats.buffer_bytes
+                assert ch.iopub.dropped == stats.dropped
+                assert await ch.iopub.wait_dropped() == stats.dropped
+                delivered = _drain(ch.iopub)
+                statuses = [
+                    m.content["execution_state"] for m in delivered if m.msg_type == "status"
+                ]
+                assert statuses == ["busy"] * 7 + ["idle"]  # no status message dropped
+                texts = [m.content["text"] for m in delivered if m.msg_type == "stream"]
+                assert texts == [f"{i}\n" for i in range(19)]  # the oldest kept, in order
+                after = ch.statistics().iopub
+                assert (after.queued, after.queued_bytes) == (0, 0)
+                assert after.received == len(delivered) + after.dropped + after.queued
+                # Replies still flow afterwards.
+                await ch.send(ch.session.message("kernel_info_request", channel="shell"))
+                assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
+            nursery.cancel_scope.cancel()
+    warnings = [r for r in caplog.records if r.name == "trio_enchannel.channels"]
+    assert len(warnings) == 1  # reported once (rate-limited), with the count
+    assert warnings[0].levelno == logging.WARNING
+    assert "dropped 1 message(s)" in warnings[0].getMessage()
+
+
+async def test_iopub_buffer_is_bounded_in_bytes() -> None:
+    big = "x" * 200_000
+
+    async def script(conn: FakeConnection) -> None:
+        request = await conn.receive()
+        for i in range(10):
+            await conn.stream(f"{i}{big}", request)
+        await conn.status("idle", request)  # kept although the bytes bound is reached
         await conn.send(conn.session.reply(request, {"status": "ok"}))
         await conn.answer_forever()
 
@@ -237,18 +316,63 @@ async def test_iopub_flood_with_drop_never_holds_replies() -> None:
         async with trio.open_nursery() as nursery:
             server = await _serve(nursery, script)
             async with open_remote_channels(
-                server.url, KERNEL, token=TOKEN, iopub_buffer_size=10, iopub_overflow="drop"
+                server.url, KERNEL, token=TOKEN, iopub_buffer_bytes=500_000
             ) as ch:
                 await ch.send(ch.session.message("execute_request", channel="shell"))
-                reply = await ch.shell.receive()  # nobody reads IOPub: the reply still comes
-                assert reply.msg_type == "execute_reply"
-                stats = ch.statistics()
-                assert stats.iopub.received == 200
-                assert stats.iopub.queued == 10
-                assert stats.iopub.dropped == 190
-                first = await ch.iopub.receive()
-                assert first.content["text"] == "0\n"  # the oldest kept, the newest dropped
+                assert (await ch.shell.receive()).msg_type == "execute_reply"
+                stats = ch.statistics().iopub
+                assert stats.buffer_bytes == 500_000
+                assert (stats.received, stats.dropped, stats.queued) == (11, 8, 3)
+                # Two big messages fit (a third would pass the bound); the status is small.
+                assert 400_000 < stats.queued_bytes < 500_000 + 10_000
+                delivered = _drain(ch.iopub)
+                assert [m.msg_type for m in delivered] == ["stream", "stream", "status"]
+                assert [m.content["text"][0] for m in delivered[:2]] == ["0", "1"]
             nursery.cancel_scope.cancel()
+
+
+async def test_multiplexed_iopub_drops_and_ends_cleanly() -> None:
+    async def script(conn: FakeConnection) -> None:
+        request = await conn.receive()
+        for i in range(50):
+            await conn.stream(f"{i}\n", request)
+        await conn.status("idle", request)
+        await conn.send(conn.session.reply(request, {"status": "ok"}))
+        await trio.sleep_forever()
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server = await _serve(nursery, script)
+            async with open_remote_channels(
+                server.url, KERNEL, token=TOKEN, multiplexed=True, iopub_buffer_size=5
+            ) as ch:
+                replied = trio.Event()
+
+                def on_message(msg: Message) -> None:
+                    if msg.channel == "shell":
+                        replied.set()
+
+                with ch.tap(on_message):  # called just before the message is queued
+                    await ch.send(ch.session.message("execute_request", channel="shell"))
+                    await replied.wait()
+                received = _drain(ch.multiplexed)
+                assert [m.msg_type for m in received] == ["stream"] * 5 + [
+                    "status",
+                    "execute_reply",
+                ]
+                stats = ch.statistics()
+                assert (stats.iopub.received, stats.iopub.dropped) == (51, 45)
+                assert stats.shell.received == 1
+                # Arrives after the block's end: nothing to deliver, then EndOfChannel.
+            with pytest.raises(trio.EndOfChannel):
+                ch.multiplexed.receive_nowait()
+            nursery.cancel_scope.cancel()
+
+
+async def test_invalid_iopub_buffer_bytes_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="iopub_buffer_bytes"):
+        async with open_remote_channels("http://127.0.0.1:9/", KERNEL, iopub_buffer_bytes=0):
+            pass  # pragma: no cover
 
 
 async def test_server_side_close_reconnects_with_the_same_session() -> None:
@@ -288,7 +412,12 @@ async def test_a_slow_consumer_is_backpressure_not_a_dead_connection() -> None:
         async with trio.open_nursery() as nursery:
             server = await _serve(nursery, script)
             async with open_remote_channels(
-                server.url, KERNEL, token=TOKEN, iopub_buffer_size=5, ping_interval=0.05
+                server.url,
+                KERNEL,
+                token=TOKEN,
+                iopub_buffer_size=5,
+                iopub_overflow="wait",
+                ping_interval=0.05,
             ) as ch:
                 await ch.send(ch.session.message("execute_request", channel="shell"))
                 # Read nothing for a while: the reader stalls on the full IOPub buffer, so

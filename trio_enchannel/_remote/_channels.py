@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -28,13 +29,20 @@ from .._channel_views import (
     RejectedMessage,
     _Counters,
 )
-from .._channels import IOPubOverflow
+from .._channels import (
+    _STATUS_RESERVE,
+    IOPUB_BUFFER_BYTES,
+    IOPUB_BUFFER_SIZE,
+    IOPubOverflow,
+    _DropLog,
+)
 from .._errors import (
     ConfigurationError,
     KernelDied,
     LocalProtocolError,
     RemoteProtocolError,
 )
+from .._inbox import Inbox
 from .._message import CHANNEL_NAMES, ChannelName, Message
 from .._session import Session
 from ._errors import ConnectionLost
@@ -138,6 +146,7 @@ class RemoteChannels:
         *,
         buffer_size: int,
         iopub_buffer_size: int,
+        iopub_buffer_bytes: int,
         iopub_overflow: IOPubOverflow,
         multiplexed: bool,
         report_rejects: int | None,
@@ -145,24 +154,25 @@ class RemoteChannels:
         self.server = server
         self.kernel_id = kernel_id
         self.session = session
+        self._buffer_size = buffer_size
+        self._iopub_buffer_size = iopub_buffer_size
+        self._iopub_buffer_bytes = iopub_buffer_bytes
         self._iopub_drop = iopub_overflow == "drop"
         self._closed = False
         self._counters = {name: _Counters() for name in CHANNEL_NAMES}
-        self._senders: dict[ChannelName, trio.MemorySendChannel[Message]] = {}
-        self._receivers: dict[ChannelName, trio.MemoryReceiveChannel[Message]] = {}
-        self._multiplexed_receiver: trio.MemoryReceiveChannel[Message] | None = None
+        # Received messages wait for their consumer in one inbox per channel, or in one shared
+        # inbox in multiplexed mode (the views find them in _receivers / _multiplexed_receiver).
+        self._inboxes: dict[ChannelName, Inbox[Message]] = {}
+        self._receivers: dict[ChannelName, Inbox[Message]] = {}
+        self._multiplexed_receiver: Inbox[Message] | None = None
         if multiplexed:
-            send, receive = trio.open_memory_channel[Message](buffer_size)
-            self._multiplexed_receiver = receive
-            for name in CHANNEL_NAMES:
-                self._senders[name] = send.clone()
-            send.close()
+            shared = Inbox[Message](senders=len(CHANNEL_NAMES))
+            self._multiplexed_receiver = shared
+            self._inboxes = dict.fromkeys(CHANNEL_NAMES, shared)
         else:
             for name in CHANNEL_NAMES:
-                size = iopub_buffer_size if name == "iopub" else buffer_size
-                send, receive = trio.open_memory_channel[Message](size)
-                self._senders[name] = send
-                self._receivers[name] = receive
+                self._inboxes[name] = self._receivers[name] = Inbox[Message]()
+        self._drop_log = _DropLog()
         self._rejects_send: trio.MemorySendChannel[RejectedMessage] | None = None
         self._rejects_receive: trio.MemoryReceiveChannel[RejectedMessage] | None = None
         if report_rejects is not None:
@@ -367,8 +377,8 @@ class RemoteChannels:
         if not self._closed:
             self._closed = True
             await self._link.aclose()
-            for sender in self._senders.values():
-                sender.close()
+            for name in CHANNEL_NAMES:  # the shared inbox of multiplexed mode: once per channel
+                self._inboxes[name].close_sender()
             if self._rejects_send is not None:
                 self._rejects_send.close()
         await trio.lowlevel.checkpoint()
@@ -392,46 +402,63 @@ class RemoteChannels:
     def _send_nowait(self, name: ChannelName, msg: Message) -> None:
         raise trio.WouldBlock
 
+    def _limits(self, name: ChannelName) -> tuple[int, int]:
+        """(messages, bytes) the buffer of channel ``name`` holds; bytes 0: no byte bound."""
+        if name == "iopub":
+            return self._iopub_buffer_size, self._iopub_buffer_bytes
+        return self._buffer_size, 0
+
     def _channel_statistics(self, name: ChannelName) -> ChannelStatistics:
         counters = self._counters[name]
-        receiver = self._receivers.get(name, self._multiplexed_receiver)
-        stats = receiver.statistics() if receiver is not None else None
+        inbox = self._inboxes[name]
+        size, nbytes = self._limits(name)
         return ChannelStatistics(
             name=name,
             received=counters.received,
             sent=counters.sent,
             rejected=dict(counters.rejected),
-            queued=stats.current_buffer_used if stats is not None else 0,
-            buffer_size=int(stats.max_buffer_size) if stats is not None else 0,
+            queued=len(inbox),
+            buffer_size=size,
             stalls=counters.stalls,
             dropped=counters.dropped,
             discarded=counters.discarded,
+            queued_bytes=inbox.nbytes,
+            buffer_bytes=nbytes,
         )
 
     # -- link callbacks ---------------------------------------------------------------------
 
-    async def _deliver(self, msg: Message) -> None:
+    async def _deliver(self, msg: Message, nbytes: int) -> None:
+        """Hand one message over to its channel's buffer, applying its overflow policy.
+
+        Called by the websocket's only reader: while this waits, nothing else is read.
+        """
         name = msg.channel
         assert name is not None
         counters = self._counters[name]
         counters.received += 1
         for tap in self._taps:
             tap(msg)
-        sender = self._senders[name]
-        try:
-            sender.send_nowait(msg)
-        except trio.WouldBlock:
-            if name == "iopub" and self._iopub_drop:
+        inbox = self._inboxes[name]
+        max_items, max_bytes = self._limits(name)
+        if name == "iopub" and self._iopub_drop:
+            # Full: keep only status messages (an execution ends with "idle"), and those only
+            # up to a hard cap; never wait, so the websocket keeps being read.
+            if (len(inbox) >= max_items or inbox.nbytes + nbytes > max_bytes) and (
+                msg.msg_type != "status" or len(inbox) >= max_items + _STATUS_RESERVE
+            ):
                 counters.dropped += 1
+                self._drop_log.dropped(name, max_items, max_bytes)
                 return
-            # One websocket carries every channel: while this consumer lags, the others
-            # wait too (the server buffers meanwhile).
-            counters.stalls += 1
-            try:
-                await sender.send(msg)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                counters.discarded += 1
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        else:
+            max_bytes = max_bytes or sys.maxsize
+            if not inbox.closed and (len(inbox) >= max_items or inbox.nbytes >= max_bytes):
+                # One websocket carries every channel: while this consumer lags, the others
+                # wait too (and pongs queue behind; the server buffers meanwhile). Resume
+                # once the buffer is half empty, for a whole batch.
+                counters.stalls += 1
+                await inbox.wait_room(max_items // 2, max_bytes // 2)
+        if not inbox.put(msg, nbytes):
             counters.discarded += 1
 
     def _reject(self, frame: str | bytes, error: RemoteProtocolError) -> None:
@@ -496,8 +523,9 @@ async def open_remote_channels(
     session: Session | None = None,
     subprotocol: SubprotocolChoice = "auto",
     buffer_size: int = 1000,
-    iopub_buffer_size: int | None = None,
-    iopub_overflow: IOPubOverflow = "wait",
+    iopub_buffer_size: int | None = IOPUB_BUFFER_SIZE,
+    iopub_buffer_bytes: int = IOPUB_BUFFER_BYTES,
+    iopub_overflow: IOPubOverflow = "drop",
     multiplexed: bool = False,
     report_rejects: bool = False,
     rejects_buffer_size: int = 100,
@@ -524,9 +552,34 @@ async def open_remote_channels(
     replays what it buffered meanwhile. When the server reports the kernel ``dead``, or it no
     longer exists, the kernel is declared gone (:meth:`RemoteChannels.wait_unresponsive`).
 
-    Backpressure: as for :func:`~trio_enchannel.open_channels`, except that one websocket
-    carries every channel, so a consumer that lets its buffer fill up makes the others wait
-    too (with ``iopub_overflow="drop"`` IOPub never does).
+    Backpressure: each channel hands messages over through a bounded buffer, as with
+    :func:`~trio_enchannel.open_channels`, but one websocket carries every channel and one
+    reader task reads it, in order. When a shell, control or stdin buffer is full (it holds
+    ``buffer_size`` messages) the reader waits for that consumer, resuming once the buffer is
+    half empty: replies are never dropped, but nothing else is read meanwhile. For IOPub
+    there is no ZeroMQ high-water mark on this path to drop messages unseen: every IOPub
+    frame that arrives on the websocket is either buffered or counted as dropped here. (The
+    server applies its own policy before that: Jupyter Server, by default, stops forwarding
+    IOPub output above 1,000 messages/s or 1 MB/s of stream data, its
+    ``iopub_msg_rate_limit`` and ``iopub_data_rate_limit``, and says so in a stderr
+    ``stream`` message; what it withholds is not counted here.)
+
+    * ``iopub_overflow="drop"`` (default): the reader never waits for the IOPub consumer; it
+      keeps reading the websocket (replies on the other channels and pongs keep flowing).
+      When the IOPub buffer holds ``iopub_buffer_size`` messages or ``iopub_buffer_bytes``
+      bytes (the websocket frames' sizes), each new IOPub message is dropped and counted
+      (``statistics().iopub.dropped``, :attr:`~trio_enchannel.IOPubChannel.dropped`,
+      :meth:`~trio_enchannel.IOPubChannel.wait_dropped`) and a warning is logged on the
+      ``trio_enchannel.channels`` logger (at the first drop, then at most every 10 s).
+      ``status`` messages are kept even then (a client waits for ``idle`` to end an
+      execution), up to 1,000 beyond the bound. The oldest messages are kept, the newest
+      dropped. Memory on this side stays bounded by the buffers and the one websocket
+      message being read.
+    * ``iopub_overflow="wait"``: while the IOPub buffer is full the reader stops reading the
+      websocket, resuming once the buffer is half empty. Nothing is dropped on this side,
+      but the replies of the other channels wait behind IOPub (a ping unanswered meanwhile
+      is not taken for a dead connection), and what the kernel publishes meanwhile piles up
+      in TCP buffers and then in the server's memory (Jupyter Server does not bound it).
 
     Args:
         server: the server's URL, or an open :class:`RemoteServer` (then ``token``,
@@ -539,10 +592,14 @@ async def open_remote_channels(
             every reconnection.
         subprotocol: ``"auto"`` (the binary ``v1.kernel.websocket.jupyter.org`` framing when
             the server offers it, else legacy JSON), ``"v1"`` (required) or ``"legacy"``.
-        buffer_size: messages buffered per channel (and in the multiplexed buffer).
-        iopub_buffer_size: messages buffered for IOPub (default ``buffer_size``).
-        iopub_overflow: ``"wait"`` or ``"drop"`` (discard new IOPub messages while its
-            buffer is full, counted as ``dropped``).
+        buffer_size: messages buffered per channel for shell, control and stdin (at least
+            1; in multiplexed mode, how full the shared buffer may be before the reader
+            waits for a message of those channels).
+        iopub_buffer_size: messages buffered for IOPub (at least 1; ``None``: the default,
+            10,000).
+        iopub_buffer_bytes: bytes (the websocket frames' sizes) buffered for IOPub
+            (default 32 MiB).
+        iopub_overflow: ``"drop"`` or ``"wait"``, see above.
         multiplexed: deliver every message to :attr:`RemoteChannels.multiplexed`.
         report_rejects: make :attr:`RemoteChannels.rejects` available.
         rejects_buffer_size: how many unread rejects it holds.
@@ -566,8 +623,10 @@ async def open_remote_channels(
             offer the required subprotocol.
         ConfigurationError: an option is invalid.
     """
-    if buffer_size < 0 or (iopub_buffer_size is not None and iopub_buffer_size < 0):
-        raise ConfigurationError("buffer sizes must be >= 0")
+    if iopub_buffer_size is None:
+        iopub_buffer_size = IOPUB_BUFFER_SIZE
+    if buffer_size < 0 or iopub_buffer_size < 0 or iopub_buffer_bytes < 1:
+        raise ConfigurationError("buffer sizes must be >= 0 and iopub_buffer_bytes >= 1")
     if rejects_buffer_size < 1:
         raise ConfigurationError("rejects_buffer_size must be >= 1")
     if iopub_overflow not in ("wait", "drop"):
@@ -591,8 +650,9 @@ async def open_remote_channels(
             rest,
             kernel_id,
             session,
-            buffer_size=buffer_size,
-            iopub_buffer_size=buffer_size if iopub_buffer_size is None else iopub_buffer_size,
+            buffer_size=max(1, buffer_size),
+            iopub_buffer_size=max(1, iopub_buffer_size),
+            iopub_buffer_bytes=iopub_buffer_bytes,
             iopub_overflow=iopub_overflow,
             multiplexed=multiplexed,
             report_rejects=rejects_buffer_size if report_rejects else None,

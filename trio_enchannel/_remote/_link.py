@@ -78,7 +78,9 @@ class KernelLink:
 
     Callbacks (all synchronous except ``deliver``):
 
-    * ``deliver(msg)``: a decoded message; may block to apply backpressure.
+    * ``deliver(msg, nbytes)``: a decoded message and the size of its websocket frame
+      (bytes, or characters for a text frame of the legacy framing); may block to apply
+      backpressure (the reader reads nothing meanwhile).
     * ``reject(frame, error)``: a frame that could not be decoded (never delivered).
     * ``on_drop(error)``: the connection dropped; requests in flight should fail with it.
     * ``on_restart(reason)``: the server restarted the kernel (it had died).
@@ -92,7 +94,7 @@ class KernelLink:
     server: RemoteServer
     kernel_id: str
     session_id: str
-    deliver: Callable[[Message], Awaitable[None]]
+    deliver: Callable[[Message, int], Awaitable[None]]
     reject: Callable[[str | bytes, RemoteProtocolError], None]
     on_drop: Callable[[ConnectionLost], None]
     on_restart: Callable[[str], None]
@@ -352,7 +354,7 @@ class KernelLink:
                     self._watch_status(msg)
                     self._in_deliver = True
                     try:
-                        await self.deliver(msg)
+                        await self.deliver(msg, len(frame))
                     finally:
                         self._in_deliver = False
                     if self.state == "dead":
