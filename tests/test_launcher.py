@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import psutil
 import pytest
 import trio
 
+from trio_enchannel import _launcher
+from trio_enchannel._channels import Channels
 from trio_enchannel._client import open_client
 from trio_enchannel._errors import EncryptionUnavailable, KernelDied, KernelStartupError
 from trio_enchannel._execution import Execution
@@ -803,3 +806,182 @@ async def test_crash_while_the_client_waits_reports_stderr(runtime_dir: Path) ->
             pytest.fail("should not start")  # pragma: no cover
     assert "exited with code 4 during startup" in str(info.value)
     assert "no luck today" in info.value.stderr_tail
+
+
+# ---------------------------------------------------------------------------------------------
+# ports taken by another program between allocation and the kernel's bind
+
+
+class PortThief:
+    """Plays the other program: takes a port of chosen launch attempts right before their
+    kernel process starts (after the launcher allocated and checked the ports), so the kernel's
+    own bind meets "Address already in use", as in the real race.
+
+    Attributes:
+        spawned: how many kernel processes the launcher started.
+        taken: the ports taken so far.
+    """
+
+    def __init__(self, port_name: str, attempts: Collection[int], *, listen: bool) -> None:
+        self.port_name = port_name
+        self.attempts = attempts  # 1-based numbers of the processes to sabotage
+        self.listen = listen  # a listening thief also answers TCP connects
+        self.spawned = 0
+        self.taken: list[int] = []
+        self._socks: list[socket.socket] = []
+
+    def take(self, port: int) -> None:
+        sock = socket.socket()
+        self._socks.append(sock)
+        if self.listen:
+            # As libzmq does; also lets it take a port a stopped kernel left in TIME_WAIT. (A
+            # socket that only binds must not set it, or the kernel's bind would succeed.)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        if self.listen:
+            sock.listen()
+        self.taken.append(port)
+
+    def release(self) -> None:
+        for sock in self._socks:
+            sock.close()
+        self._socks.clear()
+
+    async def spawn(self, nursery: trio.Nursery, argv: list[str], **kwargs: Any) -> Any:
+        self.spawned += 1
+        if self.spawned in self.attempts:
+            info = json.loads(await trio.Path(argv[argv.index("-f") + 1]).read_text())
+            self.take(info[self.port_name])
+        return await ORIGINAL_SPAWN(nursery, argv, **kwargs)
+
+
+ORIGINAL_SPAWN = _launcher._spawn
+ThiefFactory = Callable[..., PortThief]
+
+
+@pytest.fixture
+def port_thief(no_leaks: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ThiefFactory]:
+    """Installs a :class:`PortThief`; its sockets are closed before the leak check."""
+    thieves: list[PortThief] = []
+
+    def install(
+        port_name: str = "shell_port", attempts: Collection[int] = (1,), *, listen: bool = True
+    ) -> PortThief:
+        thief = PortThief(port_name, attempts, listen=listen)
+        monkeypatch.setattr(_launcher, "_spawn", thief.spawn)
+        thieves.append(thief)
+        return thief
+
+    yield install
+    for thief in thieves:
+        thief.release()
+
+
+def kernel_ports(kernel: Kernel) -> set[int]:
+    info = kernel.connection_info
+    return {info.shell_port, info.iopub_port, info.stdin_port, info.control_port, info.hb_port}
+
+
+# What ipykernel does when its port is taken: shell (and stdin, control) -> it exits with
+# code 1; iopub -> it prints the error and then hangs for ever in Context.term() at exit;
+# heartbeat -> its heartbeat thread dies and the kernel runs on without one.
+@pytest.mark.kernel
+@pytest.mark.usefixtures("zmq_ready")
+@pytest.mark.parametrize("port_name", ["shell_port", "iopub_port", "hb_port"])
+async def test_port_taken_before_bind_is_retried_with_fresh_ports(
+    port_name: str, port_thief: ThiefFactory, runtime_dir: Path
+) -> None:
+    thief = port_thief(port_name)
+    with trio.fail_after(60):
+        async with open_kernel("python3", runtime_dir=runtime_dir) as kernel:
+            assert thief.spawned == 2
+            assert thief.taken[0] not in kernel_ports(kernel)
+            written = json.loads(kernel.connection_file.read_text())
+            assert written[port_name] == getattr(kernel.connection_info, port_name)
+            assert (await kernel.client.execute(PYTHON_CHECK)).stdout == "4\n"
+            channels = kernel.client.channels
+            assert isinstance(channels, Channels)
+            await channels.heartbeat.wait_alive()  # the new process has a heartbeat
+            assert kernel.died is None
+        assert kernel.returncode == 0
+
+
+@pytest.mark.parametrize("output", ["capture", "discard"])
+async def test_ports_taken_on_every_attempt(
+    fake_spec: KernelSpec, port_thief: ThiefFactory, runtime_dir: Path, output: Any
+) -> None:
+    # Not listening, so that connect=False readiness cannot mistake the thief for the kernel;
+    # with output="discard" the launcher learns of the collision by probing the ports.
+    thief = port_thief(attempts=(1, 2, 3, 4), listen=False)
+    with trio.fail_after(30), pytest.raises(KernelStartupError) as info:
+        async with open_kernel(
+            fake_spec,
+            connect=False,
+            output=output,
+            shutdown_grace=0,
+            startup_timeout=60,
+            runtime_dir=runtime_dir,
+        ):
+            pytest.fail("the kernel should not have started")  # pragma: no cover
+    assert thief.spawned == 3
+    message = str(info.value)
+    assert f"shell port {thief.taken[-1]} was in use by another process" in message
+    assert "gave up after 3 attempts with freshly allocated ports" in message
+    assert "did not become ready" not in message
+    if output == "capture":
+        assert "Address already in use" in info.value.stderr_tail
+
+
+@pytest.mark.usefixtures("zmq_ready")
+async def test_a_startup_crash_is_not_retried(
+    fake_spec: KernelSpec, port_thief: ThiefFactory, runtime_dir: Path
+) -> None:
+    thief = port_thief(attempts=())
+    with trio.fail_after(30), pytest.raises(KernelStartupError, match="exited with code 3"):
+        async with open_kernel(
+            fake_spec, env={"FAKE_MODE": "crash"}, shutdown_grace=0, runtime_dir=runtime_dir
+        ):
+            pytest.fail("the kernel should not have started")  # pragma: no cover
+    assert thief.spawned == 1
+
+
+@pytest.mark.kernel
+@pytest.mark.usefixtures("zmq_ready")
+async def test_restart_does_not_replace_a_taken_port(
+    port_thief: ThiefFactory, runtime_dir: Path
+) -> None:
+    thief = port_thief("shell_port", attempts=(2,))
+    with trio.fail_after(60):
+        async with open_kernel("python3", runtime_dir=runtime_dir) as kernel:
+            info = kernel.connection_info
+            with pytest.raises(KernelStartupError) as error:
+                await kernel.restart()
+            message = str(error.value)
+            assert f"shell port {info.shell_port} was in use by another process" in message
+            assert "a restart keeps the kernel's ports, so they were not replaced" in message
+            assert "Address already in use" in error.value.stderr_tail
+            assert kernel.connection_info == info
+            assert not running(kernel)
+            assert kernel.died is not None
+            assert "did not restart" in kernel.died.reason
+            # Once the port is free again, a restart brings the kernel back on it.
+            thief.release()
+            await kernel.restart()
+            assert (await kernel.client.execute(PYTHON_CHECK)).stdout == "4\n"
+            assert kernel.connection_info == info
+
+
+async def test_restart_finds_a_port_taken_before_starting(
+    fake_spec: KernelSpec, port_thief: ThiefFactory, runtime_dir: Path
+) -> None:
+    thief = port_thief(attempts=())
+    with trio.fail_after(30):
+        async with open_kernel(
+            fake_spec, connect=False, shutdown_grace=0, runtime_dir=runtime_dir
+        ) as kernel:
+            thief.take(kernel.connection_info.iopub_port)  # the stand-in binds only shell
+            with pytest.raises(KernelStartupError, match=r"iopub port \d+ was in use") as error:
+                await kernel.restart()
+            assert thief.spawned == 1  # found before a process was started
+            assert error.value.stderr_tail == ""
+            assert not running(kernel)

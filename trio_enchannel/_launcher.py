@@ -20,10 +20,13 @@ Process lifetime rules:
 from __future__ import annotations
 
 import contextlib
+import errno
+import ipaddress
 import math
 import os
 import re
 import signal
+import socket
 import string
 import subprocess
 import sys
@@ -68,6 +71,13 @@ _PYTHON_NAMES = frozenset(
     }
 )
 _PLACEHOLDER = re.compile(r"\{(connection_file|resource_dir)\}")
+
+#: How many times a fresh launch is tried when its TCP ports turn out to be taken.
+PORT_ATTEMPTS = 3
+_PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+# What a kernel writes when a bind fails: ipykernel and xeus-python ("Address already in use",
+# from libzmq's strerror), and EADDRINUSE's name for kernels that print the errno symbol.
+_IN_USE = re.compile(r"address already in use|EADDRINUSE", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,6 +140,7 @@ class _Tail:
         self._limit = limit
         self._buf = bytearray()
         self.total = 0
+        self._fed = trio.Event()
 
     def feed(self, data: bytes | bytearray) -> None:
         self.total += len(data)
@@ -137,6 +148,16 @@ class _Tail:
         excess = len(self._buf) - self._limit
         if excess > 0:
             del self._buf[:excess]
+        self._fed.set()
+        self._fed = trio.Event()
+
+    async def wait_for(self, predicate: Callable[[str], bool]) -> None:
+        """Return once ``predicate(text)`` holds for the text kept so far."""
+        while True:
+            fed = self._fed
+            if predicate(self.text()):
+                return
+            await fed.wait()
 
     def text(self, max_lines: int | None = None) -> str:
         text = self._buf.decode("utf-8", "replace")
@@ -334,6 +355,71 @@ async def _spawn(
 
 
 # --------------------------------------------------------------------------------------------
+# port collisions
+#
+# A TCP port is free when ConnectionInfo.allocate() picks it, but another program can take it
+# before the kernel binds it. Kernels report that on stderr ("Address already in use") and
+# then either exit (ipykernel for shell/iopub/stdin/control, xeus-python for any port) or, for
+# ipykernel's heartbeat, carry on without a heartbeat, so the client would declare the kernel
+# dead some 30 s later. The launcher treats both as a collision: the attempt is stopped and, on
+# a fresh launch, retried with freshly allocated ports.
+
+
+class _PortsInUse(Exception):
+    """A launch attempt failed because a port of its connection was taken (internal)."""
+
+
+def _busy_ports(info: ConnectionInfo) -> dict[str, int]:
+    """The TCP ports of *info* that another socket holds now, by name.
+
+    Each port is probed by binding it as libzmq does (with ``SO_REUSEADDR``, so connections
+    left in TIME_WAIT do not count). Only errors that say "in use" count: anything else (an
+    address that is not an IP literal, a missing IPv6 stack) is left to the kernel's own bind.
+    """
+    if info.transport != "tcp":
+        return {}
+    host = "0.0.0.0" if info.ip in ("*", "") else info.ip
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return {}
+    busy: dict[str, int] = {}
+    for name in _PORT_NAMES:
+        port = int(getattr(info, name))
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                busy[name] = port
+    return busy
+
+
+def _reports_bind_failure(text: str, info: ConnectionInfo) -> bool:
+    """Whether *text* (a kernel's stderr) says that binding one of *info*'s ports failed."""
+    ports = {str(getattr(info, name)) for name in _PORT_NAMES}
+    return any(
+        _IN_USE.search(line) and not ports.isdisjoint(re.findall(r":(\d+)\b", line))
+        for line in text.splitlines()
+    )
+
+
+def _with_fresh_ports(info: ConnectionInfo) -> ConnectionInfo:
+    """*info* with newly allocated TCP ports (key, address and everything else kept)."""
+    fresh = ConnectionInfo.allocate(ip=info.ip, transport=info.transport)
+    return attrs.evolve(info, **{name: getattr(fresh, name) for name in _PORT_NAMES})
+
+
+def _describe_busy(busy: Mapping[str, int]) -> str:
+    if not busy:
+        return "one of its ports was in use by another process"
+    ports = ", ".join(f"{name.removesuffix('_port')} port {port}" for name, port in busy.items())
+    verb = "was" if len(busy) == 1 else "were"
+    return f"{ports} {verb} in use by another process"
+
+
+# --------------------------------------------------------------------------------------------
 # the kernel object
 
 
@@ -351,7 +437,8 @@ class Kernel:
 
     Attributes:
         spec: the kernelspec it was started from.
-        connection_info: where it listens (kept across restarts).
+        connection_info: where it listens (kept across restarts; if a launch attempt found
+            one of its TCP ports taken, the ports of the attempt that succeeded).
         connection_file: the connection file written for it (removed when it ends).
         restart_count: how many times :meth:`restart` succeeded.
     """
@@ -506,16 +593,29 @@ class Kernel:
             self._death = None
             if self._client is not None:
                 self._client.reset_readiness()
+            previous = self._inc
             try:
                 await self._start_process()
                 await self._wait_ready()
             except BaseException as exc:
                 with trio.CancelScope(shield=True):
-                    await self._stop_process()
-                reason = f"{self._what()} did not restart: {exc}".split("\n", 1)[0]
+                    await self._stop_process(graceful=not isinstance(exc, _PortsInUse))
+                error: BaseException = exc
+                if isinstance(exc, _PortsInUse):
+                    # The client is connected to these ports: never replace them silently.
+                    error = KernelStartupError(
+                        f"{self._what()} could not restart: "
+                        f"{_describe_busy(_busy_ports(self.connection_info))} (Address already "
+                        "in use); a restart keeps the kernel's ports, so they were not replaced "
+                        f"(argv: {self._argv})",
+                        stderr_tail=self.stderr_tail() if self._inc is not previous else "",
+                    )
+                reason = f"{self._what()} did not restart: {error}".split("\n", 1)[0]
                 self._death = KernelDied(reason)
                 if self._client is not None:
                     self._client.kernel_died(self._death)
+                if error is not exc:
+                    raise error from None
                 raise
             self.restart_count += 1
 
@@ -544,6 +644,8 @@ class Kernel:
             self._client.kernel_died(self._death)
 
     async def _start_process(self) -> None:
+        if _busy_ports(self.connection_info):
+            raise _PortsInUse  # taken since allocation (or, on restart, since the last run)
         write_connection_file(self.connection_info, self.connection_file)
         self._inc = await _spawn(
             self._nursery,
@@ -564,10 +666,19 @@ class Kernel:
         return KernelStartupError(message, stderr_tail=tail)
 
     async def _wait_ready(self) -> None:
+        """Wait until the kernel is ready.
+
+        Raises:
+            _PortsInUse: it could not bind one of its TCP ports (it exited saying so, or
+                reported a failed bind of one of our ports on stderr while running on).
+            KernelStartupError: it exited or did not become ready in time.
+        """
         inc = self._inc
         assert inc is not None
+        info = self.connection_info
         failure: str | None = None
         ready = False
+        bind_failed = False
         with trio.move_on_after(self._startup_timeout) as timeout_scope:
             async with trio.open_nursery() as nursery:
 
@@ -581,12 +692,27 @@ class Kernel:
                     )
                     nursery.cancel_scope.cancel()
 
+                async def watch_stderr(tail: _Tail) -> None:
+                    nonlocal bind_failed
+                    await tail.wait_for(lambda text: _reports_bind_failure(text, info))
+                    bind_failed = True
+                    nursery.cancel_scope.cancel()
+
                 nursery.start_soon(exited)
+                if inc.stderr is not None and info.transport == "tcp":
+                    nursery.start_soon(watch_stderr, inc.stderr)
                 await self._ready_probe()
                 ready = True
                 nursery.cancel_scope.cancel()
+        if bind_failed or (ready and _reports_bind_failure(inc.stderr_text(None), info)):
+            raise _PortsInUse
         if ready:
             return
+        if failure is not None and info.transport == "tcp":
+            with trio.CancelScope(shield=True):
+                await inc.finish_streams(1.0)
+            if _IN_USE.search(inc.stderr_text(None)) or _busy_ports(info):
+                raise _PortsInUse
         if failure is None and timeout_scope.cancelled_caught:
             failure = (
                 f"{self._what()} did not become ready within {self._startup_timeout:g} s "
@@ -594,6 +720,57 @@ class Kernel:
             )
         assert failure is not None
         raise await self._startup_failure(failure)
+
+    async def _launch(self, stack: contextlib.AsyncExitStack, *, connect: bool) -> None:
+        """Start the process (and, with *connect*, its client) and wait until it is ready.
+
+        An attempt whose TCP ports turn out to be taken is stopped completely (process reaped,
+        client closed, connection file removed) and the launch is tried again with fresh
+        ports, up to :data:`PORT_ATTEMPTS` times. Any other failure ends the launch at once.
+        On success the client's context is handed over to *stack*.
+
+        Raises:
+            KernelStartupError: the kernel failed to start, or every attempt found its ports
+                taken.
+        """
+        tail = ""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            previous = self._inc
+            async with contextlib.AsyncExitStack() as attempt_stack:
+                try:
+                    await self._start_process()
+                    if connect:
+                        from ._client import open_client
+
+                        self._client = await attempt_stack.enter_async_context(
+                            open_client(self.connection_info, **self._client_kwargs)
+                        )
+                    await self._wait_ready()
+                except _PortsInUse:
+                    with trio.CancelScope(shield=True):
+                        await self._stop_process(graceful=False)
+                    busy = _busy_ports(self.connection_info)
+                    if self._inc is not previous:  # else it was found taken before spawning
+                        tail = self.stderr_tail()
+                    with contextlib.suppress(FileNotFoundError):
+                        self.connection_file.unlink()
+                except BaseException:
+                    # Stop the process while the client can still send shutdown_request.
+                    await self.shutdown()
+                    raise
+                else:
+                    stack.push_async_exit(attempt_stack.pop_all())
+                    return
+            self._client = None
+            self._death = None
+            if attempt == PORT_ATTEMPTS:
+                raise KernelStartupError(
+                    f"{self._what()} could not listen on its TCP ports: {_describe_busy(busy)} "
+                    f"(Address already in use); gave up after {PORT_ATTEMPTS} attempts with "
+                    f"freshly allocated ports (argv: {self._argv})",
+                    stderr_tail=tail,
+                )
+            self.connection_info = _with_fresh_ports(self.connection_info)
 
     async def _ready_probe(self) -> None:
         inc = self._inc
@@ -650,8 +827,12 @@ class Kernel:
         else:
             inc.signal_group(signal.SIGINT)
 
-    async def _stop_process(self, *, restart: bool = False) -> None:
-        """shutdown_request, grace, SIGTERM, grace, SIGKILL; then reap. Call shielded."""
+    async def _stop_process(self, *, restart: bool = False, graceful: bool = True) -> None:
+        """shutdown_request, grace, SIGTERM, grace, SIGKILL; then reap. Call shielded.
+
+        With ``graceful=False`` (a kernel that could not bind its ports has no control
+        channel to ask), start at SIGTERM.
+        """
         inc = self._inc
         if inc is None:
             return
@@ -661,7 +842,7 @@ class Kernel:
             self._client.fail_pending(
                 KernelDied(f"{self._what()} is {'restarting' if restart else 'shutting down'}")
             )
-        if inc.alive and self._shutdown_grace > 0:
+        if inc.alive and self._shutdown_grace > 0 and graceful:
             with trio.move_on_after(self._shutdown_grace):
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(
@@ -801,7 +982,10 @@ async def open_kernel(
         NoSuchKernel: no kernelspec has that name.
         InvalidKernelSpec: the kernelspec's ``kernel.json`` is invalid.
         KernelStartupError: the process could not be started, exited during startup, or did
-            not become ready in time (the message includes the tail of its stderr).
+            not become ready in time (the message includes the tail of its stderr). A launch
+            whose TCP ports were taken by another program in the meantime ("Address already
+            in use") is retried with fresh ports (3 attempts in all) before
+            this is raised.
         EncryptionUnavailable: ``encryption="required"`` and the kernel or libzmq cannot
             provide CurveZMQ.
         ValueError: an invalid option value.
@@ -845,22 +1029,14 @@ async def open_kernel(
                 ipc_dir=ipc_dir,
             )
             try:
-                await kernel._start_process()
-                if connect:
-                    from ._client import open_client
-
-                    async with open_client(info, **kernel._client_kwargs) as client:
-                        kernel._client = client
-                        try:
-                            await kernel._wait_ready()
-                            yield kernel
-                        finally:
-                            # Stop the process while the client can still send
-                            # shutdown_request; the client closes after that.
-                            await kernel.shutdown()
-                else:
-                    await kernel._wait_ready()
-                    yield kernel
+                async with contextlib.AsyncExitStack() as stack:
+                    await kernel._launch(stack, connect=connect)
+                    try:
+                        yield kernel
+                    finally:
+                        # Stop the process while the client can still send shutdown_request;
+                        # the client closes after that.
+                        await kernel.shutdown()
             finally:
                 try:
                     await kernel.shutdown()
