@@ -146,6 +146,74 @@ def test_signature_is_lowercase_hex_of_hmac_over_four_frames() -> None:
     assert frames[idx + 1] == expected.hexdigest().encode("ascii")
 
 
+@settings(max_examples=300)
+@given(
+    key=st.binary(max_size=300),
+    data=st.binary(max_size=2000),
+    digest=st.sampled_from(
+        ["sha256", "sha512", "sha1", "md5", "sha224", "sha384", "sha3_256", "sha3_512", "blake2b"]
+    ),
+)
+def test_precomputed_hmac_states_agree_with_hmac_digest(
+    key: bytes, data: bytes, digest: str
+) -> None:
+    """The signer keeps the keyed inner/outer hash states (keys longer than a block are
+    hashed first, as RFC 2104 says); its signatures are byte for byte hmac.digest's."""
+    import hmac
+
+    from trio_enchannel._session import _Signer
+
+    assert _Signer(key, digest).hexdigest(data) == hmac.digest(key, data, digest).hex().encode()
+
+
+def test_a_scheme_the_precomputed_states_do_not_fit_falls_back_to_hmac_digest() -> None:
+    import hmac
+
+    from trio_enchannel._session import _Signer
+
+    signer = _Signer(b"key", "sha256")
+    signer._inner = signer._outer = None  # what the constructor's self-check does on mismatch
+    assert signer.hexdigest(b"x") == hmac.digest(b"key", b"x", "sha256").hex().encode()
+
+
+json_text_pieces = st.sampled_from(
+    ["{}", "{", "}", "[]", "null", "1", "12", '"a"', '{"a":1}', '{"msg_id":"m","msg_type":"t"}',
+     " ", "\n", ",", ":", '"', "\\", "NaN", '{"a":[1,{"b":null}]}', "\u00e9", "\u2603"]
+)  # fmt: skip
+
+
+@settings(max_examples=500)
+@given(
+    parts=st.lists(st.lists(json_text_pieces, max_size=4).map("".join), min_size=4, max_size=4)
+    | st.lists(s.json_objects.map(lambda o: json.dumps(o, separators=(",", ":"))), min_size=4,
+               max_size=4),
+    cuts=st.lists(st.integers(0, 200), min_size=3, max_size=3),
+    resplit=st.booleans(),
+)  # fmt: skip
+def test_single_pass_decoding_agrees_with_decoding_each_frame(
+    parts: list[str], cuts: list[int], resplit: bool
+) -> None:
+    """Decoding the four joined frames in one pass is a shortcut only: whenever it returns,
+    each part is exactly what decoding its own frame gives; frame boundaries that do not
+    match the JSON values (e.g. one object split across two frames) make it decline."""
+    from trio_enchannel._session import _decode_four, _decode_part
+
+    frames = [part.encode() for part in parts]
+    if resplit:  # move the boundaries: the same bytes, cut elsewhere
+        joined = b"".join(frames)
+        points = sorted(min(c, len(joined)) for c in cuts)
+        frames = [joined[: points[0]], joined[points[0] : points[1]]]
+        frames += [joined[points[1] : points[2]], joined[points[2] :]]
+    joined = b"".join(frames)
+    if not joined.isascii():
+        return
+    decoded = _decode_four(joined, len(frames[0]), len(frames[1]), len(frames[2]))
+    if decoded is None:
+        return
+    names = ("header", "parent_header", "metadata", "content")
+    assert list(decoded) == [_decode_part(f, n) for f, n in zip(frames, names, strict=True)]
+
+
 def test_empty_key_sends_empty_signature_and_skips_verification() -> None:
     sender, receiver = pair("")
     frames = sender.serialize(sender.message("status"))

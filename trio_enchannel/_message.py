@@ -218,3 +218,74 @@ class Message:
             "msg_type": self.msg_type,
             "channel": self.channel,
         }
+
+
+# -- fast construction ---------------------------------------------------------------------
+# The codec builds every message it sends or receives; attrs' generated __init__ for frozen
+# slotted classes costs about twice what setting the slots directly does. These build the
+# same values (equal, hashable, frozen) from arguments the codec has already checked.
+
+_new = object.__new__
+_SET_HEADER = tuple(
+    Header.__dict__[name].__set__
+    for name in ("msg_id", "msg_type", "username", "session", "date", "version", "subshell_id")
+)
+_SET_MESSAGE = tuple(
+    Message.__dict__[name].__set__
+    for name in (
+        "header",
+        "parent_header",
+        "metadata",
+        "content",
+        "buffers",
+        "identities",
+        "channel",
+    )
+)
+_SET_EXTRA = Header.__dict__["extra"].__set__
+
+
+def _make_header(
+    msg_id: str,
+    msg_type: str,
+    username: str,
+    session: str,
+    date: str,
+    version: str,
+    subshell_id: str | None,
+    extra: Mapping[str, Any],
+) -> Header:
+    """``Header(...)`` for checked arguments, without attrs' __init__."""
+    header: Header = _new(Header)
+    s0, s1, s2, s3, s4, s5, s6 = _SET_HEADER
+    s0(header, msg_id)
+    s1(header, msg_type)
+    s2(header, username)
+    s3(header, session)
+    s4(header, date)
+    s5(header, version)
+    s6(header, subshell_id)
+    _SET_EXTRA(header, extra)
+    return header
+
+
+def _make_message(
+    header: Header,
+    parent_header: dict[str, Any],
+    metadata: dict[str, Any],
+    content: dict[str, Any],
+    buffers: tuple[bytes | memoryview, ...],
+    identities: tuple[bytes, ...],
+    channel: ChannelName | None,
+) -> Message:
+    """``Message(...)`` for checked arguments (tuples already), without attrs' __init__."""
+    msg: Message = _new(Message)
+    s0, s1, s2, s3, s4, s5, s6 = _SET_MESSAGE
+    s0(msg, header)
+    s1(msg, parent_header)
+    s2(msg, metadata)
+    s3(msg, content)
+    s4(msg, buffers)
+    s5(msg, identities)
+    s6(msg, channel)
+    return msg

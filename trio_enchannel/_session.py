@@ -29,7 +29,15 @@ from ._errors import (
     MalformedMessage,
     UnsignedMessage,
 )
-from ._message import _HEADER_KEYS, CHANNEL_NAMES, ChannelName, Header, Message
+from ._message import (
+    _HEADER_KEYS,
+    CHANNEL_NAMES,
+    ChannelName,
+    Header,
+    Message,
+    _make_header,
+    _make_message,
+)
 
 if TYPE_CHECKING:
     from ._connection import ConnectionInfo
@@ -160,8 +168,34 @@ def _decode_object(raw: bytes, part: str) -> dict[str, Any]:
     return value
 
 
-def _decode_header(raw: bytes) -> Header:
-    data = _decode_object(raw, "header")
+def _decode_four(
+    text_bytes: bytes, h_len: int, p_len: int, m_len: int
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+    """Decode header, parent header, metadata and content from their joined (ASCII) bytes in
+    one pass of the C scanner: each part must be exactly one JSON object spanning exactly
+    its frame. ``None`` for anything else (``null`` parts, whitespace, errors), which the
+    per-frame path then decodes or rejects with the precise cause."""
+    text = text_bytes.decode("ascii")
+    scan = _scan_once
+    try:
+        header, end = scan(text, 0)
+        if end != h_len or type(header) is not dict:
+            return None
+        parent, end = scan(text, end)
+        if end != h_len + p_len or type(parent) is not dict:
+            return None
+        metadata, end = scan(text, end)
+        if end != h_len + p_len + m_len or type(metadata) is not dict:
+            return None
+        content, end = scan(text, end)
+    except (StopIteration, ValueError, RecursionError):
+        return None
+    if end != len(text) or type(content) is not dict:
+        return None
+    return header, parent, metadata, content
+
+
+def _header_from(data: dict[str, Any]) -> Header:
     msg_id = data.get("msg_id")
     msg_type = data.get("msg_type")
     username = data.get("username", "")
@@ -185,7 +219,7 @@ def _decode_header(raw: bytes) -> Header:
             if data.keys() <= _HEADER_KEYS
             else {k: v for k, v in data.items() if k not in _HEADER_KEYS}
         )
-        return Header(msg_id, msg_type, username, session, date, version, subshell_id, extra)
+        return _make_header(msg_id, msg_type, username, session, date, version, subshell_id, extra)
     try:
         return Header.from_dict(data)
     except ValueError as exc:
@@ -208,6 +242,52 @@ def _scheme_factory(scheme: str) -> str:
 
 def _key_bytes(key: str | bytes) -> bytes:
     return key.encode("utf-8") if isinstance(key, str) else bytes(key)
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))
+_OPAD = bytes(x ^ 0x5C for x in range(256))
+
+
+class _Signer:
+    """HMAC (RFC 2104) with the keyed inner and outer hash states computed once.
+
+    ``hmac.digest`` derives both states from the key on every call; copying precomputed
+    states halves the cost of signing or verifying a small message. A scheme this
+    construction does not fit (checked against :func:`hmac.digest` once, here) falls back to
+    ``hmac.digest``.
+    """
+
+    __slots__ = ("_digest", "_inner", "_key", "_outer")
+
+    def __init__(self, key: bytes, digest: str) -> None:
+        self._key = key
+        self._digest = digest
+        self._inner: Any = None
+        self._outer: Any = None
+        try:
+            inner = hashlib.new(digest)
+            block = inner.block_size
+            padded = hashlib.new(digest, key).digest() if len(key) > block else key
+            padded = padded.ljust(block, b"\0")
+            outer = hashlib.new(digest)
+            inner.update(padded.translate(_IPAD))
+            outer.update(padded.translate(_OPAD))
+            self._inner, self._outer = inner, outer
+            probe = b"trio-enchannel"
+            if self.hexdigest(probe) != hmac.digest(key, probe, digest).hex().encode("ascii"):
+                raise ValueError("precomputed HMAC states disagree with hmac.digest")
+        except (ValueError, TypeError, AttributeError):
+            self._inner = self._outer = None
+
+    def hexdigest(self, data: bytes) -> bytes:
+        """The HMAC of ``data``, as lowercase hex ASCII."""
+        if self._inner is None:
+            return hmac.digest(self._key, data, self._digest).hex().encode("ascii")
+        inner = self._inner.copy()
+        inner.update(data)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest().encode("ascii")  # type: ignore[no-any-return]
 
 
 @attrs.define(eq=False)
@@ -242,9 +322,11 @@ class Session:
         init=False, factory=collections.deque, repr=False
     )
     _counter: Iterable[int] = attrs.field(init=False, factory=itertools.count, repr=False)
+    _signer: _Signer = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._digest = _scheme_factory(self.signature_scheme)
+        self._signer = _Signer(self._key, self._digest)
         if self.replay_history < 1:
             raise ConfigurationError("replay_history must be at least 1")
 
@@ -312,23 +394,24 @@ class Session:
             parent_header = parent.header.to_dict()
         else:
             parent_header = dict(parent)
-        header = Header(
-            msg_id=self.new_msg_id(),
-            msg_type=msg_type,
-            username=self.username,
-            session=self.session_id,
-            date=utc_now(),
-            version=self.protocol_version,
-            subshell_id=subshell_id,
+        header = _make_header(
+            self.new_msg_id(),
+            msg_type,
+            self.username,
+            self.session_id,
+            utc_now(),
+            self.protocol_version,
+            subshell_id,
+            {},
         )
-        return Message(
-            header=header,
-            parent_header=parent_header,
-            metadata=dict(metadata) if metadata is not None else {},
-            content=dict(content) if content is not None else {},
-            buffers=tuple(buffers),
-            identities=tuple(identities),
-            channel=channel,
+        return _make_message(
+            header,
+            parent_header,
+            dict(metadata) if metadata is not None else {},
+            dict(content) if content is not None else {},
+            tuple(buffers),  # type: ignore[arg-type]  # bytearrays are kept as given
+            tuple(identities),
+            channel,
         )
 
     def reply(
@@ -374,7 +457,7 @@ class Session:
         """
         if not self._key:
             return b""
-        return hmac.digest(self._key, b"".join(parts), self._digest).hex().encode("ascii")
+        return self._signer.hexdigest(b"".join(parts))
 
     # -- framing ------------------------------------------------------------------------
 
@@ -455,30 +538,35 @@ class Session:
         p = bytes(frames[idx + 3])
         m = bytes(frames[idx + 4])
         c = bytes(frames[idx + 5])
+        signed = b"".join((h, p, m, c))
         if self._key:
             if not sig:
                 raise UnsignedMessage("message has an empty signature but a key is configured")
-            # One-shot HMAC in C over the four frames, compared in constant time.
-            expected = hmac.digest(self._key, b"".join((h, p, m, c)), self._digest).hex()
-            if not hmac.compare_digest(sig, expected.encode("ascii")):
+            # HMAC over the four frames, compared in constant time.
+            if not hmac.compare_digest(sig, self._signer.hexdigest(signed)):
                 raise InvalidSignature("message signature does not match its content")
             if sig in self._seen:
                 raise DuplicateSignature("message signature was already seen (replay)")
             self._record(sig)
-        header = _decode_header(h)
-        # Real kernels send ``null`` for "no parent" (ipykernel's "starting" status) and
-        # jupyter_client accepts it: read it as ``{}``.
-        parent = {} if p == b"null" else _decode_object(p, "parent_header")
-        metadata = {} if m == b"null" else _decode_object(m, "metadata")
-        content = _decode_object(c, "content")
-        return Message(
-            header=header,
-            parent_header=parent,
-            metadata=metadata,
-            content=content,
-            buffers=tuple(frames[idx + 6 :]),
-            identities=tuple(map(bytes, frames[:idx])) if idx else (),
-            channel=channel,
+        decoded = _decode_four(signed, len(h), len(p), len(m)) if signed.isascii() else None
+        if decoded is not None:
+            header_data, parent, metadata, content = decoded
+            header = _header_from(header_data)
+        else:
+            header = _header_from(_decode_object(h, "header"))
+            # Real kernels send ``null`` for "no parent" (ipykernel's "starting" status) and
+            # jupyter_client accepts it: read it as ``{}``.
+            parent = {} if p == b"null" else _decode_object(p, "parent_header")
+            metadata = {} if m == b"null" else _decode_object(m, "metadata")
+            content = _decode_object(c, "content")
+        return _make_message(
+            header,
+            parent,
+            metadata,
+            content,
+            tuple(frames[idx + 6 :]),
+            tuple(map(bytes, frames[:idx])) if idx else (),
+            channel,
         )
 
     def _record(self, sig: bytes) -> None:
