@@ -129,3 +129,44 @@ async def test_wait_room_resumes_at_the_low_mark_of_items_and_bytes() -> None:
     with trio.move_on_after(0.01):
         await inbox.wait_room(0, 0)
     assert inbox.receive_nowait() == 6
+
+
+async def test_receive_of_a_queued_item_is_a_cancel_point_and_yields_every_few_calls() -> None:
+    """A receive that finds an item queued skips its schedule point, except every
+    SCHEDULE_EVERY-th in a row: a consumer that keeps finding items never starves others;
+    a cancelled consumer is told at once and loses nothing."""
+    from trio_enchannel._util import SCHEDULE_EVERY
+
+    inbox = Inbox[int]()
+    n = SCHEDULE_EVERY * 5
+    for i in range(n):
+        inbox.put(i)
+    ticks = 0
+    seen: list[int] = []
+
+    async def other_task() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other_task)
+        await trio.lowlevel.checkpoint()  # the other task is now running
+        for _ in range(n):
+            await inbox.receive()
+            seen.append(ticks)
+        nursery.cancel_scope.cancel()
+    # The other task ran again within every 2 * SCHEDULE_EVERY receives (a yield lets it
+    # run in the same scheduler batch as the consumer, before or after it)...
+    window = 2 * SCHEDULE_EVERY
+    for start in range(n - window):
+        assert seen[start + window] > seen[start], (start, seen)
+    # ...but not at every one (the point of skipping).
+    assert len(set(seen)) <= n // SCHEDULE_EVERY + 2, seen
+    inbox.put(99)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            await inbox.receive()
+    assert inbox.receive_nowait() == 99

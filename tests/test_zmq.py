@@ -580,3 +580,39 @@ async def test_monitored_sockets_leave_no_descriptor_behind() -> None:
     with trio.fail_after(TIMEOUT):
         while _open_fds() > before + 5:  # noqa: ASYNC110 - libzmq's reaper frees them
             await trio.sleep(0.01)
+
+
+async def test_sends_that_do_not_wait_yield_every_few_calls_and_are_cancel_points() -> None:
+    from trio_enchannel._util import SCHEDULE_EVERY
+
+    n = SCHEDULE_EVERY * 5
+    ticks = 0
+    seen: list[int] = []
+
+    async def other_task() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.lowlevel.checkpoint()
+
+    with TrioSocket("PAIR", linger=0) as a, TrioSocket("PAIR", linger=0) as b:
+        b.connect(a.bind("tcp://127.0.0.1:0"))
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(other_task)
+                await trio.lowlevel.checkpoint()
+                for i in range(n):
+                    await b.send_multipart([str(i).encode()])
+                    seen.append(ticks)
+                nursery.cancel_scope.cancel()
+            window = 2 * SCHEDULE_EVERY
+            for start in range(n - window):
+                assert seen[start + window] > seen[start], (start, seen)
+            assert len(set(seen)) <= n // SCHEDULE_EVERY + 2, seen
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                with pytest.raises(trio.Cancelled):
+                    await b.send_multipart([b"never"])
+            await b.send_multipart([b"last"])
+            got = [bytes(f[0]) for f in [await a.receive_multipart() for _ in range(n + 1)]]
+            assert got == [str(i).encode() for i in range(n)] + [b"last"]  # "never" never sent

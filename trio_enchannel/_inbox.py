@@ -10,8 +10,10 @@ A deque with Trio waiting on both ends, cheaper than a memory channel for this o
   consumers have drained the queue to a low mark: hysteresis, so a reader that has stopped
   resumes for a whole batch, not for one message per consumed message.
 
-:meth:`Inbox.receive` follows Trio's rules: it is a checkpoint, and cancelling it never loses
-an item (an item is taken from the queue only by the task that returns it).
+:meth:`Inbox.receive` is always a cancel point, and cancelling it never loses an item (an item
+is taken from the queue only by the task that returns it). It is a schedule point when it
+waits; one that finds an item queued yields only every few calls
+(:class:`~trio_enchannel._util.ScheduleBudget`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Generic, TypeVar
 import outcome
 import trio
 from trio.lowlevel import Abort, RaiseCancelT, Task
+
+from ._util import ScheduleBudget
 
 __all__ = ["Inbox"]
 
@@ -45,6 +49,7 @@ class Inbox(Generic[T]):
         # Readers waiting for room: task -> (at most this many items, at most this many bytes).
         self._room: dict[Task, tuple[int, int]] = {}
         self._room_len = -1  # the largest length mark among them (-1: nobody waits)
+        self._budget = ScheduleBudget()
 
     def __repr__(self) -> str:
         return f"<Inbox {len(self._queue)} queued, {self._nbytes} bytes>"
@@ -130,7 +135,8 @@ class Inbox(Generic[T]):
         raise trio.WouldBlock
 
     async def receive(self) -> T:
-        """The next item, waiting for one if needed; a checkpoint.
+        """The next item, waiting for one if needed; a cancel point (and a schedule point when
+        it waits, or every :data:`~trio_enchannel._util.SCHEDULE_EVERY` calls).
 
         Raises:
             trio.EndOfChannel: every reader is done and everything was received.
@@ -139,8 +145,10 @@ class Inbox(Generic[T]):
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._queue or self._closed or self._senders <= 0:
             item = self.receive_nowait()  # or raise
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            if self._budget.spend():
+                await trio.lowlevel.cancel_shielded_checkpoint()
             return item
+        self._budget.reset()
         task = trio.lowlevel.current_task()
         self._receivers[task] = None
 

@@ -32,6 +32,8 @@ import attrs
 import trio
 import zmq
 
+from ._util import ScheduleBudget
+
 __all__ = [
     "ZERO_COPY_THRESHOLD",
     "Frame",
@@ -216,6 +218,7 @@ class TrioSocket:
         self._ops = 0
         self._quiet = -1
         self._receive_hook: Callable[[], bool] | None = None
+        self._send_budget = ScheduleBudget()
         self._hooking = False
 
     def __repr__(self) -> str:
@@ -501,7 +504,9 @@ class TrioSocket:
     async def send_multipart(self, frames: Sequence[bytes | bytearray | memoryview]) -> None:
         """Send one multipart message, waiting while the high-water mark is reached.
 
-        Cancellation leaves nothing half-sent: the message is sent whole or not at all.
+        Cancellation leaves nothing half-sent: the message is sent whole or not at all. A
+        cancel point; a schedule point when it waits, and every
+        :data:`~trio_enchannel._util.SCHEDULE_EVERY` sends in a row that do not.
 
         Raises:
             ValueError: ``frames`` is empty.
@@ -509,13 +514,17 @@ class TrioSocket:
             trio.BrokenResourceError: ZeroMQ refused the message.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
+        waited = False
         while True:
             try:
                 self.send_multipart_nowait(frames)
             except trio.WouldBlock:
-                await self._wait(_POLLOUT)
+                waited = await self._wait(_POLLOUT) or waited
                 continue
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            if waited:
+                self._send_budget.reset()
+            elif self._send_budget.spend():
+                await trio.lowlevel.cancel_shielded_checkpoint()
             return
 
     # -- receiving ------------------------------------------------------------------------
