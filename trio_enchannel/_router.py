@@ -10,7 +10,7 @@ requests when the kernel dies. The client's request methods are built on
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
@@ -102,6 +102,10 @@ class Router:
         # subscription, and whatever it publishes before that subscription arrives is lost).
         self.trust_channels_ready = True
         self.unresponsive: KernelDied | None = None
+        # When ``unresponsive`` came from a heartbeat monitor: whether it is alive again (a
+        # request made right after the monitor recovered must not wait for watch_heartbeat
+        # to run and clear the flag).
+        self.heartbeat_recovered: Callable[[], bool] | None = None
         self.stdin_refused = 0
         self.closed = False
         self.nursery: trio.Nursery | None = None
@@ -167,6 +171,7 @@ class Router:
         except KernelDied as exc:  # channels that know the kernel is gone (remote)
             if not self.closed:
                 self.unresponsive = exc
+                self.heartbeat_recovered = None
                 self.fail(exc)
             return
         except Exception as exc:
@@ -177,7 +182,7 @@ class Router:
             self.fail(trio.BrokenResourceError(f"the {name} channel ended"))
 
     def dispatch(self, msg: Message, name: ChannelName) -> None:
-        self.unresponsive = None  # the kernel just proved it is alive
+        self.unresponsive = self.heartbeat_recovered = None  # the kernel just proved it is alive
         channel = msg.channel or name
         comm_handled = False
         if channel == "iopub":
@@ -264,6 +269,7 @@ class Router:
         )
         if wait_unresponsive is None:
             return
+        monitor: Any = heartbeat
         try:
             while True:
                 got = await wait_unresponsive()
@@ -277,11 +283,17 @@ class Router:
                         else "the kernel stopped answering heartbeats"
                     )
                 self.unresponsive = died
+                self.heartbeat_recovered = (
+                    (lambda: monitor.state == "alive")
+                    if isinstance(getattr(monitor, "state", None), str)
+                    else None
+                )
                 self.fail(died, probes=False)
                 if wait_responsive is None:
                     return
                 await wait_responsive()
                 self.unresponsive = None
+                self.heartbeat_recovered = None
         except (trio.ClosedResourceError, RuntimeError):
             return  # the channels closed, or heartbeat monitoring is off
 
@@ -299,6 +311,7 @@ class Router:
     def kernel_died(self, error: KernelDied) -> None:
         """Channels callback: the kernel is gone; pending and later requests fail."""
         self.unresponsive = error
+        self.heartbeat_recovered = None  # gone for good: a heartbeat does not bring it back
         self.fail(error)
 
     def forget_iopub_live(self) -> None:
@@ -314,7 +327,10 @@ class Router:
         if self.closed:
             raise trio.ClosedResourceError("the client is closed")
         if self.unresponsive is not None and not probing:
-            raise KernelDied(self.unresponsive.reason)
+            recovered = self.heartbeat_recovered
+            if recovered is None or not recovered():
+                raise KernelDied(self.unresponsive.reason)
+            self.unresponsive = self.heartbeat_recovered = None
 
     async def send(self, msg: Message) -> None:
         channel = msg.channel
