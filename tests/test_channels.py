@@ -477,9 +477,9 @@ async def test_iopub_buffer_is_bounded_in_bytes_too() -> None:
 async def test_iopub_status_messages_past_the_bound_have_a_hard_cap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import trio_enchannel._channels as channels_module
+    import trio_enchannel._overflow as overflow_module
 
-    monkeypatch.setattr(channels_module, "_STATUS_RESERVE", 5)
+    monkeypatch.setattr(overflow_module, "STATUS_RESERVE", 5)
     async with (
         raw_kernel() as kernel,
         open_channels(kernel.info, iopub_buffer_size=3, report_rejects=True) as ch,

@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import attrs
 import trio
@@ -41,6 +40,7 @@ from ._errors import (
 from ._heartbeat import Heartbeat
 from ._inbox import Inbox
 from ._message import CHANNEL_NAMES, ChannelName, Message
+from ._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
 from ._session import Session
 from ._util import unwrap_single
 from ._zmq import (
@@ -71,15 +71,6 @@ __all__ = [
 
 logger = logging.getLogger("trio_enchannel.channels")
 
-#: What the IOPub reader does when the consumer is slower than the kernel and the IOPub
-#: buffer is full: ``"drop"`` (the default: keep reading, discard the new message and count
-#: it; status messages are kept) or ``"wait"`` (stop reading; past ZeroMQ's high-water marks
-#: the kernel then drops messages without anybody knowing). See :func:`open_channels`.
-IOPubOverflow = Literal["wait", "drop"]
-
-#: Default IOPub buffer bounds: messages, and bytes (wire size).
-IOPUB_BUFFER_SIZE = 10_000
-IOPUB_BUFFER_BYTES = 32 * 2**20
 #: Default receive high-water mark of the IOPub SUB socket, in messages.
 IOPUB_HWM = 10_000
 
@@ -92,10 +83,6 @@ _SOCKET_KIND: dict[ChannelName, SocketKind] = {
 _BATCH = 1000
 #: The channels whose kernel end is a ROUTER, which drops messages for unknown peers.
 _ROUTED: tuple[ChannelName, ...] = ("shell", "control", "stdin")
-#: Status messages kept past a full IOPub buffer (policy "drop"), beyond its bound.
-_STATUS_RESERVE = 1000
-#: Seconds between two warnings about dropped IOPub messages.
-_DROP_LOG_INTERVAL = 10.0
 
 
 @attrs.frozen
@@ -158,7 +145,7 @@ class Channels:
         else:
             for name in CHANNEL_NAMES:
                 self._inboxes[name] = self._receivers[name] = Inbox[Message]()
-        self._drop_log = _DropLog()
+        self._drop_log = DropLog(logger, "open_channels")
         self._rejects_send: trio.MemorySendChannel[RejectedMessage] | None = None
         self._rejects_receive: trio.MemoryReceiveChannel[RejectedMessage] | None = None
         if report_rejects is not None:
@@ -565,8 +552,6 @@ class _Reader:
         self.max_bytes = max_bytes or sys.maxsize
         # The "wait" policy: stop reading at the bound, resume once drained to half of it.
         self.low_items, self.low_bytes = max_items // 2, self.max_bytes // 2
-        # The "drop" policy: status messages are kept past the bound, up to this many.
-        self.status_cap = max_items + _STATUS_RESERVE
         sock.set_receive_hook(self.hook)
 
     def room(self) -> int:
@@ -624,48 +609,14 @@ class _Reader:
             if nudges and msg.parent_id in nudges:
                 continue  # caused by wait_iopub_ready's kernel_info nudges
             nbytes = sum(map(len, frames))
-            # Full: keep only status messages (an execution ends with "idle"), and those
-            # only up to a hard cap.
-            if (
-                drop
-                and (len(inbox) >= max_items or inbox.nbytes + nbytes > max_bytes)
-                and (msg.header.msg_type != "status" or len(inbox) >= self.status_cap)
+            if drop and must_drop(
+                len(inbox), inbox.nbytes, nbytes, msg.header.msg_type, max_items, max_bytes
             ):
                 counters.dropped += 1
                 owner._drop_log.dropped(name, max_items, max_bytes)
                 continue
             if not inbox.put(msg, nbytes):
                 counters.discarded += 1
-
-
-class _DropLog:
-    """Warns about dropped IOPub messages: at the first drop, then at most every
-    ``_DROP_LOG_INTERVAL`` seconds with the count since the last warning."""
-
-    def __init__(self) -> None:
-        self._since = 0
-        self._total = 0
-        self._next = 0.0
-
-    def dropped(self, name: ChannelName, max_items: int, max_bytes: int) -> None:
-        self._since += 1
-        self._total += 1
-        now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + _DROP_LOG_INTERVAL
-        bound = f"{max_items} messages" + (
-            f" or {max_bytes} bytes" if max_bytes < sys.maxsize else ""
-        )
-        logger.warning(
-            "the %s consumer is slower than the kernel: dropped %d message(s) since the last "
-            "warning, %d in total (the buffer holds %s; see open_channels' iopub_overflow)",
-            name,
-            self._since,
-            self._total,
-            bound,
-        )
-        self._since = 0
 
 
 def detach_error(error: BaseException) -> None:

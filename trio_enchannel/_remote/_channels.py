@@ -29,13 +29,6 @@ from .._channel_views import (
     RejectedMessage,
     _Counters,
 )
-from .._channels import (
-    _STATUS_RESERVE,
-    IOPUB_BUFFER_BYTES,
-    IOPUB_BUFFER_SIZE,
-    IOPubOverflow,
-    _DropLog,
-)
 from .._errors import (
     ConfigurationError,
     KernelDied,
@@ -44,6 +37,7 @@ from .._errors import (
 )
 from .._inbox import Inbox
 from .._message import CHANNEL_NAMES, ChannelName, Message
+from .._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
 from .._session import Session
 from ._errors import ConnectionLost
 from ._framing import peek_channel
@@ -172,7 +166,9 @@ class RemoteChannels:
         else:
             for name in CHANNEL_NAMES:
                 self._inboxes[name] = self._receivers[name] = Inbox[Message]()
-        self._drop_log = _DropLog()
+        self._drop_log = DropLog(
+            logging.getLogger("trio_enchannel.channels"), "open_remote_channels"
+        )
         self._rejects_send: trio.MemorySendChannel[RejectedMessage] | None = None
         self._rejects_receive: trio.MemoryReceiveChannel[RejectedMessage] | None = None
         if report_rejects is not None:
@@ -444,9 +440,7 @@ class RemoteChannels:
         if name == "iopub" and self._iopub_drop:
             # Full: keep only status messages (an execution ends with "idle"), and those only
             # up to a hard cap; never wait, so the websocket keeps being read.
-            if (len(inbox) >= max_items or inbox.nbytes + nbytes > max_bytes) and (
-                msg.msg_type != "status" or len(inbox) >= max_items + _STATUS_RESERVE
-            ):
+            if must_drop(len(inbox), inbox.nbytes, nbytes, msg.msg_type, max_items, max_bytes):
                 counters.dropped += 1
                 self._drop_log.dropped(name, max_items, max_bytes)
                 return
