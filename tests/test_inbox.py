@@ -6,6 +6,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests._polling import assert_yields_every_few_calls
 from trio_enchannel._inbox import Inbox
 
 
@@ -141,29 +142,7 @@ async def test_receive_of_a_queued_item_is_a_cancel_point_and_yields_every_few_c
     n = SCHEDULE_EVERY * 5
     for i in range(n):
         inbox.put(i)
-    ticks = 0
-    seen: list[int] = []
-
-    async def other_task() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await trio.lowlevel.checkpoint()
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(other_task)
-        await trio.lowlevel.checkpoint()  # the other task is now running
-        for _ in range(n):
-            await inbox.receive()
-            seen.append(ticks)
-        nursery.cancel_scope.cancel()
-    # The other task ran again within every 2 * SCHEDULE_EVERY receives (a yield lets it
-    # run in the same scheduler batch as the consumer, before or after it)...
-    window = 2 * SCHEDULE_EVERY
-    for start in range(n - window):
-        assert seen[start + window] > seen[start], (start, seen)
-    # ...but not at every one (the point of skipping).
-    assert len(set(seen)) <= n // SCHEDULE_EVERY + 2, seen
+    await assert_yields_every_few_calls(inbox.receive, n, SCHEDULE_EVERY)
     inbox.put(99)
     with trio.CancelScope() as scope:
         scope.cancel()

@@ -13,6 +13,7 @@ import trio
 import trio.testing
 import zmq
 
+from tests._polling import assert_yields_every_few_calls
 from trio_enchannel import EncryptionUnavailable
 from trio_enchannel._zmq import (
     ZERO_COPY_THRESHOLD,
@@ -586,29 +587,15 @@ async def test_sends_that_do_not_wait_yield_every_few_calls_and_are_cancel_point
     from trio_enchannel._util import SCHEDULE_EVERY
 
     n = SCHEDULE_EVERY * 5
-    ticks = 0
-    seen: list[int] = []
-
-    async def other_task() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await trio.lowlevel.checkpoint()
-
     with TrioSocket("PAIR", linger=0) as a, TrioSocket("PAIR", linger=0) as b:
         b.connect(a.bind("tcp://127.0.0.1:0"))
         with trio.fail_after(TIMEOUT):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(other_task)
-                await trio.lowlevel.checkpoint()
-                for i in range(n):
-                    await b.send_multipart([str(i).encode()])
-                    seen.append(ticks)
-                nursery.cancel_scope.cancel()
-            window = 2 * SCHEDULE_EVERY
-            for start in range(n - window):
-                assert seen[start + window] > seen[start], (start, seen)
-            assert len(set(seen)) <= n // SCHEDULE_EVERY + 2, seen
+            numbers = iter(range(n))
+
+            async def send_next() -> None:
+                await b.send_multipart([str(next(numbers)).encode()])
+
+            await assert_yields_every_few_calls(send_next, n, SCHEDULE_EVERY)
             with trio.CancelScope() as scope:
                 scope.cancel()
                 with pytest.raises(trio.Cancelled):

@@ -178,7 +178,7 @@ async def test_cancelling_at_random_awaits_loses_nothing_for_other_requests(
             plan = [
                 (
                     rng.choice(["execute", "stream", "shell", "control"]),
-                    rng.randrange(40) if rng.random() < 0.5 else None,
+                    rng.randrange(20) if rng.random() < 0.5 else None,
                 )
                 for _ in range(requests)
             ]
