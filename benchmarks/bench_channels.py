@@ -15,7 +15,10 @@ every client. Measurements:
 Clients: trio-enchannel (``open_channels`` under Trio), jupyter_client (``AsyncKernelClient``
 under asyncio, in this process), raw pyzmq (blocking, pre-built frames: the floor) and, as a
 diagnostic, blocking pyzmq with trio-enchannel's ``Session`` doing the protocol work (the
-codec floor: what any signing, verifying client pays before any event loop).
+codec floor: what any signing, verifying client pays before any event loop); raw frames waited
+for the Trio way by one task without any codec (the Trio floor: what the event loop alone
+costs); and that one Trio task with our codec (the ceiling of any Trio client doing the
+protocol work, with no reader tasks or channels).
 
 The machine is small and shared, so every sample is short, the clients take turns for each
 measurement (in a rotating order) with a fresh connection each, and the tables give the best
@@ -93,6 +96,8 @@ TARGETS: dict[str, tuple[float | None, float]] = {
 }
 
 OURS, JC, RAW, CODEC = "trio-enchannel", "jupyter_client", "raw pyzmq", "pyzmq + our codec"
+TRIO = "pyzmq over Trio"
+TRIO_CODEC = "Trio + our codec"
 
 #: One sample: (rate, CPU time of this process per operation in the metric's CPU unit).
 Sample = tuple[float, float]
@@ -308,6 +313,138 @@ def run_codec(info: Info, metric: str) -> Sample:
 
 
 # ---------------------------------------------------------------------------------------------
+# Diagnostic: raw pyzmq frames over Trio (no codec, no tasks): the Trio floor
+
+
+class _TrioRaw:
+    """A zmq socket read the edge-triggered way under Trio, by one task, nothing else."""
+
+    def __init__(self, sock: zmq.Socket[bytes]) -> None:
+        self.sock = sock
+        self.fd = int(sock.getsockopt(zmq.FD))
+
+    def send(self, frames: list[bytes], *, copy: bool = True) -> None:
+        self.sock.send_multipart(frames, zmq.NOBLOCK, copy=copy)
+
+    async def recv(self, *, copy: bool = True) -> list[Any]:
+        while True:
+            try:
+                return self.sock.recv_multipart(zmq.NOBLOCK, copy=copy)
+            except zmq.Again:
+                pass
+            if not int(self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                await trio.lowlevel.wait_readable(self.fd)
+
+
+async def _run_trio_floor(info: Info, metric: str, session: Session | None) -> Sample:
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    raw_shell = ctx.socket(zmq.DEALER)
+    raw_shell.linger = 0
+    raw_shell.connect(f"tcp://127.0.0.1:{info['shell_port']}")
+    shell = _TrioRaw(raw_shell)
+    signer = RawSigner(info["key"])
+    try:
+        with trio.fail_after(TIMEOUT * 2):
+            if metric == "iopub":
+                raw_sub = ctx.socket(zmq.SUB)
+                raw_sub.linger = 0
+                raw_sub.connect(f"tcp://127.0.0.1:{info['iopub_port']}")
+                raw_sub.subscribe(b"")
+                sub = _TrioRaw(raw_sub)
+                sent = 0
+                while True:
+                    shell.send(signer.request("bench_sync_request", {"token": f"s{sent}"}))
+                    sent += 1
+                    with trio.move_on_after(0.05):
+                        await sub.recv()
+                        break
+                shell.send(signer.request("bench_sync_request", {"token": "final"}))
+                sent += 1
+                while not (
+                    (frames := await sub.recv())[0] == b"probe"
+                    and json.loads(frames[-1])["token"] == "final"
+                ):
+                    pass
+                for _ in range(sent):
+                    await shell.recv()
+                shell.send(signer.request("bench_flood_request", {"n": N_FLOOD}))
+                await shell.recv()
+                clock = Clock()
+                if session is None:
+                    for _ in range(N_FLOOD):
+                        await sub.recv()
+                else:
+                    for _ in range(N_FLOOD):
+                        session.deserialize(await sub.recv())
+                return clock.stop(N_FLOOD)
+            if metric == "big":
+                payload = os.urandom(BIG)
+                clock = Clock()
+                if session is None:
+                    shell.send([*signer.request("echo_request", {}), payload], copy=False)
+                    size = len((await shell.recv(copy=False))[-1])
+                else:
+                    message = session.message("echo_request", {}, buffers=[payload])
+                    shell.send(session.serialize(message), copy=False)  # type: ignore[arg-type]
+                    parts = await shell.recv(copy=False)
+                    frames = [p.bytes if len(p) < ZERO_COPY_MIN else p.buffer for p in parts]
+                    size = len(session.deserialize(frames).buffers[0])
+                sample = _big_sample(
+                    time.perf_counter() - clock.wall, time.process_time() - clock.cpu
+                )
+                assert size == BIG
+                return sample
+            request: Callable[[], object]
+            if session is None:
+                frames = signer.request("execute_request", EXECUTE)
+
+                def request() -> None:
+                    shell.send(frames)
+
+                async def receive() -> object:
+                    return await shell.recv()
+            else:
+                codec = session
+
+                def request() -> None:
+                    message = codec.message("execute_request", EXECUTE)
+                    shell.send(codec.serialize(message))  # type: ignore[arg-type]
+
+                async def receive() -> object:
+                    return codec.deserialize(await shell.recv())
+
+            if metric == "rtt1":
+                clock = Clock()
+                for _ in range(N_RTT1):
+                    request()
+                    await receive()
+                return clock.stop(N_RTT1)
+            clock = Clock()
+            for _ in range(WINDOW):
+                request()
+            for i in range(N_RTT_WINDOW):
+                await receive()
+                if i + WINDOW < N_RTT_WINDOW:
+                    request()
+            return clock.stop(N_RTT_WINDOW)
+    finally:
+        ctx.destroy(linger=0)
+
+
+def run_trio_floor(info: Info, metric: str) -> Sample:
+    """Diagnostic: raw pre-built frames, but waiting the Trio way (the zmq descriptor in
+    ``trio.lowlevel.wait_readable``), one task, no codec: what the event loop alone costs."""
+    return trio.run(_run_trio_floor, info, metric, None)
+
+
+def run_trio_codec(info: Info, metric: str) -> Sample:
+    """Diagnostic: the Trio floor plus trio-enchannel's Session doing the protocol work, in
+    the one task that sends and receives (no reader tasks, no channels, no bookkeeping): the
+    ceiling of any Trio client that builds, signs, verifies and decodes every message."""
+    return trio.run(_run_trio_floor, info, metric, Session(info["key"]))
+
+
+# ---------------------------------------------------------------------------------------------
 # jupyter_client: AsyncKernelClient under asyncio, used the way its users use it
 
 
@@ -469,6 +606,8 @@ CLIENTS: dict[str, Callable[[Info, str], Sample]] = {
     JC: run_jc,
     RAW: run_raw,
     CODEC: run_codec,
+    TRIO: run_trio_floor,
+    TRIO_CODEC: run_trio_codec,
 }
 
 #: client -> metric -> samples
@@ -539,6 +678,8 @@ def report(samples: Samples) -> list[str]:
                 best[JC],
                 best[RAW],
                 best[CODEC],
+                best[TRIO],
+                best[TRIO_CODEC],
                 f"{vs_jc:.2f}x",
                 f"{vs_raw:.0%}",
                 _target(metric),
@@ -551,12 +692,16 @@ def report(samples: Samples) -> list[str]:
                 rates[JC][metric],
                 rates[RAW][metric],
                 rates[CODEC][metric],
+                rates[TRIO][metric],
+                rates[TRIO_CODEC][metric],
                 strict=True,
             )
         )
-        r_jc = [o / j for o, j, _, _ in per_round]
-        r_raw = [o / r for o, _, r, _ in per_round]
-        r_codec = [c / r for _, _, r, c in per_round]
+        r_jc = [o / j for o, j, _, _, _, _ in per_round]
+        r_raw = [o / r for o, _, r, _, _, _ in per_round]
+        r_codec = [c / r for _, _, r, c, _, _ in per_round]
+        r_trio = [t / r for _, _, r, _, t, _ in per_round]
+        r_ceiling = [tc / r for _, _, r, _, _, tc in per_round]
         round_rows.append(
             [
                 label,
@@ -565,6 +710,8 @@ def report(samples: Samples) -> list[str]:
                 _range(r_jc, ".2f"),
                 _range(r_raw, ".0%"),
                 f"{statistics.median(r_codec):.0%}",
+                f"{statistics.median(r_trio):.0%}",
+                f"{statistics.median(r_ceiling):.0%}",
             ]
         )
         med = {name: statistics.median(cpus[name][metric]) for name in CLIENTS}
@@ -575,6 +722,8 @@ def report(samples: Samples) -> list[str]:
                 med[JC],
                 med[RAW],
                 med[CODEC],
+                med[TRIO],
+                med[TRIO_CODEC],
                 f"{med[JC] / med[OURS]:.2f}x",
                 f"{med[RAW] / med[OURS]:.0%}",
             ]
@@ -582,7 +731,19 @@ def report(samples: Samples) -> list[str]:
     return [
         table(
             f"Channels: best of {ROUNDS} samples per client, one peer process",
-            ["measurement", OURS, JC, RAW, CODEC, "vs jupyter_client", "vs raw", "target", "met"],
+            [
+                "measurement",
+                OURS,
+                JC,
+                RAW,
+                CODEC,
+                TRIO,
+                TRIO_CODEC,
+                "vs jupyter_client",
+                "vs raw",
+                "target",
+                "met",
+            ],
             best_rows,
         ),
         table(
@@ -594,6 +755,8 @@ def report(samples: Samples) -> list[str]:
                 "range vs jupyter_client",
                 "range vs raw",
                 "codec floor vs raw",
+                "Trio floor vs raw",
+                "Trio + codec vs raw",
             ],
             round_rows,
         ),
@@ -605,6 +768,8 @@ def report(samples: Samples) -> list[str]:
                 JC,
                 RAW,
                 CODEC,
+                TRIO,
+                TRIO_CODEC,
                 "jupyter_client / ours",
                 "raw / ours",
             ],
