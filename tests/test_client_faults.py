@@ -97,7 +97,13 @@ async def test_reply_after_idle_still_collects_everything(fake_kernel: FakeKerne
         {"output_type": "stream", "name": "stdout", "text": "100%\n"},
         {"output_type": "error", "ename": "ValueError", "evalue": "late", "traceback": ["tb"]},
     ]
-    assert result.messages[-1].msg_type == "execute_reply"
+    # The reply came after idle, on another socket: the two may arrive in either order, and
+    # the result waited for both.
+    kinds = [m.msg_type for m in result.messages]
+    assert kinds.count("execute_reply") == 1
+    assert [m.content.get("execution_state") for m in result.messages if m.msg_type == "status"][
+        -1
+    ] == "idle"
 
 
 async def test_death_mid_request_fails_promptly_keeping_what_arrived(
