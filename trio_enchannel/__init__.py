@@ -1,86 +1,90 @@
 """trio-enchannel: Trio-native channels, client, kernel side and launcher for Jupyter kernels.
 
 The public API is re-exported here; every other module is private.
+
+The names are imported on first use (PEP 562), so ``import trio_enchannel`` -- and the pytest
+plugin, which every pytest run in an environment with trio-enchannel loads -- stays cheap:
+trio, pyzmq and the rest are imported only when a name that needs them is used.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._channel_views import ChannelsStatistics as ChannelsStatistics
-from ._channel_views import ChannelStatistics as ChannelStatistics
-from ._channel_views import IOPubChannel as IOPubChannel
-from ._channel_views import MessageChannel as MessageChannel
-from ._channel_views import MultiplexedChannel as MultiplexedChannel
-from ._channel_views import RejectedMessage as RejectedMessage
-from ._channels import Channels as Channels
-from ._channels import IOPubOverflow as IOPubOverflow
-from ._channels import open_channels as open_channels
-from ._client import ClientStatistics as ClientStatistics
-from ._client import Execution as Execution
-from ._client import InputRequest as InputRequest
-from ._client import KernelClient as KernelClient
-from ._client import StdinHandler as StdinHandler
-from ._client import open_client as open_client
-from ._comm import Comm as Comm
-from ._connection import ConnectionInfo as ConnectionInfo
-from ._connection import write_connection_file as write_connection_file
-from ._errors import ConfigurationError as ConfigurationError
-from ._errors import ConnectionInfoError as ConnectionInfoError
-from ._errors import DuplicateSignature as DuplicateSignature
-from ._errors import EnchannelError as EnchannelError
-from ._errors import EncryptionUnavailable as EncryptionUnavailable
-from ._errors import InvalidSignature as InvalidSignature
-from ._errors import KernelDied as KernelDied
-from ._errors import KernelError as KernelError
-from ._errors import KernelStartupError as KernelStartupError
-from ._errors import LocalProtocolError as LocalProtocolError
-from ._errors import MalformedMessage as MalformedMessage
-from ._errors import NoSuchKernel as NoSuchKernel
-from ._errors import RemoteProtocolError as RemoteProtocolError
-from ._errors import UnsignedMessage as UnsignedMessage
-from ._heartbeat import Heartbeat as Heartbeat
-from ._heartbeat import HeartbeatState as HeartbeatState
-from ._heartbeat import HeartbeatStatistics as HeartbeatStatistics
-from ._kernel_side import IOPubPublisher as IOPubPublisher
-from ._kernel_side import KernelChannels as KernelChannels
-from ._kernel_side import KernelEndpoint as KernelEndpoint
-from ._kernel_side import KernelStatistics as KernelStatistics
-from ._kernel_side import open_kernel_channels as open_kernel_channels
-from ._kernelspec import InvalidKernelSpec as InvalidKernelSpec
-from ._kernelspec import KernelSpec as KernelSpec
-from ._kernelspec import find_kernel_specs as find_kernel_specs
-from ._kernelspec import get_kernel_spec as get_kernel_spec
-from ._kernelspec import list_kernel_specs as list_kernel_specs
-from ._launcher import Kernel as Kernel
-from ._launcher import open_kernel as open_kernel
-from ._message import CHANNEL_NAMES as CHANNEL_NAMES
-from ._message import ChannelName as ChannelName
-from ._message import Header as Header
-from ._message import Message as Message
-from ._outputs import ErrorInfo as ErrorInfo
-from ._outputs import OutputAccumulator as OutputAccumulator
-from ._results import ExecuteResult as ExecuteResult
-from ._results import KernelInfo as KernelInfo
-from ._results import Reply as Reply
-from ._session import DELIMITER as DELIMITER
-from ._session import Session as Session
-
-if TYPE_CHECKING:  # remote kernels need the 'remote' extra; imported lazily below
-    from ._remote import ConnectionLost as ConnectionLost
-    from ._remote import RemoteAuthenticationError as RemoteAuthenticationError
-    from ._remote import RemoteChannels as RemoteChannels
-    from ._remote import RemoteChannelsStatistics as RemoteChannelsStatistics
-    from ._remote import RemoteConnectionStatistics as RemoteConnectionStatistics
-    from ._remote import RemoteKernel as RemoteKernel
-    from ._remote import RemoteKernelModel as RemoteKernelModel
-    from ._remote import RemoteKernelNotFound as RemoteKernelNotFound
-    from ._remote import RemoteKernelSpec as RemoteKernelSpec
-    from ._remote import RemoteServer as RemoteServer
-    from ._remote import RemoteServerError as RemoteServerError
-    from ._remote import open_remote_channels as open_remote_channels
-    from ._remote import open_remote_kernel as open_remote_kernel
-    from ._remote import open_remote_server as open_remote_server
+if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved lazily at runtime
+    from ._channel_views import ChannelsStatistics as ChannelsStatistics
+    from ._channel_views import ChannelStatistics as ChannelStatistics
+    from ._channel_views import IOPubChannel as IOPubChannel
+    from ._channel_views import MessageChannel as MessageChannel
+    from ._channel_views import MultiplexedChannel as MultiplexedChannel
+    from ._channel_views import RejectedMessage as RejectedMessage
+    from ._channels import Channels as Channels
+    from ._channels import IOPubOverflow as IOPubOverflow
+    from ._channels import open_channels as open_channels
+    from ._client import ClientStatistics as ClientStatistics
+    from ._client import Execution as Execution
+    from ._client import InputRequest as InputRequest
+    from ._client import KernelClient as KernelClient
+    from ._client import StdinHandler as StdinHandler
+    from ._client import open_client as open_client
+    from ._comm import Comm as Comm
+    from ._connection import ConnectionInfo as ConnectionInfo
+    from ._connection import write_connection_file as write_connection_file
+    from ._errors import ConfigurationError as ConfigurationError
+    from ._errors import ConnectionInfoError as ConnectionInfoError
+    from ._errors import DuplicateSignature as DuplicateSignature
+    from ._errors import EnchannelError as EnchannelError
+    from ._errors import EncryptionUnavailable as EncryptionUnavailable
+    from ._errors import InvalidSignature as InvalidSignature
+    from ._errors import KernelDied as KernelDied
+    from ._errors import KernelError as KernelError
+    from ._errors import KernelStartupError as KernelStartupError
+    from ._errors import LocalProtocolError as LocalProtocolError
+    from ._errors import MalformedMessage as MalformedMessage
+    from ._errors import NoSuchKernel as NoSuchKernel
+    from ._errors import RemoteProtocolError as RemoteProtocolError
+    from ._errors import UnsignedMessage as UnsignedMessage
+    from ._heartbeat import Heartbeat as Heartbeat
+    from ._heartbeat import HeartbeatState as HeartbeatState
+    from ._heartbeat import HeartbeatStatistics as HeartbeatStatistics
+    from ._kernel_side import IOPubPublisher as IOPubPublisher
+    from ._kernel_side import KernelChannels as KernelChannels
+    from ._kernel_side import KernelEndpoint as KernelEndpoint
+    from ._kernel_side import KernelStatistics as KernelStatistics
+    from ._kernel_side import open_kernel_channels as open_kernel_channels
+    from ._kernelspec import InvalidKernelSpec as InvalidKernelSpec
+    from ._kernelspec import KernelSpec as KernelSpec
+    from ._kernelspec import find_kernel_specs as find_kernel_specs
+    from ._kernelspec import get_kernel_spec as get_kernel_spec
+    from ._kernelspec import list_kernel_specs as list_kernel_specs
+    from ._launcher import Kernel as Kernel
+    from ._launcher import open_kernel as open_kernel
+    from ._message import CHANNEL_NAMES as CHANNEL_NAMES
+    from ._message import ChannelName as ChannelName
+    from ._message import Header as Header
+    from ._message import Message as Message
+    from ._outputs import ErrorInfo as ErrorInfo
+    from ._outputs import OutputAccumulator as OutputAccumulator
+    from ._remote._channels import RemoteChannels as RemoteChannels
+    from ._remote._channels import RemoteChannelsStatistics as RemoteChannelsStatistics
+    from ._remote._channels import RemoteConnectionStatistics as RemoteConnectionStatistics
+    from ._remote._channels import open_remote_channels as open_remote_channels
+    from ._remote._errors import ConnectionLost as ConnectionLost
+    from ._remote._errors import RemoteAuthenticationError as RemoteAuthenticationError
+    from ._remote._errors import RemoteKernelNotFound as RemoteKernelNotFound
+    from ._remote._errors import RemoteServerError as RemoteServerError
+    from ._remote._kernel import RemoteKernel as RemoteKernel
+    from ._remote._kernel import open_remote_kernel as open_remote_kernel
+    from ._remote._rest import RemoteKernelModel as RemoteKernelModel
+    from ._remote._rest import RemoteKernelSpec as RemoteKernelSpec
+    from ._remote._rest import RemoteServer as RemoteServer
+    from ._remote._rest import open_remote_server as open_remote_server
+    from ._results import ExecuteResult as ExecuteResult
+    from ._results import KernelInfo as KernelInfo
+    from ._results import Reply as Reply
+    from ._session import DELIMITER as DELIMITER
+    from ._session import Session as Session
 
 __version__ = "0.1.0.dev0"
 
@@ -159,43 +163,109 @@ __all__ = [
     "write_connection_file",
 ]
 
-_REMOTE_NAMES = frozenset(
-    (
-        "ConnectionLost",
-        "RemoteAuthenticationError",
-        "RemoteChannels",
-        "RemoteChannelsStatistics",
-        "RemoteConnectionStatistics",
-        "RemoteKernel",
-        "RemoteKernelModel",
-        "RemoteKernelNotFound",
-        "RemoteKernelSpec",
-        "RemoteServer",
-        "RemoteServerError",
-        "open_remote_channels",
-        "open_remote_kernel",
-        "open_remote_server",
-    )
-)
+# Public name -> the private module that defines it (relative to this package).
+_LAZY: dict[str, str] = {
+    "CHANNEL_NAMES": "._message",
+    "DELIMITER": "._session",
+    "ChannelName": "._message",
+    "ChannelStatistics": "._channel_views",
+    "Channels": "._channels",
+    "ChannelsStatistics": "._channel_views",
+    "ClientStatistics": "._client",
+    "Comm": "._comm",
+    "ConfigurationError": "._errors",
+    "ConnectionInfo": "._connection",
+    "ConnectionInfoError": "._errors",
+    "ConnectionLost": "._remote._errors",
+    "DuplicateSignature": "._errors",
+    "EnchannelError": "._errors",
+    "EncryptionUnavailable": "._errors",
+    "ErrorInfo": "._outputs",
+    "ExecuteResult": "._results",
+    "Execution": "._client",
+    "Header": "._message",
+    "Heartbeat": "._heartbeat",
+    "HeartbeatState": "._heartbeat",
+    "HeartbeatStatistics": "._heartbeat",
+    "IOPubChannel": "._channel_views",
+    "IOPubOverflow": "._channels",
+    "IOPubPublisher": "._kernel_side",
+    "InputRequest": "._client",
+    "InvalidKernelSpec": "._kernelspec",
+    "InvalidSignature": "._errors",
+    "Kernel": "._launcher",
+    "KernelChannels": "._kernel_side",
+    "KernelClient": "._client",
+    "KernelDied": "._errors",
+    "KernelEndpoint": "._kernel_side",
+    "KernelError": "._errors",
+    "KernelInfo": "._results",
+    "KernelSpec": "._kernelspec",
+    "KernelStartupError": "._errors",
+    "KernelStatistics": "._kernel_side",
+    "LocalProtocolError": "._errors",
+    "MalformedMessage": "._errors",
+    "Message": "._message",
+    "MessageChannel": "._channel_views",
+    "MultiplexedChannel": "._channel_views",
+    "NoSuchKernel": "._errors",
+    "OutputAccumulator": "._outputs",
+    "RejectedMessage": "._channel_views",
+    "RemoteAuthenticationError": "._remote._errors",
+    "RemoteChannels": "._remote._channels",
+    "RemoteChannelsStatistics": "._remote._channels",
+    "RemoteConnectionStatistics": "._remote._channels",
+    "RemoteKernel": "._remote._kernel",
+    "RemoteKernelModel": "._remote._rest",
+    "RemoteKernelNotFound": "._remote._errors",
+    "RemoteKernelSpec": "._remote._rest",
+    "RemoteProtocolError": "._errors",
+    "RemoteServer": "._remote._rest",
+    "RemoteServerError": "._remote._errors",
+    "Reply": "._results",
+    "Session": "._session",
+    "StdinHandler": "._client",
+    "UnsignedMessage": "._errors",
+    "find_kernel_specs": "._kernelspec",
+    "get_kernel_spec": "._kernelspec",
+    "list_kernel_specs": "._kernelspec",
+    "open_channels": "._channels",
+    "open_client": "._client",
+    "open_kernel": "._launcher",
+    "open_kernel_channels": "._kernel_side",
+    "open_remote_channels": "._remote._channels",
+    "open_remote_kernel": "._remote._kernel",
+    "open_remote_server": "._remote._rest",
+    "write_connection_file": "._connection",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """Import the remote-kernel API on first use (it needs ``trio-enchannel[remote]``).
+    """Import a public name from its private module on first use, and cache it.
 
     Raises:
-        ImportError: a remote name was asked for but ``httpx`` or ``trio-websocket`` is
-            missing.
+        ImportError: a remote-kernel name was asked for but the ``remote`` extra
+            (``httpx``, ``trio-websocket``) is missing.
         AttributeError: no such name.
     """
-    if name in _REMOTE_NAMES:
-        try:
-            from . import _remote
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError(
-                f"trio_enchannel.{name} needs the remote extra: pip install "
-                f"'trio-enchannel[remote]' ({exc})"
-            ) from exc
-        value = getattr(_remote, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'trio_enchannel' has no attribute {name!r}")
+    try:
+        module_name = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    try:
+        module = importlib.import_module(module_name, __name__)
+    except ImportError as exc:
+        if not module_name.startswith("._remote."):
+            raise
+        raise ImportError(  # pragma: no cover - depends on the environment
+            f"trio_enchannel.{name} needs the remote extra: pip install "
+            f"'trio-enchannel[remote]' ({exc})"
+        ) from exc
+    value = getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's attributes, including the public names not imported yet."""
+    return sorted({*globals(), *__all__})

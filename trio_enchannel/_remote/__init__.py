@@ -2,24 +2,31 @@
 
 Needs the ``remote`` extra (``trio-websocket`` and ``httpx``). The public names are
 re-exported (lazily) by :mod:`trio_enchannel`.
+
+The names are imported on first use (PEP 562), so importing one remote module does not
+import them all.
 """
 
 from __future__ import annotations
 
-from ._channels import RemoteChannels as RemoteChannels
-from ._channels import RemoteChannelsStatistics as RemoteChannelsStatistics
-from ._channels import RemoteConnectionStatistics as RemoteConnectionStatistics
-from ._channels import open_remote_channels as open_remote_channels
-from ._errors import ConnectionLost as ConnectionLost
-from ._errors import RemoteAuthenticationError as RemoteAuthenticationError
-from ._errors import RemoteKernelNotFound as RemoteKernelNotFound
-from ._errors import RemoteServerError as RemoteServerError
-from ._kernel import RemoteKernel as RemoteKernel
-from ._kernel import open_remote_kernel as open_remote_kernel
-from ._rest import RemoteKernelModel as RemoteKernelModel
-from ._rest import RemoteKernelSpec as RemoteKernelSpec
-from ._rest import RemoteServer as RemoteServer
-from ._rest import open_remote_server as open_remote_server
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved lazily at runtime
+    from ._channels import RemoteChannels as RemoteChannels
+    from ._channels import RemoteChannelsStatistics as RemoteChannelsStatistics
+    from ._channels import RemoteConnectionStatistics as RemoteConnectionStatistics
+    from ._channels import open_remote_channels as open_remote_channels
+    from ._errors import ConnectionLost as ConnectionLost
+    from ._errors import RemoteAuthenticationError as RemoteAuthenticationError
+    from ._errors import RemoteKernelNotFound as RemoteKernelNotFound
+    from ._errors import RemoteServerError as RemoteServerError
+    from ._kernel import RemoteKernel as RemoteKernel
+    from ._kernel import open_remote_kernel as open_remote_kernel
+    from ._rest import RemoteKernelModel as RemoteKernelModel
+    from ._rest import RemoteKernelSpec as RemoteKernelSpec
+    from ._rest import RemoteServer as RemoteServer
+    from ._rest import open_remote_server as open_remote_server
 
 __all__ = [
     "ConnectionLost",
@@ -37,3 +44,41 @@ __all__ = [
     "open_remote_kernel",
     "open_remote_server",
 ]
+
+# Public name -> the private module that defines it (relative to this package).
+_LAZY: dict[str, str] = {
+    "ConnectionLost": "._errors",
+    "RemoteAuthenticationError": "._errors",
+    "RemoteChannels": "._channels",
+    "RemoteChannelsStatistics": "._channels",
+    "RemoteConnectionStatistics": "._channels",
+    "RemoteKernel": "._kernel",
+    "RemoteKernelModel": "._rest",
+    "RemoteKernelNotFound": "._errors",
+    "RemoteKernelSpec": "._rest",
+    "RemoteServer": "._rest",
+    "RemoteServerError": "._errors",
+    "open_remote_channels": "._channels",
+    "open_remote_kernel": "._kernel",
+    "open_remote_server": "._rest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its private module on first use, and cache it.
+
+    Raises:
+        AttributeError: no such name.
+    """
+    try:
+        module_name = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's attributes, including the public names not imported yet."""
+    return sorted({*globals(), *__all__})

@@ -3,40 +3,47 @@
 A scripted fake kernel that speaks the real protocol on loopback sockets, with faults injected
 on demand, and pytest fixtures (``fake_kernel``, ``fake_kernel_info``) registered by the
 trio-enchannel pytest plugin. See the "Testing" chapter of the documentation.
+
+The names are imported on first use (PEP 562): the pytest plugin lives in this package, and
+importing it must not import trio, pyzmq or the fake kernel.
 """
 
 from __future__ import annotations
 
-from ._fake_kernel import FakeKernel as FakeKernel
-from ._fake_kernel import open_fake_kernel as open_fake_kernel
-from ._fake_protocol import DEFAULT_KERNEL_INFO as DEFAULT_KERNEL_INFO
-from ._script import ClearOutput as ClearOutput
-from ._script import CommClose as CommClose
-from ._script import CommMsg as CommMsg
-from ._script import CommOpen as CommOpen
-from ._script import DelayReply as DelayReply
-from ._script import DieMidRequest as DieMidRequest
-from ._script import DisplayData as DisplayData
-from ._script import DropReply as DropReply
-from ._script import DuplicateReply as DuplicateReply
-from ._script import Error as Error
-from ._script import Fault as Fault
-from ._script import FloodIopub as FloodIopub
-from ._script import ForgeSignature as ForgeSignature
-from ._script import Gate as Gate
-from ._script import Input as Input
-from ._script import Malformed as Malformed
-from ._script import Publish as Publish
-from ._script import ReplaySignature as ReplaySignature
-from ._script import ReplyAfterIdle as ReplyAfterIdle
-from ._script import Result as Result
-from ._script import Script as Script
-from ._script import Sleep as Sleep
-from ._script import Status as Status
-from ._script import Step as Step
-from ._script import StopHeartbeat as StopHeartbeat
-from ._script import Stream as Stream
-from ._script import UpdateDisplayData as UpdateDisplayData
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved lazily at runtime
+    from ._fake_kernel import FakeKernel as FakeKernel
+    from ._fake_kernel import open_fake_kernel as open_fake_kernel
+    from ._fake_protocol import DEFAULT_KERNEL_INFO as DEFAULT_KERNEL_INFO
+    from ._script import ClearOutput as ClearOutput
+    from ._script import CommClose as CommClose
+    from ._script import CommMsg as CommMsg
+    from ._script import CommOpen as CommOpen
+    from ._script import DelayReply as DelayReply
+    from ._script import DieMidRequest as DieMidRequest
+    from ._script import DisplayData as DisplayData
+    from ._script import DropReply as DropReply
+    from ._script import DuplicateReply as DuplicateReply
+    from ._script import Error as Error
+    from ._script import Fault as Fault
+    from ._script import FloodIopub as FloodIopub
+    from ._script import ForgeSignature as ForgeSignature
+    from ._script import Gate as Gate
+    from ._script import Input as Input
+    from ._script import Malformed as Malformed
+    from ._script import Publish as Publish
+    from ._script import ReplaySignature as ReplaySignature
+    from ._script import ReplyAfterIdle as ReplyAfterIdle
+    from ._script import Result as Result
+    from ._script import Script as Script
+    from ._script import Sleep as Sleep
+    from ._script import Status as Status
+    from ._script import Step as Step
+    from ._script import StopHeartbeat as StopHeartbeat
+    from ._script import Stream as Stream
+    from ._script import UpdateDisplayData as UpdateDisplayData
 
 __all__ = [
     "DEFAULT_KERNEL_INFO",
@@ -70,3 +77,57 @@ __all__ = [
     "UpdateDisplayData",
     "open_fake_kernel",
 ]
+
+# Public name -> the private module that defines it (relative to this package).
+_LAZY: dict[str, str] = {
+    "DEFAULT_KERNEL_INFO": "._fake_protocol",
+    "ClearOutput": "._script",
+    "CommClose": "._script",
+    "CommMsg": "._script",
+    "CommOpen": "._script",
+    "DelayReply": "._script",
+    "DieMidRequest": "._script",
+    "DisplayData": "._script",
+    "DropReply": "._script",
+    "DuplicateReply": "._script",
+    "Error": "._script",
+    "FakeKernel": "._fake_kernel",
+    "Fault": "._script",
+    "FloodIopub": "._script",
+    "ForgeSignature": "._script",
+    "Gate": "._script",
+    "Input": "._script",
+    "Malformed": "._script",
+    "Publish": "._script",
+    "ReplaySignature": "._script",
+    "ReplyAfterIdle": "._script",
+    "Result": "._script",
+    "Script": "._script",
+    "Sleep": "._script",
+    "Status": "._script",
+    "Step": "._script",
+    "StopHeartbeat": "._script",
+    "Stream": "._script",
+    "UpdateDisplayData": "._script",
+    "open_fake_kernel": "._fake_kernel",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its private module on first use, and cache it.
+
+    Raises:
+        AttributeError: no such name.
+    """
+    try:
+        module_name = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's attributes, including the public names not imported yet."""
+    return sorted({*globals(), *__all__})
