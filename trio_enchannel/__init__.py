@@ -240,30 +240,32 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name from its private module on first use, and cache it.
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error
 
-    Raises:
-        ImportError: a remote-kernel name was asked for but the ``remote`` extra
-            (``httpx``, ``trio-websocket``) is missing.
-        AttributeError: no such name.
-    """
-    try:
-        module_name = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    try:
-        module = importlib.import_module(module_name, __name__)
-    except ImportError as exc:
-        if not module_name.startswith("._remote."):
-            raise
-        raise ImportError(  # pragma: no cover - depends on the environment
-            f"trio_enchannel.{name} needs the remote extra: pip install "
-            f"'trio-enchannel[remote]' ({exc})"
-        ) from exc
-    value = getattr(module, name)
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> Any:
+        """Import a public name from its private module on first use, and cache it.
+
+        Raises:
+            ImportError: a remote-kernel name was asked for but the ``remote`` extra
+                (``httpx``, ``trio-websocket``) is missing.
+            AttributeError: no such name.
+        """
+        try:
+            module_name = _LAZY[name]
+        except KeyError:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+        try:
+            module = importlib.import_module(module_name, __name__)
+        except ImportError as exc:
+            if not module_name.startswith("._remote."):
+                raise
+            raise ImportError(  # pragma: no cover - depends on the environment
+                f"trio_enchannel.{name} needs the remote extra: pip install "
+                f"'trio-enchannel[remote]' ({exc})"
+            ) from exc
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

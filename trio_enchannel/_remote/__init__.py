@@ -64,19 +64,21 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name from its private module on first use, and cache it.
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error
 
-    Raises:
-        AttributeError: no such name.
-    """
-    try:
-        module_name = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module_name, __name__), name)
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> Any:
+        """Import a public name from its private module on first use, and cache it.
+
+        Raises:
+            AttributeError: no such name.
+        """
+        try:
+            module_name = _LAZY[name]
+        except KeyError:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+        value = getattr(importlib.import_module(module_name, __name__), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:
