@@ -9,8 +9,9 @@ trio, pyzmq and the rest are imported only when a name that needs them is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ._util import lazy_exports
 
 if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved lazily at runtime
     from ._channel_views import ChannelsStatistics as ChannelsStatistics
@@ -241,33 +242,8 @@ _LAZY: dict[str, str] = {
 
 
 if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error
-
-    def __getattr__(name: str) -> Any:
-        """Import a public name from its private module on first use, and cache it.
-
-        Raises:
-            ImportError: a remote-kernel name was asked for but the ``remote`` extra
-                (``httpx``, ``trio-websocket``) is missing.
-            AttributeError: no such name.
-        """
-        try:
-            module_name = _LAZY[name]
-        except KeyError:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-        try:
-            module = importlib.import_module(module_name, __name__)
-        except ImportError as exc:
-            if not module_name.startswith("._remote."):
-                raise
-            raise ImportError(  # pragma: no cover - depends on the environment
-                f"trio_enchannel.{name} needs the remote extra: pip install "
-                f"'trio-enchannel[remote]' ({exc})"
-            ) from exc
-        value = getattr(module, name)
-        globals()[name] = value
-        return value
-
-
-def __dir__() -> list[str]:
-    """The module's attributes, including the public names not imported yet."""
-    return sorted({*globals(), *__all__})
+    __getattr__, __dir__ = lazy_exports(
+        globals(),
+        _LAZY,
+        extra_for=lambda module: "remote" if module.startswith("._remote.") else None,
+    )

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio depends on exceptiongroup there
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["SCHEDULE_EVERY", "BaseExceptionGroup", "ScheduleBudget", "unwrap_single"]
+__all__ = [
+    "SCHEDULE_EVERY",
+    "BaseExceptionGroup",
+    "ScheduleBudget",
+    "lazy_exports",
+    "unwrap_single",
+]
 
 
 @contextlib.contextmanager
@@ -75,3 +83,45 @@ class ScheduleBudget:
     def reset(self) -> None:
         """A call waited (and so yielded): start counting again."""
         self._calls = 0
+
+
+def lazy_exports(
+    namespace: dict[str, Any],
+    table: Mapping[str, str],
+    *,
+    extra_for: Callable[[str], str | None] = lambda module: None,
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` (PEP 562) that import each public name
+    from its private module on first use and cache it in the package's namespace.
+
+    Args:
+        namespace: the package's ``globals()`` (``__name__`` and ``__all__`` are read there).
+        table: public name -> module that defines it, relative to the package.
+        extra_for: for a module that needs an optional extra, that extra's name; an
+            ImportError then says which extra to install.
+    """
+    package = namespace["__name__"]
+
+    def __getattr__(name: str) -> Any:
+        try:
+            module_name = table[name]
+        except KeyError:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+        try:
+            module = importlib.import_module(module_name, package)
+        except ImportError as exc:
+            extra = extra_for(module_name)
+            if extra is None:
+                raise
+            raise ImportError(  # pragma: no cover - depends on the environment
+                f"{package}.{name} needs the {extra} extra: pip install "
+                f"'trio-enchannel[{extra}]' ({exc})"
+            ) from exc
+        value = getattr(module, name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*namespace, *namespace["__all__"]})
+
+    return __getattr__, __dir__

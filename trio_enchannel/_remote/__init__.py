@@ -9,8 +9,9 @@ import them all.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._util import lazy_exports
 
 if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved lazily at runtime
     from ._channels import RemoteChannels as RemoteChannels
@@ -65,22 +66,4 @@ _LAZY: dict[str, str] = {
 
 
 if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error
-
-    def __getattr__(name: str) -> Any:
-        """Import a public name from its private module on first use, and cache it.
-
-        Raises:
-            AttributeError: no such name.
-        """
-        try:
-            module_name = _LAZY[name]
-        except KeyError:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-        value = getattr(importlib.import_module(module_name, __name__), name)
-        globals()[name] = value
-        return value
-
-
-def __dir__() -> list[str]:
-    """The module's attributes, including the public names not imported yet."""
-    return sorted({*globals(), *__all__})
+    __getattr__, __dir__ = lazy_exports(globals(), _LAZY)
