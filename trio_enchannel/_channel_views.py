@@ -138,6 +138,25 @@ class _Counters:
             f"stalls={self.stalls} discarded={self.discarded} rejected={self.rejected}>"
         )
 
+    def snapshot(
+        self, name: ChannelName, queued: int, queued_bytes: int, limits: tuple[int, int]
+    ) -> ChannelStatistics:
+        """These counters as a :class:`ChannelStatistics`, with the buffer's state: its
+        ``queued`` messages and ``queued_bytes``, and its ``limits`` (messages, bytes)."""
+        return ChannelStatistics(
+            name=name,
+            received=self.received,
+            sent=self.sent,
+            rejected=dict(self.rejected),
+            queued=queued,
+            buffer_size=limits[0],
+            stalls=self.stalls,
+            dropped=self._dropped,
+            discarded=self.discarded,
+            queued_bytes=queued_bytes,
+            buffer_bytes=limits[1],
+        )
+
     @property
     def dropped(self) -> int:
         return self._dropped

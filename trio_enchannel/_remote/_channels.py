@@ -405,22 +405,8 @@ class RemoteChannels:
         return self._buffer_size, 0
 
     def _channel_statistics(self, name: ChannelName) -> ChannelStatistics:
-        counters = self._counters[name]
         inbox = self._inboxes[name]
-        size, nbytes = self._limits(name)
-        return ChannelStatistics(
-            name=name,
-            received=counters.received,
-            sent=counters.sent,
-            rejected=dict(counters.rejected),
-            queued=len(inbox),
-            buffer_size=size,
-            stalls=counters.stalls,
-            dropped=counters.dropped,
-            discarded=counters.discarded,
-            queued_bytes=inbox.nbytes,
-            buffer_bytes=nbytes,
-        )
+        return self._counters[name].snapshot(name, len(inbox), inbox.nbytes, self._limits(name))
 
     # -- link callbacks ---------------------------------------------------------------------
 
