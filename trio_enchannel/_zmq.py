@@ -9,7 +9,9 @@ This is the only module of trio-enchannel that imports :mod:`zmq`. It follows th
   :class:`trio.lowlevel.ParkingLot` and are woken by whoever observes the event they need;
 * the descriptor is edge-triggered (any libzmq call may consume the edge), so after every
   libzmq call made while somebody waits, ``EVENTS`` is read again and the waiters whose event
-  is now ready are woken;
+  is now ready are woken (the descriptor waiter through
+  :func:`trio.lowlevel.notify_closing`, which ends its ``wait_readable`` far more cheaply than
+  a cancel scope around every wait would);
 * closing marks the socket closed, calls :func:`trio.lowlevel.notify_closing` (which wakes the
   descriptor waiter with :class:`trio.ClosedResourceError`), wakes every parked task, then
   closes the socket with a finite linger;
@@ -206,7 +208,7 @@ class TrioSocket:
         self._closed = False
         self._zero_copy_threshold = zero_copy_threshold
         # The task waiting on the descriptor: its cancel scope and the events it wants.
-        self._fd_scope: trio.CancelScope | None = None
+        self._fd_waiting = False  # a task waits on the descriptor (wait_readable)
         self._fd_mask = 0
         # Other tasks waiting for a receivable / sendable socket.
         self._recv_lot = trio.lowlevel.ParkingLot()
@@ -379,13 +381,12 @@ class TrioSocket:
     def _dispatch(self, events: int) -> None:
         # Wake everybody whose event ``events`` shows; a receive hook may take the messages
         # first, saving the descriptor waiter a wake-up.
-        scope = self._fd_scope
         if (
-            scope is not None
+            self._fd_waiting
             and events & self._fd_mask
             and not (self._fd_mask == _POLLIN and self._run_receive_hook())
         ):
-            scope.cancel()
+            self._wake_fd_waiter()
         if events & _POLLIN and self._recv_lot:
             self._recv_lot.unpark_all()
         if events & _POLLOUT and self._send_lot:
@@ -404,15 +405,14 @@ class TrioSocket:
             self._hooking = False
 
     def _wake_all(self) -> None:
-        if self._fd_scope is not None:
-            self._fd_scope.cancel()
+        self._wake_fd_waiter()
         self._recv_lot.unpark_all()
         self._send_lot.unpark_all()
 
     def _after_call(self) -> None:
         # A libzmq call may have consumed the descriptor's edge: re-read EVENTS for waiters.
         self._ops += 1
-        if self._fd_scope is None and not self._recv_lot and not self._send_lot:
+        if not self._fd_waiting and not self._recv_lot and not self._send_lot:
             return
         if self._closed:
             self._wake_all()
@@ -444,25 +444,37 @@ class TrioSocket:
     async def _sleep(self, mask: int) -> None:
         # Wait on the descriptor, or behind the task that already does; the caller re-reads
         # EVENTS afterwards.
-        if self._fd_scope is None:
-            with trio.CancelScope() as scope:
-                self._fd_scope = scope
-                self._fd_mask = mask
-                try:
-                    await trio.lowlevel.wait_readable(self._fd)
-                except trio.ClosedResourceError as exc:
+        if not self._fd_waiting:
+            self._fd_waiting = True
+            self._fd_mask = mask
+            try:
+                await trio.lowlevel.wait_readable(self._fd)
+            except trio.ClosedResourceError as exc:
+                if self._closed:
                     raise trio.ClosedResourceError("the ZeroMQ socket was closed") from exc
-                finally:
-                    self._fd_scope = None
-                    self._quiet = -1
-                    # Whoever is parked must now take over the descriptor.
-                    if self._recv_lot:
-                        self._recv_lot.unpark_all()
-                    if self._send_lot:
-                        self._send_lot.unpark_all()
+                # Woken by _wake_fd_waiter: another call may have consumed the edge.
+            finally:
+                self._fd_waiting = False
+                self._quiet = -1
+                # Whoever is parked must now take over the descriptor.
+                if self._recv_lot:
+                    self._recv_lot.unpark_all()
+                if self._send_lot:
+                    self._send_lot.unpark_all()
         else:
             await (self._recv_lot if mask == _POLLIN else self._send_lot).park()
             self._quiet = -1
+
+    def _wake_fd_waiter(self) -> None:
+        # Trio offers two ways to end another task's wait_readable: cancel a scope around it
+        # (a CancelScope per wait costs more than the rest of a wait) or notify_closing, which
+        # wakes the waiter with ClosedResourceError and unregisters the descriptor; the next
+        # wait registers it again. _sleep tells this wake-up from a real close by _closed.
+        if self._fd_waiting:
+            try:
+                trio.lowlevel.notify_closing(self._fd)
+            except RuntimeError:  # not inside trio.run: nobody can be waiting
+                pass
 
     # -- sending --------------------------------------------------------------------------
 
