@@ -4,8 +4,10 @@
     Starts ``python -m ipykernel_launcher -f FILE`` (the current interpreter) on a fresh
     :class:`ConnectionInfo` written to a connection file in ``tmp_path``, yields the
     :class:`ConnectionInfo`, and always kills and reaps the process (and its process group)
-    afterwards. The kernel may still be starting when the test body runs: use
-    ``open_channels(info)`` and ``await ch.wait_iopub_ready()`` or a ``kernel_info_request``.
+    afterwards. Over TCP the kernel already listens on all of its ports when the test body
+    runs (it is restarted on fresh ports if another socket took one first), but it may still
+    be starting: use ``open_channels(info)`` and ``await ch.wait_iopub_ready()`` or a
+    ``kernel_info_request``.
 
 ``ipykernel_process``
     The same, yielding a :class:`KernelProcess` (info, trio process, connection file) for
@@ -33,6 +35,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
+import psutil
 import pytest
 import trio
 
@@ -66,17 +69,18 @@ class KernelProcess:
             return ""
 
 
-@asynccontextmanager
-async def kernel_process(
-    directory: Path,
-    argv: Sequence[str] = IPYKERNEL_ARGV,
-    info: ConnectionInfo | None = None,
-) -> AsyncIterator[KernelProcess]:
-    """Write ``info`` (default: freshly allocated tcp ports) to a connection file in
-    ``directory``, start ``argv`` (``{connection_file}`` substituted) in its own process
-    group, yield a :class:`KernelProcess`, and always kill and reap it."""
-    if info is None:
-        info = ConnectionInfo.allocate()
+#: Attempts at starting a kernel whose TCP ports another socket took before it bound them.
+PORT_ATTEMPTS = 3
+#: How long a starting kernel may take to listen on all of its TCP ports.
+BIND_TIMEOUT = 60.0
+#: How long the heartbeat port may lag behind the other four (ipykernel binds it in a
+#: thread, and a failed bind there is silent: the kernel carries on without a heartbeat).
+HEARTBEAT_GRACE = 3.0
+
+
+async def _start(
+    directory: Path, argv: Sequence[str], info: ConnectionInfo
+) -> tuple[trio.Process, Path, Path]:
     name = f"kernel-{uuid.uuid4().hex[:12]}"
     path = write_connection_file(info, directory / f"{name}.json")
     log = directory / f"{name}.log"
@@ -93,15 +97,89 @@ async def kernel_process(
             env=env,
             start_new_session=True,
         )
+    return process, path, log
+
+
+async def _kill(process: trio.Process) -> None:
+    with trio.CancelScope(shield=True):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+
+
+async def _listens_on_its_ports(process: trio.Process, info: ConnectionInfo, log: Path) -> bool:
+    """Wait until the kernel process listens on all five TCP ports of ``info``: ``True``;
+    ``False`` when it exited first or one port stayed taken by another socket (a port that
+    ``ConnectionInfo.allocate`` found free can be taken, for example as the source port of an
+    outgoing connection, before the kernel binds it; jupyter_client has the same race)."""
+    ports = {info.shell_port, info.iopub_port, info.stdin_port, info.control_port}
+    kernel = psutil.Process(process.pid)
+    others_since: float | None = None
+    with trio.move_on_after(BIND_TIMEOUT):
+        while process.poll() is None:
+            try:
+                listening = {
+                    c.laddr.port
+                    for c in kernel.net_connections(kind="tcp")
+                    if c.status == psutil.CONN_LISTEN
+                }
+            except psutil.Error:
+                return False
+            if b"Address already in use" in log.read_bytes():  # noqa: ASYNC240 - a small log
+                return False  # ipykernel may hang on its way out after a failed bind
+            if ports <= listening:
+                if info.hb_port in listening:
+                    return True
+                if others_since is None:
+                    others_since = trio.current_time()
+                elif trio.current_time() - others_since > HEARTBEAT_GRACE:
+                    return False
+            await trio.sleep(0.02)  # no event tells when another process binds a port
+    return False
+
+
+@asynccontextmanager
+async def kernel_process(
+    directory: Path,
+    argv: Sequence[str] = IPYKERNEL_ARGV,
+    info: ConnectionInfo | None = None,
+) -> AsyncIterator[KernelProcess]:
+    """Write ``info`` (default: freshly allocated tcp ports) to a connection file in
+    ``directory``, start ``argv`` (``{connection_file}`` substituted) in its own process
+    group, yield a :class:`KernelProcess`, and always kill and reap it.
+
+    Over TCP, the kernel is yielded once it listens on all of its ports; if another socket
+    took one of them first, it is started again on fresh ports (same key and CurveZMQ keys),
+    up to ``PORT_ATTEMPTS`` times."""
+    if info is None:
+        info = ConnectionInfo.allocate()
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        process, path, log = await _start(directory, argv, info)
+        try:
+            if info.transport != "tcp" or await _listens_on_its_ports(process, info, log):
+                break
+        except BaseException:
+            await _kill(process)
+            raise
+        await _kill(process)
+        output = log.read_text(errors="replace")
+        if attempt == PORT_ATTEMPTS or process.returncode not in (None, -signal.SIGKILL, 1):
+            pytest.fail(f"the kernel never listened on all of its ports:\n{output[-3000:]}")
+        fresh = ConnectionInfo.allocate()
+        info = attrs.evolve(
+            info,
+            shell_port=fresh.shell_port,
+            iopub_port=fresh.iopub_port,
+            stdin_port=fresh.stdin_port,
+            control_port=fresh.control_port,
+            hb_port=fresh.hb_port,
+        )
     try:
         yield KernelProcess(info=info, process=process, connection_file=path, log=log)
     finally:
-        with trio.CancelScope(shield=True):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+        await _kill(process)
 
 
 @pytest.fixture

@@ -205,3 +205,24 @@ async def test_ipykernel_with_curve_encryption(tmp_path: Path) -> None:
     async with kernel_process(tmp_path, IPYKERNEL_ARGV, info) as kernel:
         # Our sockets insist on CURVE: a kernel without encryption could not answer at all.
         await kernel_round_trip(kernel)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("taken", ["hb_port", "shell_port"])
+async def test_kernel_fixture_restarts_a_kernel_whose_port_was_taken(
+    tmp_path: Path, taken: str
+) -> None:
+    """The fixtures' kernel_process notices a port another socket holds (ipykernel exits on
+    a taken shell port, and silently loses its heartbeat on a taken heartbeat port) and
+    starts the kernel again on fresh ports, keeping the key."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        info = attrs.evolve(ConnectionInfo.allocate(), **{taken: port})
+        async with kernel_process(tmp_path, IPYKERNEL_ARGV, info) as kernel:
+            assert getattr(kernel.info, taken) != port
+            assert kernel.info.key == info.key
+            await kernel_round_trip(kernel)
