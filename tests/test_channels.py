@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -689,6 +689,23 @@ async def test_heartbeat_startup_deadline_applies_before_the_first_echo() -> Non
             assert ch.statistics().heartbeat.replies == 0
 
 
+async def assert_woken_by_close(ch: Channels, wait: Callable[[], Awaitable[object]]) -> None:
+    """A task blocked in ``wait()`` gets ClosedResourceError when ``ch`` is closed."""
+    outcome: list[str] = []
+
+    async def waiter() -> None:
+        with pytest.raises(trio.ClosedResourceError):
+            await wait()
+        outcome.append("closed")
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            await ch.aclose()
+    assert outcome == ["closed"]
+
+
 async def test_heartbeat_waiters_are_woken_by_close() -> None:
     async with raw_kernel() as kernel:
         async with open_channels(kernel.info, heartbeat=False) as ch:
@@ -696,19 +713,7 @@ async def test_heartbeat_waiters_are_woken_by_close() -> None:
             with pytest.raises(RuntimeError):
                 await ch.heartbeat.wait_alive()
         async with open_channels(kernel.info, hb_deadline=60) as ch:
-            outcome: list[str] = []
-
-            async def waiter() -> None:
-                with pytest.raises(trio.ClosedResourceError):
-                    await ch.wait_unresponsive()
-                outcome.append("closed")
-
-            with trio.fail_after(TIMEOUT):
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(waiter)
-                    await trio.testing.wait_all_tasks_blocked()
-                    await ch.aclose()
-            assert outcome == ["closed"]
+            await assert_woken_by_close(ch, ch.wait_unresponsive)
 
 
 async def test_closing_semantics() -> None:
@@ -793,19 +798,7 @@ async def test_wait_connected_fails_clearly_when_the_handshake_cannot_succeed() 
 async def test_wait_connected_is_woken_by_close() -> None:
     info = ConnectionInfo.allocate(key=KEY)
     async with open_channels(info, heartbeat=False) as ch:
-        outcome: list[str] = []
-
-        async def waiter() -> None:
-            with pytest.raises(trio.ClosedResourceError):
-                await ch.wait_connected()
-            outcome.append("closed")
-
-        with trio.fail_after(TIMEOUT):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(waiter)
-                await trio.testing.wait_all_tasks_blocked()
-                await ch.aclose()
-        assert outcome == ["closed"]
+        await assert_woken_by_close(ch, ch.wait_connected)
     with pytest.raises(trio.ClosedResourceError):
         await ch.wait_connected()
 

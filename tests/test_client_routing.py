@@ -664,26 +664,32 @@ async def test_wait_for_ready_nudges_until_iopub_delivers(
     assert stats.pending == 0 and stats.unclaimed_replies == 0  # probe replies stay quiet
 
 
+async def execute_after_a_readiness_probe(client: KernelClient, kernel: Kernel) -> None:
+    """Run ``client.execute("1")`` against a kernel stand-in that expects a kernel_info probe
+    first, then the execute_request."""
+
+    async def kernel_side() -> None:
+        probe = await kernel.shell.receive()
+        assert probe.msg_type == "kernel_info_request"
+        await kernel.answer_kernel_info(probe)
+        req = await kernel.shell.receive()
+        assert req.msg_type == "execute_request"
+        await kernel.reply(req, status="ok", execution_count=1)
+        await kernel.status(req, "idle")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(kernel_side)
+        with trio.fail_after(5):
+            assert (await client.execute("1")).ok
+
+
 async def test_first_execute_waits_until_iopub_delivers() -> None:
     # A SUB socket misses what is published before its subscription reaches the kernel, so
     # the first execution makes sure IOPub is live before sending its request.
     channels, kernel = memory_pair()
     channels.iopub_ready = False
     async with open_client(channels) as client:
-
-        async def kernel_side() -> None:
-            probe = await kernel.shell.receive()
-            assert probe.msg_type == "kernel_info_request"
-            await kernel.answer_kernel_info(probe)
-            req = await kernel.shell.receive()
-            assert req.msg_type == "execute_request"
-            await kernel.reply(req, status="ok", execution_count=1)
-            await kernel.status(req, "idle")
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(kernel_side)
-            with trio.fail_after(5):
-                assert (await client.execute("1")).ok
+        await execute_after_a_readiness_probe(client, kernel)
         assert client.iopub_live and client.kernel_info_cache is not None
 
 
@@ -698,19 +704,7 @@ async def test_after_reset_readiness_iopub_must_prove_itself_live_again() -> Non
         after = client.iopub_live
         assert before and not after
 
-        async def kernel_side() -> None:
-            probe = await kernel.shell.receive()
-            assert probe.msg_type == "kernel_info_request"
-            await kernel.answer_kernel_info(probe)
-            req = await kernel.shell.receive()
-            assert req.msg_type == "execute_request"
-            await kernel.reply(req, status="ok", execution_count=1)
-            await kernel.status(req, "idle")
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(kernel_side)
-            with trio.fail_after(5):
-                assert (await client.execute("1")).ok
+        await execute_after_a_readiness_probe(client, kernel)
         assert client.iopub_live
 
 

@@ -5,7 +5,8 @@ floods, server-side closes."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 import pytest
@@ -108,10 +109,14 @@ class FakeServer:
         await self.script(FakeConnection(ws, self.connections))
 
 
-async def _serve(nursery: trio.Nursery, script: Script, *, offer_v1: bool = True) -> FakeServer:
-    server = FakeServer(script, offer_v1=offer_v1)
-    await nursery.start(server.run)
-    return server
+@asynccontextmanager
+async def serving(script: Script, *, offer_v1: bool = True) -> AsyncIterator[FakeServer]:
+    """A fake server running ``script`` for the block, stopped when it ends."""
+    async with trio.open_nursery() as nursery:
+        server = FakeServer(script, offer_v1=offer_v1)
+        await nursery.start(server.run)
+        yield server
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("offer_v1", [True, False], ids=["v1", "legacy"])
@@ -131,30 +136,28 @@ async def test_malformed_frames_are_rejected_counted_and_never_delivered(offer_v
         await conn.answer_forever()
 
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            server = await _serve(nursery, script, offer_v1=offer_v1)
-            async with open_remote_channels(
-                server.url, KERNEL, token=TOKEN, report_rejects=True
-            ) as ch:
-                msg = await ch.iopub.receive()
-                assert msg.msg_type == "status"  # the only valid message came through
-                rejects = [await ch.rejects.receive() for _ in range(2 if offer_v1 else 3)]
-                stats = ch.statistics()
-                assert stats.iopub.received == 1
-                if offer_v1:
-                    assert [r.reason for r in rejects] == ["bad_framing", "bad_json"]
-                    assert stats.connection.rejected_unknown_channel == 1
-                    assert stats.iopub.rejected == {"bad_json": 1}
-                else:
-                    assert [r.reason for r in rejects] == ["bad_json", "bad_json", "not_object"]
-                    assert stats.connection.rejected_unknown_channel == 2
-                    assert stats.iopub.rejected == {"not_object": 1}
-                assert stats.rejected_total == len(rejects)
-                assert all(len(r.frames) == 1 for r in rejects)
-                # The reader survived: requests still work.
-                await ch.send(ch.session.message("kernel_info_request", channel="shell"))
-                assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
-            nursery.cancel_scope.cancel()
+        async with (
+            serving(script, offer_v1=offer_v1) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN, report_rejects=True) as ch,
+        ):
+            msg = await ch.iopub.receive()
+            assert msg.msg_type == "status"  # the only valid message came through
+            rejects = [await ch.rejects.receive() for _ in range(2 if offer_v1 else 3)]
+            stats = ch.statistics()
+            assert stats.iopub.received == 1
+            if offer_v1:
+                assert [r.reason for r in rejects] == ["bad_framing", "bad_json"]
+                assert stats.connection.rejected_unknown_channel == 1
+                assert stats.iopub.rejected == {"bad_json": 1}
+            else:
+                assert [r.reason for r in rejects] == ["bad_json", "bad_json", "not_object"]
+                assert stats.connection.rejected_unknown_channel == 2
+                assert stats.iopub.rejected == {"not_object": 1}
+            assert stats.rejected_total == len(rejects)
+            assert all(len(r.frames) == 1 for r in rejects)
+            # The reader survived: requests still work.
+            await ch.send(ch.session.message("kernel_info_request", channel="shell"))
+            assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
 
 
 async def test_handshake_refusals_are_typed() -> None:
@@ -162,8 +165,7 @@ async def test_handshake_refusals_are_typed() -> None:
         await conn.answer_forever()  # pragma: no cover - never accepted
 
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            server = await _serve(nursery, script)
+        async with serving(script) as server:
             with pytest.raises(RemoteAuthenticationError) as auth:
                 async with open_remote_channels(server.url, KERNEL, token="nope"):
                     pass  # pragma: no cover
@@ -173,7 +175,6 @@ async def test_handshake_refusals_are_typed() -> None:
                 async with open_remote_channels(server.url, "k2", token=TOKEN):
                     pass  # pragma: no cover
             assert missing.value.kernel_id == "k2"
-            nursery.cancel_scope.cancel()
 
 
 async def test_server_restarting_status_fails_pending_requests_only() -> None:
@@ -185,23 +186,21 @@ async def test_server_restarting_status_fails_pending_requests_only() -> None:
         await conn.answer_forever()
 
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            server = await _serve(nursery, script)
-            async with (
-                open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
-                open_client(ch) as client,
-            ):
-                with pytest.raises(KernelDied, match="restarted"):
-                    await client.kernel_info()
-                assert ch.kernel_died is None
-                info = await client.kernel_info()  # the restarted kernel answers
-                assert info.reply.msg_type == "kernel_info_reply"
-                # The channels reopened the websocket as a new session (the restarted kernel
-                # may listen on new ports) and checked its messages flow before using it.
-                assert server.connections == 2
-                assert server.session_ids[0] != server.session_ids[1]
-                assert ch.statistics().connection.drops == 0  # a planned reconnection
-            nursery.cancel_scope.cancel()
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+            open_client(ch) as client,
+        ):
+            with pytest.raises(KernelDied, match="restarted"):
+                await client.kernel_info()
+            assert ch.kernel_died is None
+            info = await client.kernel_info()  # the restarted kernel answers
+            assert info.reply.msg_type == "kernel_info_reply"
+            # The channels reopened the websocket as a new session (the restarted kernel
+            # may listen on new ports) and checked its messages flow before using it.
+            assert server.connections == 2
+            assert server.session_ids[0] != server.session_ids[1]
+            assert ch.statistics().connection.drops == 0  # a planned reconnection
 
 
 async def test_server_dead_status_is_the_kernel_death() -> None:
@@ -212,22 +211,20 @@ async def test_server_dead_status_is_the_kernel_death() -> None:
         await trio.sleep_forever()
 
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            server = await _serve(nursery, script)
-            async with (
-                open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
-                open_client(ch) as client,
-            ):
-                with pytest.raises(KernelDied, match="dead"):
-                    await client.kernel_info()
-                died = await ch.wait_unresponsive()
-                assert "dead" in died.reason
-                assert ch.kernel_died is not None and ch.state == "dead"
-                with pytest.raises(KernelDied):
-                    await ch.send(ch.session.message("kernel_info_request", channel="shell"))
-                with pytest.raises(KernelDied):
-                    await client.kernel_info()
-            nursery.cancel_scope.cancel()
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+            open_client(ch) as client,
+        ):
+            with pytest.raises(KernelDied, match="dead"):
+                await client.kernel_info()
+            died = await ch.wait_unresponsive()
+            assert "dead" in died.reason
+            assert ch.kernel_died is not None and ch.state == "dead"
+            with pytest.raises(KernelDied):
+                await ch.send(ch.session.message("kernel_info_request", channel="shell"))
+            with pytest.raises(KernelDied):
+                await client.kernel_info()
 
 
 class _Nowait(Protocol):
@@ -262,39 +259,35 @@ async def test_iopub_flood_is_dropped_and_counted_by_default(
 
     caplog.set_level(logging.WARNING, logger="trio_enchannel.channels")
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            server = await _serve(nursery, script, offer_v1=offer_v1)
-            async with open_remote_channels(
-                server.url, KERNEL, token=TOKEN, iopub_buffer_size=20
-            ) as ch:
-                await ch.send(ch.session.message("execute_request", channel="shell"))
-                reply = await ch.shell.receive()  # nobody reads IOPub: the reply still comes
-                assert reply.msg_type == "execute_reply"
-                stats = ch.statistics().iopub
-                assert stats.received == 1 + 300 + 6 + 1
-                assert stats.stalls == 0  # the reader never waited for the IOPub consumer
-                # The buffer filled with busy + 19 streams; past it only statuses were kept.
-                assert stats.dropped == 300 - 19
-                assert stats.queued == 20 + 6 + 1
-                assert stats.received == stats.dropped + stats.queued  # nothing delivered yet
-                assert (stats.buffer_size, stats.buffer_bytes) == (20, 32 * 2**20)
-                assert 0 < stats.queued_bytes <= stats.buffer_bytes
-                assert ch.iopub.dropped == stats.dropped
-                assert await ch.iopub.wait_dropped() == stats.dropped
-                delivered = _drain(ch.iopub)
-                statuses = [
-                    m.content["execution_state"] for m in delivered if m.msg_type == "status"
-                ]
-                assert statuses == ["busy"] * 7 + ["idle"]  # no status message dropped
-                texts = [m.content["text"] for m in delivered if m.msg_type == "stream"]
-                assert texts == [f"{i}\n" for i in range(19)]  # the oldest kept, in order
-                after = ch.statistics().iopub
-                assert (after.queued, after.queued_bytes) == (0, 0)
-                assert after.received == len(delivered) + after.dropped + after.queued
-                # Replies still flow afterwards.
-                await ch.send(ch.session.message("kernel_info_request", channel="shell"))
-                assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
-            nursery.cancel_scope.cancel()
+        async with (
+            serving(script, offer_v1=offer_v1) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN, iopub_buffer_size=20) as ch,
+        ):
+            await ch.send(ch.session.message("execute_request", channel="shell"))
+            reply = await ch.shell.receive()  # nobody reads IOPub: the reply still comes
+            assert reply.msg_type == "execute_reply"
+            stats = ch.statistics().iopub
+            assert stats.received == 1 + 300 + 6 + 1
+            assert stats.stalls == 0  # the reader never waited for the IOPub consumer
+            # The buffer filled with busy + 19 streams; past it only statuses were kept.
+            assert stats.dropped == 300 - 19
+            assert stats.queued == 20 + 6 + 1
+            assert stats.received == stats.dropped + stats.queued  # nothing delivered yet
+            assert (stats.buffer_size, stats.buffer_bytes) == (20, 32 * 2**20)
+            assert 0 < stats.queued_bytes <= stats.buffer_bytes
+            assert ch.iopub.dropped == stats.dropped
+            assert await ch.iopub.wait_dropped() == stats.dropped
+            delivered = _drain(ch.iopub)
+            statuses = [m.content["execution_state"] for m in delivered if m.msg_type == "status"]
+            assert statuses == ["busy"] * 7 + ["idle"]  # no status message dropped
+            texts = [m.content["text"] for m in delivered if m.msg_type == "stream"]
+            assert texts == [f"{i}\n" for i in range(19)]  # the oldest kept, in order
+            after = ch.statistics().iopub
+            assert (after.queued, after.queued_bytes) == (0, 0)
+            assert after.received == len(delivered) + after.dropped + after.queued
+            # Replies still flow afterwards.
+            await ch.send(ch.session.message("kernel_info_request", channel="shell"))
+            assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
     warnings = [r for r in caplog.records if r.name == "trio_enchannel.channels"]
     assert len(warnings) == 1  # reported once (rate-limited), with the count
     assert warnings[0].levelno == logging.WARNING
@@ -313,22 +306,20 @@ async def test_iopub_buffer_is_bounded_in_bytes() -> None:
         await conn.answer_forever()
 
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            server = await _serve(nursery, script)
-            async with open_remote_channels(
-                server.url, KERNEL, token=TOKEN, iopub_buffer_bytes=500_000
-            ) as ch:
-                await ch.send(ch.session.message("execute_request", channel="shell"))
-                assert (await ch.shell.receive()).msg_type == "execute_reply"
-                stats = ch.statistics().iopub
-                assert stats.buffer_bytes == 500_000
-                assert (stats.received, stats.dropped, stats.queued) == (11, 8, 3)
-                # Two big messages fit (a third would pass the bound); the status is small.
-                assert 400_000 < stats.queued_bytes < 500_000 + 10_000
-                delivered = _drain(ch.iopub)
-                assert [m.msg_type for m in delivered] == ["stream", "stream", "status"]
-                assert [m.content["text"][0] for m in delivered[:2]] == ["0", "1"]
-            nursery.cancel_scope.cancel()
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN, iopub_buffer_bytes=500_000) as ch,
+        ):
+            await ch.send(ch.session.message("execute_request", channel="shell"))
+            assert (await ch.shell.receive()).msg_type == "execute_reply"
+            stats = ch.statistics().iopub
+            assert stats.buffer_bytes == 500_000
+            assert (stats.received, stats.dropped, stats.queued) == (11, 8, 3)
+            # Two big messages fit (a third would pass the bound); the status is small.
+            assert 400_000 < stats.queued_bytes < 500_000 + 10_000
+            delivered = _drain(ch.iopub)
+            assert [m.msg_type for m in delivered] == ["stream", "stream", "status"]
+            assert [m.content["text"][0] for m in delivered[:2]] == ["0", "1"]
 
 
 async def test_multiplexed_iopub_drops_and_ends_cleanly() -> None:
@@ -341,8 +332,7 @@ async def test_multiplexed_iopub_drops_and_ends_cleanly() -> None:
         await trio.sleep_forever()
 
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            server = await _serve(nursery, script)
+        async with serving(script) as server:
             async with open_remote_channels(
                 server.url, KERNEL, token=TOKEN, multiplexed=True, iopub_buffer_size=5
             ) as ch:
@@ -366,7 +356,6 @@ async def test_multiplexed_iopub_drops_and_ends_cleanly() -> None:
                 # Arrives after the block's end: nothing to deliver, then EndOfChannel.
             with pytest.raises(trio.EndOfChannel):
                 ch.multiplexed.receive_nowait()
-            nursery.cancel_scope.cancel()
 
 
 async def test_invalid_iopub_buffer_bytes_is_refused() -> None:
@@ -383,17 +372,17 @@ async def test_server_side_close_reconnects_with_the_same_session() -> None:
         await conn.answer_forever()
 
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            server = await _serve(nursery, script)
-            async with open_remote_channels(server.url, KERNEL, token=TOKEN) as ch:
-                # Sent while the link is down or reconnecting: waits, then goes out.
-                await ch.send(ch.session.message("kernel_info_request", channel="shell"))
-                assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
-                stats = ch.statistics().connection
-                assert stats.connections == 2
-                assert stats.drops == 1
-                assert server.session_ids == [ch.session.session_id] * 2
-            nursery.cancel_scope.cancel()
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+        ):
+            # Sent while the link is down or reconnecting: waits, then goes out.
+            await ch.send(ch.session.message("kernel_info_request", channel="shell"))
+            assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
+            stats = ch.statistics().connection
+            assert stats.connections == 2
+            assert stats.drops == 1
+            assert server.session_ids == [ch.session.session_id] * 2
 
 
 async def test_a_slow_consumer_is_backpressure_not_a_dead_connection() -> None:
@@ -409,24 +398,24 @@ async def test_a_slow_consumer_is_backpressure_not_a_dead_connection() -> None:
         await conn.answer_forever()
 
     with trio.fail_after(20):
-        async with trio.open_nursery() as nursery:
-            server = await _serve(nursery, script)
-            async with open_remote_channels(
+        async with (
+            serving(script) as server,
+            open_remote_channels(
                 server.url,
                 KERNEL,
                 token=TOKEN,
                 iopub_buffer_size=5,
                 iopub_overflow="wait",
                 ping_interval=0.05,
-            ) as ch:
-                await ch.send(ch.session.message("execute_request", channel="shell"))
-                # Read nothing for a while: the reader stalls on the full IOPub buffer, so
-                # pongs queue behind unread messages for many ping intervals.
-                with trio.move_on_after(1.0):
-                    await trio.sleep_forever()
-                assert ch.statistics().iopub.stalls >= 1
-                texts = [(await ch.iopub.receive()).content["text"] for _ in range(50)]
-                assert texts == [f"{i}\n" for i in range(50)]  # nothing lost, nothing dropped
-                assert (await ch.shell.receive()).msg_type == "execute_reply"
-                assert ch.statistics().connection.drops == 0
-            nursery.cancel_scope.cancel()
+            ) as ch,
+        ):
+            await ch.send(ch.session.message("execute_request", channel="shell"))
+            # Read nothing for a while: the reader stalls on the full IOPub buffer, so
+            # pongs queue behind unread messages for many ping intervals.
+            with trio.move_on_after(1.0):
+                await trio.sleep_forever()
+            assert ch.statistics().iopub.stalls >= 1
+            texts = [(await ch.iopub.receive()).content["text"] for _ in range(50)]
+            assert texts == [f"{i}\n" for i in range(50)]  # nothing lost, nothing dropped
+            assert (await ch.shell.receive()).msg_type == "execute_reply"
+            assert ch.statistics().connection.drops == 0
