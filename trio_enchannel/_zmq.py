@@ -424,18 +424,27 @@ class TrioSocket:
             return
         self._dispatch(events)
 
+    def _check_events(self) -> int:
+        """Read ``EVENTS`` (itself a libzmq call) and wake whoever it lets proceed.
+
+        Raises:
+            trio.ClosedResourceError, trio.BrokenResourceError: the translated ZMQError.
+        """
+        try:
+            events = cast(int, self._sock.get(_EVENTS))
+        except zmq.ZMQError as exc:
+            raise _translate(exc) from exc
+        self._ops += 1
+        self._dispatch(events)
+        return events
+
     async def _wait(self, mask: int) -> bool:
         """Wait until ``EVENTS`` shows ``mask``; return whether the task yielded."""
         yielded = False
         while True:
             if self._closed:
                 raise trio.ClosedResourceError("the ZeroMQ socket was closed")
-            try:
-                events = cast(int, self._sock.getsockopt(_EVENTS))
-            except zmq.ZMQError as exc:
-                raise _translate(exc) from exc
-            self._ops += 1
-            self._dispatch(events)
+            events = self._check_events()
             if events & mask:
                 return yielded
             yielded = True
@@ -624,13 +633,7 @@ class TrioSocket:
             if self._closed:
                 raise trio.ClosedResourceError("the ZeroMQ socket is closed")
             if self._quiet != self._ops:
-                try:
-                    events = cast(int, self._sock.get(_EVENTS))
-                except zmq.ZMQError as exc:
-                    raise _translate(exc) from exc
-                self._ops += 1
-                self._dispatch(events)
-                if events & _POLLIN:
+                if self._check_events() & _POLLIN:
                     batch = self._drain(limit)
                     if batch:
                         if not yielded:
