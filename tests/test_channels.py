@@ -456,6 +456,7 @@ async def test_iopub_default_keeps_draining_and_accounts_for_every_message(
             assert ch.statistics().iopub.queued_bytes == 0
     warnings = [r.getMessage() for r in caplog.records if "slower than the kernel" in r.message]
     assert len(warnings) == 1 and "iopub" in warnings[0]  # rate-limited: not one per drop
+    assert "see open_channels' iopub_overflow" in warnings[0]
 
 
 async def test_iopub_buffer_is_bounded_in_bytes_too() -> None:

@@ -292,6 +292,7 @@ async def test_iopub_flood_is_dropped_and_counted_by_default(
     assert len(warnings) == 1  # reported once (rate-limited), with the count
     assert warnings[0].levelno == logging.WARNING
     assert "dropped 1 message(s)" in warnings[0].getMessage()
+    assert "see open_remote_channels' iopub_overflow" in warnings[0].getMessage()
 
 
 async def test_iopub_buffer_is_bounded_in_bytes() -> None:
