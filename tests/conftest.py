@@ -165,7 +165,7 @@ async def kernel_process(
             raise
         await _kill(process)
         output = log.read_text(errors="replace")
-        if attempt == PORT_ATTEMPTS or process.returncode not in (None, -signal.SIGKILL, 1):
+        if attempt == PORT_ATTEMPTS or process.returncode not in (-signal.SIGKILL, 1):
             pytest.fail(f"the kernel never listened on all of its ports:\n{output[-3000:]}")
         fresh = ConnectionInfo.allocate()
         info = attrs.evolve(
