@@ -54,9 +54,6 @@ from ._zmq import (
     has_curve,
 )
 
-if sys.version_info < (3, 11):  # pragma: no cover
-    pass  # type: ignore[import-not-found,unused-ignore]
-
 __all__ = [
     "ChannelStatistics",
     "Channels",
