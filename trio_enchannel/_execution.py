@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -15,9 +14,7 @@ from ._message import Message
 from ._outputs import OutputAccumulator
 from ._queue import DroppingQueue
 from ._results import ExecuteResult
-
-if sys.version_info < (3, 11):  # pragma: no cover - trio depends on exceptiongroup there
-    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+from ._util import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from ._router import Router

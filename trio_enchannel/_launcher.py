@@ -49,9 +49,6 @@ from ._errors import EncryptionUnavailable, KernelDied, KernelStartupError
 from ._kernelspec import KernelSpec, get_kernel_spec
 from ._util import unwrap_single
 
-if sys.version_info < (3, 11):  # pragma: no cover
-    pass  # type: ignore[import-not-found,unused-ignore]
-
 if TYPE_CHECKING:
     from ._client import KernelClient
 

@@ -10,6 +10,10 @@ from typing import Any
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio depends on exceptiongroup there
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
+else:
+    import builtins
+
+    BaseExceptionGroup = builtins.BaseExceptionGroup  # re-exported for the other modules
 
 __all__ = [
     "SCHEDULE_EVERY",

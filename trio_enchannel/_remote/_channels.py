@@ -39,11 +39,11 @@ from .._inbox import Inbox
 from .._message import CHANNEL_NAMES, ChannelName, Message
 from .._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
 from .._session import Session
+from .._util import unwrap_single
 from ._errors import ConnectionLost
 from ._framing import peek_channel
 from ._link import KernelLink, LinkState, SubprotocolChoice
 from ._rest import RemoteServer, open_remote_server
-from ._util import unwrap_single
 
 __all__ = [
     "RemoteChannels",

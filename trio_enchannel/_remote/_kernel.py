@@ -18,11 +18,11 @@ import trio
 
 from .._errors import KernelDied, KernelStartupError
 from .._message import Message
+from .._util import unwrap_single
 from ._channels import RemoteChannels, open_remote_channels
 from ._errors import ConnectionLost, RemoteServerError
 from ._link import SubprotocolChoice
 from ._rest import RemoteKernelModel, RemoteServer, open_remote_server
-from ._util import unwrap_single
 
 if TYPE_CHECKING:
     from .._client import KernelClient

@@ -15,18 +15,15 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 
 import trio
 import trio_websocket
 
+from .._util import BaseExceptionGroup
 from ._errors import RemoteAuthenticationError, RemoteKernelNotFound, RemoteServerError
 from ._rest import describe_cause
-
-if sys.version_info < (3, 11):  # pragma: no cover
-    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found,unused-ignore]
 
 __all__ = ["QuickAckStream", "handshake_error", "open_kernel_websocket"]
 
