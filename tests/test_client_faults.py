@@ -4,9 +4,12 @@ mid-request), over real sockets."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 
+from tests._polling import poll_until
 from trio_enchannel import InputRequest, KernelDied, open_client
 from trio_enchannel.testing import (
     CommMsg,
@@ -63,15 +66,21 @@ async def test_garbage_instead_of_the_reply_is_rejected_not_delivered(
     fake_kernel: FakeKernel,
 ) -> None:
     fake_kernel.inject(Malformed("bad_json", replace=True))
-    fake_kernel.inject(Malformed("not_object", on="iopub"), msg_type="kernel_info_request")
     with trio.fail_after(TIMEOUT):
         async with open_client(fake_kernel.connection_info) as client:
             with trio.move_on_after(0.5) as waited:
                 await client.execute("x")
             assert waited.cancelled_caught  # the only "reply" was garbage
+            # Injected only now that IOPub is live (a SUB socket misses what is published
+            # before its subscription reaches the kernel).
+            fake_kernel.inject(Malformed("not_object", on="iopub"), msg_type="kernel_info_request")
             info = await client.kernel_info()
             assert info.implementation == "trio-enchannel-fake"
-            stats = client.channels.statistics()  # type: ignore[attr-defined]
+            channels: Any = client.channels
+            # The garbage went out on IOPub before the reply on shell; the two sockets are
+            # read independently, so the reply may be read first.
+            await poll_until(lambda: channels.statistics().iopub.rejected_total > 0)
+            stats = channels.statistics()
             assert stats.shell.rejected == {"bad_json": 1}
             assert stats.iopub.rejected == {"not_object": 1}
             assert client.statistics().unclaimed_replies == 0
