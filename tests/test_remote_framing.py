@@ -116,7 +116,8 @@ def test_v1_known_vector() -> None:
         channel="iopub",
     )
     frame = encode_v1(msg)
-    header = json.dumps(msg.header.to_dict()).encode()
+    # Compact JSON, as orjson (and jupyter_client's default packer) writes it.
+    header = json.dumps(msg.header.to_dict(), separators=(",", ":")).encode()
     parts = [b"iopub", header, b"{}", b"{}", b"{}"]
     count = 6
     offsets = [8 * (count + 1)]

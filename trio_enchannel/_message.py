@@ -86,6 +86,25 @@ class Header:
 
     def to_dict(self) -> dict[str, Any]:
         """The header as the JSON object sent on the wire."""
+        if not self.extra:  # the usual case: one dict display, same key order as below
+            if self.subshell_id is None:
+                return {
+                    "msg_id": self.msg_id,
+                    "msg_type": self.msg_type,
+                    "username": self.username,
+                    "session": self.session,
+                    "date": self.date,
+                    "version": self.version,
+                }
+            return {
+                "msg_id": self.msg_id,
+                "msg_type": self.msg_type,
+                "username": self.username,
+                "session": self.session,
+                "date": self.date,
+                "version": self.version,
+                "subshell_id": self.subshell_id,
+            }
         out: dict[str, Any] = dict(self.extra)
         out["msg_id"] = self.msg_id
         out["msg_type"] = self.msg_type

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import datetime as _dt
+import enum
 import hashlib
 import hmac
 import itertools
@@ -15,6 +16,7 @@ import math
 import numbers
 import os
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -50,13 +52,14 @@ DELIMITER = b"<IDS|MSG>"
 _Buffer = bytes | bytearray | memoryview
 
 # Per-process nonce, renewed in every forked child, so that msg_ids built by a Session that
-# was copied across fork() never collide with the parent's.
-_process_nonce = secrets.token_hex(4)
+# was copied across fork() never collide with the parent's. The id's process part (nonce and
+# pid) is formatted once per process rather than once per message.
+_process_tag = f"{secrets.token_hex(4)}_{os.getpid()}"
 
 
 def _renew_nonce() -> None:
-    global _process_nonce
-    _process_nonce = secrets.token_hex(4)
+    global _process_tag
+    _process_tag = f"{secrets.token_hex(4)}_{os.getpid()}"
 
 
 if hasattr(os, "register_at_fork"):
@@ -78,7 +81,30 @@ def default_username() -> str:
 
 def utc_now() -> str:
     """The current time as a protocol date string (ISO 8601, UTC, ending in ``Z``)."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
+    global _date_cache
+    seconds, nanos = divmod(_time_ns(), 1_000_000_000)
+    cached, text = _date_cache
+    if seconds != cached:
+        text = _second_text(seconds)
+        _date_cache = (seconds, text)
+    # 10**9 + the nanoseconds has ten digits: the six after the leading 1 are the
+    # microseconds, zero-padded and truncated as ``datetime.now`` truncates them.
+    return text + str(1_000_000_000 + nanos)[1:7] + "Z"
+
+
+_time_ns = time.time_ns
+
+# (second since the epoch, its "YYYY-MM-DDTHH:MM:SS." text): every message sent within the
+# same second reuses the text, and only the microseconds are formatted per message. One tuple,
+# read and replaced whole, so threads sharing it at worst format the same second twice.
+_date_cache: tuple[int, str] = (-1, "")
+
+
+def _second_text(seconds: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.`` for ``seconds`` since the epoch, in UTC: the text that
+    ``datetime.isoformat(timespec="microseconds")`` writes before the microseconds."""
+    moment = _dt.datetime.fromtimestamp(seconds, _dt.timezone.utc).replace(tzinfo=None)
+    return moment.isoformat(timespec="seconds") + "."
 
 
 def _json_default(obj: object) -> object:
@@ -98,10 +124,44 @@ def _json_default(obj: object) -> object:
         return obj.isoformat()
     if isinstance(obj, (tuple, set, frozenset)):
         return list(obj)
+    # orjson writes enums as their values and UUIDs as their canonical text; the stdlib path
+    # does the same so that both paths accept the same values.
+    if isinstance(obj, enum.Enum):
+        return obj.value
+    if isinstance(obj, uuid.UUID):
+        return str(obj)
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
 
 
-_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, default=_json_default)
+# Compact separators: the bytes orjson writes, and jupyter_client's default (orjson) packer.
+_encoder = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, default=_json_default, separators=(",", ":")
+)
+
+# The fast path: orjson, when it is installed (the ``fast`` extra). It must accept exactly
+# what the stdlib path accepts and write the same JSON value, so whatever orjson treats its
+# own way goes to the stdlib path, which then gives the result or the error it always gives:
+# datetimes, dataclasses and subclasses of str, int, dict and list are handed to ``default``
+# (there is none, so orjson raises), as orjson raises itself for non-str keys, integers beyond
+# 64 bits, lone surrogates and nesting deeper than its limit; NaN and Infinity, which orjson
+# writes as ``null``, are caught by sending any output that contains ``null`` to the stdlib
+# path. Enums and UUIDs, which orjson writes natively, the stdlib path's default writes the
+# same way.
+_fast_dumps: Callable[..., bytes] | None = None
+_FAST_ERROR: type[Exception] = TypeError
+_FAST_OPTIONS = 0
+try:
+    import orjson
+except ImportError:  # pragma: no cover - the tests force the stdlib path instead
+    pass
+else:
+    _fast_dumps = orjson.dumps
+    _FAST_ERROR = orjson.JSONEncodeError
+    _FAST_OPTIONS = (
+        orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
 
 
 def _encode_part(value: Any, part: str, msg_type: str) -> bytes:
@@ -112,6 +172,65 @@ def _encode_part(value: Any, part: str, msg_type: str) -> bytes:
         raise LocalProtocolError(
             f"{msg_type} message: {part} must be a dict, got {type(value).__name__}"
         )
+    dumps = _fast_dumps
+    if dumps is not None:
+        try:
+            data = dumps(value, None, _FAST_OPTIONS)
+        except _FAST_ERROR:
+            pass
+        else:
+            if data.find(b"null") < 0:  # (``in`` costs more: it tries int first)
+                return data
+    return _encode_stdlib(value, part, msg_type)
+
+
+#: Up to this content size, the four JSON parts are joined (a small copy) to be searched for
+#: ``null`` and signed in one call each; above it they are searched and hashed one by one, so
+#: that large content is never copied.
+_JOIN_LIMIT = 1 << 16
+
+
+def _encode_message(
+    kind: str, header: dict[str, Any], parent: Any, metadata: Any, content: Any
+) -> tuple[bytes, bytes, bytes, bytes, bytes | None]:
+    """The four JSON parts of a message, each what :func:`_encode_part` gives, and their
+    concatenation when the content is no larger than ``_JOIN_LIMIT`` (else ``None``).
+
+    The usual message (dicts that orjson encodes without writing ``null``) costs four
+    ``orjson.dumps`` and one search; a part orjson fails on or writes ``null`` in is encoded
+    again by the stdlib path, exactly as :func:`_encode_part` would.
+    """
+    dumps = _fast_dumps
+    if (
+        dumps is not None
+        and type(parent) is dict
+        and type(metadata) is dict
+        and type(content) is dict
+    ):
+        options = _FAST_OPTIONS
+        try:
+            h = dumps(header, None, options)
+            p = dumps(parent, None, options) if parent else b"{}"
+            m = dumps(metadata, None, options) if metadata else b"{}"
+            c = dumps(content, None, options) if content else b"{}"
+        except _FAST_ERROR:
+            pass
+        else:
+            # Each part is one JSON object: no "null" straddles two of them.
+            if len(c) <= _JOIN_LIMIT:
+                joined = h + p + m + c
+                if joined.find(b"null") < 0:
+                    return h, p, m, c, joined
+            elif (h + p + m).find(b"null") < 0 and c.find(b"null") < 0:
+                return h, p, m, c, None
+    h = _encode_part(header, "header", kind)
+    p = _encode_part(parent, "parent_header", kind)
+    m = _encode_part(metadata, "metadata", kind)
+    c = _encode_part(content, "content", kind)
+    return h, p, m, c, h + p + m + c if len(c) <= _JOIN_LIMIT else None
+
+
+def _encode_stdlib(value: Any, part: str, msg_type: str) -> bytes:
     try:
         return _encoder.encode(value).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
@@ -289,6 +408,21 @@ class _Signer:
         outer.update(inner.digest())
         return outer.hexdigest().encode("ascii")  # type: ignore[no-any-return]
 
+    def hexdigest_parts(self, parts: Iterable[_Buffer]) -> bytes:
+        """The HMAC of the concatenation of ``parts``, as lowercase hex ASCII, each part fed
+        to the hash in turn (never joined, so a large part is not copied)."""
+        if self._inner is None:
+            mac = hmac.new(self._key, digestmod=self._digest)
+            for part in parts:
+                mac.update(part)
+            return mac.hexdigest().encode("ascii")
+        inner = self._inner.copy()
+        for part in parts:
+            inner.update(part)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest().encode("ascii")  # type: ignore[no-any-return]
+
 
 @attrs.define(eq=False)
 class Session:
@@ -353,7 +487,7 @@ class Session:
 
     def new_msg_id(self) -> str:
         """A message id unique across this session, processes and forks."""
-        return f"{self.session_id}_{_process_nonce}_{os.getpid()}_{next(self._counter)}"  # type: ignore[call-overload]
+        return f"{self.session_id}_{_process_tag}_{next(self._counter)}"  # type: ignore[call-overload]
 
     def message(
         self,
@@ -407,10 +541,10 @@ class Session:
         return _make_message(
             header,
             parent_header,
-            dict(metadata) if metadata is not None else {},
-            dict(content) if content is not None else {},
-            tuple(buffers),  # type: ignore[arg-type]  # bytearrays are kept as given
-            tuple(identities),
+            {} if metadata is None else dict(metadata),
+            {} if content is None else dict(content),
+            buffers if type(buffers) is tuple else tuple(buffers),  # type: ignore[arg-type]  # bytearrays are kept as given
+            identities if type(identities) is tuple else tuple(identities),
             channel,
         )
 
@@ -450,14 +584,15 @@ class Session:
 
     # -- signing ------------------------------------------------------------------------
 
-    def sign(self, parts: Iterable[bytes]) -> bytes:
+    def sign(self, parts: Iterable[_Buffer]) -> bytes:
         """The signature of ``parts`` (header, parent, metadata, content bytes) as hex ASCII.
 
+        The parts are hashed one after the other, never joined: signing copies nothing.
         Returns ``b""`` when the key is empty.
         """
         if not self._key:
             return b""
-        return self._signer.hexdigest(b"".join(parts))
+        return self._signer.hexdigest_parts(parts)
 
     # -- framing ------------------------------------------------------------------------
 
@@ -477,22 +612,29 @@ class Session:
         if not header.msg_type:
             raise LocalProtocolError("msg_type must be a non-empty string")
         kind = header.msg_type
-        h = _encode_part(header.to_dict(), "header", kind)
-        p = _encode_part(msg.parent_header, "parent_header", kind)
-        m = _encode_part(msg.metadata, "metadata", kind)
-        c = _encode_part(msg.content, "content", kind)
-        frames: list[bytes | memoryview] = []
-        for ident in msg.identities if identities is None else identities:
-            if not isinstance(ident, bytes):
-                raise LocalProtocolError(
-                    f"{kind} message: identities must be bytes, got {type(ident).__name__}"
-                )
-            frames.append(ident)
-        frames.append(DELIMITER)
-        frames.append(self.sign((h, p, m, c)))
-        frames.extend((h, p, m, c))
+        h, p, m, c, joined = _encode_message(
+            kind, header.to_dict(), msg.parent_header, msg.metadata, msg.content
+        )
+        if not self._key:
+            signature = b""
+        elif joined is not None:
+            signature = self._signer.hexdigest(joined)
+        else:  # large content: hashed in place, never joined
+            signature = self._signer.hexdigest_parts((h, p, m, c))
+        idents = msg.identities if identities is None else identities
+        if idents:
+            frames: list[bytes | memoryview] = []
+            for ident in idents:
+                if not isinstance(ident, bytes):
+                    raise LocalProtocolError(
+                        f"{kind} message: identities must be bytes, got {type(ident).__name__}"
+                    )
+                frames.append(ident)
+            frames += (DELIMITER, signature, h, p, m, c)
+        else:
+            frames = [DELIMITER, signature, h, p, m, c]
         buffers: tuple[object, ...] = msg.buffers
-        for i, buf in enumerate(buffers):
+        for i, buf in enumerate(buffers) if buffers else ():
             if isinstance(buf, (bytes, memoryview)):
                 frames.append(buf)
                 continue
