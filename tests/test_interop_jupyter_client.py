@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jupyter_client.session import Session as JCSession
+from jupyter_client.session import has_orjson
 
 from trio_enchannel import DELIMITER, InvalidSignature, Session
 
@@ -16,8 +17,14 @@ from . import strategies as s
 SCHEMES = ["hmac-sha256", "hmac-sha512", "hmac-md5", "hmac-sha1"]
 
 
-def jc_session(key: str, scheme: str) -> Any:
-    return JCSession(key=key.encode(), signature_scheme=scheme)
+#: jupyter_client's packers: its default when orjson is importable, and the stdlib one.
+PACKERS = ["orjson", "json"]
+
+
+def jc_session(key: str, scheme: str, packer: str = "orjson") -> Any:
+    if packer == "orjson" and not has_orjson:
+        pytest.skip("orjson is not installed: jupyter_client would use its json packer")
+    return JCSession(key=key.encode(), signature_scheme=scheme, packer=packer, unpacker=packer)
 
 
 def jc_frames(
@@ -27,6 +34,7 @@ def jc_frames(
     return [*jc.serialize(msg, ident=idents), *buffers]
 
 
+@pytest.mark.parametrize("packer", PACKERS)
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("key", ["", "a-key", "kéy"])
 @settings(max_examples=30)
@@ -36,9 +44,14 @@ def jc_frames(
     buffers=st.lists(st.binary(max_size=64), max_size=2),
 )
 def test_jupyter_client_frames_verify_and_decode_in_ours(
-    scheme: str, key: str, content: dict[str, Any], identities: list[bytes], buffers: list[bytes]
+    packer: str,
+    scheme: str,
+    key: str,
+    content: dict[str, Any],
+    identities: list[bytes],
+    buffers: list[bytes],
 ) -> None:
-    jc = jc_session(key, scheme)
+    jc = jc_session(key, scheme, packer)
     parent = jc.msg("execute_request", {"code": "1"})
     msg = jc.msg("execute_result", content, parent=parent["header"], metadata={"m": 1})
     frames = jc_frames(jc, msg, identities, buffers)
@@ -55,6 +68,7 @@ def test_jupyter_client_frames_verify_and_decode_in_ours(
     assert out.header.datetime == msg["header"]["date"]
 
 
+@pytest.mark.parametrize("packer", PACKERS)
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("key", ["", "a-key", "kéy"])
 @settings(max_examples=30)
@@ -64,13 +78,18 @@ def test_jupyter_client_frames_verify_and_decode_in_ours(
     buffers=st.lists(st.binary(max_size=64), max_size=2),
 )
 def test_our_frames_verify_and_decode_in_jupyter_client(
-    scheme: str, key: str, content: dict[str, Any], identities: list[bytes], buffers: list[bytes]
+    packer: str,
+    scheme: str,
+    key: str,
+    content: dict[str, Any],
+    identities: list[bytes],
+    buffers: list[bytes],
 ) -> None:
     ours = Session(key, signature_scheme=scheme)
     parent = ours.message("execute_request", {"code": "1"})
     msg = ours.message("display_data", content, parent=parent, metadata={"m": 2}, buffers=buffers)
     frames = [bytes(f) for f in ours.serialize(msg, identities=identities)]
-    jc = jc_session(key, scheme)
+    jc = jc_session(key, scheme, packer)
     idents, rest = jc.feed_identities(frames)
     assert idents == identities
     out = jc.deserialize(rest)
@@ -83,13 +102,51 @@ def test_our_frames_verify_and_decode_in_jupyter_client(
 
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_same_dict_encodes_to_the_same_bytes(scheme: str) -> None:
-    # Same JSON conventions (UTF-8, no ASCII escaping): identical bytes and signatures.
-    jc = jc_session("k", scheme)
+    # Same JSON conventions as jupyter_client's default (orjson) packer: UTF-8, no ASCII
+    # escaping, compact separators; identical bytes and signatures.
+    jc = jc_session("k", scheme, "orjson")
     ours = Session("k", signature_scheme=scheme)
     content = {"text": "héllo ☃", "n": [1, 2.5, None, True]}
     assert bytes(jc.pack(content)) == ours.serialize(ours.message("t", content))[-1]
     parts = [b"{}", b"{}", b"{}", jc.pack(content)]
     assert jc.sign(parts) == ours.sign(parts)
+
+
+@pytest.mark.parametrize("packer", PACKERS)
+@settings(max_examples=100)
+@given(content=s.json_objects, metadata=s.json_objects)
+def test_our_parts_are_what_jupyter_client_packs(
+    packer: str, content: dict[str, Any], metadata: dict[str, Any]
+) -> None:
+    """Our JSON parts are byte for byte those of jupyter_client's orjson packer, and the same
+    JSON values as its json packer writes (which puts spaces after separators)."""
+    jc = jc_session("k", "hmac-sha256", packer)
+    ours = Session("k")
+    msg = ours.message("display_data", content, metadata=metadata)
+    frames = ours.serialize(msg)
+    header, _, meta, body = frames[-4:]
+    for part, value in ((header, msg.header.to_dict()), (meta, metadata), (body, content)):
+        theirs = jc.pack(value)
+        if packer == "orjson":
+            assert part == theirs
+        else:
+            assert jc.unpack(part) == jc.unpack(theirs)
+    assert jc.sign(frames[-4:]) == frames[-5]
+
+
+@pytest.mark.parametrize("packer", PACKERS)
+@pytest.mark.parametrize("size", [10, 200_000])
+def test_large_content_round_trips_with_each_packer(packer: str, size: int) -> None:
+    """Content above the size at which we stop joining the parts to sign them: both sides
+    verify and decode each other's messages with either packer."""
+    content = {"data": {"text/plain": "é" * size, "rows": [[i, None] for i in range(size // 10)]}}
+    jc = jc_session("k", "hmac-sha256", packer)
+    ours = Session("k")
+    frames = [bytes(f) for f in ours.serialize(ours.message("execute_result", content))]
+    _, rest = jc.feed_identities(frames)
+    assert jc.deserialize(rest)["content"] == content
+    theirs = jc.serialize(jc.msg("execute_result", content))
+    assert Session("k").deserialize(theirs).content == content
 
 
 def test_jupyter_client_rejects_our_message_with_other_key() -> None:

@@ -144,10 +144,11 @@ _encoder = json.JSONEncoder(
 # datetimes, dataclasses and subclasses of str, int, dict and list are handed to ``default``
 # (there is none, so orjson raises), as orjson raises itself for non-str keys, integers beyond
 # 64 bits, lone surrogates and nesting deeper than its limit; NaN and Infinity, which orjson
-# writes as ``null``, are caught by sending any output that contains ``null`` to the stdlib
-# path. Enums and UUIDs, which orjson writes natively, the stdlib path's default writes the
-# same way.
+# writes as ``null``, are caught by checking any output that contains ``null`` (see
+# _check_nulls). Enums and UUIDs, which orjson writes natively, the stdlib path's default
+# writes the same way.
 _fast_dumps: Callable[..., bytes] | None = None
+_fast_loads: Callable[[bytes], Any] = json.loads
 _FAST_ERROR: type[Exception] = TypeError
 _FAST_OPTIONS = 0
 try:
@@ -156,6 +157,7 @@ except ImportError:  # pragma: no cover - the tests force the stdlib path instea
     pass
 else:
     _fast_dumps = orjson.dumps
+    _fast_loads = orjson.loads
     _FAST_ERROR = orjson.JSONEncodeError
     _FAST_OPTIONS = (
         orjson.OPT_PASSTHROUGH_DATETIME
@@ -179,9 +181,22 @@ def _encode_part(value: Any, part: str, msg_type: str) -> bytes:
         except _FAST_ERROR:
             pass
         else:
-            if data.find(b"null") < 0:  # (``in`` costs more: it tries int first)
-                return data
+            if data.find(b"null") >= 0:  # (``in`` costs more: it tries an int first)
+                _check_nulls(data, value, part, msg_type)
+            return data
     return _encode_stdlib(value, part, msg_type)
+
+
+def _check_nulls(data: bytes, value: Any, part: str, msg_type: str) -> None:
+    """Raise as the stdlib path does if a ``null`` orjson wrote stands for NaN or Infinity.
+
+    Read back, ``data`` equals ``value`` unless one did (``None`` is not NaN), or ``value``
+    holds tuples, enums or UUIDs (read back as lists and strings): only then is the stdlib
+    path asked, which raises for NaN or Infinity. Reading back costs far less than the stdlib
+    encoding, which matters for large content with nulls in it.
+    """
+    if _fast_loads(data) != value:
+        _encode_stdlib(value, part, msg_type)
 
 
 #: Up to this content size, the four JSON parts are joined (a small copy) to be searched for
@@ -197,8 +212,7 @@ def _encode_message(
     concatenation when the content is no larger than ``_JOIN_LIMIT`` (else ``None``).
 
     The usual message (dicts that orjson encodes without writing ``null``) costs four
-    ``orjson.dumps`` and one search; a part orjson fails on or writes ``null`` in is encoded
-    again by the stdlib path, exactly as :func:`_encode_part` would.
+    ``orjson.dumps`` and one search; the rest goes part by part, as :func:`_encode_part`.
     """
     dumps = _fast_dumps
     if (
@@ -223,6 +237,15 @@ def _encode_message(
                     return h, p, m, c, joined
             elif (h + p + m).find(b"null") < 0 and c.find(b"null") < 0:
                 return h, p, m, c, None
+            for data, value, part in (
+                (h, header, "header"),
+                (p, parent, "parent_header"),
+                (m, metadata, "metadata"),
+                (c, content, "content"),
+            ):
+                if data.find(b"null") >= 0:
+                    _check_nulls(data, value, part, kind)
+            return h, p, m, c, h + p + m + c if len(c) <= _JOIN_LIMIT else None
     h = _encode_part(header, "header", kind)
     p = _encode_part(parent, "parent_header", kind)
     m = _encode_part(metadata, "metadata", kind)
