@@ -291,6 +291,7 @@ def test_defined_encodings_on_both_paths(path: str, content: Any, expected: byte
         ({"x": math.nan}, "NaN or Infinity"),
         ({"x": [1, {"y": -math.inf}]}, "NaN or Infinity"),
         ({"x": Color.NAN}, "NaN or Infinity"),
+        ({"rows": [[i, None, (0.5, "null")] for i in range(9000)] + [[math.inf]]}, "NaN or"),
         ({"x": "\ud800"}, "surrogate"),
         ({"\udfff": 1}, "surrogate"),
         ({(1,): 1}, "keys must be str"),

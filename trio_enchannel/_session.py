@@ -144,11 +144,10 @@ _encoder = json.JSONEncoder(
 # datetimes, dataclasses and subclasses of str, int, dict and list are handed to ``default``
 # (there is none, so orjson raises), as orjson raises itself for non-str keys, integers beyond
 # 64 bits, lone surrogates and nesting deeper than its limit; NaN and Infinity, which orjson
-# writes as ``null``, are caught by checking any output that contains ``null`` (see
-# _check_nulls). Enums and UUIDs, which orjson writes natively, the stdlib path's default
+# writes as ``null``, are looked for in any value whose output contains ``null`` (see
+# _has_non_finite). Enums and UUIDs, which orjson writes natively, the stdlib path's default
 # writes the same way.
 _fast_dumps: Callable[..., bytes] | None = None
-_fast_loads: Callable[[bytes], Any] = json.loads
 _FAST_ERROR: type[Exception] = TypeError
 _FAST_OPTIONS = 0
 try:
@@ -157,7 +156,6 @@ except ImportError:  # pragma: no cover - the tests force the stdlib path instea
     pass
 else:
     _fast_dumps = orjson.dumps
-    _fast_loads = orjson.loads
     _FAST_ERROR = orjson.JSONEncodeError
     _FAST_OPTIONS = (
         orjson.OPT_PASSTHROUGH_DATETIME
@@ -182,21 +180,57 @@ def _encode_part(value: Any, part: str, msg_type: str) -> bytes:
             pass
         else:
             if data.find(b"null") >= 0:  # (``in`` costs more: it tries an int first)
-                _check_nulls(data, value, part, msg_type)
+                return _check_nulls(data, value, part, msg_type)
             return data
     return _encode_stdlib(value, part, msg_type)
 
 
-def _check_nulls(data: bytes, value: Any, part: str, msg_type: str) -> None:
-    """Raise as the stdlib path does if a ``null`` orjson wrote stands for NaN or Infinity.
+def _check_nulls(data: bytes, value: Any, part: str, msg_type: str) -> bytes:
+    """``data``, what orjson wrote for ``value``, unless a ``null`` in it stands for NaN or
+    Infinity: then the stdlib path's answer (it raises :class:`LocalProtocolError`)."""
+    if _has_non_finite(value):
+        return _encode_stdlib(value, part, msg_type)
+    return data
 
-    Read back, ``data`` equals ``value`` unless one did (``None`` is not NaN), or ``value``
-    holds tuples, enums or UUIDs (read back as lists and strings): only then is the stdlib
-    path asked, which raises for NaN or Infinity. Reading back costs far less than the stdlib
-    encoding, which matters for large content with nulls in it.
+
+_float, _dict, _list, _tuple, _str, _int, _bool = float, dict, list, tuple, str, int, bool
+
+
+def _has_non_finite(value: Any) -> bool:
+    """Whether a value orjson has encoded holds NaN or an infinity.
+
+    orjson encoded it, so it holds only what orjson writes itself: exact dicts (with str
+    keys), lists and tuples, str, int, bool, None and float, enums (whose values are looked
+    into), UUIDs and orjson fragments. One pass without recursion or copies (large content
+    with nulls in it is common), checking each float: ``x - x`` is ``0.0`` unless ``x`` is NaN
+    or infinite.
     """
-    if _fast_loads(data) != value:
-        _encode_stdlib(value, part, msg_type)
+    stack = [value]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is _dict:
+            children = item.values()
+        elif kind is _list or kind is _tuple:
+            children = item
+        elif kind is _float:
+            if item - item:
+                return True
+            continue
+        elif isinstance(item, enum.Enum):
+            push(item.value)
+            continue
+        else:
+            continue
+        for child in children:
+            kind = type(child)
+            if kind is _float:
+                if child - child:
+                    return True
+            elif not (kind is _str or kind is _int or kind is _bool or child is None):
+                push(child)
+    return False
 
 
 #: Up to this content size, the four JSON parts are joined (a small copy) to be searched for
@@ -237,14 +271,14 @@ def _encode_message(
                     return h, p, m, c, joined
             elif (h + p + m).find(b"null") < 0 and c.find(b"null") < 0:
                 return h, p, m, c, None
-            for data, value, part in (
-                (h, header, "header"),
-                (p, parent, "parent_header"),
-                (m, metadata, "metadata"),
-                (c, content, "content"),
-            ):
-                if data.find(b"null") >= 0:
-                    _check_nulls(data, value, part, kind)
+            if h.find(b"null") >= 0:
+                h = _check_nulls(h, header, "header", kind)
+            if p.find(b"null") >= 0:
+                p = _check_nulls(p, parent, "parent_header", kind)
+            if m.find(b"null") >= 0:
+                m = _check_nulls(m, metadata, "metadata", kind)
+            if c.find(b"null") >= 0:
+                c = _check_nulls(c, content, "content", kind)
             return h, p, m, c, h + p + m + c if len(c) <= _JOIN_LIMIT else None
     h = _encode_part(header, "header", kind)
     p = _encode_part(parent, "parent_header", kind)
