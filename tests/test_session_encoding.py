@@ -215,6 +215,33 @@ def test_orjson_and_stdlib_paths_agree_on_plain_json(value: dict[str, Any]) -> N
         assert fast == slow
 
 
+def holds_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, enum.Enum):
+        return holds_non_finite(value.value)
+    if isinstance(value, dict):
+        return any(holds_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(holds_non_finite(v) for v in value)
+    return False
+
+
+@settings(max_examples=500)
+@given(
+    value=st.recursive(
+        st.none() | st.booleans() | st.text(max_size=3) | st.integers(-5, 5) | floats
+        | st.sampled_from([*Color, *Level, *Tag]) | st.uuids(),
+        lambda children: st.lists(children, max_size=4) | st.lists(children, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=3), children, max_size=4),
+        max_leaves=40,
+    )
+)  # fmt: skip
+def test_the_search_behind_nulls_finds_every_nan_and_infinity(value: Any) -> None:
+    """Among what orjson encodes itself, at any depth, inside enums too."""
+    assert codec._has_non_finite(value) == holds_non_finite(value)
+
+
 @settings(max_examples=300)
 @given(
     header=st.dictionaries(st.text(), plain_values, max_size=4),

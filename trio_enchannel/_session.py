@@ -201,35 +201,31 @@ def _has_non_finite(value: Any) -> bool:
 
     orjson encoded it, so it holds only what orjson writes itself: exact dicts (with str
     keys), lists and tuples, str, int, bool, None and float, enums (whose values are looked
-    into), UUIDs and orjson fragments. One pass without recursion or copies (large content
-    with nulls in it is common), checking each float: ``x - x`` is ``0.0`` unless ``x`` is NaN
-    or infinite.
+    into), UUIDs and orjson fragments. One pass, without recursion, copies or memory beyond
+    one iterator per level of nesting (large content with nulls in it is common), checking
+    each float: ``x - x`` is ``0.0`` unless ``x`` is NaN or infinite.
     """
-    stack = [value]
-    pop, push = stack.pop, stack.append
+    stack = [iter((value,))]
+    push = stack.append
     while stack:
-        item = pop()
-        kind = type(item)
-        if kind is _dict:
-            children = item.values()
-        elif kind is _list or kind is _tuple:
-            children = item
-        elif kind is _float:
-            if item - item:
-                return True
-            continue
-        elif isinstance(item, enum.Enum):
-            push(item.value)
-            continue
-        else:
-            continue
-        for child in children:
-            kind = type(child)
+        for item in stack[-1]:
+            kind = type(item)
             if kind is _float:
-                if child - child:
+                if item - item:
                     return True
-            elif not (kind is _str or kind is _int or kind is _bool or child is None):
-                push(child)
+            elif kind is _str or kind is _int or kind is _bool or item is None:
+                pass
+            elif kind is _dict:
+                push(iter(item.values()))
+                break  # look into it, then come back to the rest of this level
+            elif kind is _list or kind is _tuple:
+                push(iter(item))
+                break
+            elif isinstance(item, enum.Enum):
+                push(iter((item.value,)))
+                break
+        else:
+            stack.pop()
     return False
 
 
@@ -269,15 +265,18 @@ def _encode_message(
                 joined = h + p + m + c
                 if joined.find(b"null") < 0:
                     return h, p, m, c, joined
-            elif (h + p + m).find(b"null") < 0 and c.find(b"null") < 0:
-                return h, p, m, c, None
+                content_nulls = c.find(b"null") >= 0
+            else:
+                content_nulls = c.find(b"null") >= 0
+                if not content_nulls and (h + p + m).find(b"null") < 0:
+                    return h, p, m, c, None
             if h.find(b"null") >= 0:
                 h = _check_nulls(h, header, "header", kind)
             if p.find(b"null") >= 0:
                 p = _check_nulls(p, parent, "parent_header", kind)
             if m.find(b"null") >= 0:
                 m = _check_nulls(m, metadata, "metadata", kind)
-            if c.find(b"null") >= 0:
+            if content_nulls:
                 c = _check_nulls(c, content, "content", kind)
             return h, p, m, c, h + p + m + c if len(c) <= _JOIN_LIMIT else None
     h = _encode_part(header, "header", kind)
