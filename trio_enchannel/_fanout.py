@@ -112,6 +112,7 @@ class Subscription(trio.abc.ReceiveChannel[Message]):
         self._msg_types = msg_types
         self._parent = parent
         self._predicate = predicate
+        self._filtered = msg_types is not None or parent is not None or predicate is not None
         self._max_items = buffer_size
         self._max_bytes = buffer_bytes
         self._overflow: SubscriptionOverflow = overflow
@@ -206,21 +207,32 @@ class Subscription(trio.abc.ReceiveChannel[Message]):
     # -- the reader's side -------------------------------------------------------------
 
     def _offer(self, msg: Message, nbytes: int) -> None:
-        """Filter ``msg``; queue it or drop it (counted) by the policy. Never waits."""
-        msg_type = msg.header.msg_type
-        if self._msg_types is not None and msg_type not in self._msg_types:
+        """Filter ``msg``; queue it, or drop (and count) by the policy. Never waits."""
+        if self._filtered and not self._matches(msg):
             return
+        self._matched += 1
+        inbox = self._inbox
+        if len(inbox) < self._max_items and inbox.nbytes + nbytes <= self._max_bytes:
+            inbox.put(msg, nbytes)  # the common case: there is room
+        else:
+            self._full(msg, nbytes)
+
+    def _matches(self, msg: Message) -> bool:
+        if self._msg_types is not None and msg.header.msg_type not in self._msg_types:
+            return False
         if self._parent is not None and msg.parent_header.get("msg_id") != self._parent:
-            return
+            return False
         if self._predicate is not None:
             try:
-                if not self._predicate(msg):
-                    return
+                return bool(self._predicate(msg))
             except Exception as exc:
                 logger.warning("an IOPub subscription's predicate raised %r: it ends", exc)
                 self._end(exc)
-                return
-        self._matched += 1
+                return False
+        return True
+
+    def _full(self, msg: Message, nbytes: int) -> None:
+        """The buffer is full: apply the overflow policy."""
         inbox, max_items, max_bytes = self._inbox, self._max_items, self._max_bytes
         if self._drop_oldest:
             if nbytes > max_bytes:  # alone larger than the whole buffer
@@ -229,7 +241,7 @@ class Subscription(trio.abc.ReceiveChannel[Message]):
             while len(inbox) >= max_items or inbox.nbytes + nbytes > max_bytes:
                 inbox.receive_nowait()  # the oldest (the queue is not empty here)
                 self._count_drop()
-        elif must_drop(len(inbox), inbox.nbytes, nbytes, msg_type, max_items, max_bytes):
+        elif must_drop(len(inbox), inbox.nbytes, nbytes, msg.msg_type, max_items, max_bytes):
             self._count_drop()
             return
         inbox.put(msg, nbytes)
