@@ -233,6 +233,8 @@ async def test_bad_arguments_fail_at_the_call_and_register_nothing() -> None:
         fanout.subscribe(buffer_bytes=0)
     with pytest.raises(TypeError, match="msg_types"):
         fanout.subscribe([1, 2])  # type: ignore[list-item]
+    with pytest.raises(ConfigurationError, match="msg_types is empty"):
+        fanout.subscribe([])
     with pytest.raises(TypeError, match="parent"):
         fanout.subscribe(parent=42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="predicate"):
