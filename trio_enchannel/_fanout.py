@@ -212,10 +212,7 @@ class Subscription(trio.abc.ReceiveChannel[Message]):
         if self._filtered and not self._matches(msg):
             return
         self._matched += 1
-        inbox = self._inbox
-        if len(inbox) < self._max_items and inbox.nbytes + nbytes <= self._max_bytes:
-            inbox.put(msg, nbytes)  # the common case: there is room
-        else:
+        if not self._inbox.put_within(msg, nbytes, self._max_items, self._max_bytes):
             self._full(msg, nbytes)
 
     def _matches(self, msg: Message) -> bool:
