@@ -246,7 +246,8 @@ class Subscription(trio.abc.ReceiveChannel[Message]):
     def _count_drop(self) -> None:
         self._dropped += 1
         self._fanout.dropped += 1
-        self._drop_lot.unpark_all()
+        if self._drop_lot:
+            self._drop_lot.unpark_all()
         self._drop_log.dropped("IOPub subscription", self._max_items, self._max_bytes)
 
     def _end(self, error: BaseException | None) -> None:
