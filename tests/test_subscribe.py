@@ -418,6 +418,21 @@ async def test_zmq_subscriptions_copy_even_when_ch_iopub_drops_or_is_closed() ->
             assert ch.statistics().iopub.discarded == 3
 
 
+async def test_zmq_subscriptions_work_in_multiplexed_mode() -> None:
+    async with (
+        raw_kernel() as kernel,
+        open_channels(kernel.info, report_rejects=True, multiplexed=True) as ch,
+        ch.iopub.subscribe("stream") as sub,
+    ):
+        with trio.fail_after(TIMEOUT):
+            await kernel.wait_subscribed()
+            messages = [kernel.message("stream", {"i": i}) for i in range(5)]
+            await _publish_then_sync(kernel, ch, messages)
+            assert [m.msg_id for m in drain(sub)] == [m.msg_id for m in messages]
+            got = [ch.multiplexed.receive_nowait() for _ in messages]
+            assert [m.msg_id for m in got] == [m.msg_id for m in messages]
+
+
 async def test_zmq_subscribing_and_unsubscribing_while_messages_flow() -> None:
     """Tasks come and go during a stream of numbered messages: each sees a gap-free run."""
     count = 400
