@@ -551,6 +551,26 @@ async def test_remote_closing_ends_subscriptions() -> None:
                 await sub.receive()
 
 
+async def test_remote_client_subscribe() -> None:
+    async def script(conn: FakeConnection) -> None:
+        await conn.answer_forever()
+
+    with trio.fail_after(TIMEOUT):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+            open_client(ch) as client,
+            client.subscribe("status") as statuses,
+        ):
+            info = await client.kernel_info()
+            assert info.content["status"] == "ok"
+            busy = statuses.receive_nowait()  # before the reply: already here
+            assert busy.parent_id == info.reply.parent_id
+            assert busy.content["execution_state"] == "busy"
+            idle = await statuses.receive()
+            assert idle.content["execution_state"] == "idle"
+
+
 # -- the client, next to executions on a real kernel ----------------------------------------
 
 

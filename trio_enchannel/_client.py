@@ -20,7 +20,7 @@ from ._comm import Comm
 from ._connection import ConnectionInfo
 from ._errors import KernelDied, LocalProtocolError
 from ._execution import Execution, InputRequest, StdinHandler, _ExecRequest
-from ._fanout import Subscription, SubscriptionOverflow
+from ._fanout import Subscribable, Subscription, SubscriptionOverflow
 from ._message import Message
 from ._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE
 from ._queue import DroppingQueue
@@ -674,13 +674,13 @@ class KernelClient:
             ConfigurationError: an invalid bound or policy.
             trio.ClosedResourceError: the channels are closed (when the block is entered).
         """
-        iopub_subscribe = getattr(self._router.channels.iopub, "subscribe", None)
-        if not callable(iopub_subscribe):
+        iopub = self._router.channels.iopub
+        if not isinstance(iopub, Subscribable):
             raise TypeError(
                 f"{type(self._router.channels).__name__}.iopub has no subscribe(): "
                 "IOPub subscriptions need Channels or RemoteChannels"
             )
-        cm: AbstractAsyncContextManager[Subscription] = iopub_subscribe(
+        return iopub.subscribe(
             msg_types,
             parent=parent,
             predicate=predicate,
@@ -688,7 +688,6 @@ class KernelClient:
             buffer_bytes=buffer_bytes,
             overflow=overflow,
         )
-        return cm
 
     # -- comms --------------------------------------------------------------------------
 

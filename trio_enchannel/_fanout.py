@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 import attrs
 import trio
@@ -46,6 +46,7 @@ from ._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, must_drop
 
 __all__ = [
     "Fanout",
+    "Subscribable",
     "Subscription",
     "SubscriptionOverflow",
     "SubscriptionStatistics",
@@ -258,6 +259,24 @@ class Subscription(trio.abc.ReceiveChannel[Message]):
         self._error = error
         self._fanout._remove(self)
         self._inbox.close_sender()
+
+
+@runtime_checkable
+class Subscribable(Protocol):
+    """What offers IOPub subscriptions: the IOPub view of both transports
+    (:class:`~trio_enchannel.IOPubChannel`); the client requires it of its channels' ``iopub``
+    for :meth:`~trio_enchannel.KernelClient.subscribe`."""
+
+    def subscribe(
+        self,
+        msg_types: str | Iterable[str] | None = None,
+        *,
+        parent: str | Message | None = None,
+        predicate: Callable[[Message], bool] | None = None,
+        buffer_size: int = IOPUB_BUFFER_SIZE,
+        buffer_bytes: int = IOPUB_BUFFER_BYTES,
+        overflow: SubscriptionOverflow = "drop",
+    ) -> AbstractAsyncContextManager[Subscription]: ...
 
 
 class Fanout:
