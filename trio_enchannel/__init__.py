@@ -46,6 +46,9 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import NoSuchKernel as NoSuchKernel
     from ._errors import RemoteProtocolError as RemoteProtocolError
     from ._errors import UnsignedMessage as UnsignedMessage
+    from ._fanout import Subscription as Subscription
+    from ._fanout import SubscriptionOverflow as SubscriptionOverflow
+    from ._fanout import SubscriptionStatistics as SubscriptionStatistics
     from ._heartbeat import Heartbeat as Heartbeat
     from ._heartbeat import HeartbeatState as HeartbeatState
     from ._heartbeat import HeartbeatStatistics as HeartbeatStatistics
@@ -150,6 +153,9 @@ __all__ = [
     "Reply",
     "Session",
     "StdinHandler",
+    "Subscription",
+    "SubscriptionOverflow",
+    "SubscriptionStatistics",
     "UnsignedMessage",
     "find_kernel_specs",
     "get_kernel_spec",
@@ -226,6 +232,9 @@ _LAZY: dict[str, str] = {
     "Reply": "._results",
     "Session": "._session",
     "StdinHandler": "._client",
+    "Subscription": "._fanout",
+    "SubscriptionOverflow": "._fanout",
+    "SubscriptionStatistics": "._fanout",
     "UnsignedMessage": "._errors",
     "find_kernel_specs": "._kernelspec",
     "get_kernel_spec": "._kernelspec",

@@ -37,6 +37,7 @@ from ._errors import (
     MalformedMessage,
     RemoteProtocolError,
 )
+from ._fanout import Fanout
 from ._heartbeat import Heartbeat
 from ._inbox import Inbox
 from ._message import CHANNEL_NAMES, ChannelName, Message
@@ -143,6 +144,9 @@ class Channels:
             for name in CHANNEL_NAMES:
                 self._inboxes[name] = self._receivers[name] = Inbox[Message]()
         self._drop_log = DropLog(logger, "open_channels")
+        # IOPub subscriptions (ch.iopub.subscribe): copies handed over by the IOPub reader.
+        self._iopub_fanout = Fanout()
+        self._counters["iopub"].fanout = self._iopub_fanout
         self._rejects_send: trio.MemorySendChannel[RejectedMessage] | None = None
         self._rejects_receive: trio.MemoryReceiveChannel[RejectedMessage] | None = None
         if report_rejects is not None:
@@ -344,6 +348,7 @@ class Channels:
             sock.close()
         self._iopub_wakeup.set()
         self._connection_changed.set()
+        self._iopub_fanout.end()
 
     def _endpoint_for(self, msg: Message) -> MessageChannel:
         if not isinstance(msg, Message):
@@ -530,6 +535,8 @@ class _Reader:
         self.counters = owner._counters[name]
         self.is_iopub = name == "iopub"
         self.drop = self.is_iopub and owner._options.iopub_overflow == "drop"
+        # Subscriptions get their copy before ch.iopub's own policy applies.
+        self.fanout = owner._iopub_fanout if self.is_iopub else Fanout()
         max_items, max_bytes = owner._limits(name)
         self.max_items = max_items
         self.max_bytes = max_bytes or sys.maxsize
@@ -573,6 +580,7 @@ class _Reader:
         owner, name, inbox, counters = self.owner, self.name, self.inbox, self.counters
         deserialize = owner.session.deserialize
         nudges = owner._nudges
+        fanout = self.fanout
         drop, max_items, max_bytes = self.drop, self.max_items, self.max_bytes
         for frames in batch:
             try:
@@ -592,6 +600,8 @@ class _Reader:
             if nudges and msg.parent_id in nudges:
                 continue  # caused by wait_iopub_ready's kernel_info nudges
             nbytes = sum(map(len, frames))
+            if fanout.subscriptions:
+                fanout.publish(msg, nbytes)
             if drop and must_drop(
                 len(inbox), inbox.nbytes, nbytes, msg.header.msg_type, max_items, max_bytes
             ):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal
 
 import trio
@@ -20,7 +20,9 @@ from ._comm import Comm
 from ._connection import ConnectionInfo
 from ._errors import KernelDied, LocalProtocolError
 from ._execution import Execution, InputRequest, StdinHandler, _ExecRequest
+from ._fanout import Subscribable, Subscription, SubscriptionOverflow
 from ._message import Message
+from ._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE
 from ._queue import DroppingQueue
 from ._results import ExecuteResult, KernelInfo, Reply
 from ._router import ChannelsLike, ClientStatistics, Router
@@ -638,6 +640,54 @@ class KernelClient:
         """Whether IOPub is known to deliver: a message has arrived on it (the subscription
         is established), here or in the channels' own readiness check."""
         return self._router.iopub_live
+
+    # -- IOPub subscriptions ------------------------------------------------------------
+
+    def subscribe(
+        self,
+        msg_types: str | Iterable[str] | None = None,
+        *,
+        parent: str | Message | None = None,
+        predicate: Callable[[Message], bool] | None = None,
+        buffer_size: int = IOPUB_BUFFER_SIZE,
+        buffer_bytes: int = IOPUB_BUFFER_BYTES,
+        overflow: SubscriptionOverflow = "drop",
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """Receive a copy of every IOPub message that arrives while the block is open,
+        next to this client's own requests::
+
+            async with client.subscribe("status") as statuses:
+                ...  # run requests; statuses receives every busy/idle of the kernel
+
+        The copies are taken by the channels' IOPub reader, before the client routes the
+        messages: requests, comms and :attr:`unclaimed_iopub` get everything as before, and
+        when a request returns, the IOPub messages it saw are already in every open
+        subscription (or counted in its :attr:`~trio_enchannel.Subscription.dropped`). The
+        arguments, the bounds and the end of the stream are those of
+        :meth:`IOPubChannel.subscribe <trio_enchannel.IOPubChannel.subscribe>`, which this
+        calls on :attr:`channels`; the subscription belongs to the channels (it ends when
+        they close).
+
+        Raises:
+            TypeError: the channels have no ``iopub.subscribe`` (a custom channels object),
+                or a filter of the wrong type.
+            ConfigurationError: an invalid bound or policy.
+            trio.ClosedResourceError: the channels are closed (when the block is entered).
+        """
+        iopub = self._router.channels.iopub
+        if not isinstance(iopub, Subscribable):
+            raise TypeError(
+                f"{type(self._router.channels).__name__}.iopub has no subscribe(): "
+                "IOPub subscriptions need Channels or RemoteChannels"
+            )
+        return iopub.subscribe(
+            msg_types,
+            parent=parent,
+            predicate=predicate,
+            buffer_size=buffer_size,
+            buffer_bytes=buffer_bytes,
+            overflow=overflow,
+        )
 
     # -- comms --------------------------------------------------------------------------
 

@@ -86,6 +86,29 @@ class Inbox(Generic[T]):
         self._nbytes += nbytes
         return True
 
+    def put_within(self, item: T, nbytes: int, max_items: int, max_bytes: int) -> bool:
+        """:meth:`put` ``item`` if fewer than ``max_items`` items are queued and ``nbytes``
+        more fit in ``max_bytes``; never waits.
+
+        Returns:
+            ``False`` when it does not fit (the item is not kept; the caller applies its
+            policy), ``True`` otherwise (also when the receiving side is closed: the item is
+            then discarded, as by :meth:`put`).
+        """
+        queue = self._queue
+        if len(queue) >= max_items or self._nbytes + nbytes > max_bytes:
+            return False
+        if self._closed:
+            return True
+        receivers = self._receivers
+        if receivers:
+            task, _ = receivers.popitem(last=False)
+            trio.lowlevel.reschedule(task, outcome.Value(item))
+            return True
+        queue.append((item, nbytes))
+        self._nbytes += nbytes
+        return True
+
     async def wait_room(self, max_items: int, max_bytes: int) -> None:
         """Wait until at most ``max_items`` items and ``max_bytes`` bytes are queued, or the
         receiving side is closed. A checkpoint."""

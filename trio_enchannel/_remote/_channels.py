@@ -35,6 +35,7 @@ from .._errors import (
     LocalProtocolError,
     RemoteProtocolError,
 )
+from .._fanout import Fanout
 from .._inbox import Inbox
 from .._message import CHANNEL_NAMES, ChannelName, Message
 from .._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
@@ -176,6 +177,9 @@ class RemoteChannels:
             self._rejects_send, self._rejects_receive = rsend, rreceive
         self._rejects_unreported = 0
         self._rejected_unknown = 0
+        # IOPub subscriptions (ch.iopub.subscribe): copies handed over by the reader.
+        self._iopub_fanout = Fanout()
+        self._counters["iopub"].fanout = self._iopub_fanout
         self._listeners: list[Any] = []
         self._taps: list[Callable[[Message], None]] = []
         self._dead = trio.Event()
@@ -372,6 +376,7 @@ class RemoteChannels:
         """
         if not self._closed:
             self._closed = True
+            self._iopub_fanout.end()
             await self._link.aclose()
             for name in CHANNEL_NAMES:  # the shared inbox of multiplexed mode: once per channel
                 self._inboxes[name].close_sender()
@@ -421,6 +426,8 @@ class RemoteChannels:
         counters.received += 1
         for tap in self._taps:
             tap(msg)
+        if name == "iopub" and self._iopub_fanout.subscriptions:
+            self._iopub_fanout.publish(msg, nbytes)
         inbox = self._inboxes[name]
         max_items, max_bytes = self._limits(name)
         if name == "iopub" and self._iopub_drop:
@@ -491,6 +498,7 @@ class RemoteChannels:
     def _on_dead(self, error: KernelDied) -> None:
         self._death = error
         self._dead.set()
+        self._iopub_fanout.end(error)
         self._notify("kernel_died", error)
 
 
