@@ -263,6 +263,11 @@ def test_unknown_language_and_types() -> None:
         translate_parameters("python", {1: 1})  # type: ignore[dict-item]
     with pytest.raises(ParameterError, match="single line"):
         translate_parameters("python", {}, comment="a\nb")
+    with pytest.raises(TypeError, match="mapping"):
+        translate_parameters("python", [("x", 1)])  # type: ignore[arg-type]
+    with pytest.raises(ParameterError, match="too large") as caught:
+        translate_parameters("python", {"big": [10**5000]})
+    assert caught.value.name == "big"
 
 
 def test_language_names_are_case_insensitive() -> None:

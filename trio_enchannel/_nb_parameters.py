@@ -479,7 +479,12 @@ def _value(syntax: _Syntax, value: object, where: str, *, depth: int) -> str:
     if isinstance(value, int):
         number = int(value)
         suffix = syntax.long_suffix if number not in _INT32 else ""
-        return f"{number}{suffix}"
+        try:
+            return f"{number}{suffix}"
+        except ValueError:  # more digits than Python converts (sys.set_int_max_str_digits)
+            raise ParameterError(
+                f"parameter {where}: the integer is too large to write", name=_root(where)
+            ) from None
     if isinstance(value, float):
         return _float(syntax, float(value))
     if isinstance(value, (Mapping, list, tuple)):
@@ -546,6 +551,8 @@ def translate_parameters(
         TypeError: a value is of another type than those above.
     """
     syntax = _syntax(language)
+    if not isinstance(parameters, Mapping):
+        raise TypeError(f"parameters must be a mapping, not {type(parameters).__name__}")
     if not isinstance(comment, str):
         raise TypeError(f"comment must be a str, not {type(comment).__name__}")
     if "\n" in comment or "\r" in comment:
