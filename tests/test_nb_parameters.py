@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from trio_enchannel._errors import EnchannelError, ParameterError
 from trio_enchannel._nb_parameters import (
     inject_parameters,
+    parameters_language,
     parse_parameters,
     supported_languages,
     translate_parameters,
@@ -435,3 +436,19 @@ def test_missing_file_and_bad_names_are_refused(tmp_path: Path) -> None:
     assert caught.value.name == ""
     with pytest.raises(ParameterError, match="-r"):
         parse_parameters(raw_pairs=[(" x", "1")])
+
+
+def test_several_yaml_strings_apply_in_turn() -> None:
+    assert parse_parameters(yaml_text=["a: 1\nb: 1", "b: 2"]) == {"a": 1, "b": 2}
+
+
+def test_the_language_is_chosen_as_papermill_chooses_it() -> None:
+    nb = _notebook(["code"], None, None)
+    nb.metadata["kernelspec"] = {"name": "ir", "language": "R", "display_name": "R"}
+    assert parameters_language(nb) == "R"
+    nb.metadata["language_info"] = {"name": "python"}
+    assert parameters_language(nb) == "python"
+    assert parameters_language(nb, kernel_name="sparkkernel") == "sparkkernel"
+    assert parameters_language(_notebook([], None, None), kernel_language="bash") == "bash"
+    with pytest.raises(ParameterError, match="'cobol'"):
+        parameters_language(_notebook([], None, None), kernel_language="cobol")
