@@ -568,7 +568,12 @@ def translate_parameters(
                 f"parameter {name!r} is not a valid variable name in {syntax.language}",
                 name=name,
             )
-        code = _value(syntax, value, name, depth=0)
+        try:
+            code = _value(syntax, value, name, depth=0)
+        except RecursionError:
+            raise ParameterError(
+                f"parameter {name!r} contains itself or is nested too deeply", name=name
+            ) from None
         lines.append(syntax.assign.format(name=target, value=code))
     return "\n".join(lines) + "\n"
 
@@ -717,6 +722,8 @@ def _load_yaml(text: str, origin: str) -> Any:
     if loader is None:
         try:
             return json.loads(text)
+        except RecursionError:
+            raise ParameterError(f"{origin}: nested too deeply") from None
         except ValueError:
             raise ParameterError(
                 f"{origin}: not JSON, and reading YAML needs PyYAML: "
@@ -727,6 +734,8 @@ def _load_yaml(text: str, origin: str) -> Any:
         return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise ParameterError(f"{origin}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ParameterError(f"{origin}: nested too deeply") from None
 
 
 def _merge_document(result: dict[str, Any], document: Any, origin: str) -> None:
@@ -743,7 +752,12 @@ def _merge_document(result: dict[str, Any], document: Any, origin: str) -> None:
                 f"{origin}: parameter name {name!r} is not a non-empty string",
                 name=str(name),
             )
-        _check_loaded(value, name, origin)
+        try:
+            _check_loaded(value, name, origin)
+        except RecursionError:  # a YAML alias inside itself (a: &x [*x]), or very deep
+            raise ParameterError(
+                f"{origin}: parameter {name} refers to itself or is nested too deeply", name=name
+            ) from None
         result[name] = value
 
 
@@ -795,6 +809,8 @@ def parse_parameters(
         if path.suffix.lower() == ".json":
             try:
                 document = json.loads(text)
+            except RecursionError:
+                raise ParameterError(f"{origin}: nested too deeply") from None
             except ValueError as exc:
                 raise ParameterError(f"{origin}: not valid JSON: {exc}") from None
         else:
