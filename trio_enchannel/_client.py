@@ -121,22 +121,26 @@ class KernelClient:
     def kernel_died(self, error: KernelDied) -> None:
         """The kernel is gone: fail every pending request (and open comm) with ``error``, and
         make later requests fail at once with a :class:`~trio_enchannel.KernelDied` too,
-        until the kernel answers again (a message arrives, or :meth:`wait_for_ready`
-        succeeds after a restart).
+        until the kernel answers again (a message arrives) or :meth:`reset_readiness`
+        announces a new process.
 
         For launchers that see the kernel process exit; :func:`open_kernel` calls it.
         """
         self._router.kernel_died(error)
 
     def reset_readiness(self) -> None:
-        """Forget that IOPub was live: a new kernel process is about to start.
+        """Forget that IOPub was live, and that the kernel was dead: a new kernel process is
+        about to start.
 
         A new process means a new IOPub subscription, and whatever it publishes before the
         subscription reaches it is lost; so the next :meth:`wait_for_ready` (and the next
-        request whose outputs matter) probes again until IOPub delivers. :func:`open_kernel`
-        calls it on restart, after the old process has exited.
+        request whose outputs matter) probes again until IOPub delivers. Requests no longer
+        fail at once for the old process's reported death, and the next
+        :meth:`wait_for_ready` waits through heartbeat silence until the new process
+        answers.
+        :func:`open_kernel` calls it on restart, after the old process has exited.
         """
-        self._router.forget_iopub_live()
+        self._router.new_process()
 
     async def send(self, msg: Message) -> None:
         """Send ``msg`` without waiting for an answer.
@@ -147,10 +151,11 @@ class KernelClient:
         Raises:
             LocalProtocolError: ``msg`` has no channel a client sends on, or cannot be
                 encoded.
+            KernelDied: the kernel is known to be dead (nothing is sent).
             trio.ClosedResourceError: the client or its channels are closed.
         """
         router = self._router
-        router.check_usable(probing=True)
+        router.check_usable()
         router.tracker.remember(
             msg.msg_id, quiet=False, expect_reply=msg.msg_type.endswith("_request")
         )
@@ -609,12 +614,20 @@ class KernelClient:
         channels), so that the kernel's first ``input_request`` cannot be lost. Bound it
         with :func:`trio.fail_after`.
 
+        A kernel already known to be dead when it is called (reported dead, or declared
+        unresponsive by the heartbeat, for example a stale connection file) fails it at
+        once with :class:`~trio_enchannel.KernelDied`, like every other request. Heartbeat
+        silence that begins *while* it waits does not end it (a kernel still starting may
+        not answer pings yet); a reported death does. After :meth:`reset_readiness` (a
+        restart) it waits through heartbeat silence until the new process answers.
+
         Returns:
             the kernel's :class:`KernelInfo` (also kept in :attr:`kernel_info_cache`).
 
         Raises:
             trio.ClosedResourceError: the client is closed.
-            KernelDied: the launcher reported the kernel dead while waiting.
+            KernelDied: the kernel was known to be dead, or the launcher reported it dead
+                while waiting.
             ConnectionInfoError: a channel's ZeroMQ handshake failed for good (see
                 :meth:`Channels.wait_connected <trio_enchannel.Channels.wait_connected>`).
         """

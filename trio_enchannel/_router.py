@@ -106,6 +106,9 @@ class Router:
         # request made right after the monitor recovered must not wait for watch_heartbeat
         # to run and clear the flag).
         self.heartbeat_recovered: Callable[[], bool] | None = None
+        # A new kernel process is starting (reset_readiness): heartbeat silence does not make
+        # the readiness probe fail at once (the new process may not answer pings yet).
+        self.starting = False
         self.stdin_refused = 0
         self.closed = False
         self.nursery: trio.Nursery | None = None
@@ -182,7 +185,9 @@ class Router:
             self.fail(trio.BrokenResourceError(f"the {name} channel ended"))
 
     def dispatch(self, msg: Message, name: ChannelName) -> None:
-        self.unresponsive = self.heartbeat_recovered = None  # the kernel just proved it is alive
+        # The kernel just proved it is alive.
+        self.unresponsive = self.heartbeat_recovered = None
+        self.starting = False
         channel = msg.channel or name
         comm_handled = False
         if channel == "iopub":
@@ -283,10 +288,12 @@ class Router:
                         else "the kernel stopped answering heartbeats"
                     )
                 self.unresponsive = died
+                # Set for every heartbeat verdict (not for a reported death): check_usable
+                # tells the two apart.
                 self.heartbeat_recovered = (
                     (lambda: monitor.state == "alive")
                     if isinstance(getattr(monitor, "state", None), str)
-                    else None
+                    else (lambda: False)
                 )
                 self.fail(died, probes=False)
                 if wait_responsive is None:
@@ -314,6 +321,15 @@ class Router:
         self.heartbeat_recovered = None  # gone for good: a heartbeat does not bring it back
         self.fail(error)
 
+    def new_process(self) -> None:
+        """A new kernel process is about to start (a launcher's restart): forget the reported
+        death of the previous one, and that IOPub was live. A heartbeat verdict stands until
+        the heartbeat (or a message) says otherwise, but no longer fails readiness probes."""
+        if self.heartbeat_recovered is None:
+            self.unresponsive = None
+        self.starting = True
+        self.forget_iopub_live()
+
     def forget_iopub_live(self) -> None:
         """A new kernel process will need a new IOPub subscription: probe again before the
         next request whose outputs matter."""
@@ -323,14 +339,32 @@ class Router:
 
     # -- sending ------------------------------------------------------------------------
 
-    def check_usable(self, *, probing: bool = False) -> None:
+    def check_open(self) -> None:
+        """Raise if the client is closed."""
         if self.closed:
             raise trio.ClosedResourceError("the client is closed")
-        if self.unresponsive is not None and not probing:
-            recovered = self.heartbeat_recovered
-            if recovered is None or not recovered():
-                raise KernelDied(self.unresponsive.reason)
-            self.unresponsive = self.heartbeat_recovered = None
+
+    def check_usable(self, *, probing: bool = False) -> None:
+        """Raise if no request can succeed now: the client is closed, or the kernel is known
+        to be dead (reported by a launcher or the channels, or declared by the heartbeat and
+        not alive again). Every path that sends to the kernel or waits on it starts here, so
+        a death known before the call fails the call at once, with the same error.
+
+        ``probing``: the call is a readiness probe; while a new process starts
+        (:meth:`new_process`), heartbeat silence does not count (a reported death does).
+        """
+        self.check_open()
+        died = self.unresponsive
+        if died is None:
+            return
+        recovered = self.heartbeat_recovered
+        if recovered is not None:
+            if recovered():
+                self.unresponsive = self.heartbeat_recovered = None
+                return
+            if probing and self.starting:
+                return
+        raise KernelDied(died.reason)
 
     async def send(self, msg: Message) -> None:
         channel = msg.channel
@@ -372,6 +406,9 @@ class Router:
                 await self.send_input_reply(msg, "")
 
     async def probe_ready(self, *, survive_heartbeat: bool) -> KernelInfo:
+        # A death known now fails the call now; one declared by the heartbeat while waiting
+        # fails it only without survive_heartbeat (see _Request.probe).
+        self.check_usable(probing=survive_heartbeat)
         probe = _Request(None, probe=survive_heartbeat)
         sent: list[str] = []
         interval = 0.05
@@ -380,7 +417,7 @@ class Router:
             while True:
                 if reply is None or not self.iopub_live:
                     msg = self.session.message("kernel_info_request", {}, channel="shell")
-                    self.check_usable(probing=True)
+                    self.check_open()
                     self.tracker.register(msg.msg_id, probe)
                     sent.append(msg.msg_id)
                     await self.send(msg)
@@ -390,7 +427,8 @@ class Router:
                         # probe (iopub_welcome after the last reply): check before waiting.
                         if reply is not None and self.iopub_live:
                             info = KernelInfo(reply)
-                            self.unresponsive = None
+                            self.unresponsive = self.heartbeat_recovered = None
+                            self.starting = False
                             return info
                         got = await probe.inbox.receive()
                         if got.msg_type == "kernel_info_reply" and got.channel == "shell":
