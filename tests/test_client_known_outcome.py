@@ -11,11 +11,23 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
 from tests.conftest import kernel_process
-from trio_enchannel import ConnectionInfo, KernelClient, KernelDied, open_client
+from trio_enchannel import (
+    Channels,
+    ConnectionInfo,
+    ConnectionInfoError,
+    KernelClient,
+    KernelDied,
+    Message,
+    open_channels,
+    open_client,
+)
+from trio_enchannel._zmq import curve_keypair, has_curve
+from trio_enchannel.testing import open_fake_kernel
 
 TIMEOUT = 10
 
@@ -134,3 +146,90 @@ async def test_a_restart_lets_wait_for_ready_wait_through_the_old_death() -> Non
             assert waited.cancelled_caught  # it waited (nothing will ever answer)
             with pytest.raises(KernelDied):
                 await client.execute("1")  # other calls still fail while it is silent
+
+
+# -- a ZeroMQ handshake that cannot succeed --------------------------------------------------
+
+needs_curve = pytest.mark.skipif(not has_curve(), reason="libzmq without CurveZMQ")
+
+
+def _curve(info: ConnectionInfo) -> ConnectionInfo:
+    public, secret = curve_keypair()
+    return attrs.evolve(info, curve_publickey=public, curve_secretkey=secret)
+
+
+def _plain(info: ConnectionInfo) -> ConnectionInfo:
+    return attrs.evolve(info, curve_publickey=None, curve_secretkey=None)
+
+
+MISMATCHES: dict[str, tuple[bool, Callable[[ConnectionInfo], ConnectionInfo]]] = {
+    # kernel encrypts?, what the client is given
+    "wrong curve_publickey": (
+        True,
+        lambda bound: attrs.evolve(bound, curve_publickey=curve_keypair()[0]),
+    ),
+    "plain client, encrypting kernel": (True, _plain),
+    "encrypting client, plain kernel": (
+        False,
+        lambda bound: attrs.evolve(bound, curve_publickey=curve_keypair()[0]),
+    ),
+}
+
+
+@needs_curve
+@pytest.mark.parametrize("case", sorted(MISMATCHES))
+async def test_failed_handshake_reaches_every_waiter_of_the_channels(case: str) -> None:
+    encrypting, client_info = MISMATCHES[case]
+    base = ConnectionInfo.allocate(key="k")
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=_curve(base) if encrypting else base) as fk:
+            info = client_info(fk.connection_info)
+            async with open_channels(info, heartbeat=False) as ch:
+                request = ch.session.message("kernel_info_request", channel="shell")
+                async with trio.open_nursery() as nursery:
+                    # Waiters already blocked when the failure becomes known get it too.
+                    for wait in (ch.shell.receive, ch.control.receive, ch.iopub.receive):
+                        nursery.start_soon(_expect_unreachable, wait)
+                    # A send may also be queued before the failure is known (libzmq queues
+                    # for a connection in progress); it must not wait forever.
+                    nursery.start_soon(_send_or_unreachable, ch, request)
+                    nursery.start_soon(_expect_unreachable, ch.wait_iopub_ready)
+                    await _expect_unreachable(ch.wait_connected)
+                assert ch.handshake_error is not None
+                # ... and every later call, at once.
+                for call in (
+                    ch.wait_connected,
+                    ch.wait_iopub_ready,
+                    ch.shell.receive,
+                    lambda: ch.control.send(ch.session.message("kernel_info_request")),
+                ):
+                    await _expect_unreachable(call)
+                with pytest.raises(ConnectionInfoError):
+                    ch.stdin.send_nowait(ch.session.message("input_reply", {"value": ""}))
+            assert not fk.requests
+
+
+async def _send_or_unreachable(ch: Channels, request: Message) -> None:
+    try:
+        await ch.shell.send(request)
+    except ConnectionInfoError as exc:
+        assert "handshake" in str(exc)
+
+
+async def _expect_unreachable(call: Callable[[], Awaitable[Any]]) -> None:
+    with pytest.raises(ConnectionInfoError, match="handshake"):
+        await call()
+
+
+@needs_curve
+@pytest.mark.parametrize("case", sorted(MISMATCHES))
+async def test_failed_handshake_fails_every_call_of_the_client(case: str) -> None:
+    encrypting, client_info = MISMATCHES[case]
+    base = ConnectionInfo.allocate(key="k")
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=_curve(base) if encrypting else base) as fk:
+            client_info_ = client_info(fk.connection_info)
+            async with open_client(client_info_) as client:
+                with pytest.raises(ConnectionInfoError, match="handshake"):
+                    await client.wait_for_ready()  # no 30 s "no heartbeat reply"
+                await assert_every_call_fails(client, ConnectionInfoError, "handshake")

@@ -80,6 +80,11 @@ _SOCKET_KIND: dict[ChannelName, SocketKind] = {
 _BATCH = 1000
 #: The channels whose kernel end is a ROUTER, which drops messages for unknown peers.
 _ROUTED: tuple[ChannelName, ...] = ("shell", "control", "stdin")
+#: Handshakes failed without detail in a row, on a socket that never completed one, after
+#: which the failure is final. libzmq retries every 100-200 ms and reports such a failure at
+#: each attempt when the kernel refuses our CurveZMQ keys (a wrong ``curve_publickey``); one
+#: alone may be a kernel that went away mid-handshake.
+HANDSHAKE_ATTEMPTS = 3
 
 
 @attrs.frozen
@@ -156,6 +161,12 @@ class Channels:
         self._monitors: dict[ChannelName, SocketMonitor] = {}
         self._connected: dict[ChannelName, bool] = dict.fromkeys(_ROUTED, False)
         self._handshake_failures: dict[ChannelName, SocketEvent] = {}
+        # Final: a socket that never completed a handshake failed in a way retrying will not
+        # fix. Every waiter gets it (see _fail_handshake).
+        self._handshake_error: str | None = None
+        self._handshake_misses: dict[ChannelName, int] = dict.fromkeys(_ROUTED, 0)
+        self._ever_connected: set[ChannelName] = set()
+        self._send_scopes: set[trio.CancelScope] = set()
         self._connection_changed = trio.Event()
         self.shell = MessageChannel(self, "shell")
         self.control = MessageChannel(self, "control")
@@ -257,6 +268,8 @@ class Channels:
         requests' replies, and the IOPub messages they cause, are not delivered.
 
         Raises:
+            ConnectionInfoError: the ZeroMQ handshake failed for good (see
+                :meth:`wait_connected`).
             trio.ClosedResourceError: the channels were closed while waiting.
         """
         if self._iopub_ready:
@@ -264,12 +277,14 @@ class Channels:
             return
         if self._closed:
             raise trio.ClosedResourceError("the channels are closed")
+        self._check_handshake()
         with trio.move_on_after(welcome_grace):
             await self._iopub_wakeup.wait()
         async with self._nudge_lock:
             while not self._iopub_ready:
                 if self._closed:
                     raise trio.ClosedResourceError("the channels are closed")
+                self._check_handshake()
                 nudge = self.session.message("kernel_info_request", channel="shell")
                 self._nudges.add(nudge.msg_id)
                 await self._send("shell", nudge)
@@ -300,28 +315,42 @@ class Channels:
         Raises:
             ConnectionInfoError: the handshake failed for a reason that retrying will not
                 fix: the peer does not speak ZeroMQ, or not with our security mechanism,
-                or it refused our CurveZMQ keys (wrong ``curve_publickey``).
+                or it refused our CurveZMQ keys (wrong ``curve_publickey``). When that
+                happens on a socket that never completed a handshake, the failure is final
+                (:meth:`handshake_error`): every send, receive and wait of these channels
+                raises it too.
             trio.ClosedResourceError: the channels were (or get) closed.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self._closed:
                 raise trio.ClosedResourceError("the channels are closed")
+            self._check_handshake()
             if self._handshake_failures:
                 name, event = next(iter(self._handshake_failures.items()))
-                reason = (
-                    "the kernel refused our CurveZMQ keys, or curve_publickey is wrong"
-                    if event.name == "handshake_failed_auth"
-                    else "the peer does not speak ZeroMQ, or not with our security mechanism"
-                )
-                raise ConnectionInfoError(
-                    f"the ZeroMQ handshake of the {name} socket with {event.endpoint} "
-                    f"failed: {reason}"
-                )
+                raise ConnectionInfoError(_describe_handshake_failure(name, event))
             if all(self._connected.values()):
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return
             await self._connection_changed.wait()
+
+    @property
+    def handshake_error(self) -> ConnectionInfoError | None:
+        """Why these channels can never talk to the kernel, once that is known; else ``None``.
+
+        Set when a ZeroMQ handshake of shell, control or stdin fails on a socket that never
+        completed one, in a way retrying will not fix: at the first failure that names a
+        protocol or an authentication problem (a plain client and an encrypting kernel, or
+        the reverse), or after :data:`HANDSHAKE_ATTEMPTS` failures in a row without detail
+        (what libzmq reports when the kernel cannot decrypt our greeting: a wrong
+        ``curve_publickey``). From then on every send, every receive once the messages
+        already received are consumed, :meth:`wait_connected` and :meth:`wait_iopub_ready`
+        raise it (a fresh :class:`ConnectionInfoError` each time), and so does every call
+        of a :class:`~trio_enchannel.KernelClient` on these channels.
+        """
+        if self._handshake_error is None:
+            return None
+        return ConnectionInfoError(self._handshake_error)
 
     async def aclose(self) -> None:
         """Close every socket and stop the readers and the heartbeat; idempotent.
@@ -371,15 +400,50 @@ class Channels:
             raise trio.ClosedResourceError("the channels are closed")
         return sock
 
+    def _check_handshake(self) -> None:
+        if self._handshake_error is not None:
+            raise ConnectionInfoError(self._handshake_error)
+
     async def _send(self, name: ChannelName, msg: Message) -> None:
         frames = self._frames(name, msg)
-        await self._socket_for(name).send_multipart(frames)
+        sock = self._socket_for(name)
+        self._check_handshake()
+        if self._connected.get(name, True):
+            await sock.send_multipart(frames)
+        else:
+            # Not connected yet: a DEALER without a peer waits to send, and would wait
+            # forever if the handshake cannot succeed; _fail_handshake wakes it.
+            with trio.CancelScope() as scope:
+                self._send_scopes.add(scope)
+                try:
+                    await sock.send_multipart(frames)
+                finally:
+                    self._send_scopes.discard(scope)
+            if scope.cancelled_caught:  # nothing was sent
+                self._check_handshake()
         self._counters[name].sent += 1
 
     def _send_nowait(self, name: ChannelName, msg: Message) -> None:
         frames = self._frames(name, msg)
-        self._socket_for(name).send_multipart_nowait(frames)
+        sock = self._socket_for(name)
+        self._check_handshake()
+        sock.send_multipart_nowait(frames)
         self._counters[name].sent += 1
+
+    def _fail_handshake(self, name: ChannelName, event: SocketEvent) -> None:
+        """The handshake of ``name`` failed for good: tell every waiter."""
+        if self._handshake_error is not None:
+            return
+        text = _describe_handshake_failure(name, event)
+        if event.name == "handshake_failed":
+            text += f" ({HANDSHAKE_ATTEMPTS} attempts in a row)"
+        self._handshake_error = text
+        logger.error("%s; these channels cannot talk to the kernel", text)
+        for inbox in {id(i): i for i in self._inboxes.values()}.values():
+            inbox.fail(lambda: ConnectionInfoError(text))
+        for scope in self._send_scopes:
+            scope.cancel()
+        self._iopub_wakeup.set()
 
     def _limits(self, name: ChannelName) -> tuple[int, int]:
         """(messages, bytes) the buffer of channel ``name`` holds; bytes 0: no byte bound."""
@@ -466,6 +530,8 @@ class Channels:
                         return
                     if event.name == succeeded:
                         self._connected[name] = True
+                        self._ever_connected.add(name)
+                        self._handshake_misses[name] = 0
                         self._handshake_failures.pop(name, None)
                     elif event.name == "disconnected":
                         self._connected[name] = False
@@ -478,6 +544,16 @@ class Channels:
                                 event.name,
                             )
                         self._handshake_failures[name] = event
+                        if name not in self._ever_connected:
+                            self._fail_handshake(name, event)
+                    elif event.name == "handshake_failed":
+                        self._handshake_misses[name] += 1
+                        if (
+                            name not in self._ever_connected
+                            and self._handshake_misses[name] >= HANDSHAKE_ATTEMPTS
+                        ):
+                            self._handshake_failures[name] = event
+                            self._fail_handshake(name, event)
                     elif event.name == "monitor_stopped":
                         return
                     else:
@@ -600,6 +676,19 @@ class _Reader:
                 continue
             if not inbox.put(msg, nbytes):
                 counters.discarded += 1
+
+
+def _describe_handshake_failure(name: ChannelName, event: SocketEvent) -> str:
+    if event.name == "handshake_failed_auth":
+        reason = "the kernel refused our CurveZMQ keys, or curve_publickey is wrong"
+    elif event.name == "handshake_failed":
+        reason = (
+            "the kernel closed the connection during the handshake; most likely it encrypts "
+            "with CurveZMQ and curve_publickey is not its public key"
+        )
+    else:
+        reason = "the peer does not speak ZeroMQ, or not with our security mechanism"
+    return f"the ZeroMQ handshake of the {name} socket with {event.endpoint} failed: {reason}"
 
 
 def detach_error(error: BaseException) -> None:

@@ -49,7 +49,12 @@ class KernelClient:
     behind (its late reply, if any, goes to :attr:`unclaimed_replies`).
 
     When the kernel dies (heartbeat lost, or the launcher reports its process exited) every
-    pending request fails with :class:`~trio_enchannel.KernelDied`.
+    pending request fails with :class:`~trio_enchannel.KernelDied`, and so does every later
+    call (:meth:`wait_for_ready` included) until the kernel answers again: a call whose
+    outcome is known never waits. Likewise, when the channels' ZeroMQ handshake has failed
+    for good (:attr:`Channels.handshake_error <trio_enchannel.Channels.handshake_error>`:
+    wrong ``curve_publickey``, encryption on one side only), every pending and later call
+    fails with :class:`~trio_enchannel.ConnectionInfoError`.
     """
 
     def __init__(

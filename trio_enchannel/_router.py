@@ -18,7 +18,7 @@ import attrs
 import trio
 
 from ._comm import Comm
-from ._errors import KernelDied, LocalProtocolError
+from ._errors import ConnectionInfoError, KernelDied, LocalProtocolError
 from ._execution import _Request
 from ._message import ChannelName, Message
 from ._queue import DroppingQueue
@@ -102,6 +102,9 @@ class Router:
         # subscription, and whatever it publishes before that subscription arrives is lost).
         self.trust_channels_ready = True
         self.unresponsive: KernelDied | None = None
+        # Why the channels can never reach the kernel (a ZeroMQ handshake that failed for
+        # good): every call fails with it, for good.
+        self.unreachable: ConnectionInfoError | None = None
         # When ``unresponsive`` came from a heartbeat monitor: whether it is alive again (a
         # request made right after the monitor recovered must not wait for watch_heartbeat
         # to run and clear the flag).
@@ -175,6 +178,12 @@ class Router:
             if not self.closed:
                 self.unresponsive = exc
                 self.heartbeat_recovered = None
+                self.fail(exc)
+            return
+        except ConnectionInfoError as exc:  # a handshake that cannot succeed (local)
+            if not self.closed:
+                if self.unreachable is None:
+                    self.unreachable = exc
                 self.fail(exc)
             return
         except Exception as exc:
@@ -340,9 +349,11 @@ class Router:
     # -- sending ------------------------------------------------------------------------
 
     def check_open(self) -> None:
-        """Raise if the client is closed."""
+        """Raise if the client is closed, or its channels can never reach the kernel."""
         if self.closed:
             raise trio.ClosedResourceError("the client is closed")
+        if self.unreachable is not None:
+            raise ConnectionInfoError(str(self.unreachable))
 
     def check_usable(self, *, probing: bool = False) -> None:
         """Raise if no request can succeed now: the client is closed, or the kernel is known
