@@ -23,11 +23,12 @@ from trio_enchannel import (
     KernelClient,
     KernelDied,
     Message,
+    SignatureMismatch,
     open_channels,
     open_client,
 )
 from trio_enchannel._zmq import curve_keypair, has_curve
-from trio_enchannel.testing import open_fake_kernel
+from trio_enchannel.testing import ForgeSignature, open_fake_kernel
 
 TIMEOUT = 10
 
@@ -233,3 +234,61 @@ async def test_failed_handshake_fails_every_call_of_the_client(case: str) -> Non
                 with pytest.raises(ConnectionInfoError, match="handshake"):
                     await client.wait_for_ready()  # no 30 s "no heartbeat reply"
                 await assert_every_call_fails(client, ConnectionInfoError, "handshake")
+
+
+# -- replies rejected for their signature ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kernel_key", "client_key", "rejected"),
+    [("kernel-key", "client-key", "invalid_signature"), ("", "client-key", "unsigned")],
+)
+async def test_signature_mismatch_fails_every_call_with_a_typed_error(
+    kernel_key: str, client_key: str, rejected: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=ConnectionInfo.allocate(key=kernel_key)) as fk:
+            info = attrs.evolve(fk.connection_info, key=client_key)
+            async with open_client(info) as client:
+                with pytest.raises(SignatureMismatch, match="key") as caught:
+                    await client.wait_for_ready()
+                assert caught.value.reason == "signature_mismatch"
+                assert caught.value.rejected_reason == rejected
+                await assert_every_call_fails(client, SignatureMismatch, "key")
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(
+    ("kernel_key", "rejected"), [("kernel-key", "invalid_signature"), ("", "unsigned")]
+)
+async def test_ipykernel_with_another_key_is_named_as_the_cause(
+    tmp_path: Path, kernel_key: str, rejected: str
+) -> None:
+    """ipykernel drops requests signed with another key without a word, and a kernel without
+    a key sends unsigned answers: either way the client says what is wrong instead of
+    waiting for the caller's timeout."""
+    with trio.fail_after(60):
+        info = ConnectionInfo.allocate(key=kernel_key)
+        async with kernel_process(tmp_path, info=info) as kernel:
+            wrong = attrs.evolve(kernel.info, key="client-key")
+            async with open_client(wrong) as client:
+                with pytest.raises(SignatureMismatch) as caught:
+                    await client.wait_for_ready()
+                assert caught.value.rejected_reason == rejected
+                with pytest.raises(SignatureMismatch):
+                    await client.execute("1")
+
+
+@pytest.mark.parametrize("unsigned", [False, True])
+async def test_forged_answer_to_one_request_fails_only_that_request(unsigned: bool) -> None:
+    """After the kernel proved it signs as we do, a rejected message that claims to answer
+    a pending request fails that request (typed, at once), and nothing else."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel() as fk, open_client(fk.connection_info) as client:
+            await client.wait_for_ready()
+            fk.inject(ForgeSignature(unsigned=unsigned))
+            with pytest.raises(SignatureMismatch) as caught:
+                await client.execute("forged")
+            assert caught.value.rejected_reason == ("unsigned" if unsigned else "invalid_signature")
+            assert (await client.execute("next")).ok
+            assert client.statistics().pending == 0

@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import MalformedMessage as MalformedMessage
     from ._errors import NoSuchKernel as NoSuchKernel
     from ._errors import RemoteProtocolError as RemoteProtocolError
+    from ._errors import SignatureMismatch as SignatureMismatch
     from ._errors import UnsignedMessage as UnsignedMessage
     from ._heartbeat import Heartbeat as Heartbeat
     from ._heartbeat import HeartbeatState as HeartbeatState
@@ -149,6 +150,7 @@ __all__ = [
     "RemoteServerError",
     "Reply",
     "Session",
+    "SignatureMismatch",
     "StdinHandler",
     "UnsignedMessage",
     "find_kernel_specs",
@@ -225,6 +227,7 @@ _LAZY: dict[str, str] = {
     "RemoteServerError": "._remote._errors",
     "Reply": "._results",
     "Session": "._session",
+    "SignatureMismatch": "._errors",
     "StdinHandler": "._client",
     "UnsignedMessage": "._errors",
     "find_kernel_specs": "._kernelspec",

@@ -7,11 +7,12 @@ channel. Invalid messages are counted, logged and (on request) reported, never d
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -41,7 +42,7 @@ from ._heartbeat import Heartbeat
 from ._inbox import Inbox
 from ._message import CHANNEL_NAMES, ChannelName, Message
 from ._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
-from ._session import Session
+from ._session import DELIMITER, Session
 from ._util import unwrap_single
 from ._zmq import (
     HANDSHAKE_EVENTS,
@@ -85,6 +86,13 @@ _ROUTED: tuple[ChannelName, ...] = ("shell", "control", "stdin")
 #: each attempt when the kernel refuses our CurveZMQ keys (a wrong ``curve_publickey``); one
 #: alone may be a kernel that went away mid-handshake.
 HANDSHAKE_ATTEMPTS = 3
+#: Rejection reasons that say the kernel signs differently from us (see add_reject_listener).
+_SIGNATURE_REASONS = frozenset(("invalid_signature", "unsigned"))
+#: The largest parent header a rejected message may have for its claimed parent to be read.
+_CLAIM_LIMIT = 4096
+
+#: ``(channel, claimed parent msg_id or None, error)``; see Channels.add_reject_listener.
+RejectListener = Callable[[ChannelName, "str | None", RemoteProtocolError], None]
 
 
 @attrs.frozen
@@ -167,6 +175,7 @@ class Channels:
         self._handshake_misses: dict[ChannelName, int] = dict.fromkeys(_ROUTED, 0)
         self._ever_connected: set[ChannelName] = set()
         self._send_scopes: set[trio.CancelScope] = set()
+        self._reject_listeners: list[RejectListener] = []
         self._connection_changed = trio.Event()
         self.shell = MessageChannel(self, "shell")
         self.control = MessageChannel(self, "control")
@@ -334,6 +343,20 @@ class Channels:
                 return
             await self._connection_changed.wait()
 
+    def add_reject_listener(self, listener: RejectListener) -> None:
+        """Call ``listener(channel, parent_id, error)`` for every message rejected for its
+        signature (``error.reason`` ``"invalid_signature"`` or ``"unsigned"``): what a
+        kernel that signs with another key or scheme sends.
+
+        ``parent_id`` is the ``msg_id`` its parent header *claims* (read from at most 4 KiB,
+        ``None`` if there is none): unverified, so use it only to tell a request that an
+        answer to it was rejected, never as information. Called synchronously by the
+        reader that rejected the message: keep it short. A
+        :class:`~trio_enchannel.KernelClient` registers itself to fail the calls waiting
+        for such answers with :class:`~trio_enchannel.SignatureMismatch`.
+        """
+        self._reject_listeners.append(listener)
+
     @property
     def handshake_error(self) -> ConnectionInfoError | None:
         """Why these channels can never talk to the kernel, once that is known; else ``None``.
@@ -467,6 +490,10 @@ class Channels:
             logger.warning(
                 "rejected a message on %s (%s, %d so far): %s", name, error.reason, count, error
             )
+        if self._reject_listeners and error.reason in _SIGNATURE_REASONS:
+            parent_id = claimed_parent_id(frames)
+            for listener in self._reject_listeners:
+                listener(name, parent_id, error)
         if self._rejects_send is not None:
             try:
                 self._rejects_send.send_nowait(RejectedMessage(name, error, tuple(frames)))
@@ -689,6 +716,23 @@ def _describe_handshake_failure(name: ChannelName, event: SocketEvent) -> str:
     else:
         reason = "the peer does not speak ZeroMQ, or not with our security mechanism"
     return f"the ZeroMQ handshake of the {name} socket with {event.endpoint} failed: {reason}"
+
+
+def claimed_parent_id(frames: Sequence[Frame]) -> str | None:
+    """The ``msg_id`` the parent header of a (rejected, so unverified) message claims, read
+    only from a parent header of at most 4 KiB; ``None`` when there is none."""
+    at = next(
+        (i for i, f in enumerate(frames) if len(f) == len(DELIMITER) and bytes(f) == DELIMITER),
+        None,
+    )
+    if at is None or at + 3 >= len(frames) or len(frames[at + 3]) > _CLAIM_LIMIT:
+        return None
+    try:
+        parent = json.loads(bytes(frames[at + 3]))
+    except ValueError:
+        return None
+    msg_id = parent.get("msg_id") if isinstance(parent, dict) else None
+    return msg_id if isinstance(msg_id, str) and msg_id else None
 
 
 def detach_error(error: BaseException) -> None:

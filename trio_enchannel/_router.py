@@ -18,7 +18,13 @@ import attrs
 import trio
 
 from ._comm import Comm
-from ._errors import ConnectionInfoError, KernelDied, LocalProtocolError
+from ._errors import (
+    ConnectionInfoError,
+    KernelDied,
+    LocalProtocolError,
+    RemoteProtocolError,
+    SignatureMismatch,
+)
 from ._execution import _Request
 from ._message import ChannelName, Message
 from ._queue import DroppingQueue
@@ -105,6 +111,10 @@ class Router:
         # Why the channels can never reach the kernel (a ZeroMQ handshake that failed for
         # good): every call fails with it, for good.
         self.unreachable: ConnectionInfoError | None = None
+        # Messages rejected for their signature before the kernel's first valid one: it
+        # signs differently (another key or scheme); calls fail with it until a valid one.
+        self.missigned: SignatureMismatch | None = None
+        self.verified = False  # a valid message has arrived
         # When ``unresponsive`` came from a heartbeat monitor: whether it is alive again (a
         # request made right after the monitor recovered must not wait for watch_heartbeat
         # to run and clear the flag).
@@ -144,6 +154,9 @@ class Router:
             add_listener = getattr(ch, "add_listener", None)
             if callable(add_listener):
                 add_listener(self)
+            add_reject_listener = getattr(ch, "add_reject_listener", None)
+            if callable(add_reject_listener):
+                add_reject_listener(self.rejected)
             task_status.started()
 
     def shutdown(self, exc: BaseException) -> None:
@@ -194,9 +207,11 @@ class Router:
             self.fail(trio.BrokenResourceError(f"the {name} channel ended"))
 
     def dispatch(self, msg: Message, name: ChannelName) -> None:
-        # The kernel just proved it is alive.
+        # The kernel just proved it is alive (and that it signs as we do).
         self.unresponsive = self.heartbeat_recovered = None
         self.starting = False
+        self.verified = True
+        self.missigned = None
         channel = msg.channel or name
         comm_handled = False
         if channel == "iopub":
@@ -313,6 +328,28 @@ class Router:
         except (trio.ClosedResourceError, RuntimeError):
             return  # the channels closed, or heartbeat monitoring is off
 
+    def rejected(self, channel: str, parent_id: str | None, error: RemoteProtocolError) -> None:
+        """Channels callback: a message was rejected for its signature.
+
+        Before the kernel's first valid message, the kernel most likely signs with another
+        key or scheme: every unanswered request fails, and later calls fail at once, with
+        :class:`SignatureMismatch` until a valid message arrives. Afterwards only the
+        unanswered request the message claims to answer fails. Either way a forger gains
+        nothing it could not do by withholding the answer (see SECURITY.md).
+        """
+        if self.closed:
+            return
+        mismatch = SignatureMismatch(channel, error.reason)
+        if not self.verified:
+            self.missigned = mismatch
+            for req in {id(r): r for r in self.tracker}.values():
+                if not req.replied:
+                    req.fail(mismatch)
+            return
+        owner = self.tracker.owner(parent_id) if parent_id is not None else None
+        if owner is not None and not owner.replied:
+            owner.fail(mismatch)
+
     # Listener protocol of channels that report trouble by callback (remote channels).
 
     def connection_lost(self, error: BaseException) -> None:
@@ -354,6 +391,9 @@ class Router:
             raise trio.ClosedResourceError("the client is closed")
         if self.unreachable is not None:
             raise ConnectionInfoError(str(self.unreachable))
+        missigned = self.missigned
+        if missigned is not None:
+            raise SignatureMismatch(missigned.channel, missigned.rejected_reason)
 
     def check_usable(self, *, probing: bool = False) -> None:
         """Raise if no request can succeed now: the client is closed, or the kernel is known
