@@ -20,6 +20,7 @@ from trio_enchannel import (
     Channels,
     ConnectionInfo,
     ConnectionInfoError,
+    ExecuteResult,
     KernelClient,
     KernelDied,
     Message,
@@ -87,10 +88,9 @@ async def assert_every_call_fails(
     client: KernelClient, error: type[BaseException], match: str
 ) -> None:
     for name, call in EVERY_CALL.items():
-        with trio.fail_after(TIMEOUT):
-            with pytest.raises(error, match=match) as caught:
-                await call(client)
-        assert caught.value is not None, name
+        with trio.move_on_after(TIMEOUT) as waited, pytest.raises(error, match=match):
+            await call(client)
+        assert not waited.cancelled_caught, f"{name}() waited although the outcome was known"
 
 
 # -- a kernel known to be dead ---------------------------------------------------------------
@@ -292,3 +292,47 @@ async def test_forged_answer_to_one_request_fails_only_that_request(unsigned: bo
             assert caught.value.rejected_reason == ("unsigned" if unsigned else "invalid_signature")
             assert (await client.execute("next")).ok
             assert client.statistics().pending == 0
+
+
+# -- a kernel already running work (late joiner) ---------------------------------------------
+
+
+@pytest.mark.kernel
+async def test_wait_for_ready_on_a_busy_ipykernel_does_not_wait_for_the_cell(
+    tmp_path: Path,
+) -> None:
+    """A client that joins while a long cell runs: IOPub is live and control answers at
+    once, so wait_for_ready() returns without waiting for the cell to end (the cell here
+    ends only when the test says so)."""
+    release = tmp_path / "release"
+    cell = (
+        "import os, time\n"
+        f"while not os.path.exists({str(release)!r}):\n"
+        "    time.sleep(0.01)\n"
+        "print('done')\n"
+    )
+    started = trio.Event()
+    results: list[ExecuteResult] = []
+
+    async def run_cell(client: KernelClient) -> None:
+        async with client.stream_execute(cell) as run:
+            async for msg in run:
+                if msg.msg_type == "execute_input":
+                    started.set()
+        results.append(run.result)
+
+    with trio.fail_after(60):
+        async with kernel_process(tmp_path) as kernel, open_client(kernel.info) as first:
+            await first.wait_for_ready()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_cell, first)
+                await started.wait()
+                async with open_client(kernel.info) as late:
+                    with trio.fail_after(TIMEOUT):
+                        info = await late.wait_for_ready()
+                    assert info.implementation == "ipython"
+                    assert late.iopub_live
+                    # The shell is still busy: the cell has not been released.
+                    assert not results
+                    await trio.Path(release).touch()
+    assert results[0].stdout == "done\n"

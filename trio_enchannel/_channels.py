@@ -176,6 +176,7 @@ class Channels:
         self._ever_connected: set[ChannelName] = set()
         self._send_scopes: set[trio.CancelScope] = set()
         self._reject_listeners: list[RejectListener] = []
+        self._signature_rejected: tuple[ChannelName, RemoteProtocolError] | None = None
         self._connection_changed = trio.Event()
         self.shell = MessageChannel(self, "shell")
         self.control = MessageChannel(self, "control")
@@ -354,8 +355,15 @@ class Channels:
         reader that rejected the message: keep it short. A
         :class:`~trio_enchannel.KernelClient` registers itself to fail the calls waiting
         for such answers with :class:`~trio_enchannel.SignatureMismatch`.
+
+        If messages were rejected for their signature before any valid message arrived,
+        ``listener`` is called at once for the last of them (with ``parent_id`` ``None``):
+        a kernel that signs differently may never send anything else.
         """
         self._reject_listeners.append(listener)
+        rejected = self._signature_rejected
+        if rejected is not None and not any(c.received for c in self._counters.values()):
+            listener(rejected[0], None, rejected[1])
 
     @property
     def handshake_error(self) -> ConnectionInfoError | None:
@@ -490,10 +498,12 @@ class Channels:
             logger.warning(
                 "rejected a message on %s (%s, %d so far): %s", name, error.reason, count, error
             )
-        if self._reject_listeners and error.reason in _SIGNATURE_REASONS:
-            parent_id = claimed_parent_id(frames)
-            for listener in self._reject_listeners:
-                listener(name, parent_id, error)
+        if error.reason in _SIGNATURE_REASONS:
+            self._signature_rejected = (name, error)
+            if self._reject_listeners:
+                parent_id = claimed_parent_id(frames)
+                for listener in self._reject_listeners:
+                    listener(name, parent_id, error)
         if self._rejects_send is not None:
             try:
                 self._rejects_send.send_nowait(RejectedMessage(name, error, tuple(frames)))

@@ -407,7 +407,14 @@ class Router:
         self.check_open()
         died = self.unresponsive
         if died is None:
-            return
+            # The heartbeat's verdict counts from the moment it is given, not only once the
+            # watcher task has run.
+            monitor: Any = getattr(self.channels, "heartbeat", None)
+            verdict = getattr(monitor, "died", None)
+            if not isinstance(verdict, KernelDied):
+                return
+            died = self.unresponsive = verdict
+            self.heartbeat_recovered = lambda: monitor.state == "alive"
         recovered = self.heartbeat_recovered
         if recovered is not None:
             if recovered():
@@ -464,14 +471,20 @@ class Router:
         sent: list[str] = []
         interval = 0.05
         reply: Message | None = None
+        # Control answers even while the shell runs a long cell (a late joiner), and its
+        # probes make the kernel publish status on IOPub too: ask on both, and only on
+        # control once it has answered. Shell probes go on for kernels that answer only
+        # there (their late replies are dropped quietly).
+        channels: tuple[ChannelName, ...] = ("shell", "control")
         try:
             while True:
                 if reply is None or not self.iopub_live:
-                    msg = self.session.message("kernel_info_request", {}, channel="shell")
                     self.check_open()
-                    self.tracker.register(msg.msg_id, probe)
-                    sent.append(msg.msg_id)
-                    await self.send(msg)
+                    for channel in channels:
+                        msg = self.session.message("kernel_info_request", {}, channel=channel)
+                        self.tracker.register(msg.msg_id, probe)
+                        sent.append(msg.msg_id)
+                        await self.send(msg)
                 with trio.move_on_after(interval):
                     while True:
                         # IOPub may come alive through a message that is not routed to the
@@ -482,8 +495,15 @@ class Router:
                             self.starting = False
                             return info
                         got = await probe.inbox.receive()
-                        if got.msg_type == "kernel_info_reply" and got.channel == "shell":
+                        if got.msg_type != "kernel_info_reply":
+                            continue
+                        if got.channel == "shell":
                             reply = got
+                        elif got.channel == "control" and got.content.get("status") == "ok":
+                            # (a kernel that does not serve kernel_info on control may
+                            # answer with an error: not a kernel info)
+                            reply = got
+                            channels = ("control",)
                 interval = min(interval * 2, 1.0)
         finally:
             self.finish(sent, probe, quiet=True)
