@@ -336,3 +336,46 @@ async def test_wait_for_ready_on_a_busy_ipykernel_does_not_wait_for_the_cell(
                     assert not results
                     await trio.Path(release).touch()
     assert results[0].stdout == "done\n"
+
+
+# -- the remote transport ---------------------------------------------------------------------
+
+
+async def test_remote_kernel_reported_dead_fails_every_call_at_once() -> None:
+    """Over a Jupyter Server websocket: once the server reports the kernel dead, every path
+    of the client fails at once with the same KernelDied (wait_for_ready included)."""
+    from tests.test_remote_fake import KERNEL, TOKEN, FakeConnection, serving
+    from trio_enchannel._remote._channels import open_remote_channels
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.status("dead")
+        await trio.sleep_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+            open_client(ch) as client,
+        ):
+            await ch.wait_unresponsive()
+            await assert_every_call_fails(client, KernelDied, "dead")
+
+
+async def test_channels_waits_fail_once_a_never_reached_kernel_is_declared_dead() -> None:
+    """open_channels on a stale connection file: wait_connected() and wait_iopub_ready()
+    raise KernelDied once the heartbeat has given up, instead of waiting forever."""
+    stale = ConnectionInfo.allocate(key="stale")
+    with trio.fail_after(TIMEOUT):
+        async with open_channels(
+            stale, hb_interval=0.05, hb_deadline=0.2, hb_startup_deadline=0.2
+        ) as ch:
+            async with trio.open_nursery() as nursery:  # waiting when the verdict comes
+                nursery.start_soon(_expect_dead, ch.wait_connected)
+                nursery.start_soon(_expect_dead, ch.wait_iopub_ready)
+            await _expect_dead(ch.wait_connected)  # and at once afterwards
+            await _expect_dead(ch.wait_iopub_ready)
+
+
+async def _expect_dead(call: Callable[[], Awaitable[Any]]) -> None:
+    with pytest.raises(KernelDied, match="no heartbeat reply"):
+        await call()

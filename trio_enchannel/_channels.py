@@ -280,6 +280,8 @@ class Channels:
         Raises:
             ConnectionInfoError: the ZeroMQ handshake failed for good (see
                 :meth:`wait_connected`).
+            KernelDied: the heartbeat declares the kernel unresponsive (at once if it
+                already does, else within ``nudge_every`` seconds of the verdict).
             trio.ClosedResourceError: the channels were closed while waiting.
         """
         if self._iopub_ready:
@@ -288,6 +290,7 @@ class Channels:
         if self._closed:
             raise trio.ClosedResourceError("the channels are closed")
         self._check_handshake()
+        self._check_unresponsive()
         with trio.move_on_after(welcome_grace):
             await self._iopub_wakeup.wait()
         async with self._nudge_lock:
@@ -295,6 +298,7 @@ class Channels:
                 if self._closed:
                     raise trio.ClosedResourceError("the channels are closed")
                 self._check_handshake()
+                self._check_unresponsive()
                 nudge = self.session.message("kernel_info_request", channel="shell")
                 self._nudges.add(nudge.msg_id)
                 await self._send("shell", nudge)
@@ -329,6 +333,8 @@ class Channels:
                 happens on a socket that never completed a handshake, the failure is final
                 (:meth:`handshake_error`): every send, receive and wait of these channels
                 raises it too.
+            KernelDied: no socket ever reached the kernel and the heartbeat declares it
+                unresponsive (a stale connection file: nothing listens).
             trio.ClosedResourceError: the channels were (or get) closed.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
@@ -339,6 +345,7 @@ class Channels:
             if self._handshake_failures:
                 name, event = next(iter(self._handshake_failures.items()))
                 raise ConnectionInfoError(_describe_handshake_failure(name, event))
+            self._check_never_reached()
             if all(self._connected.values()):
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return
@@ -609,6 +616,30 @@ class Channels:
             scope.cancel()
         with scope:
             await self.heartbeat.run(task_status=task_status)
+
+    async def _watch_verdict(self) -> None:
+        """Wake wait_connected() when the heartbeat declares the kernel unresponsive (a
+        kernel never reached is then known to be dead)."""
+        try:
+            while True:
+                await self.heartbeat.wait_unresponsive()
+                changed, self._connection_changed = self._connection_changed, trio.Event()
+                changed.set()
+                await self.heartbeat.wait_alive()
+        except trio.ClosedResourceError:
+            return
+
+    def _check_unresponsive(self) -> None:
+        died = self.heartbeat.died
+        if died is not None:
+            raise KernelDied(died.reason)
+
+    def _check_never_reached(self) -> None:
+        """Raise KernelDied if the heartbeat declares a kernel dead that no socket ever
+        reached (a stale connection file, a kernel that died before we connected)."""
+        died = self.heartbeat.died
+        if died is not None and not self._ever_connected:
+            raise KernelDied(died.reason)
 
     async def _reader(
         self, name: ChannelName, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -912,6 +943,7 @@ async def open_channels(
                     nursery.start_soon(ch._watch_connection, name)
                 if heartbeat:
                     await nursery.start(ch._run_heartbeat)
+                    nursery.start_soon(ch._watch_verdict)
                 yield ch
             finally:
                 ch._close()
