@@ -15,7 +15,7 @@ import attrs
 import pytest
 import trio
 
-from tests.conftest import kernel_process
+from tests.conftest import KernelProcess, kernel_process
 from trio_enchannel import (
     Channels,
     ConnectionInfo,
@@ -23,6 +23,7 @@ from trio_enchannel import (
     ExecuteResult,
     KernelClient,
     KernelDied,
+    LocalProtocolError,
     Message,
     SignatureMismatch,
     open_channels,
@@ -379,3 +380,19 @@ async def test_channels_waits_fail_once_a_never_reached_kernel_is_declared_dead(
 async def _expect_dead(call: Callable[[], Awaitable[Any]]) -> None:
     with pytest.raises(KernelDied, match="no heartbeat reply"):
         await call()
+
+
+@pytest.mark.kernel
+async def test_subshells_on_xeus_python_fail_at_once_without_a_known_kernel_info(
+    xeus_python: KernelProcess,
+) -> None:
+    """xeus-python does not support subshells and never answers create_subshell_request: a
+    client that has not asked kernel_info yet asks it first instead of waiting forever."""
+    with trio.fail_after(60):
+        async with open_client(xeus_python.info) as client:
+            assert client.kernel_info_cache is None
+            with pytest.raises(LocalProtocolError, match="subshells"):
+                await client.create_subshell()
+            with pytest.raises(LocalProtocolError, match="subshells"):
+                async with client.open_subshell():
+                    pass

@@ -543,11 +543,12 @@ class KernelClient:
 
         Raises:
             KernelError: the kernel refused.
-            LocalProtocolError: the kernel is known (from :meth:`kernel_info`) not to support
-                subshells.
+            LocalProtocolError: the kernel does not support subshells (asked first with a
+                ``kernel_info`` probe when no :class:`KernelInfo` is known yet: kernels
+                without subshells may never answer the request).
             KernelDied: the kernel died before replying.
         """
-        self._require_subshells()
+        await self._require_subshells()
         reply = await self._simple("create_subshell_request", {}, "control")
         reply.raise_for_status()
         subshell_id = reply.get("subshell_id")
@@ -560,9 +561,9 @@ class KernelClient:
 
         Raises:
             KernelDied: the kernel died before replying.
-            LocalProtocolError: the kernel is known not to support subshells.
+            LocalProtocolError: the kernel does not support subshells.
         """
-        self._require_subshells()
+        await self._require_subshells()
         return await self._simple(
             "delete_subshell_request", {"subshell_id": subshell_id}, "control"
         )
@@ -573,9 +574,9 @@ class KernelClient:
         Raises:
             KernelError: the kernel refused.
             KernelDied: the kernel died before replying.
-            LocalProtocolError: the kernel is known not to support subshells.
+            LocalProtocolError: the kernel does not support subshells.
         """
-        self._require_subshells()
+        await self._require_subshells()
         reply = (await self._simple("list_subshell_request", {}, "control")).raise_for_status()
         ids = reply.get("subshell_id")
         return [str(x) for x in ids] if isinstance(ids, list) else []
@@ -586,7 +587,7 @@ class KernelClient:
 
         Raises:
             KernelError: the kernel refused to create it.
-            LocalProtocolError: the kernel is known not to support subshells.
+            LocalProtocolError: the kernel does not support subshells.
         """
         subshell_id = await self.create_subshell()
         try:
@@ -599,9 +600,13 @@ class KernelClient:
                 except (KernelDied, trio.ClosedResourceError, trio.BrokenResourceError):
                     pass
 
-    def _require_subshells(self) -> None:
+    async def _require_subshells(self) -> None:
+        # A kernel without subshells may never answer a subshell request (xeus-python does
+        # not): learn what it supports first, rather than wait for an answer in vain.
         info = self.kernel_info_cache
-        if info is not None and not info.supports_subshells:
+        if info is None:
+            info = self.kernel_info_cache = await self._router.probe_ready(survive_heartbeat=False)
+        if not info.supports_subshells:
             raise LocalProtocolError(
                 f"kernel {info.implementation!r} does not support subshells "
                 "(no 'kernel subshells' in supported_features)"
