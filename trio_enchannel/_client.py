@@ -619,7 +619,10 @@ class KernelClient:
 
         IOPub is live once any message arrives on it (``iopub_welcome`` from 5.5 kernels,
         or the status messages of the probes); until then ``kernel_info_request`` is
-        repeated (every 50 ms, backing off to 1 s) to nudge a slow subscription. Then it
+        repeated (every 50 ms, backing off to 1 s) to nudge a slow subscription. The probes
+        go to control first (which answers even while the shell runs a long cell: a kernel
+        busy with another client's work is ready without waiting for it), and to shell too
+        from the second round on unless control has answered. Then it
         waits until every channel's connection is complete (``wait_connected()`` of the
         channels), so that the kernel's first ``input_request`` cannot be lost. Bound it
         with :func:`trio.fail_after`.

@@ -472,10 +472,11 @@ class Router:
         interval = 0.05
         reply: Message | None = None
         # Control answers even while the shell runs a long cell (a late joiner), and its
-        # probes make the kernel publish status on IOPub too: ask on both, and only on
-        # control once it has answered. Shell probes go on for kernels that answer only
-        # there (their late replies are dropped quietly).
-        channels: tuple[ChannelName, ...] = ("shell", "control")
+        # probes make the kernel publish status on IOPub too: ask there first, and on both
+        # channels from the second round on unless control has answered (kernels that serve
+        # kernel_info only on shell; late replies of probes are dropped quietly).
+        channels: tuple[ChannelName, ...] = ("control",)
+        control_answered = False
         try:
             while True:
                 if reply is None or not self.iopub_live:
@@ -503,8 +504,9 @@ class Router:
                             # (a kernel that does not serve kernel_info on control may
                             # answer with an error: not a kernel info)
                             reply = got
-                            channels = ("control",)
+                            control_answered = True
                 interval = min(interval * 2, 1.0)
+                channels = ("control",) if control_answered else ("shell", "control")
         finally:
             self.finish(sent, probe, quiet=True)
 
