@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import MalformedMessage as MalformedMessage
     from ._errors import NoSuchKernel as NoSuchKernel
     from ._errors import RemoteProtocolError as RemoteProtocolError
+    from ._errors import SignatureMismatch as SignatureMismatch
     from ._errors import UnsignedMessage as UnsignedMessage
     from ._fanout import Subscription as Subscription
     from ._fanout import SubscriptionOverflow as SubscriptionOverflow
@@ -152,6 +153,7 @@ __all__ = [
     "RemoteServerError",
     "Reply",
     "Session",
+    "SignatureMismatch",
     "StdinHandler",
     "Subscription",
     "SubscriptionOverflow",
@@ -231,6 +233,7 @@ _LAZY: dict[str, str] = {
     "RemoteServerError": "._remote._errors",
     "Reply": "._results",
     "Session": "._session",
+    "SignatureMismatch": "._errors",
     "StdinHandler": "._client",
     "Subscription": "._fanout",
     "SubscriptionOverflow": "._fanout",

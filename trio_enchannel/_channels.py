@@ -7,11 +7,12 @@ channel. Invalid messages are counted, logged and (on request) reported, never d
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -42,7 +43,7 @@ from ._heartbeat import Heartbeat
 from ._inbox import Inbox
 from ._message import CHANNEL_NAMES, ChannelName, Message
 from ._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
-from ._session import Session
+from ._session import DELIMITER, Session
 from ._util import unwrap_single
 from ._zmq import (
     HANDSHAKE_EVENTS,
@@ -81,6 +82,18 @@ _SOCKET_KIND: dict[ChannelName, SocketKind] = {
 _BATCH = 1000
 #: The channels whose kernel end is a ROUTER, which drops messages for unknown peers.
 _ROUTED: tuple[ChannelName, ...] = ("shell", "control", "stdin")
+#: Handshakes failed without detail in a row, on a socket that never completed one, after
+#: which the failure is final. libzmq retries every 100-200 ms and reports such a failure at
+#: each attempt when the kernel refuses our CurveZMQ keys (a wrong ``curve_publickey``); one
+#: alone may be a kernel that went away mid-handshake.
+HANDSHAKE_ATTEMPTS = 3
+#: Rejection reasons that say the kernel signs differently from us (see add_reject_listener).
+_SIGNATURE_REASONS = frozenset(("invalid_signature", "unsigned"))
+#: The largest parent header a rejected message may have for its claimed parent to be read.
+_CLAIM_LIMIT = 4096
+
+#: ``(channel, claimed parent msg_id or None, error)``; see Channels.add_reject_listener.
+RejectListener = Callable[[ChannelName, "str | None", RemoteProtocolError], None]
 
 
 @attrs.frozen
@@ -160,6 +173,14 @@ class Channels:
         self._monitors: dict[ChannelName, SocketMonitor] = {}
         self._connected: dict[ChannelName, bool] = dict.fromkeys(_ROUTED, False)
         self._handshake_failures: dict[ChannelName, SocketEvent] = {}
+        # Final: a socket that never completed a handshake failed in a way retrying will not
+        # fix. Every waiter gets it (see _fail_handshake).
+        self._handshake_error: str | None = None
+        self._handshake_misses: dict[ChannelName, int] = dict.fromkeys(_ROUTED, 0)
+        self._ever_connected: set[ChannelName] = set()
+        self._send_scopes: set[trio.CancelScope] = set()
+        self._reject_listeners: list[RejectListener] = []
+        self._signature_rejected: tuple[ChannelName, RemoteProtocolError] | None = None
         self._connection_changed = trio.Event()
         self.shell = MessageChannel(self, "shell")
         self.control = MessageChannel(self, "control")
@@ -261,6 +282,10 @@ class Channels:
         requests' replies, and the IOPub messages they cause, are not delivered.
 
         Raises:
+            ConnectionInfoError: the ZeroMQ handshake failed for good (see
+                :meth:`wait_connected`).
+            KernelDied: the heartbeat declares the kernel unresponsive (at once if it
+                already does, else within ``nudge_every`` seconds of the verdict).
             trio.ClosedResourceError: the channels were closed while waiting.
         """
         if self._iopub_ready:
@@ -268,12 +293,16 @@ class Channels:
             return
         if self._closed:
             raise trio.ClosedResourceError("the channels are closed")
+        self._check_handshake()
+        self._check_unresponsive()
         with trio.move_on_after(welcome_grace):
             await self._iopub_wakeup.wait()
         async with self._nudge_lock:
             while not self._iopub_ready:
                 if self._closed:
                     raise trio.ClosedResourceError("the channels are closed")
+                self._check_handshake()
+                self._check_unresponsive()
                 nudge = self.session.message("kernel_info_request", channel="shell")
                 self._nudges.add(nudge.msg_id)
                 await self._send("shell", nudge)
@@ -304,28 +333,66 @@ class Channels:
         Raises:
             ConnectionInfoError: the handshake failed for a reason that retrying will not
                 fix: the peer does not speak ZeroMQ, or not with our security mechanism,
-                or it refused our CurveZMQ keys (wrong ``curve_publickey``).
+                or it refused our CurveZMQ keys (wrong ``curve_publickey``). When that
+                happens on a socket that never completed a handshake, the failure is final
+                (:meth:`handshake_error`): every send, receive and wait of these channels
+                raises it too.
+            KernelDied: no socket ever reached the kernel and the heartbeat declares it
+                unresponsive (a stale connection file: nothing listens).
             trio.ClosedResourceError: the channels were (or get) closed.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self._closed:
                 raise trio.ClosedResourceError("the channels are closed")
+            self._check_handshake()
             if self._handshake_failures:
                 name, event = next(iter(self._handshake_failures.items()))
-                reason = (
-                    "the kernel refused our CurveZMQ keys, or curve_publickey is wrong"
-                    if event.name == "handshake_failed_auth"
-                    else "the peer does not speak ZeroMQ, or not with our security mechanism"
-                )
-                raise ConnectionInfoError(
-                    f"the ZeroMQ handshake of the {name} socket with {event.endpoint} "
-                    f"failed: {reason}"
-                )
+                raise ConnectionInfoError(_describe_handshake_failure(name, event))
+            self._check_never_reached()
             if all(self._connected.values()):
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return
             await self._connection_changed.wait()
+
+    def add_reject_listener(self, listener: RejectListener) -> None:
+        """Call ``listener(channel, parent_id, error)`` for every message rejected for its
+        signature (``error.reason`` ``"invalid_signature"`` or ``"unsigned"``): what a
+        kernel that signs with another key or scheme sends.
+
+        ``parent_id`` is the ``msg_id`` its parent header *claims* (read from at most 4 KiB,
+        ``None`` if there is none): unverified, so use it only to tell a request that an
+        answer to it was rejected, never as information. Called synchronously by the
+        reader that rejected the message: keep it short. A
+        :class:`~trio_enchannel.KernelClient` registers itself to fail the calls waiting
+        for such answers with :class:`~trio_enchannel.SignatureMismatch`.
+
+        If messages were rejected for their signature before any valid message arrived,
+        ``listener`` is called at once for the last of them (with ``parent_id`` ``None``):
+        a kernel that signs differently may never send anything else.
+        """
+        self._reject_listeners.append(listener)
+        rejected = self._signature_rejected
+        if rejected is not None and not any(c.received for c in self._counters.values()):
+            listener(rejected[0], None, rejected[1])
+
+    @property
+    def handshake_error(self) -> ConnectionInfoError | None:
+        """Why these channels can never talk to the kernel, once that is known; else ``None``.
+
+        Set when a ZeroMQ handshake of shell, control or stdin fails on a socket that never
+        completed one, in a way retrying will not fix: at the first failure that names a
+        protocol or an authentication problem (a plain client and an encrypting kernel, or
+        the reverse), or after :data:`HANDSHAKE_ATTEMPTS` failures in a row without detail
+        (what libzmq reports when the kernel cannot decrypt our greeting: a wrong
+        ``curve_publickey``). From then on every send, every receive once the messages
+        already received are consumed, :meth:`wait_connected` and :meth:`wait_iopub_ready`
+        raise it (a fresh :class:`ConnectionInfoError` each time), and so does every call
+        of a :class:`~trio_enchannel.KernelClient` on these channels.
+        """
+        if self._handshake_error is None:
+            return None
+        return ConnectionInfoError(self._handshake_error)
 
     async def aclose(self) -> None:
         """Close every socket and stop the readers and the heartbeat; idempotent.
@@ -376,15 +443,50 @@ class Channels:
             raise trio.ClosedResourceError("the channels are closed")
         return sock
 
+    def _check_handshake(self) -> None:
+        if self._handshake_error is not None:
+            raise ConnectionInfoError(self._handshake_error)
+
     async def _send(self, name: ChannelName, msg: Message) -> None:
         frames = self._frames(name, msg)
-        await self._socket_for(name).send_multipart(frames)
+        sock = self._socket_for(name)
+        self._check_handshake()
+        if self._connected.get(name, True):
+            await sock.send_multipart(frames)
+        else:
+            # Not connected yet: a DEALER without a peer waits to send, and would wait
+            # forever if the handshake cannot succeed; _fail_handshake wakes it.
+            with trio.CancelScope() as scope:
+                self._send_scopes.add(scope)
+                try:
+                    await sock.send_multipart(frames)
+                finally:
+                    self._send_scopes.discard(scope)
+            if scope.cancelled_caught:  # nothing was sent
+                self._check_handshake()
         self._counters[name].sent += 1
 
     def _send_nowait(self, name: ChannelName, msg: Message) -> None:
         frames = self._frames(name, msg)
-        self._socket_for(name).send_multipart_nowait(frames)
+        sock = self._socket_for(name)
+        self._check_handshake()
+        sock.send_multipart_nowait(frames)
         self._counters[name].sent += 1
+
+    def _fail_handshake(self, name: ChannelName, event: SocketEvent) -> None:
+        """The handshake of ``name`` failed for good: tell every waiter."""
+        if self._handshake_error is not None:
+            return
+        text = _describe_handshake_failure(name, event)
+        if event.name == "handshake_failed":
+            text += f" ({HANDSHAKE_ATTEMPTS} attempts in a row)"
+        self._handshake_error = text
+        logger.error("%s; these channels cannot talk to the kernel", text)
+        for inbox in {id(i): i for i in self._inboxes.values()}.values():
+            inbox.fail(lambda: ConnectionInfoError(text))
+        for scope in self._send_scopes:
+            scope.cancel()
+        self._iopub_wakeup.set()
 
     def _limits(self, name: ChannelName) -> tuple[int, int]:
         """(messages, bytes) the buffer of channel ``name`` holds; bytes 0: no byte bound."""
@@ -408,6 +510,12 @@ class Channels:
             logger.warning(
                 "rejected a message on %s (%s, %d so far): %s", name, error.reason, count, error
             )
+        if error.reason in _SIGNATURE_REASONS:
+            self._signature_rejected = (name, error)
+            if self._reject_listeners:
+                parent_id = claimed_parent_id(frames)
+                for listener in self._reject_listeners:
+                    listener(name, parent_id, error)
         if self._rejects_send is not None:
             try:
                 self._rejects_send.send_nowait(RejectedMessage(name, error, tuple(frames)))
@@ -471,6 +579,8 @@ class Channels:
                         return
                     if event.name == succeeded:
                         self._connected[name] = True
+                        self._ever_connected.add(name)
+                        self._handshake_misses[name] = 0
                         self._handshake_failures.pop(name, None)
                     elif event.name == "disconnected":
                         self._connected[name] = False
@@ -483,6 +593,16 @@ class Channels:
                                 event.name,
                             )
                         self._handshake_failures[name] = event
+                        if name not in self._ever_connected:
+                            self._fail_handshake(name, event)
+                    elif event.name == "handshake_failed":
+                        self._handshake_misses[name] += 1
+                        if (
+                            name not in self._ever_connected
+                            and self._handshake_misses[name] >= HANDSHAKE_ATTEMPTS
+                        ):
+                            self._handshake_failures[name] = event
+                            self._fail_handshake(name, event)
                     elif event.name == "monitor_stopped":
                         return
                     else:
@@ -501,6 +621,30 @@ class Channels:
             scope.cancel()
         with scope:
             await self.heartbeat.run(task_status=task_status)
+
+    async def _watch_verdict(self) -> None:
+        """Wake wait_connected() when the heartbeat declares the kernel unresponsive (a
+        kernel never reached is then known to be dead)."""
+        try:
+            while True:
+                await self.heartbeat.wait_unresponsive()
+                changed, self._connection_changed = self._connection_changed, trio.Event()
+                changed.set()
+                await self.heartbeat.wait_alive()
+        except trio.ClosedResourceError:
+            return
+
+    def _check_unresponsive(self) -> None:
+        died = self.heartbeat.died
+        if died is not None:
+            raise KernelDied(died.reason)
+
+    def _check_never_reached(self) -> None:
+        """Raise KernelDied if the heartbeat declares a kernel dead that no socket ever
+        reached (a stale connection file, a kernel that died before we connected)."""
+        died = self.heartbeat.died
+        if died is not None and not self._ever_connected:
+            raise KernelDied(died.reason)
 
     async def _reader(
         self, name: ChannelName, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -610,6 +754,36 @@ class _Reader:
                 continue
             if not inbox.put(msg, nbytes):
                 counters.discarded += 1
+
+
+def _describe_handshake_failure(name: ChannelName, event: SocketEvent) -> str:
+    if event.name == "handshake_failed_auth":
+        reason = "the kernel refused our CurveZMQ keys, or curve_publickey is wrong"
+    elif event.name == "handshake_failed":
+        reason = (
+            "the kernel closed the connection during the handshake; most likely it encrypts "
+            "with CurveZMQ and curve_publickey is not its public key"
+        )
+    else:
+        reason = "the peer does not speak ZeroMQ, or not with our security mechanism"
+    return f"the ZeroMQ handshake of the {name} socket with {event.endpoint} failed: {reason}"
+
+
+def claimed_parent_id(frames: Sequence[Frame]) -> str | None:
+    """The ``msg_id`` the parent header of a (rejected, so unverified) message claims, read
+    only from a parent header of at most 4 KiB; ``None`` when there is none."""
+    at = next(
+        (i for i, f in enumerate(frames) if len(f) == len(DELIMITER) and bytes(f) == DELIMITER),
+        None,
+    )
+    if at is None or at + 3 >= len(frames) or len(frames[at + 3]) > _CLAIM_LIMIT:
+        return None
+    try:
+        parent = json.loads(bytes(frames[at + 3]))
+    except ValueError:
+        return None
+    msg_id = parent.get("msg_id") if isinstance(parent, dict) else None
+    return msg_id if isinstance(msg_id, str) and msg_id else None
 
 
 def detach_error(error: BaseException) -> None:
@@ -779,6 +953,7 @@ async def open_channels(
                     nursery.start_soon(ch._watch_connection, name)
                 if heartbeat:
                     await nursery.start(ch._run_heartbeat)
+                    nursery.start_soon(ch._watch_verdict)
                 yield ch
             finally:
                 ch._close()

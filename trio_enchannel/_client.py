@@ -51,7 +51,12 @@ class KernelClient:
     behind (its late reply, if any, goes to :attr:`unclaimed_replies`).
 
     When the kernel dies (heartbeat lost, or the launcher reports its process exited) every
-    pending request fails with :class:`~trio_enchannel.KernelDied`.
+    pending request fails with :class:`~trio_enchannel.KernelDied`, and so does every later
+    call (:meth:`wait_for_ready` included) until the kernel answers again: a call whose
+    outcome is known never waits. Likewise, when the channels' ZeroMQ handshake has failed
+    for good (:attr:`Channels.handshake_error <trio_enchannel.Channels.handshake_error>`:
+    wrong ``curve_publickey``, encryption on one side only), every pending and later call
+    fails with :class:`~trio_enchannel.ConnectionInfoError`.
     """
 
     def __init__(
@@ -123,22 +128,26 @@ class KernelClient:
     def kernel_died(self, error: KernelDied) -> None:
         """The kernel is gone: fail every pending request (and open comm) with ``error``, and
         make later requests fail at once with a :class:`~trio_enchannel.KernelDied` too,
-        until the kernel answers again (a message arrives, or :meth:`wait_for_ready`
-        succeeds after a restart).
+        until the kernel answers again (a message arrives) or :meth:`reset_readiness`
+        announces a new process.
 
         For launchers that see the kernel process exit; :func:`open_kernel` calls it.
         """
         self._router.kernel_died(error)
 
     def reset_readiness(self) -> None:
-        """Forget that IOPub was live: a new kernel process is about to start.
+        """Forget that IOPub was live, and that the kernel was dead: a new kernel process is
+        about to start.
 
         A new process means a new IOPub subscription, and whatever it publishes before the
         subscription reaches it is lost; so the next :meth:`wait_for_ready` (and the next
-        request whose outputs matter) probes again until IOPub delivers. :func:`open_kernel`
-        calls it on restart, after the old process has exited.
+        request whose outputs matter) probes again until IOPub delivers. Requests no longer
+        fail at once for the old process's reported death, and the next
+        :meth:`wait_for_ready` waits through heartbeat silence until the new process
+        answers.
+        :func:`open_kernel` calls it on restart, after the old process has exited.
         """
-        self._router.forget_iopub_live()
+        self._router.new_process()
 
     async def send(self, msg: Message) -> None:
         """Send ``msg`` without waiting for an answer.
@@ -149,10 +158,11 @@ class KernelClient:
         Raises:
             LocalProtocolError: ``msg`` has no channel a client sends on, or cannot be
                 encoded.
+            KernelDied: the kernel is known to be dead (nothing is sent).
             trio.ClosedResourceError: the client or its channels are closed.
         """
         router = self._router
-        router.check_usable(probing=True)
+        router.check_usable()
         router.tracker.remember(
             msg.msg_id, quiet=False, expect_reply=msg.msg_type.endswith("_request")
         )
@@ -535,11 +545,12 @@ class KernelClient:
 
         Raises:
             KernelError: the kernel refused.
-            LocalProtocolError: the kernel is known (from :meth:`kernel_info`) not to support
-                subshells.
+            LocalProtocolError: the kernel does not support subshells (asked first with a
+                ``kernel_info`` probe when no :class:`KernelInfo` is known yet: kernels
+                without subshells may never answer the request).
             KernelDied: the kernel died before replying.
         """
-        self._require_subshells()
+        await self._require_subshells()
         reply = await self._simple("create_subshell_request", {}, "control")
         reply.raise_for_status()
         subshell_id = reply.get("subshell_id")
@@ -552,9 +563,9 @@ class KernelClient:
 
         Raises:
             KernelDied: the kernel died before replying.
-            LocalProtocolError: the kernel is known not to support subshells.
+            LocalProtocolError: the kernel does not support subshells.
         """
-        self._require_subshells()
+        await self._require_subshells()
         return await self._simple(
             "delete_subshell_request", {"subshell_id": subshell_id}, "control"
         )
@@ -565,9 +576,9 @@ class KernelClient:
         Raises:
             KernelError: the kernel refused.
             KernelDied: the kernel died before replying.
-            LocalProtocolError: the kernel is known not to support subshells.
+            LocalProtocolError: the kernel does not support subshells.
         """
-        self._require_subshells()
+        await self._require_subshells()
         reply = (await self._simple("list_subshell_request", {}, "control")).raise_for_status()
         ids = reply.get("subshell_id")
         return [str(x) for x in ids] if isinstance(ids, list) else []
@@ -578,7 +589,7 @@ class KernelClient:
 
         Raises:
             KernelError: the kernel refused to create it.
-            LocalProtocolError: the kernel is known not to support subshells.
+            LocalProtocolError: the kernel does not support subshells.
         """
         subshell_id = await self.create_subshell()
         try:
@@ -591,9 +602,13 @@ class KernelClient:
                 except (KernelDied, trio.ClosedResourceError, trio.BrokenResourceError):
                     pass
 
-    def _require_subshells(self) -> None:
+    async def _require_subshells(self) -> None:
+        # A kernel without subshells may never answer a subshell request (xeus-python does
+        # not): learn what it supports first, rather than wait for an answer in vain.
         info = self.kernel_info_cache
-        if info is not None and not info.supports_subshells:
+        if info is None:
+            info = self.kernel_info_cache = await self._router.probe_ready(survive_heartbeat=False)
+        if not info.supports_subshells:
             raise LocalProtocolError(
                 f"kernel {info.implementation!r} does not support subshells "
                 "(no 'kernel subshells' in supported_features)"
@@ -606,17 +621,28 @@ class KernelClient:
 
         IOPub is live once any message arrives on it (``iopub_welcome`` from 5.5 kernels,
         or the status messages of the probes); until then ``kernel_info_request`` is
-        repeated (every 50 ms, backing off to 1 s) to nudge a slow subscription. Then it
+        repeated (every 50 ms, backing off to 1 s) to nudge a slow subscription. The probes
+        go to control first (which answers even while the shell runs a long cell: a kernel
+        busy with another client's work is ready without waiting for it), and to shell too
+        from the second round on unless control has answered. Then it
         waits until every channel's connection is complete (``wait_connected()`` of the
         channels), so that the kernel's first ``input_request`` cannot be lost. Bound it
         with :func:`trio.fail_after`.
+
+        A kernel already known to be dead when it is called (reported dead, or declared
+        unresponsive by the heartbeat, for example a stale connection file) fails it at
+        once with :class:`~trio_enchannel.KernelDied`, like every other request. Heartbeat
+        silence that begins *while* it waits does not end it (a kernel still starting may
+        not answer pings yet); a reported death does. After :meth:`reset_readiness` (a
+        restart) it waits through heartbeat silence until the new process answers.
 
         Returns:
             the kernel's :class:`KernelInfo` (also kept in :attr:`kernel_info_cache`).
 
         Raises:
             trio.ClosedResourceError: the client is closed.
-            KernelDied: the launcher reported the kernel dead while waiting.
+            KernelDied: the kernel was known to be dead, or the launcher reported it dead
+                while waiting.
             ConnectionInfoError: a channel's ZeroMQ handshake failed for good (see
                 :meth:`Channels.wait_connected <trio_enchannel.Channels.wait_connected>`).
         """

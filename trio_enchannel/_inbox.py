@@ -19,6 +19,7 @@ waits; one that finds an item queued yields only every few calls
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import outcome
@@ -45,6 +46,7 @@ class Inbox(Generic[T]):
         self._nbytes = 0
         self._senders = senders
         self._closed = False
+        self._error: Callable[[], BaseException] | None = None
         self._receivers: OrderedDict[Task, None] = OrderedDict()
         # Readers waiting for room: task -> (at most this many items, at most this many bytes).
         self._room: dict[Task, tuple[int, int]] = {}
@@ -134,6 +136,19 @@ class Inbox(Generic[T]):
         if self._senders <= 0 and not self._queue:
             self._wake_receivers(trio.EndOfChannel())
 
+    def fail(self, error: Callable[[], BaseException]) -> None:
+        """Nothing more can ever arrive, for the reason ``error()`` (a fresh exception per
+        call): once the queue is drained, consumers get it instead of waiting (or instead of
+        :class:`trio.EndOfChannel`). Idempotent (the first reason stays)."""
+        if self._error is not None or self._closed:
+            return
+        self._error = error
+        if not self._queue:
+            receivers = self._receivers
+            while receivers:
+                task, _ = receivers.popitem(last=False)
+                trio.lowlevel.reschedule(task, outcome.Error(error()))
+
     # -- the consumers' side ---------------------------------------------------------------
 
     def receive_nowait(self) -> T:
@@ -143,6 +158,7 @@ class Inbox(Generic[T]):
             trio.WouldBlock: nothing is queued.
             trio.EndOfChannel: every reader is done and everything was received.
             trio.ClosedResourceError: the receiving side was closed.
+            Exception: the inbox failed (:meth:`fail`) and everything was received.
         """
         if self._closed:
             raise trio.ClosedResourceError("this channel was closed")
@@ -153,6 +169,8 @@ class Inbox(Generic[T]):
             if len(queue) <= self._room_len:
                 self._wake_room()
             return item
+        if self._error is not None:
+            raise self._error()
         if self._senders <= 0:
             raise trio.EndOfChannel
         raise trio.WouldBlock
@@ -166,7 +184,7 @@ class Inbox(Generic[T]):
             trio.ClosedResourceError: the receiving side was (or gets) closed.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        if self._queue or self._closed or self._senders <= 0:
+        if self._queue or self._closed or self._senders <= 0 or self._error is not None:
             item = self.receive_nowait()  # or raise
             if self._budget.spend():
                 await trio.lowlevel.cancel_shielded_checkpoint()
