@@ -23,7 +23,7 @@ import trio
 
 from ._channels import RejectedMessage, detach_error
 from ._connection import ConnectionInfo
-from ._errors import LocalProtocolError, RemoteProtocolError
+from ._errors import ConnectionInfoError, LocalProtocolError, RemoteProtocolError
 from ._kernel_endpoints import (
     IOPubPublisher,
     KernelEndpoint,
@@ -33,7 +33,16 @@ from ._kernel_endpoints import (
     _Counters,
 )
 from ._message import ChannelName, Message
-from ._session import Session
+from ._session import Session, warn_if_unsigned
+from ._validate import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_ip,
+    check_optional_str,
+    check_seconds,
+    check_str,
+)
 from ._zmq import TrioSocket
 
 __all__ = [
@@ -639,10 +648,30 @@ async def open_kernel_channels(
 
     Raises:
         OSError: a port is already in use (``errno.EADDRINUSE``).
-        ConfigurationError: the signature scheme is unknown.
+        ConfigurationError: the signature scheme is unknown, or an option is invalid.
+        ConnectionInfoError: ``ip`` is not an address to listen on.
         EncryptionUnavailable: the info asks for CurveZMQ and libzmq lacks it.
         trio.BrokenResourceError: a socket could not be bound for another reason.
+        TypeError: an argument has the wrong type.
     """
+    if info is not None and not isinstance(info, ConnectionInfo):
+        raise TypeError(f"info must be a ConnectionInfo or None, got {type(info).__name__}")
+    if session is not None and not isinstance(session, Session):
+        raise TypeError(f"session must be a Session or None, got {type(session).__name__}")
+    check_choice("transport", transport, ("tcp", "ipc"))
+    if info is None and transport == "tcp":
+        check_ip("ip", ip, bindable=True, error=ConnectionInfoError)
+    check_optional_str("key", key)
+    check_str("signature_scheme", signature_scheme)
+    for name, flag in (
+        ("iopub_welcome", iopub_welcome),
+        ("heartbeat", heartbeat),
+        ("report_rejects", report_rejects),
+    ):
+        check_bool(name, flag)
+    check_int("buffer_size", buffer_size, at_least=0)
+    check_int("rejects_buffer_size", rejects_buffer_size, at_least=0)
+    check_seconds("linger", linger, allow_zero=True)
     ipc_directory: str | None = None
     if info is None:
         if transport == "ipc":
@@ -664,8 +693,7 @@ async def open_kernel_channels(
             )
     if session is None:
         session = Session.from_connection_info(info)
-    if buffer_size < 0 or rejects_buffer_size < 0:
-        raise ValueError("buffer sizes must be non-negative")
+    warn_if_unsigned(session, logger, "open_kernel_channels")
     sockets, bound = _open_sockets(info, linger)
     channels = KernelChannels(bound, session, sockets, iopub_welcome)
     channels._setup(buffer_size, rejects_buffer_size if report_rejects else None)

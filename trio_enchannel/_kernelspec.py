@@ -26,6 +26,7 @@ import attrs
 from jupyter_core.paths import jupyter_path
 
 from ._errors import EnchannelError, NoSuchKernel
+from ._validate import check_bool, check_choice, check_str
 
 __all__ = [
     "InvalidKernelSpec",
@@ -314,7 +315,18 @@ def _native_spec() -> KernelSpec | None:
 
 
 def _dirs(kernel_dirs: Iterable[str | os.PathLike[str]] | None) -> list[Path]:
-    return kernel_spec_dirs() if kernel_dirs is None else [Path(d) for d in kernel_dirs]
+    if kernel_dirs is None:
+        return kernel_spec_dirs()
+    # A lone path is iterable too (a str by its characters): never search "/", "h", ...
+    if isinstance(kernel_dirs, (str, bytes, os.PathLike)) or not isinstance(kernel_dirs, Iterable):
+        raise TypeError(
+            f"kernel_dirs must be a list of directories or None, got {type(kernel_dirs).__name__}"
+        )
+    dirs = list(kernel_dirs)
+    for index, item in enumerate(dirs):
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"kernel_dirs[{index}] must be a path, got {type(item).__name__}")
+    return [Path(d) for d in dirs]
 
 
 def find_kernel_specs(
@@ -334,6 +346,7 @@ def find_kernel_specs(
         ``{name: resource_dir}``, sorted by name. For a name found in several directories,
         the first directory wins.
     """
+    check_bool("include_native", include_native)
     found: dict[str, Path] = {}
     for directory in _dirs(kernel_dirs):
         for name, path in _scan(directory):
@@ -364,7 +377,9 @@ def list_kernel_specs(
 
     Raises:
         InvalidKernelSpec: a ``kernel.json`` is invalid and *on_error* is ``"raise"``.
+        ConfigurationError: *on_error* is none of those.
     """
+    check_choice("on_error", on_error, ("warn", "raise", "skip"))
     specs: list[KernelSpec] = []
     for name, path in find_kernel_specs(
         kernel_dirs=kernel_dirs, include_native=include_native
@@ -414,7 +429,10 @@ def get_kernel_spec(
     Raises:
         NoSuchKernel: no kernelspec has that name; the error lists the ones that exist.
         InvalidKernelSpec: the kernelspec exists but its ``kernel.json`` is invalid.
+        TypeError: ``name`` is not a str, or ``kernel_dirs`` not a list of paths.
     """
+    check_str("name", name)
+    check_bool("include_native", include_native)
     wanted = name.lower()
     if is_valid_kernel_name(name):
         for directory in _dirs(kernel_dirs):

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import logging
 import math
 import numbers
 import os
@@ -241,7 +242,33 @@ def _scheme_factory(scheme: str) -> str:
 
 
 def _key_bytes(key: str | bytes) -> bytes:
-    return key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    # bytes(5) would be five NUL bytes: a key nobody chose
+    raise TypeError(f"key must be str or bytes, got {type(key).__name__}")
+
+
+def _str_field(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.alias} must be a str, got {type(value).__name__}")
+
+
+def _check_history(_: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"replay_history must be an int, got {type(value).__name__}")
+
+
+def warn_if_unsigned(session: Session, logger: logging.Logger, where: str) -> None:
+    """Log a warning when ``session`` has an empty key: its messages are neither signed nor
+    verified, so anyone who can reach the ports can run code in the kernel."""
+    if not session.signed:
+        logger.warning(
+            "%s: the connection key is empty, so message signing is disabled; anyone who can "
+            "reach its ports can run code in the kernel",
+            where,
+        )
 
 
 _IPAD = bytes(x ^ 0x36 for x in range(256))
@@ -307,15 +334,20 @@ class Session:
         replay_history: how many accepted signatures to remember (oldest forgotten first).
 
     Raises:
-        ConfigurationError: the signature scheme is unknown.
+        ConfigurationError: the signature scheme is unknown, or ``replay_history`` is < 1.
+        TypeError: an argument has the wrong type (a key must be ``str`` or ``bytes``).
     """
 
     _key: bytes = attrs.field(default=b"", converter=_key_bytes, repr=False, alias="key")
-    signature_scheme: str = attrs.field(default="hmac-sha256", kw_only=True)
-    session_id: str = attrs.field(factory=lambda: uuid.uuid4().hex, kw_only=True)
-    username: str = attrs.field(factory=default_username, kw_only=True)
-    protocol_version: str = attrs.field(default="5.5", kw_only=True)
-    replay_history: int = attrs.field(default=65536, kw_only=True, repr=False)
+    signature_scheme: str = attrs.field(default="hmac-sha256", kw_only=True, validator=_str_field)
+    session_id: str = attrs.field(
+        factory=lambda: uuid.uuid4().hex, kw_only=True, validator=_str_field
+    )
+    username: str = attrs.field(factory=default_username, kw_only=True, validator=_str_field)
+    protocol_version: str = attrs.field(default="5.5", kw_only=True, validator=_str_field)
+    replay_history: int = attrs.field(
+        default=65536, kw_only=True, repr=False, validator=_check_history
+    )
     _digest: str = attrs.field(init=False, repr=False)
     _seen: set[bytes] = attrs.field(init=False, factory=set, repr=False)
     _seen_order: collections.deque[bytes] = attrs.field(
