@@ -38,6 +38,9 @@ from trio_enchannel import (
     open_client,
     open_kernel,
     open_kernel_channels,
+    open_remote_channels,
+    open_remote_kernel,
+    open_remote_server,
     write_connection_file,
 )
 from trio_enchannel.testing import FakeKernel, open_fake_kernel
@@ -47,6 +50,9 @@ TIMEOUT = 20
 # A connection nobody listens on: opening channels to it does no harm, and an argument error
 # must be raised before even that.
 NOWHERE = ConnectionInfo(1, 2, 3, 4, 5, key="k")
+# A server nobody listens on: the remote entry points must refuse bad arguments before
+# making a request.
+SERVER = "http://127.0.0.1:1/"
 
 
 @attrs.frozen
@@ -207,6 +213,52 @@ ENTRY_POINTS = (
     bad(ConfigurationError, "on_error", list_kernel_specs, on_error="ignore"),
     # the kernel side
     bad(TypeError, "key", open_kernel_channels, key=5),
+    bad(TypeError, "info", open_kernel_channels, NOWHERE.to_dict()),
+    bad(ConfigurationError, "transport", open_kernel_channels, transport="udp"),
+    bad(ConnectionInfoError, "ip", open_kernel_channels, ip="not-an-ip"),
+    bad(ConfigurationError, "buffer_size", open_kernel_channels, buffer_size=-1),
+    bad(TypeError, "iopub_welcome", open_kernel_channels, iopub_welcome=None),
+    bad(ConfigurationError, "linger", open_kernel_channels, linger=-1),
+    # the testing kit
+    bad(ConfigurationError, "wait_timeout", open_fake_kernel, wait_timeout=NAN),
+    bad(ConfigurationError, "transport", open_fake_kernel, transport="udp"),
+    bad(TypeError, "kernel_info", open_fake_kernel, kernel_info=[]),
+    bad(TypeError, "exit_on_shutdown", open_fake_kernel, exit_on_shutdown="no"),
+    bad(ConnectionInfoError, "ip", open_fake_kernel, ip="not-an-ip"),
+    # remote kernels: checked before any request
+    bad(TypeError, "url", open_remote_server, 5),
+    bad(ConfigurationError, "URL", open_remote_server, "ftp://example.invalid/"),
+    bad(ConfigurationError, "URL", open_remote_server, "http://127.0.0.1:99999/"),
+    bad(TypeError, "token", open_remote_server, "http://127.0.0.1:1/", token=5),
+    bad(TypeError, "headers", open_remote_server, "http://127.0.0.1:1/", headers={"a": 1}),
+    bad(ConfigurationError, "request_timeout", open_remote_server, SERVER, request_timeout=NAN),
+    bad(ConfigurationError, "start_timeout", open_remote_server, SERVER, start_timeout=0),
+    bad(TypeError, "server", open_remote_channels, 5, "k"),
+    bad(TypeError, "kernel_id", open_remote_channels, SERVER, None),
+    bad(ConfigurationError, "kernel_id", open_remote_channels, SERVER, ""),
+    bad(TypeError, "session", open_remote_channels, SERVER, "k", session="s"),
+    bad(ConfigurationError, "subprotocol", open_remote_channels, SERVER, "k", subprotocol="v2"),
+    bad(ConfigurationError, "ping_interval", open_remote_channels, SERVER, "k", ping_interval=0),
+    bad(
+        ConfigurationError,
+        "connect_timeout",
+        open_remote_channels,
+        SERVER,
+        "k",
+        connect_timeout=NAN,
+    ),
+    bad(TypeError, "reconnect", open_remote_channels, SERVER, "k", reconnect="yes"),
+    bad(TypeError, "buffer_size", open_remote_channels, SERVER, "k", buffer_size=1.0),
+    bad(TypeError, "ssl_context", open_remote_channels, SERVER, "k", ssl_context=True),
+    bad(TypeError, "server", open_remote_kernel, None),
+    bad(TypeError, "name", open_remote_kernel, SERVER, 5),
+    bad(ConfigurationError, "name", open_remote_kernel, SERVER, ""),
+    bad(TypeError, "path", open_remote_kernel, SERVER, path=5),
+    bad(TypeError, "env", open_remote_kernel, SERVER, env={"A": 1}),
+    bad(ConfigurationError, "startup_timeout", open_remote_kernel, SERVER, startup_timeout=NAN),
+    bad(ConfigurationError, "subprotocol", open_remote_kernel, SERVER, subprotocol="v2"),
+    bad(TypeError, "channel_options", open_remote_kernel, SERVER, channel_options=[]),
+    bad(TypeError, "client_options", open_remote_kernel, SERVER, client_options=5),
 )
 
 
@@ -312,6 +364,34 @@ async def test_comm_send_and_close_check_their_arguments(
         with pytest.raises(TypeError, match="metadata"):
             await comm.close(metadata=5)  # type: ignore[arg-type]
         assert sent(client) == before
+
+
+async def test_remote_server_methods_check_their_arguments() -> None:
+    async with open_remote_server(SERVER) as server:
+        for call in (
+            lambda: server.get_kernel(""),
+            lambda: server.interrupt_kernel(""),
+            lambda: server.shutdown_kernel(""),
+        ):
+            with pytest.raises(ConfigurationError, match="kernel_id"):
+                await call()
+        with pytest.raises(TypeError, match="kernel_id"):
+            await server.restart_kernel(None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="env"):
+            await server.start_kernel("python3", env={"A": 1})  # type: ignore[dict-item]
+        with pytest.raises(TypeError, match="path"):
+            await server.start_kernel("python3", path=5)  # type: ignore[arg-type]
+
+
+async def test_fake_kernel_scripting_checks_its_arguments(fake_kernel: FakeKernel) -> None:
+    with pytest.raises(TypeError, match="code"):
+        fake_kernel.script(5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="status"):
+        fake_kernel.script("x", status="abort")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="times"):
+        fake_kernel.inject(msg_type="execute_request", times=0)
+    with pytest.raises(TypeError, match="times"):
+        fake_kernel.inject(times=1.5)  # type: ignore[arg-type]
 
 
 # -- what used to be accepted by accident --------------------------------------------------
