@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import stat
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -392,6 +393,46 @@ async def test_fake_kernel_scripting_checks_its_arguments(fake_kernel: FakeKerne
         fake_kernel.inject(msg_type="execute_request", times=0)
     with pytest.raises(TypeError, match="times"):
         fake_kernel.inject(times=1.5)  # type: ignore[arg-type]
+
+
+def test_session_message_checks_its_parts() -> None:
+    session = Session(key="k")
+    for kwargs, name in (
+        ({"content": 5}, "content"),
+        ({"content": [("a", 1)]}, "content"),  # dict() would have accepted the pairs
+        ({"metadata": "m"}, "metadata"),
+        ({"parent": 5}, "parent"),
+        ({"buffers": "ab"}, "buffers"),  # tuple() would have split the string
+        ({"buffers": [b"a", "b"]}, "buffers[1]"),
+        ({"subshell_id": 5}, "subshell_id"),
+    ):
+        with pytest.raises(TypeError, match=re.escape(name)):
+            session.message("comm_msg", **kwargs)
+
+
+async def test_kernel_side_calls_check_their_arguments() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels() as kc:
+            request = kc.session.message("execute_request", {"code": ""}, channel="shell")
+            request = attrs.evolve(request, identities=(b"client",))
+            with pytest.raises(TypeError, match="msg"):
+                await kc.send(None)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="request"):
+                await kc.reply({"msg_type": "execute_request"})  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="content"):
+                await kc.publish("stream", 5)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="topic"):
+                await kc.publish("stream", {}, topic="t")  # type: ignore[arg-type]
+            with pytest.raises(LocalProtocolError, match="state"):
+                await kc.publish_status("sleepy")
+            with pytest.raises(TypeError, match="prompt"):
+                await kc.input_request(request, None)  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="password"):
+                await kc.input_request(request, "?", password="no")  # type: ignore[arg-type]
+            with pytest.raises(ConfigurationError, match="connect_grace"):
+                await kc.input_request(request, "?", connect_grace=NAN)
+            stats = kc.statistics()
+            assert stats.iopub.sent == stats.stdin.sent == stats.shell.sent == 0
 
 
 # -- what used to be accepted by accident --------------------------------------------------

@@ -36,6 +36,7 @@ from ._message import ChannelName, Message
 from ._session import Session, warn_if_unsigned
 from ._validate import (
     check_bool,
+    check_bytes,
     check_choice,
     check_int,
     check_ip,
@@ -247,7 +248,10 @@ class KernelChannels:
                 or cannot be encoded.
             trio.ClosedResourceError: the channels are closed.
             trio.BrokenResourceError: the socket failed.
+            TypeError: ``msg`` is not a :class:`Message`.
         """
+        if not isinstance(msg, Message):
+            raise TypeError(f"msg must be a Message, got {type(msg).__name__}")
         if msg.channel is None:
             raise LocalProtocolError(
                 f"{msg.msg_type} message has no channel; set channel= or send on an endpoint"
@@ -274,7 +278,10 @@ class KernelChannels:
                 or identities, or the content cannot be encoded.
             trio.ClosedResourceError: the channels are closed.
             trio.BrokenResourceError: the socket failed.
+            TypeError: ``request`` is not a :class:`Message`, or content of the wrong type.
         """
+        if not isinstance(request, Message):
+            raise TypeError(f"request must be a Message, got {type(request).__name__}")
         msg = self.session.reply(
             request, content, msg_type=msg_type, metadata=metadata, buffers=buffers
         )
@@ -305,7 +312,10 @@ class KernelChannels:
             LocalProtocolError: the message cannot be encoded.
             trio.ClosedResourceError: the channels are closed.
             trio.BrokenResourceError: the socket failed.
+            TypeError: an argument has the wrong type.
         """
+        if topic is not None:
+            check_bytes("topic", topic)
         msg = self.session.message(
             msg_type,
             content,
@@ -321,13 +331,15 @@ class KernelChannels:
     async def publish_status(
         self, state: str, parent: Message | Mapping[str, Any] | None = None
     ) -> Message:
-        """Publish ``status`` with ``execution_state`` ``state`` (``"busy"``, ``"idle"``, ...).
+        """Publish ``status`` with ``execution_state`` ``state`` (``"busy"``, ``"idle"`` or
+        ``"starting"``).
 
         Raises:
-            LocalProtocolError: the message cannot be encoded.
+            LocalProtocolError: ``state`` is none of those, or the message cannot be encoded.
             trio.ClosedResourceError: the channels are closed.
             trio.BrokenResourceError: the socket failed.
         """
+        check_choice("state", state, ("busy", "idle", "starting"), error=LocalProtocolError)
         return await self.publish("status", {"execution_state": state}, parent=parent)
 
     @asynccontextmanager
@@ -379,7 +391,14 @@ class KernelChannels:
             trio.ClosedResourceError: the channels are closed.
             trio.BrokenResourceError: the client's stdin was not connected within
                 ``connect_grace`` seconds, or the socket failed.
+            TypeError: an argument has the wrong type.
+            ConfigurationError: ``connect_grace`` is not a number of seconds >= 0.
         """
+        if not isinstance(parent, Message):
+            raise TypeError(f"parent must be a Message, got {type(parent).__name__}")
+        check_str("prompt", prompt)
+        check_bool("password", password)
+        check_seconds("connect_grace", connect_grace, allow_zero=True, allow_inf=True)
         if not parent.identities:
             raise LocalProtocolError("the parent request has no routing identities")
         if parent.msg_type == "execute_request" and not parent.content.get("allow_stdin", True):

@@ -260,6 +260,29 @@ def _check_history(_: object, attribute: attrs.Attribute[int], value: object) ->
         raise TypeError(f"replay_history must be an int, got {type(value).__name__}")
 
 
+def _check_parts(
+    content: object, metadata: object, parent: object, buffers: object, subshell_id: object
+) -> None:
+    """The types of :meth:`Session.message`'s arguments, so that a wrong one is a TypeError
+    that names it (``dict(5)`` would not, and ``dict([("a", 1)])`` or ``tuple("ab")`` would
+    silently build something else)."""
+    for name, part in (("content", content), ("metadata", metadata)):
+        if part is not None and type(part) is not dict and not isinstance(part, Mapping):
+            raise TypeError(f"{name} must be a dict, got {type(part).__name__}")
+    if parent is not None and not isinstance(parent, (Message, Mapping)):
+        raise TypeError(f"parent must be a Message or a header dict, got {type(parent).__name__}")
+    if buffers:
+        if isinstance(buffers, (str, bytes, bytearray, memoryview)) or not isinstance(
+            buffers, Sequence
+        ):
+            raise TypeError(f"buffers must be a sequence of buffers, got {type(buffers).__name__}")
+        for index, buffer in enumerate(buffers):
+            if not isinstance(buffer, (bytes, bytearray, memoryview)):
+                raise TypeError(f"buffers[{index}] must be bytes-like, got {type(buffer).__name__}")
+    if subshell_id is not None and type(subshell_id) is not str:
+        raise TypeError(f"subshell_id must be a str, got {type(subshell_id).__name__}")
+
+
 def warn_if_unsigned(session: Session, logger: logging.Logger, where: str) -> None:
     """Log a warning when ``session`` has an empty key: its messages are neither signed nor
     verified, so anyone who can reach the ports can run code in the kernel."""
@@ -413,7 +436,10 @@ class Session:
 
         Raises:
             LocalProtocolError: ``msg_type`` is empty, or ``channel`` is not a channel name.
+            TypeError: ``content`` or ``metadata`` is not a dict, ``parent`` not a message or
+                header dict, ``buffers`` not bytes-like buffers, ``subshell_id`` not a str.
         """
+        _check_parts(content, metadata, parent, buffers, subshell_id)
         if not isinstance(msg_type, str) or not msg_type:
             raise LocalProtocolError("msg_type must be a non-empty string")
         if channel is not None and channel not in CHANNEL_NAMES:
