@@ -266,6 +266,14 @@ def _check_parts(
     """The types of :meth:`Session.message`'s arguments, so that a wrong one is a TypeError
     that names it (``dict(5)`` would not, and ``dict([("a", 1)])`` or ``tuple("ab")`` would
     silently build something else)."""
+    if (
+        (content is None or type(content) is dict)
+        and (metadata is None or type(metadata) is dict)
+        and (parent is None or type(parent) is Message or type(parent) is dict)
+        and not buffers
+        and (subshell_id is None or type(subshell_id) is str)
+    ):
+        return  # the common case, at the cost of a few identity checks
     for name, part in (("content", content), ("metadata", metadata)):
         if part is not None and type(part) is not dict and not isinstance(part, Mapping):
             raise TypeError(f"{name} must be a dict, got {type(part).__name__}")
