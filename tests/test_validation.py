@@ -206,6 +206,7 @@ ENTRY_POINTS = (
     bad(TypeError, "runtime_dir", open_kernel, runtime_dir=5),
     bad(TypeError, "connect", open_kernel, connect="yes"),
     bad(TypeError, "client_options", open_kernel, client_options=[]),
+    bad(TypeError, "hb_intreval", open_kernel, client_options={"hb_intreval": 1.0}),
     bad(TypeError, "kernel_dirs", open_kernel, kernel_dirs="/nonexistent"),
     # kernelspecs
     bad(TypeError, "name", get_kernel_spec, 5),
@@ -260,6 +261,13 @@ ENTRY_POINTS = (
     bad(ConfigurationError, "subprotocol", open_remote_kernel, SERVER, subprotocol="v2"),
     bad(TypeError, "channel_options", open_remote_kernel, SERVER, channel_options=[]),
     bad(TypeError, "client_options", open_remote_kernel, SERVER, client_options=5),
+    bad(
+        TypeError, "ping_intreval", open_remote_kernel, SERVER, channel_options={"ping_intreval": 1}
+    ),
+    bad(
+        TypeError, "subprotocol", open_remote_kernel, SERVER, channel_options={"subprotocol": "v1"}
+    ),
+    bad(TypeError, "hb_interval", open_remote_kernel, SERVER, client_options={"hb_interval": 1}),
 )
 
 

@@ -53,8 +53,10 @@ from ._validate import (
     check_choice,
     check_ip,
     check_mapping,
+    check_option_names,
     check_seconds,
     check_str_sequence,
+    parameter_names,
 )
 
 if TYPE_CHECKING:
@@ -476,7 +478,15 @@ def _check_arguments(
     check_seconds("shutdown_grace", shutdown_grace, allow_zero=True, allow_inf=True)
     check_seconds("terminate_grace", terminate_grace, allow_zero=True, allow_inf=True)
     check_bool("connect", connect)
-    check_mapping("client_options", client_options)
+    from ._channels import open_channels
+    from ._client import open_client
+
+    check_option_names(
+        "client_options",
+        check_mapping("client_options", client_options),
+        parameter_names(open_client, exclude={"info_or_channels"})
+        | parameter_names(open_channels, exclude={"info"}),
+    )
     return arguments
 
 

@@ -27,10 +27,12 @@ __all__ = [
     "check_int",
     "check_ip",
     "check_mapping",
+    "check_option_names",
     "check_optional_str",
     "check_seconds",
     "check_str",
     "check_str_sequence",
+    "parameter_names",
     "type_name",
 ]
 
@@ -206,3 +208,26 @@ def check_callable(name: str, value: object, *, optional: bool = True) -> None:
         return
     if not callable(value):
         raise _type_error(name, "callable" + (" or None" if optional else ""), value)
+
+
+def check_option_names(
+    name: str, options: Mapping[str, Any] | None, allowed: Collection[str]
+) -> None:
+    """Every key of ``options`` (keyword arguments passed on to another function later) must
+    be one of ``allowed``: a misspelt option is a :class:`TypeError` now, not after a kernel
+    has been started."""
+    for key in options or {}:
+        if key not in allowed:
+            listing = ", ".join(sorted(allowed))
+            raise TypeError(f"{name}: unknown option {key!r:.40}; expected one of {listing}")
+
+
+def parameter_names(func: Any, *, exclude: Collection[str] = ()) -> frozenset[str]:
+    """The names of ``func``'s keyword-capable parameters, less ``exclude``."""
+    import inspect
+
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    signature = inspect.signature(func)
+    return frozenset(
+        p.name for p in signature.parameters.values() if p.kind in kinds and p.name not in exclude
+    )

@@ -19,7 +19,14 @@ import trio
 from .._errors import KernelDied, KernelStartupError
 from .._message import Message
 from .._util import unwrap_single
-from .._validate import check_choice, check_mapping, check_optional_str, check_seconds
+from .._validate import (
+    check_choice,
+    check_mapping,
+    check_option_names,
+    check_optional_str,
+    check_seconds,
+    parameter_names,
+)
 from ._channels import RemoteChannels, open_remote_channels
 from ._errors import ConnectionLost, RemoteServerError
 from ._link import SubprotocolChoice
@@ -252,8 +259,20 @@ async def open_remote_kernel(
     check_str_mapping("env", env)
     check_seconds("startup_timeout", startup_timeout, allow_inf=True)
     check_choice("subprotocol", subprotocol, ("auto", "v1", "legacy"))
-    check_mapping("channel_options", channel_options)
-    check_mapping("client_options", client_options)
+
+    check_option_names(
+        "channel_options",
+        check_mapping("channel_options", channel_options),
+        parameter_names(
+            open_remote_channels,
+            exclude={"server", "kernel_id", "token", "ssl_context", "headers", "subprotocol"},
+        ),
+    )
+    check_option_names(
+        "client_options",
+        check_mapping("client_options", client_options),
+        parameter_names(open_client, exclude={"info_or_channels"}),
+    )
     async with contextlib.AsyncExitStack() as stack:
         if isinstance(server, RemoteServer):
             rest = server
