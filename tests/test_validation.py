@@ -443,6 +443,19 @@ async def test_kernel_side_calls_check_their_arguments() -> None:
             assert stats.iopub.sent == stats.stdin.sent == stats.shell.sent == 0
 
 
+async def test_channel_waits_check_their_arguments() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_channels(NOWHERE, heartbeat=False) as ch:
+            # nudge_every=0 would send kernel_info_request in a busy loop
+            with pytest.raises(ConfigurationError, match="nudge_every"):
+                await ch.wait_iopub_ready(nudge_every=0)
+            with pytest.raises(ConfigurationError, match="welcome_grace"):
+                await ch.wait_iopub_ready(welcome_grace=NAN)
+            with pytest.raises(TypeError, match="above"):
+                await ch.iopub.wait_dropped("1")  # type: ignore[arg-type]
+            assert ch.statistics().shell.sent == 0
+
+
 # -- what used to be accepted by accident --------------------------------------------------
 
 

@@ -12,6 +12,7 @@ import trio
 from ._errors import RemoteProtocolError
 from ._heartbeat import HeartbeatStatistics
 from ._message import CHANNEL_NAMES, ChannelName, Message
+from ._validate import check_int
 from ._zmq import Frame
 
 if TYPE_CHECKING:
@@ -339,7 +340,11 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
 
         Returns:
             The number of messages dropped so far (:attr:`dropped`).
+
+        Raises:
+            TypeError: ``above`` is not an int.
         """
+        check_int("above", above)
         return await self._owner._counters[self._name].wait_dropped(above)
 
     async def aclose(self) -> None:

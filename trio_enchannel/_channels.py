@@ -259,7 +259,11 @@ class Channels:
 
         Raises:
             trio.ClosedResourceError: the channels were closed while waiting.
+            ConfigurationError: ``welcome_grace`` is not >= 0 or ``nudge_every`` not > 0
+                (``0`` would flood the kernel with requests).
         """
+        check_seconds("welcome_grace", welcome_grace, allow_zero=True, allow_inf=True)
+        check_seconds("nudge_every", nudge_every)
         if self._iopub_ready:
             await trio.lowlevel.checkpoint()
             return
