@@ -143,6 +143,13 @@ class ConnectionInfo:
         curve_publickey: the kernel's CurveZMQ public key (Z85), when encrypted.
         curve_secretkey: the kernel's CurveZMQ secret key (Z85; only the kernel needs it).
         extra: any other keys found in the file.
+
+    Every field is checked whenever one is built (directly, with ``attrs.evolve``, from a dict
+    or a file): a port must be an int in 0..65535, ``transport`` ``"tcp"`` or ``"ipc"``, a
+    ``tcp`` ``ip`` an IP address, ``*`` or a host name, a curve key 40 Z85 characters.
+
+    Raises:
+        ConnectionInfoError: a field is invalid; the message names it.
     """
 
     shell_port: int = attrs.field(validator=_port_field)
