@@ -705,7 +705,10 @@ class Kernel:
     async def _start_process(self) -> None:
         if _busy_ports(self.connection_info):
             raise _PortsInUse  # taken since allocation (or, on restart, since the last run)
-        write_connection_file(self.connection_info, self.connection_file)
+        # File I/O off the event loop (see open_kernel); not abandoned, so never half done.
+        await trio.to_thread.run_sync(
+            write_connection_file, self.connection_info, self.connection_file
+        )
         self._inc = await _spawn(
             self._nursery,
             self._argv,
