@@ -51,6 +51,7 @@ from ._util import unwrap_single
 from ._validate import (
     check_bool,
     check_choice,
+    check_int,
     check_ip,
     check_mapping,
     check_option_names,
@@ -591,11 +592,23 @@ class Kernel:
         return list(self._argv)
 
     def stderr_tail(self, max_lines: int | None = 40) -> str:
-        """The last lines the kernel wrote to standard error (``output="capture"`` only)."""
+        """The last lines the kernel wrote to standard error (``output="capture"`` only).
+
+        Raises:
+            TypeError: ``max_lines`` is not an int or None.
+        """
+        if max_lines is not None:
+            check_int("max_lines", max_lines)
         return self._inc.stderr_text(max_lines) if self._inc is not None else ""
 
     def stdout_tail(self, max_lines: int | None = 40) -> str:
-        """The last lines the kernel wrote to standard output (``output="capture"`` only)."""
+        """The last lines the kernel wrote to standard output (``output="capture"`` only).
+
+        Raises:
+            TypeError: ``max_lines`` is not an int or None.
+        """
+        if max_lines is not None:
+            check_int("max_lines", max_lines)
         if self._inc is None or self._inc.stdout is None:
             return ""
         return self._inc.stdout.text(max_lines)
