@@ -155,6 +155,8 @@ ENTRY_POINTS = (
     bad(ConnectionInfoError, "ip", ConnectionInfo.allocate, ip="not-an-ip"),
     bad(ConnectionInfoError, "ip", ConnectionInfo.allocate, ip="192.0.2.1"),
     bad(TypeError, "key", ConnectionInfo.allocate, key=b"k"),
+    bad(ConfigurationError, "socket name", NOWHERE.url, "heartbeat"),
+    bad(ConfigurationError, "socket name", NOWHERE.port, 5),
     bad(TypeError, "info", write_connection_file, {}),
     bad(TypeError, "path", write_connection_file, NOWHERE, 5),
     # open_channels

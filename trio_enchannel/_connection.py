@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ._errors import ConnectionInfoError
+from ._errors import ConfigurationError, ConnectionInfoError
 from ._validate import check_choice, check_ip, check_str
 
 __all__ = ["ConnectionInfo", "SocketName", "load_connection_info", "write_connection_file"]
@@ -337,10 +337,12 @@ class ConnectionInfo:
         ``"control"`` or ``"hb"``).
 
         Raises:
-            ValueError: unknown socket name.
+            ConfigurationError: unknown socket name (a :class:`ValueError`).
         """
         if name not in _SOCKET_NAMES:
-            raise ValueError(f"unknown socket {name!r}; expected one of {_SOCKET_NAMES}")
+            raise ConfigurationError(
+                f"unknown socket name {name!r:.40}; expected one of {', '.join(_SOCKET_NAMES)}"
+            )
         return int(getattr(self, f"{name}_port"))
 
     def url(self, name: SocketName, *, bind: bool = False) -> str:
@@ -351,7 +353,7 @@ class ConnectionInfo:
         interface.
 
         Raises:
-            ValueError: unknown socket name.
+            ConfigurationError: unknown socket name (a :class:`ValueError`).
         """
         port = self.port(name)
         if self.transport == "ipc":
