@@ -25,7 +25,7 @@ from typing import Any, Literal
 import attrs
 from jupyter_core.paths import jupyter_path
 
-from ._errors import EnchannelError, NoSuchKernel
+from ._errors import ConfigurationError, EnchannelError, NoSuchKernel
 from ._validate import check_bool, check_choice, check_str
 
 __all__ = [
@@ -64,20 +64,37 @@ def is_valid_kernel_name(name: str) -> bool:
 
 
 def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    # A command line given as one string would become its characters.
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"argv must be a list of str, got {type(value).__name__}")
     return tuple(value)
 
 
 def _str_dict(value: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"env must be a dict, got {type(value).__name__}")
     return dict(value)
 
 
 def _any_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"metadata must be a dict, got {type(value).__name__}")
     return dict(value)
+
+
+def _str_field(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a str, got {type(value).__name__}")
+
+
+def _optional_str_field(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _str_field(_inst, attribute, value)
 
 
 def _check_argv(_inst: object, _attr: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     if not value:
-        raise ValueError("a kernelspec's argv must not be empty")
+        raise ConfigurationError("a kernelspec's argv must not be empty")
     for item in value:
         if not isinstance(item, str):
             raise TypeError(f"argv items must be strings, got {item!r}")
@@ -95,7 +112,7 @@ def _interrupt_mode(value: str) -> InterruptMode:
         return "signal"
     if lowered == "message":
         return "message"
-    raise ValueError(f"interrupt_mode must be 'signal' or 'message', got {value!r}")
+    raise ConfigurationError(f"interrupt_mode must be 'signal' or 'message', got {value!r}")
 
 
 def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
@@ -123,19 +140,21 @@ class KernelSpec:
         kernel_protocol_version: the protocol version the kernel declares, if any.
 
     Raises:
-        ValueError: *argv* is empty or *interrupt_mode* is not ``signal``/``message``.
-        TypeError: *argv* or *env* hold something other than strings.
+        ConfigurationError: *argv* is empty or *interrupt_mode* is not ``signal``/``message``
+            (a :class:`ValueError`).
+        TypeError: a field has the wrong type (*argv* must be a list of strings, not one
+            string; *env* a dict of strings).
     """
 
-    name: str
+    name: str = attrs.field(validator=_str_field)
     argv: tuple[str, ...] = attrs.field(converter=_str_tuple, validator=_check_argv)
-    display_name: str = ""
-    language: str = ""
+    display_name: str = attrs.field(default="", validator=_str_field)
+    language: str = attrs.field(default="", validator=_str_field)
     env: dict[str, str] = attrs.field(factory=dict, converter=_str_dict, validator=_check_env)
     interrupt_mode: InterruptMode = attrs.field(default="signal", converter=_interrupt_mode)
     metadata: dict[str, Any] = attrs.field(factory=dict, converter=_any_dict)
     resource_dir: Path | None = attrs.field(default=None, converter=_optional_path)
-    kernel_protocol_version: str | None = None
+    kernel_protocol_version: str | None = attrs.field(default=None, validator=_optional_str_field)
 
     @property
     def supported_encryption(self) -> tuple[str, ...]:
