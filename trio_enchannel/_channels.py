@@ -760,7 +760,9 @@ async def open_channels(
         linger: seconds unsent messages may linger after the sockets close.
 
     Raises:
-        ConfigurationError: an option is invalid.
+        ConfigurationError: an option is invalid (the message names it), checked before
+            anything is read or connected.
+        TypeError: an argument has the wrong type.
         ConnectionInfoError: the connection info is invalid or a socket cannot connect.
         EncryptionUnavailable: the connection needs CurveZMQ and libzmq lacks it.
     """

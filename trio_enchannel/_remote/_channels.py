@@ -601,7 +601,9 @@ async def open_remote_channels(
         RemoteKernelNotFound: the server has no such kernel.
         RemoteServerError: the server is unreachable, refused the websocket, or does not
             offer the required subprotocol.
-        ConfigurationError: an option is invalid.
+        ConfigurationError: an option is invalid (the message names it), checked before
+            anything is read or connected.
+        TypeError: an argument has the wrong type.
     """
     check_connection_options(server=server, token=token, ssl_context=ssl_context, headers=headers)
     check_kernel_id(kernel_id)
