@@ -209,7 +209,8 @@ ENTRY_POINTS = (
     bad(TypeError, "runtime_dir", open_kernel, runtime_dir=5),
     bad(TypeError, "connect", open_kernel, connect="yes"),
     bad(TypeError, "client_options", open_kernel, client_options=[]),
-    bad(TypeError, "hb_intreval", open_kernel, client_options={"hb_intreval": 1.0}),
+    # before the kernelspec lookup (which would fail here), not after the kernel is up
+    bad(TypeError, "hb_intreval", open_kernel, "no-such-kernel", client_options={"hb_intreval": 1}),
     bad(TypeError, "kernel_dirs", open_kernel, kernel_dirs="/nonexistent"),
     # kernelspecs
     bad(TypeError, "argv", KernelSpec, name="k", argv="python -m kernel"),
