@@ -8,6 +8,7 @@ must contain. The client's rows also check that nothing was sent.
 
 from __future__ import annotations
 
+import array
 import inspect
 import json
 import logging
@@ -428,6 +429,9 @@ def test_session_message_checks_its_parts() -> None:
     ):
         with pytest.raises(TypeError, match=re.escape(name)):
             session.message("comm_msg", **kwargs)
+    # any object with the buffer protocol is a buffer
+    buffers = session.message("comm_msg", buffers=[array.array("i", [1])]).buffers  # type: ignore[list-item]
+    assert bytes(buffers[0]) == array.array("i", [1]).tobytes()
 
 
 async def test_kernel_side_calls_check_their_arguments() -> None:

@@ -286,7 +286,12 @@ def _check_parts(
             raise TypeError(f"buffers must be a sequence of buffers, got {type(buffers).__name__}")
         for index, buffer in enumerate(buffers):
             if not isinstance(buffer, (bytes, bytearray, memoryview)):
-                raise TypeError(f"buffers[{index}] must be bytes-like, got {type(buffer).__name__}")
+                try:  # any object with the buffer protocol (array.array, numpy arrays, ...)
+                    memoryview(buffer)
+                except TypeError:
+                    raise TypeError(
+                        f"buffers[{index}] must be bytes-like, got {type(buffer).__name__}"
+                    ) from None
     if subshell_id is not None and type(subshell_id) is not str:
         raise TypeError(f"subshell_id must be a str, got {type(subshell_id).__name__}")
 

@@ -194,12 +194,15 @@ def check_ip(name: str, value: object, *, bindable: bool = False, error: _Error)
 
 def check_buffers(name: str, value: object) -> None:
     """``value`` must be a sequence of bytes-like buffers (``bytes``, ``bytearray``,
-    ``memoryview``)."""
+    ``memoryview`` or any other object with the buffer protocol, such as ``array.array``)."""
     if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(value, Sequence):
         raise _type_error(name, "a sequence of bytes-like buffers", value)
     for index, item in enumerate(value):
         if not isinstance(item, (bytes, bytearray, memoryview)):
-            raise _type_error(f"{name}[{index}]", "bytes-like", item)
+            try:
+                memoryview(item)
+            except TypeError:
+                raise _type_error(f"{name}[{index}]", "bytes-like", item) from None
 
 
 def check_callable(name: str, value: object, *, optional: bool = True) -> None:
