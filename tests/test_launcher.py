@@ -241,6 +241,9 @@ async def test_fake_kernel_lifecycle(
             assert report["info"]["key"] == kernel.connection_info.key
             assert report["info"]["kernel_name"] == "fake"
             assert "fake kernel starting" in kernel.stderr_tail()
+            for tail in (kernel.stderr_tail, kernel.stdout_tail):
+                with pytest.raises(TypeError, match="max_lines"):
+                    tail("3")  # type: ignore[arg-type]
         assert not running(kernel)
         assert kernel.returncode == -signal.SIGTERM
         assert kernel.died is None

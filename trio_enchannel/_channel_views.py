@@ -15,6 +15,7 @@ from ._fanout import Fanout, Subscription, SubscriptionOverflow
 from ._heartbeat import HeartbeatStatistics
 from ._message import CHANNEL_NAMES, ChannelName, Message
 from ._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE
+from ._validate import check_int
 from ._zmq import Frame
 
 if TYPE_CHECKING:
@@ -360,7 +361,11 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
 
         Returns:
             The number of messages dropped so far (:attr:`dropped`).
+
+        Raises:
+            TypeError: ``above`` is not an int.
         """
+        check_int("above", above)
         return await self._owner._counters[self._name].wait_dropped(above)
 
     def subscribe(

@@ -28,7 +28,7 @@ from ._channel_views import (
     RejectedMessage,
     _Counters,
 )
-from ._connection import ConnectionInfo, SocketName
+from ._connection import ConnectionInfo, SocketName, load_connection_info
 from ._errors import (
     ConfigurationError,
     ConnectionInfoError,
@@ -43,8 +43,9 @@ from ._heartbeat import Heartbeat
 from ._inbox import Inbox
 from ._message import CHANNEL_NAMES, ChannelName, Message
 from ._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
-from ._session import DELIMITER, Session
+from ._session import DELIMITER, Session, warn_if_unsigned
 from ._util import unwrap_single
+from ._validate import check_bool, check_bytes, check_choice, check_int, check_seconds
 from ._zmq import (
     HANDSHAKE_EVENTS,
     Frame,
@@ -287,7 +288,11 @@ class Channels:
             KernelDied: the heartbeat declares the kernel unresponsive (at once if it
                 already does, else within ``nudge_every`` seconds of the verdict).
             trio.ClosedResourceError: the channels were closed while waiting.
+            ConfigurationError: ``welcome_grace`` is not >= 0 or ``nudge_every`` not > 0
+                (``0`` would flood the kernel with requests).
         """
+        check_seconds("welcome_grace", welcome_grace, allow_zero=True, allow_inf=True)
+        check_seconds("nudge_every", nudge_every)
         if self._iopub_ready:
             await trio.lowlevel.checkpoint()
             return
@@ -797,16 +802,71 @@ def detach_error(error: BaseException) -> None:
     error.__suppress_context__ = True
 
 
-def _coerce_info(
-    info: ConnectionInfo | str | os.PathLike[str] | Mapping[str, Any],
-) -> ConnectionInfo:
-    if isinstance(info, ConnectionInfo):
-        return info
-    if isinstance(info, (str, os.PathLike)):
-        return ConnectionInfo.from_file(info)
-    if isinstance(info, Mapping):
-        return ConnectionInfo.from_dict(info)
-    raise TypeError(f"expected ConnectionInfo, a path or a dict, got {type(info).__name__}")
+def _check_arguments(
+    *,
+    session: object,
+    iopub_topic: object,
+    heartbeat: object,
+    hb_interval: object,
+    hb_deadline: object,
+    hb_startup_deadline: object,
+    buffer_size: object,
+    iopub_buffer_size: object,
+    iopub_buffer_bytes: object,
+    iopub_overflow: object,
+    iopub_hwm: object,
+    multiplexed: object,
+    report_rejects: object,
+    rejects_buffer_size: object,
+    identity: object,
+    curve_client_keys: object,
+    linger: object,
+) -> tuple[bytes, ...]:
+    """Check every option of :func:`open_channels` (types and values, by name); return the
+    IOPub topics as a tuple."""
+    if session is not None and not isinstance(session, Session):
+        raise TypeError(f"session must be a Session or None, got {type(session).__name__}")
+    for name, flag in (
+        ("heartbeat", heartbeat),
+        ("multiplexed", multiplexed),
+        ("report_rejects", report_rejects),
+    ):
+        check_bool(name, flag)
+    check_seconds("hb_interval", hb_interval)
+    check_seconds("hb_deadline", hb_deadline, allow_inf=True)
+    check_seconds("hb_startup_deadline", hb_startup_deadline, allow_inf=True)
+    check_seconds("linger", linger, allow_zero=True)
+    check_int("buffer_size", buffer_size, at_least=0)
+    if iopub_buffer_size is not None:
+        check_int("iopub_buffer_size", iopub_buffer_size, at_least=0)
+    check_int("iopub_buffer_bytes", iopub_buffer_bytes, at_least=1)
+    check_choice("iopub_overflow", iopub_overflow, ("wait", "drop"))
+    check_int("iopub_hwm", iopub_hwm, at_least=0)
+    check_int("rejects_buffer_size", rejects_buffer_size, at_least=1)
+    if isinstance(iopub_topic, (bytes, bytearray, memoryview)):
+        topics: tuple[bytes, ...] = (bytes(iopub_topic),)
+    elif isinstance(iopub_topic, (Sequence, frozenset, set)) and not isinstance(iopub_topic, str):
+        topics = tuple(check_bytes(f"iopub_topic[{i}]", t) for i, t in enumerate(iopub_topic))
+    else:
+        raise TypeError(
+            f"iopub_topic must be bytes or a sequence of bytes, got {type(iopub_topic).__name__}"
+        )
+    if identity is not None:
+        routing_id = check_bytes("identity", identity, nonempty=True)
+        # ZeroMQ's limits for a routing id; a NUL first byte is reserved for its own ids.
+        if len(routing_id) > 255 or routing_id.startswith(b"\0"):
+            raise ConfigurationError(
+                "identity must be 1 to 255 bytes and must not start with a NUL byte"
+            )
+    if curve_client_keys is not None and not (
+        isinstance(curve_client_keys, tuple)
+        and len(curve_client_keys) == 2
+        and all(isinstance(k, str) and len(k) == 40 for k in curve_client_keys)
+    ):
+        raise ConfigurationError(
+            "curve_client_keys must be a (public, secret) tuple of 40-character Z85 strings"
+        )
+    return topics
 
 
 @asynccontextmanager
@@ -884,26 +944,34 @@ async def open_channels(
         linger: seconds unsent messages may linger after the sockets close.
 
     Raises:
-        ConfigurationError: an option is invalid.
+        ConfigurationError: an option is invalid (the message names it), checked before
+            anything is read or connected.
+        TypeError: an argument has the wrong type.
         ConnectionInfoError: the connection info is invalid or a socket cannot connect.
         EncryptionUnavailable: the connection needs CurveZMQ and libzmq lacks it.
     """
-    conn = _coerce_info(info)
+    topics = _check_arguments(
+        session=session,
+        iopub_topic=iopub_topic,
+        heartbeat=heartbeat,
+        hb_interval=hb_interval,
+        hb_deadline=hb_deadline,
+        hb_startup_deadline=hb_startup_deadline,
+        buffer_size=buffer_size,
+        iopub_buffer_size=iopub_buffer_size,
+        iopub_buffer_bytes=iopub_buffer_bytes,
+        iopub_overflow=iopub_overflow,
+        iopub_hwm=iopub_hwm,
+        multiplexed=multiplexed,
+        report_rejects=report_rejects,
+        rejects_buffer_size=rejects_buffer_size,
+        identity=identity,
+        curve_client_keys=curve_client_keys,
+        linger=linger,
+    )
+    conn = await load_connection_info(info)
     if iopub_buffer_size is None:
         iopub_buffer_size = IOPUB_BUFFER_SIZE
-    if buffer_size < 0 or iopub_buffer_size < 0 or iopub_buffer_bytes < 1:
-        raise ConfigurationError("buffer sizes must be >= 0 and iopub_buffer_bytes >= 1")
-    if rejects_buffer_size < 1:
-        raise ConfigurationError("rejects_buffer_size must be >= 1")
-    if iopub_overflow not in ("wait", "drop"):
-        raise ConfigurationError(f"iopub_overflow must be 'wait' or 'drop', not {iopub_overflow!r}")
-    if iopub_hwm < 0:
-        raise ConfigurationError("iopub_hwm must be >= 0")
-    if heartbeat and min(hb_interval, hb_deadline, hb_startup_deadline) <= 0:
-        raise ConfigurationError("hb_interval, hb_deadline, hb_startup_deadline must be > 0")
-    topics = (iopub_topic,) if isinstance(iopub_topic, bytes) else tuple(iopub_topic)
-    if not all(isinstance(t, bytes) for t in topics):
-        raise ConfigurationError("iopub_topic must be bytes or a sequence of bytes")
     curve: tuple[str, str] | None = None
     if conn.curve_publickey is not None:
         if not has_curve():
@@ -924,6 +992,7 @@ async def open_channels(
     )
     if session is None:
         session = Session.from_connection_info(conn)
+    warn_if_unsigned(session, logger, "open_channels")
     ch: Channels
 
     def make_hb_socket() -> TrioSocket:

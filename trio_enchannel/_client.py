@@ -17,7 +17,7 @@ from typing import Any, Literal
 import trio
 
 from ._comm import Comm
-from ._connection import ConnectionInfo
+from ._connection import ConnectionInfo, load_connection_info
 from ._errors import KernelDied, LocalProtocolError
 from ._execution import Execution, InputRequest, StdinHandler, _ExecRequest
 from ._fanout import Subscribable, Subscription, SubscriptionOverflow
@@ -28,6 +28,16 @@ from ._results import ExecuteResult, KernelInfo, Reply
 from ._router import ChannelsLike, ClientStatistics, Router
 from ._session import Session
 from ._util import unwrap_single
+from ._validate import (
+    check_bool,
+    check_buffers,
+    check_callable,
+    check_choice,
+    check_int,
+    check_mapping,
+    check_optional_str,
+    check_str,
+)
 
 __all__ = [
     "ClientStatistics",
@@ -160,7 +170,9 @@ class KernelClient:
                 encoded.
             KernelDied: the kernel is known to be dead (nothing is sent).
             trio.ClosedResourceError: the client or its channels are closed.
+            TypeError: ``msg`` is not a :class:`~trio_enchannel.Message`.
         """
+        _check_message(msg)
         router = self._router
         router.check_usable()
         router.tracker.remember(
@@ -180,7 +192,9 @@ class KernelClient:
                 encoded.
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
+            TypeError: ``msg`` is not a :class:`~trio_enchannel.Message`.
         """
+        _check_message(msg)
         if msg.channel not in ("shell", "control"):
             raise LocalProtocolError(
                 f"request(): {msg.msg_type} must be built with channel='shell' or 'control'"
@@ -251,7 +265,9 @@ class KernelClient:
             trio.ClosedResourceError: the client is closed.
             Exception: whatever the stdin handler raised (the prompt is then answered with
                 an empty line so that the kernel does not block).
+            TypeError: an argument has the wrong type (``code`` must be a ``str``).
         """
+        check_bool("raise_on_error", raise_on_error)
         async with self._execution(
             code,
             silent=silent,
@@ -340,8 +356,22 @@ class KernelClient:
         keep_messages: bool,
         live_buffer: int | None,
     ) -> AsyncIterator[Execution]:
-        if live_buffer is not None and live_buffer < 1:
-            raise ValueError("live_buffer must be at least 1")
+        check_str("code", code)
+        for name, flag in (
+            ("silent", silent),
+            ("store_history", store_history),
+            ("stop_on_error", stop_on_error),
+            ("keep_messages", keep_messages),
+        ):
+            check_bool(name, flag)
+        if allow_stdin is not None:
+            check_bool("allow_stdin", allow_stdin)
+        _check_str_mapping("user_expressions", user_expressions)
+        check_callable("stdin", stdin)
+        _check_subshell_id(subshell_id)
+        check_mapping("metadata", metadata)
+        if live_buffer is not None:
+            check_int("live_buffer", live_buffer, at_least=1)
         handler = stdin if stdin is not None else self.stdin_handler
         if allow_stdin is None:
             allow_stdin = handler is not None
@@ -370,6 +400,7 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_choice("channel", channel, ("shell", "control"), error=LocalProtocolError)
         reply = await self._simple("kernel_info_request", {}, channel)
         info = KernelInfo(reply.message)
         self.kernel_info_cache = info
@@ -391,9 +422,11 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_choice("detail_level", detail_level, (0, 1), error=LocalProtocolError)
+        _check_subshell_id(subshell_id)
         content = {
             "code": code,
-            "cursor_pos": len(code) if cursor_pos is None else cursor_pos,
+            "cursor_pos": _cursor_pos(code, cursor_pos),
             "detail_level": detail_level,
         }
         return await self._simple("inspect_request", content, "shell", subshell_id)
@@ -409,7 +442,8 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
-        content = {"code": code, "cursor_pos": len(code) if cursor_pos is None else cursor_pos}
+        _check_subshell_id(subshell_id)
+        content = {"code": code, "cursor_pos": _cursor_pos(code, cursor_pos)}
         return await self._simple("complete_request", content, "shell", subshell_id)
 
     async def history(
@@ -438,6 +472,23 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_choice(
+            "hist_access_type",
+            hist_access_type,
+            ("range", "tail", "search"),
+            error=LocalProtocolError,
+        )
+        check_bool("output", output)
+        check_bool("raw", raw)
+        for name, number in (("session", session), ("start", start), ("stop", stop), ("n", n)):
+            if number is not None:
+                check_int(name, number, error=LocalProtocolError)
+        if n is not None:
+            check_int("n", n, at_least=0, error=LocalProtocolError)
+        check_optional_str("pattern", pattern)
+        if unique is not None:
+            check_bool("unique", unique)
+        _check_subshell_id(subshell_id)
         content: dict[str, Any] = {
             "hist_access_type": hist_access_type,
             "output": output,
@@ -470,6 +521,8 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_str("code", code)
+        _check_subshell_id(subshell_id)
         return await self._simple("is_complete_request", {"code": code}, "shell", subshell_id)
 
     async def comm_info(
@@ -482,6 +535,8 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_optional_str("target_name", target_name)
+        _check_subshell_id(subshell_id)
         content = {} if target_name is None else {"target_name": target_name}
         return await self._simple("comm_info_request", content, "shell", subshell_id)
 
@@ -497,6 +552,7 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_bool("restart", restart)
         return await self._simple("shutdown_request", {"restart": restart}, "control")
 
     async def interrupt(self) -> Reply:
@@ -524,9 +580,11 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_mapping("arguments", arguments)
         if isinstance(command, Mapping):
             content = dict(command)
         else:
+            check_str("command", command, nonempty=True, error=LocalProtocolError)
             self._debug_seq += 1
             content = {
                 "type": "request",
@@ -565,6 +623,7 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             LocalProtocolError: the kernel does not support subshells.
         """
+        check_str("subshell_id", subshell_id, nonempty=True, error=LocalProtocolError)
         await self._require_subshells()
         return await self._simple(
             "delete_subshell_request", {"subshell_id": subshell_id}, "control"
@@ -734,6 +793,11 @@ class KernelClient:
             LocalProtocolError: ``data`` or ``metadata`` cannot be encoded as JSON.
             trio.ClosedResourceError: the client is closed.
         """
+        check_str("target_name", target_name, nonempty=True, error=LocalProtocolError)
+        check_mapping("data", data)
+        check_mapping("metadata", metadata)
+        check_buffers("buffers", buffers)
+        check_optional_str("comm_id", comm_id, nonempty=True, error=LocalProtocolError)
         router = self._router
         router.check_usable()
         await self._ensure_iopub()
@@ -762,6 +826,8 @@ class KernelClient:
         Raises:
             ValueError: ``target_name`` is already registered.
         """
+        check_str("target_name", target_name, nonempty=True, error=LocalProtocolError)
+        check_int("max_buffer", max_buffer, at_least=1)
         targets = self._router.comm_targets
         existing = targets.get(target_name)
         if existing is not None and not existing.producer_closed:
@@ -789,7 +855,7 @@ class _TargetQueue(DroppingQueue[Comm]):
 
 @asynccontextmanager
 async def open_client(
-    info_or_channels: ConnectionInfo | ChannelsLike | str | os.PathLike[str],
+    info_or_channels: ConnectionInfo | ChannelsLike | str | os.PathLike[str] | Mapping[str, Any],
     *,
     stdin: StdinHandler | None = None,
     unclaimed_buffer: int = 1000,
@@ -798,7 +864,7 @@ async def open_client(
     """Open a :class:`KernelClient` for the block's duration.
 
     ``info_or_channels`` is a :class:`~trio_enchannel.ConnectionInfo`, the path of a
-    connection file (channels are then opened with ``open_channels(info,
+    connection file or its dict (channels are then opened with ``open_channels(info,
     **channel_kwargs)`` and closed at the end), or a :class:`~trio_enchannel.Channels`
     you opened yourself (left open at the end; the client must be its only reader).
 
@@ -809,11 +875,14 @@ async def open_client(
         channel_kwargs: passed to :func:`~trio_enchannel.open_channels`.
 
     Raises:
-        ConnectionInfoError: the connection file is missing or invalid.
-        TypeError: channel keyword arguments were given with an existing Channels.
+        ConnectionInfoError: the connection file or dict is missing or invalid.
+        TypeError: ``info_or_channels`` is none of these, or channel keyword arguments were
+            given with an existing Channels.
     """
-    if isinstance(info_or_channels, (str, os.PathLike)):
-        info_or_channels = ConnectionInfo.from_file(info_or_channels)
+    check_callable("stdin", stdin)
+    check_int("unclaimed_buffer", unclaimed_buffer, at_least=1)
+    if isinstance(info_or_channels, (str, os.PathLike, Mapping)):
+        info_or_channels = await load_connection_info(info_or_channels, name="info_or_channels")
     if isinstance(info_or_channels, ConnectionInfo):
         from ._channels import open_channels
 
@@ -823,6 +892,11 @@ async def open_client(
         ):
             yield client
         return
+    if not all(hasattr(info_or_channels, name) for name in _CHANNELS_ATTRIBUTES):
+        raise TypeError(
+            "info_or_channels must be a ConnectionInfo, a connection file path, its dict or "
+            f"Channels, got {type(info_or_channels).__name__}"
+        )
     if channel_kwargs:
         raise TypeError(
             f"open_client(channels, ...): channel options {sorted(channel_kwargs)} apply only "
@@ -830,6 +904,35 @@ async def open_client(
         )
     async with _client_over(info_or_channels, stdin, unclaimed_buffer) as client:
         yield client
+
+
+_CHANNELS_ATTRIBUTES = ("session", "shell", "control", "stdin", "iopub")
+
+
+def _check_message(msg: object) -> None:
+    if not isinstance(msg, Message):
+        raise TypeError(f"msg must be a Message, got {type(msg).__name__}")
+
+
+def _check_subshell_id(subshell_id: object) -> None:
+    check_optional_str("subshell_id", subshell_id, nonempty=True, error=LocalProtocolError)
+
+
+def _check_str_mapping(name: str, value: object) -> None:
+    mapping = check_mapping(name, value)
+    for key, item in (mapping or {}).items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise TypeError(f"{name} must map str to str, got {key!r:.40}: {item!r:.40}")
+
+
+def _cursor_pos(code: object, cursor_pos: object) -> int:
+    """The request's cursor position: ``cursor_pos`` checked against ``code``, or its end."""
+    text = check_str("code", code)
+    if cursor_pos is None:
+        return len(text)
+    return check_int(
+        "cursor_pos", cursor_pos, at_least=0, at_most=len(text), error=LocalProtocolError
+    )
 
 
 @asynccontextmanager
