@@ -208,18 +208,21 @@ async def test_raise_on_error(pair: tuple[KernelClient, Kernel]) -> None:
     assert (info.value.ename, info.value.evalue) == ("NameError", "x")
 
 
-async def test_aborted_reply_without_idle_finishes(pair: tuple[KernelClient, Kernel]) -> None:
+@pytest.mark.parametrize("status", ["aborted", "abort"])
+async def test_aborted_reply_without_idle_finishes(
+    pair: tuple[KernelClient, Kernel], status: str
+) -> None:
     client, kernel = pair
 
     async def kernel_side() -> None:
         req = await kernel.shell.receive()
-        await kernel.reply(req, status="aborted")
+        await kernel.reply(req, status=status)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(kernel_side)
         with trio.fail_after(5):
             result = await client.execute("1")
-    assert result.status == "aborted"
+    assert result.status == status and result.aborted and not result.ok
 
 
 async def test_concurrent_requests_get_their_own_replies_out_of_order(

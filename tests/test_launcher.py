@@ -22,7 +22,12 @@ import trio
 from trio_enchannel import _launcher
 from trio_enchannel._channels import Channels
 from trio_enchannel._client import open_client
-from trio_enchannel._errors import EncryptionUnavailable, KernelDied, KernelStartupError
+from trio_enchannel._errors import (
+    EncryptionUnavailable,
+    KernelDied,
+    KernelError,
+    KernelStartupError,
+)
 from trio_enchannel._execution import Execution
 from trio_enchannel._kernelspec import KernelSpec, get_kernel_spec
 from trio_enchannel._launcher import Kernel, describe_exit, kernel_argv, kernel_env, open_kernel
@@ -546,6 +551,10 @@ async def test_real_kernel_lifecycle(
             if died is None:
                 assert interrupted is not None
                 assert interrupted.status in ("error", "abort", "aborted")
+                # bash_kernel answers an interrupted command with status "abort": a failure.
+                assert not interrupted.ok
+                with pytest.raises(KernelError):
+                    interrupted.raise_for_error()
                 if case.spec != "bash":
                     assert interrupted.error is not None
                     assert interrupted.error.ename == "KeyboardInterrupt"

@@ -322,7 +322,11 @@ def run_notebook_command(args: argparse.Namespace) -> int:
             if result.ok:
                 record.status = "ok"
                 continue
-            record.status = "interrupted" if state.interrupted else result.status
+            record.status = (
+                "interrupted"
+                if state.interrupted
+                else ("aborted" if result.aborted else result.status)
+            )
             if state.interrupted:
                 progress.clear()
                 ui.note(f"{PROG}: interrupted in cell {record.number}")

@@ -374,7 +374,7 @@ async def _execute(state: CliState, kernel: Kernel, code: str, limit: float | No
         return EXIT_INTERRUPTED
     if result.status == "error":
         return EXIT_ERROR
-    if result.status == "aborted":
+    if result.aborted:
         ui.note(f"{PROG}: the kernel aborted the execution")
         return EXIT_ERROR
     return EXIT_OK

@@ -13,7 +13,7 @@ import trio
 from ._message import Message
 from ._outputs import OutputAccumulator
 from ._queue import DroppingQueue
-from ._results import ExecuteResult
+from ._results import ABORTED_STATUSES, ExecuteResult
 from ._util import BaseExceptionGroup
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class _ExecRequest(_Request):
         if self.reply is None:
             return False
         # An aborted request may get no idle status (older kernels): the reply ends it.
-        return self.idle or self.reply.content.get("status") == "aborted"
+        return self.idle or self.reply.content.get("status") in ABORTED_STATUSES
 
     def deliver(self, msg: Message) -> bool:
         if msg.channel == "iopub":

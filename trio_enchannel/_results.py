@@ -11,7 +11,11 @@ from ._errors import KernelError
 from ._message import Message
 from ._outputs import ErrorInfo, OutputAccumulator, stream_text
 
-__all__ = ["ErrorInfo", "ExecuteResult", "KernelInfo", "Reply"]
+__all__ = ["ABORTED_STATUSES", "ErrorInfo", "ExecuteResult", "KernelInfo", "Reply"]
+
+#: The reply statuses that mean the kernel skipped the request: ``"aborted"`` (ipykernel)
+#: and ``"abort"`` (the message schemas' spelling, and bash_kernel's).
+ABORTED_STATUSES = frozenset(("aborted", "abort"))
 
 
 @attrs.frozen
@@ -36,15 +40,17 @@ class Reply:
 
     @property
     def status(self) -> str:
-        """The reply's ``status`` (``"ok"``, ``"error"``, ``"aborted"``; for
+        """The reply's ``status`` (``"ok"``, ``"error"``, ``"aborted"`` or ``"abort"``; for
         ``is_complete_reply``: ``"complete"``, ``"incomplete"``, ...), ``""`` if missing."""
         value = self.message.content.get("status")
         return value if isinstance(value, str) else ""
 
     @property
     def ok(self) -> bool:
-        """Whether the reply does not report an error or an abort."""
-        return self.status not in ("error", "aborted")
+        """Whether the reply does not report an error or an abort (``"aborted"`` or
+        ``"abort"``)."""
+        status = self.status
+        return status != "error" and status not in ABORTED_STATUSES
 
     @property
     def error(self) -> ErrorInfo | None:
@@ -70,12 +76,12 @@ class Reply:
 
         Raises:
             KernelError: the reply's status is ``"error"`` (carrying ename/evalue/traceback)
-                or ``"aborted"`` (ename ``"Aborted"``).
+                or ``"aborted"``/``"abort"`` (ename ``"Aborted"``).
         """
         status = self.status
         if status == "error":
             raise ErrorInfo.from_content(self.message.content).to_exception()
-        if status == "aborted":
+        if status in ABORTED_STATUSES:
             raise KernelError("Aborted", f"{self.msg_type} was aborted by the kernel")
         return self
 
@@ -86,7 +92,8 @@ class ExecuteResult:
 
     Attributes:
         status: the reply's status: ``"ok"``, ``"error"`` or ``"aborted"`` (the kernel skipped
-            the request because an earlier one failed).
+            the request because an earlier one failed; some kernels spell it ``"abort"``, see
+            :attr:`aborted`).
         execution_count: the execution counter, or ``None`` when the kernel did not say.
         outputs: the outputs as a notebook shows them: nbformat v4 output dicts with stream
             text merged, clears and display updates applied.
@@ -151,6 +158,11 @@ class ExecuteResult:
         return self.status == "ok"
 
     @property
+    def aborted(self) -> bool:
+        """Whether the kernel skipped the execution (status ``"aborted"`` or ``"abort"``)."""
+        return self.status in ABORTED_STATUSES
+
+    @property
     def stdout(self) -> str:
         """All text written to stdout, as shown (merged, control characters applied)."""
         return stream_text(self.outputs, "stdout")
@@ -188,12 +200,12 @@ class ExecuteResult:
 
         Raises:
             KernelError: the status is ``"error"`` (with the kernel's ename, evalue and
-                traceback) or ``"aborted"`` (ename ``"Aborted"``).
+                traceback) or ``"aborted"``/``"abort"`` (ename ``"Aborted"``).
         """
         if self.status == "error":
             info = self.error or ErrorInfo("", "")
             raise info.to_exception()
-        if self.status == "aborted":
+        if self.aborted:
             raise KernelError(
                 "Aborted", "the kernel aborted the execution because an earlier one failed"
             )

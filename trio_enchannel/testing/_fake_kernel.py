@@ -207,7 +207,7 @@ class FakeKernel:
         self,
         code: CodeMatcher,
         *steps: Step,
-        status: Literal["ok", "error", "aborted"] | None = None,
+        status: Literal["ok", "error", "aborted", "abort"] | None = None,
         reply: Mapping[str, Any] | None = None,
     ) -> Script:
         """Script what executing ``code`` does.

@@ -271,7 +271,7 @@ class Script:
     """
 
     steps: tuple[Step, ...] = attrs.field(default=(), converter=_steps)
-    status: Literal["ok", "error", "aborted"] | None = None
+    status: Literal["ok", "error", "aborted", "abort"] | None = None
     reply: Mapping[str, Any] = attrs.field(factory=dict, converter=_dict)
 
 
