@@ -256,6 +256,16 @@ async def test_run_code(tmp_path: Path) -> None:
 
 
 @kernel
+async def test_one_output_larger_than_the_iopub_byte_bound_is_shown(tmp_path: Path) -> None:
+    # Issue #12: a single 40 MB message (more than iopub_buffer_bytes, 32 MiB) was dropped
+    # although nothing else was buffered; the command printed nothing and exited 0.
+    done = await cli(tmp_path, "run", "-c", "print('x' * 40_000_000)")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "x" * 40_000_000 + "\n"
+    assert "slower than the kernel" not in done.stderr
+
+
+@kernel
 async def test_run_file_keeps_stdout_and_stderr_apart_and_prints_the_value(tmp_path: Path) -> None:
     (tmp_path / "script.py").write_text(
         "import sys\nprint('to stdout')\nprint('to stderr', file=sys.stderr)\n6 * 7\n"

@@ -24,6 +24,7 @@ from trio_enchannel import (
     KernelError,
     LocalProtocolError,
     Message,
+    OutputsLost,
     Session,
     open_client,
 )
@@ -206,6 +207,66 @@ async def test_raise_on_error(pair: tuple[KernelClient, Kernel]) -> None:
         with trio.fail_after(5), pytest.raises(KernelError) as info:
             await client.execute("x", raise_on_error=True)
     assert (info.value.ename, info.value.evalue) == ("NameError", "x")
+
+
+class CountingIOPub(trio.abc.ReceiveChannel[Message]):
+    """An IOPub channel that says how many messages of each request it dropped, like
+    :meth:`IOPubChannel.dropped_for`."""
+
+    def __init__(self, inner: trio.MemoryReceiveChannel[Message]) -> None:
+        self._inner = inner
+        self.drops: dict[str, int] = {}
+
+    async def receive(self) -> Message:
+        return await self._inner.receive()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def dropped_for(self, msg_id: str) -> int:
+        return self.drops.get(msg_id, 0)
+
+
+async def test_iopub_messages_dropped_by_the_channels_show_on_the_result() -> None:
+    """Issue #12: an execution whose outputs were partly dropped (the IOPub buffer was full)
+    returned status ok with no sign of it."""
+    channels, kernel = memory_pair()
+    iopub = CountingIOPub(channels.iopub)
+    channels = attrs.evolve(channels, iopub=iopub)  # type: ignore[arg-type]
+
+    async def kernel_side() -> None:
+        req = await kernel.shell.receive()
+        await kernel.status(req, "busy")
+        iopub.drops[req.msg_id] = 2  # two outputs dropped on the way
+        await kernel.publish(req, "stream", name="stdout", text="kept\n")
+        await kernel.reply(req, status="ok", execution_count=1)
+        await kernel.status(req, "idle")
+
+    async with open_client(channels) as client, trio.open_nursery() as nursery:
+        nursery.start_soon(kernel_side)
+        with trio.fail_after(5):
+            result = await client.execute("print('x' * 40_000_000)")
+    assert result.ok and result.stdout == "kept\n"
+    assert result.iopub_dropped == 2 and not result.complete
+    with pytest.raises(OutputsLost, match="2 IOPub message"):
+        result.raise_for_incomplete()
+    assert result.raise_for_error() is result  # the code itself succeeded
+
+
+async def test_a_complete_result_says_so(pair: tuple[KernelClient, Kernel]) -> None:
+    client, kernel = pair
+
+    async def kernel_side() -> None:
+        req = await kernel.shell.receive()
+        await kernel.reply(req, status="ok", execution_count=1)
+        await kernel.status(req, "idle")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(kernel_side)
+        with trio.fail_after(5):
+            result = await client.execute("1")
+    assert result.complete and result.iopub_dropped == 0
+    assert result.raise_for_incomplete() is result
 
 
 @pytest.mark.parametrize("status", ["aborted", "abort"])

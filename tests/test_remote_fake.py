@@ -323,6 +323,34 @@ async def test_iopub_buffer_is_bounded_in_bytes() -> None:
             assert [m.content["text"][0] for m in delivered[:2]] == ["0", "1"]
 
 
+async def test_a_message_larger_than_the_byte_bound_is_kept_while_the_buffer_is_empty() -> None:
+    huge = "x" * 600_000
+
+    async def script(conn: FakeConnection) -> None:
+        request = await conn.receive()
+        for i in range(3):
+            await conn.stream(f"{i}{huge}", request)
+        await conn.status("idle", request)
+        await conn.send(conn.session.reply(request, {"status": "ok"}))
+        await conn.answer_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN, iopub_buffer_bytes=500_000) as ch,
+        ):
+            request = ch.session.message("execute_request", channel="shell")
+            await ch.send(request)
+            assert (await ch.shell.receive()).msg_type == "execute_reply"
+            stats = ch.statistics().iopub
+            # The first is larger than the bound but the buffer was empty: kept.
+            assert (stats.received, stats.dropped, stats.queued) == (4, 2, 2)
+            assert ch.iopub.dropped_for(request.msg_id) == 2
+            delivered = _drain(ch.iopub)
+            assert [m.msg_type for m in delivered] == ["stream", "status"]
+            assert len(delivered[0].content["text"]) == 600_001
+
+
 async def test_multiplexed_iopub_drops_and_ends_cleanly() -> None:
     async def script(conn: FakeConnection) -> None:
         request = await conn.receive()

@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import LocalProtocolError as LocalProtocolError
     from ._errors import MalformedMessage as MalformedMessage
     from ._errors import NoSuchKernel as NoSuchKernel
+    from ._errors import OutputsLost as OutputsLost
     from ._errors import RemoteProtocolError as RemoteProtocolError
     from ._errors import UnsignedMessage as UnsignedMessage
     from ._heartbeat import Heartbeat as Heartbeat
@@ -135,6 +136,7 @@ __all__ = [
     "MultiplexedChannel",
     "NoSuchKernel",
     "OutputAccumulator",
+    "OutputsLost",
     "RejectedMessage",
     "RemoteAuthenticationError",
     "RemoteChannels",
@@ -210,6 +212,7 @@ _LAZY: dict[str, str] = {
     "MessageChannel": "._channel_views",
     "MultiplexedChannel": "._channel_views",
     "NoSuchKernel": "._errors",
+    "OutputsLost": "._errors",
     "OutputAccumulator": "._outputs",
     "RejectedMessage": "._channel_views",
     "RemoteAuthenticationError": "._remote._errors",

@@ -3,6 +3,7 @@ rejected-message records and statistics snapshots."""
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -118,10 +119,23 @@ class ChannelsStatistics:
         return sum(self[name].rejected_total for name in CHANNEL_NAMES)
 
 
+#: How many requests' drop counts :meth:`_Counters.drop` remembers (the oldest are forgotten).
+DROPS_REMEMBERED = 4096
+
+
 class _Counters:
     """One channel's counters. Assigning ``dropped`` wakes :meth:`wait_dropped`."""
 
-    __slots__ = ("_drop_event", "_dropped", "discarded", "received", "rejected", "sent", "stalls")
+    __slots__ = (
+        "_drop_event",
+        "_dropped",
+        "_dropped_by_parent",
+        "discarded",
+        "received",
+        "rejected",
+        "sent",
+        "stalls",
+    )
 
     def __init__(self) -> None:
         self.received = 0
@@ -129,8 +143,24 @@ class _Counters:
         self.rejected: dict[str, int] = {}
         self.stalls = 0
         self._dropped = 0
+        self._dropped_by_parent: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.discarded = 0
         self._drop_event: trio.Event | None = None
+
+    def drop(self, parent_id: str | None) -> None:
+        """Count one dropped message, and remember it against the request that caused it
+        (its parent's ``msg_id``), so that request's result can say it is incomplete."""
+        if parent_id is not None:
+            by_parent = self._dropped_by_parent
+            by_parent[parent_id] = by_parent.get(parent_id, 0) + 1
+            by_parent.move_to_end(parent_id)
+            if len(by_parent) > DROPS_REMEMBERED:
+                by_parent.popitem(last=False)
+        self.dropped += 1
+
+    def dropped_for(self, parent_id: str) -> int:
+        """How many dropped messages had ``parent_id`` as their parent (see :meth:`drop`)."""
+        return self._dropped_by_parent.get(parent_id, 0)
 
     def __repr__(self) -> str:
         return (
@@ -331,6 +361,13 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
         :meth:`wait_dropped` to be told.
         """
         return self._owner._counters[self._name].dropped
+
+    def dropped_for(self, msg_id: str) -> int:
+        """How many of the dropped IOPub messages (see :attr:`dropped`) were caused by the
+        request ``msg_id`` (their parent). :class:`~trio_enchannel.KernelClient` puts it in
+        :attr:`ExecuteResult.iopub_dropped <trio_enchannel.ExecuteResult.iopub_dropped>`.
+        The counts of the last 4,096 requests that had messages dropped are remembered."""
+        return self._owner._counters[self._name].dropped_for(msg_id)
 
     async def wait_dropped(self, above: int = 0) -> int:
         """Wait until more than ``above`` IOPub messages have been dropped (at once if that

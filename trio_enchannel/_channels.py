@@ -595,7 +595,7 @@ class _Reader:
             if drop and must_drop(
                 len(inbox), inbox.nbytes, nbytes, msg.header.msg_type, max_items, max_bytes
             ):
-                counters.dropped += 1
+                counters.drop(msg.parent_id)
                 owner._drop_log.dropped(name, max_items, max_bytes)
                 continue
             if not inbox.put(msg, nbytes):

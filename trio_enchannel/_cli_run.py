@@ -26,6 +26,7 @@ from ._cli import (
     EXIT_INTERRUPTED,
     EXIT_KERNEL_DIED,
     EXIT_OK,
+    EXIT_OUTPUT_LOST,
     EXIT_TIMEOUT,
     EXIT_USAGE,
     PROG,
@@ -363,6 +364,11 @@ async def _execute(state: CliState, kernel: Kernel, code: str, limit: float | No
     ui.flush_line()
     if missed:
         ui.note(f"{PROG}: {missed} outputs not shown (the terminal could not keep up)")
+    if result is not None and result.iopub_dropped:
+        ui.note(
+            f"{PROG}: {result.iopub_dropped} outputs lost (the kernel published faster than "
+            "they could be received)"
+        )
     if deadline.cancelled_caught:
         await _interrupt(state)
         raise CommandError(
@@ -377,6 +383,8 @@ async def _execute(state: CliState, kernel: Kernel, code: str, limit: float | No
     if result.aborted:
         ui.note(f"{PROG}: the kernel aborted the execution")
         return EXIT_ERROR
+    if missed or result.iopub_dropped:
+        return EXIT_OUTPUT_LOST
     return EXIT_OK
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "LocalProtocolError",
     "MalformedMessage",
     "NoSuchKernel",
+    "OutputsLost",
     "RemoteProtocolError",
     "UnsignedMessage",
 ]
@@ -131,6 +132,25 @@ class KernelError(EnchannelError):
         self.ename = ename
         self.evalue = evalue
         self.traceback = list(traceback)
+
+
+class OutputsLost(EnchannelError):
+    """Some of an execution's IOPub messages were dropped (the IOPub consumer was slower
+    than the kernel and the buffer was full), so its outputs are incomplete; raised by
+    :meth:`ExecuteResult.raise_for_incomplete
+    <trio_enchannel.ExecuteResult.raise_for_incomplete>` for callers who ask.
+
+    Attributes:
+        dropped: how many of the execution's IOPub messages were dropped.
+    """
+
+    def __init__(self, dropped: int) -> None:
+        super().__init__(
+            f"{dropped} IOPub message(s) of the execution were dropped: its outputs are "
+            "incomplete (the IOPub consumer was slower than the kernel; see open_channels' "
+            "iopub_buffer_size, iopub_buffer_bytes and iopub_overflow)"
+        )
+        self.dropped = dropped
 
 
 class NoSuchKernel(EnchannelError, LookupError):

@@ -198,7 +198,12 @@ class Execution(trio.abc.ReceiveChannel[Message]):
                 raise RuntimeError("the execution has not finished yet (iterate it first)")
             assert req.reply is not None
             messages = req.messages if req.messages is not None else (req.reply,)
-            self._result = ExecuteResult.build(req.reply, req.outputs, messages)
+            self._result = ExecuteResult.build(
+                req.reply,
+                req.outputs,
+                messages,
+                iopub_dropped=self._router.iopub_dropped_for(self.msg_id),
+            )
         return self._result
 
     async def receive(self) -> Message:

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from ._errors import KernelError
+from ._errors import KernelError, OutputsLost
 from ._message import Message
 from ._outputs import ErrorInfo, OutputAccumulator, stream_text
 
@@ -102,6 +102,10 @@ class ExecuteResult:
             stdin ``input_request`` messages and the reply).
         error: the error, from the reply (``status: "error"``) or else from the last ``error``
             output; ``None`` when the execution succeeded.
+        iopub_dropped: how many of the request's IOPub messages the channels dropped because
+            their IOPub buffer was full (the consumer was slower than the kernel): when not
+            0, :attr:`outputs` and :attr:`messages` are incomplete (see :attr:`complete`,
+            :meth:`raise_for_incomplete`).
     """
 
     status: str
@@ -110,6 +114,7 @@ class ExecuteResult:
     reply: Message
     messages: tuple[Message, ...] = ()
     error: ErrorInfo | None = None
+    iopub_dropped: int = 0
 
     @classmethod
     def from_messages(cls, reply: Message, messages: Iterable[Message]) -> ExecuteResult:
@@ -129,9 +134,15 @@ class ExecuteResult:
 
     @classmethod
     def build(
-        cls, reply: Message, acc: OutputAccumulator, messages: Sequence[Message]
+        cls,
+        reply: Message,
+        acc: OutputAccumulator,
+        messages: Sequence[Message],
+        *,
+        iopub_dropped: int = 0,
     ) -> ExecuteResult:
-        """Build a result from the reply and an accumulator that saw the IOPub messages."""
+        """Build a result from the reply and an accumulator that saw the IOPub messages
+        (``iopub_dropped``: how many others were dropped before reaching it)."""
         content = reply.content
         status = content.get("status")
         status = status if isinstance(status, str) else ""
@@ -150,12 +161,31 @@ class ExecuteResult:
             reply=reply,
             messages=tuple(messages),
             error=error,
+            iopub_dropped=iopub_dropped,
         )
 
     @property
     def ok(self) -> bool:
         """Whether the execution succeeded (``status == "ok"``)."""
         return self.status == "ok"
+
+    @property
+    def complete(self) -> bool:
+        """Whether every IOPub message of the execution reached the result
+        (:attr:`iopub_dropped` is 0). ``ok`` says nothing about this: check both, or call
+        :meth:`raise_for_incomplete`."""
+        return self.iopub_dropped == 0
+
+    def raise_for_incomplete(self) -> ExecuteResult:
+        """Return ``self`` when the outputs are complete, else raise.
+
+        Raises:
+            OutputsLost: some of the execution's IOPub messages were dropped
+                (:attr:`iopub_dropped`).
+        """
+        if self.iopub_dropped:
+            raise OutputsLost(self.iopub_dropped)
+        return self
 
     @property
     def aborted(self) -> bool:

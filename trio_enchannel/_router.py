@@ -123,6 +123,15 @@ class Router:
             comms=len(self.comms),
         )
 
+    def iopub_dropped_for(self, msg_id: str) -> int:
+        """How many IOPub messages of the request ``msg_id`` the channels dropped (their
+        buffer was full); 0 for channels that do not say."""
+        dropped_for = getattr(self.channels.iopub, "dropped_for", None)
+        if not callable(dropped_for):
+            return 0
+        count = dropped_for(msg_id)
+        return count if isinstance(count, int) else 0
+
     # -- lifecycle ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

@@ -427,7 +427,7 @@ class RemoteChannels:
             # Full: keep only status messages (an execution ends with "idle"), and those only
             # up to a hard cap; never wait, so the websocket keeps being read.
             if must_drop(len(inbox), inbox.nbytes, nbytes, msg.msg_type, max_items, max_bytes):
-                counters.dropped += 1
+                counters.drop(msg.parent_id)
                 self._drop_log.dropped(name, max_items, max_bytes)
                 return
         else:
