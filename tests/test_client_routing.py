@@ -391,6 +391,64 @@ async def test_cancelled_request_cleans_up_and_late_reply_is_unclaimed(
     assert stats.unclaimed_iopub == 0 and stats.late_dropped == 2  # busy + idle
 
 
+@pytest.mark.parametrize("channel", ["shell", "control"])
+async def test_iopub_messages_of_a_plain_request_before_its_reply_are_unclaimed(
+    pair: tuple[KernelClient, Kernel], channel: str
+) -> None:
+    """Issue #12: what a request other than an execution causes on IOPub before its reply
+    (a stream printed during inspect, debug_event after debug_request, the IOPub copy of
+    shutdown_reply) was discarded: in neither unclaimed_iopub nor any counter."""
+    client, kernel = pair
+
+    async def kernel_side() -> None:
+        req = await (kernel.shell if channel == "shell" else kernel.control).receive()
+        await kernel.status(req, "busy")
+        await kernel.publish(req, "stream", name="stdout", text="printed by a property\n")
+        await kernel.publish(req, "debug_event", seq=1, type="event", event="initialized")
+        await kernel.publish(req, "comm_msg", comm_id="nobody's", data={})
+        await kernel.reply(req, status="ok", found=False, data={}, metadata={})
+        await kernel.status(req, "idle")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(kernel_side)
+        with trio.fail_after(5):
+            if channel == "shell":
+                reply = await client.inspect("a")
+            else:
+                reply = await client.request(
+                    client.session.message("debug_request", {}, channel="control")
+                )
+            got = [(await client.unclaimed_iopub.receive()).msg_type for _ in range(3)]
+    assert reply.ok
+    assert got == ["stream", "debug_event", "comm_msg"]
+    await trio.testing.wait_all_tasks_blocked()
+    stats = client.statistics()
+    assert stats.unclaimed_iopub == 0 and stats.late_dropped == 2  # busy + idle, counted
+
+
+async def test_comm_messages_caused_by_a_plain_request_reach_their_comm_only(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    client, kernel = pair
+    with trio.fail_after(5):
+        comm = await client.open_comm("echo")
+        opened = await kernel.shell.receive()
+
+        async def kernel_side() -> None:
+            req = await kernel.shell.receive()
+            await kernel.publish(req, "comm_msg", comm_id=comm.comm_id, data={"during": 1})
+            await kernel.reply(req, status="ok", comms={})
+            await kernel.status(req, "idle")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(kernel_side)
+            assert (await client.comm_info()).ok
+        assert (await comm.receive()).content["data"] == {"during": 1}
+    del opened
+    await trio.testing.wait_all_tasks_blocked()
+    assert client.statistics().unclaimed_iopub == 0
+
+
 async def test_duplicate_reply_goes_to_unclaimed(pair: tuple[KernelClient, Kernel]) -> None:
     client, kernel = pair
 

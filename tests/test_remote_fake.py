@@ -160,6 +160,25 @@ async def test_malformed_frames_are_rejected_counted_and_never_delivered(offer_v
             assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
 
 
+async def test_invalid_utf8_is_replaced_counted_and_delivered() -> None:
+    async def script(conn: FakeConnection) -> None:
+        msg = conn.session.message("stream", {"name": "stdout", "text": "a|b"}, channel="iopub")
+        good = encode_frame(msg, V1_SUBPROTOCOL)
+        assert isinstance(good, bytes)
+        await conn.send_raw(good.replace(b"a|b", b"a\xffb", 1))  # same length
+        await conn.answer_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN, report_rejects=True) as ch,
+        ):
+            msg = await ch.iopub.receive()
+            assert msg.content["text"] == "a\ufffdb"
+            stats = ch.statistics()
+            assert stats.iopub.invalid_utf8 == 1 and stats.rejected_total == 0
+
+
 async def test_handshake_refusals_are_typed() -> None:
     async def script(conn: FakeConnection) -> None:
         await conn.answer_forever()  # pragma: no cover - never accepted

@@ -65,6 +65,9 @@ class ChannelStatistics:
         discarded: messages that arrived after the consumer closed this channel.
         queued_bytes: the wire size of the queued messages, in bytes.
         buffer_bytes: the capacity of the buffer in bytes (``0``: bounded in messages only).
+        invalid_utf8: messages accepted (and delivered) although a JSON part held bytes that
+            are not valid UTF-8: those were decoded as U+FFFD replacement characters, as
+            jupyter_client does (a kernel's ``print('\\udcff')`` sends such a byte).
     """
 
     name: ChannelName
@@ -78,6 +81,7 @@ class ChannelStatistics:
     discarded: int = 0
     queued_bytes: int = 0
     buffer_bytes: int = 0
+    invalid_utf8: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -131,6 +135,7 @@ class _Counters:
         "_dropped",
         "_dropped_by_parent",
         "discarded",
+        "invalid_utf8",
         "received",
         "rejected",
         "sent",
@@ -145,6 +150,7 @@ class _Counters:
         self._dropped = 0
         self._dropped_by_parent: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.discarded = 0
+        self.invalid_utf8 = 0
         self._drop_event: trio.Event | None = None
 
     def drop(self, parent_id: str | None) -> None:
@@ -185,7 +191,14 @@ class _Counters:
             discarded=self.discarded,
             queued_bytes=queued_bytes,
             buffer_bytes=limits[1],
+            invalid_utf8=self.invalid_utf8,
         )
+
+    def repaired(self) -> int:
+        """Count one message accepted with invalid UTF-8 replaced; return the count (callers
+        log the first ten, then at powers of two)."""
+        self.invalid_utf8 += 1
+        return self.invalid_utf8
 
     @property
     def dropped(self) -> int:

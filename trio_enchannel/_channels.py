@@ -571,10 +571,12 @@ class _Reader:
 
     def process(self, batch: list[list[Frame]]) -> None:
         owner, name, inbox, counters = self.owner, self.name, self.inbox, self.counters
-        deserialize = owner.session.deserialize
+        session = owner.session
+        deserialize = session.deserialize
         nudges = owner._nudges
         drop, max_items, max_bytes = self.drop, self.max_items, self.max_bytes
         for frames in batch:
+            repaired = session.invalid_utf8
             try:
                 msg = deserialize(frames, channel=name)
             except RemoteProtocolError as exc:
@@ -586,6 +588,8 @@ class _Reader:
                 owner._reject(name, frames, error)
                 continue
             counters.received += 1
+            if session.invalid_utf8 != repaired:
+                _log_repaired(name, counters.repaired(), msg)
             if self.is_iopub and not owner._iopub_ready:
                 owner._iopub_ready = True
                 owner._iopub_wakeup.set()
@@ -600,6 +604,18 @@ class _Reader:
                 continue
             if not inbox.put(msg, nbytes):
                 counters.discarded += 1
+
+
+def _log_repaired(name: str, count: int, msg: Message) -> None:
+    if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+        logger.warning(
+            "accepted a %s message on %s with invalid UTF-8, replaced with U+FFFD (%d so far; "
+            "statistics().%s.invalid_utf8)",
+            msg.msg_type,
+            name,
+            count,
+            name,
+        )
 
 
 def detach_error(error: BaseException) -> None:

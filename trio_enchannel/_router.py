@@ -19,12 +19,12 @@ import trio
 
 from ._comm import Comm
 from ._errors import KernelDied, LocalProtocolError
-from ._execution import _Request
+from ._execution import _ExecRequest, _Request
 from ._message import ChannelName, Message
 from ._queue import DroppingQueue
 from ._results import KernelInfo
 from ._session import Session
-from ._tracking import RequestTracker, Route
+from ._tracking import _FRAMING_TYPES, RequestTracker, Route
 
 __all__ = ["ClientStatistics", "Router"]
 
@@ -44,8 +44,9 @@ class ClientStatistics:
         unclaimed_iopub: IOPub messages of no request of this client, buffered in
             :attr:`KernelClient.unclaimed_iopub`.
         unclaimed_iopub_dropped: such messages dropped because the buffer was full.
-        late_dropped: trailing ``status``/``execute_input`` messages (and late replies of
-            readiness probes) of requests that had already returned, dropped by design.
+        late_dropped: ``status``/``execute_input`` messages that frame requests other than
+            executions (which gather no outputs), trailing ones of requests that had already
+            returned, and late replies of readiness probes: dropped by design.
         stdin_refused: ``input_request`` messages answered with an empty line because no
             handler was given or the request they belong to is gone.
         comms: comms currently open.
@@ -204,8 +205,19 @@ class Router:
     def deliver(self, msg: Message, channel: ChannelName, comm_handled: bool) -> None:
         routing = self.tracker.route(msg)
         if routing.route is Route.REQUEST:
-            assert routing.owner is not None
-            if not routing.owner.deliver(msg):  # a duplicate reply
+            owner = routing.owner
+            assert owner is not None
+            if channel == "iopub" and not isinstance(owner, _ExecRequest):
+                # A request other than an execution gathers no outputs: what it causes on
+                # IOPub (debug_event, a stream printed during inspect, the IOPub copy of
+                # shutdown_reply) is nobody's yet; keep it where such messages go.
+                if comm_handled:
+                    return
+                if msg.msg_type in _FRAMING_TYPES:
+                    self.tracker.dropped["request_status"] += 1
+                else:
+                    self.unclaimed_iopub.put_nowait(msg)
+            elif not owner.deliver(msg):  # a duplicate reply
                 self.unclaimed_replies.put_nowait(msg)
         elif routing.route is Route.UNCLAIMED:
             if channel == "iopub":

@@ -441,6 +441,22 @@ class RemoteChannels:
         if not inbox.put(msg, nbytes):
             counters.discarded += 1
 
+    def _on_repaired(self, msg: Message) -> None:
+        """Link callback: ``msg`` held invalid UTF-8, decoded as U+FFFD (counted, logged)."""
+        name = msg.channel
+        assert name is not None
+        count = self._counters[name].repaired()
+        if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+            logger.warning(
+                "accepted a %s message from kernel %s on %s with invalid UTF-8, replaced with "
+                "U+FFFD (%d so far; statistics().%s.invalid_utf8)",
+                msg.msg_type,
+                self.kernel_id,
+                name,
+                count,
+                name,
+            )
+
     def _reject(self, frame: str | bytes, error: RemoteProtocolError) -> None:
         name = peek_channel(frame)
         if name is None:
@@ -647,6 +663,7 @@ async def open_remote_channels(
             on_restart=channels._on_restart,
             on_dead=channels._on_dead,
             on_connect=channels._on_connect,
+            on_repaired=channels._on_repaired,
             make_probe=lambda: session.message("kernel_info_request", channel="shell"),
             subprotocol_choice=subprotocol,
             connect_timeout=connect_timeout,
