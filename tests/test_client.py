@@ -407,6 +407,26 @@ async def test_comms(ipykernel_process: KernelProcess) -> None:
 # -- ipykernel: subshells, interrupt, death -----------------------------------------------
 
 
+async def test_cancelled_subshell_blocks_leave_no_subshell_behind(
+    ipykernel_process: KernelProcess,
+) -> None:
+    """Issue #12: 6 of 7 blocks cancelled after the create request was sent leaked their
+    subshell (a thread in ipykernel). Cancel at many points: none may be left."""
+    async with validated_client(ipykernel_process) as (client, _):
+        with trio.fail_after(60):
+            for delay in (0, 0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05):
+                with trio.move_on_after(delay):
+                    async with client.open_subshell() as subshell:
+                        await client.execute("1", subshell_id=subshell)
+                        await trio.sleep_forever()
+                created: str | None = None
+                with trio.move_on_after(delay):
+                    created = await client.create_subshell()
+                if created is not None:  # not cancelled: ours to delete
+                    assert (await client.delete_subshell(created)).ok
+            assert await client.list_subshell() == []
+
+
 async def test_subshell_runs_while_the_main_shell_is_busy(ipykernel_process: KernelProcess) -> None:
     async with validated_client(ipykernel_process) as (client, _):
         with trio.fail_after(60):

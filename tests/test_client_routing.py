@@ -7,6 +7,7 @@ that dies mid-request) is produced deterministically, without sockets.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import AsyncIterator
@@ -677,6 +678,80 @@ async def test_orphan_prompt_is_refused(pair: tuple[KernelClient, Kernel]) -> No
     with trio.fail_after(5):
         answer = await kernel.stdin.receive()
     assert answer.content == {"value": ""} and answer.parent_id == prompt.msg_id
+
+
+@pytest.mark.parametrize("how", ["open_subshell", "create_subshell"])
+async def test_a_subshell_created_after_its_caller_was_cancelled_is_deleted(
+    pair: tuple[KernelClient, Kernel], how: str
+) -> None:
+    """Issue #12: cancelled once the create request was sent, the subshell the kernel then
+    created was never deleted (a thread in ipykernel, for the kernel's lifetime)."""
+    client, kernel = pair
+    scope = trio.CancelScope()
+
+    async def user() -> None:
+        with scope:
+            if how == "open_subshell":
+                async with client.open_subshell():
+                    await trio.sleep_forever()
+            else:
+                await client.create_subshell()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(user)
+            create = await kernel.control.receive()
+            assert create.msg_type == "create_subshell_request"
+            scope.cancel()  # the caller gives up while the kernel creates the subshell
+            await trio.testing.wait_all_tasks_blocked()
+            await kernel.reply(create, status="ok", subshell_id="sub-1")
+            delete = await kernel.control.receive()
+            assert delete.msg_type == "delete_subshell_request"
+            assert delete.content == {"subshell_id": "sub-1"}
+            await kernel.reply(delete, status="ok")
+    assert scope.cancelled_caught
+    assert client.statistics().pending == 0 and client.statistics().unclaimed_replies == 0
+
+
+async def test_a_cancelled_subshell_creation_that_failed_deletes_nothing(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    client, kernel = pair
+    scope = trio.CancelScope()
+
+    async def user() -> None:
+        with scope:
+            await client.create_subshell()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(user)
+            create = await kernel.control.receive()
+            scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            await kernel.reply(create, status="error", ename="E", evalue="no", traceback=[])
+        # Nothing else was sent: our kernel_info_request is the next thing the kernel sees.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(client.kernel_info, channel="control"))
+            req = await kernel.control.receive()
+            assert req.msg_type == "kernel_info_request"
+            await kernel.answer_kernel_info(req)
+    assert scope.cancelled_caught
+
+
+async def test_a_comm_used_as_a_context_is_closed_when_cancelled(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    client, kernel = pair
+    with trio.fail_after(5):
+        with trio.CancelScope() as scope:
+            async with await client.open_comm("echo") as comm:
+                assert (await kernel.shell.receive()).msg_type == "comm_open"
+                scope.cancel()
+                await trio.sleep_forever()
+        closed = await kernel.shell.receive()
+    assert closed.msg_type == "comm_close" and closed.content["comm_id"] == comm.comm_id
+    assert client.statistics().comms == 0
 
 
 # -- comms --------------------------------------------------------------------------------

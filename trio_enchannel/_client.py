@@ -19,7 +19,7 @@ import trio
 from ._comm import Comm
 from ._connection import ConnectionInfo
 from ._errors import KernelDied, LocalProtocolError
-from ._execution import Execution, InputRequest, StdinHandler, _ExecRequest
+from ._execution import Execution, InputRequest, StdinHandler, _ExecRequest, _Request
 from ._message import Message
 from ._queue import DroppingQueue
 from ._results import ExecuteResult, KernelInfo, Reply
@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 _Buffer = bytes | bytearray | memoryview
+#: Seconds a cancelled or finished block may spend, shielded, undoing what it created in the
+#: kernel (a subshell).
+_CLEANUP_TIMEOUT = 5.0
 
 
 class KernelClient:
@@ -529,7 +532,9 @@ class KernelClient:
 
         Requests sent with ``subshell_id=`` run in it, concurrently with the main shell and
         other subshells. Needs a kernel whose :attr:`KernelInfo.supported_features` has
-        ``"kernel subshells"`` (ipykernel 7).
+        ``"kernel subshells"`` (ipykernel 7). Cancelled once the request is sent, it still
+        waits (shielded, up to 5 seconds) for the subshell the kernel creates, and deletes
+        it: nobody else would learn its id.
 
         Raises:
             KernelError: the kernel refused.
@@ -538,12 +543,33 @@ class KernelClient:
             KernelDied: the kernel died before replying.
         """
         self._require_subshells()
-        reply = await self._simple("create_subshell_request", {}, "control")
+        router = self._router
+        msg = self._session.message("create_subshell_request", {}, channel="control")
+        async with router.in_flight(msg) as req:
+            try:
+                reply = Reply(await router.wait_reply(req))
+            except BaseException:
+                # The request went out (in_flight sent it): the kernel creates the subshell
+                # whether or not we are still waiting, and nobody would ever delete it (a
+                # thread in ipykernel, for the kernel's lifetime). Wait for its id, shielded
+                # and bounded, and delete it.
+                with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT):
+                    await self._delete_created_subshell(req)
+                raise
         reply.raise_for_status()
         subshell_id = reply.get("subshell_id")
         if not isinstance(subshell_id, str):
             raise LocalProtocolError("create_subshell_reply carries no subshell_id")
         return subshell_id
+
+    async def _delete_created_subshell(self, req: _Request) -> None:
+        try:
+            reply = Reply(await self._router.wait_reply(req))
+            subshell_id = reply.get("subshell_id")
+            if reply.ok and isinstance(subshell_id, str):
+                await self.delete_subshell(subshell_id)
+        except (KernelDied, trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
 
     async def delete_subshell(self, subshell_id: str) -> Reply:
         """Delete the subshell ``subshell_id``.
@@ -574,6 +600,10 @@ class KernelClient:
     async def open_subshell(self) -> AsyncIterator[str]:
         """Create a subshell for the duration of the block, yielding its id.
 
+        The subshell is deleted when the block ends, however it ends: also when it is
+        cancelled while the subshell is being created (the creation is then awaited,
+        shielded, for up to 5 seconds, so that what the kernel creates is deleted).
+
         Raises:
             KernelError: the kernel refused to create it.
             LocalProtocolError: the kernel is known not to support subshells.
@@ -582,7 +612,7 @@ class KernelClient:
         try:
             yield subshell_id
         finally:
-            with trio.move_on_after(5) as scope:
+            with trio.move_on_after(_CLEANUP_TIMEOUT) as scope:
                 scope.shield = True
                 try:
                     await self.delete_subshell(subshell_id)
