@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import io
 import json
 import os
 import shutil
@@ -263,6 +264,46 @@ async def test_one_output_larger_than_the_iopub_byte_bound_is_shown(tmp_path: Pa
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout == "x" * 40_000_000 + "\n"
     assert "slower than the kernel" not in done.stderr
+
+
+async def test_output_dropped_on_the_way_is_exit_status_4(tmp_path: Path) -> None:
+    """Issue #12: IOPub messages dropped for a slow consumer left the command exiting 0."""
+    from trio_enchannel import open_client
+    from trio_enchannel._cli import EXIT_OUTPUT_LOST
+    from trio_enchannel._cli_render import Renderer
+    from trio_enchannel._cli_run import CliState, _execute
+
+    from .test_client_routing import CountingIOPub, memory_pair
+
+    channels, kernel = memory_pair()
+    iopub = CountingIOPub(channels.iopub)
+    channels = attrs.evolve(channels, iopub=iopub)  # type: ignore[arg-type]
+
+    async def kernel_side() -> None:
+        req = await kernel.shell.receive()
+        await kernel.status(req, "busy")
+        iopub.drops[req.msg_id] = 3
+        await kernel.publish(req, "stream", name="stdout", text="kept\n")
+        await kernel.reply(req, status="ok", execution_count=1)
+        await kernel.status(req, "idle")
+
+    out, err = io.StringIO(), io.StringIO()
+    state = CliState(ui=Renderer(stdout=out, stderr=err, output_dir=tmp_path))
+    with trio.fail_after(TIMEOUT):
+        async with open_client(channels) as client, trio.open_nursery() as nursery:
+            nursery.start_soon(kernel_side)
+            kernel_stand_in: Any = _KernelStandIn(client)
+            status = await _execute(state, kernel_stand_in, "print('x' * 10**8)", None)
+    assert status == EXIT_OUTPUT_LOST == 4
+    assert out.getvalue() == "kept\n"
+    assert "3 outputs lost" in err.getvalue()
+
+
+@attrs.frozen
+class _KernelStandIn:
+    """Stands for the launcher's Kernel: the command only uses its client here."""
+
+    client: Any
 
 
 @kernel
