@@ -179,6 +179,30 @@ async def test_invalid_utf8_is_replaced_counted_and_delivered() -> None:
             assert stats.iopub.invalid_utf8 == 1 and stats.rejected_total == 0
 
 
+async def test_a_rejected_iopub_message_is_counted_against_its_request() -> None:
+    async def script(conn: FakeConnection) -> None:
+        request = await conn.receive()
+        msg = conn.session.message(
+            "stream", {"name": "stdout", "text": "a|b"}, parent=request, channel="iopub"
+        )
+        good = encode_frame(msg, V1_SUBPROTOCOL)
+        assert isinstance(good, bytes)
+        await conn.send_raw(good.replace(b'"a|b"', b"NaN  ", 1))  # same length, not JSON
+        await conn.answer_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN, report_rejects=True) as ch,
+        ):
+            request = ch.session.message("execute_request", channel="shell")
+            await ch.send(request)
+            rejected = await ch.rejects.receive()
+            assert (rejected.channel, rejected.reason) == ("iopub", "bad_json")
+            assert ch.iopub.dropped_for(request.msg_id) == 1
+            assert ch.statistics().iopub.dropped == 0
+
+
 async def test_handshake_refusals_are_typed() -> None:
     async def script(conn: FakeConnection) -> None:
         await conn.answer_forever()  # pragma: no cover - never accepted

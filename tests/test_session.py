@@ -420,6 +420,28 @@ def test_malformed_frames_raise_typed_errors(frames: list[bytes], reason: str) -
     assert isinstance(info.value, EnchannelError)
 
 
+def test_an_authentic_malformed_message_names_the_request_it_answers() -> None:
+    sender, receiver = pair()
+    request = sender.message("execute_request", channel="shell")
+    frames = [bytes(f) for f in sender.serialize(sender.message("stream", parent=request))]
+    at = frames.index(DELIMITER)
+    h, p, m, _ = frames[at + 2 : at + 6]
+    for content in (b'{"x": NaN}', b"[1]"):
+        bad = [DELIMITER, sender.sign((h, p, m, content)), h, p, m, content]
+        with pytest.raises(MalformedMessage) as info:
+            receiver.deserialize(bad)
+        assert info.value.parent_id == request.msg_id
+    # No parent (or an unreadable one): nothing to name.
+    orphan = [bytes(f) for f in sender.serialize(sender.message("stream"))]
+    h, p, m, _ = orphan[at + 2 : at + 6]
+    with pytest.raises(MalformedMessage) as info:
+        receiver.deserialize([DELIMITER, sender.sign((h, p, m, b"[")), h, p, m, b"["])
+    assert info.value.parent_id is None
+    with pytest.raises(MalformedMessage) as info:
+        receiver.deserialize(frames[at + 1 :])  # no delimiter: nothing was verified
+    assert info.value.parent_id is None
+
+
 def test_identities_and_buffers_kept() -> None:
     sender, receiver = pair()
     big = os.urandom(1 << 20)

@@ -156,16 +156,21 @@ class _Counters:
     def drop(self, parent_id: str | None) -> None:
         """Count one dropped message, and remember it against the request that caused it
         (its parent's ``msg_id``), so that request's result can say it is incomplete."""
+        self.lost(parent_id)
+        self.dropped += 1
+
+    def lost(self, parent_id: str | None) -> None:
+        """Remember one message of the request ``parent_id`` that will never be delivered
+        (dropped, or rejected although authentic)."""
         if parent_id is not None:
             by_parent = self._dropped_by_parent
             by_parent[parent_id] = by_parent.get(parent_id, 0) + 1
             by_parent.move_to_end(parent_id)
             if len(by_parent) > DROPS_REMEMBERED:
                 by_parent.popitem(last=False)
-        self.dropped += 1
 
     def dropped_for(self, parent_id: str) -> int:
-        """How many dropped messages had ``parent_id`` as their parent (see :meth:`drop`)."""
+        """How many messages of the request ``parent_id`` were lost (see :meth:`lost`)."""
         return self._dropped_by_parent.get(parent_id, 0)
 
     def __repr__(self) -> str:
@@ -376,10 +381,13 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
         return self._owner._counters[self._name].dropped
 
     def dropped_for(self, msg_id: str) -> int:
-        """How many of the dropped IOPub messages (see :attr:`dropped`) were caused by the
-        request ``msg_id`` (their parent). :class:`~trio_enchannel.KernelClient` puts it in
-        :attr:`ExecuteResult.iopub_dropped <trio_enchannel.ExecuteResult.iopub_dropped>`.
-        The counts of the last 4,096 requests that had messages dropped are remembered."""
+        """How many IOPub messages caused by the request ``msg_id`` (their parent) never
+        reached this channel's consumer: dropped because the buffer was full (see
+        :attr:`dropped`), or rejected as malformed although authentic (see
+        :class:`~trio_enchannel.MalformedMessage`). :class:`~trio_enchannel.KernelClient`
+        puts it in :attr:`ExecuteResult.iopub_dropped
+        <trio_enchannel.ExecuteResult.iopub_dropped>`. The counts of the last 4,096
+        requests that lost messages are remembered."""
         return self._owner._counters[self._name].dropped_for(msg_id)
 
     async def wait_dropped(self, above: int = 0) -> int:

@@ -396,6 +396,8 @@ class Channels:
         self, name: ChannelName, frames: Sequence[Frame], error: RemoteProtocolError
     ) -> None:
         detach_error(error)
+        if name == "iopub" and isinstance(error, MalformedMessage):
+            self._counters[name].lost(error.parent_id)
         rejected = self._counters[name].rejected
         count = rejected.get(error.reason, 0) + 1
         rejected[error.reason] = count
@@ -682,7 +684,9 @@ async def open_channels(
       (``statistics().iopub.dropped``, :attr:`IOPubChannel.dropped`,
       :meth:`IOPubChannel.wait_dropped`) and a warning is logged (at the first drop, then
       at most every 10 s). ``status`` messages are kept even then (a client waits for
-      ``idle`` to end an execution), up to 1,000 beyond the bound.
+      ``idle`` to end an execution), up to 1,000 beyond the bound. An empty buffer takes
+      any message, whatever its size; :meth:`IOPubChannel.dropped_for` counts the drops
+      of one request.
     * ``iopub_overflow="wait"``: the reader stops reading while the buffer is full and
       resumes once it is half empty. Meanwhile up to ``iopub_hwm`` messages queue in the
       SUB socket; past that, TCP pushes back and the kernel's PUB socket drops messages

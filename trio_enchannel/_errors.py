@@ -66,9 +66,17 @@ class MalformedMessage(RemoteProtocolError):
 
     ``reason`` is one of ``"missing_delimiter"``, ``"too_few_frames"``, ``"bad_utf8"``,
     ``"bad_json"``, ``"not_object"`` or ``"bad_header"``.
+
+    Attributes:
+        parent_id: the ``msg_id`` of the request the message answers, when it is known: the
+            message was authentic (its signature verified, or nothing is signed) and its
+            parent header readable; else ``None``. The channels count such a rejected IOPub
+            message against that request (see :meth:`IOPubChannel.dropped_for
+            <trio_enchannel.IOPubChannel.dropped_for>`).
     """
 
     reason = "malformed"
+    parent_id: str | None = None
 
 
 class UnsignedMessage(RemoteProtocolError):
@@ -136,7 +144,8 @@ class KernelError(EnchannelError):
 
 class OutputsLost(EnchannelError):
     """Some of an execution's IOPub messages were dropped (the IOPub consumer was slower
-    than the kernel and the buffer was full), so its outputs are incomplete; raised by
+    than the kernel and the buffer was full) or rejected as malformed, so its outputs are
+    incomplete; raised by
     :meth:`ExecuteResult.raise_for_incomplete
     <trio_enchannel.ExecuteResult.raise_for_incomplete>` for callers who ask.
 
@@ -146,9 +155,11 @@ class OutputsLost(EnchannelError):
 
     def __init__(self, dropped: int) -> None:
         super().__init__(
-            f"{dropped} IOPub message(s) of the execution were dropped: its outputs are "
-            "incomplete (the IOPub consumer was slower than the kernel; see open_channels' "
-            "iopub_buffer_size, iopub_buffer_bytes and iopub_overflow)"
+            f"{dropped} IOPub message(s) of the execution were dropped or rejected: its "
+            "outputs are incomplete (statistics() of the channels says why: 'dropped' when "
+            "the IOPub consumer was slower than the kernel, see open_channels' "
+            "iopub_buffer_size, iopub_buffer_bytes and iopub_overflow; 'rejected' when "
+            "the kernel sent malformed messages)"
         )
         self.dropped = dropped
 

@@ -102,9 +102,10 @@ class ExecuteResult:
             stdin ``input_request`` messages and the reply).
         error: the error, from the reply (``status: "error"``) or else from the last ``error``
             output; ``None`` when the execution succeeded.
-        iopub_dropped: how many of the request's IOPub messages the channels dropped because
-            their IOPub buffer was full (the consumer was slower than the kernel): when not
-            0, :attr:`outputs` and :attr:`messages` are incomplete (see :attr:`complete`,
+        iopub_dropped: how many of the request's IOPub messages never reached it: dropped
+            by the channels because their IOPub buffer was full (the consumer was slower
+            than the kernel), or rejected as malformed although authentic. When not 0,
+            :attr:`outputs` and :attr:`messages` are incomplete (see :attr:`complete`,
             :meth:`raise_for_incomplete`).
     """
 

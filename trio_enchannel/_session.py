@@ -204,6 +204,16 @@ def _decode_four(
     return header, parent, metadata, content
 
 
+def parent_id_of(raw: bytes) -> str | None:
+    """The ``msg_id`` in a parent header frame, or ``None`` if it cannot be read."""
+    try:
+        value = _decoder.decode(raw.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        return None
+    msg_id = value.get("msg_id") if isinstance(value, dict) else None
+    return msg_id if isinstance(msg_id, str) and msg_id else None
+
+
 def _header_from(data: dict[str, Any]) -> Header:
     msg_id = data.get("msg_id")
     msg_type = data.get("msg_type")
@@ -586,6 +596,24 @@ class Session:
         p = bytes(frames[idx + 3])
         m = bytes(frames[idx + 4])
         c = bytes(frames[idx + 5])
+        try:
+            message = self._decode(frames, idx, h, p, m, c, channel)
+        except MalformedMessage as exc:
+            # Authentic but malformed: say which request it answers, if that can be read.
+            exc.parent_id = parent_id_of(p)
+            raise
+        return message
+
+    def _decode(
+        self,
+        frames: Sequence[bytes | memoryview],
+        idx: int,
+        h: bytes,
+        p: bytes,
+        m: bytes,
+        c: bytes,
+        channel: ChannelName | None,
+    ) -> Message:
         decoded = None
         if h.isascii() and p.isascii() and m.isascii() and c.isascii():
             decoded = _decode_four(b"".join((h, p, m, c)), len(h), len(p), len(m))

@@ -33,6 +33,7 @@ from .._errors import (
     ConfigurationError,
     KernelDied,
     LocalProtocolError,
+    MalformedMessage,
     RemoteProtocolError,
 )
 from .._inbox import Inbox
@@ -459,6 +460,8 @@ class RemoteChannels:
 
     def _reject(self, frame: str | bytes, error: RemoteProtocolError) -> None:
         name = peek_channel(frame)
+        if name == "iopub" and isinstance(error, MalformedMessage):
+            self._counters[name].lost(error.parent_id)
         if name is None:
             self._rejected_unknown += 1
             count = self._rejected_unknown
@@ -569,8 +572,10 @@ async def open_remote_channels(
       ``trio_enchannel.channels`` logger (at the first drop, then at most every 10 s).
       ``status`` messages are kept even then (a client waits for ``idle`` to end an
       execution), up to 1,000 beyond the bound. The oldest messages are kept, the newest
-      dropped. Memory on this side stays bounded by the buffers and the one websocket
-      message being read.
+      dropped; an empty buffer takes any message, whatever its size, and
+      :meth:`~trio_enchannel.IOPubChannel.dropped_for` counts the drops of one request.
+      Memory on this side stays bounded by the buffers and the one websocket message being
+      read.
     * ``iopub_overflow="wait"``: while the IOPub buffer is full the reader stops reading the
       websocket, resuming once the buffer is half empty. Nothing is dropped on this side,
       but the replies of the other channels wait behind IOPub (a ping unanswered meanwhile

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from .._errors import LocalProtocolError, MalformedMessage
 from .._message import CHANNEL_NAMES, ChannelName, Header, Message
-from .._session import _decode_part, _encode_part
+from .._session import _decode_part, _encode_part, parent_id_of
 
 __all__ = [
     "LEGACY",
@@ -203,12 +203,17 @@ def decode_v1(frame: _Frame, repaired: list[str] | None = None) -> Message:
     if channel is None:
         name = bytes(data[offsets[0] : offsets[1]])[:40]
         raise MalformedMessage(f"v1 frame names an unknown channel {name!r}", reason="bad_channel")
-    header = _decode_part(bytes(data[offsets[1] : offsets[2]]), "header", repaired)
-    parent = _decode_part(bytes(data[offsets[2] : offsets[3]]), "parent_header", repaired)
-    metadata = _decode_part(bytes(data[offsets[3] : offsets[4]]), "metadata", repaired)
-    content = _decode_part(bytes(data[offsets[4] : offsets[5]]), "content", repaired)
-    buffers = [data[offsets[i] : offsets[i + 1]] for i in range(5, count - 1)]
-    return _build_message(header, parent, metadata, content, buffers, channel)
+    raw_parent = bytes(data[offsets[2] : offsets[3]])
+    try:
+        header = _decode_part(bytes(data[offsets[1] : offsets[2]]), "header", repaired)
+        parent = _decode_part(raw_parent, "parent_header", repaired)
+        metadata = _decode_part(bytes(data[offsets[3] : offsets[4]]), "metadata", repaired)
+        content = _decode_part(bytes(data[offsets[4] : offsets[5]]), "content", repaired)
+        buffers = [data[offsets[i] : offsets[i + 1]] for i in range(5, count - 1)]
+        return _build_message(header, parent, metadata, content, buffers, channel)
+    except MalformedMessage as exc:
+        exc.parent_id = parent_id_of(raw_parent)  # the request it answers, if readable
+        raise
 
 
 # -- legacy JSON framing ---------------------------------------------------------------------
