@@ -263,6 +263,10 @@ def _key_bytes(key: str | bytes) -> bytes:
     return key.encode("utf-8") if isinstance(key, str) else bytes(key)
 
 
+#: Messages up to this size (their four JSON frames) are joined before their signature is
+#: checked; larger ones are verified in place, so that a forged one costs no copy.
+_JOIN_LIMIT = 64 * 1024
+
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 
@@ -578,12 +582,18 @@ class Session:
                 "(signature, header, parent_header, metadata, content)",
                 reason="too_few_frames",
             )
+        raw = frames[idx + 2 : idx + 6]
+        # A small message is joined at once (cheaper than hashing it in four parts); a large
+        # one is hashed in place, and copied only once it is known to be authentic.
+        small = len(raw[0]) + len(raw[1]) + len(raw[2]) + len(raw[3]) <= _JOIN_LIMIT
+        signed = b"".join(raw) if small else b""
         if self._key:
             sig_frame = frames[idx + 1]
             if not len(sig_frame):
                 raise UnsignedMessage("message has an empty signature but a key is configured")
-            # HMAC over the four frames as they are, compared in constant time.
-            expected = self._signer.hexdigest_parts(frames[idx + 2 : idx + 6])
+            # HMAC over the four frames, compared in constant time.
+            signer = self._signer
+            expected = signer.hexdigest(signed) if small else signer.hexdigest_parts(raw)
             if len(sig_frame) != len(expected):
                 raise InvalidSignature("message signature does not match its content")
             sig = bytes(sig_frame)
@@ -592,44 +602,31 @@ class Session:
             if sig in self._seen:
                 raise DuplicateSignature("message signature was already seen (replay)")
             self._record(sig)
-        h = bytes(frames[idx + 2])
-        p = bytes(frames[idx + 3])
-        m = bytes(frames[idx + 4])
-        c = bytes(frames[idx + 5])
+        h = bytes(raw[0])
+        p = bytes(raw[1])
+        m = bytes(raw[2])
+        c = bytes(raw[3])
+        if not small:
+            signed = b"".join((h, p, m, c))
         try:
-            message = self._decode(frames, idx, h, p, m, c, channel)
+            decoded = _decode_four(signed, len(h), len(p), len(m)) if signed.isascii() else None
+            if decoded is not None:
+                header_data, parent, metadata, content = decoded
+                header = _header_from(header_data)
+            else:
+                repaired: list[str] = []
+                header = _header_from(_decode_object(h, "header", repaired))
+                # Real kernels send ``null`` for "no parent" (ipykernel's "starting" status)
+                # and jupyter_client accepts it: read it as ``{}``.
+                parent = {} if p == b"null" else _decode_object(p, "parent_header", repaired)
+                metadata = {} if m == b"null" else _decode_object(m, "metadata", repaired)
+                content = _decode_object(c, "content", repaired)
+                if repaired:
+                    self._invalid_utf8 += 1
         except MalformedMessage as exc:
             # Authentic but malformed: say which request it answers, if that can be read.
             exc.parent_id = parent_id_of(p)
             raise
-        return message
-
-    def _decode(
-        self,
-        frames: Sequence[bytes | memoryview],
-        idx: int,
-        h: bytes,
-        p: bytes,
-        m: bytes,
-        c: bytes,
-        channel: ChannelName | None,
-    ) -> Message:
-        decoded = None
-        if h.isascii() and p.isascii() and m.isascii() and c.isascii():
-            decoded = _decode_four(b"".join((h, p, m, c)), len(h), len(p), len(m))
-        if decoded is not None:
-            header_data, parent, metadata, content = decoded
-            header = _header_from(header_data)
-        else:
-            repaired: list[str] = []
-            header = _header_from(_decode_object(h, "header", repaired))
-            # Real kernels send ``null`` for "no parent" (ipykernel's "starting" status) and
-            # jupyter_client accepts it: read it as ``{}``.
-            parent = {} if p == b"null" else _decode_object(p, "parent_header", repaired)
-            metadata = {} if m == b"null" else _decode_object(m, "metadata", repaired)
-            content = _decode_object(c, "content", repaired)
-            if repaired:
-                self._invalid_utf8 += 1
         return _make_message(
             header,
             parent,
