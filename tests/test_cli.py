@@ -526,6 +526,49 @@ async def test_notebook_stops_at_the_first_error_and_writes_outputs(tmp_path: Pa
     assert nbformat.read(tmp_path / "nb.ipynb", as_version=4).cells[1].outputs == []
 
 
+def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trio_enchannel import open_client
+    from trio_enchannel import _cli_notebook as cli_notebook
+    from trio_enchannel._cli import main
+
+    from .test_client_routing import CountingIOPub, memory_pair
+
+    @asynccontextmanager
+    async def kernel_that_loses_output(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        channels, kernel = memory_pair()
+        iopub = CountingIOPub(channels.iopub)
+        channels = attrs.evolve(channels, iopub=iopub)  # type: ignore[arg-type]
+
+        async def kernel_side() -> None:
+            while True:
+                req = await kernel.shell.receive()
+                if req.msg_type == "kernel_info_request":
+                    await kernel.answer_kernel_info(req)
+                    continue
+                await kernel.status(req, "busy")
+                if "lossy" in req.content["code"]:
+                    iopub.drops[req.msg_id] = 2
+                await kernel.publish(req, "stream", name="stdout", text="kept\n")
+                await kernel.reply(req, status="ok", execution_count=1)
+                await kernel.status(req, "idle")
+
+        async with open_client(channels) as client, trio.open_nursery() as nursery:
+            nursery.start_soon(kernel_side)
+            yield _KernelStandIn(client)
+            nursery.cancel_scope.cancel()
+
+    monkeypatch.setattr(cli_notebook, "open_cli_kernel", kernel_that_loses_output)
+    _notebook(tmp_path / "nb.ipynb", ["'lossy'", "'fine'"])
+    status = main(["run", str(tmp_path / "nb.ipynb"), "-o", str(tmp_path / "out.ipynb")])
+    err = capsys.readouterr().err
+    assert status == 4, err
+    assert "cell 2: 2 outputs lost" in err
+    nb = _nbformat().read(tmp_path / "out.ipynb", as_version=4)
+    assert [c.outputs[0]["text"] for c in nb.cells[1:]] == ["kept\n", "kept\n"]
+
+
 @kernel
 async def test_notebook_allow_errors_runs_every_cell(tmp_path: Path) -> None:
     nbformat = _nbformat()
