@@ -529,8 +529,8 @@ async def test_notebook_stops_at_the_first_error_and_writes_outputs(tmp_path: Pa
 def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from trio_enchannel import open_client
     from trio_enchannel import _cli_notebook as cli_notebook
+    from trio_enchannel import open_client
     from trio_enchannel._cli import main
 
     from .test_client_routing import CountingIOPub, memory_pair
