@@ -819,6 +819,39 @@ async def test_comms_opened_by_the_kernel(pair: tuple[KernelClient, Kernel]) -> 
     client.accept_comms("from-kernel")  # may register again once closed
 
 
+async def test_comms_nobody_will_receive_are_released_to_unclaimed_iopub(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    """A comm evicted from a full accept queue (or still waiting when it is closed) stayed
+    registered: its comm_open and everything sent to it were lost from view."""
+    client, kernel = pair
+    incoming = client.accept_comms("t", max_buffer=1)
+    with trio.fail_after(5):
+        await kernel.publish(None, "comm_open", comm_id="c1", target_name="t", data={})
+        await kernel.publish(None, "comm_msg", comm_id="c1", data={"n": 1})
+        await kernel.publish(None, "comm_open", comm_id="c2", target_name="t", data={})
+        await kernel.publish(None, "comm_msg", comm_id="c1", data={"n": 2})
+        got = [await client.unclaimed_iopub.receive() for _ in range(3)]
+        assert [(m.msg_type, m.content["comm_id"]) for m in got] == [
+            ("comm_open", "c1"),
+            ("comm_msg", "c1"),
+            ("comm_msg", "c1"),
+        ]
+        assert [m.content["data"] for m in got[1:]] == [{"n": 1}, {"n": 2}]
+        assert incoming.dropped == 1
+        await kernel.publish(None, "comm_msg", comm_id="c2", data={"n": 3})
+        await trio.testing.wait_all_tasks_blocked()
+        await incoming.aclose()  # c2 was never received: released with its message
+        got = [await client.unclaimed_iopub.receive() for _ in range(2)]
+        assert [(m.msg_type, m.content["comm_id"]) for m in got] == [
+            ("comm_open", "c2"),
+            ("comm_msg", "c2"),
+        ]
+        await kernel.publish(None, "comm_msg", comm_id="c2", data={"n": 4})
+        assert (await client.unclaimed_iopub.receive()).content["data"] == {"n": 4}
+    assert client.statistics().comms == 0
+
+
 # -- readiness ----------------------------------------------------------------------------
 
 

@@ -711,33 +711,54 @@ class KernelClient:
 
         Returns a receive channel of :class:`Comm` objects; closing it stops accepting (comms
         for an unregistered target stay in :attr:`unclaimed_iopub` as ``comm_open``
-        messages).
+        messages). A comm nobody will receive, the oldest when more than ``max_buffer``
+        wait or one still waiting when the channel is closed, is counted in its
+        ``dropped`` and released: its ``comm_open``, and every message for it, go to
+        :attr:`unclaimed_iopub` too.
 
         Raises:
             ValueError: ``target_name`` is already registered.
         """
-        targets = self._router.comm_targets
+        router = self._router
+        targets = router.comm_targets
         existing = targets.get(target_name)
         if existing is not None and not existing.producer_closed:
             raise ValueError(f"comm target {target_name!r} is already registered")
-        queue = _TargetQueue(targets, target_name, max_buffer)
+        queue = _TargetQueue(router, target_name, max_buffer)
         targets[target_name] = queue
         return queue
 
 
 class _TargetQueue(DroppingQueue[Comm]):
-    """The comms opened by the kernel for one target; closing it unregisters the target."""
+    """The comms opened by the kernel for one target; closing it unregisters the target.
 
-    def __init__(
-        self, targets: dict[str, DroppingQueue[Comm]], target_name: str, max_size: int
-    ) -> None:
+    A comm nobody will receive (the oldest when more than ``max_size`` wait, or one still
+    waiting when the queue is closed) is released: the router forgets it, and its messages
+    so far (its ``comm_open`` first) and later go to ``unclaimed_iopub``, where comms of no
+    accepted target are.
+    """
+
+    def __init__(self, router: Router, target_name: str, max_size: int) -> None:
         super().__init__(max_size)
-        self._targets = targets
+        self._router = router
         self._target_name = target_name
 
+    def put_nowait(self, item: Comm) -> bool:
+        evicted = self._items[0] if len(self._items) >= self.max_size else None
+        taken = super().put_nowait(item)
+        if not taken:
+            self._router.release_comm(item)
+        elif evicted is not None:
+            self._router.release_comm(evicted)
+        return taken
+
     def close(self) -> None:
-        if self._targets.get(self._target_name) is self:
-            del self._targets[self._target_name]
+        targets = self._router.comm_targets
+        if targets.get(self._target_name) is self:
+            del targets[self._target_name]
+        for comm in self.drain_nowait():
+            self.dropped += 1
+            self._router.release_comm(comm)
         super().close()
 
 

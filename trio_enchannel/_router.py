@@ -445,3 +445,13 @@ class Router:
     def forget_comm(self, comm_id: str) -> None:
         """Stop routing messages to the comm ``comm_id``."""
         self.comms.pop(comm_id, None)
+
+    def release_comm(self, comm: Comm) -> None:
+        """A comm the kernel opened that nobody will receive (its accept queue overflowed or
+        was closed): stop routing to it, and keep what it got as unclaimed IOPub messages
+        (its ``comm_open`` first), like the messages of comms of no accepted target."""
+        if self.comms.get(comm.comm_id) is comm:
+            del self.comms[comm.comm_id]
+        self.unclaimed_iopub.put_nowait(comm.open_message)
+        for msg in comm._take_messages():
+            self.unclaimed_iopub.put_nowait(msg)
