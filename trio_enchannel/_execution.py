@@ -181,7 +181,9 @@ class Execution(trio.abc.ReceiveChannel[Message]):
     @property
     def dropped(self) -> int:
         """IOPub messages that arrived while the reader lagged more than ``live_buffer``
-        behind, and were not delivered to it (they still count in :attr:`outputs`)."""
+        behind, and were not delivered to it (they still count in :attr:`outputs`). Messages
+        lost before reaching the client (the channels' IOPub buffer overflowed) are counted
+        in the result's :attr:`~trio_enchannel.ExecuteResult.iopub_dropped` instead."""
         live = self._req.live
         return live.dropped if live is not None else 0
 
