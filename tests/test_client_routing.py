@@ -662,10 +662,14 @@ async def test_prompt_without_handler_is_refused_with_empty_line(
     pair: tuple[KernelClient, Kernel],
 ) -> None:
     client, kernel = pair
-    _result, req, answer = await run_with_prompt(client, kernel)
+    result, req, answer = await run_with_prompt(client, kernel)
     assert req.content["allow_stdin"] is False
     assert answer.content == {"value": ""}
     assert client.statistics().stdin_refused == 1
+    # The execution's result says so: its code read an empty line nobody typed.
+    assert result.ok and result.stdin_refused == 1
+    handled, _, _ = await run_with_prompt(client, kernel, stdin=lambda req: "typed")
+    assert handled.stdin_refused == 0 and handled.stdout == "hello typed"
 
 
 async def test_orphan_prompt_is_refused(pair: tuple[KernelClient, Kernel]) -> None:

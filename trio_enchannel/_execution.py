@@ -86,7 +86,7 @@ class _ExecRequest(_Request):
     queue of messages waiting to be iterated is bounded (oldest dropped, counted).
     """
 
-    __slots__ = ("idle", "live", "lot", "messages", "outputs", "reply")
+    __slots__ = ("idle", "live", "lot", "messages", "outputs", "refused", "reply")
 
     def __init__(self, msg: Message, *, keep_messages: bool, live_buffer: int | None) -> None:
         super().__init__(msg)
@@ -98,6 +98,7 @@ class _ExecRequest(_Request):
             DroppingQueue(live_buffer) if live_buffer is not None else None
         )
         self.lot = trio.lowlevel.ParkingLot()
+        self.refused = 0  # input prompts answered with an empty line: no stdin handler
 
     @property
     def done(self) -> bool:
@@ -205,6 +206,7 @@ class Execution(trio.abc.ReceiveChannel[Message]):
                 req.outputs,
                 messages,
                 iopub_dropped=self._router.iopub_dropped_for(self.msg_id),
+                stdin_refused=req.refused,
             )
         return self._result
 
@@ -261,6 +263,7 @@ class Execution(trio.abc.ReceiveChannel[Message]):
         router = self._router
         if handler is None:
             router.stdin_refused += 1
+            self._req.refused += 1
             await router.send_input_reply(msg, "")
             return
         value = ""

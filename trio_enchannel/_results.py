@@ -107,6 +107,8 @@ class ExecuteResult:
             than the kernel), or rejected as malformed although authentic. When not 0,
             :attr:`outputs` and :attr:`messages` are incomplete (see :attr:`complete`,
             :meth:`raise_for_incomplete`).
+        stdin_refused: how many of the execution's input prompts were answered with an
+            empty line because no stdin handler was given (the code read ``""``).
     """
 
     status: str
@@ -116,6 +118,7 @@ class ExecuteResult:
     messages: tuple[Message, ...] = ()
     error: ErrorInfo | None = None
     iopub_dropped: int = 0
+    stdin_refused: int = 0
 
     @classmethod
     def from_messages(cls, reply: Message, messages: Iterable[Message]) -> ExecuteResult:
@@ -141,9 +144,11 @@ class ExecuteResult:
         messages: Sequence[Message],
         *,
         iopub_dropped: int = 0,
+        stdin_refused: int = 0,
     ) -> ExecuteResult:
         """Build a result from the reply and an accumulator that saw the IOPub messages
-        (``iopub_dropped``: how many others were dropped before reaching it)."""
+        (``iopub_dropped``: how many others were dropped before reaching it;
+        ``stdin_refused``: prompts answered with an empty line for want of a handler)."""
         content = reply.content
         status = content.get("status")
         status = status if isinstance(status, str) else ""
@@ -163,6 +168,7 @@ class ExecuteResult:
             messages=tuple(messages),
             error=error,
             iopub_dropped=iopub_dropped,
+            stdin_refused=stdin_refused,
         )
 
     @property
