@@ -106,6 +106,12 @@ class _ValidatingReceiver(trio.abc.Channel[Message]):
     async def aclose(self) -> None:
         await self._inner.aclose()
 
+    def __getattr__(self, name: str) -> Any:
+        # dropped_for, statistics, ...: those of the wrapped channel.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
 
 @attrs.define(eq=False)
 class ValidatingChannels:

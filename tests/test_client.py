@@ -139,7 +139,49 @@ async def test_shutdown_request(ipykernel_process: KernelProcess) -> None:
         with trio.fail_after(30):
             reply = await client.shutdown()
             assert reply.ok and reply["restart"] is False
+            # ipykernel also publishes the reply on IOPub (before the control reply): that
+            # copy is nobody's, so it is kept as unclaimed, never discarded.
+            while (copy := await client.unclaimed_iopub.receive()).msg_type != "shutdown_reply":
+                pass
+            assert copy.parent_id == reply.message.parent_id
             assert await ipykernel_process.process.wait() == 0
+
+
+async def test_nothing_the_kernel_sends_is_lost_silently(ipykernel_process: KernelProcess) -> None:
+    """Issue #12: output lost without a trace at the edges."""
+    async with validated_client(ipykernel_process) as (client, checked):
+        with trio.fail_after(60):
+            # A lone surrogate reaches us as a byte that is not UTF-8 (jupyter_client's
+            # packer uses "surrogateescape"): replaced with U+FFFD and counted, the message
+            # kept (it was rejected whole, losing the cell's output).
+            result = await client.execute("print('a'); print('\\udcff'); print('b')")
+            assert result.ok and result.stdout == "a\n\ufffd\nb\n", result.outputs
+            assert checked.statistics().iopub.invalid_utf8 >= 1
+
+            # A stream printed while answering inspect, flushed before the reply.
+            await client.execute(
+                "import sys, time\n"
+                "class Noisy:\n"
+                "    @property\n"
+                "    def __doc__(self):\n"
+                "        print('printed during inspect', flush=True)\n"
+                "        time.sleep(0.5)\n"
+                "        return 'noisy doc'\n"
+                "noisy = Noisy()\n"
+            )
+            assert (await client.inspect("noisy", detail_level=0)).ok
+            while (msg := await client.unclaimed_iopub.receive()).msg_type != "stream":
+                pass
+            assert msg.content["text"] == "printed during inspect\n"
+
+            # The debugger's events after a debug_request.
+            await client.debug_request(
+                "initialize", {"clientID": "trio-enchannel", "adapterID": "python"}
+            )
+            assert (await client.debug_request("attach")).content.get("success") is True
+            while (msg := await client.unclaimed_iopub.receive()).msg_type != "debug_event":
+                pass
+            assert msg.content.get("type") == "event"
 
 
 async def test_outputs_as_a_notebook_shows_them(ipykernel_process: KernelProcess) -> None:
@@ -363,6 +405,26 @@ async def test_comms(ipykernel_process: KernelProcess) -> None:
 
 
 # -- ipykernel: subshells, interrupt, death -----------------------------------------------
+
+
+async def test_cancelled_subshell_blocks_leave_no_subshell_behind(
+    ipykernel_process: KernelProcess,
+) -> None:
+    """Issue #12: 6 of 7 blocks cancelled after the create request was sent leaked their
+    subshell (a thread in ipykernel). Cancel at many points: none may be left."""
+    async with validated_client(ipykernel_process) as (client, _):
+        with trio.fail_after(60):
+            for delay in (0, 0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05):
+                with trio.move_on_after(delay):
+                    async with client.open_subshell() as subshell:
+                        await client.execute("1", subshell_id=subshell)
+                        await trio.sleep_forever()
+                created: str | None = None
+                with trio.move_on_after(delay):
+                    created = await client.create_subshell()
+                if created is not None:  # not cancelled: ours to delete
+                    assert (await client.delete_subshell(created)).ok
+            assert await client.list_subshell() == []
 
 
 async def test_subshell_runs_while_the_main_shell_is_busy(ipykernel_process: KernelProcess) -> None:

@@ -217,6 +217,24 @@ async def test_rejects_are_counted_and_reported() -> None:
             assert stats.rejects_unreported == 0
 
 
+async def test_invalid_utf8_in_a_request_is_repaired_counted_and_delivered() -> None:
+    # As jupyter_client does on both sides: decoded as U+FFFD, not rejected.
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels(report_rejects=True) as kc:
+            async with open_raw_peer(kc.connection_info) as peer:
+                msg = peer.message("execute_request", {"code": "a|b"})
+                frames = [bytes(f) for f in peer.session.serialize(msg, ())]
+                h, p, m, c = frames[2:6]
+                c = c.replace(b"a|b", b"a\xffb")
+                await peer.send_frames(
+                    "shell", [DELIMITER, peer.session.sign((h, p, m, c)), h, p, m, c]
+                )
+                got = await kc.shell.receive()
+            assert got.msg_id == msg.msg_id and got.content["code"] == "a\ufffdb"
+            stats = kc.statistics()
+            assert stats.shell.invalid_utf8 == 1 and stats.rejected_total == 0
+
+
 async def test_input_request_reaches_the_asking_client_only() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_kernel_channels() as kc, trio.open_nursery() as nursery:

@@ -26,6 +26,7 @@ from trio_enchannel._errors import (
     ConnectionInfoError,
     EncryptionUnavailable,
     KernelDied,
+    KernelError,
     KernelStartupError,
 )
 from trio_enchannel._execution import Execution
@@ -554,6 +555,10 @@ async def test_real_kernel_lifecycle(
             if died is None:
                 assert interrupted is not None
                 assert interrupted.status in ("error", "abort", "aborted")
+                # bash_kernel answers an interrupted command with status "abort": a failure.
+                assert not interrupted.ok
+                with pytest.raises(KernelError):
+                    interrupted.raise_for_error()
                 if case.spec != "bash":
                     assert interrupted.error is not None
                     assert interrupted.error.ename == "KeyboardInterrupt"

@@ -409,7 +409,7 @@ async def test_fake_kernel_scripting_checks_its_arguments(fake_kernel: FakeKerne
     with pytest.raises(TypeError, match="code"):
         fake_kernel.script(5)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="status"):
-        fake_kernel.script("x", status="abort")  # type: ignore[arg-type]
+        fake_kernel.script("x", status="failed")  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="times"):
         fake_kernel.inject(msg_type="execute_request", times=0)
     with pytest.raises(TypeError, match="times"):

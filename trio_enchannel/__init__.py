@@ -44,6 +44,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import LocalProtocolError as LocalProtocolError
     from ._errors import MalformedMessage as MalformedMessage
     from ._errors import NoSuchKernel as NoSuchKernel
+    from ._errors import OutputsLost as OutputsLost
     from ._errors import RemoteProtocolError as RemoteProtocolError
     from ._errors import SignatureMismatch as SignatureMismatch
     from ._errors import UnsignedMessage as UnsignedMessage
@@ -139,6 +140,7 @@ __all__ = [
     "MultiplexedChannel",
     "NoSuchKernel",
     "OutputAccumulator",
+    "OutputsLost",
     "RejectedMessage",
     "RemoteAuthenticationError",
     "RemoteChannels",
@@ -218,6 +220,7 @@ _LAZY: dict[str, str] = {
     "MessageChannel": "._channel_views",
     "MultiplexedChannel": "._channel_views",
     "NoSuchKernel": "._errors",
+    "OutputsLost": "._errors",
     "OutputAccumulator": "._outputs",
     "RejectedMessage": "._channel_views",
     "RemoteAuthenticationError": "._remote._errors",

@@ -3,6 +3,7 @@ rejected-message records and statistics snapshots."""
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol
@@ -72,6 +73,9 @@ class ChannelStatistics:
         subscriber_dropped: copies that IOPub subscriptions (open or closed since) dropped
             because their own buffer was full; not included in ``dropped``, which counts
             the channel's own buffer.
+        invalid_utf8: messages accepted (and delivered) although a JSON part held bytes that
+            are not valid UTF-8: those were decoded as U+FFFD replacement characters, as
+            jupyter_client does (a kernel's ``print('\\udcff')`` sends such a byte).
     """
 
     name: ChannelName
@@ -87,6 +91,7 @@ class ChannelStatistics:
     buffer_bytes: int = 0
     subscriptions: int = 0
     subscriber_dropped: int = 0
+    invalid_utf8: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -128,14 +133,20 @@ class ChannelsStatistics:
         return sum(self[name].rejected_total for name in CHANNEL_NAMES)
 
 
+#: How many requests' drop counts :meth:`_Counters.drop` remembers (the oldest are forgotten).
+DROPS_REMEMBERED = 4096
+
+
 class _Counters:
     """One channel's counters. Assigning ``dropped`` wakes :meth:`wait_dropped`."""
 
     __slots__ = (
         "_drop_event",
         "_dropped",
+        "_dropped_by_parent",
         "discarded",
         "fanout",
+        "invalid_utf8",
         "received",
         "rejected",
         "sent",
@@ -148,9 +159,31 @@ class _Counters:
         self.rejected: dict[str, int] = {}
         self.stalls = 0
         self._dropped = 0
+        self._dropped_by_parent: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.discarded = 0
+        self.invalid_utf8 = 0
         self._drop_event: trio.Event | None = None
         self.fanout: Fanout | None = None  # IOPub's subscriptions, set by the owner
+
+    def drop(self, parent_id: str | None) -> None:
+        """Count one dropped message, and remember it against the request that caused it
+        (its parent's ``msg_id``), so that request's result can say it is incomplete."""
+        self.lost(parent_id)
+        self.dropped += 1
+
+    def lost(self, parent_id: str | None) -> None:
+        """Remember one message of the request ``parent_id`` that will never be delivered
+        (dropped, or rejected although authentic)."""
+        if parent_id is not None:
+            by_parent = self._dropped_by_parent
+            by_parent[parent_id] = by_parent.get(parent_id, 0) + 1
+            by_parent.move_to_end(parent_id)
+            if len(by_parent) > DROPS_REMEMBERED:
+                by_parent.popitem(last=False)
+
+    def dropped_for(self, parent_id: str) -> int:
+        """How many messages of the request ``parent_id`` were lost (see :meth:`lost`)."""
+        return self._dropped_by_parent.get(parent_id, 0)
 
     def __repr__(self) -> str:
         return (
@@ -177,7 +210,14 @@ class _Counters:
             buffer_bytes=limits[1],
             subscriptions=len(self.fanout.subscriptions) if self.fanout is not None else 0,
             subscriber_dropped=self.fanout.dropped if self.fanout is not None else 0,
+            invalid_utf8=self.invalid_utf8,
         )
+
+    def repaired(self) -> int:
+        """Count one message accepted with invalid UTF-8 replaced; return the count (callers
+        log the first ten, then at powers of two)."""
+        self.invalid_utf8 += 1
+        return self.invalid_utf8
 
     @property
     def dropped(self) -> int:
@@ -353,6 +393,16 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
         :meth:`wait_dropped` to be told.
         """
         return self._owner._counters[self._name].dropped
+
+    def dropped_for(self, msg_id: str) -> int:
+        """How many IOPub messages caused by the request ``msg_id`` (their parent) never
+        reached this channel's consumer: dropped because the buffer was full (see
+        :attr:`dropped`), or rejected as malformed although authentic (see
+        :class:`~trio_enchannel.MalformedMessage`). :class:`~trio_enchannel.KernelClient`
+        puts it in :attr:`ExecuteResult.iopub_dropped
+        <trio_enchannel.ExecuteResult.iopub_dropped>`. The counts of the last 4,096
+        requests that lost messages are remembered."""
+        return self._owner._counters[self._name].dropped_for(msg_id)
 
     async def wait_dropped(self, above: int = 0) -> int:
         """Wait until more than ``above`` IOPub messages have been dropped (at once if that

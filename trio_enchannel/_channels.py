@@ -508,6 +508,8 @@ class Channels:
         self, name: ChannelName, frames: Sequence[Frame], error: RemoteProtocolError
     ) -> None:
         detach_error(error)
+        if name == "iopub" and isinstance(error, MalformedMessage):
+            self._counters[name].lost(error.parent_id)
         rejected = self._counters[name].rejected
         count = rejected.get(error.reason, 0) + 1
         rejected[error.reason] = count
@@ -727,11 +729,13 @@ class _Reader:
 
     def process(self, batch: list[list[Frame]]) -> None:
         owner, name, inbox, counters = self.owner, self.name, self.inbox, self.counters
-        deserialize = owner.session.deserialize
+        session = owner.session
+        deserialize = session.deserialize
         nudges = owner._nudges
         fanout = self.fanout
         drop, max_items, max_bytes = self.drop, self.max_items, self.max_bytes
         for frames in batch:
+            repaired = session.invalid_utf8
             try:
                 msg = deserialize(frames, channel=name)
             except RemoteProtocolError as exc:
@@ -743,6 +747,8 @@ class _Reader:
                 owner._reject(name, frames, error)
                 continue
             counters.received += 1
+            if session.invalid_utf8 != repaired:
+                _log_repaired(name, counters.repaired(), msg)
             if self.is_iopub and not owner._iopub_ready:
                 owner._iopub_ready = True
                 owner._iopub_wakeup.set()
@@ -754,7 +760,7 @@ class _Reader:
             if drop and must_drop(
                 len(inbox), inbox.nbytes, nbytes, msg.header.msg_type, max_items, max_bytes
             ):
-                counters.dropped += 1
+                counters.drop(msg.parent_id)
                 owner._drop_log.dropped(name, max_items, max_bytes)
                 continue
             if not inbox.put(msg, nbytes):
@@ -789,6 +795,18 @@ def claimed_parent_id(frames: Sequence[Frame]) -> str | None:
         return None
     msg_id = parent.get("msg_id") if isinstance(parent, dict) else None
     return msg_id if isinstance(msg_id, str) and msg_id else None
+
+
+def _log_repaired(name: str, count: int, msg: Message) -> None:
+    if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+        logger.warning(
+            "accepted a %s message on %s with invalid UTF-8, replaced with U+FFFD (%d so far; "
+            "statistics().%s.invalid_utf8)",
+            msg.msg_type,
+            name,
+            count,
+            name,
+        )
 
 
 def detach_error(error: BaseException) -> None:
@@ -910,7 +928,9 @@ async def open_channels(
       (``statistics().iopub.dropped``, :attr:`IOPubChannel.dropped`,
       :meth:`IOPubChannel.wait_dropped`) and a warning is logged (at the first drop, then
       at most every 10 s). ``status`` messages are kept even then (a client waits for
-      ``idle`` to end an execution), up to 1,000 beyond the bound.
+      ``idle`` to end an execution), up to 1,000 beyond the bound. An empty buffer takes
+      any message, whatever its size; :meth:`IOPubChannel.dropped_for` counts the drops
+      of one request.
     * ``iopub_overflow="wait"``: the reader stops reading while the buffer is full and
       resumes once it is half empty. Meanwhile up to ``iopub_hwm`` messages queue in the
       SUB socket; past that, TCP pushes back and the kernel's PUB socket drops messages

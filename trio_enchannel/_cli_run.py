@@ -27,6 +27,7 @@ from ._cli import (
     EXIT_INTERRUPTED,
     EXIT_KERNEL_DIED,
     EXIT_OK,
+    EXIT_OUTPUT_LOST,
     EXIT_TIMEOUT,
     EXIT_USAGE,
     PROG,
@@ -454,6 +455,11 @@ async def _execute(state: CliState, kernel: Kernel, code: str, limit: float | No
     ui.flush_line()
     if missed:
         ui.note(f"{PROG}: {missed} outputs not shown (the terminal could not keep up)")
+    if result is not None and result.iopub_dropped:
+        ui.note(
+            f"{PROG}: {result.iopub_dropped} outputs lost (the kernel published faster than "
+            "they could be received)"
+        )
     if deadline.cancelled_caught:
         await _interrupt(state)
         raise CommandError(
@@ -467,9 +473,11 @@ async def _execute(state: CliState, kernel: Kernel, code: str, limit: float | No
         return _system_exit_status(exit_value, ui)
     if result.status == "error":
         return EXIT_ERROR
-    if result.status == "aborted":
+    if result.aborted:
         ui.note(f"{PROG}: the kernel aborted the execution")
         return EXIT_ERROR
+    if missed or result.iopub_dropped:
+        return EXIT_OUTPUT_LOST
     return EXIT_OK
 
 

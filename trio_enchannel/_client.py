@@ -19,7 +19,7 @@ import trio
 from ._comm import Comm
 from ._connection import ConnectionInfo, load_connection_info
 from ._errors import KernelDied, LocalProtocolError
-from ._execution import Execution, InputRequest, StdinHandler, _ExecRequest
+from ._execution import Execution, InputRequest, StdinHandler, _ExecRequest, _Request
 from ._fanout import Subscribable, Subscription, SubscriptionOverflow
 from ._message import Message
 from ._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE
@@ -49,6 +49,9 @@ __all__ = [
 ]
 
 _Buffer = bytes | bytearray | memoryview
+#: Seconds a cancelled or finished block may spend, shielded, undoing what it created in the
+#: kernel (a subshell).
+_CLEANUP_TIMEOUT = 5.0
 
 
 class KernelClient:
@@ -599,7 +602,9 @@ class KernelClient:
 
         Requests sent with ``subshell_id=`` run in it, concurrently with the main shell and
         other subshells. Needs a kernel whose :attr:`KernelInfo.supported_features` has
-        ``"kernel subshells"`` (ipykernel 7).
+        ``"kernel subshells"`` (ipykernel 7). Cancelled once the request is sent, it still
+        waits (shielded, up to 5 seconds) for the subshell the kernel creates, and deletes
+        it: nobody else would learn its id.
 
         Raises:
             KernelError: the kernel refused.
@@ -609,12 +614,33 @@ class KernelClient:
             KernelDied: the kernel died before replying.
         """
         await self._require_subshells()
-        reply = await self._simple("create_subshell_request", {}, "control")
+        router = self._router
+        msg = self._session.message("create_subshell_request", {}, channel="control")
+        async with router.in_flight(msg) as req:
+            try:
+                reply = Reply(await router.wait_reply(req))
+            except BaseException:
+                # The request went out (in_flight sent it): the kernel creates the subshell
+                # whether or not we are still waiting, and nobody would ever delete it (a
+                # thread in ipykernel, for the kernel's lifetime). Wait for its id, shielded
+                # and bounded, and delete it.
+                with trio.CancelScope(shield=True), trio.move_on_after(_CLEANUP_TIMEOUT):
+                    await self._delete_created_subshell(req)
+                raise
         reply.raise_for_status()
         subshell_id = reply.get("subshell_id")
         if not isinstance(subshell_id, str):
             raise LocalProtocolError("create_subshell_reply carries no subshell_id")
         return subshell_id
+
+    async def _delete_created_subshell(self, req: _Request) -> None:
+        try:
+            reply = Reply(await self._router.wait_reply(req))
+            subshell_id = reply.get("subshell_id")
+            if reply.ok and isinstance(subshell_id, str):
+                await self.delete_subshell(subshell_id)
+        except (KernelDied, trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
 
     async def delete_subshell(self, subshell_id: str) -> Reply:
         """Delete the subshell ``subshell_id``.
@@ -646,6 +672,10 @@ class KernelClient:
     async def open_subshell(self) -> AsyncIterator[str]:
         """Create a subshell for the duration of the block, yielding its id.
 
+        The subshell is deleted when the block ends, however it ends: also when it is
+        cancelled while the subshell is being created (the creation is then awaited,
+        shielded, for up to 5 seconds, so that what the kernel creates is deleted).
+
         Raises:
             KernelError: the kernel refused to create it.
             LocalProtocolError: the kernel does not support subshells.
@@ -654,7 +684,7 @@ class KernelClient:
         try:
             yield subshell_id
         finally:
-            with trio.move_on_after(5) as scope:
+            with trio.move_on_after(_CLEANUP_TIMEOUT) as scope:
                 scope.shield = True
                 try:
                     await self.delete_subshell(subshell_id)
@@ -821,35 +851,56 @@ class KernelClient:
 
         Returns a receive channel of :class:`Comm` objects; closing it stops accepting (comms
         for an unregistered target stay in :attr:`unclaimed_iopub` as ``comm_open``
-        messages).
+        messages). A comm nobody will receive, the oldest when more than ``max_buffer``
+        wait or one still waiting when the channel is closed, is counted in its
+        ``dropped`` and released: its ``comm_open``, and every message for it, go to
+        :attr:`unclaimed_iopub` too.
 
         Raises:
             ValueError: ``target_name`` is already registered.
         """
         check_str("target_name", target_name, nonempty=True, error=LocalProtocolError)
         check_int("max_buffer", max_buffer, at_least=1)
-        targets = self._router.comm_targets
+        router = self._router
+        targets = router.comm_targets
         existing = targets.get(target_name)
         if existing is not None and not existing.producer_closed:
             raise ValueError(f"comm target {target_name!r} is already registered")
-        queue = _TargetQueue(targets, target_name, max_buffer)
+        queue = _TargetQueue(router, target_name, max_buffer)
         targets[target_name] = queue
         return queue
 
 
 class _TargetQueue(DroppingQueue[Comm]):
-    """The comms opened by the kernel for one target; closing it unregisters the target."""
+    """The comms opened by the kernel for one target; closing it unregisters the target.
 
-    def __init__(
-        self, targets: dict[str, DroppingQueue[Comm]], target_name: str, max_size: int
-    ) -> None:
+    A comm nobody will receive (the oldest when more than ``max_size`` wait, or one still
+    waiting when the queue is closed) is released: the router forgets it, and its messages
+    so far (its ``comm_open`` first) and later go to ``unclaimed_iopub``, where comms of no
+    accepted target are.
+    """
+
+    def __init__(self, router: Router, target_name: str, max_size: int) -> None:
         super().__init__(max_size)
-        self._targets = targets
+        self._router = router
         self._target_name = target_name
 
+    def put_nowait(self, item: Comm) -> bool:
+        evicted = self._items[0] if len(self._items) >= self.max_size else None
+        taken = super().put_nowait(item)
+        if not taken:
+            self._router.release_comm(item)
+        elif evicted is not None:
+            self._router.release_comm(evicted)
+        return taken
+
     def close(self) -> None:
-        if self._targets.get(self._target_name) is self:
-            del self._targets[self._target_name]
+        targets = self._router.comm_targets
+        if targets.get(self._target_name) is self:
+            del targets[self._target_name]
+        for comm in self.drain_nowait():
+            self.dropped += 1
+            self._router.release_comm(comm)
         super().close()
 
 

@@ -184,5 +184,14 @@ class Comm(trio.abc.ReceiveChannel[Message]):
         else:
             self._queue.put_nowait(msg)
 
+    def _take_messages(self) -> list[Message]:
+        """Every message received and not read, and the kernel's ``comm_close`` if it came
+        (for the router, releasing a comm nobody will read); the comm is then closed."""
+        taken = self._queue.drain_nowait()
+        if self.close_message is not None:
+            taken.append(self.close_message)
+        self._queue.close()
+        return taken
+
     def _fail(self, exc: BaseException) -> None:
         self._queue.close_producer(exc)

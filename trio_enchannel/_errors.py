@@ -28,6 +28,7 @@ __all__ = [
     "MalformedMessage",
     "NoSuchKernel",
     "OutputPathError",
+    "OutputsLost",
     "ParameterError",
     "RemoteProtocolError",
     "SignatureMismatch",
@@ -68,9 +69,17 @@ class MalformedMessage(RemoteProtocolError):
 
     ``reason`` is one of ``"missing_delimiter"``, ``"too_few_frames"``, ``"bad_utf8"``,
     ``"bad_json"``, ``"not_object"`` or ``"bad_header"``.
+
+    Attributes:
+        parent_id: the ``msg_id`` of the request the message answers, when it is known: the
+            message was authentic (its signature verified, or nothing is signed) and its
+            parent header readable; else ``None``. The channels count such a rejected IOPub
+            message against that request (see :meth:`IOPubChannel.dropped_for
+            <trio_enchannel.IOPubChannel.dropped_for>`).
     """
 
     reason = "malformed"
+    parent_id: str | None = None
 
 
 class UnsignedMessage(RemoteProtocolError):
@@ -167,6 +176,28 @@ class KernelError(EnchannelError):
         self.ename = ename
         self.evalue = evalue
         self.traceback = list(traceback)
+
+
+class OutputsLost(EnchannelError):
+    """Some of an execution's IOPub messages were dropped (the IOPub consumer was slower
+    than the kernel and the buffer was full) or rejected as malformed, so its outputs are
+    incomplete; raised by
+    :meth:`ExecuteResult.raise_for_incomplete
+    <trio_enchannel.ExecuteResult.raise_for_incomplete>` for callers who ask.
+
+    Attributes:
+        dropped: how many of the execution's IOPub messages were dropped.
+    """
+
+    def __init__(self, dropped: int) -> None:
+        super().__init__(
+            f"{dropped} IOPub message(s) of the execution were dropped or rejected: its "
+            "outputs are incomplete (statistics() of the channels says why: 'dropped' when "
+            "the IOPub consumer was slower than the kernel, see open_channels' "
+            "iopub_buffer_size, iopub_buffer_bytes and iopub_overflow; 'rejected' when "
+            "the kernel sent malformed messages)"
+        )
+        self.dropped = dropped
 
 
 class NoSuchKernel(EnchannelError, LookupError):

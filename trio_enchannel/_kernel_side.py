@@ -483,12 +483,15 @@ class KernelChannels:
             while True:
                 await socket.wait_receivable()
                 for frames in socket.receive_batch_nowait():
+                    repaired = session.invalid_utf8
                     try:
                         msg = session.deserialize(frames, channel=name)
                     except RemoteProtocolError as exc:
                         self._reject(name, frames, exc)
                         continue
                     counters.received += 1
+                    if session.invalid_utf8 != repaired:
+                        counters.invalid_utf8 += 1  # decoded as U+FFFD, delivered
                     if name == "stdin" and self._route_input_reply(msg):
                         continue
                     try:

@@ -41,9 +41,11 @@ def must_drop(
 
     A full buffer (in messages or in bytes) keeps only status messages (an execution ends with
     ``idle``, which busy/idle tracking must not miss), and those only up to
-    :data:`STATUS_RESERVE` beyond the bound.
+    :data:`STATUS_RESERVE` beyond the bound. An empty buffer takes any message, whatever its
+    size: a message larger than the byte bound says nothing about a slow consumer, and
+    dropping it would lose output for no reason (the memory it takes is already allocated).
     """
-    if queued < max_items and queued_bytes + nbytes <= max_bytes:
+    if queued < max_items and (queued == 0 or queued_bytes + nbytes <= max_bytes):
         return False
     return msg_type != "status" or queued >= max_items + STATUS_RESERVE
 

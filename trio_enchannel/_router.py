@@ -25,12 +25,12 @@ from ._errors import (
     RemoteProtocolError,
     SignatureMismatch,
 )
-from ._execution import _Request
+from ._execution import _ExecRequest, _Request
 from ._message import ChannelName, Message
 from ._queue import DroppingQueue
 from ._results import KernelInfo
 from ._session import Session
-from ._tracking import RequestTracker, Route
+from ._tracking import _FRAMING_TYPES, RequestTracker, Route
 
 __all__ = ["ClientStatistics", "Router"]
 
@@ -50,8 +50,9 @@ class ClientStatistics:
         unclaimed_iopub: IOPub messages of no request of this client, buffered in
             :attr:`KernelClient.unclaimed_iopub`.
         unclaimed_iopub_dropped: such messages dropped because the buffer was full.
-        late_dropped: trailing ``status``/``execute_input`` messages (and late replies of
-            readiness probes) of requests that had already returned, dropped by design.
+        late_dropped: ``status``/``execute_input`` messages that frame requests other than
+            executions (which gather no outputs), trailing ones of requests that had already
+            returned, and late replies of readiness probes: dropped by design.
         stdin_refused: ``input_request`` messages answered with an empty line because no
             handler was given or the request they belong to is gone.
         comms: comms currently open.
@@ -139,6 +140,15 @@ class Router:
             comms=len(self.comms),
         )
 
+    def iopub_dropped_for(self, msg_id: str) -> int:
+        """How many IOPub messages of the request ``msg_id`` the channels dropped (their
+        buffer was full); 0 for channels that do not say."""
+        dropped_for = getattr(self.channels.iopub, "dropped_for", None)
+        if not callable(dropped_for):
+            return 0
+        count = dropped_for(msg_id)
+        return count if isinstance(count, int) else 0
+
     # -- lifecycle ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -224,8 +234,19 @@ class Router:
     def deliver(self, msg: Message, channel: ChannelName, comm_handled: bool) -> None:
         routing = self.tracker.route(msg)
         if routing.route is Route.REQUEST:
-            assert routing.owner is not None
-            if not routing.owner.deliver(msg):  # a duplicate reply
+            owner = routing.owner
+            assert owner is not None
+            if channel == "iopub" and not isinstance(owner, _ExecRequest):
+                # A request other than an execution gathers no outputs: what it causes on
+                # IOPub (debug_event, a stream printed during inspect, the IOPub copy of
+                # shutdown_reply) is nobody's yet; keep it where such messages go.
+                if comm_handled:
+                    return
+                if msg.msg_type in _FRAMING_TYPES:
+                    self.tracker.dropped["request_status"] += 1
+                else:
+                    self.unclaimed_iopub.put_nowait(msg)
+            elif not owner.deliver(msg):  # a duplicate reply
                 self.unclaimed_replies.put_nowait(msg)
         elif routing.route is Route.UNCLAIMED:
             if channel == "iopub":
@@ -535,3 +556,13 @@ class Router:
     def forget_comm(self, comm_id: str) -> None:
         """Stop routing messages to the comm ``comm_id``."""
         self.comms.pop(comm_id, None)
+
+    def release_comm(self, comm: Comm) -> None:
+        """A comm the kernel opened that nobody will receive (its accept queue overflowed or
+        was closed): stop routing to it, and keep what it got as unclaimed IOPub messages
+        (its ``comm_open`` first), like the messages of comms of no accepted target."""
+        if self.comms.get(comm.comm_id) is comm:
+            del self.comms[comm.comm_id]
+        self.unclaimed_iopub.put_nowait(comm.open_message)
+        for msg in comm._take_messages():
+            self.unclaimed_iopub.put_nowait(msg)

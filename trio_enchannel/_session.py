@@ -134,14 +134,22 @@ _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 _PARTS = ("header", "parent_header", "metadata", "content")
 
 
-def _decode_part(raw: bytes, part: str) -> dict[str, Any]:
-    """Decode one JSON frame, raising MalformedMessage with the precise cause."""
+def _decode_part(raw: bytes, part: str, repaired: list[str] | None = None) -> dict[str, Any]:
+    """Decode one JSON frame, raising MalformedMessage with the precise cause.
+
+    Bytes that are not valid UTF-8 are a ``bad_utf8`` error, unless ``repaired`` is given:
+    they are then decoded as U+FFFD (as jupyter_client does: a kernel's ``print('\\udcff')``
+    sends such a byte) and ``part`` is appended to ``repaired``.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MalformedMessage(
-            f"{part} frame is not valid UTF-8: {exc}", reason="bad_utf8"
-        ) from exc
+        if repaired is None:
+            raise MalformedMessage(
+                f"{part} frame is not valid UTF-8: {exc}", reason="bad_utf8"
+            ) from exc
+        text = raw.decode("utf-8", "replace")
+        repaired.append(part)
     try:
         value = _decoder.decode(text)
     except (ValueError, RecursionError) as exc:
@@ -156,16 +164,17 @@ def _decode_part(raw: bytes, part: str) -> dict[str, Any]:
 _scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 
 
-def _decode_object(raw: bytes, part: str) -> dict[str, Any]:
+def _decode_object(raw: bytes, part: str, repaired: list[str]) -> dict[str, Any]:
     # Fast path: the C scanner on a frame that is exactly one JSON object. Anything unusual
-    # (whitespace around it, errors) takes the slow path, which reports the precise cause.
+    # (whitespace around it, invalid UTF-8, errors) takes the slow path, which repairs
+    # invalid UTF-8 or reports the precise cause.
     try:
         text = raw.decode("utf-8")
         value, end = _scan_once(text, 0)
     except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
-        return _decode_part(raw, part)
+        return _decode_part(raw, part, repaired)
     if end != len(text) or type(value) is not dict:
-        return _decode_part(raw, part)
+        return _decode_part(raw, part, repaired)
     return value
 
 
@@ -194,6 +203,16 @@ def _decode_four(
     if end != len(text) or type(content) is not dict:
         return None
     return header, parent, metadata, content
+
+
+def parent_id_of(raw: bytes) -> str | None:
+    """The ``msg_id`` in a parent header frame, or ``None`` if it cannot be read."""
+    try:
+        value = _decoder.decode(raw.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        return None
+    msg_id = value.get("msg_id") if isinstance(value, dict) else None
+    return msg_id if isinstance(msg_id, str) and msg_id else None
 
 
 def _header_from(data: dict[str, Any]) -> Header:
@@ -307,6 +326,10 @@ def warn_if_unsigned(session: Session, logger: logging.Logger, where: str) -> No
         )
 
 
+#: Messages up to this size (their four JSON frames) are joined before their signature is
+#: checked; larger ones are verified in place, so that a forged one costs no copy.
+_JOIN_LIMIT = 64 * 1024
+
 _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 
@@ -352,6 +375,22 @@ class _Signer:
         outer.update(inner.digest())
         return outer.hexdigest().encode("ascii")  # type: ignore[no-any-return]
 
+    def hexdigest_parts(self, parts: Iterable[_Buffer]) -> bytes:
+        """The HMAC of the concatenation of ``parts``, as lowercase hex ASCII, computed
+        over each part in place: nothing is joined or copied (a forged message costs no
+        memory before it is rejected)."""
+        if self._inner is None:
+            mac = hmac.new(self._key, digestmod=self._digest)
+            for part in parts:
+                mac.update(part)
+            return mac.hexdigest().encode("ascii")
+        inner = self._inner.copy()
+        for part in parts:
+            inner.update(part)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest().encode("ascii")  # type: ignore[no-any-return]
+
 
 @attrs.define(eq=False)
 class Session:
@@ -391,6 +430,7 @@ class Session:
     )
     _counter: Iterable[int] = attrs.field(init=False, factory=itertools.count, repr=False)
     _signer: _Signer = attrs.field(init=False, repr=False)
+    _invalid_utf8: int = attrs.field(init=False, default=0, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._digest = _scheme_factory(self.signature_scheme)
@@ -411,6 +451,12 @@ class Session:
     def key(self) -> bytes:
         """The HMAC key as bytes (never shown in reprs)."""
         return self._key
+
+    @property
+    def invalid_utf8(self) -> int:
+        """How many messages :meth:`deserialize` accepted with invalid UTF-8 in a JSON part,
+        decoded as U+FFFD replacement characters (as jupyter_client does)."""
+        return self._invalid_utf8
 
     @property
     def signed(self) -> bool:
@@ -581,12 +627,15 @@ class Session:
     ) -> Message:
         """Verify and decode a message from its frames.
 
-        The signature is checked with a constant-time comparison over the received bytes, then
-        recorded (only verified signatures are recorded) to reject replays.
+        The signature is checked first, with a constant-time comparison of an HMAC computed
+        over the received frames in place (nothing is copied or decoded before the message
+        is known to be authentic), then recorded (only verified signatures are recorded) to
+        reject replays. Bytes that are not valid UTF-8 in a JSON part are decoded as U+FFFD
+        replacement characters, as jupyter_client does, and counted (:attr:`invalid_utf8`).
 
         Raises:
             MalformedMessage: no delimiter, fewer than five frames after it, a JSON part that is
-                not UTF-8, not JSON, not an object, or a header without msg_id/msg_type.
+                not JSON, not an object, or a header without msg_id/msg_type.
             UnsignedMessage: a key is set but the signature frame is empty.
             InvalidSignature: the signature does not match.
             DuplicateSignature: the signature was already accepted (a replay).
@@ -604,32 +653,51 @@ class Session:
                 "(signature, header, parent_header, metadata, content)",
                 reason="too_few_frames",
             )
-        sig = bytes(frames[idx + 1])
-        h = bytes(frames[idx + 2])
-        p = bytes(frames[idx + 3])
-        m = bytes(frames[idx + 4])
-        c = bytes(frames[idx + 5])
-        signed = b"".join((h, p, m, c))
+        raw = frames[idx + 2 : idx + 6]
+        # A small message is joined at once (cheaper than hashing it in four parts); a large
+        # one is hashed in place, and copied only once it is known to be authentic.
+        small = len(raw[0]) + len(raw[1]) + len(raw[2]) + len(raw[3]) <= _JOIN_LIMIT
+        signed = b"".join(raw) if small else b""
         if self._key:
-            if not sig:
+            sig_frame = frames[idx + 1]
+            if not len(sig_frame):
                 raise UnsignedMessage("message has an empty signature but a key is configured")
             # HMAC over the four frames, compared in constant time.
-            if not hmac.compare_digest(sig, self._signer.hexdigest(signed)):
+            signer = self._signer
+            expected = signer.hexdigest(signed) if small else signer.hexdigest_parts(raw)
+            if len(sig_frame) != len(expected):
+                raise InvalidSignature("message signature does not match its content")
+            sig = bytes(sig_frame)
+            if not hmac.compare_digest(sig, expected):
                 raise InvalidSignature("message signature does not match its content")
             if sig in self._seen:
                 raise DuplicateSignature("message signature was already seen (replay)")
             self._record(sig)
-        decoded = _decode_four(signed, len(h), len(p), len(m)) if signed.isascii() else None
-        if decoded is not None:
-            header_data, parent, metadata, content = decoded
-            header = _header_from(header_data)
-        else:
-            header = _header_from(_decode_object(h, "header"))
-            # Real kernels send ``null`` for "no parent" (ipykernel's "starting" status) and
-            # jupyter_client accepts it: read it as ``{}``.
-            parent = {} if p == b"null" else _decode_object(p, "parent_header")
-            metadata = {} if m == b"null" else _decode_object(m, "metadata")
-            content = _decode_object(c, "content")
+        h = bytes(raw[0])
+        p = bytes(raw[1])
+        m = bytes(raw[2])
+        c = bytes(raw[3])
+        if not small:
+            signed = b"".join((h, p, m, c))
+        try:
+            decoded = _decode_four(signed, len(h), len(p), len(m)) if signed.isascii() else None
+            if decoded is not None:
+                header_data, parent, metadata, content = decoded
+                header = _header_from(header_data)
+            else:
+                repaired: list[str] = []
+                header = _header_from(_decode_object(h, "header", repaired))
+                # Real kernels send ``null`` for "no parent" (ipykernel's "starting" status)
+                # and jupyter_client accepts it: read it as ``{}``.
+                parent = {} if p == b"null" else _decode_object(p, "parent_header", repaired)
+                metadata = {} if m == b"null" else _decode_object(m, "metadata", repaired)
+                content = _decode_object(c, "content", repaired)
+                if repaired:
+                    self._invalid_utf8 += 1
+        except MalformedMessage as exc:
+            # Authentic but malformed: say which request it answers, if that can be read.
+            exc.parent_id = parent_id_of(p)
+            raise
         return _make_message(
             header,
             parent,

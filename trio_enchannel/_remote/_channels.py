@@ -32,6 +32,7 @@ from .._channel_views import (
 from .._errors import (
     KernelDied,
     LocalProtocolError,
+    MalformedMessage,
     RemoteProtocolError,
 )
 from .._fanout import Fanout
@@ -434,7 +435,7 @@ class RemoteChannels:
             # Full: keep only status messages (an execution ends with "idle"), and those only
             # up to a hard cap; never wait, so the websocket keeps being read.
             if must_drop(len(inbox), inbox.nbytes, nbytes, msg.msg_type, max_items, max_bytes):
-                counters.dropped += 1
+                counters.drop(msg.parent_id)
                 self._drop_log.dropped(name, max_items, max_bytes)
                 return
         else:
@@ -448,8 +449,26 @@ class RemoteChannels:
         if not inbox.put(msg, nbytes):
             counters.discarded += 1
 
+    def _on_repaired(self, msg: Message) -> None:
+        """Link callback: ``msg`` held invalid UTF-8, decoded as U+FFFD (counted, logged)."""
+        name = msg.channel
+        assert name is not None
+        count = self._counters[name].repaired()
+        if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+            logger.warning(
+                "accepted a %s message from kernel %s on %s with invalid UTF-8, replaced with "
+                "U+FFFD (%d so far; statistics().%s.invalid_utf8)",
+                msg.msg_type,
+                self.kernel_id,
+                name,
+                count,
+                name,
+            )
+
     def _reject(self, frame: str | bytes, error: RemoteProtocolError) -> None:
         name = peek_channel(frame)
+        if name == "iopub" and isinstance(error, MalformedMessage):
+            self._counters[name].lost(error.parent_id)
         if name is None:
             self._rejected_unknown += 1
             count = self._rejected_unknown
@@ -561,8 +580,10 @@ async def open_remote_channels(
       ``trio_enchannel.channels`` logger (at the first drop, then at most every 10 s).
       ``status`` messages are kept even then (a client waits for ``idle`` to end an
       execution), up to 1,000 beyond the bound. The oldest messages are kept, the newest
-      dropped. Memory on this side stays bounded by the buffers and the one websocket
-      message being read.
+      dropped; an empty buffer takes any message, whatever its size, and
+      :meth:`~trio_enchannel.IOPubChannel.dropped_for` counts the drops of one request.
+      Memory on this side stays bounded by the buffers and the one websocket message being
+      read.
     * ``iopub_overflow="wait"``: while the IOPub buffer is full the reader stops reading the
       websocket, resuming once the buffer is half empty. Nothing is dropped on this side,
       but the replies of the other channels wait behind IOPub (a ping unanswered meanwhile
@@ -663,6 +684,7 @@ async def open_remote_channels(
             on_restart=channels._on_restart,
             on_dead=channels._on_dead,
             on_connect=channels._on_connect,
+            on_repaired=channels._on_repaired,
             make_probe=lambda: session.message("kernel_info_request", channel="shell"),
             subprotocol_choice=subprotocol,
             connect_timeout=connect_timeout,

@@ -217,7 +217,7 @@ class FakeKernel:
         self,
         code: CodeMatcher,
         *steps: Step,
-        status: Literal["ok", "error", "aborted"] | None = None,
+        status: Literal["ok", "error", "aborted", "abort"] | None = None,
         reply: Mapping[str, Any] | None = None,
     ) -> Script:
         """Script what executing ``code`` does.
@@ -240,7 +240,7 @@ class FakeKernel:
         if not (isinstance(code, str) or callable(code)):
             raise TypeError(f"code must be a str or a predicate, got {type(code).__name__}")
         if status is not None:
-            check_choice("status", status, ("ok", "error", "aborted"))
+            check_choice("status", status, ("ok", "error", "aborted", "abort"))
         check_mapping("reply", reply)
         execution = Script(steps, status=status, reply=reply or {})
         self._scripts.append((code, execution))
