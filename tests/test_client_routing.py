@@ -684,6 +684,19 @@ async def test_orphan_prompt_is_refused(pair: tuple[KernelClient, Kernel]) -> No
     assert answer.content == {"value": ""} and answer.parent_id == prompt.msg_id
 
 
+async def _learn_subshell_support(client: KernelClient, kernel: Kernel) -> None:
+    """Let the client learn (kernel_info) that the kernel supports subshells, so its subshell
+    calls go straight to the request."""
+
+    async def kernel_side() -> None:
+        req = await kernel.shell.receive()
+        await kernel.reply(req, status="ok", supported_features=["kernel subshells"])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(kernel_side)
+        await client.kernel_info()
+
+
 @pytest.mark.parametrize("how", ["open_subshell", "create_subshell"])
 async def test_a_subshell_created_after_its_caller_was_cancelled_is_deleted(
     pair: tuple[KernelClient, Kernel], how: str
@@ -691,6 +704,7 @@ async def test_a_subshell_created_after_its_caller_was_cancelled_is_deleted(
     """Issue #12: cancelled once the create request was sent, the subshell the kernel then
     created was never deleted (a thread in ipykernel, for the kernel's lifetime)."""
     client, kernel = pair
+    await _learn_subshell_support(client, kernel)
     scope = trio.CancelScope()
 
     async def user() -> None:
@@ -721,6 +735,7 @@ async def test_a_cancelled_subshell_creation_that_failed_deletes_nothing(
     pair: tuple[KernelClient, Kernel],
 ) -> None:
     client, kernel = pair
+    await _learn_subshell_support(client, kernel)
     scope = trio.CancelScope()
 
     async def user() -> None:
