@@ -433,3 +433,55 @@ async def test_our_launcher_and_client_with_encryption(
             assert result.outputs[-1]["data"] == {"text/plain": "21"}
             info = await kernel.client.kernel_info()
             assert info.reply.content["implementation"] == "trio_calc"
+
+
+# -- command-line arguments the kernel does not know -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["script.calc"],
+        ["--unknown-flag"],
+        ["--Session.key=b''", "-x", "value", "a b"],
+    ],
+)
+def test_unknown_arguments_are_ignored(
+    extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    kernel = _load("trio_calc_kernel")
+    assert kernel.parse_args(["-f", "conn.json", *extra]) == "conn.json"
+    assert kernel.parse_args([*extra, "--connection-file=conn.json"]) == "conn.json"
+    warnings = capsys.readouterr().err
+    assert ("ignoring unknown arguments" in warnings) == bool(extra)
+
+
+def test_the_connection_file_is_still_required(capsys: pytest.CaptureFixture[str]) -> None:
+    kernel = _load("trio_calc_kernel")
+    with pytest.raises(SystemExit) as exit_info:
+        kernel.parse_args(["script.calc"])
+    assert exit_info.value.code == 2
+    assert "--connection-file" in capsys.readouterr().err
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+async def test_jupyter_run_passes_the_script_name(installed_kernel: str, tmp_path: Path) -> None:
+    # ``jupyter run --kernel=NAME FILE`` appends FILE to the kernel's command line.
+    script = tmp_path / "script.calc"
+    script.write_text("print(6 * 7)\n")
+    command = [
+        sys.executable,
+        "-c",
+        "from jupyter_client.runapp import main; main()",
+        f"--kernel={installed_kernel}",
+        str(script),
+    ]
+    with trio.fail_after(TIMEOUT * 2):
+        done = await trio.run_process(
+            command, capture_stdout=True, capture_stderr=True, check=False, cwd=tmp_path
+        )
+    output = (done.stdout + done.stderr).decode(errors="replace")
+    assert done.returncode == 0, output
+    assert "42" in done.stdout.decode(), output

@@ -321,11 +321,25 @@ async def main(connection_file: str) -> None:
         await CalcKernel(channels).serve()
 
 
-def cli(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> str:
+    """The connection file named on the command line.
+
+    Arguments the kernel does not know are ignored with a warning on stderr, never refused:
+    frontends add their own (``jupyter run --kernel=trio_calc script.calc`` passes the script's
+    name, ``KernelManager.start_kernel(extra_arguments=...)`` anything), and a kernel that
+    exits on them dies before its first reply.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-f", "--connection-file", required=True)
-    args = parser.parse_args(argv)
-    trio.run(main, args.connection_file)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        print(f"trio_calc: ignoring unknown arguments {unknown!r}", file=sys.stderr)
+    connection_file: str = args.connection_file
+    return connection_file
+
+
+def cli(argv: list[str] | None = None) -> None:
+    trio.run(main, parse_args(argv))
 
 
 if __name__ == "__main__":
