@@ -485,3 +485,39 @@ async def test_jupyter_run_passes_the_script_name(installed_kernel: str, tmp_pat
     output = (done.stdout + done.stderr).decode(errors="replace")
     assert done.returncode == 0, output
     assert "42" in done.stdout.decode(), output
+
+
+# -- two clients of one jupyter_client manager ------------------------------------------------
+
+
+def _second_client_of_the_manager(kernel_name: str) -> dict[str, Any]:
+    """start_new_kernel's client, then ``manager.client()``: both copy the manager's session,
+    whose id is the routing identity of their sockets. Returns the second client's reply."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, first = start_new_kernel(kernel_name=kernel_name, startup_timeout=TIMEOUT)
+    second = manager.client()
+    try:
+        assert second.session.bsession == first.session.bsession  # the sockets' identity
+        first.execute_interactive("x = 6", timeout=TIMEOUT)
+        second.start_channels()
+        second.wait_for_ready(timeout=TIMEOUT)
+        outputs: list[dict[str, Any]] = []
+        reply: dict[str, Any] = second.execute_interactive(
+            "print(x * 7)", timeout=TIMEOUT, output_hook=outputs.append
+        )
+        reply["streams"] = [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"]
+        return reply
+    finally:
+        second.stop_channels()
+        first.stop_channels()
+        manager.shutdown_kernel(now=False)
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+async def test_a_second_client_of_the_manager_gets_replies(installed_kernel: str) -> None:
+    with trio.fail_after(TIMEOUT * 3):
+        reply = await trio.to_thread.run_sync(_second_client_of_the_manager, installed_kernel)
+    assert reply["content"]["status"] == "ok"
+    assert reply["streams"] == ["42\n"]
