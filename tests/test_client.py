@@ -516,6 +516,39 @@ async def test_async_kernel_concurrent_requests_get_their_own_replies(
     assert stats.pending == 0 and stats.unclaimed_replies == 0
 
 
+async def protocol_5_5_requests(kernel: KernelProcess, *, usage: bool) -> None:
+    """Debug, subshells (and, with ``usage``, ipykernel's usage_request): every reply and
+    event validates against the extended schemas (the autouse ``received_messages``)."""
+    async with validated_client(kernel) as (client, checked):
+        with trio.fail_after(60):
+            initialized = await client.debug_request(
+                "initialize",
+                {"clientID": "test", "adapterID": "python", "pathFormat": "path"},
+            )
+            assert initialized["success"] is True and initialized["command"] == "initialize"
+            subshell = await client.create_subshell()
+            assert await client.list_subshell() == [subshell]
+            result = await client.execute("print('in the subshell')", subshell_id=subshell)
+            assert result.stdout == "in the subshell\n"
+            assert (await client.delete_subshell(subshell)).ok
+            assert await client.list_subshell() == []
+            if usage:
+                # An ipykernel extension (jupyter-resource-usage); async-kernel does not answer.
+                reply = await client.request(
+                    client.session.message("usage_request", {}, channel="control")
+                )
+                assert reply["pid"] == kernel.process.pid
+    assert {"debug_reply", "create_subshell_reply", "list_subshell_reply"} <= set(checked.validated)
+
+
+async def test_protocol_5_5_requests_ipykernel(ipykernel_process: KernelProcess) -> None:
+    await protocol_5_5_requests(ipykernel_process, usage=True)
+
+
+async def test_protocol_5_5_requests_async_kernel(async_kernel: KernelProcess) -> None:
+    await protocol_5_5_requests(async_kernel, usage=False)
+
+
 async def test_bash_kernel(tmp_path: Path) -> None:
     if importlib.util.find_spec("bash_kernel") is None:
         pytest.skip("bash_kernel is not installed")
