@@ -4,6 +4,11 @@
 message types it knows, the content. Protocol 5.5 types it does not know yet (subshells,
 ``iopub_welcome``, comms, debug) get the same treatment from the fragments below, written in
 the same JSON-schema style from the protocol documentation.
+
+:class:`ReceivedMessages` is what the autouse ``received_messages`` fixture (conftest.py) feeds
+every message a real-kernel test decodes. Deviations of upstream kernels are listed in
+:data:`DEVIATIONS` (or handled where named below), each as narrow as possible and documented
+in docs/reliability.rst ("Real kernels and their deviations").
 """
 
 from __future__ import annotations
