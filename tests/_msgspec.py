@@ -13,6 +13,8 @@ in docs/reliability.rst ("Real kernels and their deviations").
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
 from typing import Any
 
@@ -101,6 +103,7 @@ _ABORTED = Draft4Validator(
 )
 
 
+@functools.cache
 def _extra_validator(msg_type: str) -> Draft4Validator:
     schema: dict[str, Any] = {
         "$schema": "http://json-schema.org/draft-04/schema#",
@@ -131,9 +134,24 @@ def validate(msg: Message) -> None:
     validate_dict(as_dict(msg))
 
 
-def validate_dict(message: dict[str, Any]) -> None:
+#: Jupyter Server tells websocket clients of a kernel restart, and of a kernel that could not
+#: be restarted, with IOPub ``status`` messages it makes up itself ("restarting", "dead");
+#: accepted only on messages that came through a Jupyter Server.
+SERVER_STATES = ("restarting", "dead")
+
+_SERVER_STATUS = Draft4Validator(
+    {
+        "type": "object",
+        "properties": {"execution_state": {"enum": list(SERVER_STATES)}},
+        "required": ["execution_state"],
+        "additionalProperties": False,
+    }
+)
+
+
+def validate_dict(message: dict[str, Any], *, via_server: bool = False) -> None:
     """Validate one message given as jupyter_client's dict (header, parent_header, metadata,
-    content, buffers).
+    content, buffers); ``via_server``: it came through a Jupyter Server's websocket.
 
     Raises:
         jsonschema.ValidationError: the message does not follow the protocol.
@@ -149,6 +167,9 @@ def validate_dict(message: dict[str, Any]) -> None:
     if msg_type in DEVIATIONS:
         msg_type = DEVIATIONS[msg_type][0]
         message = {**message, "header": {**message["header"], "msg_type": msg_type}}
+    if via_server and msg_type == "status" and content.get("execution_state") in SERVER_STATES:
+        _SERVER_STATUS.validate(content)
+        return
     if msg_type.endswith("_reply") and content.get("status") in ("abort", "aborted"):
         # A request skipped after an earlier error (or interrupted, bash_kernel) is answered
         # with status "aborted" (ipykernel) or the older "abort" (bash_kernel), and no other
@@ -157,36 +178,86 @@ def validate_dict(message: dict[str, Any]) -> None:
         _ABORTED.validate(content)
         return
     if msg_type in msgspec_v5.schema_fragments and msg_type not in _EXTRA_FRAGMENTS:
-        msgspec_v5.validate_message(message)
+        _validate_known(message, msg_type)
         return
     if msg_type not in _EXTRA_FRAGMENTS:
         raise ValidationError(f"no schema for message type {msg_type!r}")
     _extra_validator(msg_type).validate(content)
 
 
+def _validate_known(message: dict[str, Any], msg_type: str) -> None:
+    """``msgspec_v5.validate_message`` with its validators built once, not per message (it
+    compiles a fresh schema for every call: half a millisecond a message, too slow for the
+    100,000-message floods of the reliability tests)."""
+    match = re.match(r"(\d+)\.(\d+)", message["header"]["version"])
+    if not match:
+        raise ValidationError(f"version {message['header']['version']!r} is not like 'x.y'")
+    minor = int(match.group(2))
+    if minor <= msgspec_v5.protocol_version[1]:
+        unexpected = set(message["header"]) - set(msgspec_v5.header_part["properties"])
+        if unexpected:
+            raise ValidationError(f"unexpected keys in header: {unexpected}")
+    status = None
+    if msg_type in msgspec_v5.reply_msgs_using_status:
+        status = message["content"].get("status")
+        if status not in ("ok", "error"):
+            raise ValidationError(f"status {status!r} should be ok/error/abort")
+    _known_validator(msg_type, minor, status).validate(message["content"])
+
+
+@functools.cache
+def _known_validator(msg_type: str, minor: int, status: str | None) -> Draft4Validator:
+    if status == "error":
+        return msgspec_v5.get_error_reply_validator(minor)
+    return msgspec_v5.get_msg_content_validator(msg_type, minor)
+
+
 @attrs.define(eq=False)
 class ReceivedMessages:
     """Every message decoded while a test runs (by trio-enchannel or by jupyter_client, on
     any thread), validated as it arrives: problems are collected, never raised into the code
-    that decoded the message."""
+    that decoded the message.
 
+    jsonschema takes about 0.3 ms a message, so floods are sampled: after the first ``full``
+    messages of a type, one in ``sample`` is validated (the others are counted in
+    :attr:`sampled_out`). ``full=None`` validates everything."""
+
+    full: int | None = None
+    sample: int = 1
     problems: list[str] = attrs.field(factory=list)
     validated: dict[str, int] = attrs.field(factory=dict)
+    sampled_out: dict[str, int] = attrs.field(factory=dict)
+    _seen: dict[str, int] = attrs.field(factory=dict)
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
 
-    def check(self, message: Message | dict[str, Any]) -> None:
+    def _wanted(self, msg_type: str) -> bool:
+        with self._lock:
+            seen = self._seen[msg_type] = self._seen.get(msg_type, 0) + 1
+            if self.full is None or seen <= self.full or seen % self.sample == 0:
+                return True
+            self.sampled_out[msg_type] = self.sampled_out.get(msg_type, 0) + 1
+            return False
+
+    def check(self, message: Message | dict[str, Any], *, via_server: bool = False) -> None:
+        """Validate ``message``; ``via_server``: it came through a Jupyter Server."""
         if isinstance(message, Message):
+            if not self._wanted(message.msg_type):
+                return
             where: str = message.channel or "?"
             message = as_dict(message)
         else:
             where = "jupyter_client"
+            header = message.get("header")
+            kind = header.get("msg_type", "?") if isinstance(header, dict) else "?"
+            if not self._wanted(kind):
+                return
         header = message.get("header")
         msg_type = header.get("msg_type", "?") if isinstance(header, dict) else "?"
         if not isinstance(message.get("content"), dict):
             return  # jupyter_client asked not to decode the content
         problem: str | None = None
         try:
-            validate_dict(message)
+            validate_dict(message, via_server=via_server)
         except ValidationError as exc:
             problem = f"{where} {msg_type}: {exc.message}\n{message.get('content')!r}"[:2000]
         with self._lock:

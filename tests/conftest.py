@@ -27,6 +27,7 @@
     trio-enchannel (``Session.deserialize``, the remote links' frame decoder) or by
     jupyter_client (``Session.deserialize``, on any thread), is validated against the message
     schemas (``tests/_msgspec.py``); the test fails at teardown if one did not validate.
+    Past 1000 messages of one type in a test (the floods), one in 100 is validated.
     Validation never changes what the decoding code sees.
 
 :func:`kernel_process` is the context manager behind them, for tests that need another
@@ -250,7 +251,8 @@ def received_messages(
     from trio_enchannel._remote import _link
     from trio_enchannel._remote._framing import decode_frame
 
-    received = ReceivedMessages()
+    # Every message of a type up to 1000 per test, then one in 100 (floods).
+    received = ReceivedMessages(full=1000, sample=100)
     ours = Session.deserialize
     theirs = jupyter_client.session.Session.deserialize
 
@@ -261,7 +263,7 @@ def received_messages(
 
     def decode(*args: Any, **kwargs: Any) -> Message:
         msg = decode_frame(*args, **kwargs)
-        received.check(msg)
+        received.check(msg, via_server=True)
         return msg
 
     def jupyter_client_deserialize(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:

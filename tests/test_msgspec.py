@@ -83,6 +83,31 @@ def test_jupyter_client_dicts_are_checked_too() -> None:
     assert len(received.problems) == 1
 
 
+def test_jupyter_servers_own_states_only_through_a_server() -> None:
+    restarting = Session().message("status", {"execution_state": "restarting"}, channel="iopub")
+    direct, served = ReceivedMessages(), ReceivedMessages()
+    direct.check(restarting)
+    served.check(restarting, via_server=True)
+    assert len(direct.problems) == 1 and served.problems == []
+    served.check(
+        Session().message("status", {"execution_state": "sleepy"}, channel="iopub"),
+        via_server=True,
+    )
+    assert len(served.problems) == 1
+
+
+def test_floods_are_sampled_but_every_type_is_checked() -> None:
+    received = ReceivedMessages(full=3, sample=10)
+    session = Session()
+    bad = session.message("stream", {"name": "stdout", "text": 1}, channel="iopub")
+    for _ in range(30):
+        received.check(bad)
+    received.check(session.message("status", {"execution_state": "nap"}, channel="iopub"))
+    assert received.validated == {"stream": 3 + 3, "status": 1}  # 3, then the 10th, 20th, 30th
+    assert received.sampled_out == {"stream": 24}
+    assert len(received.problems) == 7
+
+
 def test_every_deviation_names_its_kernel() -> None:
     for alias, (msg_type, reason) in DEVIATIONS.items():
         assert msg_type != alias and ":" in reason
