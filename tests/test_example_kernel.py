@@ -11,9 +11,11 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar, Literal
@@ -521,3 +523,65 @@ async def test_a_second_client_of_the_manager_gets_replies(installed_kernel: str
         reply = await trio.to_thread.run_sync(_second_client_of_the_manager, installed_kernel)
     assert reply["content"]["status"] == "ok"
     assert reply["streams"] == ["42\n"]
+
+
+# -- the kernel's parent dies -----------------------------------------------------------------
+
+_PARENT = """
+import os, subprocess, sys
+kernel = subprocess.Popen(
+    [sys.executable, sys.argv[1], "-f", sys.argv[2]],
+    env={**os.environ, "JPY_PARENT_PID": str(os.getpid())},
+)
+print(kernel.pid, flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+async def test_the_kernel_exits_when_its_parent_dies(tmp_path: Path) -> None:
+    """jupyter_client tells a kernel its parent's pid (``JPY_PARENT_PID``); like ipykernel, the
+    example kernel exits when that process dies, so a frontend killed outright (SIGKILL)
+    leaves no orphaned kernel behind."""
+    import psutil
+
+    from trio_enchannel import ConnectionInfo, open_client, write_connection_file
+
+    info = ConnectionInfo.allocate()
+    connection_file = write_connection_file(info, tmp_path / "kernel.json")
+    kernel_script = str(EXAMPLE / "trio_calc_kernel.py")
+    command = [sys.executable, "-c", _PARENT, kernel_script, str(connection_file)]
+    kernel: psutil.Process | None = None
+    async with trio.open_nursery() as nursery:
+        parent: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                check=False,
+            )
+        )
+        try:
+            with trio.fail_after(TIMEOUT):
+                assert parent.stdout is not None
+                line = b""
+                while not line.endswith(b"\n"):
+                    chunk = await parent.stdout.receive_some()
+                    if not chunk:
+                        pytest.fail("the parent exited before starting the kernel")
+                    line += chunk
+                kernel = psutil.Process(int(line))
+                async with open_client(info) as client:
+                    await client.wait_for_ready()  # it runs, watching its parent
+                parent.kill()
+            try:
+                # It exits by itself (a bounded wait: psutil cannot be cancelled).
+                await trio.to_thread.run_sync(kernel.wait, TIMEOUT)
+            except psutil.TimeoutExpired:
+                pytest.fail(f"the kernel outlived its parent by {TIMEOUT} s")
+        finally:
+            parent.kill()
+            if kernel is not None and kernel.is_running():
+                kernel.kill()
