@@ -112,6 +112,10 @@ async def _start(
     env = dict(os.environ)
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     env["JUPYTER_RUNTIME_DIR"] = str(directory / "runtime")
+    # A history database of its own: IPython kernels (ipykernel, async-kernel) share
+    # ~/.ipython's otherwise, so a history search would find other tests' (and other
+    # processes') cells, and concurrent writers collide.
+    env["IPYTHONDIR"] = str(directory / "ipython")
     command = [part.replace("{connection_file}", str(path)) for part in argv]
     with log.open("wb") as output:
         process = await trio.lowlevel.open_process(
