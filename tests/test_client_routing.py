@@ -620,7 +620,7 @@ async def test_stdin_sync_handler(pair: tuple[KernelClient, Kernel]) -> None:
 
     result, req, answer = await run_with_prompt(client, kernel, stdin=handler)
     assert req.content["allow_stdin"] is True
-    assert answer.msg_type == "input_reply" and answer.content == {"value": "bob"}
+    assert answer.msg_type == "input_reply" and answer.content == {"status": "ok", "value": "bob"}
     assert answer.parent_id is not None and answer.parent_msg_type == "input_request"
     assert prompts[0].prompt == "name? " and prompts[0].password is False
     assert result.stdout == "hello bob"
@@ -635,14 +635,15 @@ async def test_stdin_async_handler_and_password_flag(pair: tuple[KernelClient, K
         return "secret" if req.password else "visible"
 
     _result, _, answer = await run_with_prompt(client, kernel, password=True, stdin=handler)
-    assert answer.content == {"value": "secret"}
+    assert answer.content == {"status": "ok", "value": "secret"}
 
 
 async def test_stdin_default_handler_from_open_client() -> None:
     channels, kernel = memory_pair()
     async with open_client(channels, stdin=lambda req: "default") as client:
         _result, req, answer = await run_with_prompt(client, kernel)
-    assert req.content["allow_stdin"] is True and answer.content == {"value": "default"}
+    assert req.content["allow_stdin"] is True
+    assert answer.content == {"status": "ok", "value": "default"}
 
 
 async def test_stdin_handler_error_answers_empty_and_raises(
@@ -655,7 +656,7 @@ async def test_stdin_handler_error_answers_empty_and_raises(
 
     result, _, answer = await run_with_prompt(client, kernel, stdin=handler)
     assert isinstance(result, EOFError)
-    assert answer.content == {"value": ""}  # the kernel is not left blocked
+    assert answer.content == {"status": "ok", "value": ""}  # the kernel is not left blocked
 
 
 async def test_prompt_without_handler_is_refused_with_empty_line(
@@ -664,7 +665,7 @@ async def test_prompt_without_handler_is_refused_with_empty_line(
     client, kernel = pair
     result, req, answer = await run_with_prompt(client, kernel)
     assert req.content["allow_stdin"] is False
-    assert answer.content == {"value": ""}
+    assert answer.content == {"status": "ok", "value": ""}
     assert client.statistics().stdin_refused == 1
     # The execution's result says so: its code read an empty line nobody typed.
     assert result.ok and result.stdin_refused == 1
@@ -681,7 +682,7 @@ async def test_orphan_prompt_is_refused(pair: tuple[KernelClient, Kernel]) -> No
     await kernel.stdin.send(prompt)
     with trio.fail_after(5):
         answer = await kernel.stdin.receive()
-    assert answer.content == {"value": ""} and answer.parent_id == prompt.msg_id
+    assert answer.content == {"status": "ok", "value": ""} and answer.parent_id == prompt.msg_id
 
 
 async def _learn_subshell_support(client: KernelClient, kernel: Kernel) -> None:

@@ -597,6 +597,12 @@ def _open_sockets(
                 # Pass every subscription (not only the first per topic) so that each new
                 # subscriber is welcomed.
                 sock.set_option("XPUB_VERBOSE", 1)
+            if kind == "ROUTER" and name != "hb":
+                # A client that reuses a routing identity takes it over, as in ipykernel:
+                # jupyter_client's clients of one manager share its session, whose id is their
+                # identity, and a reconnecting client may arrive before the ROUTER noticed that
+                # its old connection is gone. Without handover the newcomer is never routed.
+                sock.set_option("ROUTER_HANDOVER", 1)
             if name == "stdin":
                 # Refuse input requests for clients that are not (yet) connected to stdin
                 # instead of dropping them: input_request waits for the client to connect.

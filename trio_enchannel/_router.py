@@ -298,8 +298,10 @@ class Router:
             self.nursery.start_soon(self.send_input_reply, msg, "")
 
     async def send_input_reply(self, request: Message, value: str) -> None:
+        # The protocol's content is {"value": ...}; "status" as well, like JupyterLab's
+        # replies, because some kernels (async-kernel) read it as they would any reply's.
         reply = self.session.message(
-            "input_reply", {"value": value}, parent=request, channel="stdin"
+            "input_reply", {"status": "ok", "value": value}, parent=request, channel="stdin"
         )
         try:
             await self.channels.stdin.send(reply)
