@@ -17,6 +17,19 @@
     The same for xeus-python (``python -m xpython_launcher``); the test is skipped where
     xeus-python is not installed.
 
+``async_kernel``
+    The same for async-kernel (``python -m async_kernel start``, Trio backend), a concurrent
+    IPython kernel (protocol 5.5) that runs requests concurrently; skipped where async-kernel
+    is not installed (it needs Python 3.11).
+
+``received_messages`` (autouse)
+    In every test marked ``kernel``, each message decoded in the test process, by
+    trio-enchannel (``Session.deserialize``, the remote links' frame decoder) or by
+    jupyter_client (``Session.deserialize``, on any thread), is validated against the message
+    schemas (``tests/_msgspec.py``); the test fails at teardown if one did not validate.
+    Past 1000 messages of one type in a test (the floods), one in 100 is validated.
+    Validation never changes what the decoding code sees.
+
 :func:`kernel_process` is the context manager behind them, for tests that need another
 transport (``ConnectionInfo.allocate(transport="ipc")``), CurveZMQ keys or another kernel.
 """
@@ -30,19 +43,31 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import attrs
 import psutil
 import pytest
 import trio
 
-from trio_enchannel import ConnectionInfo, write_connection_file
+from trio_enchannel import ConnectionInfo, Message, Session, write_connection_file
+
+from ._msgspec import ReceivedMessages
 
 IPYKERNEL_ARGV = (sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}")
 XEUS_PYTHON_ARGV = (sys.executable, "-m", "xpython_launcher", "-f", "{connection_file}")
+#: async-kernel on its Trio backend (its kernelspec "async" uses asyncio).
+ASYNC_KERNEL_ARGV = (
+    sys.executable,
+    "-m",
+    "async_kernel",
+    "start",
+    "--connection_file={connection_file}",
+    "--backend=trio",
+)
 
 
 @attrs.frozen
@@ -87,6 +112,10 @@ async def _start(
     env = dict(os.environ)
     env.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     env["JUPYTER_RUNTIME_DIR"] = str(directory / "runtime")
+    # A history database of its own: IPython kernels (ipykernel, async-kernel) share
+    # ~/.ipython's otherwise, so a history search would find other tests' (and other
+    # processes') cells, and concurrent writers collide.
+    env["IPYTHONDIR"] = str(directory / "ipython")
     command = [part.replace("{connection_file}", str(path)) for part in argv]
     with log.open("wb") as output:
         process = await trio.lowlevel.open_process(
@@ -202,3 +231,57 @@ async def xeus_python(tmp_path: Path) -> AsyncIterator[KernelProcess]:
         pytest.skip("xeus-python is not installed")
     async with kernel_process(tmp_path, XEUS_PYTHON_ARGV) as kernel:
         yield kernel
+
+
+@pytest.fixture
+async def async_kernel(tmp_path: Path) -> AsyncIterator[KernelProcess]:
+    """A running async-kernel (Trio backend); skips the test where it is not installed."""
+    if importlib.util.find_spec("async_kernel") is None:
+        pytest.skip("async-kernel is not installed (it needs Python 3.11 or later)")
+    async with kernel_process(tmp_path, ASYNC_KERNEL_ARGV) as kernel:
+        yield kernel
+
+
+@pytest.fixture(autouse=True)
+def received_messages(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ReceivedMessages | None]:
+    """Validate every message a real-kernel test receives (see the module docstring)."""
+    if request.node.get_closest_marker("kernel") is None:
+        yield None
+        return
+    import jupyter_client.session
+
+    from trio_enchannel._remote import _link
+    from trio_enchannel._remote._framing import decode_frame
+
+    # Every message of a type up to 1000 per test, then one in 100 (floods).
+    received = ReceivedMessages(full=1000, sample=100)
+    ours = Session.deserialize
+    theirs = jupyter_client.session.Session.deserialize
+
+    def deserialize(self: Session, *args: Any, **kwargs: Any) -> Message:
+        msg = ours(self, *args, **kwargs)
+        received.check(msg)
+        return msg
+
+    def decode(*args: Any, **kwargs: Any) -> Message:
+        msg = decode_frame(*args, **kwargs)
+        received.check(msg, via_server=True)
+        return msg
+
+    def jupyter_client_deserialize(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        msg: dict[str, Any] = theirs(self, *args, **kwargs)
+        received.check(msg)
+        return msg
+
+    monkeypatch.setattr(Session, "deserialize", deserialize)
+    monkeypatch.setattr(_link, "decode_frame", decode)
+    monkeypatch.setattr(jupyter_client.session.Session, "deserialize", jupyter_client_deserialize)
+    yield received
+    if received.problems:
+        pytest.fail(
+            f"{len(received.problems)} received message(s) do not follow the protocol:\n"
+            + "\n".join(received.problems[:20]),
+            pytrace=False,
+        )

@@ -475,6 +475,31 @@ async def test_iopub_buffer_is_bounded_in_bytes_too() -> None:
             assert [(await ch.iopub.receive()).content["i"] for _ in range(4)] == [0, 1, 2, 3]
 
 
+async def test_a_message_larger_than_the_byte_bound_is_kept_while_the_buffer_is_empty() -> None:
+    """Issue #12: one message larger than ``iopub_buffer_bytes`` (a 40 MB print) was dropped
+    although nothing was queued: its size alone says nothing about a slow consumer. What
+    is dropped is remembered against the request it belongs to."""
+    huge = "x" * 200_000
+    request = Session("other").message("execute_request", channel="shell")
+    async with (
+        raw_kernel() as kernel,
+        open_channels(kernel.info, iopub_buffer_bytes=50_000, report_rejects=True) as ch,
+    ):
+        with trio.fail_after(TIMEOUT):
+            await kernel.wait_subscribed()
+            messages = [
+                kernel.message("stream", {"i": i, "text": huge}, parent=request) for i in range(3)
+            ]
+            await _publish_then_sync(kernel, ch, messages)
+            stats = ch.statistics().iopub
+            # The first fits alone; the next two would pass the bound of a non-empty buffer.
+            assert (stats.queued, stats.dropped) == (1, 2)
+            assert ch.iopub.dropped_for(request.msg_id) == 2
+            assert ch.iopub.dropped_for("another request") == 0
+            got = await ch.iopub.receive()
+            assert got.content["i"] == 0 and len(got.content["text"]) == 200_000
+
+
 async def test_iopub_status_messages_past_the_bound_have_a_hard_cap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import io
 import json
 import os
 import shutil
@@ -256,6 +257,56 @@ async def test_run_code(tmp_path: Path) -> None:
 
 
 @kernel
+async def test_one_output_larger_than_the_iopub_byte_bound_is_shown(tmp_path: Path) -> None:
+    # Issue #12: a single 40 MB message (more than iopub_buffer_bytes, 32 MiB) was dropped
+    # although nothing else was buffered; the command printed nothing and exited 0.
+    done = await cli(tmp_path, "run", "-c", "print('x' * 40_000_000)")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == "x" * 40_000_000 + "\n"
+    assert "slower than the kernel" not in done.stderr
+
+
+async def test_output_dropped_on_the_way_is_exit_status_4(tmp_path: Path) -> None:
+    """Issue #12: IOPub messages dropped for a slow consumer left the command exiting 0."""
+    from trio_enchannel import open_client
+    from trio_enchannel._cli import EXIT_OUTPUT_LOST
+    from trio_enchannel._cli_render import Renderer
+    from trio_enchannel._cli_run import CliState, _execute
+
+    from .test_client_routing import CountingIOPub, memory_pair
+
+    channels, kernel = memory_pair()
+    iopub = CountingIOPub(channels.iopub)
+    channels = attrs.evolve(channels, iopub=iopub)  # type: ignore[arg-type]
+
+    async def kernel_side() -> None:
+        req = await kernel.shell.receive()
+        await kernel.status(req, "busy")
+        iopub.drops[req.msg_id] = 3
+        await kernel.publish(req, "stream", name="stdout", text="kept\n")
+        await kernel.reply(req, status="ok", execution_count=1)
+        await kernel.status(req, "idle")
+
+    out, err = io.StringIO(), io.StringIO()
+    state = CliState(ui=Renderer(stdout=out, stderr=err, output_dir=tmp_path))
+    with trio.fail_after(TIMEOUT):
+        async with open_client(channels) as client, trio.open_nursery() as nursery:
+            nursery.start_soon(kernel_side)
+            kernel_stand_in: Any = _KernelStandIn(client)
+            status = await _execute(state, kernel_stand_in, "print('x' * 10**8)", None)
+    assert status == EXIT_OUTPUT_LOST == 4
+    assert out.getvalue() == "kept\n"
+    assert "3 outputs lost" in err.getvalue()
+
+
+@attrs.frozen
+class _KernelStandIn:
+    """Stands for the launcher's Kernel: the command only uses its client here."""
+
+    client: Any
+
+
+@kernel
 async def test_run_file_keeps_stdout_and_stderr_apart_and_prints_the_value(tmp_path: Path) -> None:
     (tmp_path / "script.py").write_text(
         "import sys\nprint('to stdout')\nprint('to stderr', file=sys.stderr)\n6 * 7\n"
@@ -475,6 +526,49 @@ async def test_notebook_stops_at_the_first_error_and_writes_outputs(tmp_path: Pa
     assert nbformat.read(tmp_path / "nb.ipynb", as_version=4).cells[1].outputs == []
 
 
+def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trio_enchannel import _cli_notebook as cli_notebook
+    from trio_enchannel import open_client
+    from trio_enchannel._cli import main
+
+    from .test_client_routing import CountingIOPub, memory_pair
+
+    @asynccontextmanager
+    async def kernel_that_loses_output(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        channels, kernel = memory_pair()
+        iopub = CountingIOPub(channels.iopub)
+        channels = attrs.evolve(channels, iopub=iopub)  # type: ignore[arg-type]
+
+        async def kernel_side() -> None:
+            while True:
+                req = await kernel.shell.receive()
+                if req.msg_type == "kernel_info_request":
+                    await kernel.answer_kernel_info(req)
+                    continue
+                await kernel.status(req, "busy")
+                if "lossy" in req.content["code"]:
+                    iopub.drops[req.msg_id] = 2
+                await kernel.publish(req, "stream", name="stdout", text="kept\n")
+                await kernel.reply(req, status="ok", execution_count=1)
+                await kernel.status(req, "idle")
+
+        async with open_client(channels) as client, trio.open_nursery() as nursery:
+            nursery.start_soon(kernel_side)
+            yield _KernelStandIn(client)
+            nursery.cancel_scope.cancel()
+
+    monkeypatch.setattr(cli_notebook, "open_cli_kernel", kernel_that_loses_output)
+    _notebook(tmp_path / "nb.ipynb", ["'lossy'", "'fine'"])
+    status = main(["run", str(tmp_path / "nb.ipynb"), "-o", str(tmp_path / "out.ipynb")])
+    err = capsys.readouterr().err
+    assert status == 4, err
+    assert "cell 2: 2 outputs lost" in err
+    nb = _nbformat().read(tmp_path / "out.ipynb", as_version=4)
+    assert [c.outputs[0]["text"] for c in nb.cells[1:]] == ["kept\n", "kept\n"]
+
+
 @kernel
 async def test_notebook_allow_errors_runs_every_cell(tmp_path: Path) -> None:
     nbformat = _nbformat()
@@ -522,3 +616,19 @@ async def test_info_prints_a_running_kernels_kernel_info(
     assert "language: python" in done.stdout
     done = await cli(tmp_path, "info", "--json", path)
     assert json.loads(done.stdout)["implementation"] == "ipython"
+
+
+@kernel
+async def test_info_names_a_key_that_does_not_fit_the_kernel(
+    tmp_path: Path, ipykernel_process: KernelProcess
+) -> None:
+    """A connection file with another key: a one-line usage error naming the key, at once,
+    instead of a timeout (or a traceback)."""
+    from trio_enchannel import ConnectionInfo
+
+    info = ConnectionInfo.from_file(ipykernel_process.connection_file)
+    path = tmp_path / "other-key.json"
+    path.write_text(json.dumps(dict(info.to_dict(), key="another-key")))
+    done = await cli(tmp_path, "info", str(path), "--timeout", "60")
+    assert done.returncode == 2, done.stderr
+    assert "key" in done.stderr and "Traceback" not in done.stderr

@@ -1,5 +1,6 @@
 """KernelClient against real kernels: ipykernel (every request type, concurrency, stdin, comms,
-subshells, interrupt, death), xeus-python and bash_kernel.
+subshells, interrupt, death), xeus-python, async-kernel (requests run concurrently) and
+bash_kernel.
 
 Every message the client receives in these tests is validated against jupyter_kernel_test's
 message schemas (``tests/_msgspec.py``).
@@ -139,7 +140,49 @@ async def test_shutdown_request(ipykernel_process: KernelProcess) -> None:
         with trio.fail_after(30):
             reply = await client.shutdown()
             assert reply.ok and reply["restart"] is False
+            # ipykernel also publishes the reply on IOPub (before the control reply): that
+            # copy is nobody's, so it is kept as unclaimed, never discarded.
+            while (copy := await client.unclaimed_iopub.receive()).msg_type != "shutdown_reply":
+                pass
+            assert copy.parent_id == reply.message.parent_id
             assert await ipykernel_process.process.wait() == 0
+
+
+async def test_nothing_the_kernel_sends_is_lost_silently(ipykernel_process: KernelProcess) -> None:
+    """Issue #12: output lost without a trace at the edges."""
+    async with validated_client(ipykernel_process) as (client, checked):
+        with trio.fail_after(60):
+            # A lone surrogate reaches us as a byte that is not UTF-8 (jupyter_client's
+            # packer uses "surrogateescape"): replaced with U+FFFD and counted, the message
+            # kept (it was rejected whole, losing the cell's output).
+            result = await client.execute("print('a'); print('\\udcff'); print('b')")
+            assert result.ok and result.stdout == "a\n\ufffd\nb\n", result.outputs
+            assert checked.statistics().iopub.invalid_utf8 >= 1
+
+            # A stream printed while answering inspect, flushed before the reply.
+            await client.execute(
+                "import sys, time\n"
+                "class Noisy:\n"
+                "    @property\n"
+                "    def __doc__(self):\n"
+                "        print('printed during inspect', flush=True)\n"
+                "        time.sleep(0.5)\n"
+                "        return 'noisy doc'\n"
+                "noisy = Noisy()\n"
+            )
+            assert (await client.inspect("noisy", detail_level=0)).ok
+            while (msg := await client.unclaimed_iopub.receive()).msg_type != "stream":
+                pass
+            assert msg.content["text"] == "printed during inspect\n"
+
+            # The debugger's events after a debug_request.
+            await client.debug_request(
+                "initialize", {"clientID": "trio-enchannel", "adapterID": "python"}
+            )
+            assert (await client.debug_request("attach")).content.get("success") is True
+            while (msg := await client.unclaimed_iopub.receive()).msg_type != "debug_event":
+                pass
+            assert msg.content.get("type") == "event"
 
 
 async def test_outputs_as_a_notebook_shows_them(ipykernel_process: KernelProcess) -> None:
@@ -365,6 +408,26 @@ async def test_comms(ipykernel_process: KernelProcess) -> None:
 # -- ipykernel: subshells, interrupt, death -----------------------------------------------
 
 
+async def test_cancelled_subshell_blocks_leave_no_subshell_behind(
+    ipykernel_process: KernelProcess,
+) -> None:
+    """Issue #12: 6 of 7 blocks cancelled after the create request was sent leaked their
+    subshell (a thread in ipykernel). Cancel at many points: none may be left."""
+    async with validated_client(ipykernel_process) as (client, _):
+        with trio.fail_after(60):
+            for delay in (0, 0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.02, 0.05):
+                with trio.move_on_after(delay):
+                    async with client.open_subshell() as subshell:
+                        await client.execute("1", subshell_id=subshell)
+                        await trio.sleep_forever()
+                created: str | None = None
+                with trio.move_on_after(delay):
+                    created = await client.create_subshell()
+                if created is not None:  # not cancelled: ours to delete
+                    assert (await client.delete_subshell(created)).ok
+            assert await client.list_subshell() == []
+
+
 async def test_subshell_runs_while_the_main_shell_is_busy(ipykernel_process: KernelProcess) -> None:
     async with validated_client(ipykernel_process) as (client, _):
         with trio.fail_after(60):
@@ -436,6 +499,116 @@ async def test_xeus_python(xeus_python: KernelProcess) -> None:
             assert "ZeroDivisionError" in failed.error.ename
             assert failed.error.evalue == "division by zero"
             assert "ZeroDivisionError" in one_of(failed, "error")["ename"]
+
+
+async def test_async_kernel(async_kernel: KernelProcess) -> None:
+    async with validated_client(async_kernel) as (client, _):
+        with trio.fail_after(30):
+            info = client.kernel_info_cache
+            assert info is not None and info.implementation == "async-kernel"
+            assert info.protocol_version == "5.5"
+            result = await client.execute("print('hi from async-kernel')\n6 * 7")
+            assert result.ok and result.stdout == "hi from async-kernel\n"
+            assert result.data == {"text/plain": "42"}
+            failed = await client.execute("1 / 0")
+            assert failed.status == "error" and failed.error is not None
+            assert failed.error.ename == "ZeroDivisionError"
+            assert (await client.kernel_info(channel="control")).implementation == "async-kernel"
+            assert (await client.complete("import o")).ok
+            assert (await client.inspect("len")).ok
+            assert (await client.is_complete("for i in x:")).status == "incomplete"
+            assert (await client.comm_info()).ok
+            # Our input_reply carries "status" (as JupyterLab's do), which async-kernel reads.
+            asked = await client.execute(
+                "print('hi', input('name? '))", stdin=lambda request: "Ada"
+            )
+            assert asked.ok, asked.error
+            assert asked.stdout == "hi Ada\n"
+
+
+async def test_async_kernel_concurrent_requests_get_their_own_replies(
+    async_kernel: KernelProcess,
+) -> None:
+    """async-kernel runs ``# task`` cells concurrently: every cell here waits until all of them
+    are running (a barrier in the kernel), so replies and outputs come back interleaved, in
+    the kernel's order, not the requests'. Each must reach the task that asked."""
+    n = 40
+    async with validated_client(async_kernel) as (client, _):
+        executions: dict[int, ExecuteResult] = {}
+        others: dict[int, str] = {}
+
+        async def execute(i: int) -> None:
+            code = (
+                "# task\n"
+                "running[0] += 1\n"
+                "if running[0] == N:\n"
+                "    everyone.set()\n"
+                "await everyone.wait()\n"
+                f"print({i}, end='')\n"
+                f"{i} * 2"
+            )
+            # store_history=False: IPython's history database is not safe for concurrent
+            # cells (async-kernel then prints "Session/line number was not unique").
+            executions[i] = await client.execute(code, store_history=False)
+
+        async def other(i: int) -> None:
+            if i % 3 == 0:
+                others[i] = (await client.kernel_info(channel="control")).implementation
+            elif i % 3 == 1:
+                others[i] = str((await client.complete(f"v{i}_"))["cursor_end"])
+            else:
+                others[i] = (await client.is_complete(f"x = {i}")).status
+
+        with trio.fail_after(120):
+            setup = f"import trio\neveryone = trio.Event()\nrunning = [0]\nN = {n}"
+            await client.execute(setup, raise_on_error=True)
+            async with trio.open_nursery() as nursery:
+                for i in range(n):
+                    nursery.start_soon(execute, i)
+                    nursery.start_soon(other, i)
+        stats = client.statistics()
+    assert len(executions) == len(others) == n
+    for i, result in executions.items():
+        assert result.ok, (i, result.error)
+        assert result.stdout == str(i)
+        assert result.data == {"text/plain": str(i * 2)}
+        assert {m.parent_id for m in result.messages} == {result.reply.parent_id}
+    for i, answer in others.items():
+        assert answer == {0: "async-kernel", 1: str(len(f"v{i}_")), 2: "complete"}[i % 3]
+    assert stats.pending == 0 and stats.unclaimed_replies == 0
+
+
+async def protocol_5_5_requests(kernel: KernelProcess, *, usage: bool) -> None:
+    """Debug, subshells (and, with ``usage``, ipykernel's usage_request): every reply and
+    event validates against the extended schemas (the autouse ``received_messages``)."""
+    async with validated_client(kernel) as (client, checked):
+        with trio.fail_after(60):
+            initialized = await client.debug_request(
+                "initialize",
+                {"clientID": "test", "adapterID": "python", "pathFormat": "path"},
+            )
+            assert initialized["success"] is True and initialized["command"] == "initialize"
+            subshell = await client.create_subshell()
+            assert await client.list_subshell() == [subshell]
+            result = await client.execute("print('in the subshell')", subshell_id=subshell)
+            assert result.stdout == "in the subshell\n"
+            assert (await client.delete_subshell(subshell)).ok
+            assert await client.list_subshell() == []
+            if usage:
+                # An ipykernel extension (jupyter-resource-usage); async-kernel does not answer.
+                reply = await client.request(
+                    client.session.message("usage_request", {}, channel="control")
+                )
+                assert reply["pid"] == kernel.process.pid
+    assert {"debug_reply", "create_subshell_reply", "list_subshell_reply"} <= set(checked.validated)
+
+
+async def test_protocol_5_5_requests_ipykernel(ipykernel_process: KernelProcess) -> None:
+    await protocol_5_5_requests(ipykernel_process, usage=True)
+
+
+async def test_protocol_5_5_requests_async_kernel(async_kernel: KernelProcess) -> None:
+    await protocol_5_5_requests(async_kernel, usage=False)
 
 
 async def test_bash_kernel(tmp_path: Path) -> None:

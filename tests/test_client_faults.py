@@ -86,6 +86,25 @@ async def test_garbage_instead_of_the_reply_is_rejected_not_delivered(
             assert client.statistics().unclaimed_replies == 0
 
 
+async def test_a_rejected_output_of_an_execution_shows_on_its_result(
+    fake_kernel: FakeKernel,
+) -> None:
+    """An authentic but malformed IOPub message of an execution is rejected (counted on the
+    channel) and, since its parent header is readable, counted on the execution's result:
+    its outputs are incomplete."""
+    fake_kernel.script("x", Stream("stdout", "kept\n"))
+    with trio.fail_after(TIMEOUT):
+        async with open_client(fake_kernel.connection_info) as client:
+            await client.wait_for_ready()
+            fake_kernel.inject(Malformed("bad_json", on="iopub"), msg_type="execute_request")
+            result = await client.execute("x")
+            channels: Any = client.channels
+            stats = channels.statistics().iopub
+    assert result.ok and result.stdout == "kept\n"
+    assert result.iopub_dropped == 1 and not result.complete
+    assert stats.rejected == {"bad_json": 1} and stats.dropped == 0
+
+
 async def test_reply_after_idle_still_collects_everything(fake_kernel: FakeKernel) -> None:
     fake_kernel.script(
         "show",

@@ -7,6 +7,7 @@ that dies mid-request) is produced deterministically, without sockets.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from trio_enchannel import (
     KernelError,
     LocalProtocolError,
     Message,
+    OutputsLost,
     Session,
     open_client,
 )
@@ -208,18 +210,81 @@ async def test_raise_on_error(pair: tuple[KernelClient, Kernel]) -> None:
     assert (info.value.ename, info.value.evalue) == ("NameError", "x")
 
 
-async def test_aborted_reply_without_idle_finishes(pair: tuple[KernelClient, Kernel]) -> None:
+class CountingIOPub(trio.abc.ReceiveChannel[Message]):
+    """An IOPub channel that says how many messages of each request it dropped, like
+    :meth:`IOPubChannel.dropped_for`."""
+
+    def __init__(self, inner: trio.MemoryReceiveChannel[Message]) -> None:
+        self._inner = inner
+        self.drops: dict[str, int] = {}
+
+    async def receive(self) -> Message:
+        return await self._inner.receive()
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def dropped_for(self, msg_id: str) -> int:
+        return self.drops.get(msg_id, 0)
+
+
+async def test_iopub_messages_dropped_by_the_channels_show_on_the_result() -> None:
+    """Issue #12: an execution whose outputs were partly dropped (the IOPub buffer was full)
+    returned status ok with no sign of it."""
+    channels, kernel = memory_pair()
+    iopub = CountingIOPub(channels.iopub)
+    channels = attrs.evolve(channels, iopub=iopub)  # type: ignore[arg-type]
+
+    async def kernel_side() -> None:
+        req = await kernel.shell.receive()
+        await kernel.status(req, "busy")
+        iopub.drops[req.msg_id] = 2  # two outputs dropped on the way
+        await kernel.publish(req, "stream", name="stdout", text="kept\n")
+        await kernel.reply(req, status="ok", execution_count=1)
+        await kernel.status(req, "idle")
+
+    async with open_client(channels) as client, trio.open_nursery() as nursery:
+        nursery.start_soon(kernel_side)
+        with trio.fail_after(5):
+            result = await client.execute("print('x' * 40_000_000)")
+    assert result.ok and result.stdout == "kept\n"
+    assert result.iopub_dropped == 2 and not result.complete
+    with pytest.raises(OutputsLost, match="2 IOPub message"):
+        result.raise_for_incomplete()
+    assert result.raise_for_error() is result  # the code itself succeeded
+
+
+async def test_a_complete_result_says_so(pair: tuple[KernelClient, Kernel]) -> None:
     client, kernel = pair
 
     async def kernel_side() -> None:
         req = await kernel.shell.receive()
-        await kernel.reply(req, status="aborted")
+        await kernel.reply(req, status="ok", execution_count=1)
+        await kernel.status(req, "idle")
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(kernel_side)
         with trio.fail_after(5):
             result = await client.execute("1")
-    assert result.status == "aborted"
+    assert result.complete and result.iopub_dropped == 0
+    assert result.raise_for_incomplete() is result
+
+
+@pytest.mark.parametrize("status", ["aborted", "abort"])
+async def test_aborted_reply_without_idle_finishes(
+    pair: tuple[KernelClient, Kernel], status: str
+) -> None:
+    client, kernel = pair
+
+    async def kernel_side() -> None:
+        req = await kernel.shell.receive()
+        await kernel.reply(req, status=status)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(kernel_side)
+        with trio.fail_after(5):
+            result = await client.execute("1")
+    assert result.status == status and result.aborted and not result.ok
 
 
 async def test_concurrent_requests_get_their_own_replies_out_of_order(
@@ -325,6 +390,64 @@ async def test_cancelled_request_cleans_up_and_late_reply_is_unclaimed(
     await trio.testing.wait_all_tasks_blocked()
     stats = client.statistics()
     assert stats.unclaimed_iopub == 0 and stats.late_dropped == 2  # busy + idle
+
+
+@pytest.mark.parametrize("channel", ["shell", "control"])
+async def test_iopub_messages_of_a_plain_request_before_its_reply_are_unclaimed(
+    pair: tuple[KernelClient, Kernel], channel: str
+) -> None:
+    """Issue #12: what a request other than an execution causes on IOPub before its reply
+    (a stream printed during inspect, debug_event after debug_request, the IOPub copy of
+    shutdown_reply) was discarded: in neither unclaimed_iopub nor any counter."""
+    client, kernel = pair
+
+    async def kernel_side() -> None:
+        req = await (kernel.shell if channel == "shell" else kernel.control).receive()
+        await kernel.status(req, "busy")
+        await kernel.publish(req, "stream", name="stdout", text="printed by a property\n")
+        await kernel.publish(req, "debug_event", seq=1, type="event", event="initialized")
+        await kernel.publish(req, "comm_msg", comm_id="nobody's", data={})
+        await kernel.reply(req, status="ok", found=False, data={}, metadata={})
+        await kernel.status(req, "idle")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(kernel_side)
+        with trio.fail_after(5):
+            if channel == "shell":
+                reply = await client.inspect("a")
+            else:
+                reply = await client.request(
+                    client.session.message("debug_request", {}, channel="control")
+                )
+            got = [(await client.unclaimed_iopub.receive()).msg_type for _ in range(3)]
+    assert reply.ok
+    assert got == ["stream", "debug_event", "comm_msg"]
+    await trio.testing.wait_all_tasks_blocked()
+    stats = client.statistics()
+    assert stats.unclaimed_iopub == 0 and stats.late_dropped == 2  # busy + idle, counted
+
+
+async def test_comm_messages_caused_by_a_plain_request_reach_their_comm_only(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    client, kernel = pair
+    with trio.fail_after(5):
+        comm = await client.open_comm("echo")
+        opened = await kernel.shell.receive()
+
+        async def kernel_side() -> None:
+            req = await kernel.shell.receive()
+            await kernel.publish(req, "comm_msg", comm_id=comm.comm_id, data={"during": 1})
+            await kernel.reply(req, status="ok", comms={})
+            await kernel.status(req, "idle")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(kernel_side)
+            assert (await client.comm_info()).ok
+        assert (await comm.receive()).content["data"] == {"during": 1}
+    del opened
+    await trio.testing.wait_all_tasks_blocked()
+    assert client.statistics().unclaimed_iopub == 0
 
 
 async def test_duplicate_reply_goes_to_unclaimed(pair: tuple[KernelClient, Kernel]) -> None:
@@ -497,7 +620,7 @@ async def test_stdin_sync_handler(pair: tuple[KernelClient, Kernel]) -> None:
 
     result, req, answer = await run_with_prompt(client, kernel, stdin=handler)
     assert req.content["allow_stdin"] is True
-    assert answer.msg_type == "input_reply" and answer.content == {"value": "bob"}
+    assert answer.msg_type == "input_reply" and answer.content == {"status": "ok", "value": "bob"}
     assert answer.parent_id is not None and answer.parent_msg_type == "input_request"
     assert prompts[0].prompt == "name? " and prompts[0].password is False
     assert result.stdout == "hello bob"
@@ -512,14 +635,15 @@ async def test_stdin_async_handler_and_password_flag(pair: tuple[KernelClient, K
         return "secret" if req.password else "visible"
 
     _result, _, answer = await run_with_prompt(client, kernel, password=True, stdin=handler)
-    assert answer.content == {"value": "secret"}
+    assert answer.content == {"status": "ok", "value": "secret"}
 
 
 async def test_stdin_default_handler_from_open_client() -> None:
     channels, kernel = memory_pair()
     async with open_client(channels, stdin=lambda req: "default") as client:
         _result, req, answer = await run_with_prompt(client, kernel)
-    assert req.content["allow_stdin"] is True and answer.content == {"value": "default"}
+    assert req.content["allow_stdin"] is True
+    assert answer.content == {"status": "ok", "value": "default"}
 
 
 async def test_stdin_handler_error_answers_empty_and_raises(
@@ -532,17 +656,21 @@ async def test_stdin_handler_error_answers_empty_and_raises(
 
     result, _, answer = await run_with_prompt(client, kernel, stdin=handler)
     assert isinstance(result, EOFError)
-    assert answer.content == {"value": ""}  # the kernel is not left blocked
+    assert answer.content == {"status": "ok", "value": ""}  # the kernel is not left blocked
 
 
 async def test_prompt_without_handler_is_refused_with_empty_line(
     pair: tuple[KernelClient, Kernel],
 ) -> None:
     client, kernel = pair
-    _result, req, answer = await run_with_prompt(client, kernel)
+    result, req, answer = await run_with_prompt(client, kernel)
     assert req.content["allow_stdin"] is False
-    assert answer.content == {"value": ""}
+    assert answer.content == {"status": "ok", "value": ""}
     assert client.statistics().stdin_refused == 1
+    # The execution's result says so: its code read an empty line nobody typed.
+    assert result.ok and result.stdin_refused == 1
+    handled, _, _ = await run_with_prompt(client, kernel, stdin=lambda req: "typed")
+    assert handled.stdin_refused == 0 and handled.stdout == "hello typed"
 
 
 async def test_orphan_prompt_is_refused(pair: tuple[KernelClient, Kernel]) -> None:
@@ -554,7 +682,96 @@ async def test_orphan_prompt_is_refused(pair: tuple[KernelClient, Kernel]) -> No
     await kernel.stdin.send(prompt)
     with trio.fail_after(5):
         answer = await kernel.stdin.receive()
-    assert answer.content == {"value": ""} and answer.parent_id == prompt.msg_id
+    assert answer.content == {"status": "ok", "value": ""} and answer.parent_id == prompt.msg_id
+
+
+async def _learn_subshell_support(client: KernelClient, kernel: Kernel) -> None:
+    """Let the client learn (kernel_info) that the kernel supports subshells, so its subshell
+    calls go straight to the request."""
+
+    async def kernel_side() -> None:
+        req = await kernel.shell.receive()
+        await kernel.reply(req, status="ok", supported_features=["kernel subshells"])
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(kernel_side)
+        await client.kernel_info()
+
+
+@pytest.mark.parametrize("how", ["open_subshell", "create_subshell"])
+async def test_a_subshell_created_after_its_caller_was_cancelled_is_deleted(
+    pair: tuple[KernelClient, Kernel], how: str
+) -> None:
+    """Issue #12: cancelled once the create request was sent, the subshell the kernel then
+    created was never deleted (a thread in ipykernel, for the kernel's lifetime)."""
+    client, kernel = pair
+    await _learn_subshell_support(client, kernel)
+    scope = trio.CancelScope()
+
+    async def user() -> None:
+        with scope:
+            if how == "open_subshell":
+                async with client.open_subshell():
+                    await trio.sleep_forever()
+            else:
+                await client.create_subshell()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(user)
+            create = await kernel.control.receive()
+            assert create.msg_type == "create_subshell_request"
+            scope.cancel()  # the caller gives up while the kernel creates the subshell
+            await trio.testing.wait_all_tasks_blocked()
+            await kernel.reply(create, status="ok", subshell_id="sub-1")
+            delete = await kernel.control.receive()
+            assert delete.msg_type == "delete_subshell_request"
+            assert delete.content == {"subshell_id": "sub-1"}
+            await kernel.reply(delete, status="ok")
+    assert scope.cancelled_caught
+    assert client.statistics().pending == 0 and client.statistics().unclaimed_replies == 0
+
+
+async def test_a_cancelled_subshell_creation_that_failed_deletes_nothing(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    client, kernel = pair
+    await _learn_subshell_support(client, kernel)
+    scope = trio.CancelScope()
+
+    async def user() -> None:
+        with scope:
+            await client.create_subshell()
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(user)
+            create = await kernel.control.receive()
+            scope.cancel()
+            await trio.testing.wait_all_tasks_blocked()
+            await kernel.reply(create, status="error", ename="E", evalue="no", traceback=[])
+        # Nothing else was sent: our kernel_info_request is the next thing the kernel sees.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(client.kernel_info, channel="control"))
+            req = await kernel.control.receive()
+            assert req.msg_type == "kernel_info_request"
+            await kernel.answer_kernel_info(req)
+    assert scope.cancelled_caught
+
+
+async def test_a_comm_used_as_a_context_is_closed_when_cancelled(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    client, kernel = pair
+    with trio.fail_after(5):
+        with trio.CancelScope() as scope:
+            async with await client.open_comm("echo") as comm:
+                assert (await kernel.shell.receive()).msg_type == "comm_open"
+                scope.cancel()
+                await trio.sleep_forever()
+        closed = await kernel.shell.receive()
+    assert closed.msg_type == "comm_close" and closed.content["comm_id"] == comm.comm_id
+    assert client.statistics().comms == 0
 
 
 # -- comms --------------------------------------------------------------------------------
@@ -620,6 +837,39 @@ async def test_comms_opened_by_the_kernel(pair: tuple[KernelClient, Kernel]) -> 
         assert (await client.unclaimed_iopub.receive()).content["comm_id"] == "c2"
     await incoming.aclose()
     client.accept_comms("from-kernel")  # may register again once closed
+
+
+async def test_comms_nobody_will_receive_are_released_to_unclaimed_iopub(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    """A comm evicted from a full accept queue (or still waiting when it is closed) stayed
+    registered: its comm_open and everything sent to it were lost from view."""
+    client, kernel = pair
+    incoming = client.accept_comms("t", max_buffer=1)
+    with trio.fail_after(5):
+        await kernel.publish(None, "comm_open", comm_id="c1", target_name="t", data={})
+        await kernel.publish(None, "comm_msg", comm_id="c1", data={"n": 1})
+        await kernel.publish(None, "comm_open", comm_id="c2", target_name="t", data={})
+        await kernel.publish(None, "comm_msg", comm_id="c1", data={"n": 2})
+        got = [await client.unclaimed_iopub.receive() for _ in range(3)]
+        assert [(m.msg_type, m.content["comm_id"]) for m in got] == [
+            ("comm_open", "c1"),
+            ("comm_msg", "c1"),
+            ("comm_msg", "c1"),
+        ]
+        assert [m.content["data"] for m in got[1:]] == [{"n": 1}, {"n": 2}]
+        assert incoming.dropped == 1
+        await kernel.publish(None, "comm_msg", comm_id="c2", data={"n": 3})
+        await trio.testing.wait_all_tasks_blocked()
+        await incoming.aclose()  # c2 was never received: released with its message
+        got = [await client.unclaimed_iopub.receive() for _ in range(2)]
+        assert [(m.msg_type, m.content["comm_id"]) for m in got] == [
+            ("comm_open", "c2"),
+            ("comm_msg", "c2"),
+        ]
+        await kernel.publish(None, "comm_msg", comm_id="c2", data={"n": 4})
+        assert (await client.unclaimed_iopub.receive()).content["data"] == {"n": 4}
+    assert client.statistics().comms == 0
 
 
 # -- readiness ----------------------------------------------------------------------------
@@ -916,7 +1166,11 @@ async def test_kernel_died_is_sticky_until_the_kernel_answers_again(
         client.kernel_died(KernelDied("process exited with code 1"))
     with pytest.raises(KernelDied, match="exited"):
         await client.execute("x")  # fails at once, nothing is sent
-    # A restarted kernel: wait_for_ready probes it and clears the state.
+    with pytest.raises(KernelDied, match="exited"):
+        await client.wait_for_ready()  # a known death fails every call at once
+    # A restarted kernel (announced as the launcher does): wait_for_ready probes it and
+    # clears the state.
+    client.reset_readiness()
     await kernel.shell.receive()  # the request that was pending before the death
 
     async def restarted_kernel() -> None:

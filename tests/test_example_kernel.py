@@ -11,9 +11,11 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar, Literal
@@ -433,3 +435,153 @@ async def test_our_launcher_and_client_with_encryption(
             assert result.outputs[-1]["data"] == {"text/plain": "21"}
             info = await kernel.client.kernel_info()
             assert info.reply.content["implementation"] == "trio_calc"
+
+
+# -- command-line arguments the kernel does not know -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["script.calc"],
+        ["--unknown-flag"],
+        ["--Session.key=b''", "-x", "value", "a b"],
+    ],
+)
+def test_unknown_arguments_are_ignored(
+    extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    kernel = _load("trio_calc_kernel")
+    assert kernel.parse_args(["-f", "conn.json", *extra]) == "conn.json"
+    assert kernel.parse_args([*extra, "--connection-file=conn.json"]) == "conn.json"
+    warnings = capsys.readouterr().err
+    assert ("ignoring unknown arguments" in warnings) == bool(extra)
+
+
+def test_the_connection_file_is_still_required(capsys: pytest.CaptureFixture[str]) -> None:
+    kernel = _load("trio_calc_kernel")
+    with pytest.raises(SystemExit) as exit_info:
+        kernel.parse_args(["script.calc"])
+    assert exit_info.value.code == 2
+    assert "--connection-file" in capsys.readouterr().err
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+async def test_jupyter_run_passes_the_script_name(installed_kernel: str, tmp_path: Path) -> None:
+    # ``jupyter run --kernel=NAME FILE`` appends FILE to the kernel's command line.
+    script = tmp_path / "script.calc"
+    script.write_text("print(6 * 7)\n")
+    command = [
+        sys.executable,
+        "-c",
+        "from jupyter_client.runapp import main; main()",
+        f"--kernel={installed_kernel}",
+        str(script),
+    ]
+    with trio.fail_after(TIMEOUT * 2):
+        done = await trio.run_process(
+            command, capture_stdout=True, capture_stderr=True, check=False, cwd=tmp_path
+        )
+    output = (done.stdout + done.stderr).decode(errors="replace")
+    assert done.returncode == 0, output
+    assert "42" in done.stdout.decode(), output
+
+
+# -- two clients of one jupyter_client manager ------------------------------------------------
+
+
+def _second_client_of_the_manager(kernel_name: str) -> dict[str, Any]:
+    """start_new_kernel's client, then ``manager.client()``: both copy the manager's session,
+    whose id is the routing identity of their sockets. Returns the second client's reply."""
+    from jupyter_client.manager import start_new_kernel
+
+    manager, first = start_new_kernel(kernel_name=kernel_name, startup_timeout=TIMEOUT)
+    second = manager.client()
+    try:
+        assert second.session.bsession == first.session.bsession  # the sockets' identity
+        first.execute_interactive("x = 6", timeout=TIMEOUT)
+        second.start_channels()
+        second.wait_for_ready(timeout=TIMEOUT)
+        outputs: list[dict[str, Any]] = []
+        reply: dict[str, Any] = second.execute_interactive(
+            "print(x * 7)", timeout=TIMEOUT, output_hook=outputs.append
+        )
+        reply["streams"] = [m["content"]["text"] for m in outputs if m["msg_type"] == "stream"]
+        return reply
+    finally:
+        second.stop_channels()
+        first.stop_channels()
+        manager.shutdown_kernel(now=False)
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+async def test_a_second_client_of_the_manager_gets_replies(installed_kernel: str) -> None:
+    with trio.fail_after(TIMEOUT * 3):
+        reply = await trio.to_thread.run_sync(_second_client_of_the_manager, installed_kernel)
+    assert reply["content"]["status"] == "ok"
+    assert reply["streams"] == ["42\n"]
+
+
+# -- the kernel's parent dies -----------------------------------------------------------------
+
+_PARENT = """
+import os, subprocess, sys
+kernel = subprocess.Popen(
+    [sys.executable, sys.argv[1], "-f", sys.argv[2]],
+    env={**os.environ, "JPY_PARENT_PID": str(os.getpid())},
+)
+print(kernel.pid, flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+async def test_the_kernel_exits_when_its_parent_dies(tmp_path: Path) -> None:
+    """jupyter_client tells a kernel its parent's pid (``JPY_PARENT_PID``); like ipykernel, the
+    example kernel exits when that process dies, so a frontend killed outright (SIGKILL)
+    leaves no orphaned kernel behind."""
+    import psutil
+
+    from trio_enchannel import ConnectionInfo, open_client, write_connection_file
+
+    info = ConnectionInfo.allocate()
+    connection_file = write_connection_file(info, tmp_path / "kernel.json")
+    kernel_script = str(EXAMPLE / "trio_calc_kernel.py")
+    command = [sys.executable, "-c", _PARENT, kernel_script, str(connection_file)]
+    kernel: psutil.Process | None = None
+    async with trio.open_nursery() as nursery:
+        parent: trio.Process = await nursery.start(
+            partial(
+                trio.run_process,
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                check=False,
+            )
+        )
+        try:
+            with trio.fail_after(TIMEOUT):
+                assert parent.stdout is not None
+                line = b""
+                while not line.endswith(b"\n"):
+                    chunk = await parent.stdout.receive_some()
+                    if not chunk:
+                        pytest.fail("the parent exited before starting the kernel")
+                    line += chunk
+                kernel = psutil.Process(int(line))
+                async with open_client(info) as client:
+                    await client.wait_for_ready()  # it runs, watching its parent
+                parent.kill()
+            try:
+                # It exits by itself (a bounded wait: psutil cannot be cancelled).
+                await trio.to_thread.run_sync(kernel.wait, TIMEOUT)
+            except psutil.TimeoutExpired:
+                pytest.fail(f"the kernel outlived its parent by {TIMEOUT} s")
+        finally:
+            parent.kill()
+            if kernel is not None and kernel.is_running():
+                kernel.kill()

@@ -217,6 +217,24 @@ async def test_rejects_are_counted_and_reported() -> None:
             assert stats.rejects_unreported == 0
 
 
+async def test_invalid_utf8_in_a_request_is_repaired_counted_and_delivered() -> None:
+    # As jupyter_client does on both sides: decoded as U+FFFD, not rejected.
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels(report_rejects=True) as kc:
+            async with open_raw_peer(kc.connection_info) as peer:
+                msg = peer.message("execute_request", {"code": "a|b"})
+                frames = [bytes(f) for f in peer.session.serialize(msg, ())]
+                h, p, m, c = frames[2:6]
+                c = c.replace(b"a|b", b"a\xffb")
+                await peer.send_frames(
+                    "shell", [DELIMITER, peer.session.sign((h, p, m, c)), h, p, m, c]
+                )
+                got = await kc.shell.receive()
+            assert got.msg_id == msg.msg_id and got.content["code"] == "a\ufffdb"
+            stats = kc.statistics()
+            assert stats.shell.invalid_utf8 == 1 and stats.rejected_total == 0
+
+
 async def test_input_request_reaches_the_asking_client_only() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_kernel_channels() as kc, trio.open_nursery() as nursery:
@@ -598,3 +616,34 @@ async def test_input_request_to_a_client_without_stdin() -> None:
         stray = kc.session.message("input_request", {}, channel="stdin", identities=(b"x",))
         with pytest.raises(trio.BrokenResourceError, match="not connected"):
             await kc.stdin.send(stray)
+
+
+async def test_a_second_client_reusing_an_identity_takes_it_over() -> None:
+    # jupyter_client's km.client() shares the manager's session, whose id is the routing
+    # identity of every DEALER socket: two clients with one identity are normal. Like
+    # ipykernel, the kernel hands the identity over to the newest connection (ROUTER_HANDOVER)
+    # instead of ignoring it, so the new client gets its replies.
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels() as kc, trio.open_nursery() as nursery:
+            nursery.start_soon(serve_kernel_info, kc)
+            info = kc.connection_info
+            async with open_raw_peer(info, identity=b"shared") as first:
+                request = await first.request("kernel_info_request")
+                assert (await first.receive("shell")).parent_id == request.msg_id
+                async with open_raw_peer(info, identity=b"shared") as second:
+                    for channel in ("shell", "control"):
+                        request = await second.request("kernel_info_request", channel=channel)
+                        if channel == "control":
+                            received = await kc.control.receive()
+                            await kc.reply(received, KERNEL_INFO)
+                        reply = await second.receive(channel)
+                        assert reply.parent_id == request.msg_id
+                    request = await second.request("execute_request", {"code": "input"})
+                    asked = await second.receive("stdin")
+                    assert asked.msg_type == "input_request"
+                    await second.send(
+                        "stdin", second.message("input_reply", {"value": "v"}, parent=asked)
+                    )
+                    reply = await second.receive("shell")
+                    assert reply.parent_id == request.msg_id
+            nursery.cancel_scope.cancel()

@@ -346,6 +346,19 @@ def test_aborted_execution() -> None:
         result.raise_for_error()
 
 
+@pytest.mark.parametrize("status", ["aborted", "abort"])
+def test_an_abort_is_not_a_success_whatever_its_spelling(status: str) -> None:
+    # "abort" is the message schemas' spelling (and bash_kernel's); "aborted" ipykernel's.
+    r = Reply(reply({"status": status}, "inspect_reply"))
+    assert not r.ok
+    with pytest.raises(KernelError, match="Aborted"):
+        r.raise_for_status()
+    result = ExecuteResult.from_messages(reply({"status": status}), [])
+    assert result.aborted and not result.ok and result.error is None
+    with pytest.raises(KernelError, match="Aborted"):
+        result.raise_for_error()
+
+
 def test_reply_access() -> None:
     r = Reply(reply({"status": "ok", "matches": ["a", "b"]}, "complete_reply"))
     assert r.ok and r.status == "ok" and r.msg_type == "complete_reply"

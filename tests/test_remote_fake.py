@@ -160,6 +160,49 @@ async def test_malformed_frames_are_rejected_counted_and_never_delivered(offer_v
             assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
 
 
+async def test_invalid_utf8_is_replaced_counted_and_delivered() -> None:
+    async def script(conn: FakeConnection) -> None:
+        msg = conn.session.message("stream", {"name": "stdout", "text": "a|b"}, channel="iopub")
+        good = encode_frame(msg, V1_SUBPROTOCOL)
+        assert isinstance(good, bytes)
+        await conn.send_raw(good.replace(b"a|b", b"a\xffb", 1))  # same length
+        await conn.answer_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN, report_rejects=True) as ch,
+        ):
+            msg = await ch.iopub.receive()
+            assert msg.content["text"] == "a\ufffdb"
+            stats = ch.statistics()
+            assert stats.iopub.invalid_utf8 == 1 and stats.rejected_total == 0
+
+
+async def test_a_rejected_iopub_message_is_counted_against_its_request() -> None:
+    async def script(conn: FakeConnection) -> None:
+        request = await conn.receive()
+        msg = conn.session.message(
+            "stream", {"name": "stdout", "text": "a|b"}, parent=request, channel="iopub"
+        )
+        good = encode_frame(msg, V1_SUBPROTOCOL)
+        assert isinstance(good, bytes)
+        await conn.send_raw(good.replace(b'"a|b"', b"NaN  ", 1))  # same length, not JSON
+        await conn.answer_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN, report_rejects=True) as ch,
+        ):
+            request = ch.session.message("execute_request", channel="shell")
+            await ch.send(request)
+            rejected = await ch.rejects.receive()
+            assert (rejected.channel, rejected.reason) == ("iopub", "bad_json")
+            assert ch.iopub.dropped_for(request.msg_id) == 1
+            assert ch.statistics().iopub.dropped == 0
+
+
 async def test_handshake_refusals_are_typed() -> None:
     async def script(conn: FakeConnection) -> None:
         await conn.answer_forever()  # pragma: no cover - never accepted
@@ -321,6 +364,34 @@ async def test_iopub_buffer_is_bounded_in_bytes() -> None:
             delivered = _drain(ch.iopub)
             assert [m.msg_type for m in delivered] == ["stream", "stream", "status"]
             assert [m.content["text"][0] for m in delivered[:2]] == ["0", "1"]
+
+
+async def test_a_message_larger_than_the_byte_bound_is_kept_while_the_buffer_is_empty() -> None:
+    huge = "x" * 600_000
+
+    async def script(conn: FakeConnection) -> None:
+        request = await conn.receive()
+        for i in range(3):
+            await conn.stream(f"{i}{huge}", request)
+        await conn.status("idle", request)
+        await conn.send(conn.session.reply(request, {"status": "ok"}))
+        await conn.answer_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN, iopub_buffer_bytes=500_000) as ch,
+        ):
+            request = ch.session.message("execute_request", channel="shell")
+            await ch.send(request)
+            assert (await ch.shell.receive()).msg_type == "execute_reply"
+            stats = ch.statistics().iopub
+            # The first is larger than the bound but the buffer was empty: kept.
+            assert (stats.received, stats.dropped, stats.queued) == (4, 2, 2)
+            assert ch.iopub.dropped_for(request.msg_id) == 2
+            delivered = _drain(ch.iopub)
+            assert [m.msg_type for m in delivered] == ["stream", "status"]
+            assert len(delivered[0].content["text"]) == 600_001
 
 
 async def test_multiplexed_iopub_drops_and_ends_cleanly() -> None:

@@ -404,3 +404,21 @@ def test_corrupted_frames_decode_or_raise_malformed(msg: Message, data: st.DataO
                 decode(corrupted)
             except MalformedMessage:
                 pass
+
+
+def test_invalid_utf8_is_repaired_when_asked_as_jupyter_client_does() -> None:
+    # jupyter_server passes the kernel's frames through in v1: ipykernel's print('\\udcff')
+    # arrives as a lone 0xff byte. The websocket reader asks for it to be repaired.
+    content = b'{"name":"stdout","text":"a|\xff|b"}'
+    frame = _v1([b"iopub", _GOOD_HEADER, b"{}", b"{}", content])
+    repaired: list[str] = []
+    msg = decode_frame(frame, V1_SUBPROTOCOL, repaired)
+    assert msg.content == {"name": "stdout", "text": "a|\ufffd|b"}
+    assert repaired == ["content"]
+    with pytest.raises(MalformedMessage) as info:  # strict unless asked
+        decode_frame(frame, V1_SUBPROTOCOL)
+    assert info.value.reason == "bad_utf8"
+    # What is not JSON once repaired is still rejected.
+    with pytest.raises(MalformedMessage) as info:
+        decode_frame(_v1([b"iopub", _GOOD_HEADER, b"{}", b"{}", b"\xff"]), V1_SUBPROTOCOL, [])
+    assert info.value.reason == "bad_json"

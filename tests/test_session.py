@@ -8,6 +8,7 @@ import math
 import os
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -128,6 +129,129 @@ def test_replay_rejected(content: dict[str, Any], scheme: str) -> None:
     with pytest.raises(DuplicateSignature) as info:
         receiver.deserialize(frames)
     assert info.value.reason == "duplicate_signature"
+
+
+# -- invalid UTF-8 ----------------------------------------------------------------------
+
+# What jupyter_client's packer sends for a str holding lone surrogates (ipykernel's
+# ``print('\\udcff')``): JSON text encoded with "surrogateescape", so each \\udc80-\\udcff
+# becomes one raw byte 0x80-0xff, invalid UTF-8 on its own.
+_escaped_texts = st.lists(
+    st.one_of(st.text(max_size=8), st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF)),
+    max_size=6,
+).map("".join)
+
+
+def _surrogateescaped(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogateescape")
+
+
+@settings(max_examples=200)
+@given(
+    key=s.keys,
+    texts=st.dictionaries(st.text(max_size=5), _escaped_texts, max_size=4),
+    metadata_text=_escaped_texts,
+)
+def test_invalid_utf8_is_replaced_as_jupyter_client_does_and_counted(
+    key: str, texts: dict[str, str], metadata_text: str
+) -> None:
+    sender, receiver = pair(key)
+    frames = [bytes(f) for f in sender.serialize(sender.message("stream", {}))]
+    at = frames.index(DELIMITER)
+    content = _surrogateescaped(texts)
+    metadata = _surrogateescaped({"m": metadata_text})
+    parts = [frames[at + 2], frames[at + 3], metadata, content]
+    frames[at + 1 :] = [sender.sign(parts), *parts]
+    out = receiver.deserialize(frames)
+    # jupyter_client's unpacker: bytes.decode("utf8", "replace"), then json.loads.
+    assert out.content == json.loads(content.decode("utf-8", "replace"))
+    assert out.metadata == json.loads(metadata.decode("utf-8", "replace"))
+    # (Escaped bytes may happen to form valid UTF-8, such as C2 80: nothing to repair then.)
+    invalid = not all(_is_utf8(part) for part in (content, metadata))
+    assert receiver.invalid_utf8 == (1 if invalid else 0)
+    if invalid:
+        assert "\ufffd" in json.dumps(out.content, ensure_ascii=False) + out.metadata["m"]
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def test_one_invalid_byte_among_outputs_keeps_the_message() -> None:
+    # ipykernel's print('a'); print('\\udcff'); print('b') in one stream message.
+    sender, receiver = pair()
+    frames = [bytes(f) for f in sender.serialize(sender.message("stream", {}))]
+    at = frames.index(DELIMITER)
+    content = _surrogateescaped({"name": "stdout", "text": "a\n\udcff\nb\n"})
+    parts = [frames[at + 2], frames[at + 3], frames[at + 4], content]
+    frames[at + 1 :] = [sender.sign(parts), *parts]
+    out = receiver.deserialize(frames)
+    assert out.content == {"name": "stdout", "text": "a\n\ufffd\nb\n"}
+    assert receiver.invalid_utf8 == 1
+    assert Session("secret").deserialize(sender.serialize(sender.message("x"))).msg_type == "x"
+
+
+# -- verification before anything else --------------------------------------------------
+
+
+@settings(max_examples=100)
+@given(content=s.json_objects, buffers=s.buffers, key=s.keys)
+def test_frames_received_as_memoryviews_verify_and_decode_alike(
+    content: dict[str, Any], buffers: list[bytes], key: str
+) -> None:
+    sender, receiver = pair(key)
+    msg = sender.message("display_data", content, buffers=buffers)
+    frames = [memoryview(bytes(f)) for f in sender.serialize(msg)]
+    assert receiver.deserialize(frames) == msg
+
+
+@pytest.mark.parametrize("as_view", [False, True])
+@pytest.mark.parametrize("size", [64 * 1024 - 200, 64 * 1024, 3 * 2**20])
+def test_large_authentic_messages_verify_in_place_and_decode(as_view: bool, size: int) -> None:
+    # Around the size where the signature stops being checked over a joined copy.
+    sender, receiver = pair()
+    msg = sender.message("stream", {"text": "é" * (size // 2)}, metadata={"m": "x" * 100})
+    frames: list[Any] = [bytes(f) for f in sender.serialize(msg)]
+    if as_view:
+        frames = [memoryview(f) for f in frames]
+    assert receiver.deserialize(frames) == msg
+    tampered = list(frames)
+    tampered[-1] = bytes(frames[-1])[:-2] + b" }"
+    with pytest.raises(InvalidSignature):
+        receiver.deserialize(tampered)
+
+
+@pytest.mark.parametrize("as_view", [False, True])
+@pytest.mark.parametrize("forged", ["content", "signature"])
+def test_a_forged_large_message_is_rejected_without_copying_it(as_view: bool, forged: str) -> None:
+    """Issue #12: a forged 100 MiB message cost about 200 MiB of copies before it was
+    rejected. The HMAC is now computed over the frames in place."""
+    import tracemalloc
+
+    size = 24 * 2**20
+    sender, receiver = pair()
+    frames: list[Any] = [bytes(f) for f in sender.serialize(sender.message("stream", {}))]
+    at = frames.index(DELIMITER)
+    payload = b'{"text": "' + b"x" * size + b'"}'
+    if forged == "content":
+        frames[at + 4] = payload  # signed by nobody
+    else:
+        frames[at + 1] = b"0" * size  # a huge "signature"
+    if as_view:
+        frames = [memoryview(f) for f in frames]
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        with pytest.raises(InvalidSignature):
+            receiver.deserialize(frames)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"{peak} bytes allocated to reject a forged {size}-byte message"
 
 
 # -- signing details ----------------------------------------------------------------------
@@ -294,7 +418,10 @@ HEADER = json.dumps({"msg_id": "a", "msg_type": "status"}).encode()
     [
         ([HEADER, b"{}", b"{}", b"{}"], "missing_delimiter"),
         (_frames(HEADER, b"{}", b"{}"), "too_few_frames"),
-        (_frames(b"\xff", b"{}", b"{}", b"{}"), "bad_utf8"),
+        # Invalid UTF-8 is repaired (U+FFFD), but what is left must still be JSON.
+        (_frames(b"\xff", b"{}", b"{}", b"{}"), "bad_json"),
+        (_frames(HEADER, b"{}", b"{}", b'{"x": \xff}'), "bad_json"),
+        (_frames(HEADER, b"{}", b"\xfe[1]", b"{}"), "bad_json"),
         (_frames(HEADER, b"{", b"{}", b"{}"), "bad_json"),
         (_frames(HEADER, b"{}", b"[1]", b"{}"), "not_object"),
         (_frames(HEADER, b"{}", b"{}", b'{"x": NaN}'), "bad_json"),
@@ -308,6 +435,28 @@ def test_malformed_frames_raise_typed_errors(frames: list[bytes], reason: str) -
         Session("").deserialize(frames)
     assert info.value.reason == reason
     assert isinstance(info.value, EnchannelError)
+
+
+def test_an_authentic_malformed_message_names_the_request_it_answers() -> None:
+    sender, receiver = pair()
+    request = sender.message("execute_request", channel="shell")
+    frames = [bytes(f) for f in sender.serialize(sender.message("stream", parent=request))]
+    at = frames.index(DELIMITER)
+    h, p, m, _ = frames[at + 2 : at + 6]
+    for content in (b'{"x": NaN}', b"[1]"):
+        bad = [DELIMITER, sender.sign((h, p, m, content)), h, p, m, content]
+        with pytest.raises(MalformedMessage) as info:
+            receiver.deserialize(bad)
+        assert info.value.parent_id == request.msg_id
+    # No parent (or an unreadable one): nothing to name.
+    orphan = [bytes(f) for f in sender.serialize(sender.message("stream"))]
+    h, p, m, _ = orphan[at + 2 : at + 6]
+    with pytest.raises(MalformedMessage) as info:
+        receiver.deserialize([DELIMITER, sender.sign((h, p, m, b"[")), h, p, m, b"["])
+    assert info.value.parent_id is None
+    with pytest.raises(MalformedMessage) as info:
+        receiver.deserialize(frames[at + 1 :])  # no delimiter: nothing was verified
+    assert info.value.parent_id is None
 
 
 def test_identities_and_buffers_kept() -> None:
@@ -361,7 +510,10 @@ def test_non_dict_content_rejected() -> None:
 
 def test_non_buffer_rejected() -> None:
     session = Session()
-    msg = session.message("t", buffers=[123])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"buffers\[0\]"):
+        session.message("t", buffers=[123])  # type: ignore[list-item]
+    # A Message built by other means is still refused before anything is framed.
+    msg = attrs.evolve(session.message("t"), buffers=(123,))
     with pytest.raises(LocalProtocolError, match="buffer 0"):
         session.serialize(msg)
 

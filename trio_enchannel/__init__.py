@@ -44,8 +44,13 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import LocalProtocolError as LocalProtocolError
     from ._errors import MalformedMessage as MalformedMessage
     from ._errors import NoSuchKernel as NoSuchKernel
+    from ._errors import OutputsLost as OutputsLost
     from ._errors import RemoteProtocolError as RemoteProtocolError
+    from ._errors import SignatureMismatch as SignatureMismatch
     from ._errors import UnsignedMessage as UnsignedMessage
+    from ._fanout import Subscription as Subscription
+    from ._fanout import SubscriptionOverflow as SubscriptionOverflow
+    from ._fanout import SubscriptionStatistics as SubscriptionStatistics
     from ._heartbeat import Heartbeat as Heartbeat
     from ._heartbeat import HeartbeatState as HeartbeatState
     from ._heartbeat import HeartbeatStatistics as HeartbeatStatistics
@@ -135,6 +140,7 @@ __all__ = [
     "MultiplexedChannel",
     "NoSuchKernel",
     "OutputAccumulator",
+    "OutputsLost",
     "RejectedMessage",
     "RemoteAuthenticationError",
     "RemoteChannels",
@@ -149,7 +155,11 @@ __all__ = [
     "RemoteServerError",
     "Reply",
     "Session",
+    "SignatureMismatch",
     "StdinHandler",
+    "Subscription",
+    "SubscriptionOverflow",
+    "SubscriptionStatistics",
     "UnsignedMessage",
     "find_kernel_specs",
     "get_kernel_spec",
@@ -210,6 +220,7 @@ _LAZY: dict[str, str] = {
     "MessageChannel": "._channel_views",
     "MultiplexedChannel": "._channel_views",
     "NoSuchKernel": "._errors",
+    "OutputsLost": "._errors",
     "OutputAccumulator": "._outputs",
     "RejectedMessage": "._channel_views",
     "RemoteAuthenticationError": "._remote._errors",
@@ -225,7 +236,11 @@ _LAZY: dict[str, str] = {
     "RemoteServerError": "._remote._errors",
     "Reply": "._results",
     "Session": "._session",
+    "SignatureMismatch": "._errors",
     "StdinHandler": "._client",
+    "Subscription": "._fanout",
+    "SubscriptionOverflow": "._fanout",
+    "SubscriptionStatistics": "._fanout",
     "UnsignedMessage": "._errors",
     "find_kernel_specs": "._kernelspec",
     "get_kernel_spec": "._kernelspec",

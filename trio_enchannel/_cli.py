@@ -29,6 +29,9 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 #: The kernel failed to start or died while running.
 EXIT_KERNEL_DIED = 3
+#: The code ran, but some of its output was lost: the kernel published faster than it could
+#: be received or shown, and messages were dropped (never silently: this status says so).
+EXIT_OUTPUT_LOST = 4
 #: A timeout expired (kernel startup, execution, or a reply).
 EXIT_TIMEOUT = 124
 #: Interrupted with Ctrl-C (128 + SIGINT, like a shell).
@@ -39,6 +42,7 @@ EXIT_STATUSES: dict[int, str] = {
     EXIT_ERROR: "the code raised an error (or a notebook cell failed)",
     EXIT_USAGE: "bad usage: unknown option or kernel, missing or unreadable file",
     EXIT_KERNEL_DIED: "the kernel failed to start or died",
+    EXIT_OUTPUT_LOST: "some output was lost (dropped because it came faster than it was read)",
     EXIT_TIMEOUT: "a timeout expired",
     EXIT_INTERRUPTED: "interrupted with Ctrl-C",
 }

@@ -24,6 +24,7 @@ from ._cli import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_OUTPUT_LOST,
     EXIT_TIMEOUT,
     EXIT_USAGE,
     PROG,
@@ -319,10 +320,25 @@ def run_notebook_command(args: argparse.Namespace) -> int:
             cell.outputs = [nbformat.from_dict(o) for o in result.outputs]
             cell.execution_count = result.execution_count
             cell.metadata["execution"] = _timing(result.messages, result.reply)
+            if result.ok and not result.complete:
+                # The cell ran, but its outputs in the notebook are incomplete: say so.
+                record.status = "incomplete"
+                progress.clear()
+                ui.note(
+                    f"{PROG}: cell {record.number}: {result.iopub_dropped} outputs lost (the "
+                    "kernel published faster than they could be received)"
+                )
+                if status == EXIT_OK:
+                    status = EXIT_OUTPUT_LOST
+                continue
             if result.ok:
                 record.status = "ok"
                 continue
-            record.status = "interrupted" if state.interrupted else result.status
+            record.status = (
+                "interrupted"
+                if state.interrupted
+                else ("aborted" if result.aborted else result.status)
+            )
             if state.interrupted:
                 progress.clear()
                 ui.note(f"{PROG}: interrupted in cell {record.number}")

@@ -27,7 +27,11 @@ __all__ = [
     "LocalProtocolError",
     "MalformedMessage",
     "NoSuchKernel",
+    "OutputPathError",
+    "OutputsLost",
+    "ParameterError",
     "RemoteProtocolError",
+    "SignatureMismatch",
     "UnsignedMessage",
 ]
 
@@ -65,9 +69,17 @@ class MalformedMessage(RemoteProtocolError):
 
     ``reason`` is one of ``"missing_delimiter"``, ``"too_few_frames"``, ``"bad_utf8"``,
     ``"bad_json"``, ``"not_object"`` or ``"bad_header"``.
+
+    Attributes:
+        parent_id: the ``msg_id`` of the request the message answers, when it is known: the
+            message was authentic (its signature verified, or nothing is signed) and its
+            parent header readable; else ``None``. The channels count such a rejected IOPub
+            message against that request (see :meth:`IOPubChannel.dropped_for
+            <trio_enchannel.IOPubChannel.dropped_for>`).
     """
 
     reason = "malformed"
+    parent_id: str | None = None
 
 
 class UnsignedMessage(RemoteProtocolError):
@@ -86,6 +98,39 @@ class DuplicateSignature(RemoteProtocolError):
     """A correctly signed message was received a second time (a replay)."""
 
     reason = "duplicate_signature"
+
+
+class SignatureMismatch(RemoteProtocolError):
+    """The answer to one of our own requests arrived but was rejected for its signature.
+
+    Raised by the waiting request (instead of letting it wait for a reply that will never
+    pass verification). Most likely the kernel signs with another key or another signature
+    scheme than this client (check the connection file's ``key`` and ``signature_scheme``),
+    or has no key at all; it can also be a forger who knows the request's ``msg_id``.
+
+    Attributes:
+        channel: the channel of the rejected message.
+        rejected_reason: why it was rejected (``"invalid_signature"`` or ``"unsigned"``).
+    """
+
+    reason = "signature_mismatch"
+
+    def __init__(self, channel: str, rejected_reason: str) -> None:
+        if rejected_reason == "unsigned":
+            cause = (
+                "the kernel signs nothing (it has no key) while this client has one; "
+                "check the connection file's key"
+            )
+        else:
+            cause = (
+                "the kernel most likely signs with another key or signature scheme than "
+                "this client; check the connection file's key and signature_scheme"
+            )
+        super().__init__(
+            f"the answer on {channel} to this request was rejected ({rejected_reason}): {cause}"
+        )
+        self.channel = channel
+        self.rejected_reason = rejected_reason
 
 
 class ConfigurationError(EnchannelError, ValueError):
@@ -133,6 +178,28 @@ class KernelError(EnchannelError):
         self.traceback = list(traceback)
 
 
+class OutputsLost(EnchannelError):
+    """Some of an execution's IOPub messages were dropped (the IOPub consumer was slower
+    than the kernel and the buffer was full) or rejected as malformed, so its outputs are
+    incomplete; raised by
+    :meth:`ExecuteResult.raise_for_incomplete
+    <trio_enchannel.ExecuteResult.raise_for_incomplete>` for callers who ask.
+
+    Attributes:
+        dropped: how many of the execution's IOPub messages were dropped.
+    """
+
+    def __init__(self, dropped: int) -> None:
+        super().__init__(
+            f"{dropped} IOPub message(s) of the execution were dropped or rejected: its "
+            "outputs are incomplete (statistics() of the channels says why: 'dropped' when "
+            "the IOPub consumer was slower than the kernel, see open_channels' "
+            "iopub_buffer_size, iopub_buffer_bytes and iopub_overflow; 'rejected' when "
+            "the kernel sent malformed messages)"
+        )
+        self.dropped = dropped
+
+
 class NoSuchKernel(EnchannelError, LookupError):
     """No kernelspec has the requested name.
 
@@ -168,3 +235,34 @@ class KernelStartupError(EnchannelError):
 
 class EncryptionUnavailable(EnchannelError):
     """CurveZMQ encryption was required but the kernel or libzmq cannot provide it."""
+
+
+class ParameterError(EnchannelError, ValueError):
+    """A notebook parameter is malformed: a bad name, a value the kernel's language cannot
+    hold, a parameters file that is missing or not valid YAML/JSON.
+
+    Raised before any kernel starts.
+
+    Attributes:
+        name: the parameter at fault, or ``None`` when the fault is not one parameter's (an
+            unreadable file, an unsupported language).
+    """
+
+    def __init__(self, message: str, *, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class OutputPathError(EnchannelError, ValueError):
+    """A notebook cannot be written where it was asked to be: the directory is missing or not
+    writable, or the path names a directory.
+
+    Raised by the check made before any kernel starts, so no run is wasted.
+
+    Attributes:
+        path: the path that was asked for.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path

@@ -13,7 +13,7 @@ import trio
 from ._message import Message
 from ._outputs import OutputAccumulator
 from ._queue import DroppingQueue
-from ._results import ExecuteResult
+from ._results import ABORTED_STATUSES, ExecuteResult
 from ._util import BaseExceptionGroup
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class _ExecRequest(_Request):
     queue of messages waiting to be iterated is bounded (oldest dropped, counted).
     """
 
-    __slots__ = ("idle", "live", "lot", "messages", "outputs", "reply")
+    __slots__ = ("idle", "live", "lot", "messages", "outputs", "refused", "reply")
 
     def __init__(self, msg: Message, *, keep_messages: bool, live_buffer: int | None) -> None:
         super().__init__(msg)
@@ -98,13 +98,14 @@ class _ExecRequest(_Request):
             DroppingQueue(live_buffer) if live_buffer is not None else None
         )
         self.lot = trio.lowlevel.ParkingLot()
+        self.refused = 0  # input prompts answered with an empty line: no stdin handler
 
     @property
     def done(self) -> bool:
         if self.reply is None:
             return False
         # An aborted request may get no idle status (older kernels): the reply ends it.
-        return self.idle or self.reply.content.get("status") == "aborted"
+        return self.idle or self.reply.content.get("status") in ABORTED_STATUSES
 
     def deliver(self, msg: Message) -> bool:
         if msg.channel == "iopub":
@@ -181,7 +182,9 @@ class Execution(trio.abc.ReceiveChannel[Message]):
     @property
     def dropped(self) -> int:
         """IOPub messages that arrived while the reader lagged more than ``live_buffer``
-        behind, and were not delivered to it (they still count in :attr:`outputs`)."""
+        behind, and were not delivered to it (they still count in :attr:`outputs`). Messages
+        lost before reaching the client (the channels' IOPub buffer overflowed) are counted
+        in the result's :attr:`~trio_enchannel.ExecuteResult.iopub_dropped` instead."""
         live = self._req.live
         return live.dropped if live is not None else 0
 
@@ -198,7 +201,13 @@ class Execution(trio.abc.ReceiveChannel[Message]):
                 raise RuntimeError("the execution has not finished yet (iterate it first)")
             assert req.reply is not None
             messages = req.messages if req.messages is not None else (req.reply,)
-            self._result = ExecuteResult.build(req.reply, req.outputs, messages)
+            self._result = ExecuteResult.build(
+                req.reply,
+                req.outputs,
+                messages,
+                iopub_dropped=self._router.iopub_dropped_for(self.msg_id),
+                stdin_refused=req.refused,
+            )
         return self._result
 
     async def receive(self) -> Message:
@@ -254,6 +263,7 @@ class Execution(trio.abc.ReceiveChannel[Message]):
         router = self._router
         if handler is None:
             router.stdin_refused += 1
+            self._req.refused += 1
             await router.send_input_reply(msg, "")
             return
         value = ""

@@ -83,6 +83,7 @@ class _Counters:
     rejected: dict[str, int] = attrs.field(factory=dict)
     stalls: int = 0
     discarded: int = 0
+    invalid_utf8: int = 0
 
     def snapshot(
         self, name: ChannelName, receive: trio.MemoryReceiveChannel[Message] | None
@@ -101,6 +102,7 @@ class _Counters:
             buffer_size=buffer_size,
             stalls=self.stalls,
             discarded=self.discarded,
+            invalid_utf8=self.invalid_utf8,
         )
 
 

@@ -41,9 +41,11 @@ def must_drop(
 
     A full buffer (in messages or in bytes) keeps only status messages (an execution ends with
     ``idle``, which busy/idle tracking must not miss), and those only up to
-    :data:`STATUS_RESERVE` beyond the bound.
+    :data:`STATUS_RESERVE` beyond the bound. An empty buffer takes any message, whatever its
+    size: a message larger than the byte bound says nothing about a slow consumer, and
+    dropping it would lose output for no reason (the memory it takes is already allocated).
     """
-    if queued < max_items and queued_bytes + nbytes <= max_bytes:
+    if queued < max_items and (queued == 0 or queued_bytes + nbytes <= max_bytes):
         return False
     return msg_type != "status" or queued >= max_items + STATUS_RESERVE
 
@@ -54,12 +56,16 @@ class DropLog:
 
     Args:
         logger: where the warnings go.
-        opener: the function whose ``iopub_overflow`` option the warning points to.
+        opener: the function whose option the warning points to.
+        option: that option.
     """
 
-    def __init__(self, logger: logging.Logger, opener: str) -> None:
+    def __init__(
+        self, logger: logging.Logger, opener: str, *, option: str = "iopub_overflow"
+    ) -> None:
         self._logger = logger
         self._opener = opener
+        self._option = option
         self._since = 0
         self._total = 0
         self._next = 0.0
@@ -77,11 +83,12 @@ class DropLog:
         )
         self._logger.warning(
             "the %s consumer is slower than the kernel: dropped %d message(s) since the last "
-            "warning, %d in total (the buffer holds %s; see %s' iopub_overflow)",
+            "warning, %d in total (the buffer holds %s; see %s' %s)",
             name,
             self._since,
             self._total,
             bound,
             self._opener,
+            self._option,
         )
         self._since = 0

@@ -7,11 +7,15 @@ from typing import Any
 
 import attrs
 
-from ._errors import KernelError
+from ._errors import KernelError, OutputsLost
 from ._message import Message
 from ._outputs import ErrorInfo, OutputAccumulator, stream_text
 
-__all__ = ["ErrorInfo", "ExecuteResult", "KernelInfo", "Reply"]
+__all__ = ["ABORTED_STATUSES", "ErrorInfo", "ExecuteResult", "KernelInfo", "Reply"]
+
+#: The reply statuses that mean the kernel skipped the request: ``"aborted"`` (ipykernel)
+#: and ``"abort"`` (the message schemas' spelling, and bash_kernel's).
+ABORTED_STATUSES = frozenset(("aborted", "abort"))
 
 
 @attrs.frozen
@@ -36,15 +40,17 @@ class Reply:
 
     @property
     def status(self) -> str:
-        """The reply's ``status`` (``"ok"``, ``"error"``, ``"aborted"``; for
+        """The reply's ``status`` (``"ok"``, ``"error"``, ``"aborted"`` or ``"abort"``; for
         ``is_complete_reply``: ``"complete"``, ``"incomplete"``, ...), ``""`` if missing."""
         value = self.message.content.get("status")
         return value if isinstance(value, str) else ""
 
     @property
     def ok(self) -> bool:
-        """Whether the reply does not report an error or an abort."""
-        return self.status not in ("error", "aborted")
+        """Whether the reply does not report an error or an abort (``"aborted"`` or
+        ``"abort"``)."""
+        status = self.status
+        return status != "error" and status not in ABORTED_STATUSES
 
     @property
     def error(self) -> ErrorInfo | None:
@@ -70,12 +76,12 @@ class Reply:
 
         Raises:
             KernelError: the reply's status is ``"error"`` (carrying ename/evalue/traceback)
-                or ``"aborted"`` (ename ``"Aborted"``).
+                or ``"aborted"``/``"abort"`` (ename ``"Aborted"``).
         """
         status = self.status
         if status == "error":
             raise ErrorInfo.from_content(self.message.content).to_exception()
-        if status == "aborted":
+        if status in ABORTED_STATUSES:
             raise KernelError("Aborted", f"{self.msg_type} was aborted by the kernel")
         return self
 
@@ -86,7 +92,8 @@ class ExecuteResult:
 
     Attributes:
         status: the reply's status: ``"ok"``, ``"error"`` or ``"aborted"`` (the kernel skipped
-            the request because an earlier one failed).
+            the request because an earlier one failed; some kernels spell it ``"abort"``, see
+            :attr:`aborted`).
         execution_count: the execution counter, or ``None`` when the kernel did not say.
         outputs: the outputs as a notebook shows them: nbformat v4 output dicts with stream
             text merged, clears and display updates applied.
@@ -95,6 +102,13 @@ class ExecuteResult:
             stdin ``input_request`` messages and the reply).
         error: the error, from the reply (``status: "error"``) or else from the last ``error``
             output; ``None`` when the execution succeeded.
+        iopub_dropped: how many of the request's IOPub messages never reached it: dropped
+            by the channels because their IOPub buffer was full (the consumer was slower
+            than the kernel), or rejected as malformed although authentic. When not 0,
+            :attr:`outputs` and :attr:`messages` are incomplete (see :attr:`complete`,
+            :meth:`raise_for_incomplete`).
+        stdin_refused: how many of the execution's input prompts were answered with an
+            empty line because no stdin handler was given (the code read ``""``).
     """
 
     status: str
@@ -103,6 +117,8 @@ class ExecuteResult:
     reply: Message
     messages: tuple[Message, ...] = ()
     error: ErrorInfo | None = None
+    iopub_dropped: int = 0
+    stdin_refused: int = 0
 
     @classmethod
     def from_messages(cls, reply: Message, messages: Iterable[Message]) -> ExecuteResult:
@@ -122,9 +138,17 @@ class ExecuteResult:
 
     @classmethod
     def build(
-        cls, reply: Message, acc: OutputAccumulator, messages: Sequence[Message]
+        cls,
+        reply: Message,
+        acc: OutputAccumulator,
+        messages: Sequence[Message],
+        *,
+        iopub_dropped: int = 0,
+        stdin_refused: int = 0,
     ) -> ExecuteResult:
-        """Build a result from the reply and an accumulator that saw the IOPub messages."""
+        """Build a result from the reply and an accumulator that saw the IOPub messages
+        (``iopub_dropped``: how many others were dropped before reaching it;
+        ``stdin_refused``: prompts answered with an empty line for want of a handler)."""
         content = reply.content
         status = content.get("status")
         status = status if isinstance(status, str) else ""
@@ -143,12 +167,37 @@ class ExecuteResult:
             reply=reply,
             messages=tuple(messages),
             error=error,
+            iopub_dropped=iopub_dropped,
+            stdin_refused=stdin_refused,
         )
 
     @property
     def ok(self) -> bool:
         """Whether the execution succeeded (``status == "ok"``)."""
         return self.status == "ok"
+
+    @property
+    def complete(self) -> bool:
+        """Whether every IOPub message of the execution reached the result
+        (:attr:`iopub_dropped` is 0). ``ok`` says nothing about this: check both, or call
+        :meth:`raise_for_incomplete`."""
+        return self.iopub_dropped == 0
+
+    def raise_for_incomplete(self) -> ExecuteResult:
+        """Return ``self`` when the outputs are complete, else raise.
+
+        Raises:
+            OutputsLost: some of the execution's IOPub messages were dropped
+                (:attr:`iopub_dropped`).
+        """
+        if self.iopub_dropped:
+            raise OutputsLost(self.iopub_dropped)
+        return self
+
+    @property
+    def aborted(self) -> bool:
+        """Whether the kernel skipped the execution (status ``"aborted"`` or ``"abort"``)."""
+        return self.status in ABORTED_STATUSES
 
     @property
     def stdout(self) -> str:
@@ -188,12 +237,12 @@ class ExecuteResult:
 
         Raises:
             KernelError: the status is ``"error"`` (with the kernel's ename, evalue and
-                traceback) or ``"aborted"`` (ename ``"Aborted"``).
+                traceback) or ``"aborted"``/``"abort"`` (ename ``"Aborted"``).
         """
         if self.status == "error":
             info = self.error or ErrorInfo("", "")
             raise info.to_exception()
-        if self.status == "aborted":
+        if self.aborted:
             raise KernelError(
                 "Aborted", "the kernel aborted the execution because an earlier one failed"
             )

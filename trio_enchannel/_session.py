@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import logging
 import math
 import numbers
 import os
@@ -229,10 +230,12 @@ def _has_non_finite(value: Any) -> bool:
     return False
 
 
-#: Up to this content size, the four JSON parts are joined (a small copy) to be searched for
-#: ``null`` and signed in one call each; above it they are searched and hashed one by one, so
-#: that large content is never copied.
-_JOIN_LIMIT = 1 << 16
+#: Up to this size the four JSON parts of a message are joined (a small copy, cheaper than
+#: hashing four parts): when sending, to be searched for ``null`` and signed in one call each
+#: (the limit applies to the content); when receiving, before the signature is checked.
+#: Larger messages are searched, signed and verified in place, so that large content is never
+#: copied to be signed and a forged message costs no copy.
+_JOIN_LIMIT = 64 * 1024
 
 
 def _encode_message(
@@ -308,14 +311,22 @@ _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 _PARTS = ("header", "parent_header", "metadata", "content")
 
 
-def _decode_part(raw: bytes, part: str) -> dict[str, Any]:
-    """Decode one JSON frame, raising MalformedMessage with the precise cause."""
+def _decode_part(raw: bytes, part: str, repaired: list[str] | None = None) -> dict[str, Any]:
+    """Decode one JSON frame, raising MalformedMessage with the precise cause.
+
+    Bytes that are not valid UTF-8 are a ``bad_utf8`` error, unless ``repaired`` is given:
+    they are then decoded as U+FFFD (as jupyter_client does: a kernel's ``print('\\udcff')``
+    sends such a byte) and ``part`` is appended to ``repaired``.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MalformedMessage(
-            f"{part} frame is not valid UTF-8: {exc}", reason="bad_utf8"
-        ) from exc
+        if repaired is None:
+            raise MalformedMessage(
+                f"{part} frame is not valid UTF-8: {exc}", reason="bad_utf8"
+            ) from exc
+        text = raw.decode("utf-8", "replace")
+        repaired.append(part)
     try:
         value = _decoder.decode(text)
     except (ValueError, RecursionError) as exc:
@@ -330,16 +341,17 @@ def _decode_part(raw: bytes, part: str) -> dict[str, Any]:
 _scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 
 
-def _decode_object(raw: bytes, part: str) -> dict[str, Any]:
+def _decode_object(raw: bytes, part: str, repaired: list[str]) -> dict[str, Any]:
     # Fast path: the C scanner on a frame that is exactly one JSON object. Anything unusual
-    # (whitespace around it, errors) takes the slow path, which reports the precise cause.
+    # (whitespace around it, invalid UTF-8, errors) takes the slow path, which repairs
+    # invalid UTF-8 or reports the precise cause.
     try:
         text = raw.decode("utf-8")
         value, end = _scan_once(text, 0)
     except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
-        return _decode_part(raw, part)
+        return _decode_part(raw, part, repaired)
     if end != len(text) or type(value) is not dict:
-        return _decode_part(raw, part)
+        return _decode_part(raw, part, repaired)
     return value
 
 
@@ -368,6 +380,16 @@ def _decode_four(
     if end != len(text) or type(content) is not dict:
         return None
     return header, parent, metadata, content
+
+
+def parent_id_of(raw: bytes) -> str | None:
+    """The ``msg_id`` in a parent header frame, or ``None`` if it cannot be read."""
+    try:
+        value = _decoder.decode(raw.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        return None
+    msg_id = value.get("msg_id") if isinstance(value, dict) else None
+    return msg_id if isinstance(msg_id, str) and msg_id else None
 
 
 def _header_from(data: dict[str, Any]) -> Header:
@@ -416,7 +438,69 @@ def _scheme_factory(scheme: str) -> str:
 
 
 def _key_bytes(key: str | bytes) -> bytes:
-    return key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    # bytes(5) would be five NUL bytes: a key nobody chose
+    raise TypeError(f"key must be str or bytes, got {type(key).__name__}")
+
+
+def _str_field(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.alias} must be a str, got {type(value).__name__}")
+
+
+def _check_history(_: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"replay_history must be an int, got {type(value).__name__}")
+
+
+def _check_parts(
+    content: object, metadata: object, parent: object, buffers: object, subshell_id: object
+) -> None:
+    """The types of :meth:`Session.message`'s arguments, so that a wrong one is a TypeError
+    that names it (``dict(5)`` would not, and ``dict([("a", 1)])`` or ``tuple("ab")`` would
+    silently build something else)."""
+    if (
+        (content is None or type(content) is dict)
+        and (metadata is None or type(metadata) is dict)
+        and (parent is None or type(parent) is Message or type(parent) is dict)
+        and not buffers
+        and (subshell_id is None or type(subshell_id) is str)
+    ):
+        return  # the common case, at the cost of a few identity checks
+    for name, part in (("content", content), ("metadata", metadata)):
+        if part is not None and type(part) is not dict and not isinstance(part, Mapping):
+            raise TypeError(f"{name} must be a dict, got {type(part).__name__}")
+    if parent is not None and not isinstance(parent, (Message, Mapping)):
+        raise TypeError(f"parent must be a Message or a header dict, got {type(parent).__name__}")
+    if buffers:
+        if isinstance(buffers, (str, bytes, bytearray, memoryview)) or not isinstance(
+            buffers, Sequence
+        ):
+            raise TypeError(f"buffers must be a sequence of buffers, got {type(buffers).__name__}")
+        for index, buffer in enumerate(buffers):
+            if not isinstance(buffer, (bytes, bytearray, memoryview)):
+                try:  # any object with the buffer protocol (array.array, numpy arrays, ...)
+                    memoryview(buffer)
+                except TypeError:
+                    raise TypeError(
+                        f"buffers[{index}] must be bytes-like, got {type(buffer).__name__}"
+                    ) from None
+    if subshell_id is not None and type(subshell_id) is not str:
+        raise TypeError(f"subshell_id must be a str, got {type(subshell_id).__name__}")
+
+
+def warn_if_unsigned(session: Session, logger: logging.Logger, where: str) -> None:
+    """Log a warning when ``session`` has an empty key: its messages are neither signed nor
+    verified, so anyone who can reach the ports can run code in the kernel."""
+    if not session.signed:
+        logger.warning(
+            "%s: the connection key is empty, so message signing is disabled; anyone who can "
+            "reach its ports can run code in the kernel",
+            where,
+        )
 
 
 _IPAD = bytes(x ^ 0x36 for x in range(256))
@@ -465,8 +549,9 @@ class _Signer:
         return outer.hexdigest().encode("ascii")  # type: ignore[no-any-return]
 
     def hexdigest_parts(self, parts: Iterable[_Buffer]) -> bytes:
-        """The HMAC of the concatenation of ``parts``, as lowercase hex ASCII, each part fed
-        to the hash in turn (never joined, so a large part is not copied)."""
+        """The HMAC of the concatenation of ``parts``, as lowercase hex ASCII, computed
+        over each part in place: nothing is joined or copied (a forged message costs no
+        memory before it is rejected, large content sent is signed without a copy)."""
         if self._inner is None:
             mac = hmac.new(self._key, digestmod=self._digest)
             for part in parts:
@@ -497,15 +582,20 @@ class Session:
         replay_history: how many accepted signatures to remember (oldest forgotten first).
 
     Raises:
-        ConfigurationError: the signature scheme is unknown.
+        ConfigurationError: the signature scheme is unknown, or ``replay_history`` is < 1.
+        TypeError: an argument has the wrong type (a key must be ``str`` or ``bytes``).
     """
 
     _key: bytes = attrs.field(default=b"", converter=_key_bytes, repr=False, alias="key")
-    signature_scheme: str = attrs.field(default="hmac-sha256", kw_only=True)
-    session_id: str = attrs.field(factory=lambda: uuid.uuid4().hex, kw_only=True)
-    username: str = attrs.field(factory=default_username, kw_only=True)
-    protocol_version: str = attrs.field(default="5.5", kw_only=True)
-    replay_history: int = attrs.field(default=65536, kw_only=True, repr=False)
+    signature_scheme: str = attrs.field(default="hmac-sha256", kw_only=True, validator=_str_field)
+    session_id: str = attrs.field(
+        factory=lambda: uuid.uuid4().hex, kw_only=True, validator=_str_field
+    )
+    username: str = attrs.field(factory=default_username, kw_only=True, validator=_str_field)
+    protocol_version: str = attrs.field(default="5.5", kw_only=True, validator=_str_field)
+    replay_history: int = attrs.field(
+        default=65536, kw_only=True, repr=False, validator=_check_history
+    )
     _digest: str = attrs.field(init=False, repr=False)
     _seen: set[bytes] = attrs.field(init=False, factory=set, repr=False)
     _seen_order: collections.deque[bytes] = attrs.field(
@@ -513,6 +603,7 @@ class Session:
     )
     _counter: Iterable[int] = attrs.field(init=False, factory=itertools.count, repr=False)
     _signer: _Signer = attrs.field(init=False, repr=False)
+    _invalid_utf8: int = attrs.field(init=False, default=0, repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._digest = _scheme_factory(self.signature_scheme)
@@ -533,6 +624,12 @@ class Session:
     def key(self) -> bytes:
         """The HMAC key as bytes (never shown in reprs)."""
         return self._key
+
+    @property
+    def invalid_utf8(self) -> int:
+        """How many messages :meth:`deserialize` accepted with invalid UTF-8 in a JSON part,
+        decoded as U+FFFD replacement characters (as jupyter_client does)."""
+        return self._invalid_utf8
 
     @property
     def signed(self) -> bool:
@@ -571,7 +668,10 @@ class Session:
 
         Raises:
             LocalProtocolError: ``msg_type`` is empty, or ``channel`` is not a channel name.
+            TypeError: ``content`` or ``metadata`` is not a dict, ``parent`` not a message or
+                header dict, ``buffers`` not bytes-like buffers, ``subshell_id`` not a str.
         """
+        _check_parts(content, metadata, parent, buffers, subshell_id)
         if not isinstance(msg_type, str) or not msg_type:
             raise LocalProtocolError("msg_type must be a non-empty string")
         if channel is not None and channel not in CHANNEL_NAMES:
@@ -708,12 +808,15 @@ class Session:
     ) -> Message:
         """Verify and decode a message from its frames.
 
-        The signature is checked with a constant-time comparison over the received bytes, then
-        recorded (only verified signatures are recorded) to reject replays.
+        The signature is checked first, with a constant-time comparison of an HMAC computed
+        over the received frames in place (nothing is copied or decoded before the message
+        is known to be authentic), then recorded (only verified signatures are recorded) to
+        reject replays. Bytes that are not valid UTF-8 in a JSON part are decoded as U+FFFD
+        replacement characters, as jupyter_client does, and counted (:attr:`invalid_utf8`).
 
         Raises:
             MalformedMessage: no delimiter, fewer than five frames after it, a JSON part that is
-                not UTF-8, not JSON, not an object, or a header without msg_id/msg_type.
+                not JSON, not an object, or a header without msg_id/msg_type.
             UnsignedMessage: a key is set but the signature frame is empty.
             InvalidSignature: the signature does not match.
             DuplicateSignature: the signature was already accepted (a replay).
@@ -731,32 +834,51 @@ class Session:
                 "(signature, header, parent_header, metadata, content)",
                 reason="too_few_frames",
             )
-        sig = bytes(frames[idx + 1])
-        h = bytes(frames[idx + 2])
-        p = bytes(frames[idx + 3])
-        m = bytes(frames[idx + 4])
-        c = bytes(frames[idx + 5])
-        signed = b"".join((h, p, m, c))
+        raw = frames[idx + 2 : idx + 6]
+        # A small message is joined at once (cheaper than hashing it in four parts); a large
+        # one is hashed in place, and copied only once it is known to be authentic.
+        small = len(raw[0]) + len(raw[1]) + len(raw[2]) + len(raw[3]) <= _JOIN_LIMIT
+        signed = b"".join(raw) if small else b""
         if self._key:
-            if not sig:
+            sig_frame = frames[idx + 1]
+            if not len(sig_frame):
                 raise UnsignedMessage("message has an empty signature but a key is configured")
             # HMAC over the four frames, compared in constant time.
-            if not hmac.compare_digest(sig, self._signer.hexdigest(signed)):
+            signer = self._signer
+            expected = signer.hexdigest(signed) if small else signer.hexdigest_parts(raw)
+            if len(sig_frame) != len(expected):
+                raise InvalidSignature("message signature does not match its content")
+            sig = bytes(sig_frame)
+            if not hmac.compare_digest(sig, expected):
                 raise InvalidSignature("message signature does not match its content")
             if sig in self._seen:
                 raise DuplicateSignature("message signature was already seen (replay)")
             self._record(sig)
-        decoded = _decode_four(signed, len(h), len(p), len(m)) if signed.isascii() else None
-        if decoded is not None:
-            header_data, parent, metadata, content = decoded
-            header = _header_from(header_data)
-        else:
-            header = _header_from(_decode_object(h, "header"))
-            # Real kernels send ``null`` for "no parent" (ipykernel's "starting" status) and
-            # jupyter_client accepts it: read it as ``{}``.
-            parent = {} if p == b"null" else _decode_object(p, "parent_header")
-            metadata = {} if m == b"null" else _decode_object(m, "metadata")
-            content = _decode_object(c, "content")
+        h = bytes(raw[0])
+        p = bytes(raw[1])
+        m = bytes(raw[2])
+        c = bytes(raw[3])
+        if not small:
+            signed = b"".join((h, p, m, c))
+        try:
+            decoded = _decode_four(signed, len(h), len(p), len(m)) if signed.isascii() else None
+            if decoded is not None:
+                header_data, parent, metadata, content = decoded
+                header = _header_from(header_data)
+            else:
+                repaired: list[str] = []
+                header = _header_from(_decode_object(h, "header", repaired))
+                # Real kernels send ``null`` for "no parent" (ipykernel's "starting" status)
+                # and jupyter_client accepts it: read it as ``{}``.
+                parent = {} if p == b"null" else _decode_object(p, "parent_header", repaired)
+                metadata = {} if m == b"null" else _decode_object(m, "metadata", repaired)
+                content = _decode_object(c, "content", repaired)
+                if repaired:
+                    self._invalid_utf8 += 1
+        except MalformedMessage as exc:
+            # Authentic but malformed: say which request it answers, if that can be read.
+            exc.parent_id = parent_id_of(p)
+            raise
         return _make_message(
             header,
             parent,

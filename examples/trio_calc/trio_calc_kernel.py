@@ -104,6 +104,7 @@ class CalcKernel:
             nursery.start_soon(self._shell_loop)
             nursery.start_soon(self._control_loop)
             nursery.start_soon(self._sigint_loop)
+            nursery.start_soon(self._parent_watch)
 
     def interrupt(self) -> None:
         """Stop the running execution (it replies with a KeyboardInterrupt error)."""
@@ -127,6 +128,13 @@ class CalcKernel:
         with trio.open_signal_receiver(signal.SIGINT) as signals:
             async for _ in signals:
                 self.interrupt()
+
+    async def _parent_watch(self) -> None:
+        # Like ipykernel: exit when the process that started us dies (jupyter_client names it
+        # in JPY_PARENT_PID), so a frontend killed outright leaves no orphaned kernel.
+        await wait_for_parent_exit()
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
 
     async def _abort_queued(self) -> None:
         # Like ipykernel: executions queued behind a failed one are not run (and this happens
@@ -314,6 +322,32 @@ def _int(value: Any, default: int | None) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
+async def wait_for_parent_exit() -> None:
+    """Return when the process named by ``JPY_PARENT_PID`` exits; wait forever when there is
+    none, or when it is not this process's parent (an inherited variable: ipykernel ignores
+    it too)."""
+    try:
+        parent = int(os.environ.get("JPY_PARENT_PID", ""))
+    except ValueError:
+        parent = 0
+    if parent <= 1 or parent != os.getppid():
+        await trio.sleep_forever()
+    pidfd_open = getattr(os, "pidfd_open", None)  # Linux 5.3+: readable once it exits
+    try:
+        pidfd = pidfd_open(parent) if pidfd_open is not None else None
+    except OSError:
+        pidfd = None
+    if pidfd is None:
+        # Without pidfds nothing signals a parent's death: poll, as ipykernel does.
+        while os.getppid() == parent:  # noqa: ASYNC110 - no event to wait for
+            await trio.sleep(1.0)
+        return
+    try:
+        await trio.lowlevel.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
+
+
 async def main(connection_file: str) -> None:
     """Serve the kernel described by ``connection_file`` until it is shut down."""
     info = ConnectionInfo.from_file(connection_file)
@@ -321,11 +355,25 @@ async def main(connection_file: str) -> None:
         await CalcKernel(channels).serve()
 
 
-def cli(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> str:
+    """The connection file named on the command line.
+
+    Arguments the kernel does not know are ignored with a warning on stderr, never refused:
+    frontends add their own (``jupyter run --kernel=trio_calc script.calc`` passes the script's
+    name, ``KernelManager.start_kernel(extra_arguments=...)`` anything), and a kernel that
+    exits on them dies before its first reply.
+    """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-f", "--connection-file", required=True)
-    args = parser.parse_args(argv)
-    trio.run(main, args.connection_file)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        print(f"trio_calc: ignoring unknown arguments {unknown!r}", file=sys.stderr)
+    connection_file: str = args.connection_file
+    return connection_file
+
+
+def cli(argv: list[str] | None = None) -> None:
+    trio.run(main, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ REJECTED_KINDS: dict[str, str] = {
     "truncated": "too_few_frames",
     "oversized": "invalid_signature",
     "oversized_no_delimiter": "missing_delimiter",
-    "bad_utf8": "bad_utf8",
+    # Invalid UTF-8 is decoded as U+FFFD (as jupyter_client does); outside strings what is
+    # left is not JSON.
+    "bad_utf8": "bad_json",
     "not_object": "not_object",
     "bad_json": "bad_json",
     "bad_header": "bad_header",
@@ -38,7 +40,7 @@ REJECTED_KINDS: dict[str, str] = {
 }
 
 #: Valid messages with absurd but legal content: they must be delivered.
-VALID_KINDS = ("valid", "valid_deep", "valid_huge", "valid_big_buffer")
+VALID_KINDS = ("valid", "valid_deep", "valid_huge", "valid_big_buffer", "valid_bad_utf8")
 
 #: Depth of JSON nesting beyond any decoder's recursion limit (rejected as bad JSON).
 ABSURD_DEPTH = 100_000
@@ -99,6 +101,12 @@ class Builder:
             buffers = (self.blob,)
         msg = self.session.message(self._msg_type(channel), content, buffers=buffers)
         frames = [bytes(f) for f in self.session.serialize(msg, self._prefix(channel))]
+        if kind == "valid_bad_utf8":
+            # Invalid UTF-8 inside a string (a kernel's print('\\udcff')): decoded as U+FFFD,
+            # delivered.
+            at = frames.index(DELIMITER)
+            h, p, m = frames[at + 2 : at + 5]
+            frames = self._signed(channel, h, p, m, b'{"seq": %d, "text": "a\xffb"}' % seq)
         self.last_valid[channel] = frames
         return frames
 
@@ -130,7 +138,7 @@ class Builder:
         if kind == "oversized_no_delimiter":
             return [self.blob]
         if kind == "bad_utf8":
-            return self._signed(channel, h, p, m, b'{"text": "\xff\xfe\xfa"}')
+            return self._signed(channel, h, p, m, b'{"text": \xff\xfe\xfa}')
         if kind == "not_object":
             bad = (b"[1, 2]", b'"text"', b"null", b"42")[variant % 4]
             # A null parent header or metadata is accepted (real kernels send it): put the

@@ -30,20 +30,22 @@ from .._channel_views import (
     _Counters,
 )
 from .._errors import (
-    ConfigurationError,
     KernelDied,
     LocalProtocolError,
+    MalformedMessage,
     RemoteProtocolError,
 )
+from .._fanout import Fanout
 from .._inbox import Inbox
 from .._message import CHANNEL_NAMES, ChannelName, Message
 from .._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
 from .._session import Session
 from .._util import unwrap_single
+from .._validate import check_bool, check_choice, check_int, check_seconds
 from ._errors import ConnectionLost
 from ._framing import peek_channel
 from ._link import KernelLink, LinkState, SubprotocolChoice
-from ._rest import RemoteServer, open_remote_server
+from ._rest import RemoteServer, check_connection_options, check_kernel_id, open_remote_server
 
 __all__ = [
     "RemoteChannels",
@@ -176,6 +178,9 @@ class RemoteChannels:
             self._rejects_send, self._rejects_receive = rsend, rreceive
         self._rejects_unreported = 0
         self._rejected_unknown = 0
+        # IOPub subscriptions (ch.iopub.subscribe): copies handed over by the reader.
+        self._iopub_fanout = Fanout()
+        self._counters["iopub"].fanout = self._iopub_fanout
         self._listeners: list[Any] = []
         self._taps: list[Callable[[Message], None]] = []
         self._dead = trio.Event()
@@ -372,6 +377,7 @@ class RemoteChannels:
         """
         if not self._closed:
             self._closed = True
+            self._iopub_fanout.end()
             await self._link.aclose()
             for name in CHANNEL_NAMES:  # the shared inbox of multiplexed mode: once per channel
                 self._inboxes[name].close_sender()
@@ -421,13 +427,15 @@ class RemoteChannels:
         counters.received += 1
         for tap in self._taps:
             tap(msg)
+        if name == "iopub" and self._iopub_fanout.subscriptions:
+            self._iopub_fanout.publish(msg, nbytes)
         inbox = self._inboxes[name]
         max_items, max_bytes = self._limits(name)
         if name == "iopub" and self._iopub_drop:
             # Full: keep only status messages (an execution ends with "idle"), and those only
             # up to a hard cap; never wait, so the websocket keeps being read.
             if must_drop(len(inbox), inbox.nbytes, nbytes, msg.msg_type, max_items, max_bytes):
-                counters.dropped += 1
+                counters.drop(msg.parent_id)
                 self._drop_log.dropped(name, max_items, max_bytes)
                 return
         else:
@@ -441,8 +449,26 @@ class RemoteChannels:
         if not inbox.put(msg, nbytes):
             counters.discarded += 1
 
+    def _on_repaired(self, msg: Message) -> None:
+        """Link callback: ``msg`` held invalid UTF-8, decoded as U+FFFD (counted, logged)."""
+        name = msg.channel
+        assert name is not None
+        count = self._counters[name].repaired()
+        if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+            logger.warning(
+                "accepted a %s message from kernel %s on %s with invalid UTF-8, replaced with "
+                "U+FFFD (%d so far; statistics().%s.invalid_utf8)",
+                msg.msg_type,
+                self.kernel_id,
+                name,
+                count,
+                name,
+            )
+
     def _reject(self, frame: str | bytes, error: RemoteProtocolError) -> None:
         name = peek_channel(frame)
+        if name == "iopub" and isinstance(error, MalformedMessage):
+            self._counters[name].lost(error.parent_id)
         if name is None:
             self._rejected_unknown += 1
             count = self._rejected_unknown
@@ -491,6 +517,7 @@ class RemoteChannels:
     def _on_dead(self, error: KernelDied) -> None:
         self._death = error
         self._dead.set()
+        self._iopub_fanout.end(error)
         self._notify("kernel_died", error)
 
 
@@ -553,8 +580,10 @@ async def open_remote_channels(
       ``trio_enchannel.channels`` logger (at the first drop, then at most every 10 s).
       ``status`` messages are kept even then (a client waits for ``idle`` to end an
       execution), up to 1,000 beyond the bound. The oldest messages are kept, the newest
-      dropped. Memory on this side stays bounded by the buffers and the one websocket
-      message being read.
+      dropped; an empty buffer takes any message, whatever its size, and
+      :meth:`~trio_enchannel.IOPubChannel.dropped_for` counts the drops of one request.
+      Memory on this side stays bounded by the buffers and the one websocket message being
+      read.
     * ``iopub_overflow="wait"``: while the IOPub buffer is full the reader stops reading the
       websocket, resuming once the buffer is half empty. Nothing is dropped on this side,
       but the replies of the other channels wait behind IOPub (a ping unanswered meanwhile
@@ -601,28 +630,36 @@ async def open_remote_channels(
         RemoteKernelNotFound: the server has no such kernel.
         RemoteServerError: the server is unreachable, refused the websocket, or does not
             offer the required subprotocol.
-        ConfigurationError: an option is invalid.
+        ConfigurationError: an option is invalid (the message names it), checked before
+            anything is read or connected.
+        TypeError: an argument has the wrong type.
     """
+    check_connection_options(server=server, token=token, ssl_context=ssl_context, headers=headers)
+    check_kernel_id(kernel_id)
+    if session is not None and not isinstance(session, Session):
+        raise TypeError(f"session must be a Session or None, got {type(session).__name__}")
+    check_choice("subprotocol", subprotocol, ("auto", "v1", "legacy"))
+    check_int("buffer_size", buffer_size, at_least=0)
     if iopub_buffer_size is None:
         iopub_buffer_size = IOPUB_BUFFER_SIZE
-    if buffer_size < 0 or iopub_buffer_size < 0 or iopub_buffer_bytes < 1:
-        raise ConfigurationError("buffer sizes must be >= 0 and iopub_buffer_bytes >= 1")
-    if rejects_buffer_size < 1:
-        raise ConfigurationError("rejects_buffer_size must be >= 1")
-    if iopub_overflow not in ("wait", "drop"):
-        raise ConfigurationError(f"iopub_overflow must be 'wait' or 'drop', not {iopub_overflow!r}")
-    if subprotocol not in ("auto", "v1", "legacy"):
-        raise ConfigurationError(
-            f"subprotocol must be 'auto', 'v1' or 'legacy', not {subprotocol!r}"
-        )
-    if not (reconnect_timeout > 0) or not (connect_timeout > 0):
-        raise ConfigurationError("reconnect_timeout and connect_timeout must be > 0")
+    check_int("iopub_buffer_size", iopub_buffer_size, at_least=0)
+    check_int("iopub_buffer_bytes", iopub_buffer_bytes, at_least=1)
+    check_choice("iopub_overflow", iopub_overflow, ("wait", "drop"))
+    for label, flag in (
+        ("multiplexed", multiplexed),
+        ("report_rejects", report_rejects),
+        ("reconnect", reconnect),
+    ):
+        check_bool(label, flag)
+    check_int("rejects_buffer_size", rejects_buffer_size, at_least=1)
+    check_seconds("connect_timeout", connect_timeout, allow_inf=True)
+    check_seconds("reconnect_timeout", reconnect_timeout, allow_inf=True)
     for label, value in (
         ("ping_interval", ping_interval),
         ("kernel_check_interval", kernel_check_interval),
     ):
-        if value is not None and not (value > 0):
-            raise ConfigurationError(f"{label} must be > 0 or None")
+        if value is not None:
+            check_seconds(label, value)
     async with _server_for(server, token, ssl_context, headers) as rest:
         if session is None:
             session = Session(session_id=uuid.uuid4().hex)
@@ -647,6 +684,7 @@ async def open_remote_channels(
             on_restart=channels._on_restart,
             on_dead=channels._on_dead,
             on_connect=channels._on_connect,
+            on_repaired=channels._on_repaired,
             make_probe=lambda: session.message("kernel_info_request", channel="shell"),
             subprotocol_choice=subprotocol,
             connect_timeout=connect_timeout,

@@ -31,7 +31,7 @@ from typing import Any, Final
 
 from .._errors import LocalProtocolError, MalformedMessage
 from .._message import CHANNEL_NAMES, ChannelName, Header, Message
-from .._session import _decode_part, _encode_part
+from .._session import _decode_part, _encode_part, parent_id_of
 
 __all__ = [
     "LEGACY",
@@ -147,7 +147,7 @@ def encode_v1(msg: Message) -> bytes:
     return b"".join((table, *parts))
 
 
-def decode_v1(frame: _Frame) -> Message:
+def decode_v1(frame: _Frame, repaired: list[str] | None = None) -> Message:
     """Decode one binary frame of the ``v1.kernel.websocket.jupyter.org`` protocol.
 
     Buffers are zero-copy views into ``frame``.
@@ -157,7 +157,8 @@ def decode_v1(frame: _Frame) -> Message:
             (reason ``"bad_framing"``), there are fewer than five parts (``"too_few_frames"``),
             the channel is unknown (``"bad_channel"``), or a JSON part is not UTF-8, not JSON,
             not an object, or the header lacks msg_id/msg_type (``"bad_utf8"``,
-            ``"bad_json"``, ``"not_object"``, ``"bad_header"``).
+            ``"bad_json"``, ``"not_object"``, ``"bad_header"``). With ``repaired`` given,
+            invalid UTF-8 is decoded as U+FFFD instead and the parts are appended to it.
     """
     if isinstance(frame, str):
         raise MalformedMessage(
@@ -202,12 +203,17 @@ def decode_v1(frame: _Frame) -> Message:
     if channel is None:
         name = bytes(data[offsets[0] : offsets[1]])[:40]
         raise MalformedMessage(f"v1 frame names an unknown channel {name!r}", reason="bad_channel")
-    header = _decode_part(bytes(data[offsets[1] : offsets[2]]), "header")
-    parent = _decode_part(bytes(data[offsets[2] : offsets[3]]), "parent_header")
-    metadata = _decode_part(bytes(data[offsets[3] : offsets[4]]), "metadata")
-    content = _decode_part(bytes(data[offsets[4] : offsets[5]]), "content")
-    buffers = [data[offsets[i] : offsets[i + 1]] for i in range(5, count - 1)]
-    return _build_message(header, parent, metadata, content, buffers, channel)
+    raw_parent = bytes(data[offsets[2] : offsets[3]])
+    try:
+        header = _decode_part(bytes(data[offsets[1] : offsets[2]]), "header", repaired)
+        parent = _decode_part(raw_parent, "parent_header", repaired)
+        metadata = _decode_part(bytes(data[offsets[3] : offsets[4]]), "metadata", repaired)
+        content = _decode_part(bytes(data[offsets[4] : offsets[5]]), "content", repaired)
+        buffers = [data[offsets[i] : offsets[i + 1]] for i in range(5, count - 1)]
+        return _build_message(header, parent, metadata, content, buffers, channel)
+    except MalformedMessage as exc:
+        exc.parent_id = parent_id_of(raw_parent)  # the request it answers, if readable
+        raise
 
 
 # -- legacy JSON framing ---------------------------------------------------------------------
@@ -286,9 +292,13 @@ def encode_legacy(msg: Message) -> str | bytes:
 
 
 def _legacy_from_object(
-    text: bytes, buffers: Sequence[bytes | memoryview], *, binary: bool
+    text: bytes,
+    buffers: Sequence[bytes | memoryview],
+    *,
+    binary: bool,
+    repaired: list[str] | None = None,
 ) -> Message:
-    obj = _decode_part(text, "message")
+    obj = _decode_part(text, "message", repaired)
     channel = obj.get("channel")
     if channel not in CHANNEL_NAMES:
         raise MalformedMessage(
@@ -316,7 +326,7 @@ def _legacy_from_object(
     return _build_message(parts[0], parts[1], parts[2], parts[3], buffers, channel)
 
 
-def decode_legacy(frame: _Frame) -> Message:
+def decode_legacy(frame: _Frame, repaired: list[str] | None = None) -> Message:
     """Decode one frame of the legacy framing (a text frame or a binary frame with buffers).
 
     Buffers of a binary frame are zero-copy views into ``frame``.
@@ -326,7 +336,8 @@ def decode_legacy(frame: _Frame) -> Message:
             (reason ``"bad_framing"``), the channel is missing or unknown (``"bad_channel"``),
             or the JSON is not UTF-8, not JSON, not an object, or the header lacks
             msg_id/msg_type (``"bad_utf8"``, ``"bad_json"``, ``"not_object"``,
-            ``"bad_header"``).
+            ``"bad_header"``). With ``repaired`` given, invalid UTF-8 in a binary frame is
+            decoded as U+FFFD instead and appended to it.
     """
     if isinstance(frame, str):
         try:
@@ -361,7 +372,7 @@ def decode_legacy(frame: _Frame) -> Message:
         previous = offset
     body = bytes(data[offsets[0] : offsets[1]])
     buffers = [data[offsets[i] : offsets[i + 1]] for i in range(1, count)]
-    return _legacy_from_object(body, buffers, binary=True)
+    return _legacy_from_object(body, buffers, binary=True, repaired=repaired)
 
 
 # -- diagnostics -----------------------------------------------------------------------------
@@ -416,12 +427,15 @@ def encode_frame(msg: Message, subprotocol: str | None) -> str | bytes:
     return encode_legacy(msg)
 
 
-def decode_frame(frame: _Frame, subprotocol: str | None) -> Message:
-    """Decode a websocket frame received under ``subprotocol`` (``None``: legacy).
+def decode_frame(
+    frame: _Frame, subprotocol: str | None, repaired: list[str] | None = None
+) -> Message:
+    """Decode a websocket frame received under ``subprotocol`` (``None``: legacy); see
+    :func:`decode_v1` for ``repaired``.
 
     Raises:
         MalformedMessage: as :func:`decode_v1` / :func:`decode_legacy`.
     """
     if subprotocol == V1_SUBPROTOCOL:
-        return decode_v1(frame)
-    return decode_legacy(frame)
+        return decode_v1(frame, repaired)
+    return decode_legacy(frame, repaired)

@@ -82,6 +82,8 @@ class KernelLink:
       (bytes, or characters for a text frame of the legacy framing); may block to apply
       backpressure (the reader reads nothing meanwhile).
     * ``reject(frame, error)``: a frame that could not be decoded (never delivered).
+    * ``on_repaired(msg)``: ``msg`` (about to be delivered) held invalid UTF-8, decoded as
+      U+FFFD.
     * ``on_drop(error)``: the connection dropped; requests in flight should fail with it.
     * ``on_restart(reason)``: the server restarted the kernel (it had died).
     * ``on_dead(error)``: the kernel is gone; the link has ended.
@@ -100,6 +102,7 @@ class KernelLink:
     on_restart: Callable[[str], None]
     on_dead: Callable[[KernelDied], None]
     on_connect: Callable[[], None] = lambda: None
+    on_repaired: Callable[[Message], None] = lambda msg: None
     make_probe: Callable[[], Message] | None = None
     subprotocol_choice: SubprotocolChoice = "auto"
     reconnect: bool = True
@@ -336,8 +339,9 @@ class KernelLink:
                     except trio_websocket.ConnectionClosed as exc:
                         self._drop_reason = _describe_close(exc.reason)
                         break
+                    repaired: list[str] = []
                     try:
-                        msg = decode_frame(frame, ws.subprotocol)
+                        msg = decode_frame(frame, ws.subprotocol, repaired)
                     except RemoteProtocolError as exc:
                         self.reject(frame, exc)
                         continue
@@ -351,6 +355,8 @@ class KernelLink:
                         if msg.channel == "iopub" and self._probe_live is not None:
                             self._probe_live.set()
                         continue
+                    if repaired:
+                        self.on_repaired(msg)
                     self._watch_status(msg)
                     self._in_deliver = True
                     try:

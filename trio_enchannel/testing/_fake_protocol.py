@@ -79,7 +79,8 @@ def malformed_frames(
     elif fault.reason == "not_object":
         c = b'["status", "ok"]'
     elif fault.reason == "bad_utf8":
-        c = b'{"text": "\xff\xfe"}'
+        # Outside a string: invalid UTF-8 inside one is repaired (U+FFFD), not rejected.
+        c = b'{"text": \xff\xfe}'
     else:  # bad_header
         h = b'{"msg_type": "' + msg.msg_type.encode() + b'"}'
     return [*identities, DELIMITER, session.sign((h, p, m, c)), h, p, m, c]

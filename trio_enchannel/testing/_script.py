@@ -271,7 +271,7 @@ class Script:
     """
 
     steps: tuple[Step, ...] = attrs.field(default=(), converter=_steps)
-    status: Literal["ok", "error", "aborted"] | None = None
+    status: Literal["ok", "error", "aborted", "abort"] | None = None
     reply: Mapping[str, Any] = attrs.field(factory=dict, converter=_dict)
 
 
@@ -313,7 +313,9 @@ class Malformed:
         reason: which malformation, named like the client's rejection reasons:
             ``"missing_delimiter"``, ``"too_few_frames"``, ``"bad_json"``, ``"not_object"``,
             ``"bad_utf8"`` or ``"bad_header"``. The damaged JSON parts are signed correctly,
-            so only the malformation itself is wrong.
+            so only the malformation itself is wrong. ``"bad_utf8"`` puts bytes that are not
+            UTF-8 outside any JSON string: a client repairs invalid UTF-8 (U+FFFD, as
+            jupyter_client does) and then rejects what is left as ``"bad_json"``.
         frames: send exactly these frames instead (after the client's routing identities, or
             after the topic on IOPub); ``reason`` is then only a label.
         on: ``"reply"``: on the reply's channel to the client that asked; ``"iopub"``: on
