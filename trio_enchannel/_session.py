@@ -456,6 +456,18 @@ def _check_history(_: object, attribute: attrs.Attribute[int], value: object) ->
         raise TypeError(f"replay_history must be an int, got {type(value).__name__}")
 
 
+def _plain_buffers(buffers: object) -> bool:
+    """Whether ``buffers`` is a list or tuple of bytes, bytearrays and memoryviews (the
+    usual case, which the full check below accepts too, checked at less cost)."""
+    if type(buffers) is not list and type(buffers) is not tuple:
+        return False
+    for buffer in buffers:
+        kind = type(buffer)
+        if kind is not bytes and kind is not memoryview and kind is not bytearray:
+            return False
+    return True
+
+
 def _check_parts(
     content: object, metadata: object, parent: object, buffers: object, subshell_id: object
 ) -> None:
@@ -466,7 +478,7 @@ def _check_parts(
         (content is None or type(content) is dict)
         and (metadata is None or type(metadata) is dict)
         and (parent is None or type(parent) is Message or type(parent) is dict)
-        and not buffers
+        and (not buffers or _plain_buffers(buffers))
         and (subshell_id is None or type(subshell_id) is str)
     ):
         return  # the common case, at the cost of a few identity checks
