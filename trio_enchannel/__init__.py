@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._comm import Comm as Comm
     from ._connection import ConnectionInfo as ConnectionInfo
     from ._connection import write_connection_file as write_connection_file
+    from ._errors import CellExecutionError as CellExecutionError
+    from ._errors import CellTimeoutError as CellTimeoutError
     from ._errors import ConfigurationError as ConfigurationError
     from ._errors import ConnectionInfoError as ConnectionInfoError
     from ._errors import DuplicateSignature as DuplicateSignature
@@ -44,6 +46,8 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import LocalProtocolError as LocalProtocolError
     from ._errors import MalformedMessage as MalformedMessage
     from ._errors import NoSuchKernel as NoSuchKernel
+    from ._errors import NotebookError as NotebookError
+    from ._errors import NotebookKernelDied as NotebookKernelDied
     from ._errors import RemoteProtocolError as RemoteProtocolError
     from ._errors import UnsignedMessage as UnsignedMessage
     from ._heartbeat import Heartbeat as Heartbeat
@@ -65,6 +69,12 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._message import ChannelName as ChannelName
     from ._message import Header as Header
     from ._message import Message as Message
+    from ._notebook import CellFinished as CellFinished
+    from ._notebook import CellOutput as CellOutput
+    from ._notebook import CellStarted as CellStarted
+    from ._notebook import NotebookEvent as NotebookEvent
+    from ._notebook import NotebookFinished as NotebookFinished
+    from ._notebook import execute_notebook as execute_notebook
     from ._outputs import ErrorInfo as ErrorInfo
     from ._outputs import OutputAccumulator as OutputAccumulator
     from ._remote._channels import RemoteChannels as RemoteChannels
@@ -92,6 +102,11 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "CHANNEL_NAMES",
     "DELIMITER",
+    "CellExecutionError",
+    "CellFinished",
+    "CellOutput",
+    "CellStarted",
+    "CellTimeoutError",
     "ChannelName",
     "ChannelStatistics",
     "Channels",
@@ -134,6 +149,10 @@ __all__ = [
     "MessageChannel",
     "MultiplexedChannel",
     "NoSuchKernel",
+    "NotebookError",
+    "NotebookEvent",
+    "NotebookFinished",
+    "NotebookKernelDied",
     "OutputAccumulator",
     "RejectedMessage",
     "RemoteAuthenticationError",
@@ -151,6 +170,7 @@ __all__ = [
     "Session",
     "StdinHandler",
     "UnsignedMessage",
+    "execute_notebook",
     "find_kernel_specs",
     "get_kernel_spec",
     "list_kernel_specs",
@@ -168,6 +188,11 @@ __all__ = [
 _LAZY: dict[str, str] = {
     "CHANNEL_NAMES": "._message",
     "DELIMITER": "._session",
+    "CellExecutionError": "._errors",
+    "CellFinished": "._notebook",
+    "CellOutput": "._notebook",
+    "CellStarted": "._notebook",
+    "CellTimeoutError": "._errors",
     "ChannelName": "._message",
     "ChannelStatistics": "._channel_views",
     "Channels": "._channels",
@@ -210,6 +235,10 @@ _LAZY: dict[str, str] = {
     "MessageChannel": "._channel_views",
     "MultiplexedChannel": "._channel_views",
     "NoSuchKernel": "._errors",
+    "NotebookError": "._errors",
+    "NotebookEvent": "._notebook",
+    "NotebookFinished": "._notebook",
+    "NotebookKernelDied": "._errors",
     "OutputAccumulator": "._outputs",
     "RejectedMessage": "._channel_views",
     "RemoteAuthenticationError": "._remote._errors",
@@ -227,6 +256,7 @@ _LAZY: dict[str, str] = {
     "Session": "._session",
     "StdinHandler": "._client",
     "UnsignedMessage": "._errors",
+    "execute_notebook": "._notebook",
     "find_kernel_specs": "._kernelspec",
     "get_kernel_spec": "._kernelspec",
     "list_kernel_specs": "._kernelspec",
