@@ -133,10 +133,10 @@ _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 _PARTS = ("header", "parent_header", "metadata", "content")
 
 
-def _decode_part(raw: bytes, part: str) -> dict[str, Any]:
+def _decode_part(raw: _Buffer, part: str) -> dict[str, Any]:
     """Decode one JSON frame, raising MalformedMessage with the precise cause."""
     try:
-        text = raw.decode("utf-8")
+        text = str(raw, "utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedMessage(
             f"{part} frame is not valid UTF-8: {exc}", reason="bad_utf8"
@@ -155,11 +155,12 @@ def _decode_part(raw: bytes, part: str) -> dict[str, Any]:
 _scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 
 
-def _decode_object(raw: bytes, part: str) -> dict[str, Any]:
+def _decode_object(raw: _Buffer, part: str) -> dict[str, Any]:
     # Fast path: the C scanner on a frame that is exactly one JSON object. Anything unusual
     # (whitespace around it, errors) takes the slow path, which reports the precise cause.
+    # A received buffer (a large frame) is decoded in place, without a bytes copy.
     try:
-        text = raw.decode("utf-8")
+        text = str(raw, "utf-8")
         value, end = _scan_once(text, 0)
     except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
         return _decode_part(raw, part)
@@ -279,12 +280,18 @@ class _Signer:
         except (ValueError, TypeError, AttributeError):
             self._inner = self._outer = None
 
-    def hexdigest(self, data: bytes) -> bytes:
-        """The HMAC of ``data``, as lowercase hex ASCII."""
+    def hexdigest(self, data: _Buffer, *more: _Buffer) -> bytes:
+        """The HMAC of ``data`` followed by ``more``, as lowercase hex ASCII (the parts are
+        hashed where they are, never joined)."""
         if self._inner is None:
-            return hmac.digest(self._key, data, self._digest).hex().encode("ascii")
+            mac = hmac.new(self._key, data, self._digest)
+            for part in more:
+                mac.update(part)
+            return mac.hexdigest().encode("ascii")
         inner = self._inner.copy()
         inner.update(data)
+        for part in more:
+            inner.update(part)
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.hexdigest().encode("ascii")  # type: ignore[no-any-return]
@@ -537,18 +544,27 @@ class Session:
         h = bytes(frames[idx + 2])
         p = bytes(frames[idx + 3])
         m = bytes(frames[idx + 4])
-        c = bytes(frames[idx + 5])
-        signed = b"".join((h, p, m, c))
+        c: _Buffer = frames[idx + 5]
+        # A large content frame (a received buffer) is neither copied nor joined: it is
+        # hashed and decoded where it is, so a 10 MB output costs the frame and its text.
+        large = isinstance(c, memoryview)
+        if not large:
+            c = bytes(c)
         if self._key:
             if not sig:
                 raise UnsignedMessage("message has an empty signature but a key is configured")
             # HMAC over the four frames, compared in constant time.
-            if not hmac.compare_digest(sig, self._signer.hexdigest(signed)):
+            if not hmac.compare_digest(sig, self._signer.hexdigest(h, p, m, c)):
                 raise InvalidSignature("message signature does not match its content")
             if sig in self._seen:
                 raise DuplicateSignature("message signature was already seen (replay)")
             self._record(sig)
-        decoded = _decode_four(signed, len(h), len(p), len(m)) if signed.isascii() else None
+        decoded = None
+        if not large:
+            assert isinstance(c, bytes)
+            signed = b"".join((h, p, m, c))
+            if signed.isascii():
+                decoded = _decode_four(signed, len(h), len(p), len(m))
         if decoded is not None:
             header_data, parent, metadata, content = decoded
             header = _header_from(header_data)
