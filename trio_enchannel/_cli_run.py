@@ -316,11 +316,17 @@ def run_command(args: argparse.Namespace) -> int:
         CommandError: a problem to report on one line, with its exit status.
     """
     is_notebook = args.file is not None and args.file.lower().endswith(".ipynb")
+    more = list(getattr(args, "more_files", None) or [])
+    if more and args.code is not None:
+        raise CommandError("give either -c CODE or files, not both", EXIT_USAGE)
+    if more and not (is_notebook and all(f.lower().endswith(".ipynb") for f in more)):
+        raise CommandError("only notebooks (.ipynb) can be run several at once", EXIT_USAGE)
     if not is_notebook:
         for flag, given in (
             ("-o/--output", args.output is not None),
             ("--inplace", args.inplace),
             ("--allow-errors", args.allow_errors),
+            ("-j/--jobs", getattr(args, "jobs", None) is not None),
         ):
             if given:
                 raise CommandError(f"{flag} applies to notebooks only", EXIT_USAGE)
