@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
-from .test_cli import _notebook, cli
+from .test_cli import TIMEOUT, _notebook, cli, running
 
 kernel = pytest.mark.kernel
 
@@ -75,6 +78,29 @@ async def test_allow_errors_goes_on_after_a_timeout(tmp_path: Path) -> None:
     nb = _read(tmp_path / "nb.out.ipynb")
     assert nb.cells[1].outputs[-1].ename == "KeyboardInterrupt"
     assert nb.cells[2].outputs[0].text == "after\n"
+
+
+@kernel
+async def test_ctrl_c_stops_the_notebooks_and_writes_what_ran(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    os.mkfifo(ready)
+    sleeper = "open('ready', 'w').write('go')\nimport time\ntime.sleep(60)"
+    _notebook(tmp_path / "a.ipynb", ["print('a')", sleeper, "print('never')"])
+    _notebook(tmp_path / "b.ipynb", ["print('b')"])
+    with trio.fail_after(TIMEOUT):
+        async with running(tmp_path, "run", "a.ipynb", "b.ipynb", "-j", "1") as run:
+            # The cell opens the FIFO once it runs: then the kernel is busy with it.
+            await trio.to_thread.run_sync(ready.read_text, abandon_on_cancel=True)
+            run.process.send_signal(signal.SIGINT)
+            with trio.fail_after(15):  # promptly, not after the minute of sleep
+                assert await run.process.wait() == 130
+    assert b"interrupting" in run.stderr
+    a = _read(tmp_path / "a.out.ipynb")
+    assert a.cells[1].outputs[0].text == "a\n"
+    assert a.cells[2].outputs[-1].ename == "KeyboardInterrupt"
+    assert (a.cells[3].execution_count, a.cells[3].outputs) == (None, [])
+    assert a.metadata.trio_enchannel == {"stopped_at": 2, "reason": "cancelled"}
+    assert not (tmp_path / "b.out.ipynb").exists()  # never started
 
 
 @pytest.mark.parametrize(
