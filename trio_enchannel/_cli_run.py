@@ -11,9 +11,10 @@ import argparse
 import getpass
 import json
 import os
+import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # without importing the launcher at startup
     from ._client import InputRequest
     from ._connection import ConnectionInfo
     from ._launcher import Kernel
+    from ._message import Message
 
 __all__ = ["CliState", "info_command", "open_cli_kernel", "run_command", "run_job"]
 
@@ -315,6 +317,10 @@ def run_command(args: argparse.Namespace) -> int:
     Raises:
         CommandError: a problem to report on one line, with its exit status.
     """
+    if args.kernel is not None and not str(args.kernel).strip():
+        raise CommandError(
+            "-k/--kernel needs a kernel name (see: trio-enchannel kernels)", EXIT_USAGE
+        )
     is_notebook = args.file is not None and args.file.lower().endswith(".ipynb")
     more = list(getattr(args, "more_files", None) or [])
     if more and args.code is not None:
@@ -340,14 +346,76 @@ def run_command(args: argparse.Namespace) -> int:
         code, path = _read_source(str(args.file))
     kernel_name = _pick_kernel(args, path)
     ui = make_renderer(args, "output" if path is None else path.stem)
+    script = os.path.abspath(path) if path is not None else ""
 
     async def job(state: CliState) -> int:
         async with open_cli_kernel(
             state, kernel_name, startup_timeout=args.startup_timeout
         ) as kernel:
+            if path is not None and kernel.spec.language.lower() == "python":
+                await _prepare_script(state, kernel, str(args.file), script)
             return await _execute(state, kernel, code, args.timeout)
 
     return run_job(ui, job)
+
+
+#: Run silently before a Python script, in the kernel: ``__file__``, ``sys.argv`` and
+#: ``sys.path[0]`` as ``python SCRIPT`` sets them, and, in IPython kernels, the next cell is
+#: compiled under the script's path, so tracebacks name the file and its lines rather than
+#: ``Cell In[1]``. Anything the kernel does not offer is skipped: the script still runs.
+_SCRIPT_SETUP = """\
+def __trio_enchannel_script(argv0, path):
+    import os, sys
+    sys.argv[:] = [argv0]
+    sys.path.insert(0, os.path.dirname(path))
+    try:
+        compiler = get_ipython().compile
+        get_name, format_name = compiler.get_code_name, compiler.format_code_name
+    except Exception:
+        return
+    def get_code_name(raw_code, transformed_code, number):
+        del compiler.get_code_name  # the next cells get their usual names
+        return path
+    def format_code_name(name):
+        return None if name == path else format_name(name)
+    compiler.get_code_name = get_code_name
+    compiler.format_code_name = format_code_name
+__trio_enchannel_script({argv0!r}, {path!r})
+del __trio_enchannel_script
+__file__ = {path!r}
+"""
+
+
+async def _prepare_script(state: CliState, kernel: Kernel, file: str, absolute: str) -> None:
+    setup = _SCRIPT_SETUP.format(argv0=file, path=absolute)
+    try:
+        await kernel.client.execute(setup, silent=True, store_history=False)
+    except KernelDied as exc:
+        raise kernel_died_error(state, exc) from None
+
+
+_EXIT_WARNING = re.compile(
+    r"^.*UserWarning: To exit: use 'exit', 'quit', or Ctrl-D\.\n(?:  warn\(.*\n)?", re.M
+)
+
+
+def _is_system_exit(content: Mapping[str, Any]) -> bool:
+    # xeus-python names the class as "<class 'SystemExit'>".
+    return content.get("ename") in ("SystemExit", "<class 'SystemExit'>")
+
+
+def _system_exit_status(evalue: str, ui: Renderer) -> int:
+    """The exit status ``python`` gives for ``SystemExit(evalue)``, printing a message one."""
+    text = evalue.strip()
+    if text in ("", "None", "False"):
+        return EXIT_OK
+    if text == "True":
+        return EXIT_ERROR
+    try:
+        return int(text) & 0xFF
+    except ValueError:
+        ui.note(evalue)
+        return EXIT_ERROR
 
 
 async def _execute(state: CliState, kernel: Kernel, code: str, limit: float | None) -> int:
@@ -355,10 +423,25 @@ async def _execute(state: CliState, kernel: Kernel, code: str, limit: float | No
     state.busy = True
     result = None
     missed = 0
+    # IPython reports sys.exit() as an error ("An exception has occurred ... SystemExit: 3") and
+    # warns "To exit: use 'exit'" (before or after it): both are held back, and shown only if
+    # the reply is not a SystemExit, which instead gives the command's exit status.
+    held: list[Message] = []
     try:
         with trio.move_on_after(limit if limit is not None else float("inf")) as deadline:
             async with kernel.client.stream_execute(code, allow_stdin=True) as execution:
                 async for msg in execution:
+                    if msg.msg_type == "error" and _is_system_exit(msg.content):
+                        held.append(msg)
+                        continue
+                    if msg.msg_type == "stream" and msg.content.get("name") == "stderr":
+                        text = str(msg.content.get("text", ""))
+                        kept = _EXIT_WARNING.sub("", text)
+                        if kept != text:
+                            held.append(msg)
+                            if kept:
+                                ui.message(attrs.evolve(msg, content={**msg.content, "text": kept}))
+                            continue
                     ui.message(msg)
                 result = execution.result
                 missed = execution.dropped
@@ -366,6 +449,13 @@ async def _execute(state: CliState, kernel: Kernel, code: str, limit: float | No
         raise kernel_died_error(state, exc) from None
     finally:
         state.busy = False
+    exit_value = None
+    reply = result.reply.content if result is not None else {}
+    if result is not None and result.status == "error" and _is_system_exit(reply):
+        exit_value = str(reply.get("evalue", ""))
+    if exit_value is None:
+        for msg in held:
+            ui.message(msg)
     ui.flush_line()
     if missed:
         ui.note(f"{PROG}: {missed} outputs not shown (the terminal could not keep up)")
@@ -378,6 +468,8 @@ async def _execute(state: CliState, kernel: Kernel, code: str, limit: float | No
     assert result is not None
     if state.interrupted:
         return EXIT_INTERRUPTED
+    if exit_value is not None:
+        return _system_exit_status(exit_value, ui)
     if result.status == "error":
         return EXIT_ERROR
     if result.status == "aborted":

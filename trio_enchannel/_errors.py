@@ -32,6 +32,8 @@ __all__ = [
     "NoSuchKernel",
     "NotebookError",
     "NotebookKernelDied",
+    "OutputPathError",
+    "ParameterError",
     "RemoteProtocolError",
     "UnsignedMessage",
 ]
@@ -248,3 +250,34 @@ class NotebookKernelDied(NotebookError, KernelDied):
             cell_index=cell_index,
         )
         self.reason = reason
+
+
+class ParameterError(EnchannelError, ValueError):
+    """A notebook parameter is malformed: a bad name, a value the kernel's language cannot
+    hold, a parameters file that is missing or not valid YAML/JSON.
+
+    Raised before any kernel starts.
+
+    Attributes:
+        name: the parameter at fault, or ``None`` when the fault is not one parameter's (an
+            unreadable file, an unsupported language).
+    """
+
+    def __init__(self, message: str, *, name: str | None = None) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+class OutputPathError(EnchannelError, ValueError):
+    """A notebook cannot be written where it was asked to be: the directory is missing or not
+    writable, or the path names a directory.
+
+    Raised by the check made before any kernel starts, so no run is wasted.
+
+    Attributes:
+        path: the path that was asked for.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
