@@ -132,3 +132,46 @@ async def test_bad_usage_is_refused_before_any_kernel_starts(
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert not list(tmp_path.glob("**/*.out.ipynb"))  # noqa: ASYNC240 (nothing was written)
+
+
+@kernel
+async def test_parameters_reach_every_notebook(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        _notebook(
+            tmp_path / f"{name}.ipynb",
+            ["alpha = 1\nsizes = []", "print(alpha, sizes, label)"],
+            c0={"tags": ["parameters"]},
+        )
+    (tmp_path / "params.json").write_text('{"sizes": [1, 2], "alpha": 0}')
+    done = await cli(
+        tmp_path, "run", "a.ipynb", "b.ipynb", "-j", "2",
+        "-f", "params.json", "-p", "alpha", "7", "-r", "label", "1.10",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for name in ("a", "b"):
+        nb = _read(tmp_path / f"{name}.out.ipynb")
+        assert nb.cells[2].metadata.tags == ["injected-parameters"]
+        assert nb.cells[3].outputs[0].text == "7 [1, 2] 1.10\n"
+        # Written with the mode the umask gives (0644 under umask 022), as nbclient does.
+        assert (tmp_path / f"{name}.out.ipynb").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["a.ipynb", "-o", "missing/out.ipynb"], "does not exist"),
+        (["a.ipynb", "-p", "not valid", "1"], "not a valid variable name"),
+        (["a.ipynb", "-f", "nothing.yaml"], "cannot be read"),
+        (["-c", "1", "-p", "a", "1"], "-p/--parameter applies to notebooks only"),
+    ],
+)
+async def test_bad_outputs_and_parameters_are_refused_before_any_kernel_starts(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    _notebook(tmp_path / "a.ipynb", ["print(1)"])
+    done = await cli(tmp_path, "run", *args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr

@@ -19,6 +19,7 @@ from trio_enchannel import (
     NotebookEvent,
     NotebookFinished,
     NotebookKernelDied,
+    ParameterError,
     execute_notebook,
     open_kernel,
 )
@@ -275,3 +276,25 @@ async def test_xeus_python_counts_skip_empty_cells() -> None:
         await execute_notebook(nb)
     assert [c.execution_count for c in nb.cells] == [1, 99, 99, 2]
     assert nb.cells[3].outputs[0].execution_count == 2
+
+
+async def test_parameters_are_injected_after_the_parameters_cell() -> None:
+    nb = notebook("alpha = 1\nlabel = 'default'", "print(alpha, label)", c0=["parameters"])
+    with trio.fail_after(60):
+        result = await execute_notebook(nb, parameters={"alpha": 5, "label": "given"})
+    assert result is nb  # still executed in place
+    injected = nb.cells[1]
+    assert injected.metadata.tags == ["injected-parameters"]
+    assert injected.execution_count == 2
+    assert texts(nb.cells[2]) == "5 given\n"
+    assert nb.metadata.papermill.parameters == {"alpha": 5, "label": "given"}
+
+
+def test_bad_parameters_are_refused_before_any_kernel_starts() -> None:
+    async def main() -> None:
+        with pytest.raises(ParameterError, match="not a valid variable name"):
+            await execute_notebook(notebook("1"), parameters={"not valid": 1})
+        with pytest.raises(TypeError, match="parameters must be a mapping"):
+            await execute_notebook(notebook("1"), parameters=[("a", 1)])  # type: ignore[arg-type]
+
+    trio.run(main)

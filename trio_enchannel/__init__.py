@@ -48,6 +48,8 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import NoSuchKernel as NoSuchKernel
     from ._errors import NotebookError as NotebookError
     from ._errors import NotebookKernelDied as NotebookKernelDied
+    from ._errors import OutputPathError as OutputPathError
+    from ._errors import ParameterError as ParameterError
     from ._errors import RemoteProtocolError as RemoteProtocolError
     from ._errors import UnsignedMessage as UnsignedMessage
     from ._heartbeat import Heartbeat as Heartbeat
@@ -154,6 +156,8 @@ __all__ = [
     "NotebookFinished",
     "NotebookKernelDied",
     "OutputAccumulator",
+    "OutputPathError",
+    "ParameterError",
     "RejectedMessage",
     "RemoteAuthenticationError",
     "RemoteChannels",
@@ -240,6 +244,8 @@ _LAZY: dict[str, str] = {
     "NotebookFinished": "._notebook",
     "NotebookKernelDied": "._errors",
     "OutputAccumulator": "._outputs",
+    "OutputPathError": "._errors",
+    "ParameterError": "._errors",
     "RejectedMessage": "._channel_views",
     "RemoteAuthenticationError": "._remote._errors",
     "RemoteChannels": "._remote._channels",

@@ -163,6 +163,39 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep going after a cell fails or times out (the exit status is still 1)",
     )
     nb.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        dest="parameters",
+        metavar=("NAME", "VALUE"),
+        help="a papermill parameter (typed as papermill types it: 7 is an int, True a bool)",
+    )
+    nb.add_argument(
+        "-r",
+        "--raw-parameter",
+        nargs=2,
+        action="append",
+        dest="raw_parameters",
+        metavar=("NAME", "VALUE"),
+        help="a parameter whose value stays a string",
+    )
+    nb.add_argument(
+        "-f",
+        "--parameters-file",
+        action="append",
+        dest="parameter_files",
+        metavar="FILE",
+        help="a YAML or JSON file of parameters",
+    )
+    nb.add_argument(
+        "-y",
+        "--parameters-yaml",
+        dest="parameters_yaml",
+        metavar="YAML",
+        help="parameters as a YAML string",
+    )
+    nb.add_argument(
         "-j",
         "--jobs",
         type=_positive_int,

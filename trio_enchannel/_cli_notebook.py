@@ -10,13 +10,13 @@ ask for, the output paths) is checked before any kernel starts.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import math
 import os
 import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -43,6 +43,8 @@ from ._errors import (
     KernelStartupError,
     NoSuchKernel,
     NotebookKernelDied,
+    OutputPathError,
+    ParameterError,
 )
 
 if TYPE_CHECKING:
@@ -177,22 +179,6 @@ class Progress:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def _write_notebook(nb: Any, path: Path) -> None:
-    nbformat: Any = importlib.import_module("nbformat")
-    text = nbformat.writes(nb)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            if not text.endswith("\n"):
-                f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _output_paths(args: argparse.Namespace, paths: list[Path]) -> list[Path]:
@@ -337,6 +323,7 @@ class _State:
     ui: Renderer
     progress: Progress
     jobs: list[_Job]
+    inplace: bool = False
     interrupted: bool = False
     stopping: bool = False
     work_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
@@ -371,6 +358,7 @@ async def _watch_sigint(signals: AsyncIterator[int], state: _State) -> None:
 async def _run_job(
     state: _State, job: _Job, args: argparse.Namespace, limiter: trio.CapacityLimiter
 ) -> None:
+    """Run one notebook; the caller acquired *limiter* on behalf of *job* (released here)."""
     from ._launcher import open_kernel
     from ._notebook import (
         CellFinished,
@@ -414,7 +402,7 @@ async def _run_job(
             if state.interrupted:
                 raise _Interrupted
 
-    async with limiter:
+    try:
         if state.interrupted:
             job.status = "interrupted"
             job.exit = EXIT_INTERRUPTED
@@ -489,6 +477,9 @@ async def _run_job(
                 with trio.CancelScope(shield=True):
                     await _finish(state, job)
 
+    finally:
+        limiter.release_on_behalf_of(job)
+
 
 def _where(state: _State, job: _Job) -> str:
     return f"{job.label}: " if len(state.jobs) > 1 else ""
@@ -503,8 +494,17 @@ async def _finish(state: _State, job: _Job) -> None:
     progress.clear()
     if len(state.jobs) == 1:
         sys.stderr.write(_cell_summary(job) + "\n")
+    from ._nb_files import write_notebook_file
+
     try:
-        await trio.to_thread.run_sync(_write_notebook, job.nb, job.out)
+        await trio.to_thread.run_sync(
+            functools.partial(write_notebook_file, job.out, job.nb, inplace=state.inplace)
+        )
+    except OutputPathError as exc:
+        state.ui.note(f"{PROG}: error: {exc}")
+        if job.exit == EXIT_OK:
+            job.exit = EXIT_USAGE
+        job.status = "not written"
     except OSError as exc:
         state.ui.note(f"{PROG}: error: cannot write {job.out}: {exc.strerror or exc}")
         if job.exit == EXIT_OK:
@@ -535,21 +535,45 @@ def run_notebooks_command(args: argparse.Namespace, files: list[str]) -> int:
             "running notebooks needs nbformat: python3 -m pip install 'trio-enchannel[notebook]'",
             EXIT_USAGE,
         ) from None
+    from ._nb_files import check_output_path
+    from ._nb_parameters import inject_parameters, parse_parameters
+
     paths = [Path(f) for f in files]
     outs = _output_paths(args, paths)
+    parameters: dict[str, Any] | None = None
+    try:
+        if args.parameters or args.raw_parameters or args.parameter_files or args.parameters_yaml:
+            parameters = parse_parameters(
+                [tuple(pair) for pair in args.parameters or ()],
+                raw_pairs=[tuple(pair) for pair in args.raw_parameters or ()],
+                files=[Path(f) for f in args.parameter_files or ()],
+                yaml_text=args.parameters_yaml,
+            )
+    except ParameterError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
     jobs: list[_Job] = []
     for path, out in zip(paths, outs, strict=True):
         nb = _read(path)
+        spec = _spec_for(args, nb, path)
+        if parameters is not None:
+            try:  # before any kernel starts: the values must be writable in its language
+                nb = inject_parameters(nb, parameters, language=spec.language)
+            except ParameterError as exc:
+                raise CommandError(f"{path}: {exc}", EXIT_USAGE) from None
+        try:
+            check_output_path(out)
+        except OutputPathError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
         records = {
             i: CellRecord(i + 1, str(cell.source))
             for i, cell in enumerate(nb.cells)
             if cell.cell_type == "code" and str(cell.source).strip()
         }
-        jobs.append(_Job(path, out, nb, _spec_for(args, nb, path), records))
+        jobs.append(_Job(path, out, nb, spec, records))
     jobs_at_once: int = args.jobs if args.jobs is not None else 1
     ui = make_renderer(args, paths[0].name[: -len(".ipynb")])
     progress = Progress(jobs, sys.stderr, tty=sys.stderr.isatty())
-    state = _State(ui, progress, jobs)
+    state = _State(ui, progress, jobs, inplace=args.inplace)
     limiter = trio.CapacityLimiter(jobs_at_once if jobs_at_once > 0 else math.inf)
 
     async def main() -> None:
@@ -559,7 +583,8 @@ def run_notebooks_command(args: argparse.Namespace, files: list[str]) -> int:
                 nursery.start_soon(progress.tick)
                 with state.work_scope:
                     async with trio.open_nursery() as runs:
-                        for job in jobs:
+                        for job in jobs:  # started in the order given
+                            await limiter.acquire_on_behalf_of(job)
                             runs.start_soon(_run_job, state, job, args, limiter)
                 nursery.cancel_scope.cancel()
 

@@ -333,6 +333,10 @@ def run_command(args: argparse.Namespace) -> int:
             ("--inplace", args.inplace),
             ("--allow-errors", args.allow_errors),
             ("-j/--jobs", getattr(args, "jobs", None) is not None),
+            ("-p/--parameter", bool(getattr(args, "parameters", None))),
+            ("-r/--raw-parameter", bool(getattr(args, "raw_parameters", None))),
+            ("-f/--parameters-file", bool(getattr(args, "parameter_files", None))),
+            ("-y/--parameters-yaml", getattr(args, "parameters_yaml", None) is not None),
         ):
             if given:
                 raise CommandError(f"{flag} applies to notebooks only", EXIT_USAGE)

@@ -696,6 +696,7 @@ async def execute_notebook(
     ipython_hist_file: str | None = ":memory:",
     extra_arguments: Sequence[str] = (),
     kernel_options: Mapping[str, Any] | None = None,
+    parameters: Mapping[str, Any] | None = None,
     on_event: Callable[[NotebookEvent], object] | None = None,
 ) -> Any:
     """Execute every code cell of *nb* in order and return the executed notebook.
@@ -730,6 +731,9 @@ async def execute_notebook(
             default).
         extra_arguments: appended to the started kernel's command line.
         kernel_options: further keyword arguments for :func:`open_kernel`.
+        parameters: papermill's parameters: assigned, in the kernel's language, in a cell
+            tagged ``injected-parameters`` inserted after the cell tagged ``parameters``
+            (see :doc:`notebook_parameters`), and recorded in ``metadata.papermill``.
         on_event: called with each :data:`NotebookEvent` (may be ``async``; the run waits
             for it).
 
@@ -740,6 +744,8 @@ async def execute_notebook(
         TypeError: *nb* is not a notebook.
         ConfigurationError: an option is invalid, or options conflict (checked before any
             I/O).
+        ParameterError: a parameter cannot be written in the kernel's language (checked
+            before the kernel starts).
         CellExecutionError: a cell raised and errors were not allowed.
         CellTimeoutError: a cell did not finish within ``cell_timeout``.
         NotebookKernelDied: the kernel died during a cell.
@@ -779,15 +785,24 @@ async def execute_notebook(
         store_widget_state=store_widget_state,
         coalesce_streams=coalesce_streams,
     )
+    if parameters is not None and not isinstance(parameters, Mapping):
+        raise TypeError(f"parameters must be a mapping, not {type(parameters).__name__}")
     started = trio.current_time()
     if kernel is not None:
-        return await _execute_in(nb, kernel, options, on_event, started)
+        from ._client import KernelClient
+
+        if parameters is not None and not isinstance(kernel, KernelClient):
+            _inject(nb, parameters, kernel.spec.language)
+            parameters = None
+        return await _execute_in(nb, kernel, options, on_event, started, parameters)
     from ._kernelspec import get_kernel_spec
     from ._launcher import open_kernel
 
     kernelspec = nb.get("metadata", {}).get("kernelspec") or {}
     name = kernel_name or kernelspec.get("name") or "python3"
     spec = get_kernel_spec(str(name))
+    if parameters is not None:
+        _inject(nb, parameters, spec.language)
     arguments = [*notebook_kernel_arguments(spec, ipython_hist_file=ipython_hist_file)]
     arguments += list(extra_arguments)
     async with open_kernel(
@@ -800,12 +815,22 @@ async def execute_notebook(
         return await _execute_in(nb, started_kernel, options, on_event, started)
 
 
+def _inject(nb: Any, parameters: Mapping[str, Any], language: str) -> None:
+    """Inject *parameters* into *nb* itself (the runner executes in place)."""
+    from ._nb_parameters import inject_parameters
+
+    injected = inject_parameters(nb, parameters, language=language)
+    nb.clear()
+    nb.update(injected)
+
+
 async def _execute_in(
     nb: Any,
     kernel: Kernel | KernelClient,
     options: _Options,
     on_event: Callable[[NotebookEvent], object] | None,
     started: float,
+    parameters: Mapping[str, Any] | None = None,
 ) -> Any:
     from ._client import KernelClient
 
@@ -822,6 +847,9 @@ async def _execute_in(
         owned = True
     run = _Run(nb, client, options, interrupt, on_event)
     info = await client.kernel_info()
+    if parameters is not None:  # a client: its kernel's language is known only now
+        language = info.language_info.get("name") if info.language_info else None
+        _inject(nb, parameters, str(language or ""))
     if info.language_info:
         nb.metadata["language_info"] = run.nbformat.from_dict(dict(info.language_info))
     nb.metadata.pop(METADATA_KEY, None)
