@@ -298,3 +298,22 @@ def test_bad_parameters_are_refused_before_any_kernel_starts() -> None:
             await execute_notebook(notebook("1"), parameters=[("a", 1)])  # type: ignore[arg-type]
 
     trio.run(main)
+
+
+async def test_cancelling_a_run_in_the_callers_kernel_interrupts_the_cell() -> None:
+    nb = notebook("import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+
+    def on_event(event: NotebookEvent) -> None:
+        if isinstance(event, CellOutput):  # the cell runs: stop the run there
+            scope.cancel()
+
+    with trio.fail_after(60):
+        async with open_kernel("python3") as kernel:
+            with trio.CancelScope() as scope:
+                await execute_notebook(nb, kernel=kernel, on_event=on_event)
+            assert scope.cancelled_caught
+            assert nb.cells[0].outputs[-1].ename == "KeyboardInterrupt"  # recorded
+            # The kernel does not go on sleeping in our cell: it answers at once.
+            with trio.fail_after(20):
+                result = await kernel.client.execute("1 + 1")
+            assert result.status == "ok"

@@ -268,6 +268,7 @@ class _Run:
         self.outbox: list[Message] = []
         self.executed = 0
         self.last_error: ErrorInfo | None = None
+        self.caller_owned = False  # the kernel is the caller's: leave it idle
 
     async def emit(self, event: NotebookEvent) -> None:
         if self.on_event is None:
@@ -555,7 +556,7 @@ def _apply_control_chars(text: str) -> str:
 # --------------------------------------------------------------------------- running
 
 
-async def _run_cells(run: _Run, started: float) -> tuple[str, int | None]:
+async def _run_cells(run: _Run) -> tuple[str, int | None]:
     nb = run.nb
     options = run.options
     client = run.client
@@ -607,11 +608,19 @@ async def _run_cell(
             store_history=True,
             allow_stdin=False,
             stop_on_error=not allows_errors,
+            # Our own outputs are built from every message (nbclient's structure), so the
+            # client keeps none, and no message may be dropped.
             live_buffer=sys.maxsize,
+            gather_outputs=False,
         ) as execution:
             limit = options.timeout if options.timeout is not None else math.inf
-            with trio.move_on_after(limit) as deadline:
-                await _consume(run, execution, cell, index)
+            try:
+                with trio.move_on_after(limit) as deadline:
+                    await _consume(run, execution, cell, index)
+            except BaseException:
+                if run.caller_owned and not execution.done:
+                    await _stop_callers_cell(run, execution, cell, index)
+                raise
             if deadline.cancelled_caught:
                 timed_out = True
                 await run.interrupt()
@@ -658,13 +667,28 @@ class _Stop(Exception):
         self.detail = detail
 
 
-async def _consume(run: _Run, execution: Execution, cell: Any, index: int) -> None:
+async def _consume(
+    run: _Run, execution: Execution, cell: Any, index: int, *, emit: bool = True
+) -> None:
     async for msg in execution:
         changed = run.process(msg, cell, index)
         if run.outbox:
             await run.flush_outbox()
-        if changed:
+        if changed and emit:
             await run.emit(CellOutput(index, cell, msg))
+
+
+async def _stop_callers_cell(run: _Run, execution: Execution, cell: Any, index: int) -> None:
+    """The run is cancelled (or ``on_event`` raised) while the caller's kernel runs our cell:
+    interrupt it and wait, briefly, for the end of the cell, so that the kernel is idle again
+    (its next request is not aborted by our failed cell) and the cell records the interrupt.
+    """
+    with trio.CancelScope(shield=True), trio.move_on_after(INTERRUPT_GRACE):
+        try:
+            await run.interrupt()
+            await _consume(run, execution, cell, index, emit=False)
+        except Exception:  # the kernel may be dying: the caller's error matters more
+            pass
 
 
 def _clear_rest(run: _Run, stopped_at: int) -> None:
@@ -794,7 +818,9 @@ async def execute_notebook(
         if parameters is not None and not isinstance(kernel, KernelClient):
             _inject(nb, parameters, kernel.spec.language)
             parameters = None
-        return await _execute_in(nb, kernel, options, on_event, started, parameters)
+        return await _execute_in(
+            nb, kernel, options, on_event, started, parameters, caller_owned=True
+        )
     from ._kernelspec import get_kernel_spec
     from ._launcher import open_kernel
 
@@ -831,6 +857,8 @@ async def _execute_in(
     on_event: Callable[[NotebookEvent], object] | None,
     started: float,
     parameters: Mapping[str, Any] | None = None,
+    *,
+    caller_owned: bool = False,
 ) -> Any:
     from ._client import KernelClient
 
@@ -840,12 +868,11 @@ async def _execute_in(
         async def interrupt() -> object:
             return await client.interrupt()
 
-        owned = False
     else:
         client = kernel.client
         interrupt = kernel.interrupt
-        owned = True
     run = _Run(nb, client, options, interrupt, on_event)
+    run.caller_owned = caller_owned
     info = await client.kernel_info()
     if parameters is not None:  # a client: its kernel's language is known only now
         language = info.language_info.get("name") if info.language_info else None
@@ -864,20 +891,13 @@ async def _execute_in(
     run.on_event = on_start
     detail = ""
     try:
-        status, stopped_at = await _run_cells(run, started)
+        status, stopped_at = await _run_cells(run)
     except _Stop as stop:
         status, detail = stop.reason, stop.detail
         stopped_at = current[0] if current else None
     finally:
         if status == "cancelled":
             stopped_at = current[0] if current else None
-            if not owned:
-                # The caller's kernel would go on running our cell: stop it.
-                with trio.CancelScope(shield=True), trio.move_on_after(INTERRUPT_GRACE):
-                    try:
-                        await interrupt()
-                    except Exception:
-                        pass
         if stopped_at is not None:
             _clear_rest(run, stopped_at)
             nb.metadata[METADATA_KEY] = run.nbformat.from_dict(
