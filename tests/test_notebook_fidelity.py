@@ -3,7 +3,8 @@
 Each notebook in ``tests/notebooks`` runs through :func:`trio_enchannel.execute_notebook` and
 through nbclient (in a subprocess, on the same ipykernel kernelspec); what legitimately differs
 (timestamps, memory addresses, widget model ids, the temporary file names in tracebacks) is
-normalised and the notebooks must then be identical.
+normalised and the notebooks must then be identical. So is how the streams were cut into
+messages, which varies from run to run with the kernel's timing.
 
 ``update-display-id.ipynb``, ``skip-exceptions-with-cell-tags.ipynb`` and
 ``skip-execution-with-cell-tag.ipynb`` come from nbclient's own test suite (BSD-3-Clause,
@@ -70,6 +71,8 @@ def normalise(nb: Any) -> Any:
         timing = cell.get("metadata", {}).get("execution")
         if isinstance(timing, dict):
             cell["metadata"]["execution"] = dict.fromkeys(sorted(timing), "TIME")
+        if "outputs" in cell:
+            cell["outputs"] = _streams_by_name(cell["outputs"])
     # Number the ids in a canonical order: as the cells show them, then the widget models
     # these refer to (layouts, styles), breadth first.
     walk(plain["cells"])
@@ -83,6 +86,27 @@ def normalise(nb: Any) -> Any:
             seen.add(key)
             walk(widgets[key])
     return walk(nbformat.from_dict(plain))
+
+
+def _streams_by_name(outputs: list[Any]) -> list[Any]:
+    """How a kernel splits its streams into messages, and the order of stdout and stderr
+    chunks written close together, depend on timing (for nbclient too): each run of
+    consecutive stream outputs becomes one output per stream name, in name order. (That each
+    message is one output, as in nbclient, is tested in test_notebook.py.)"""
+    result: list[Any] = []
+    run: dict[str, str] = {}
+    for out in [*outputs, None]:
+        if out is not None and out.get("output_type") == "stream":
+            name = out.get("name", "")
+            run[name] = run.get(name, "") + "".join(out.get("text", ""))
+            continue
+        result += [
+            {"output_type": "stream", "name": name, "text": run[name]} for name in sorted(run)
+        ]
+        run = {}
+        if out is not None:
+            result.append(out)
+    return result
 
 
 async def run_nbclient(path: Path, tmp_path: Path) -> Any:
