@@ -205,7 +205,10 @@ async def _ours_api(path: Path, target: Path) -> None:
             "trio_enchannel._nb_files"
         ).write_notebook_file
     except (ImportError, AttributeError):
-        writer = nbformat.write
+
+        def writer(target: Path, nb: Any) -> None:
+            nbformat.write(nb, target)
+
     await trio.to_thread.run_sync(writer, target, nb)
 
 

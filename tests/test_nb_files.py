@@ -199,3 +199,24 @@ def test_inplace_needs_the_file_and_a_directory_is_refused(tmp_path: Path) -> No
     with pytest.raises(OutputPathError, match="is a directory"):
         write_notebook_file(tmp_path, _notebook())
     assert _leftovers(tmp_path) == []
+
+
+def test_what_access_refuses_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same checks as the test above, for runs as root (who may write anywhere): the
+    # answer of os.access is what decides.
+    existing = tmp_path / "nb.ipynb"
+    existing.touch()
+    real_access = os.access
+    refused: set[Path] = set()
+
+    def access(path: Any, mode: int, **kwargs: Any) -> bool:
+        return Path(path) not in refused and real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    refused.add(tmp_path)
+    with pytest.raises(OutputPathError, match="not writable"):
+        check_output_path(tmp_path / "new.ipynb")
+    refused.clear()
+    refused.add(existing)
+    with pytest.raises(OutputPathError, match="read-only"):
+        check_output_path(existing)

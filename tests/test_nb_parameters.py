@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from trio_enchannel._errors import EnchannelError, ParameterError
 from trio_enchannel._nb_parameters import (
     inject_parameters,
+    parameters_language,
     parse_parameters,
     supported_languages,
     translate_parameters,
@@ -435,3 +436,65 @@ def test_missing_file_and_bad_names_are_refused(tmp_path: Path) -> None:
     assert caught.value.name == ""
     with pytest.raises(ParameterError, match="-r"):
         parse_parameters(raw_pairs=[(" x", "1")])
+
+
+def test_several_yaml_strings_apply_in_turn() -> None:
+    assert parse_parameters(yaml_text=["a: 1\nb: 1", "b: 2"]) == {"a": 1, "b": 2}
+
+
+def test_the_language_is_chosen_as_papermill_chooses_it() -> None:
+    nb = _notebook(["code"], None, None)
+    nb.metadata["kernelspec"] = {"name": "ir", "language": "R", "display_name": "R"}
+    assert parameters_language(nb) == "R"
+    nb.metadata["language_info"] = {"name": "python"}
+    assert parameters_language(nb) == "python"
+    assert parameters_language(nb, kernel_name="sparkkernel") == "sparkkernel"
+    assert parameters_language(_notebook([], None, None), kernel_language="bash") == "bash"
+    with pytest.raises(ParameterError, match="'cobol'"):
+        parameters_language(_notebook([], None, None), kernel_language="cobol")
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=60) | st.from_regex(r"[a-z]{1,3}: ?[\[\{!&*|>%@`'\"0-9a-z:, -]{0,20}"))
+def test_any_yaml_text_gives_parameters_or_a_parameter_error(text: str) -> None:
+    try:
+        result = parse_parameters(yaml_text=text)
+    except ParameterError:
+        return
+    assert isinstance(result, dict)
+    assert all(isinstance(name, str) and name for name in result)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.binary(max_size=60), st.sampled_from([".json", ".yaml"]))
+def test_any_file_gives_parameters_or_a_parameter_error(
+    tmp_path_factory: pytest.TempPathFactory, content: bytes, suffix: str
+) -> None:
+    path = tmp_path_factory.mktemp("params") / f"p{suffix}"
+    path.write_bytes(content)
+    try:
+        result = parse_parameters(files=[path])
+    except ParameterError:
+        return
+    assert isinstance(result, dict)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: &x [*x]", "a: " + "[" * 5000 + "]" * 5000, "a: " + "{b: " * 3000 + "1" + "}" * 3000],
+)
+def test_self_referring_and_too_deep_yaml_is_refused(text: str) -> None:
+    with pytest.raises(ParameterError, match=r"itself|too deeply"):
+        parse_parameters(yaml_text=text)
+
+
+def test_too_deep_json_and_self_containing_values_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ParameterError, match="too deeply"):
+        parse_parameters(files=[path])
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(ParameterError, match="itself") as caught:
+        translate_parameters("python", {"loop": loop})
+    assert caught.value.name == "loop"

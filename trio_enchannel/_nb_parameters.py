@@ -44,6 +44,7 @@ __all__ = [
     "INJECTED_TAG",
     "PARAMETERS_TAG",
     "inject_parameters",
+    "parameters_language",
     "parse_parameters",
     "supported_languages",
     "translate_parameters",
@@ -567,12 +568,44 @@ def translate_parameters(
                 f"parameter {name!r} is not a valid variable name in {syntax.language}",
                 name=name,
             )
-        code = _value(syntax, value, name, depth=0)
+        try:
+            code = _value(syntax, value, name, depth=0)
+        except RecursionError:
+            raise ParameterError(
+                f"parameter {name!r} contains itself or is nested too deeply", name=name
+            ) from None
         lines.append(syntax.assign.format(name=target, value=code))
     return "\n".join(lines) + "\n"
 
 
 # --- the notebook ----------------------------------------------------------------------------
+
+
+def parameters_language(
+    nb: NotebookNode, *, kernel_name: str | None = None, kernel_language: str | None = None
+) -> str:
+    """The language to write *nb*'s parameters in, chosen as papermill chooses it.
+
+    The first of these that :func:`translate_parameters` knows: the kernel's name (papermill
+    keys some translators by kernel name, such as ``sparkkernel``), the notebook's
+    ``metadata.language_info.name``, its ``metadata.kernelspec.language``, and
+    *kernel_language* (the language of the kernelspec that will run it).
+
+    Raises:
+        ParameterError: none of them is a language parameters can be written in.
+    """
+    metadata = nb.get("metadata") or {}
+    info = metadata.get("language_info") or {}
+    spec = metadata.get("kernelspec") or {}
+    candidates = [kernel_name, info.get("name"), spec.get("language"), kernel_language]
+    for candidate in candidates:
+        if isinstance(candidate, str) and candidate.lower() in _LANGUAGES:
+            return candidate
+    found = ", ".join(repr(c) for c in candidates if c) or "none"
+    raise ParameterError(
+        f"cannot tell which language to write the parameters in (found: {found}); supported: "
+        + ", ".join(sorted({s.language for s in _LANGUAGES.values()}))
+    )
 
 
 def _tags(cell: Mapping[str, Any]) -> Sequence[str]:
@@ -689,6 +722,8 @@ def _load_yaml(text: str, origin: str) -> Any:
     if loader is None:
         try:
             return json.loads(text)
+        except RecursionError:
+            raise ParameterError(f"{origin}: nested too deeply") from None
         except ValueError:
             raise ParameterError(
                 f"{origin}: not JSON, and reading YAML needs PyYAML: "
@@ -699,6 +734,8 @@ def _load_yaml(text: str, origin: str) -> Any:
         return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         raise ParameterError(f"{origin}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ParameterError(f"{origin}: nested too deeply") from None
 
 
 def _merge_document(result: dict[str, Any], document: Any, origin: str) -> None:
@@ -715,7 +752,12 @@ def _merge_document(result: dict[str, Any], document: Any, origin: str) -> None:
                 f"{origin}: parameter name {name!r} is not a non-empty string",
                 name=str(name),
             )
-        _check_loaded(value, name, origin)
+        try:
+            _check_loaded(value, name, origin)
+        except RecursionError:  # a YAML alias inside itself (a: &x [*x]), or very deep
+            raise ParameterError(
+                f"{origin}: parameter {name} refers to itself or is nested too deeply", name=name
+            ) from None
         result[name] = value
 
 
@@ -732,13 +774,13 @@ def parse_parameters(
     *,
     raw_pairs: Sequence[tuple[str, str]] = (),
     files: Sequence[Path] = (),
-    yaml_text: str | None = None,
+    yaml_text: str | Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Merge papermill's command-line forms of parameters into one mapping.
 
     Later sources override earlier ones in papermill's order, whatever the order on the command
-    line: *files* (``-f``, each in turn), then *yaml_text* (``-y``), then *pairs* (``-p``),
-    then *raw_pairs* (``-r``).
+    line: *files* (``-f``, each in turn), then *yaml_text* (``-y``, one string or several in
+    turn), then *pairs* (``-p``), then *raw_pairs* (``-r``).
 
     - A ``-p`` value is typed as papermill types it: ``True``, ``False`` and ``None`` exactly;
       else an ``int`` if Python's ``int()`` accepts it (``"7"``, ``"-3"``, ``"1_000"``); else a
@@ -767,15 +809,18 @@ def parse_parameters(
         if path.suffix.lower() == ".json":
             try:
                 document = json.loads(text)
+            except RecursionError:
+                raise ParameterError(f"{origin}: nested too deeply") from None
             except ValueError as exc:
                 raise ParameterError(f"{origin}: not valid JSON: {exc}") from None
         else:
             document = _load_yaml(text, origin)
         _merge_document(result, document, origin)
-    if yaml_text is not None:
-        if not isinstance(yaml_text, str):
-            raise TypeError(f"yaml_text must be a str, not {type(yaml_text).__name__}")
-        _merge_document(result, _load_yaml(yaml_text, "-y"), "-y")
+    texts = [yaml_text] if isinstance(yaml_text, str) else list(yaml_text or ())
+    for text in texts:
+        if not isinstance(text, str):
+            raise TypeError(f"yaml_text must be str, not {type(text).__name__}")
+        _merge_document(result, _load_yaml(text, "-y"), "-y")
     for flag, items, convert in (("-p", pairs, _typed), ("-r", raw_pairs, str)):
         for name, value in items:
             _check_name(name, flag)
