@@ -139,13 +139,14 @@ async def test_parameters_reach_every_notebook(tmp_path: Path) -> None:
     for name in ("a", "b"):
         _notebook(
             tmp_path / f"{name}.ipynb",
-            ["alpha = 1\nsizes = []", "print(alpha, sizes, label)"],
+            ["alpha = 1\nsizes = []", "print(alpha, sizes, label, extra)"],
             c0={"tags": ["parameters"]},
         )
     (tmp_path / "params.json").write_text('{"sizes": [1, 2], "alpha": 0}')
     done = await cli(
         tmp_path, "run", "a.ipynb", "b.ipynb", "-j", "2",
         "-f", "params.json", "-p", "alpha", "7", "-r", "label", "1.10",
+        "-y", "extra: 1", "-y", "extra: 2",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     umask = os.umask(0o022)
@@ -153,7 +154,7 @@ async def test_parameters_reach_every_notebook(tmp_path: Path) -> None:
     for name in ("a", "b"):
         nb = _read(tmp_path / f"{name}.out.ipynb")
         assert nb.cells[2].metadata.tags == ["injected-parameters"]
-        assert nb.cells[3].outputs[0].text == "7 [1, 2] 1.10\n"
+        assert nb.cells[3].outputs[0].text == "7 [1, 2] 1.10 2\n"
         # Written with the mode the umask gives (0644 under umask 022), as nbclient does.
         assert (tmp_path / f"{name}.out.ipynb").stat().st_mode & 0o777 == 0o666 & ~umask
 

@@ -191,9 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument(
         "-y",
         "--parameters-yaml",
+        action="append",
         dest="parameters_yaml",
         metavar="YAML",
-        help="parameters as a YAML string",
+        help="parameters as a YAML string (several apply in turn)",
     )
     nb.add_argument(
         "-j",

@@ -536,7 +536,7 @@ def run_notebooks_command(args: argparse.Namespace, files: list[str]) -> int:
             EXIT_USAGE,
         ) from None
     from ._nb_files import check_output_path
-    from ._nb_parameters import inject_parameters, parse_parameters
+    from ._nb_parameters import inject_parameters, parameters_language, parse_parameters
 
     paths = [Path(f) for f in files]
     outs = _output_paths(args, paths)
@@ -557,7 +557,10 @@ def run_notebooks_command(args: argparse.Namespace, files: list[str]) -> int:
         spec = _spec_for(args, nb, path)
         if parameters is not None:
             try:  # before any kernel starts: the values must be writable in its language
-                nb = inject_parameters(nb, parameters, language=spec.language)
+                language = parameters_language(
+                    nb, kernel_name=spec.name, kernel_language=spec.language
+                )
+                nb = inject_parameters(nb, parameters, language=language)
             except ParameterError as exc:
                 raise CommandError(f"{path}: {exc}", EXIT_USAGE) from None
         try:

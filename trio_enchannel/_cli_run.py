@@ -336,7 +336,7 @@ def run_command(args: argparse.Namespace) -> int:
             ("-p/--parameter", bool(getattr(args, "parameters", None))),
             ("-r/--raw-parameter", bool(getattr(args, "raw_parameters", None))),
             ("-f/--parameters-file", bool(getattr(args, "parameter_files", None))),
-            ("-y/--parameters-yaml", getattr(args, "parameters_yaml", None) is not None),
+            ("-y/--parameters-yaml", bool(getattr(args, "parameters_yaml", None))),
         ):
             if given:
                 raise CommandError(f"{flag} applies to notebooks only", EXIT_USAGE)

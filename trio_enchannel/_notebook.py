@@ -816,7 +816,7 @@ async def execute_notebook(
         from ._client import KernelClient
 
         if parameters is not None and not isinstance(kernel, KernelClient):
-            _inject(nb, parameters, kernel.spec.language)
+            _inject(nb, parameters, kernel.spec.name, kernel.spec.language)
             parameters = None
         return await _execute_in(
             nb, kernel, options, on_event, started, parameters, caller_owned=True
@@ -828,7 +828,7 @@ async def execute_notebook(
     name = kernel_name or kernelspec.get("name") or "python3"
     spec = get_kernel_spec(str(name))
     if parameters is not None:
-        _inject(nb, parameters, spec.language)
+        _inject(nb, parameters, spec.name, spec.language)
     arguments = [*notebook_kernel_arguments(spec, ipython_hist_file=ipython_hist_file)]
     arguments += list(extra_arguments)
     async with open_kernel(
@@ -841,10 +841,16 @@ async def execute_notebook(
         return await _execute_in(nb, started_kernel, options, on_event, started)
 
 
-def _inject(nb: Any, parameters: Mapping[str, Any], language: str) -> None:
-    """Inject *parameters* into *nb* itself (the runner executes in place)."""
-    from ._nb_parameters import inject_parameters
+def _inject(
+    nb: Any, parameters: Mapping[str, Any], kernel_name: str | None, kernel_language: str | None
+) -> None:
+    """Inject *parameters* into *nb* itself (the runner executes in place), in the language
+    papermill would choose."""
+    from ._nb_parameters import inject_parameters, parameters_language
 
+    language = parameters_language(
+        nb, kernel_name=kernel_name, kernel_language=kernel_language or None
+    )
     injected = inject_parameters(nb, parameters, language=language)
     nb.clear()
     nb.update(injected)
@@ -876,7 +882,7 @@ async def _execute_in(
     info = await client.kernel_info()
     if parameters is not None:  # a client: its kernel's language is known only now
         language = info.language_info.get("name") if info.language_info else None
-        _inject(nb, parameters, str(language or ""))
+        _inject(nb, parameters, None, str(language or ""))
     if info.language_info:
         nb.metadata["language_info"] = run.nbformat.from_dict(dict(info.language_info))
     nb.metadata.pop(METADATA_KEY, None)
