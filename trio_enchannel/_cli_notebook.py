@@ -86,6 +86,8 @@ class _Job:
     kernel: Kernel | None = None
     current: tuple[int, int, CellRecord] | None = None  # position, total, record
     started_cell: float = 0.0
+    total: int = 0  # cells that will run, once known
+    done: int = 0  # cells that ran
     wrote: bool = False
 
     @property
@@ -114,7 +116,6 @@ class Progress:
         self.jobs = jobs
         self.stream = stream
         self.tty = tty
-        self.status_text = ""
 
     def _prefix(self, job: _Job) -> str:
         return f"{job.label}: " if len(self.jobs) > 1 else ""
@@ -133,16 +134,14 @@ class Progress:
         now = trio.current_time()
         if len(self.jobs) == 1:
             job = self.jobs[0]
-            done = sum(1 for r in job.records.values() if r.status not in ("pending", "skipped"))
-            total = job.current[1] if job.current else max(done, 1)
-            filled = int(20 * done / total) if total else 20
-            text = f"[{'#' * filled + '-' * (20 - filled)}] {done}/{total}"
+            if not job.total:
+                return f"starting kernel {job.spec.name!r}..."
+            filled = int(20 * job.done / job.total)
+            text = f"[{'#' * filled + '-' * (20 - filled)}] {job.done}/{job.total}"
             if job.current is not None:
                 record = job.current[2]
                 elapsed = now - job.started_cell
                 text += f"  cell {record.number} ({elapsed:.1f} s): {_first_line(record.source)}"
-            elif self.status_text:
-                text = self.status_text
             return text
         finished = sum(1 for j in self.jobs if j.status not in ("waiting", "running"))
         parts = [f"[{finished}/{len(self.jobs)} notebooks]"]
@@ -150,7 +149,8 @@ class Progress:
             if job.status != "running":
                 continue
             if job.current is None:
-                parts.append(f"{job.label}: starting")
+                where = f"{job.done}/{job.total} cells" if job.total else "starting"
+                parts.append(f"{job.label}: {where}")
             else:
                 position, total, _ = job.current
                 parts.append(
@@ -374,6 +374,7 @@ async def _run_job(
         if isinstance(event, CellStarted):
             record = job.records[event.index]
             job.current = (event.position, event.total, record)
+            job.total = event.total
             job.started_cell = trio.current_time()
             progress.cell_started(job)
         elif isinstance(event, CellFinished):
@@ -384,6 +385,8 @@ async def _run_job(
                 tags = event.cell.metadata.get("tags") or []
                 record.status = "ok (raised)" if "raises-exception" in tags else "error"
             job.current = None
+            if event.status != "skipped":
+                job.done += 1
             if event.status in ("error", "timeout") and event.error is not None:
                 progress.clear()
                 if state.interrupted and event.error.ename == "KeyboardInterrupt":
