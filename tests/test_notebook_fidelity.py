@@ -6,9 +6,11 @@ through nbclient (in a subprocess, on the same ipykernel kernelspec); what legit
 normalised and the notebooks must then be identical. So is how the streams were cut into
 messages, which varies from run to run with the kernel's timing.
 
-``update-display-id.ipynb``, ``skip-exceptions-with-cell-tags.ipynb`` and
-``skip-execution-with-cell-tag.ipynb`` come from nbclient's own test suite (BSD-3-Clause,
-outputs removed); ``frontend-protocol.ipynb`` and ``widgets.ipynb`` were written here.
+``update-display-id.ipynb``, ``skip-exceptions-with-cell-tags.ipynb``,
+``skip-execution-with-cell-tag.ipynb``, ``clear-output.ipynb`` and
+``check-history-in-memory.ipynb`` come from nbclient's (and before it nbconvert's) own test
+suite (BSD-3-Clause, outputs removed); ``frontend-protocol.ipynb`` and ``widgets.ipynb`` were
+written here.
 """
 
 from __future__ import annotations
