@@ -257,8 +257,10 @@ def test_bad_arguments_are_refused_before_any_kernel_starts() -> None:
     async def main() -> None:
         with pytest.raises(TypeError):
             await execute_notebook("notebook.ipynb")
+        with pytest.raises(TypeError, match=r"nbformat\.from_dict"):
+            await execute_notebook({"nbformat": 4, "cells": []})
         with pytest.raises(ConfigurationError, match="nbformat 4"):
-            await execute_notebook({"nbformat": 3, "cells": []})
+            await execute_notebook(nbformat.from_dict({"nbformat": 3, "cells": []}))
         with pytest.raises(ConfigurationError, match="cell_timeout"):
             await execute_notebook(notebook("1"), cell_timeout=0)
         with pytest.raises(ConfigurationError, match="kernel_name"):
@@ -317,3 +319,21 @@ async def test_cancelling_a_run_in_the_callers_kernel_interrupts_the_cell() -> N
             with trio.fail_after(20):
                 result = await kernel.client.execute("1 + 1")
             assert result.status == "ok"
+
+
+@pytest.mark.slow
+async def test_a_cell_that_ignores_the_interrupt_fails_the_run_once_the_grace_is_over() -> None:
+    stubborn = (
+        "import time\n"
+        "while True:\n"
+        "    try:\n"
+        "        time.sleep(0.05)\n"
+        "    except KeyboardInterrupt:\n"
+        "        pass\n"
+    )
+    nb = notebook(stubborn, "print('never')")
+    with trio.fail_after(60), pytest.raises(CellTimeoutError, match="did not answer") as info:
+        await execute_notebook(nb, cell_timeout=1, interrupt_on_timeout=True, allow_errors=True)
+    assert info.value.cell_index == 0
+    assert nb.metadata.trio_enchannel == {"stopped_at": 0, "reason": "timeout"}
+    assert nb.cells[1].outputs == []

@@ -197,8 +197,9 @@ def notebook_kernel_arguments(
 
 
 def _check_notebook(nb: Any) -> None:
-    if not isinstance(nb, Mapping):
-        raise TypeError(f"expected an nbformat NotebookNode, got {type(nb).__name__}")
+    if not isinstance(nb, _nbformat().NotebookNode):
+        hint = " (nbformat.from_dict(d) makes one of a dict)" if isinstance(nb, Mapping) else ""
+        raise TypeError(f"expected an nbformat NotebookNode, got {type(nb).__name__}{hint}")
     if nb.get("nbformat") != 4:
         raise ConfigurationError(
             f"expected an nbformat 4 notebook, got nbformat {nb.get('nbformat')!r} "
