@@ -522,3 +522,19 @@ async def test_info_prints_a_running_kernels_kernel_info(
     assert "language: python" in done.stdout
     done = await cli(tmp_path, "info", "--json", path)
     assert json.loads(done.stdout)["implementation"] == "ipython"
+
+
+@kernel
+async def test_info_names_a_key_that_does_not_fit_the_kernel(
+    tmp_path: Path, ipykernel_process: KernelProcess
+) -> None:
+    """A connection file with another key: a one-line usage error naming the key, at once,
+    instead of a timeout (or a traceback)."""
+    from trio_enchannel import ConnectionInfo
+
+    info = ConnectionInfo.from_file(ipykernel_process.connection_file)
+    path = tmp_path / "other-key.json"
+    path.write_text(json.dumps(dict(info.to_dict(), key="another-key")))
+    done = await cli(tmp_path, "info", str(path), "--timeout", "60")
+    assert done.returncode == 2, done.stderr
+    assert "key" in done.stderr and "Traceback" not in done.stderr

@@ -916,7 +916,11 @@ async def test_kernel_died_is_sticky_until_the_kernel_answers_again(
         client.kernel_died(KernelDied("process exited with code 1"))
     with pytest.raises(KernelDied, match="exited"):
         await client.execute("x")  # fails at once, nothing is sent
-    # A restarted kernel: wait_for_ready probes it and clears the state.
+    with pytest.raises(KernelDied, match="exited"):
+        await client.wait_for_ready()  # a known death fails every call at once
+    # A restarted kernel (announced as the launcher does): wait_for_ready probes it and
+    # clears the state.
+    client.reset_readiness()
     await kernel.shell.receive()  # the request that was pending before the death
 
     async def restarted_kernel() -> None:

@@ -149,3 +149,27 @@ async def test_receive_of_a_queued_item_is_a_cancel_point_and_yields_every_few_c
         with pytest.raises(trio.Cancelled):
             await inbox.receive()
     assert inbox.receive_nowait() == 99
+
+
+async def test_put_within_keeps_only_what_fits_and_hands_over_to_a_waiting_receiver() -> None:
+    inbox = Inbox[int]()
+    assert inbox.put_within(1, 10, 2, 25)
+    assert inbox.put_within(2, 10, 2, 25)
+    assert not inbox.put_within(3, 1, 2, 25)  # two items queued: full in items
+    assert inbox.receive_nowait() == 1
+    assert not inbox.put_within(3, 16, 2, 25)  # 10 + 16 bytes: full in bytes
+    assert (len(inbox), inbox.nbytes) == (1, 10)
+    assert inbox.receive_nowait() == 2
+    got: list[int] = []
+
+    async def consumer() -> None:
+        got.append(await inbox.receive())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consumer)
+        await trio.testing.wait_all_tasks_blocked()
+        assert inbox.put_within(4, 10, 1, 10)  # handed over directly, nothing queued
+    assert got == [4] and (len(inbox), inbox.nbytes) == (0, 0)
+    inbox.close()
+    assert inbox.put_within(5, 1, 1, 1)  # closed: accepted and discarded, like put()
+    assert len(inbox) == 0

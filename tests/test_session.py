@@ -8,6 +8,7 @@ import math
 import os
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -387,7 +388,10 @@ def test_non_dict_content_rejected() -> None:
 
 def test_non_buffer_rejected() -> None:
     session = Session()
-    msg = session.message("t", buffers=[123])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"buffers\[0\]"):
+        session.message("t", buffers=[123])  # type: ignore[list-item]
+    # A Message built by other means is still refused before anything is framed.
+    msg = attrs.evolve(session.message("t"), buffers=(123,))
     with pytest.raises(LocalProtocolError, match="buffer 0"):
         session.serialize(msg)
 

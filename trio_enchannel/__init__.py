@@ -51,7 +51,11 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import OutputPathError as OutputPathError
     from ._errors import ParameterError as ParameterError
     from ._errors import RemoteProtocolError as RemoteProtocolError
+    from ._errors import SignatureMismatch as SignatureMismatch
     from ._errors import UnsignedMessage as UnsignedMessage
+    from ._fanout import Subscription as Subscription
+    from ._fanout import SubscriptionOverflow as SubscriptionOverflow
+    from ._fanout import SubscriptionStatistics as SubscriptionStatistics
     from ._heartbeat import Heartbeat as Heartbeat
     from ._heartbeat import HeartbeatState as HeartbeatState
     from ._heartbeat import HeartbeatStatistics as HeartbeatStatistics
@@ -172,7 +176,11 @@ __all__ = [
     "RemoteServerError",
     "Reply",
     "Session",
+    "SignatureMismatch",
     "StdinHandler",
+    "Subscription",
+    "SubscriptionOverflow",
+    "SubscriptionStatistics",
     "UnsignedMessage",
     "execute_notebook",
     "find_kernel_specs",
@@ -260,7 +268,11 @@ _LAZY: dict[str, str] = {
     "RemoteServerError": "._remote._errors",
     "Reply": "._results",
     "Session": "._session",
+    "SignatureMismatch": "._errors",
     "StdinHandler": "._client",
+    "Subscription": "._fanout",
+    "SubscriptionOverflow": "._fanout",
+    "SubscriptionStatistics": "._fanout",
     "UnsignedMessage": "._errors",
     "execute_notebook": "._notebook",
     "find_kernel_specs": "._kernelspec",

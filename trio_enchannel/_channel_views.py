@@ -3,15 +3,19 @@ rejected-message records and statistics snapshots."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
 
 from ._errors import RemoteProtocolError
+from ._fanout import Fanout, Subscription, SubscriptionOverflow
 from ._heartbeat import HeartbeatStatistics
 from ._message import CHANNEL_NAMES, ChannelName, Message
+from ._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE
+from ._validate import check_int
 from ._zmq import Frame
 
 if TYPE_CHECKING:
@@ -64,6 +68,10 @@ class ChannelStatistics:
         discarded: messages that arrived after the consumer closed this channel.
         queued_bytes: the wire size of the queued messages, in bytes.
         buffer_bytes: the capacity of the buffer in bytes (``0``: bounded in messages only).
+        subscriptions: IOPub subscriptions open now (:meth:`IOPubChannel.subscribe`).
+        subscriber_dropped: copies that IOPub subscriptions (open or closed since) dropped
+            because their own buffer was full; not included in ``dropped``, which counts
+            the channel's own buffer.
     """
 
     name: ChannelName
@@ -77,6 +85,8 @@ class ChannelStatistics:
     discarded: int = 0
     queued_bytes: int = 0
     buffer_bytes: int = 0
+    subscriptions: int = 0
+    subscriber_dropped: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -121,7 +131,16 @@ class ChannelsStatistics:
 class _Counters:
     """One channel's counters. Assigning ``dropped`` wakes :meth:`wait_dropped`."""
 
-    __slots__ = ("_drop_event", "_dropped", "discarded", "received", "rejected", "sent", "stalls")
+    __slots__ = (
+        "_drop_event",
+        "_dropped",
+        "discarded",
+        "fanout",
+        "received",
+        "rejected",
+        "sent",
+        "stalls",
+    )
 
     def __init__(self) -> None:
         self.received = 0
@@ -131,6 +150,7 @@ class _Counters:
         self._dropped = 0
         self.discarded = 0
         self._drop_event: trio.Event | None = None
+        self.fanout: Fanout | None = None  # IOPub's subscriptions, set by the owner
 
     def __repr__(self) -> str:
         return (
@@ -155,6 +175,8 @@ class _Counters:
             discarded=self.discarded,
             queued_bytes=queued_bytes,
             buffer_bytes=limits[1],
+            subscriptions=len(self.fanout.subscriptions) if self.fanout is not None else 0,
+            subscriber_dropped=self.fanout.dropped if self.fanout is not None else 0,
         )
 
     @property
@@ -339,12 +361,78 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
 
         Returns:
             The number of messages dropped so far (:attr:`dropped`).
+
+        Raises:
+            TypeError: ``above`` is not an int.
         """
+        check_int("above", above)
         return await self._owner._counters[self._name].wait_dropped(above)
+
+    def subscribe(
+        self,
+        msg_types: str | Iterable[str] | None = None,
+        *,
+        parent: str | Message | None = None,
+        predicate: Callable[[Message], bool] | None = None,
+        buffer_size: int = IOPUB_BUFFER_SIZE,
+        buffer_bytes: int = IOPUB_BUFFER_BYTES,
+        overflow: SubscriptionOverflow = "drop",
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """Receive a copy of every IOPub message that arrives while the block is open::
+
+            async with ch.iopub.subscribe("status") as statuses:
+                async for msg in statuses:
+                    print(msg.content["execution_state"])
+
+        Any number of subscriptions may be open at once, from any tasks, next to
+        :meth:`receive` (or a :class:`~trio_enchannel.KernelClient` reading this channel):
+        each gets its own copy, in arrival order, and takes nothing away from the others.
+        Each has its own buffer and drops (and counts, :attr:`Subscription.dropped`) what
+        does not fit: a slow subscriber never slows the reader, the kernel or anybody else.
+        Copies are taken as the reader receives the messages, before this channel's own
+        buffer policy (``iopub_overflow``) applies, so they also work with
+        ``multiplexed=True`` and after :meth:`aclose`.
+
+        The stream ends (:class:`trio.EndOfChannel`, once what is queued was received)
+        when the channels close; for remote channels, with
+        :class:`~trio_enchannel.KernelDied` when the kernel is gone for good. A local kernel
+        that dies does not end it: the channels may outlive the process (a restart), and
+        the death is reported by the heartbeat, the launcher and the client.
+
+        Args:
+            msg_types: keep only messages of this type (``"status"``) or these types.
+            parent: keep only messages caused by this request (its ``msg_id``, or the
+                request :class:`~trio_enchannel.Message` itself).
+            predicate: keep only messages for which it returns true; called synchronously
+                by the reader (keep it short). If it raises, the subscription ends with
+                that exception.
+            buffer_size: how many messages may wait to be received (default 10,000).
+            buffer_bytes: how many bytes (wire size) may wait to be received (default
+                32 MiB).
+            overflow: ``"drop"`` (the newest message, as ``iopub_overflow="drop"``;
+                ``status`` messages are kept up to 1,000 beyond the bound) or
+                ``"drop_oldest"`` (see :data:`~trio_enchannel.SubscriptionOverflow`).
+
+        Raises:
+            ConfigurationError: an invalid bound or policy (checked at the call).
+            TypeError: a filter of the wrong type (checked at the call).
+            trio.ClosedResourceError: the channels are closed (when the block is entered).
+            KernelDied: the remote kernel is gone (when the block is entered).
+        """
+        fanout: Fanout = self._owner._iopub_fanout
+        return fanout.subscribe(
+            msg_types,
+            parent=parent,
+            predicate=predicate,
+            buffer_size=buffer_size,
+            buffer_bytes=buffer_bytes,
+            overflow=overflow,
+        )
 
     async def aclose(self) -> None:
         """Stop receiving IOPub: later receives raise :class:`trio.ClosedResourceError` and
-        later arrivals are discarded (and counted). Idempotent."""
+        later arrivals are discarded (and counted). Idempotent. Open subscriptions
+        (:meth:`subscribe`) are not affected."""
         await self._close()
 
 

@@ -7,11 +7,12 @@ channel. Invalid messages are counted, logged and (on request) reported, never d
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -27,7 +28,7 @@ from ._channel_views import (
     RejectedMessage,
     _Counters,
 )
-from ._connection import ConnectionInfo, SocketName
+from ._connection import ConnectionInfo, SocketName, load_connection_info
 from ._errors import (
     ConfigurationError,
     ConnectionInfoError,
@@ -37,12 +38,14 @@ from ._errors import (
     MalformedMessage,
     RemoteProtocolError,
 )
+from ._fanout import Fanout
 from ._heartbeat import Heartbeat
 from ._inbox import Inbox
 from ._message import CHANNEL_NAMES, ChannelName, Message
 from ._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
-from ._session import Session
+from ._session import DELIMITER, Session, warn_if_unsigned
 from ._util import unwrap_single
+from ._validate import check_bool, check_bytes, check_choice, check_int, check_seconds
 from ._zmq import (
     HANDSHAKE_EVENTS,
     Frame,
@@ -80,6 +83,18 @@ _SOCKET_KIND: dict[ChannelName, SocketKind] = {
 _BATCH = 1000
 #: The channels whose kernel end is a ROUTER, which drops messages for unknown peers.
 _ROUTED: tuple[ChannelName, ...] = ("shell", "control", "stdin")
+#: Handshakes failed without detail in a row, on a socket that never completed one, after
+#: which the failure is final. libzmq retries every 100-200 ms and reports such a failure at
+#: each attempt when the kernel refuses our CurveZMQ keys (a wrong ``curve_publickey``); one
+#: alone may be a kernel that went away mid-handshake.
+HANDSHAKE_ATTEMPTS = 3
+#: Rejection reasons that say the kernel signs differently from us (see add_reject_listener).
+_SIGNATURE_REASONS = frozenset(("invalid_signature", "unsigned"))
+#: The largest parent header a rejected message may have for its claimed parent to be read.
+_CLAIM_LIMIT = 4096
+
+#: ``(channel, claimed parent msg_id or None, error)``; see Channels.add_reject_listener.
+RejectListener = Callable[[ChannelName, "str | None", RemoteProtocolError], None]
 
 
 @attrs.frozen
@@ -143,6 +158,9 @@ class Channels:
             for name in CHANNEL_NAMES:
                 self._inboxes[name] = self._receivers[name] = Inbox[Message]()
         self._drop_log = DropLog(logger, "open_channels")
+        # IOPub subscriptions (ch.iopub.subscribe): copies handed over by the IOPub reader.
+        self._iopub_fanout = Fanout()
+        self._counters["iopub"].fanout = self._iopub_fanout
         self._rejects_send: trio.MemorySendChannel[RejectedMessage] | None = None
         self._rejects_receive: trio.MemoryReceiveChannel[RejectedMessage] | None = None
         if report_rejects is not None:
@@ -156,6 +174,14 @@ class Channels:
         self._monitors: dict[ChannelName, SocketMonitor] = {}
         self._connected: dict[ChannelName, bool] = dict.fromkeys(_ROUTED, False)
         self._handshake_failures: dict[ChannelName, SocketEvent] = {}
+        # Final: a socket that never completed a handshake failed in a way retrying will not
+        # fix. Every waiter gets it (see _fail_handshake).
+        self._handshake_error: str | None = None
+        self._handshake_misses: dict[ChannelName, int] = dict.fromkeys(_ROUTED, 0)
+        self._ever_connected: set[ChannelName] = set()
+        self._send_scopes: set[trio.CancelScope] = set()
+        self._reject_listeners: list[RejectListener] = []
+        self._signature_rejected: tuple[ChannelName, RemoteProtocolError] | None = None
         self._connection_changed = trio.Event()
         self.shell = MessageChannel(self, "shell")
         self.control = MessageChannel(self, "control")
@@ -257,19 +283,31 @@ class Channels:
         requests' replies, and the IOPub messages they cause, are not delivered.
 
         Raises:
+            ConnectionInfoError: the ZeroMQ handshake failed for good (see
+                :meth:`wait_connected`).
+            KernelDied: the heartbeat declares the kernel unresponsive (at once if it
+                already does, else within ``nudge_every`` seconds of the verdict).
             trio.ClosedResourceError: the channels were closed while waiting.
+            ConfigurationError: ``welcome_grace`` is not >= 0 or ``nudge_every`` not > 0
+                (``0`` would flood the kernel with requests).
         """
+        check_seconds("welcome_grace", welcome_grace, allow_zero=True, allow_inf=True)
+        check_seconds("nudge_every", nudge_every)
         if self._iopub_ready:
             await trio.lowlevel.checkpoint()
             return
         if self._closed:
             raise trio.ClosedResourceError("the channels are closed")
+        self._check_handshake()
+        self._check_unresponsive()
         with trio.move_on_after(welcome_grace):
             await self._iopub_wakeup.wait()
         async with self._nudge_lock:
             while not self._iopub_ready:
                 if self._closed:
                     raise trio.ClosedResourceError("the channels are closed")
+                self._check_handshake()
+                self._check_unresponsive()
                 nudge = self.session.message("kernel_info_request", channel="shell")
                 self._nudges.add(nudge.msg_id)
                 await self._send("shell", nudge)
@@ -300,28 +338,66 @@ class Channels:
         Raises:
             ConnectionInfoError: the handshake failed for a reason that retrying will not
                 fix: the peer does not speak ZeroMQ, or not with our security mechanism,
-                or it refused our CurveZMQ keys (wrong ``curve_publickey``).
+                or it refused our CurveZMQ keys (wrong ``curve_publickey``). When that
+                happens on a socket that never completed a handshake, the failure is final
+                (:meth:`handshake_error`): every send, receive and wait of these channels
+                raises it too.
+            KernelDied: no socket ever reached the kernel and the heartbeat declares it
+                unresponsive (a stale connection file: nothing listens).
             trio.ClosedResourceError: the channels were (or get) closed.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self._closed:
                 raise trio.ClosedResourceError("the channels are closed")
+            self._check_handshake()
             if self._handshake_failures:
                 name, event = next(iter(self._handshake_failures.items()))
-                reason = (
-                    "the kernel refused our CurveZMQ keys, or curve_publickey is wrong"
-                    if event.name == "handshake_failed_auth"
-                    else "the peer does not speak ZeroMQ, or not with our security mechanism"
-                )
-                raise ConnectionInfoError(
-                    f"the ZeroMQ handshake of the {name} socket with {event.endpoint} "
-                    f"failed: {reason}"
-                )
+                raise ConnectionInfoError(_describe_handshake_failure(name, event))
+            self._check_never_reached()
             if all(self._connected.values()):
                 await trio.lowlevel.cancel_shielded_checkpoint()
                 return
             await self._connection_changed.wait()
+
+    def add_reject_listener(self, listener: RejectListener) -> None:
+        """Call ``listener(channel, parent_id, error)`` for every message rejected for its
+        signature (``error.reason`` ``"invalid_signature"`` or ``"unsigned"``): what a
+        kernel that signs with another key or scheme sends.
+
+        ``parent_id`` is the ``msg_id`` its parent header *claims* (read from at most 4 KiB,
+        ``None`` if there is none): unverified, so use it only to tell a request that an
+        answer to it was rejected, never as information. Called synchronously by the
+        reader that rejected the message: keep it short. A
+        :class:`~trio_enchannel.KernelClient` registers itself to fail the calls waiting
+        for such answers with :class:`~trio_enchannel.SignatureMismatch`.
+
+        If messages were rejected for their signature before any valid message arrived,
+        ``listener`` is called at once for the last of them (with ``parent_id`` ``None``):
+        a kernel that signs differently may never send anything else.
+        """
+        self._reject_listeners.append(listener)
+        rejected = self._signature_rejected
+        if rejected is not None and not any(c.received for c in self._counters.values()):
+            listener(rejected[0], None, rejected[1])
+
+    @property
+    def handshake_error(self) -> ConnectionInfoError | None:
+        """Why these channels can never talk to the kernel, once that is known; else ``None``.
+
+        Set when a ZeroMQ handshake of shell, control or stdin fails on a socket that never
+        completed one, in a way retrying will not fix: at the first failure that names a
+        protocol or an authentication problem (a plain client and an encrypting kernel, or
+        the reverse), or after :data:`HANDSHAKE_ATTEMPTS` failures in a row without detail
+        (what libzmq reports when the kernel cannot decrypt our greeting: a wrong
+        ``curve_publickey``). From then on every send, every receive once the messages
+        already received are consumed, :meth:`wait_connected` and :meth:`wait_iopub_ready`
+        raise it (a fresh :class:`ConnectionInfoError` each time), and so does every call
+        of a :class:`~trio_enchannel.KernelClient` on these channels.
+        """
+        if self._handshake_error is None:
+            return None
+        return ConnectionInfoError(self._handshake_error)
 
     async def aclose(self) -> None:
         """Close every socket and stop the readers and the heartbeat; idempotent.
@@ -344,6 +420,7 @@ class Channels:
             sock.close()
         self._iopub_wakeup.set()
         self._connection_changed.set()
+        self._iopub_fanout.end()
 
     def _endpoint_for(self, msg: Message) -> MessageChannel:
         if not isinstance(msg, Message):
@@ -371,15 +448,50 @@ class Channels:
             raise trio.ClosedResourceError("the channels are closed")
         return sock
 
+    def _check_handshake(self) -> None:
+        if self._handshake_error is not None:
+            raise ConnectionInfoError(self._handshake_error)
+
     async def _send(self, name: ChannelName, msg: Message) -> None:
         frames = self._frames(name, msg)
-        await self._socket_for(name).send_multipart(frames)
+        sock = self._socket_for(name)
+        self._check_handshake()
+        if self._connected.get(name, True):
+            await sock.send_multipart(frames)
+        else:
+            # Not connected yet: a DEALER without a peer waits to send, and would wait
+            # forever if the handshake cannot succeed; _fail_handshake wakes it.
+            with trio.CancelScope() as scope:
+                self._send_scopes.add(scope)
+                try:
+                    await sock.send_multipart(frames)
+                finally:
+                    self._send_scopes.discard(scope)
+            if scope.cancelled_caught:  # nothing was sent
+                self._check_handshake()
         self._counters[name].sent += 1
 
     def _send_nowait(self, name: ChannelName, msg: Message) -> None:
         frames = self._frames(name, msg)
-        self._socket_for(name).send_multipart_nowait(frames)
+        sock = self._socket_for(name)
+        self._check_handshake()
+        sock.send_multipart_nowait(frames)
         self._counters[name].sent += 1
+
+    def _fail_handshake(self, name: ChannelName, event: SocketEvent) -> None:
+        """The handshake of ``name`` failed for good: tell every waiter."""
+        if self._handshake_error is not None:
+            return
+        text = _describe_handshake_failure(name, event)
+        if event.name == "handshake_failed":
+            text += f" ({HANDSHAKE_ATTEMPTS} attempts in a row)"
+        self._handshake_error = text
+        logger.error("%s; these channels cannot talk to the kernel", text)
+        for inbox in {id(i): i for i in self._inboxes.values()}.values():
+            inbox.fail(lambda: ConnectionInfoError(text))
+        for scope in self._send_scopes:
+            scope.cancel()
+        self._iopub_wakeup.set()
 
     def _limits(self, name: ChannelName) -> tuple[int, int]:
         """(messages, bytes) the buffer of channel ``name`` holds; bytes 0: no byte bound."""
@@ -403,6 +515,12 @@ class Channels:
             logger.warning(
                 "rejected a message on %s (%s, %d so far): %s", name, error.reason, count, error
             )
+        if error.reason in _SIGNATURE_REASONS:
+            self._signature_rejected = (name, error)
+            if self._reject_listeners:
+                parent_id = claimed_parent_id(frames)
+                for listener in self._reject_listeners:
+                    listener(name, parent_id, error)
         if self._rejects_send is not None:
             try:
                 self._rejects_send.send_nowait(RejectedMessage(name, error, tuple(frames)))
@@ -466,6 +584,8 @@ class Channels:
                         return
                     if event.name == succeeded:
                         self._connected[name] = True
+                        self._ever_connected.add(name)
+                        self._handshake_misses[name] = 0
                         self._handshake_failures.pop(name, None)
                     elif event.name == "disconnected":
                         self._connected[name] = False
@@ -478,6 +598,16 @@ class Channels:
                                 event.name,
                             )
                         self._handshake_failures[name] = event
+                        if name not in self._ever_connected:
+                            self._fail_handshake(name, event)
+                    elif event.name == "handshake_failed":
+                        self._handshake_misses[name] += 1
+                        if (
+                            name not in self._ever_connected
+                            and self._handshake_misses[name] >= HANDSHAKE_ATTEMPTS
+                        ):
+                            self._handshake_failures[name] = event
+                            self._fail_handshake(name, event)
                     elif event.name == "monitor_stopped":
                         return
                     else:
@@ -496,6 +626,30 @@ class Channels:
             scope.cancel()
         with scope:
             await self.heartbeat.run(task_status=task_status)
+
+    async def _watch_verdict(self) -> None:
+        """Wake wait_connected() when the heartbeat declares the kernel unresponsive (a
+        kernel never reached is then known to be dead)."""
+        try:
+            while True:
+                await self.heartbeat.wait_unresponsive()
+                changed, self._connection_changed = self._connection_changed, trio.Event()
+                changed.set()
+                await self.heartbeat.wait_alive()
+        except trio.ClosedResourceError:
+            return
+
+    def _check_unresponsive(self) -> None:
+        died = self.heartbeat.died
+        if died is not None:
+            raise KernelDied(died.reason)
+
+    def _check_never_reached(self) -> None:
+        """Raise KernelDied if the heartbeat declares a kernel dead that no socket ever
+        reached (a stale connection file, a kernel that died before we connected)."""
+        died = self.heartbeat.died
+        if died is not None and not self._ever_connected:
+            raise KernelDied(died.reason)
 
     async def _reader(
         self, name: ChannelName, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -530,6 +684,8 @@ class _Reader:
         self.counters = owner._counters[name]
         self.is_iopub = name == "iopub"
         self.drop = self.is_iopub and owner._options.iopub_overflow == "drop"
+        # Subscriptions get their copy before ch.iopub's own policy applies.
+        self.fanout = owner._iopub_fanout if self.is_iopub else Fanout()
         max_items, max_bytes = owner._limits(name)
         self.max_items = max_items
         self.max_bytes = max_bytes or sys.maxsize
@@ -573,6 +729,7 @@ class _Reader:
         owner, name, inbox, counters = self.owner, self.name, self.inbox, self.counters
         deserialize = owner.session.deserialize
         nudges = owner._nudges
+        fanout = self.fanout
         drop, max_items, max_bytes = self.drop, self.max_items, self.max_bytes
         for frames in batch:
             try:
@@ -592,6 +749,8 @@ class _Reader:
             if nudges and msg.parent_id in nudges:
                 continue  # caused by wait_iopub_ready's kernel_info nudges
             nbytes = sum(map(len, frames))
+            if fanout.subscriptions:
+                fanout.publish(msg, nbytes)
             if drop and must_drop(
                 len(inbox), inbox.nbytes, nbytes, msg.header.msg_type, max_items, max_bytes
             ):
@@ -600,6 +759,36 @@ class _Reader:
                 continue
             if not inbox.put(msg, nbytes):
                 counters.discarded += 1
+
+
+def _describe_handshake_failure(name: ChannelName, event: SocketEvent) -> str:
+    if event.name == "handshake_failed_auth":
+        reason = "the kernel refused our CurveZMQ keys, or curve_publickey is wrong"
+    elif event.name == "handshake_failed":
+        reason = (
+            "the kernel closed the connection during the handshake; most likely it encrypts "
+            "with CurveZMQ and curve_publickey is not its public key"
+        )
+    else:
+        reason = "the peer does not speak ZeroMQ, or not with our security mechanism"
+    return f"the ZeroMQ handshake of the {name} socket with {event.endpoint} failed: {reason}"
+
+
+def claimed_parent_id(frames: Sequence[Frame]) -> str | None:
+    """The ``msg_id`` the parent header of a (rejected, so unverified) message claims, read
+    only from a parent header of at most 4 KiB; ``None`` when there is none."""
+    at = next(
+        (i for i, f in enumerate(frames) if len(f) == len(DELIMITER) and bytes(f) == DELIMITER),
+        None,
+    )
+    if at is None or at + 3 >= len(frames) or len(frames[at + 3]) > _CLAIM_LIMIT:
+        return None
+    try:
+        parent = json.loads(bytes(frames[at + 3]))
+    except ValueError:
+        return None
+    msg_id = parent.get("msg_id") if isinstance(parent, dict) else None
+    return msg_id if isinstance(msg_id, str) and msg_id else None
 
 
 def detach_error(error: BaseException) -> None:
@@ -613,16 +802,71 @@ def detach_error(error: BaseException) -> None:
     error.__suppress_context__ = True
 
 
-def _coerce_info(
-    info: ConnectionInfo | str | os.PathLike[str] | Mapping[str, Any],
-) -> ConnectionInfo:
-    if isinstance(info, ConnectionInfo):
-        return info
-    if isinstance(info, (str, os.PathLike)):
-        return ConnectionInfo.from_file(info)
-    if isinstance(info, Mapping):
-        return ConnectionInfo.from_dict(info)
-    raise TypeError(f"expected ConnectionInfo, a path or a dict, got {type(info).__name__}")
+def _check_arguments(
+    *,
+    session: object,
+    iopub_topic: object,
+    heartbeat: object,
+    hb_interval: object,
+    hb_deadline: object,
+    hb_startup_deadline: object,
+    buffer_size: object,
+    iopub_buffer_size: object,
+    iopub_buffer_bytes: object,
+    iopub_overflow: object,
+    iopub_hwm: object,
+    multiplexed: object,
+    report_rejects: object,
+    rejects_buffer_size: object,
+    identity: object,
+    curve_client_keys: object,
+    linger: object,
+) -> tuple[bytes, ...]:
+    """Check every option of :func:`open_channels` (types and values, by name); return the
+    IOPub topics as a tuple."""
+    if session is not None and not isinstance(session, Session):
+        raise TypeError(f"session must be a Session or None, got {type(session).__name__}")
+    for name, flag in (
+        ("heartbeat", heartbeat),
+        ("multiplexed", multiplexed),
+        ("report_rejects", report_rejects),
+    ):
+        check_bool(name, flag)
+    check_seconds("hb_interval", hb_interval)
+    check_seconds("hb_deadline", hb_deadline, allow_inf=True)
+    check_seconds("hb_startup_deadline", hb_startup_deadline, allow_inf=True)
+    check_seconds("linger", linger, allow_zero=True)
+    check_int("buffer_size", buffer_size, at_least=0)
+    if iopub_buffer_size is not None:
+        check_int("iopub_buffer_size", iopub_buffer_size, at_least=0)
+    check_int("iopub_buffer_bytes", iopub_buffer_bytes, at_least=1)
+    check_choice("iopub_overflow", iopub_overflow, ("wait", "drop"))
+    check_int("iopub_hwm", iopub_hwm, at_least=0)
+    check_int("rejects_buffer_size", rejects_buffer_size, at_least=1)
+    if isinstance(iopub_topic, (bytes, bytearray, memoryview)):
+        topics: tuple[bytes, ...] = (bytes(iopub_topic),)
+    elif isinstance(iopub_topic, (Sequence, frozenset, set)) and not isinstance(iopub_topic, str):
+        topics = tuple(check_bytes(f"iopub_topic[{i}]", t) for i, t in enumerate(iopub_topic))
+    else:
+        raise TypeError(
+            f"iopub_topic must be bytes or a sequence of bytes, got {type(iopub_topic).__name__}"
+        )
+    if identity is not None:
+        routing_id = check_bytes("identity", identity, nonempty=True)
+        # ZeroMQ's limits for a routing id; a NUL first byte is reserved for its own ids.
+        if len(routing_id) > 255 or routing_id.startswith(b"\0"):
+            raise ConfigurationError(
+                "identity must be 1 to 255 bytes and must not start with a NUL byte"
+            )
+    if curve_client_keys is not None and not (
+        isinstance(curve_client_keys, tuple)
+        and len(curve_client_keys) == 2
+        and all(isinstance(k, str) and len(k) == 40 for k in curve_client_keys)
+    ):
+        raise ConfigurationError(
+            "curve_client_keys must be a (public, secret) tuple of 40-character Z85 strings"
+        )
+    return topics
 
 
 @asynccontextmanager
@@ -700,26 +944,34 @@ async def open_channels(
         linger: seconds unsent messages may linger after the sockets close.
 
     Raises:
-        ConfigurationError: an option is invalid.
+        ConfigurationError: an option is invalid (the message names it), checked before
+            anything is read or connected.
+        TypeError: an argument has the wrong type.
         ConnectionInfoError: the connection info is invalid or a socket cannot connect.
         EncryptionUnavailable: the connection needs CurveZMQ and libzmq lacks it.
     """
-    conn = _coerce_info(info)
+    topics = _check_arguments(
+        session=session,
+        iopub_topic=iopub_topic,
+        heartbeat=heartbeat,
+        hb_interval=hb_interval,
+        hb_deadline=hb_deadline,
+        hb_startup_deadline=hb_startup_deadline,
+        buffer_size=buffer_size,
+        iopub_buffer_size=iopub_buffer_size,
+        iopub_buffer_bytes=iopub_buffer_bytes,
+        iopub_overflow=iopub_overflow,
+        iopub_hwm=iopub_hwm,
+        multiplexed=multiplexed,
+        report_rejects=report_rejects,
+        rejects_buffer_size=rejects_buffer_size,
+        identity=identity,
+        curve_client_keys=curve_client_keys,
+        linger=linger,
+    )
+    conn = await load_connection_info(info)
     if iopub_buffer_size is None:
         iopub_buffer_size = IOPUB_BUFFER_SIZE
-    if buffer_size < 0 or iopub_buffer_size < 0 or iopub_buffer_bytes < 1:
-        raise ConfigurationError("buffer sizes must be >= 0 and iopub_buffer_bytes >= 1")
-    if rejects_buffer_size < 1:
-        raise ConfigurationError("rejects_buffer_size must be >= 1")
-    if iopub_overflow not in ("wait", "drop"):
-        raise ConfigurationError(f"iopub_overflow must be 'wait' or 'drop', not {iopub_overflow!r}")
-    if iopub_hwm < 0:
-        raise ConfigurationError("iopub_hwm must be >= 0")
-    if heartbeat and min(hb_interval, hb_deadline, hb_startup_deadline) <= 0:
-        raise ConfigurationError("hb_interval, hb_deadline, hb_startup_deadline must be > 0")
-    topics = (iopub_topic,) if isinstance(iopub_topic, bytes) else tuple(iopub_topic)
-    if not all(isinstance(t, bytes) for t in topics):
-        raise ConfigurationError("iopub_topic must be bytes or a sequence of bytes")
     curve: tuple[str, str] | None = None
     if conn.curve_publickey is not None:
         if not has_curve():
@@ -740,6 +992,7 @@ async def open_channels(
     )
     if session is None:
         session = Session.from_connection_info(conn)
+    warn_if_unsigned(session, logger, "open_channels")
     ch: Channels
 
     def make_hb_socket() -> TrioSocket:
@@ -769,6 +1022,7 @@ async def open_channels(
                     nursery.start_soon(ch._watch_connection, name)
                 if heartbeat:
                     await nursery.start(ch._run_heartbeat)
+                    nursery.start_soon(ch._watch_verdict)
                 yield ch
             finally:
                 ch._close()

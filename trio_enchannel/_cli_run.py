@@ -39,6 +39,7 @@ from ._errors import (
     KernelDied,
     KernelStartupError,
     NoSuchKernel,
+    SignatureMismatch,
 )
 
 if TYPE_CHECKING:  # without importing the launcher at startup
@@ -584,8 +585,9 @@ def info_command(args: argparse.Namespace) -> int:
             ) from None
         except KernelDied as exc:
             raise CommandError(f"{exc} ({where})", EXIT_KERNEL_DIED) from None
-        except EncryptionUnavailable as exc:
-            raise CommandError(str(exc), EXIT_USAGE) from None
+        except (EncryptionUnavailable, ConnectionInfoError, SignatureMismatch) as exc:
+            # The connection file does not fit the kernel (keys): a usage problem.
+            raise CommandError(f"{exc} ({path})", EXIT_USAGE) from None
         if args.json:
             print(json.dumps(reply.content, indent=2, sort_keys=True))
         else:

@@ -10,22 +10,34 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal
 
 import trio
 
 from ._comm import Comm
-from ._connection import ConnectionInfo
+from ._connection import ConnectionInfo, load_connection_info
 from ._errors import KernelDied, LocalProtocolError
 from ._execution import Execution, InputRequest, StdinHandler, _ExecRequest
+from ._fanout import Subscribable, Subscription, SubscriptionOverflow
 from ._message import Message
+from ._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE
 from ._queue import DroppingQueue
 from ._results import ExecuteResult, KernelInfo, Reply
 from ._router import ChannelsLike, ClientStatistics, Router
 from ._session import Session
 from ._util import unwrap_single
+from ._validate import (
+    check_bool,
+    check_buffers,
+    check_callable,
+    check_choice,
+    check_int,
+    check_mapping,
+    check_optional_str,
+    check_str,
+)
 
 __all__ = [
     "ClientStatistics",
@@ -49,7 +61,12 @@ class KernelClient:
     behind (its late reply, if any, goes to :attr:`unclaimed_replies`).
 
     When the kernel dies (heartbeat lost, or the launcher reports its process exited) every
-    pending request fails with :class:`~trio_enchannel.KernelDied`.
+    pending request fails with :class:`~trio_enchannel.KernelDied`, and so does every later
+    call (:meth:`wait_for_ready` included) until the kernel answers again: a call whose
+    outcome is known never waits. Likewise, when the channels' ZeroMQ handshake has failed
+    for good (:attr:`Channels.handshake_error <trio_enchannel.Channels.handshake_error>`:
+    wrong ``curve_publickey``, encryption on one side only), every pending and later call
+    fails with :class:`~trio_enchannel.ConnectionInfoError`.
     """
 
     def __init__(
@@ -121,22 +138,26 @@ class KernelClient:
     def kernel_died(self, error: KernelDied) -> None:
         """The kernel is gone: fail every pending request (and open comm) with ``error``, and
         make later requests fail at once with a :class:`~trio_enchannel.KernelDied` too,
-        until the kernel answers again (a message arrives, or :meth:`wait_for_ready`
-        succeeds after a restart).
+        until the kernel answers again (a message arrives) or :meth:`reset_readiness`
+        announces a new process.
 
         For launchers that see the kernel process exit; :func:`open_kernel` calls it.
         """
         self._router.kernel_died(error)
 
     def reset_readiness(self) -> None:
-        """Forget that IOPub was live: a new kernel process is about to start.
+        """Forget that IOPub was live, and that the kernel was dead: a new kernel process is
+        about to start.
 
         A new process means a new IOPub subscription, and whatever it publishes before the
         subscription reaches it is lost; so the next :meth:`wait_for_ready` (and the next
-        request whose outputs matter) probes again until IOPub delivers. :func:`open_kernel`
-        calls it on restart, after the old process has exited.
+        request whose outputs matter) probes again until IOPub delivers. Requests no longer
+        fail at once for the old process's reported death, and the next
+        :meth:`wait_for_ready` waits through heartbeat silence until the new process
+        answers.
+        :func:`open_kernel` calls it on restart, after the old process has exited.
         """
-        self._router.forget_iopub_live()
+        self._router.new_process()
 
     async def send(self, msg: Message) -> None:
         """Send ``msg`` without waiting for an answer.
@@ -147,10 +168,13 @@ class KernelClient:
         Raises:
             LocalProtocolError: ``msg`` has no channel a client sends on, or cannot be
                 encoded.
+            KernelDied: the kernel is known to be dead (nothing is sent).
             trio.ClosedResourceError: the client or its channels are closed.
+            TypeError: ``msg`` is not a :class:`~trio_enchannel.Message`.
         """
+        _check_message(msg)
         router = self._router
-        router.check_usable(probing=True)
+        router.check_usable()
         router.tracker.remember(
             msg.msg_id, quiet=False, expect_reply=msg.msg_type.endswith("_request")
         )
@@ -168,7 +192,9 @@ class KernelClient:
                 encoded.
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
+            TypeError: ``msg`` is not a :class:`~trio_enchannel.Message`.
         """
+        _check_message(msg)
         if msg.channel not in ("shell", "control"):
             raise LocalProtocolError(
                 f"request(): {msg.msg_type} must be built with channel='shell' or 'control'"
@@ -239,7 +265,9 @@ class KernelClient:
             trio.ClosedResourceError: the client is closed.
             Exception: whatever the stdin handler raised (the prompt is then answered with
                 an empty line so that the kernel does not block).
+            TypeError: an argument has the wrong type (``code`` must be a ``str``).
         """
+        check_bool("raise_on_error", raise_on_error)
         async with self._execution(
             code,
             silent=silent,
@@ -337,8 +365,22 @@ class KernelClient:
         live_buffer: int | None,
         gather_outputs: bool = True,
     ) -> AsyncIterator[Execution]:
-        if live_buffer is not None and live_buffer < 1:
-            raise ValueError("live_buffer must be at least 1")
+        check_str("code", code)
+        for name, flag in (
+            ("silent", silent),
+            ("store_history", store_history),
+            ("stop_on_error", stop_on_error),
+            ("keep_messages", keep_messages),
+        ):
+            check_bool(name, flag)
+        if allow_stdin is not None:
+            check_bool("allow_stdin", allow_stdin)
+        _check_str_mapping("user_expressions", user_expressions)
+        check_callable("stdin", stdin)
+        _check_subshell_id(subshell_id)
+        check_mapping("metadata", metadata)
+        if live_buffer is not None:
+            check_int("live_buffer", live_buffer, at_least=1)
         handler = stdin if stdin is not None else self.stdin_handler
         if allow_stdin is None:
             allow_stdin = handler is not None
@@ -369,6 +411,7 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_choice("channel", channel, ("shell", "control"), error=LocalProtocolError)
         reply = await self._simple("kernel_info_request", {}, channel)
         info = KernelInfo(reply.message)
         self.kernel_info_cache = info
@@ -390,9 +433,11 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_choice("detail_level", detail_level, (0, 1), error=LocalProtocolError)
+        _check_subshell_id(subshell_id)
         content = {
             "code": code,
-            "cursor_pos": len(code) if cursor_pos is None else cursor_pos,
+            "cursor_pos": _cursor_pos(code, cursor_pos),
             "detail_level": detail_level,
         }
         return await self._simple("inspect_request", content, "shell", subshell_id)
@@ -408,7 +453,8 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
-        content = {"code": code, "cursor_pos": len(code) if cursor_pos is None else cursor_pos}
+        _check_subshell_id(subshell_id)
+        content = {"code": code, "cursor_pos": _cursor_pos(code, cursor_pos)}
         return await self._simple("complete_request", content, "shell", subshell_id)
 
     async def history(
@@ -437,6 +483,23 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_choice(
+            "hist_access_type",
+            hist_access_type,
+            ("range", "tail", "search"),
+            error=LocalProtocolError,
+        )
+        check_bool("output", output)
+        check_bool("raw", raw)
+        for name, number in (("session", session), ("start", start), ("stop", stop), ("n", n)):
+            if number is not None:
+                check_int(name, number, error=LocalProtocolError)
+        if n is not None:
+            check_int("n", n, at_least=0, error=LocalProtocolError)
+        check_optional_str("pattern", pattern)
+        if unique is not None:
+            check_bool("unique", unique)
+        _check_subshell_id(subshell_id)
         content: dict[str, Any] = {
             "hist_access_type": hist_access_type,
             "output": output,
@@ -469,6 +532,8 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_str("code", code)
+        _check_subshell_id(subshell_id)
         return await self._simple("is_complete_request", {"code": code}, "shell", subshell_id)
 
     async def comm_info(
@@ -481,6 +546,8 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_optional_str("target_name", target_name)
+        _check_subshell_id(subshell_id)
         content = {} if target_name is None else {"target_name": target_name}
         return await self._simple("comm_info_request", content, "shell", subshell_id)
 
@@ -496,6 +563,7 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_bool("restart", restart)
         return await self._simple("shutdown_request", {"restart": restart}, "control")
 
     async def interrupt(self) -> Reply:
@@ -523,9 +591,11 @@ class KernelClient:
             KernelDied: the kernel died before replying.
             trio.ClosedResourceError: the client is closed.
         """
+        check_mapping("arguments", arguments)
         if isinstance(command, Mapping):
             content = dict(command)
         else:
+            check_str("command", command, nonempty=True, error=LocalProtocolError)
             self._debug_seq += 1
             content = {
                 "type": "request",
@@ -544,11 +614,12 @@ class KernelClient:
 
         Raises:
             KernelError: the kernel refused.
-            LocalProtocolError: the kernel is known (from :meth:`kernel_info`) not to support
-                subshells.
+            LocalProtocolError: the kernel does not support subshells (asked first with a
+                ``kernel_info`` probe when no :class:`KernelInfo` is known yet: kernels
+                without subshells may never answer the request).
             KernelDied: the kernel died before replying.
         """
-        self._require_subshells()
+        await self._require_subshells()
         reply = await self._simple("create_subshell_request", {}, "control")
         reply.raise_for_status()
         subshell_id = reply.get("subshell_id")
@@ -561,9 +632,10 @@ class KernelClient:
 
         Raises:
             KernelDied: the kernel died before replying.
-            LocalProtocolError: the kernel is known not to support subshells.
+            LocalProtocolError: the kernel does not support subshells.
         """
-        self._require_subshells()
+        check_str("subshell_id", subshell_id, nonempty=True, error=LocalProtocolError)
+        await self._require_subshells()
         return await self._simple(
             "delete_subshell_request", {"subshell_id": subshell_id}, "control"
         )
@@ -574,9 +646,9 @@ class KernelClient:
         Raises:
             KernelError: the kernel refused.
             KernelDied: the kernel died before replying.
-            LocalProtocolError: the kernel is known not to support subshells.
+            LocalProtocolError: the kernel does not support subshells.
         """
-        self._require_subshells()
+        await self._require_subshells()
         reply = (await self._simple("list_subshell_request", {}, "control")).raise_for_status()
         ids = reply.get("subshell_id")
         return [str(x) for x in ids] if isinstance(ids, list) else []
@@ -587,7 +659,7 @@ class KernelClient:
 
         Raises:
             KernelError: the kernel refused to create it.
-            LocalProtocolError: the kernel is known not to support subshells.
+            LocalProtocolError: the kernel does not support subshells.
         """
         subshell_id = await self.create_subshell()
         try:
@@ -600,9 +672,13 @@ class KernelClient:
                 except (KernelDied, trio.ClosedResourceError, trio.BrokenResourceError):
                     pass
 
-    def _require_subshells(self) -> None:
+    async def _require_subshells(self) -> None:
+        # A kernel without subshells may never answer a subshell request (xeus-python does
+        # not): learn what it supports first, rather than wait for an answer in vain.
         info = self.kernel_info_cache
-        if info is not None and not info.supports_subshells:
+        if info is None:
+            info = self.kernel_info_cache = await self._router.probe_ready(survive_heartbeat=False)
+        if not info.supports_subshells:
             raise LocalProtocolError(
                 f"kernel {info.implementation!r} does not support subshells "
                 "(no 'kernel subshells' in supported_features)"
@@ -615,17 +691,28 @@ class KernelClient:
 
         IOPub is live once any message arrives on it (``iopub_welcome`` from 5.5 kernels,
         or the status messages of the probes); until then ``kernel_info_request`` is
-        repeated (every 50 ms, backing off to 1 s) to nudge a slow subscription. Then it
+        repeated (every 50 ms, backing off to 1 s) to nudge a slow subscription. The probes
+        go to control first (which answers even while the shell runs a long cell: a kernel
+        busy with another client's work is ready without waiting for it), and to shell too
+        from the second round on unless control has answered. Then it
         waits until every channel's connection is complete (``wait_connected()`` of the
         channels), so that the kernel's first ``input_request`` cannot be lost. Bound it
         with :func:`trio.fail_after`.
+
+        A kernel already known to be dead when it is called (reported dead, or declared
+        unresponsive by the heartbeat, for example a stale connection file) fails it at
+        once with :class:`~trio_enchannel.KernelDied`, like every other request. Heartbeat
+        silence that begins *while* it waits does not end it (a kernel still starting may
+        not answer pings yet); a reported death does. After :meth:`reset_readiness` (a
+        restart) it waits through heartbeat silence until the new process answers.
 
         Returns:
             the kernel's :class:`KernelInfo` (also kept in :attr:`kernel_info_cache`).
 
         Raises:
             trio.ClosedResourceError: the client is closed.
-            KernelDied: the launcher reported the kernel dead while waiting.
+            KernelDied: the kernel was known to be dead, or the launcher reported it dead
+                while waiting.
             ConnectionInfoError: a channel's ZeroMQ handshake failed for good (see
                 :meth:`Channels.wait_connected <trio_enchannel.Channels.wait_connected>`).
         """
@@ -650,6 +737,54 @@ class KernelClient:
         is established), here or in the channels' own readiness check."""
         return self._router.iopub_live
 
+    # -- IOPub subscriptions ------------------------------------------------------------
+
+    def subscribe(
+        self,
+        msg_types: str | Iterable[str] | None = None,
+        *,
+        parent: str | Message | None = None,
+        predicate: Callable[[Message], bool] | None = None,
+        buffer_size: int = IOPUB_BUFFER_SIZE,
+        buffer_bytes: int = IOPUB_BUFFER_BYTES,
+        overflow: SubscriptionOverflow = "drop",
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """Receive a copy of every IOPub message that arrives while the block is open,
+        next to this client's own requests::
+
+            async with client.subscribe("status") as statuses:
+                ...  # run requests; statuses receives every busy/idle of the kernel
+
+        The copies are taken by the channels' IOPub reader, before the client routes the
+        messages: requests, comms and :attr:`unclaimed_iopub` get everything as before, and
+        when a request returns, the IOPub messages it saw are already in every open
+        subscription (or counted in its :attr:`~trio_enchannel.Subscription.dropped`). The
+        arguments, the bounds and the end of the stream are those of
+        :meth:`IOPubChannel.subscribe <trio_enchannel.IOPubChannel.subscribe>`, which this
+        calls on :attr:`channels`; the subscription belongs to the channels (it ends when
+        they close).
+
+        Raises:
+            TypeError: the channels have no ``iopub.subscribe`` (a custom channels object),
+                or a filter of the wrong type.
+            ConfigurationError: an invalid bound or policy.
+            trio.ClosedResourceError: the channels are closed (when the block is entered).
+        """
+        iopub = self._router.channels.iopub
+        if not isinstance(iopub, Subscribable):
+            raise TypeError(
+                f"{type(self._router.channels).__name__}.iopub has no subscribe(): "
+                "IOPub subscriptions need Channels or RemoteChannels"
+            )
+        return iopub.subscribe(
+            msg_types,
+            parent=parent,
+            predicate=predicate,
+            buffer_size=buffer_size,
+            buffer_bytes=buffer_bytes,
+            overflow=overflow,
+        )
+
     # -- comms --------------------------------------------------------------------------
 
     async def open_comm(
@@ -669,6 +804,11 @@ class KernelClient:
             LocalProtocolError: ``data`` or ``metadata`` cannot be encoded as JSON.
             trio.ClosedResourceError: the client is closed.
         """
+        check_str("target_name", target_name, nonempty=True, error=LocalProtocolError)
+        check_mapping("data", data)
+        check_mapping("metadata", metadata)
+        check_buffers("buffers", buffers)
+        check_optional_str("comm_id", comm_id, nonempty=True, error=LocalProtocolError)
         router = self._router
         router.check_usable()
         await self._ensure_iopub()
@@ -697,6 +837,8 @@ class KernelClient:
         Raises:
             ValueError: ``target_name`` is already registered.
         """
+        check_str("target_name", target_name, nonempty=True, error=LocalProtocolError)
+        check_int("max_buffer", max_buffer, at_least=1)
         targets = self._router.comm_targets
         existing = targets.get(target_name)
         if existing is not None and not existing.producer_closed:
@@ -724,7 +866,7 @@ class _TargetQueue(DroppingQueue[Comm]):
 
 @asynccontextmanager
 async def open_client(
-    info_or_channels: ConnectionInfo | ChannelsLike | str | os.PathLike[str],
+    info_or_channels: ConnectionInfo | ChannelsLike | str | os.PathLike[str] | Mapping[str, Any],
     *,
     stdin: StdinHandler | None = None,
     unclaimed_buffer: int = 1000,
@@ -733,7 +875,7 @@ async def open_client(
     """Open a :class:`KernelClient` for the block's duration.
 
     ``info_or_channels`` is a :class:`~trio_enchannel.ConnectionInfo`, the path of a
-    connection file (channels are then opened with ``open_channels(info,
+    connection file or its dict (channels are then opened with ``open_channels(info,
     **channel_kwargs)`` and closed at the end), or a :class:`~trio_enchannel.Channels`
     you opened yourself (left open at the end; the client must be its only reader).
 
@@ -744,11 +886,14 @@ async def open_client(
         channel_kwargs: passed to :func:`~trio_enchannel.open_channels`.
 
     Raises:
-        ConnectionInfoError: the connection file is missing or invalid.
-        TypeError: channel keyword arguments were given with an existing Channels.
+        ConnectionInfoError: the connection file or dict is missing or invalid.
+        TypeError: ``info_or_channels`` is none of these, or channel keyword arguments were
+            given with an existing Channels.
     """
-    if isinstance(info_or_channels, (str, os.PathLike)):
-        info_or_channels = ConnectionInfo.from_file(info_or_channels)
+    check_callable("stdin", stdin)
+    check_int("unclaimed_buffer", unclaimed_buffer, at_least=1)
+    if isinstance(info_or_channels, (str, os.PathLike, Mapping)):
+        info_or_channels = await load_connection_info(info_or_channels, name="info_or_channels")
     if isinstance(info_or_channels, ConnectionInfo):
         from ._channels import open_channels
 
@@ -758,6 +903,11 @@ async def open_client(
         ):
             yield client
         return
+    if not all(hasattr(info_or_channels, name) for name in _CHANNELS_ATTRIBUTES):
+        raise TypeError(
+            "info_or_channels must be a ConnectionInfo, a connection file path, its dict or "
+            f"Channels, got {type(info_or_channels).__name__}"
+        )
     if channel_kwargs:
         raise TypeError(
             f"open_client(channels, ...): channel options {sorted(channel_kwargs)} apply only "
@@ -765,6 +915,35 @@ async def open_client(
         )
     async with _client_over(info_or_channels, stdin, unclaimed_buffer) as client:
         yield client
+
+
+_CHANNELS_ATTRIBUTES = ("session", "shell", "control", "stdin", "iopub")
+
+
+def _check_message(msg: object) -> None:
+    if not isinstance(msg, Message):
+        raise TypeError(f"msg must be a Message, got {type(msg).__name__}")
+
+
+def _check_subshell_id(subshell_id: object) -> None:
+    check_optional_str("subshell_id", subshell_id, nonempty=True, error=LocalProtocolError)
+
+
+def _check_str_mapping(name: str, value: object) -> None:
+    mapping = check_mapping(name, value)
+    for key, item in (mapping or {}).items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise TypeError(f"{name} must map str to str, got {key!r:.40}: {item!r:.40}")
+
+
+def _cursor_pos(code: object, cursor_pos: object) -> int:
+    """The request's cursor position: ``cursor_pos`` checked against ``code``, or its end."""
+    text = check_str("code", code)
+    if cursor_pos is None:
+        return len(text)
+    return check_int(
+        "cursor_pos", cursor_pos, at_least=0, at_most=len(text), error=LocalProtocolError
+    )
 
 
 @asynccontextmanager

@@ -17,6 +17,7 @@ import trio
 from ._errors import KernelDied
 from ._message import Message
 from ._queue import DroppingQueue
+from ._validate import check_buffers, check_mapping
 
 if TYPE_CHECKING:
     from ._router import Router
@@ -97,7 +98,11 @@ class Comm(trio.abc.ReceiveChannel[Message]):
             trio.ClosedResourceError: the comm (or the client) is closed.
             KernelDied: the kernel is not answering.
             LocalProtocolError: ``data`` or ``metadata`` cannot be encoded as JSON.
+            TypeError: ``data`` or ``metadata`` is not a dict, or ``buffers`` not buffers.
         """
+        check_mapping("data", data)
+        check_mapping("metadata", metadata)
+        check_buffers("buffers", buffers)
         if self.closed:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError(f"comm {self.comm_id} is closed")
@@ -121,7 +126,10 @@ class Comm(trio.abc.ReceiveChannel[Message]):
             LocalProtocolError: ``data`` or ``metadata`` cannot be encoded as JSON.
             KernelDied: the kernel is not answering (the comm is closed on our side anyway).
             trio.ClosedResourceError: the client is closed.
+            TypeError: ``data`` or ``metadata`` is not a dict.
         """
+        check_mapping("data", data)
+        check_mapping("metadata", metadata)
         if self.closed:
             await trio.lowlevel.checkpoint()
             return

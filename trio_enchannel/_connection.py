@@ -15,9 +15,10 @@ from typing import Any, Literal
 
 import attrs
 
-from ._errors import ConnectionInfoError
+from ._errors import ConfigurationError, ConnectionInfoError
+from ._validate import check_choice, check_ip, check_str
 
-__all__ = ["ConnectionInfo", "SocketName", "write_connection_file"]
+__all__ = ["ConnectionInfo", "SocketName", "load_connection_info", "write_connection_file"]
 
 SocketName = Literal["shell", "iopub", "stdin", "control", "hb"]
 _SOCKET_NAMES: tuple[SocketName, ...] = ("shell", "iopub", "stdin", "control", "hb")
@@ -45,9 +46,13 @@ _ipc_counter = 0
 def _free_tcp_port(ip: str) -> int:
     bind_ip = "0.0.0.0" if ip in ("*", "") else ip
     family = socket.AF_INET6 if ":" in bind_ip else socket.AF_INET
+    bind_ip = bind_ip.strip("[]")
     for _ in range(1000):
         with socket.socket(family, socket.SOCK_STREAM) as sock:
-            sock.bind((bind_ip, 0))
+            try:
+                sock.bind((bind_ip, 0))
+            except OSError as exc:  # not an address of this host
+                raise ConnectionInfoError(f"ip {ip!r}: cannot listen there: {exc}") from exc
             port = int(sock.getsockname()[1])
         with _ports_lock:
             if port not in _ports_given:
@@ -74,6 +79,51 @@ def _check_curve_key(name: str, value: object, source: str) -> str | None:
     return value
 
 
+# Validators of the attributes, so that a ConnectionInfo built directly (or with
+# attrs.evolve) is checked as thoroughly as one loaded from a file. Every error is a
+# ConnectionInfoError that names the field.
+
+
+def _port_field(_: object, attribute: attrs.Attribute[int], value: object) -> None:
+    _check_port(attribute.name, value, "ConnectionInfo")
+
+
+def _str_field(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise ConnectionInfoError(
+            f"ConnectionInfo: {attribute.name} must be a str, got {type(value).__name__}"
+        )
+
+
+def _transport_field(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if value not in ("tcp", "ipc"):
+        raise ConnectionInfoError(
+            f"ConnectionInfo: transport must be 'tcp' or 'ipc', got {value!r:.80}"
+        )
+
+
+def _scheme_field(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str) or not value.startswith("hmac-"):
+        raise ConnectionInfoError(
+            f"ConnectionInfo: signature_scheme must look like 'hmac-<hash>', got {value!r:.80}"
+        )
+
+
+def _curve_field(_: object, attribute: attrs.Attribute[str | None], value: object) -> None:
+    if value is not None and (not isinstance(value, str) or len(value) != 40):
+        raise ConnectionInfoError(
+            f"ConnectionInfo: {attribute.name} must be None or a 40-character Z85 string "
+            "(CurveZMQ key)"
+        )
+
+
+def _mapping_field(_: object, attribute: attrs.Attribute[Mapping[str, Any]], value: object) -> None:
+    if not isinstance(value, Mapping):
+        raise ConnectionInfoError(
+            f"ConnectionInfo: extra must be a mapping, got {type(value).__name__}"
+        )
+
+
 @attrs.frozen
 class ConnectionInfo:
     """Where a kernel listens and how to sign messages for it.
@@ -93,21 +143,34 @@ class ConnectionInfo:
         curve_publickey: the kernel's CurveZMQ public key (Z85), when encrypted.
         curve_secretkey: the kernel's CurveZMQ secret key (Z85; only the kernel needs it).
         extra: any other keys found in the file.
+
+    Every field is checked whenever one is built (directly, with ``attrs.evolve``, from a dict
+    or a file): a port must be an int in 0..65535, ``transport`` ``"tcp"`` or ``"ipc"``, a
+    ``tcp`` ``ip`` an IP address, ``*`` or a host name, a curve key 40 Z85 characters.
+
+    Raises:
+        ConnectionInfoError: a field is invalid; the message names it.
     """
 
-    shell_port: int
-    iopub_port: int
-    stdin_port: int
-    control_port: int
-    hb_port: int
-    ip: str = "127.0.0.1"
-    key: str = attrs.field(default="", repr=False)
-    transport: Literal["tcp", "ipc"] = "tcp"
-    signature_scheme: str = "hmac-sha256"
-    kernel_name: str = ""
-    curve_publickey: str | None = None
-    curve_secretkey: str | None = attrs.field(default=None, repr=False)
-    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    shell_port: int = attrs.field(validator=_port_field)
+    iopub_port: int = attrs.field(validator=_port_field)
+    stdin_port: int = attrs.field(validator=_port_field)
+    control_port: int = attrs.field(validator=_port_field)
+    hb_port: int = attrs.field(validator=_port_field)
+    ip: str = attrs.field(default="127.0.0.1", validator=_str_field)
+    key: str = attrs.field(default="", repr=False, validator=_str_field)
+    transport: Literal["tcp", "ipc"] = attrs.field(default="tcp", validator=_transport_field)
+    signature_scheme: str = attrs.field(default="hmac-sha256", validator=_scheme_field)
+    kernel_name: str = attrs.field(default="", validator=_str_field)
+    curve_publickey: str | None = attrs.field(default=None, validator=_curve_field)
+    curve_secretkey: str | None = attrs.field(default=None, repr=False, validator=_curve_field)
+    extra: Mapping[str, Any] = attrs.field(factory=dict, repr=False, validator=_mapping_field)
+
+    def __attrs_post_init__(self) -> None:
+        if self.transport == "tcp":
+            check_ip("ConnectionInfo ip", self.ip, error=ConnectionInfoError)
+        elif not self.ip:
+            raise ConnectionInfoError("ConnectionInfo ip: the ipc path prefix must not be empty")
 
     # -- construction -------------------------------------------------------------------
 
@@ -156,10 +219,13 @@ class ConnectionInfo:
                 f"{where}: signature_scheme must look like 'hmac-<hash>', "
                 f"got {strings['signature_scheme']!r}"
             )
+        ip = strings["ip"] or "127.0.0.1"
+        if transport == "tcp":
+            check_ip(f"{where}: ip", ip, error=ConnectionInfoError)
         extra = {k: v for k, v in data.items() if k not in _KNOWN_KEYS}
         return cls(
             **ports,
-            ip=strings["ip"] or "127.0.0.1",
+            ip=ip,
             key=strings["key"],
             transport=transport,
             signature_scheme=strings["signature_scheme"],
@@ -173,14 +239,22 @@ class ConnectionInfo:
     def from_file(cls, path: str | os.PathLike[str]) -> ConnectionInfo:
         """Load a connection file.
 
+        This reads a file, which may block (a FIFO waits for its writer): the async entry
+        points call it in a worker thread.
+
         Raises:
-            ConnectionInfoError: the file cannot be read, is not JSON, or is invalid.
+            ConnectionInfoError: the file cannot be read, is not UTF-8 JSON, or is invalid.
+            TypeError: ``path`` is not a path.
         """
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConnectionInfoError(f"{path}: cannot read connection file: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConnectionInfoError(f"{path}: connection file is not UTF-8: {exc}") from exc
         try:
             data = json.loads(text)
         except ValueError as exc:
@@ -205,10 +279,21 @@ class ConnectionInfo:
         directory (or ``ipc_prefix``), and the ports are 1..5.
 
         Raises:
-            ConnectionInfoError: no free port could be found.
+            ConnectionInfoError: ``ip`` is not a local address this host can listen on, or
+                no free port could be found.
+            ConfigurationError: ``transport`` is neither ``"tcp"`` nor ``"ipc"``.
+            TypeError: an argument has the wrong type.
         """
+        check_choice("transport", transport, ("tcp", "ipc"))
+        if transport == "tcp":
+            check_ip("ip", ip, bindable=True, error=ConnectionInfoError)
         if key is None:
             key = uuid.uuid4().hex
+        check_str("key", key)
+        check_str("signature_scheme", signature_scheme)
+        check_str("kernel_name", kernel_name)
+        if ipc_prefix is not None and not isinstance(ipc_prefix, (str, os.PathLike)):
+            raise TypeError(f"ipc_prefix must be a path, got {type(ipc_prefix).__name__}")
         if transport == "ipc":
             global _ipc_counter
             if ipc_prefix is None:
@@ -252,10 +337,12 @@ class ConnectionInfo:
         ``"control"`` or ``"hb"``).
 
         Raises:
-            ValueError: unknown socket name.
+            ConfigurationError: unknown socket name (a :class:`ValueError`).
         """
         if name not in _SOCKET_NAMES:
-            raise ValueError(f"unknown socket {name!r}; expected one of {_SOCKET_NAMES}")
+            raise ConfigurationError(
+                f"unknown socket name {name!r:.40}; expected one of {', '.join(_SOCKET_NAMES)}"
+            )
         return int(getattr(self, f"{name}_port"))
 
     def url(self, name: SocketName, *, bind: bool = False) -> str:
@@ -266,7 +353,7 @@ class ConnectionInfo:
         interface.
 
         Raises:
-            ValueError: unknown socket name.
+            ConfigurationError: unknown socket name (a :class:`ValueError`).
         """
         port = self.port(name)
         if self.transport == "ipc":
@@ -309,10 +396,58 @@ class ConnectionInfo:
         return out
 
 
+async def load_connection_info(
+    info: ConnectionInfo | str | os.PathLike[str] | Mapping[str, Any], *, name: str = "info"
+) -> ConnectionInfo:
+    """``info`` as a :class:`ConnectionInfo`: itself, its dict validated, or its file read in a
+    worker thread.
+
+    A connection file may block its reader (a FIFO waits for a writer, a network file system
+    may hang); read on the event loop's thread it would stop every task and no
+    :func:`trio.fail_after` could interrupt it. The thread is abandoned on cancellation (it
+    ends when the read does).
+
+    Raises:
+        ConnectionInfoError: the file cannot be read or the information is invalid.
+        TypeError: ``info`` is none of these types.
+    """
+    if isinstance(info, ConnectionInfo):
+        return info
+    if isinstance(info, (str, os.PathLike)):
+        import trio
+
+        return await trio.to_thread.run_sync(ConnectionInfo.from_file, info, abandon_on_cancel=True)
+    if isinstance(info, Mapping):
+        return ConnectionInfo.from_dict(info)
+    raise TypeError(
+        f"{name} must be a ConnectionInfo, a connection file path or its dict, "
+        f"got {type(info).__name__}"
+    )
+
+
 def _runtime_dir() -> Path:
     from jupyter_core.paths import jupyter_runtime_dir
 
     return Path(jupyter_runtime_dir())
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create ``directory`` and its missing parents, each owner-only (0700).
+
+    ``Path.mkdir(parents=True, mode=...)`` applies the mode to the last directory only; the
+    parents would get the umask's mode, readable by everyone.
+    """
+    missing: list[Path] = []
+    for candidate in (directory, *directory.parents):
+        if candidate.is_dir():
+            break
+        missing.append(candidate)
+    for each in reversed(missing):
+        try:
+            os.mkdir(each, 0o700)
+        except FileExistsError:  # created concurrently: not ours to change
+            if not each.is_dir():
+                raise
 
 
 def write_connection_file(
@@ -325,7 +460,8 @@ def write_connection_file(
 
     The file is written under a temporary name in the same directory with mode 0600 from its
     creation, then renamed into place, so no reader ever sees a partial file and no other user
-    can read the key.
+    can read the key. Every directory it has to create (the parents included) is created
+    owner-only (0700).
 
     Args:
         info: what to write.
@@ -337,14 +473,20 @@ def write_connection_file(
 
     Raises:
         ConnectionInfoError: the file cannot be written.
+        TypeError: ``info`` is not a :class:`ConnectionInfo`, or a path is not a path.
     """
+    if not isinstance(info, ConnectionInfo):
+        raise TypeError(f"info must be a ConnectionInfo, got {type(info).__name__}")
+    for name, value in (("path", path), ("runtime_dir", runtime_dir)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a str or os.PathLike, got {type(value).__name__}")
     if path is None:
         directory = Path(runtime_dir) if runtime_dir is not None else _runtime_dir()
         target = directory / f"kernel-{uuid.uuid4()}.json"
     else:
         target = Path(path)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make_private_dirs(target.parent)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=str(target.parent))
     except OSError as exc:
         raise ConnectionInfoError(f"{target}: cannot write connection file: {exc}") from exc

@@ -35,6 +35,7 @@ __all__ = [
     "OutputPathError",
     "ParameterError",
     "RemoteProtocolError",
+    "SignatureMismatch",
     "UnsignedMessage",
 ]
 
@@ -93,6 +94,39 @@ class DuplicateSignature(RemoteProtocolError):
     """A correctly signed message was received a second time (a replay)."""
 
     reason = "duplicate_signature"
+
+
+class SignatureMismatch(RemoteProtocolError):
+    """The answer to one of our own requests arrived but was rejected for its signature.
+
+    Raised by the waiting request (instead of letting it wait for a reply that will never
+    pass verification). Most likely the kernel signs with another key or another signature
+    scheme than this client (check the connection file's ``key`` and ``signature_scheme``),
+    or has no key at all; it can also be a forger who knows the request's ``msg_id``.
+
+    Attributes:
+        channel: the channel of the rejected message.
+        rejected_reason: why it was rejected (``"invalid_signature"`` or ``"unsigned"``).
+    """
+
+    reason = "signature_mismatch"
+
+    def __init__(self, channel: str, rejected_reason: str) -> None:
+        if rejected_reason == "unsigned":
+            cause = (
+                "the kernel signs nothing (it has no key) while this client has one; "
+                "check the connection file's key"
+            )
+        else:
+            cause = (
+                "the kernel most likely signs with another key or signature scheme than "
+                "this client; check the connection file's key and signature_scheme"
+            )
+        super().__init__(
+            f"the answer on {channel} to this request was rejected ({rejected_reason}): {cause}"
+        )
+        self.channel = channel
+        self.rejected_reason = rejected_reason
 
 
 class ConfigurationError(EnchannelError, ValueError):

@@ -85,6 +85,12 @@ class Heartbeat:
         return self._state
 
     @property
+    def died(self) -> KernelDied | None:
+        """While the kernel is declared unresponsive: the :class:`KernelDied` describing the
+        silence (what :meth:`wait_unresponsive` returns); otherwise ``None``."""
+        return self._died if self._state == "unresponsive" else None
+
+    @property
     def enabled(self) -> bool:
         """Whether the heartbeat is monitored at all."""
         return self._make_socket is not None

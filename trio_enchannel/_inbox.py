@@ -19,6 +19,7 @@ waits; one that finds an item queued yields only every few calls
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import outcome
@@ -45,6 +46,7 @@ class Inbox(Generic[T]):
         self._nbytes = 0
         self._senders = senders
         self._closed = False
+        self._error: Callable[[], BaseException] | None = None
         self._receivers: OrderedDict[Task, None] = OrderedDict()
         # Readers waiting for room: task -> (at most this many items, at most this many bytes).
         self._room: dict[Task, tuple[int, int]] = {}
@@ -86,6 +88,29 @@ class Inbox(Generic[T]):
         self._nbytes += nbytes
         return True
 
+    def put_within(self, item: T, nbytes: int, max_items: int, max_bytes: int) -> bool:
+        """:meth:`put` ``item`` if fewer than ``max_items`` items are queued and ``nbytes``
+        more fit in ``max_bytes``; never waits.
+
+        Returns:
+            ``False`` when it does not fit (the item is not kept; the caller applies its
+            policy), ``True`` otherwise (also when the receiving side is closed: the item is
+            then discarded, as by :meth:`put`).
+        """
+        queue = self._queue
+        if len(queue) >= max_items or self._nbytes + nbytes > max_bytes:
+            return False
+        if self._closed:
+            return True
+        receivers = self._receivers
+        if receivers:
+            task, _ = receivers.popitem(last=False)
+            trio.lowlevel.reschedule(task, outcome.Value(item))
+            return True
+        queue.append((item, nbytes))
+        self._nbytes += nbytes
+        return True
+
     async def wait_room(self, max_items: int, max_bytes: int) -> None:
         """Wait until at most ``max_items`` items and ``max_bytes`` bytes are queued, or the
         receiving side is closed. A checkpoint."""
@@ -111,6 +136,19 @@ class Inbox(Generic[T]):
         if self._senders <= 0 and not self._queue:
             self._wake_receivers(trio.EndOfChannel())
 
+    def fail(self, error: Callable[[], BaseException]) -> None:
+        """Nothing more can ever arrive, for the reason ``error()`` (a fresh exception per
+        call): once the queue is drained, consumers get it instead of waiting (or instead of
+        :class:`trio.EndOfChannel`). Idempotent (the first reason stays)."""
+        if self._error is not None or self._closed:
+            return
+        self._error = error
+        if not self._queue:
+            receivers = self._receivers
+            while receivers:
+                task, _ = receivers.popitem(last=False)
+                trio.lowlevel.reschedule(task, outcome.Error(error()))
+
     # -- the consumers' side ---------------------------------------------------------------
 
     def receive_nowait(self) -> T:
@@ -120,6 +158,7 @@ class Inbox(Generic[T]):
             trio.WouldBlock: nothing is queued.
             trio.EndOfChannel: every reader is done and everything was received.
             trio.ClosedResourceError: the receiving side was closed.
+            Exception: the inbox failed (:meth:`fail`) and everything was received.
         """
         if self._closed:
             raise trio.ClosedResourceError("this channel was closed")
@@ -130,6 +169,8 @@ class Inbox(Generic[T]):
             if len(queue) <= self._room_len:
                 self._wake_room()
             return item
+        if self._error is not None:
+            raise self._error()
         if self._senders <= 0:
             raise trio.EndOfChannel
         raise trio.WouldBlock
@@ -143,7 +184,7 @@ class Inbox(Generic[T]):
             trio.ClosedResourceError: the receiving side was (or gets) closed.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        if self._queue or self._closed or self._senders <= 0:
+        if self._queue or self._closed or self._senders <= 0 or self._error is not None:
             item = self.receive_nowait()  # or raise
             if self._budget.spend():
                 await trio.lowlevel.cancel_shielded_checkpoint()

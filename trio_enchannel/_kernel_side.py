@@ -23,7 +23,7 @@ import trio
 
 from ._channels import RejectedMessage, detach_error
 from ._connection import ConnectionInfo
-from ._errors import LocalProtocolError, RemoteProtocolError
+from ._errors import ConnectionInfoError, LocalProtocolError, RemoteProtocolError
 from ._kernel_endpoints import (
     IOPubPublisher,
     KernelEndpoint,
@@ -33,7 +33,17 @@ from ._kernel_endpoints import (
     _Counters,
 )
 from ._message import ChannelName, Message
-from ._session import Session
+from ._session import Session, warn_if_unsigned
+from ._validate import (
+    check_bool,
+    check_bytes,
+    check_choice,
+    check_int,
+    check_ip,
+    check_optional_str,
+    check_seconds,
+    check_str,
+)
 from ._zmq import TrioSocket
 
 __all__ = [
@@ -238,7 +248,10 @@ class KernelChannels:
                 or cannot be encoded.
             trio.ClosedResourceError: the channels are closed.
             trio.BrokenResourceError: the socket failed.
+            TypeError: ``msg`` is not a :class:`Message`.
         """
+        if not isinstance(msg, Message):
+            raise TypeError(f"msg must be a Message, got {type(msg).__name__}")
         if msg.channel is None:
             raise LocalProtocolError(
                 f"{msg.msg_type} message has no channel; set channel= or send on an endpoint"
@@ -265,7 +278,10 @@ class KernelChannels:
                 or identities, or the content cannot be encoded.
             trio.ClosedResourceError: the channels are closed.
             trio.BrokenResourceError: the socket failed.
+            TypeError: ``request`` is not a :class:`Message`, or content of the wrong type.
         """
+        if not isinstance(request, Message):
+            raise TypeError(f"request must be a Message, got {type(request).__name__}")
         msg = self.session.reply(
             request, content, msg_type=msg_type, metadata=metadata, buffers=buffers
         )
@@ -296,7 +312,10 @@ class KernelChannels:
             LocalProtocolError: the message cannot be encoded.
             trio.ClosedResourceError: the channels are closed.
             trio.BrokenResourceError: the socket failed.
+            TypeError: an argument has the wrong type.
         """
+        if topic is not None:
+            check_bytes("topic", topic)
         msg = self.session.message(
             msg_type,
             content,
@@ -312,13 +331,15 @@ class KernelChannels:
     async def publish_status(
         self, state: str, parent: Message | Mapping[str, Any] | None = None
     ) -> Message:
-        """Publish ``status`` with ``execution_state`` ``state`` (``"busy"``, ``"idle"``, ...).
+        """Publish ``status`` with ``execution_state`` ``state`` (``"busy"``, ``"idle"`` or
+        ``"starting"``).
 
         Raises:
-            LocalProtocolError: the message cannot be encoded.
+            LocalProtocolError: ``state`` is none of those, or the message cannot be encoded.
             trio.ClosedResourceError: the channels are closed.
             trio.BrokenResourceError: the socket failed.
         """
+        check_choice("state", state, ("busy", "idle", "starting"), error=LocalProtocolError)
         return await self.publish("status", {"execution_state": state}, parent=parent)
 
     @asynccontextmanager
@@ -370,7 +391,14 @@ class KernelChannels:
             trio.ClosedResourceError: the channels are closed.
             trio.BrokenResourceError: the client's stdin was not connected within
                 ``connect_grace`` seconds, or the socket failed.
+            TypeError: an argument has the wrong type.
+            ConfigurationError: ``connect_grace`` is not a number of seconds >= 0.
         """
+        if not isinstance(parent, Message):
+            raise TypeError(f"parent must be a Message, got {type(parent).__name__}")
+        check_str("prompt", prompt)
+        check_bool("password", password)
+        check_seconds("connect_grace", connect_grace, allow_zero=True, allow_inf=True)
         if not parent.identities:
             raise LocalProtocolError("the parent request has no routing identities")
         if parent.msg_type == "execute_request" and not parent.content.get("allow_stdin", True):
@@ -639,10 +667,30 @@ async def open_kernel_channels(
 
     Raises:
         OSError: a port is already in use (``errno.EADDRINUSE``).
-        ConfigurationError: the signature scheme is unknown.
+        ConfigurationError: the signature scheme is unknown, or an option is invalid.
+        ConnectionInfoError: ``ip`` is not an address to listen on.
         EncryptionUnavailable: the info asks for CurveZMQ and libzmq lacks it.
         trio.BrokenResourceError: a socket could not be bound for another reason.
+        TypeError: an argument has the wrong type.
     """
+    if info is not None and not isinstance(info, ConnectionInfo):
+        raise TypeError(f"info must be a ConnectionInfo or None, got {type(info).__name__}")
+    if session is not None and not isinstance(session, Session):
+        raise TypeError(f"session must be a Session or None, got {type(session).__name__}")
+    check_choice("transport", transport, ("tcp", "ipc"))
+    if info is None and transport == "tcp":
+        check_ip("ip", ip, bindable=True, error=ConnectionInfoError)
+    check_optional_str("key", key)
+    check_str("signature_scheme", signature_scheme)
+    for name, flag in (
+        ("iopub_welcome", iopub_welcome),
+        ("heartbeat", heartbeat),
+        ("report_rejects", report_rejects),
+    ):
+        check_bool(name, flag)
+    check_int("buffer_size", buffer_size, at_least=0)
+    check_int("rejects_buffer_size", rejects_buffer_size, at_least=0)
+    check_seconds("linger", linger, allow_zero=True)
     ipc_directory: str | None = None
     if info is None:
         if transport == "ipc":
@@ -664,8 +712,7 @@ async def open_kernel_channels(
             )
     if session is None:
         session = Session.from_connection_info(info)
-    if buffer_size < 0 or rejects_buffer_size < 0:
-        raise ValueError("buffer sizes must be non-negative")
+    warn_if_unsigned(session, logger, "open_kernel_channels")
     sockets, bound = _open_sockets(info, linger)
     channels = KernelChannels(bound, session, sockets, iopub_welcome)
     channels._setup(buffer_size, rejects_buffer_size if report_rejects else None)

@@ -25,7 +25,8 @@ from typing import Any, Literal
 import attrs
 from jupyter_core.paths import jupyter_path
 
-from ._errors import EnchannelError, NoSuchKernel
+from ._errors import ConfigurationError, EnchannelError, NoSuchKernel
+from ._validate import check_bool, check_choice, check_str
 
 __all__ = [
     "InvalidKernelSpec",
@@ -63,20 +64,37 @@ def is_valid_kernel_name(name: str) -> bool:
 
 
 def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    # A command line given as one string would become its characters.
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"argv must be a list of str, got {type(value).__name__}")
     return tuple(value)
 
 
 def _str_dict(value: Mapping[str, str]) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"env must be a dict, got {type(value).__name__}")
     return dict(value)
 
 
 def _any_dict(value: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"metadata must be a dict, got {type(value).__name__}")
     return dict(value)
+
+
+def _str_field(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a str, got {type(value).__name__}")
+
+
+def _optional_str_field(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _str_field(_inst, attribute, value)
 
 
 def _check_argv(_inst: object, _attr: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     if not value:
-        raise ValueError("a kernelspec's argv must not be empty")
+        raise ConfigurationError("a kernelspec's argv must not be empty")
     for item in value:
         if not isinstance(item, str):
             raise TypeError(f"argv items must be strings, got {item!r}")
@@ -94,7 +112,7 @@ def _interrupt_mode(value: str) -> InterruptMode:
         return "signal"
     if lowered == "message":
         return "message"
-    raise ValueError(f"interrupt_mode must be 'signal' or 'message', got {value!r}")
+    raise ConfigurationError(f"interrupt_mode must be 'signal' or 'message', got {value!r}")
 
 
 def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
@@ -122,19 +140,21 @@ class KernelSpec:
         kernel_protocol_version: the protocol version the kernel declares, if any.
 
     Raises:
-        ValueError: *argv* is empty or *interrupt_mode* is not ``signal``/``message``.
-        TypeError: *argv* or *env* hold something other than strings.
+        ConfigurationError: *argv* is empty or *interrupt_mode* is not ``signal``/``message``
+            (a :class:`ValueError`).
+        TypeError: a field has the wrong type (*argv* must be a list of strings, not one
+            string; *env* a dict of strings).
     """
 
-    name: str
+    name: str = attrs.field(validator=_str_field)
     argv: tuple[str, ...] = attrs.field(converter=_str_tuple, validator=_check_argv)
-    display_name: str = ""
-    language: str = ""
+    display_name: str = attrs.field(default="", validator=_str_field)
+    language: str = attrs.field(default="", validator=_str_field)
     env: dict[str, str] = attrs.field(factory=dict, converter=_str_dict, validator=_check_env)
     interrupt_mode: InterruptMode = attrs.field(default="signal", converter=_interrupt_mode)
     metadata: dict[str, Any] = attrs.field(factory=dict, converter=_any_dict)
     resource_dir: Path | None = attrs.field(default=None, converter=_optional_path)
-    kernel_protocol_version: str | None = None
+    kernel_protocol_version: str | None = attrs.field(default=None, validator=_optional_str_field)
 
     @property
     def supported_encryption(self) -> tuple[str, ...]:
@@ -314,7 +334,18 @@ def _native_spec() -> KernelSpec | None:
 
 
 def _dirs(kernel_dirs: Iterable[str | os.PathLike[str]] | None) -> list[Path]:
-    return kernel_spec_dirs() if kernel_dirs is None else [Path(d) for d in kernel_dirs]
+    if kernel_dirs is None:
+        return kernel_spec_dirs()
+    # A lone path is iterable too (a str by its characters): never search "/", "h", ...
+    if isinstance(kernel_dirs, (str, bytes, os.PathLike)) or not isinstance(kernel_dirs, Iterable):
+        raise TypeError(
+            f"kernel_dirs must be a list of directories or None, got {type(kernel_dirs).__name__}"
+        )
+    dirs = list(kernel_dirs)
+    for index, item in enumerate(dirs):
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"kernel_dirs[{index}] must be a path, got {type(item).__name__}")
+    return [Path(d) for d in dirs]
 
 
 def find_kernel_specs(
@@ -334,6 +365,7 @@ def find_kernel_specs(
         ``{name: resource_dir}``, sorted by name. For a name found in several directories,
         the first directory wins.
     """
+    check_bool("include_native", include_native)
     found: dict[str, Path] = {}
     for directory in _dirs(kernel_dirs):
         for name, path in _scan(directory):
@@ -364,7 +396,9 @@ def list_kernel_specs(
 
     Raises:
         InvalidKernelSpec: a ``kernel.json`` is invalid and *on_error* is ``"raise"``.
+        ConfigurationError: *on_error* is none of those.
     """
+    check_choice("on_error", on_error, ("warn", "raise", "skip"))
     specs: list[KernelSpec] = []
     for name, path in find_kernel_specs(
         kernel_dirs=kernel_dirs, include_native=include_native
@@ -414,7 +448,10 @@ def get_kernel_spec(
     Raises:
         NoSuchKernel: no kernelspec has that name; the error lists the ones that exist.
         InvalidKernelSpec: the kernelspec exists but its ``kernel.json`` is invalid.
+        TypeError: ``name`` is not a str, or ``kernel_dirs`` not a list of paths.
     """
+    check_str("name", name)
+    check_bool("include_native", include_native)
     wanted = name.lower()
     if is_valid_kernel_name(name):
         for directory in _dirs(kernel_dirs):

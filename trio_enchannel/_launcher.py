@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
-import math
 import os
 import re
 import signal
@@ -45,9 +45,20 @@ import attrs
 import trio
 
 from ._connection import ConnectionInfo, write_connection_file
-from ._errors import EncryptionUnavailable, KernelDied, KernelStartupError
+from ._errors import ConnectionInfoError, EncryptionUnavailable, KernelDied, KernelStartupError
 from ._kernelspec import KernelSpec, get_kernel_spec
 from ._util import unwrap_single
+from ._validate import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_ip,
+    check_mapping,
+    check_option_names,
+    check_seconds,
+    check_str_sequence,
+    parameter_names,
+)
 
 if TYPE_CHECKING:
     from ._client import KernelClient
@@ -428,6 +439,58 @@ def _resolve_spec(
     return get_kernel_spec(name_or_spec, kernel_dirs=kernel_dirs)
 
 
+def _check_arguments(
+    *,
+    name_or_spec: object,
+    cwd: object,
+    env: object,
+    extra_arguments: object,
+    startup_timeout: object,
+    output: object,
+    encryption: object,
+    transport: object,
+    ip: object,
+    shutdown_grace: object,
+    terminate_grace: object,
+    runtime_dir: object,
+    connect: object,
+    client_options: object,
+) -> tuple[str, ...]:
+    """Check the arguments of :func:`open_kernel` (types and values, by name), before any
+    file is read or process started; return ``extra_arguments`` as a tuple."""
+    if not isinstance(name_or_spec, (str, KernelSpec)):
+        raise TypeError(
+            f"name_or_spec must be a kernel name (str) or a KernelSpec, "
+            f"got {type(name_or_spec).__name__}"
+        )
+    for name, path in (("cwd", cwd), ("runtime_dir", runtime_dir)):
+        if path is not None and not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"{name} must be a path or None, got {type(path).__name__}")
+    for key, value in (check_mapping("env", env) or {}).items():
+        if not isinstance(key, str) or not (value is None or isinstance(value, str)):
+            raise TypeError(f"env must map str to str or None, got {key!r:.40}: {value!r:.40}")
+    arguments = check_str_sequence("extra_arguments", extra_arguments)
+    check_seconds("startup_timeout", startup_timeout, allow_inf=True)
+    check_choice("output", output, ("capture", "inherit", "discard"))
+    check_choice("encryption", encryption, ("off", "auto", "required"))
+    check_choice("transport", transport, ("tcp", "ipc"))
+    if transport == "tcp":
+        check_ip("ip", ip, bindable=True, error=ConnectionInfoError)
+    check_seconds("shutdown_grace", shutdown_grace, allow_zero=True, allow_inf=True)
+    check_seconds("terminate_grace", terminate_grace, allow_zero=True, allow_inf=True)
+    check_bool("connect", connect)
+    from ._channels import open_channels
+    from ._client import open_client
+
+    check_option_names(
+        "client_options",
+        check_mapping("client_options", client_options),
+        parameter_names(open_client, exclude={"info_or_channels"})
+        | parameter_names(open_channels, exclude={"info"}),
+    )
+    return arguments
+
+
 @attrs.define(eq=False)
 class Kernel:
     """A running kernel process, owned by the :func:`open_kernel` block that started it.
@@ -529,11 +592,23 @@ class Kernel:
         return list(self._argv)
 
     def stderr_tail(self, max_lines: int | None = 40) -> str:
-        """The last lines the kernel wrote to standard error (``output="capture"`` only)."""
+        """The last lines the kernel wrote to standard error (``output="capture"`` only).
+
+        Raises:
+            TypeError: ``max_lines`` is not an int or None.
+        """
+        if max_lines is not None:
+            check_int("max_lines", max_lines)
         return self._inc.stderr_text(max_lines) if self._inc is not None else ""
 
     def stdout_tail(self, max_lines: int | None = 40) -> str:
-        """The last lines the kernel wrote to standard output (``output="capture"`` only)."""
+        """The last lines the kernel wrote to standard output (``output="capture"`` only).
+
+        Raises:
+            TypeError: ``max_lines`` is not an int or None.
+        """
+        if max_lines is not None:
+            check_int("max_lines", max_lines)
         if self._inc is None or self._inc.stdout is None:
             return ""
         return self._inc.stdout.text(max_lines)
@@ -643,7 +718,10 @@ class Kernel:
     async def _start_process(self) -> None:
         if _busy_ports(self.connection_info):
             raise _PortsInUse  # taken since allocation (or, on restart, since the last run)
-        write_connection_file(self.connection_info, self.connection_file)
+        # File I/O off the event loop (see open_kernel); not abandoned, so never half done.
+        await trio.to_thread.run_sync(
+            write_connection_file, self.connection_info, self.connection_file
+        )
         self._inc = await _spawn(
             self._nursery,
             self._argv,
@@ -985,24 +1063,42 @@ async def open_kernel(
             this is raised.
         EncryptionUnavailable: ``encryption="required"`` and the kernel or libzmq cannot
             provide CurveZMQ.
-        ValueError: an invalid option value.
+        ConfigurationError: an invalid option value (it is a :class:`ValueError`);
+            :class:`~trio_enchannel.ConnectionInfoError` for an ``ip`` this host cannot
+            listen on.
+        TypeError: an argument has the wrong type.
     """
-    if output not in ("capture", "inherit", "discard"):
-        raise ValueError(f"output must be 'capture', 'inherit' or 'discard', got {output!r}")
-    if not (startup_timeout > 0):
-        raise ValueError(f"startup_timeout must be positive, got {startup_timeout!r}")
-    if math.isnan(shutdown_grace) or shutdown_grace < 0:
-        raise ValueError(f"shutdown_grace must be >= 0, got {shutdown_grace!r}")
-    if math.isnan(terminate_grace) or terminate_grace < 0:
-        raise ValueError(f"terminate_grace must be >= 0, got {terminate_grace!r}")
-    spec = _resolve_spec(name_or_spec, kernel_dirs)
+    extra_arguments = _check_arguments(
+        name_or_spec=name_or_spec,
+        cwd=cwd,
+        env=env,
+        extra_arguments=extra_arguments,
+        startup_timeout=startup_timeout,
+        output=output,
+        encryption=encryption,
+        transport=transport,
+        ip=ip,
+        shutdown_grace=shutdown_grace,
+        terminate_grace=terminate_grace,
+        runtime_dir=runtime_dir,
+        connect=connect,
+        client_options=client_options,
+    )
+    # Kernelspec lookup and the connection file are file I/O, which may block: never on the
+    # event loop's thread. A lookup is abandoned on cancellation (it only reads); the write
+    # is not, so that no connection file is left behind by an abandoned thread.
+    spec = await trio.to_thread.run_sync(
+        _resolve_spec, name_or_spec, kernel_dirs, abandon_on_cancel=True
+    )
     keys = _encryption_keys(spec, encryption)
     info = ConnectionInfo.allocate(ip=ip, transport=transport, kernel_name=spec.name)
     ipc_dir = Path(info.ip).parent if transport == "ipc" else None
     if keys is not None:
         info = attrs.evolve(info, curve_publickey=keys[0], curve_secretkey=keys[1])
     try:
-        connection_file = write_connection_file(info, runtime_dir=runtime_dir)
+        connection_file = await trio.to_thread.run_sync(
+            functools.partial(write_connection_file, info, runtime_dir=runtime_dir)
+        )
     except BaseException:
         if ipc_dir is not None:
             with contextlib.suppress(OSError):

@@ -54,12 +54,16 @@ class DropLog:
 
     Args:
         logger: where the warnings go.
-        opener: the function whose ``iopub_overflow`` option the warning points to.
+        opener: the function whose option the warning points to.
+        option: that option.
     """
 
-    def __init__(self, logger: logging.Logger, opener: str) -> None:
+    def __init__(
+        self, logger: logging.Logger, opener: str, *, option: str = "iopub_overflow"
+    ) -> None:
         self._logger = logger
         self._opener = opener
+        self._option = option
         self._since = 0
         self._total = 0
         self._next = 0.0
@@ -77,11 +81,12 @@ class DropLog:
         )
         self._logger.warning(
             "the %s consumer is slower than the kernel: dropped %d message(s) since the last "
-            "warning, %d in total (the buffer holds %s; see %s' iopub_overflow)",
+            "warning, %d in total (the buffer holds %s; see %s' %s)",
             name,
             self._since,
             self._total,
             bound,
             self._opener,
+            self._option,
         )
         self._since = 0

@@ -18,7 +18,13 @@ import attrs
 import trio
 
 from ._comm import Comm
-from ._errors import KernelDied, LocalProtocolError
+from ._errors import (
+    ConnectionInfoError,
+    KernelDied,
+    LocalProtocolError,
+    RemoteProtocolError,
+    SignatureMismatch,
+)
 from ._execution import _Request
 from ._message import ChannelName, Message
 from ._queue import DroppingQueue
@@ -102,10 +108,20 @@ class Router:
         # subscription, and whatever it publishes before that subscription arrives is lost).
         self.trust_channels_ready = True
         self.unresponsive: KernelDied | None = None
+        # Why the channels can never reach the kernel (a ZeroMQ handshake that failed for
+        # good): every call fails with it, for good.
+        self.unreachable: ConnectionInfoError | None = None
+        # Messages rejected for their signature before the kernel's first valid one: it
+        # signs differently (another key or scheme); calls fail with it until a valid one.
+        self.missigned: SignatureMismatch | None = None
+        self.verified = False  # a valid message has arrived
         # When ``unresponsive`` came from a heartbeat monitor: whether it is alive again (a
         # request made right after the monitor recovered must not wait for watch_heartbeat
         # to run and clear the flag).
         self.heartbeat_recovered: Callable[[], bool] | None = None
+        # A new kernel process is starting (reset_readiness): heartbeat silence does not make
+        # the readiness probe fail at once (the new process may not answer pings yet).
+        self.starting = False
         self.stdin_refused = 0
         self.closed = False
         self.nursery: trio.Nursery | None = None
@@ -138,6 +154,9 @@ class Router:
             add_listener = getattr(ch, "add_listener", None)
             if callable(add_listener):
                 add_listener(self)
+            add_reject_listener = getattr(ch, "add_reject_listener", None)
+            if callable(add_reject_listener):
+                add_reject_listener(self.rejected)
             task_status.started()
 
     def shutdown(self, exc: BaseException) -> None:
@@ -174,6 +193,12 @@ class Router:
                 self.heartbeat_recovered = None
                 self.fail(exc)
             return
+        except ConnectionInfoError as exc:  # a handshake that cannot succeed (local)
+            if not self.closed:
+                if self.unreachable is None:
+                    self.unreachable = exc
+                self.fail(exc)
+            return
         except Exception as exc:
             if not self.closed:
                 self.fail(trio.BrokenResourceError(f"the {name} channel failed: {exc!r}"))
@@ -182,7 +207,11 @@ class Router:
             self.fail(trio.BrokenResourceError(f"the {name} channel ended"))
 
     def dispatch(self, msg: Message, name: ChannelName) -> None:
-        self.unresponsive = self.heartbeat_recovered = None  # the kernel just proved it is alive
+        # The kernel just proved it is alive (and that it signs as we do).
+        self.unresponsive = self.heartbeat_recovered = None
+        self.starting = False
+        self.verified = True
+        self.missigned = None
         channel = msg.channel or name
         comm_handled = False
         if channel == "iopub":
@@ -283,10 +312,12 @@ class Router:
                         else "the kernel stopped answering heartbeats"
                     )
                 self.unresponsive = died
+                # Set for every heartbeat verdict (not for a reported death): check_usable
+                # tells the two apart.
                 self.heartbeat_recovered = (
                     (lambda: monitor.state == "alive")
                     if isinstance(getattr(monitor, "state", None), str)
-                    else None
+                    else (lambda: False)
                 )
                 self.fail(died, probes=False)
                 if wait_responsive is None:
@@ -296,6 +327,28 @@ class Router:
                 self.heartbeat_recovered = None
         except (trio.ClosedResourceError, RuntimeError):
             return  # the channels closed, or heartbeat monitoring is off
+
+    def rejected(self, channel: str, parent_id: str | None, error: RemoteProtocolError) -> None:
+        """Channels callback: a message was rejected for its signature.
+
+        Before the kernel's first valid message, the kernel most likely signs with another
+        key or scheme: every unanswered request fails, and later calls fail at once, with
+        :class:`SignatureMismatch` until a valid message arrives. Afterwards only the
+        unanswered request the message claims to answer fails. Either way a forger gains
+        nothing it could not do by withholding the answer (see SECURITY.md).
+        """
+        if self.closed:
+            return
+        mismatch = SignatureMismatch(channel, error.reason)
+        if not self.verified:
+            self.missigned = mismatch
+            for req in {id(r): r for r in self.tracker}.values():
+                if not req.replied:
+                    req.fail(mismatch)
+            return
+        owner = self.tracker.owner(parent_id) if parent_id is not None else None
+        if owner is not None and not owner.replied:
+            owner.fail(mismatch)
 
     # Listener protocol of channels that report trouble by callback (remote channels).
 
@@ -314,6 +367,15 @@ class Router:
         self.heartbeat_recovered = None  # gone for good: a heartbeat does not bring it back
         self.fail(error)
 
+    def new_process(self) -> None:
+        """A new kernel process is about to start (a launcher's restart): forget the reported
+        death of the previous one, and that IOPub was live. A heartbeat verdict stands until
+        the heartbeat (or a message) says otherwise, but no longer fails readiness probes."""
+        if self.heartbeat_recovered is None:
+            self.unresponsive = None
+        self.starting = True
+        self.forget_iopub_live()
+
     def forget_iopub_live(self) -> None:
         """A new kernel process will need a new IOPub subscription: probe again before the
         next request whose outputs matter."""
@@ -323,14 +385,44 @@ class Router:
 
     # -- sending ------------------------------------------------------------------------
 
-    def check_usable(self, *, probing: bool = False) -> None:
+    def check_open(self) -> None:
+        """Raise if the client is closed, or its channels can never reach the kernel."""
         if self.closed:
             raise trio.ClosedResourceError("the client is closed")
-        if self.unresponsive is not None and not probing:
-            recovered = self.heartbeat_recovered
-            if recovered is None or not recovered():
-                raise KernelDied(self.unresponsive.reason)
-            self.unresponsive = self.heartbeat_recovered = None
+        if self.unreachable is not None:
+            raise ConnectionInfoError(str(self.unreachable))
+        missigned = self.missigned
+        if missigned is not None:
+            raise SignatureMismatch(missigned.channel, missigned.rejected_reason)
+
+    def check_usable(self, *, probing: bool = False) -> None:
+        """Raise if no request can succeed now: the client is closed, or the kernel is known
+        to be dead (reported by a launcher or the channels, or declared by the heartbeat and
+        not alive again). Every path that sends to the kernel or waits on it starts here, so
+        a death known before the call fails the call at once, with the same error.
+
+        ``probing``: the call is a readiness probe; while a new process starts
+        (:meth:`new_process`), heartbeat silence does not count (a reported death does).
+        """
+        self.check_open()
+        died = self.unresponsive
+        if died is None:
+            # The heartbeat's verdict counts from the moment it is given, not only once the
+            # watcher task has run.
+            monitor: Any = getattr(self.channels, "heartbeat", None)
+            verdict = getattr(monitor, "died", None)
+            if not isinstance(verdict, KernelDied):
+                return
+            died = self.unresponsive = verdict
+            self.heartbeat_recovered = lambda: monitor.state == "alive"
+        recovered = self.heartbeat_recovered
+        if recovered is not None:
+            if recovered():
+                self.unresponsive = self.heartbeat_recovered = None
+                return
+            if probing and self.starting:
+                return
+        raise KernelDied(died.reason)
 
     async def send(self, msg: Message) -> None:
         channel = msg.channel
@@ -372,30 +464,49 @@ class Router:
                 await self.send_input_reply(msg, "")
 
     async def probe_ready(self, *, survive_heartbeat: bool) -> KernelInfo:
+        # A death known now fails the call now; one declared by the heartbeat while waiting
+        # fails it only without survive_heartbeat (see _Request.probe).
+        self.check_usable(probing=survive_heartbeat)
         probe = _Request(None, probe=survive_heartbeat)
         sent: list[str] = []
         interval = 0.05
         reply: Message | None = None
+        # Control answers even while the shell runs a long cell (a late joiner), and its
+        # probes make the kernel publish status on IOPub too: ask there first, and on both
+        # channels from the second round on unless control has answered (kernels that serve
+        # kernel_info only on shell; late replies of probes are dropped quietly).
+        channels: tuple[ChannelName, ...] = ("control",)
+        control_answered = False
         try:
             while True:
                 if reply is None or not self.iopub_live:
-                    msg = self.session.message("kernel_info_request", {}, channel="shell")
-                    self.check_usable(probing=True)
-                    self.tracker.register(msg.msg_id, probe)
-                    sent.append(msg.msg_id)
-                    await self.send(msg)
+                    self.check_open()
+                    for channel in channels:
+                        msg = self.session.message("kernel_info_request", {}, channel=channel)
+                        self.tracker.register(msg.msg_id, probe)
+                        sent.append(msg.msg_id)
+                        await self.send(msg)
                 with trio.move_on_after(interval):
                     while True:
                         # IOPub may come alive through a message that is not routed to the
                         # probe (iopub_welcome after the last reply): check before waiting.
                         if reply is not None and self.iopub_live:
                             info = KernelInfo(reply)
-                            self.unresponsive = None
+                            self.unresponsive = self.heartbeat_recovered = None
+                            self.starting = False
                             return info
                         got = await probe.inbox.receive()
-                        if got.msg_type == "kernel_info_reply" and got.channel == "shell":
+                        if got.msg_type != "kernel_info_reply":
+                            continue
+                        if got.channel == "shell":
                             reply = got
+                        elif got.channel == "control" and got.content.get("status") == "ok":
+                            # (a kernel that does not serve kernel_info on control may
+                            # answer with an error: not a kernel info)
+                            reply = got
+                            control_answered = True
                 interval = min(interval * 2, 1.0)
+                channels = ("control",) if control_answered else ("shell", "control")
         finally:
             self.finish(sent, probe, quiet=True)
 

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import logging
 import math
 import numbers
 import os
@@ -242,7 +243,69 @@ def _scheme_factory(scheme: str) -> str:
 
 
 def _key_bytes(key: str | bytes) -> bytes:
-    return key.encode("utf-8") if isinstance(key, str) else bytes(key)
+    if isinstance(key, str):
+        return key.encode("utf-8")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    # bytes(5) would be five NUL bytes: a key nobody chose
+    raise TypeError(f"key must be str or bytes, got {type(key).__name__}")
+
+
+def _str_field(_: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.alias} must be a str, got {type(value).__name__}")
+
+
+def _check_history(_: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"replay_history must be an int, got {type(value).__name__}")
+
+
+def _check_parts(
+    content: object, metadata: object, parent: object, buffers: object, subshell_id: object
+) -> None:
+    """The types of :meth:`Session.message`'s arguments, so that a wrong one is a TypeError
+    that names it (``dict(5)`` would not, and ``dict([("a", 1)])`` or ``tuple("ab")`` would
+    silently build something else)."""
+    if (
+        (content is None or type(content) is dict)
+        and (metadata is None or type(metadata) is dict)
+        and (parent is None or type(parent) is Message or type(parent) is dict)
+        and not buffers
+        and (subshell_id is None or type(subshell_id) is str)
+    ):
+        return  # the common case, at the cost of a few identity checks
+    for name, part in (("content", content), ("metadata", metadata)):
+        if part is not None and type(part) is not dict and not isinstance(part, Mapping):
+            raise TypeError(f"{name} must be a dict, got {type(part).__name__}")
+    if parent is not None and not isinstance(parent, (Message, Mapping)):
+        raise TypeError(f"parent must be a Message or a header dict, got {type(parent).__name__}")
+    if buffers:
+        if isinstance(buffers, (str, bytes, bytearray, memoryview)) or not isinstance(
+            buffers, Sequence
+        ):
+            raise TypeError(f"buffers must be a sequence of buffers, got {type(buffers).__name__}")
+        for index, buffer in enumerate(buffers):
+            if not isinstance(buffer, (bytes, bytearray, memoryview)):
+                try:  # any object with the buffer protocol (array.array, numpy arrays, ...)
+                    memoryview(buffer)
+                except TypeError:
+                    raise TypeError(
+                        f"buffers[{index}] must be bytes-like, got {type(buffer).__name__}"
+                    ) from None
+    if subshell_id is not None and type(subshell_id) is not str:
+        raise TypeError(f"subshell_id must be a str, got {type(subshell_id).__name__}")
+
+
+def warn_if_unsigned(session: Session, logger: logging.Logger, where: str) -> None:
+    """Log a warning when ``session`` has an empty key: its messages are neither signed nor
+    verified, so anyone who can reach the ports can run code in the kernel."""
+    if not session.signed:
+        logger.warning(
+            "%s: the connection key is empty, so message signing is disabled; anyone who can "
+            "reach its ports can run code in the kernel",
+            where,
+        )
 
 
 _IPAD = bytes(x ^ 0x36 for x in range(256))
@@ -314,15 +377,20 @@ class Session:
         replay_history: how many accepted signatures to remember (oldest forgotten first).
 
     Raises:
-        ConfigurationError: the signature scheme is unknown.
+        ConfigurationError: the signature scheme is unknown, or ``replay_history`` is < 1.
+        TypeError: an argument has the wrong type (a key must be ``str`` or ``bytes``).
     """
 
     _key: bytes = attrs.field(default=b"", converter=_key_bytes, repr=False, alias="key")
-    signature_scheme: str = attrs.field(default="hmac-sha256", kw_only=True)
-    session_id: str = attrs.field(factory=lambda: uuid.uuid4().hex, kw_only=True)
-    username: str = attrs.field(factory=default_username, kw_only=True)
-    protocol_version: str = attrs.field(default="5.5", kw_only=True)
-    replay_history: int = attrs.field(default=65536, kw_only=True, repr=False)
+    signature_scheme: str = attrs.field(default="hmac-sha256", kw_only=True, validator=_str_field)
+    session_id: str = attrs.field(
+        factory=lambda: uuid.uuid4().hex, kw_only=True, validator=_str_field
+    )
+    username: str = attrs.field(factory=default_username, kw_only=True, validator=_str_field)
+    protocol_version: str = attrs.field(default="5.5", kw_only=True, validator=_str_field)
+    replay_history: int = attrs.field(
+        default=65536, kw_only=True, repr=False, validator=_check_history
+    )
     _digest: str = attrs.field(init=False, repr=False)
     _seen: set[bytes] = attrs.field(init=False, factory=set, repr=False)
     _seen_order: collections.deque[bytes] = attrs.field(
@@ -388,7 +456,10 @@ class Session:
 
         Raises:
             LocalProtocolError: ``msg_type`` is empty, or ``channel`` is not a channel name.
+            TypeError: ``content`` or ``metadata`` is not a dict, ``parent`` not a message or
+                header dict, ``buffers`` not bytes-like buffers, ``subshell_id`` not a str.
         """
+        _check_parts(content, metadata, parent, buffers, subshell_id)
         if not isinstance(msg_type, str) or not msg_type:
             raise LocalProtocolError("msg_type must be a non-empty string")
         if channel is not None and channel not in CHANNEL_NAMES:

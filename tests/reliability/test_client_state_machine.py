@@ -24,7 +24,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
 from tests.reliability.conftest import examples, record
-from trio_enchannel import ExecuteResult, KernelClient, KernelDied, Message, open_client
+from trio_enchannel import (
+    ExecuteResult,
+    KernelClient,
+    KernelDied,
+    Message,
+    SignatureMismatch,
+    open_client,
+)
 from trio_enchannel._kernel_side import KernelChannels, open_kernel_channels
 from trio_enchannel._session import DELIMITER, Session
 from trio_enchannel.testing import DEFAULT_KERNEL_INFO
@@ -38,7 +45,9 @@ HB_DEADLINE = 2.0  # the kernel shares the thread: no false alarm under load
 #: Faults named in a request's code (``"q3:drop"``): what the kernel does with its reply.
 FAULTS = ("", "drop", "duplicate", "late", "forge", "garbage")
 #: Faults whose request can never complete (its reply never reaches the client).
-UNANSWERED = frozenset({"drop", "forge"})
+UNANSWERED = frozenset({"drop"})
+#: Faults whose request ends with this error (a forged reply is rejected and says so).
+FAILING = {"forge": SignatureMismatch}
 OK_REPLY = {"status": "ok", "execution_count": 1, "user_expressions": {}, "payload": []}
 
 
@@ -305,7 +314,9 @@ class ClientMachine(RuleBasedStateMachine):
             fault = self.faults[code]
             if outcome.kind == "ok":
                 assert outcome.result is not None
-                assert fault not in UNANSWERED, f"{code} completed without a valid reply"
+                assert fault not in UNANSWERED and fault not in FAILING, (
+                    f"{code} completed without a valid reply"
+                )
                 result = outcome.result
                 assert result.status == "ok"
                 assert result.stdout == f"out:{code}\n", (code, result.stdout)
@@ -320,6 +331,8 @@ class ClientMachine(RuleBasedStateMachine):
                 assert code in self.cancelled, f"{code} cancelled without being asked"
             elif outcome.kind == "died":
                 assert self.dead, f"{code}: KernelDied while the kernel lives: {outcome.error!r}"
+            elif fault in FAILING:
+                assert isinstance(outcome.error, FAILING[fault]), (code, outcome.error)
             else:
                 raise AssertionError(f"{code}: unexpected {outcome.error!r}")
 

@@ -30,20 +30,21 @@ from .._channel_views import (
     _Counters,
 )
 from .._errors import (
-    ConfigurationError,
     KernelDied,
     LocalProtocolError,
     RemoteProtocolError,
 )
+from .._fanout import Fanout
 from .._inbox import Inbox
 from .._message import CHANNEL_NAMES, ChannelName, Message
 from .._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
 from .._session import Session
 from .._util import unwrap_single
+from .._validate import check_bool, check_choice, check_int, check_seconds
 from ._errors import ConnectionLost
 from ._framing import peek_channel
 from ._link import KernelLink, LinkState, SubprotocolChoice
-from ._rest import RemoteServer, open_remote_server
+from ._rest import RemoteServer, check_connection_options, check_kernel_id, open_remote_server
 
 __all__ = [
     "RemoteChannels",
@@ -176,6 +177,9 @@ class RemoteChannels:
             self._rejects_send, self._rejects_receive = rsend, rreceive
         self._rejects_unreported = 0
         self._rejected_unknown = 0
+        # IOPub subscriptions (ch.iopub.subscribe): copies handed over by the reader.
+        self._iopub_fanout = Fanout()
+        self._counters["iopub"].fanout = self._iopub_fanout
         self._listeners: list[Any] = []
         self._taps: list[Callable[[Message], None]] = []
         self._dead = trio.Event()
@@ -372,6 +376,7 @@ class RemoteChannels:
         """
         if not self._closed:
             self._closed = True
+            self._iopub_fanout.end()
             await self._link.aclose()
             for name in CHANNEL_NAMES:  # the shared inbox of multiplexed mode: once per channel
                 self._inboxes[name].close_sender()
@@ -421,6 +426,8 @@ class RemoteChannels:
         counters.received += 1
         for tap in self._taps:
             tap(msg)
+        if name == "iopub" and self._iopub_fanout.subscriptions:
+            self._iopub_fanout.publish(msg, nbytes)
         inbox = self._inboxes[name]
         max_items, max_bytes = self._limits(name)
         if name == "iopub" and self._iopub_drop:
@@ -491,6 +498,7 @@ class RemoteChannels:
     def _on_dead(self, error: KernelDied) -> None:
         self._death = error
         self._dead.set()
+        self._iopub_fanout.end(error)
         self._notify("kernel_died", error)
 
 
@@ -601,28 +609,36 @@ async def open_remote_channels(
         RemoteKernelNotFound: the server has no such kernel.
         RemoteServerError: the server is unreachable, refused the websocket, or does not
             offer the required subprotocol.
-        ConfigurationError: an option is invalid.
+        ConfigurationError: an option is invalid (the message names it), checked before
+            anything is read or connected.
+        TypeError: an argument has the wrong type.
     """
+    check_connection_options(server=server, token=token, ssl_context=ssl_context, headers=headers)
+    check_kernel_id(kernel_id)
+    if session is not None and not isinstance(session, Session):
+        raise TypeError(f"session must be a Session or None, got {type(session).__name__}")
+    check_choice("subprotocol", subprotocol, ("auto", "v1", "legacy"))
+    check_int("buffer_size", buffer_size, at_least=0)
     if iopub_buffer_size is None:
         iopub_buffer_size = IOPUB_BUFFER_SIZE
-    if buffer_size < 0 or iopub_buffer_size < 0 or iopub_buffer_bytes < 1:
-        raise ConfigurationError("buffer sizes must be >= 0 and iopub_buffer_bytes >= 1")
-    if rejects_buffer_size < 1:
-        raise ConfigurationError("rejects_buffer_size must be >= 1")
-    if iopub_overflow not in ("wait", "drop"):
-        raise ConfigurationError(f"iopub_overflow must be 'wait' or 'drop', not {iopub_overflow!r}")
-    if subprotocol not in ("auto", "v1", "legacy"):
-        raise ConfigurationError(
-            f"subprotocol must be 'auto', 'v1' or 'legacy', not {subprotocol!r}"
-        )
-    if not (reconnect_timeout > 0) or not (connect_timeout > 0):
-        raise ConfigurationError("reconnect_timeout and connect_timeout must be > 0")
+    check_int("iopub_buffer_size", iopub_buffer_size, at_least=0)
+    check_int("iopub_buffer_bytes", iopub_buffer_bytes, at_least=1)
+    check_choice("iopub_overflow", iopub_overflow, ("wait", "drop"))
+    for label, flag in (
+        ("multiplexed", multiplexed),
+        ("report_rejects", report_rejects),
+        ("reconnect", reconnect),
+    ):
+        check_bool(label, flag)
+    check_int("rejects_buffer_size", rejects_buffer_size, at_least=1)
+    check_seconds("connect_timeout", connect_timeout, allow_inf=True)
+    check_seconds("reconnect_timeout", reconnect_timeout, allow_inf=True)
     for label, value in (
         ("ping_interval", ping_interval),
         ("kernel_check_interval", kernel_check_interval),
     ):
-        if value is not None and not (value > 0):
-            raise ConfigurationError(f"{label} must be > 0 or None")
+        if value is not None:
+            check_seconds(label, value)
     async with _server_for(server, token, ssl_context, headers) as rest:
         if session is None:
             session = Session(session_id=uuid.uuid4().hex)

@@ -19,10 +19,24 @@ import trio
 from .._errors import KernelDied, KernelStartupError
 from .._message import Message
 from .._util import unwrap_single
+from .._validate import (
+    check_choice,
+    check_mapping,
+    check_option_names,
+    check_optional_str,
+    check_seconds,
+    parameter_names,
+)
 from ._channels import RemoteChannels, open_remote_channels
 from ._errors import ConnectionLost, RemoteServerError
 from ._link import SubprotocolChoice
-from ._rest import RemoteKernelModel, RemoteServer, open_remote_server
+from ._rest import (
+    RemoteKernelModel,
+    RemoteServer,
+    check_connection_options,
+    check_str_mapping,
+    open_remote_server,
+)
 
 if TYPE_CHECKING:
     from .._client import KernelClient
@@ -234,12 +248,31 @@ async def open_remote_kernel(
         RemoteAuthenticationError: the token was refused.
         RemoteServerError: the server failed to start the kernel, or is unreachable.
         KernelStartupError: the kernel did not answer within ``startup_timeout``.
-        ValueError: an invalid option.
+        ConfigurationError: an invalid option (a :class:`ValueError`).
+        TypeError: an argument has the wrong type.
     """
     from .._client import open_client
 
-    if not (startup_timeout > 0):
-        raise ValueError(f"startup_timeout must be positive, got {startup_timeout!r}")
+    check_connection_options(server=server, token=token, ssl_context=ssl_context, headers=headers)
+    check_optional_str("name", name, nonempty=True)
+    check_optional_str("path", path)
+    check_str_mapping("env", env)
+    check_seconds("startup_timeout", startup_timeout, allow_inf=True)
+    check_choice("subprotocol", subprotocol, ("auto", "v1", "legacy"))
+
+    check_option_names(
+        "channel_options",
+        check_mapping("channel_options", channel_options),
+        parameter_names(
+            open_remote_channels,
+            exclude={"server", "kernel_id", "token", "ssl_context", "headers", "subprotocol"},
+        ),
+    )
+    check_option_names(
+        "client_options",
+        check_mapping("client_options", client_options),
+        parameter_names(open_client, exclude={"info_or_channels"}),
+    )
     async with contextlib.AsyncExitStack() as stack:
         if isinstance(server, RemoteServer):
             rest = server

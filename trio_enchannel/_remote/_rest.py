@@ -19,7 +19,8 @@ import attrs
 import httpx
 import trio
 
-from .._errors import NoSuchKernel
+from .._errors import ConfigurationError, NoSuchKernel
+from .._validate import check_mapping, check_optional_str, check_seconds, check_str
 from ._errors import RemoteAuthenticationError, RemoteKernelNotFound, RemoteServerError
 
 __all__ = [
@@ -44,14 +45,23 @@ def normalize_server_url(url: str) -> tuple[str, str | None]:
     returned, so that it is sent as a header rather than in every URL.
 
     Raises:
-        ValueError: the scheme is not http, https, ws or wss, or the URL has no host.
+        ConfigurationError: the scheme is not http, https, ws or wss, or the URL has no host
+            (a :class:`ValueError`).
+        TypeError: ``url`` is not a str.
     """
-    parts = urllib.parse.urlsplit(url.strip())
+    check_str("url", url)
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port out of range or not a number
+    except ValueError as exc:
+        raise ConfigurationError(f"server URL is not a valid URL: {url!r}: {exc}") from None
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
     if scheme not in ("http", "https"):
-        raise ValueError(f"server URL must start with http://, https://, ws:// or wss://: {url!r}")
+        raise ConfigurationError(
+            f"server URL must start with http://, https://, ws:// or wss://: {url!r}"
+        )
     if not parts.hostname:
-        raise ValueError(f"server URL has no host: {url!r}")
+        raise ConfigurationError(f"server URL has no host: {url!r}")
     query = urllib.parse.parse_qs(parts.query)
     tokens = query.pop("token", None)
     path = parts.path if parts.path.endswith("/") else parts.path + "/"
@@ -178,6 +188,34 @@ def _server_message(response: httpx.Response) -> str:
             if isinstance(value, str) and value:
                 return value
     return response.text[:500].strip()
+
+
+def check_connection_options(
+    *, token: object, ssl_context: object, headers: object, server: object = ""
+) -> None:
+    """Check the options every remote entry point shares (types, by name)."""
+    if not isinstance(server, (str, RemoteServer)):
+        raise TypeError(
+            f"server must be a URL (str) or a RemoteServer, got {type(server).__name__}"
+        )
+    check_optional_str("token", token)
+    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+        raise TypeError(
+            f"ssl_context must be an ssl.SSLContext or None, got {type(ssl_context).__name__}"
+        )
+    check_str_mapping("headers", headers)
+
+
+def check_str_mapping(name: str, value: object) -> None:
+    """``value`` must be ``None`` or a mapping of str to str (headers, environment)."""
+    for key, item in (check_mapping(name, value) or {}).items():
+        if not isinstance(key, str) or not isinstance(item, str):
+            raise TypeError(f"{name} must map str to str, got {key!r:.40}: {item!r:.40}")
+
+
+def check_kernel_id(kernel_id: object) -> str:
+    """``kernel_id`` itself: a non-empty str."""
+    return check_str("kernel_id", kernel_id, nonempty=True)
 
 
 def _kernel_id_of(path: str) -> str | None:
@@ -370,7 +408,11 @@ class RemoteServer:
             NoSuchKernel: the server has no kernelspec ``name``.
             RemoteAuthenticationError: the token was refused.
             RemoteServerError: the server failed to start the kernel, or is unreachable.
+            TypeError: an argument has the wrong type.
         """
+        check_optional_str("name", name, nonempty=True)
+        check_optional_str("path", path)
+        check_str_mapping("env", env)
         body: dict[str, Any] = {}
         if name is not None:
             body["name"] = name
@@ -445,7 +487,7 @@ class RemoteServer:
 
     @staticmethod
     def _kpath(kernel_id: str) -> str:
-        return f"api/kernels/{urllib.parse.quote(kernel_id, safe='')}"
+        return f"api/kernels/{urllib.parse.quote(check_kernel_id(kernel_id), safe='')}"
 
 
 @asynccontextmanager
@@ -471,8 +513,13 @@ async def open_remote_server(
             may have to schedule a pod or a YARN container first).
 
     Raises:
-        ValueError: ``url`` is not an http(s) or ws(s) URL.
+        ConfigurationError: ``url`` is not an http(s) or ws(s) URL, or a timeout is not a
+            positive number of seconds.
+        TypeError: an argument has the wrong type.
     """
+    check_connection_options(token=token, ssl_context=ssl_context, headers=headers)
+    check_seconds("request_timeout", request_timeout, allow_inf=True)
+    check_seconds("start_timeout", start_timeout, allow_inf=True)
     base, url_token = normalize_server_url(url)
     verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
     http = httpx.AsyncClient(verify=verify, follow_redirects=False)

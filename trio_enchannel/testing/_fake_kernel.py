@@ -17,10 +17,20 @@ import attrs
 import trio
 
 from .._connection import ConnectionInfo
-from .._errors import LocalProtocolError
+from .._errors import ConnectionInfoError, LocalProtocolError
 from .._kernel_side import KernelChannels, KernelStatistics, open_kernel_channels
 from .._message import ChannelName, Message
 from .._session import Session
+from .._validate import (
+    check_bool,
+    check_choice,
+    check_int,
+    check_ip,
+    check_mapping,
+    check_optional_str,
+    check_seconds,
+    check_str,
+)
 from ._fake_protocol import (
     DEFAULT_KERNEL_INFO,
     RequestRun,
@@ -222,7 +232,16 @@ class FakeKernel:
 
         Returns:
             The registered :class:`Script`.
+
+        Raises:
+            TypeError: ``code`` is neither a str nor callable, or ``reply`` not a dict.
+            ConfigurationError: ``status`` is not one of those.
         """
+        if not (isinstance(code, str) or callable(code)):
+            raise TypeError(f"code must be a str or a predicate, got {type(code).__name__}")
+        if status is not None:
+            check_choice("status", status, ("ok", "error", "aborted"))
+        check_mapping("reply", reply)
         execution = Script(steps, status=status, reply=reply or {})
         self._scripts.append((code, execution))
         return execution
@@ -249,10 +268,11 @@ class FakeKernel:
             times: how many matching requests they apply to.
 
         Raises:
-            ValueError: ``times`` is less than 1.
+            ConfigurationError: ``times`` is less than 1 (a :class:`ValueError`).
+            TypeError: an argument has the wrong type.
         """
-        if times < 1:
-            raise ValueError("times must be at least 1")
+        check_int("times", times, at_least=1)
+        check_optional_str("msg_type", msg_type, nonempty=True)
         for fault in faults:
             self._injections.append(_Injection(fault, msg_type, times))
 
@@ -830,7 +850,20 @@ async def open_fake_kernel(
     Raises:
         trio.TooSlowError: the sockets were not bound within ``wait_timeout``.
         OSError: a requested port is in use.
+        ConfigurationError: an option is invalid (checked before anything is bound).
+        TypeError: an argument has the wrong type.
     """
+    check_seconds("wait_timeout", wait_timeout, allow_inf=True)
+    check_optional_str("key", key)
+    check_str("signature_scheme", signature_scheme)
+    check_choice("transport", transport, ("tcp", "ipc"))
+    if info is None and transport == "tcp":
+        check_ip("ip", ip, bindable=True, error=ConnectionInfoError)
+    if info is not None and not isinstance(info, ConnectionInfo):
+        raise TypeError(f"info must be a ConnectionInfo or None, got {type(info).__name__}")
+    check_mapping("kernel_info", kernel_info)
+    check_bool("exit_on_shutdown", exit_on_shutdown)
+    check_bool("iopub_welcome", iopub_welcome)
     kernel = FakeKernel(
         timeout=wait_timeout, kernel_info=kernel_info, exit_on_shutdown=exit_on_shutdown
     )

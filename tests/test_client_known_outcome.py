@@ -1,0 +1,398 @@
+"""Calls whose outcome is already known fail at once, with the same typed error, on every
+path of the client: a kernel known to be dead (stale connection file, a kernel killed before
+the first request), a ZeroMQ handshake that cannot succeed (wrong CurveZMQ key, encryption
+on one side only), replies rejected for their signature (different keys). None of these
+waits for a timeout the caller may not have set."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from tests.conftest import KernelProcess, kernel_process
+from trio_enchannel import (
+    Channels,
+    ConnectionInfo,
+    ConnectionInfoError,
+    ExecuteResult,
+    KernelClient,
+    KernelDied,
+    LocalProtocolError,
+    Message,
+    SignatureMismatch,
+    open_channels,
+    open_client,
+)
+from trio_enchannel._zmq import curve_keypair, has_curve
+from trio_enchannel.testing import ForgeSignature, open_fake_kernel
+
+TIMEOUT = 10
+
+Call = Callable[[KernelClient], Awaitable[Any]]
+
+
+async def _stream_execute(client: KernelClient) -> None:
+    async with client.stream_execute("1") as run:
+        async for _ in run:
+            pass
+
+
+async def _open_subshell(client: KernelClient) -> None:
+    async with client.open_subshell():
+        pass
+
+
+async def _open_comm(client: KernelClient) -> None:
+    await client.open_comm("jupyter.widget")
+
+
+async def _send(client: KernelClient) -> None:
+    await client.send(client.session.message("kernel_info_request", channel="shell"))
+
+
+async def _request(client: KernelClient) -> None:
+    await client.request(client.session.message("kernel_info_request", channel="control"))
+
+
+#: Every path of the client that sends to the kernel or waits on it.
+EVERY_CALL: dict[str, Call] = {
+    "wait_for_ready": lambda c: c.wait_for_ready(),
+    "execute": lambda c: c.execute("1"),
+    "stream_execute": _stream_execute,
+    "kernel_info": lambda c: c.kernel_info(),
+    "kernel_info(control)": lambda c: c.kernel_info(channel="control"),
+    "inspect": lambda c: c.inspect("x"),
+    "complete": lambda c: c.complete("x"),
+    "history": lambda c: c.history(),
+    "is_complete": lambda c: c.is_complete("x"),
+    "comm_info": lambda c: c.comm_info(),
+    "shutdown": lambda c: c.shutdown(),
+    "interrupt": lambda c: c.interrupt(),
+    "debug_request": lambda c: c.debug_request("initialize"),
+    "create_subshell": lambda c: c.create_subshell(),
+    "list_subshell": lambda c: c.list_subshell(),
+    "delete_subshell": lambda c: c.delete_subshell("s"),
+    "open_subshell": _open_subshell,
+    "open_comm": _open_comm,
+    "send": _send,
+    "request": _request,
+}
+
+
+async def assert_every_call_fails(
+    client: KernelClient, error: type[BaseException], match: str
+) -> None:
+    for name, call in EVERY_CALL.items():
+        with trio.move_on_after(TIMEOUT) as waited, pytest.raises(error, match=match):
+            await call(client)
+        assert not waited.cancelled_caught, f"{name}() waited although the outcome was known"
+
+
+# -- a kernel known to be dead ---------------------------------------------------------------
+
+
+async def test_stale_connection_file_fails_every_call_at_once() -> None:
+    """Nothing listens on the connection file's ports; the heartbeat has declared the kernel
+    dead before IOPub ever came alive. kernel_info() always failed at once; every other
+    path, wait_for_ready() and the first execute() included, must too."""
+    stale = ConnectionInfo.allocate(key="stale")
+    with trio.fail_after(TIMEOUT):
+        async with open_client(
+            stale, hb_interval=0.05, hb_deadline=0.2, hb_startup_deadline=0.2
+        ) as client:
+            await client.channels.heartbeat.wait_unresponsive()  # type: ignore[attr-defined]
+            await assert_every_call_fails(client, KernelDied, "no heartbeat reply")
+            assert client.statistics().pending == 0
+
+
+@pytest.mark.kernel
+async def test_ipykernel_killed_before_the_first_request(tmp_path: Path) -> None:
+    """A real kernel that died before the client's first request: once the heartbeat
+    has said so, execute() and stream_execute() fail at once, as kernel_info() does."""
+    with trio.fail_after(60):
+        async with (
+            kernel_process(tmp_path) as kernel,
+            open_client(
+                kernel.info, hb_interval=0.05, hb_deadline=0.3, hb_startup_deadline=30
+            ) as client,
+        ):
+            await client.channels.heartbeat.wait_alive()  # type: ignore[attr-defined]
+            kernel.process.send_signal(signal.SIGKILL)
+            await kernel.process.wait()
+            await client.channels.heartbeat.wait_unresponsive()  # type: ignore[attr-defined]
+            for call in (EVERY_CALL["execute"], _stream_execute, EVERY_CALL["kernel_info"]):
+                with trio.fail_after(TIMEOUT), pytest.raises(KernelDied, match="heartbeat"):
+                    await call(client)
+            with trio.fail_after(TIMEOUT), pytest.raises(KernelDied):
+                await client.wait_for_ready()
+
+
+async def test_a_restart_lets_wait_for_ready_wait_through_the_old_death() -> None:
+    """reset_readiness() (a launcher about to start a new process) forgets the old death:
+    wait_for_ready() then waits for the new process instead of failing at once."""
+    stale = ConnectionInfo.allocate(key="stale")
+    with trio.fail_after(TIMEOUT):
+        async with open_client(
+            stale, hb_interval=0.05, hb_deadline=0.2, hb_startup_deadline=0.2
+        ) as client:
+            await client.channels.heartbeat.wait_unresponsive()  # type: ignore[attr-defined]
+            client.reset_readiness()
+            with trio.move_on_after(0.5) as waited:
+                await client.wait_for_ready()
+            assert waited.cancelled_caught  # it waited (nothing will ever answer)
+            with pytest.raises(KernelDied):
+                await client.execute("1")  # other calls still fail while it is silent
+
+
+# -- a ZeroMQ handshake that cannot succeed --------------------------------------------------
+
+needs_curve = pytest.mark.skipif(not has_curve(), reason="libzmq without CurveZMQ")
+
+
+def _curve(info: ConnectionInfo) -> ConnectionInfo:
+    public, secret = curve_keypair()
+    return attrs.evolve(info, curve_publickey=public, curve_secretkey=secret)
+
+
+def _plain(info: ConnectionInfo) -> ConnectionInfo:
+    return attrs.evolve(info, curve_publickey=None, curve_secretkey=None)
+
+
+MISMATCHES: dict[str, tuple[bool, Callable[[ConnectionInfo], ConnectionInfo]]] = {
+    # kernel encrypts?, what the client is given
+    "wrong curve_publickey": (
+        True,
+        lambda bound: attrs.evolve(bound, curve_publickey=curve_keypair()[0]),
+    ),
+    "plain client, encrypting kernel": (True, _plain),
+    "encrypting client, plain kernel": (
+        False,
+        lambda bound: attrs.evolve(bound, curve_publickey=curve_keypair()[0]),
+    ),
+}
+
+
+@needs_curve
+@pytest.mark.parametrize("case", sorted(MISMATCHES))
+async def test_failed_handshake_reaches_every_waiter_of_the_channels(case: str) -> None:
+    encrypting, client_info = MISMATCHES[case]
+    base = ConnectionInfo.allocate(key="k")
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=_curve(base) if encrypting else base) as fk:
+            info = client_info(fk.connection_info)
+            async with open_channels(info, heartbeat=False) as ch:
+                request = ch.session.message("kernel_info_request", channel="shell")
+                async with trio.open_nursery() as nursery:
+                    # Waiters already blocked when the failure becomes known get it too.
+                    for wait in (ch.shell.receive, ch.control.receive, ch.iopub.receive):
+                        nursery.start_soon(_expect_unreachable, wait)
+                    # A send may also be queued before the failure is known (libzmq queues
+                    # for a connection in progress); it must not wait forever.
+                    nursery.start_soon(_send_or_unreachable, ch, request)
+                    nursery.start_soon(_expect_unreachable, ch.wait_iopub_ready)
+                    await _expect_unreachable(ch.wait_connected)
+                assert ch.handshake_error is not None
+                # ... and every later call, at once.
+                for call in (
+                    ch.wait_connected,
+                    ch.wait_iopub_ready,
+                    ch.shell.receive,
+                    lambda: ch.control.send(ch.session.message("kernel_info_request")),
+                ):
+                    await _expect_unreachable(call)
+                with pytest.raises(ConnectionInfoError):
+                    ch.stdin.send_nowait(ch.session.message("input_reply", {"value": ""}))
+            assert not fk.requests
+
+
+async def _send_or_unreachable(ch: Channels, request: Message) -> None:
+    try:
+        await ch.shell.send(request)
+    except ConnectionInfoError as exc:
+        assert "handshake" in str(exc)
+
+
+async def _expect_unreachable(call: Callable[[], Awaitable[Any]]) -> None:
+    with pytest.raises(ConnectionInfoError, match="handshake"):
+        await call()
+
+
+@needs_curve
+@pytest.mark.parametrize("case", sorted(MISMATCHES))
+async def test_failed_handshake_fails_every_call_of_the_client(case: str) -> None:
+    encrypting, client_info = MISMATCHES[case]
+    base = ConnectionInfo.allocate(key="k")
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=_curve(base) if encrypting else base) as fk:
+            client_info_ = client_info(fk.connection_info)
+            async with open_client(client_info_) as client:
+                with pytest.raises(ConnectionInfoError, match="handshake"):
+                    await client.wait_for_ready()  # no 30 s "no heartbeat reply"
+                await assert_every_call_fails(client, ConnectionInfoError, "handshake")
+
+
+# -- replies rejected for their signature ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kernel_key", "client_key", "rejected"),
+    [("kernel-key", "client-key", "invalid_signature"), ("", "client-key", "unsigned")],
+)
+async def test_signature_mismatch_fails_every_call_with_a_typed_error(
+    kernel_key: str, client_key: str, rejected: str
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=ConnectionInfo.allocate(key=kernel_key)) as fk:
+            info = attrs.evolve(fk.connection_info, key=client_key)
+            async with open_client(info) as client:
+                with pytest.raises(SignatureMismatch, match="key") as caught:
+                    await client.wait_for_ready()
+                assert caught.value.reason == "signature_mismatch"
+                assert caught.value.rejected_reason == rejected
+                await assert_every_call_fails(client, SignatureMismatch, "key")
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(
+    ("kernel_key", "rejected"), [("kernel-key", "invalid_signature"), ("", "unsigned")]
+)
+async def test_ipykernel_with_another_key_is_named_as_the_cause(
+    tmp_path: Path, kernel_key: str, rejected: str
+) -> None:
+    """ipykernel drops requests signed with another key without a word, and a kernel without
+    a key sends unsigned answers: either way the client says what is wrong instead of
+    waiting for the caller's timeout."""
+    with trio.fail_after(60):
+        info = ConnectionInfo.allocate(key=kernel_key)
+        async with kernel_process(tmp_path, info=info) as kernel:
+            wrong = attrs.evolve(kernel.info, key="client-key")
+            async with open_client(wrong) as client:
+                with pytest.raises(SignatureMismatch) as caught:
+                    await client.wait_for_ready()
+                assert caught.value.rejected_reason == rejected
+                with pytest.raises(SignatureMismatch):
+                    await client.execute("1")
+
+
+@pytest.mark.parametrize("unsigned", [False, True])
+async def test_forged_answer_to_one_request_fails_only_that_request(unsigned: bool) -> None:
+    """After the kernel proved it signs as we do, a rejected message that claims to answer
+    a pending request fails that request (typed, at once), and nothing else."""
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel() as fk, open_client(fk.connection_info) as client:
+            await client.wait_for_ready()
+            fk.inject(ForgeSignature(unsigned=unsigned))
+            with pytest.raises(SignatureMismatch) as caught:
+                await client.execute("forged")
+            assert caught.value.rejected_reason == ("unsigned" if unsigned else "invalid_signature")
+            assert (await client.execute("next")).ok
+            assert client.statistics().pending == 0
+
+
+# -- a kernel already running work (late joiner) ---------------------------------------------
+
+
+@pytest.mark.kernel
+async def test_wait_for_ready_on_a_busy_ipykernel_does_not_wait_for_the_cell(
+    tmp_path: Path,
+) -> None:
+    """A client that joins while a long cell runs: IOPub is live and control answers at
+    once, so wait_for_ready() returns without waiting for the cell to end (the cell here
+    ends only when the test says so)."""
+    release = tmp_path / "release"
+    cell = (
+        "import os, time\n"
+        f"while not os.path.exists({str(release)!r}):\n"
+        "    time.sleep(0.01)\n"
+        "print('done')\n"
+    )
+    started = trio.Event()
+    results: list[ExecuteResult] = []
+
+    async def run_cell(client: KernelClient) -> None:
+        async with client.stream_execute(cell) as run:
+            async for msg in run:
+                if msg.msg_type == "execute_input":
+                    started.set()
+        results.append(run.result)
+
+    with trio.fail_after(60):
+        async with kernel_process(tmp_path) as kernel, open_client(kernel.info) as first:
+            await first.wait_for_ready()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(run_cell, first)
+                await started.wait()
+                async with open_client(kernel.info) as late:
+                    with trio.fail_after(TIMEOUT):
+                        info = await late.wait_for_ready()
+                    assert info.implementation == "ipython"
+                    assert late.iopub_live
+                    # The shell is still busy: the cell has not been released.
+                    assert not results
+                    await trio.Path(release).touch()
+    assert results[0].stdout == "done\n"
+
+
+# -- the remote transport ---------------------------------------------------------------------
+
+
+async def test_remote_kernel_reported_dead_fails_every_call_at_once() -> None:
+    """Over a Jupyter Server websocket: once the server reports the kernel dead, every path
+    of the client fails at once with the same KernelDied (wait_for_ready included)."""
+    from tests.test_remote_fake import KERNEL, TOKEN, FakeConnection, serving
+    from trio_enchannel._remote._channels import open_remote_channels
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.status("dead")
+        await trio.sleep_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+            open_client(ch) as client,
+        ):
+            await ch.wait_unresponsive()
+            await assert_every_call_fails(client, KernelDied, "dead")
+
+
+async def test_channels_waits_fail_once_a_never_reached_kernel_is_declared_dead() -> None:
+    """open_channels on a stale connection file: wait_connected() and wait_iopub_ready()
+    raise KernelDied once the heartbeat has given up, instead of waiting forever."""
+    stale = ConnectionInfo.allocate(key="stale")
+    with trio.fail_after(TIMEOUT):
+        async with open_channels(
+            stale, hb_interval=0.05, hb_deadline=0.2, hb_startup_deadline=0.2
+        ) as ch:
+            async with trio.open_nursery() as nursery:  # waiting when the verdict comes
+                nursery.start_soon(_expect_dead, ch.wait_connected)
+                nursery.start_soon(_expect_dead, ch.wait_iopub_ready)
+            await _expect_dead(ch.wait_connected)  # and at once afterwards
+            await _expect_dead(ch.wait_iopub_ready)
+
+
+async def _expect_dead(call: Callable[[], Awaitable[Any]]) -> None:
+    with pytest.raises(KernelDied, match="no heartbeat reply"):
+        await call()
+
+
+@pytest.mark.kernel
+async def test_subshells_on_xeus_python_fail_at_once_without_a_known_kernel_info(
+    xeus_python: KernelProcess,
+) -> None:
+    """xeus-python does not support subshells and never answers create_subshell_request: a
+    client that has not asked kernel_info yet asks it first instead of waiting forever."""
+    with trio.fail_after(60):
+        async with open_client(xeus_python.info) as client:
+            assert client.kernel_info_cache is None
+            with pytest.raises(LocalProtocolError, match="subshells"):
+                await client.create_subshell()
+            with pytest.raises(LocalProtocolError, match="subshells"):
+                async with client.open_subshell():
+                    pass
