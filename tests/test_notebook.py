@@ -337,3 +337,27 @@ async def test_a_cell_that_ignores_the_interrupt_fails_the_run_once_the_grace_is
     assert info.value.cell_index == 0
     assert nb.metadata.trio_enchannel == {"stopped_at": 0, "reason": "timeout"}
     assert nb.cells[1].outputs == []
+
+
+async def test_output_widget_captures_and_display_updates_reach_earlier_cells() -> None:
+    pytest.importorskip("ipywidgets")
+    nb = notebook(
+        "import ipywidgets as w\nout = w.Output()\nwith out:\n    print('captured')\nout",
+        "from IPython.display import clear_output, display\nprint('in the cell')\n"
+        "with out:\n    clear_output()\n    print('fresh')",
+        "h = display('first', display_id=True)",
+        "h.update('second')",
+    )
+    with trio.fail_after(60):
+        await execute_notebook(nb)
+    # Captured output goes to the widget, not the cell; clear_output there clears only it.
+    assert [o.output_type for o in nb.cells[0].outputs] == ["execute_result"]
+    model_id = nb.cells[0].outputs[0].data["application/vnd.jupyter.widget-view+json"]["model_id"]
+    assert texts(nb.cells[1]) == "in the cell\n"
+    state = nb.metadata.widgets["application/vnd.jupyter.widget-state+json"]["state"]
+    assert state[model_id]["state"]["outputs"] == [
+        {"output_type": "stream", "name": "stdout", "text": "fresh\n"}
+    ]
+    # A later cell's update changes the output an earlier cell shows.
+    assert nb.cells[2].outputs[0].data["text/plain"] == "'second'"
+    assert nb.cells[3].outputs == []
