@@ -529,8 +529,7 @@ async def test_notebook_stops_at_the_first_error_and_writes_outputs(tmp_path: Pa
 def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from trio_enchannel import _cli_notebook as cli_notebook
-    from trio_enchannel import open_client
+    from trio_enchannel import _launcher, open_client
     from trio_enchannel._cli import main
 
     from .test_client_routing import CountingIOPub, memory_pair
@@ -556,10 +555,10 @@ def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
 
         async with open_client(channels) as client, trio.open_nursery() as nursery:
             nursery.start_soon(kernel_side)
-            yield _KernelStandIn(client)
+            yield client
             nursery.cancel_scope.cancel()
 
-    monkeypatch.setattr(cli_notebook, "open_cli_kernel", kernel_that_loses_output)
+    monkeypatch.setattr(_launcher, "open_kernel", kernel_that_loses_output)
     _notebook(tmp_path / "nb.ipynb", ["'lossy'", "'fine'"])
     status = main(["run", str(tmp_path / "nb.ipynb"), "-o", str(tmp_path / "out.ipynb")])
     err = capsys.readouterr().err
@@ -567,6 +566,8 @@ def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
     assert "cell 2: 2 outputs lost" in err
     nb = _nbformat().read(tmp_path / "out.ipynb", as_version=4)
     assert [c.outputs[0]["text"] for c in nb.cells[1:]] == ["kept\n", "kept\n"]
+    assert nb.cells[1].metadata["trio_enchannel"] == {"outputs_lost": 2}
+    assert "trio_enchannel" not in nb.cells[2].metadata
 
 
 @kernel

@@ -316,6 +316,20 @@ async def test_stream_execute_delivers_messages_live(ipykernel_process: KernelPr
         assert run.result.stdout == "0\n1\n2\n"
 
 
+async def test_stream_execute_without_gathering_outputs(ipykernel_process: KernelProcess) -> None:
+    # For readers that build their own outputs: every message is delivered, none is kept.
+    async with validated_client(ipykernel_process) as (client, _):
+        texts: list[str] = []
+        with trio.fail_after(30):
+            async with client.stream_execute("print('hi')\n42", gather_outputs=False) as run:
+                async for msg in run:
+                    if msg.msg_type == "stream":
+                        texts.append(msg.content["text"])
+        assert "".join(texts) == "hi\n"
+        assert len(run.outputs) == 0
+        assert (run.result.status, run.result.outputs) == ("ok", [])
+
+
 # -- ipykernel: stdin ---------------------------------------------------------------------
 
 

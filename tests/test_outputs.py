@@ -107,6 +107,45 @@ def test_chunking_does_not_change_the_result(chunks: list[str]) -> None:
     assert "\r" not in pieces and "\b" not in pieces
 
 
+def _terminal_model(text: str) -> str:
+    """What a terminal-like frontend shows: one character per cell of the current line."""
+    done: list[str] = []
+    line: list[str] = []
+    cursor = 0
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\r" and text[i + 1 : i + 2] == "\n":
+            ch, i = "\n", i + 1
+        if ch == "\n":
+            done.append("".join(line) + "\n")
+            line, cursor = [], 0
+        elif ch == "\r":
+            cursor = 0
+        elif ch == "\b":
+            if cursor > 0:
+                del line[cursor - 1]
+                cursor -= 1
+        else:
+            line[cursor : cursor + 1] = ch
+            cursor += 1
+        i += 1
+    return "".join(done) + "".join(line)
+
+
+@given(st.lists(st.text(alphabet="ab\r\n\b", max_size=6), max_size=6))
+def test_stream_text_matches_a_character_by_character_terminal(chunks: list[str]) -> None:
+    pieces = feed(*(stream(c) for c in chunks)).stream_text()
+    assert pieces == _terminal_model("".join(chunks))
+
+
+def test_a_large_output_is_not_copied() -> None:
+    # A 10 MB line is kept as the very string the message carried (no per-character list).
+    text = "x" * 10_000_000 + "\n"
+    acc = feed(stream(text))
+    assert acc.outputs[0]["text"] is text
+
+
 def test_empty_stream_text_adds_nothing() -> None:
     assert feed(stream("")).outputs == []
 

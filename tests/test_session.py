@@ -106,6 +106,32 @@ def test_flipping_any_signed_byte_is_rejected(
         receiver.deserialize(frames)
 
 
+@given(
+    key=st.sampled_from(["", "secret"]),
+    scheme=s.schemes,
+    content=s.json_objects,
+    data=st.data(),
+)
+def test_a_received_buffer_content_frame_decodes_and_is_verified_in_place(
+    key: str, scheme: str, content: dict[str, Any], data: st.DataObject
+) -> None:
+    # Large frames arrive as memoryviews (zero-copy); they are hashed and decoded in place.
+    sender, receiver = pair(key, scheme)
+    frames: list[bytes | memoryview] = [
+        bytes(f) for f in sender.serialize(sender.message("stream", content))
+    ]
+    start = frames.index(DELIMITER) + 1
+    raw = bytearray(frames[start + 4])
+    frames[start + 4] = memoryview(bytes(raw))
+    assert receiver.deserialize(frames).content == content
+    if key:
+        pos = data.draw(st.integers(min_value=0, max_value=len(raw) - 1), label="byte")
+        raw[pos] ^= data.draw(st.integers(min_value=1, max_value=255), label="xor")
+        frames[start + 4] = memoryview(bytes(raw))
+        with pytest.raises((InvalidSignature, UnsignedMessage)):
+            pair(key, scheme)[1].deserialize(frames)
+
+
 @settings(max_examples=500)
 @given(frames=s.frame_lists, key=s.keys)
 def test_arbitrary_frames_decode_or_raise_our_error(frames: list[bytes], key: str) -> None:

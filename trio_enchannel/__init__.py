@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._comm import Comm as Comm
     from ._connection import ConnectionInfo as ConnectionInfo
     from ._connection import write_connection_file as write_connection_file
+    from ._errors import CellExecutionError as CellExecutionError
+    from ._errors import CellTimeoutError as CellTimeoutError
     from ._errors import ConfigurationError as ConfigurationError
     from ._errors import ConnectionInfoError as ConnectionInfoError
     from ._errors import DuplicateSignature as DuplicateSignature
@@ -44,7 +46,11 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import LocalProtocolError as LocalProtocolError
     from ._errors import MalformedMessage as MalformedMessage
     from ._errors import NoSuchKernel as NoSuchKernel
+    from ._errors import NotebookError as NotebookError
+    from ._errors import NotebookKernelDied as NotebookKernelDied
+    from ._errors import OutputPathError as OutputPathError
     from ._errors import OutputsLost as OutputsLost
+    from ._errors import ParameterError as ParameterError
     from ._errors import RemoteProtocolError as RemoteProtocolError
     from ._errors import SignatureMismatch as SignatureMismatch
     from ._errors import UnsignedMessage as UnsignedMessage
@@ -70,6 +76,12 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._message import ChannelName as ChannelName
     from ._message import Header as Header
     from ._message import Message as Message
+    from ._notebook import CellFinished as CellFinished
+    from ._notebook import CellOutput as CellOutput
+    from ._notebook import CellStarted as CellStarted
+    from ._notebook import NotebookEvent as NotebookEvent
+    from ._notebook import NotebookFinished as NotebookFinished
+    from ._notebook import execute_notebook as execute_notebook
     from ._outputs import ErrorInfo as ErrorInfo
     from ._outputs import OutputAccumulator as OutputAccumulator
     from ._remote._channels import RemoteChannels as RemoteChannels
@@ -97,6 +109,11 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "CHANNEL_NAMES",
     "DELIMITER",
+    "CellExecutionError",
+    "CellFinished",
+    "CellOutput",
+    "CellStarted",
+    "CellTimeoutError",
     "ChannelName",
     "ChannelStatistics",
     "Channels",
@@ -139,8 +156,14 @@ __all__ = [
     "MessageChannel",
     "MultiplexedChannel",
     "NoSuchKernel",
+    "NotebookError",
+    "NotebookEvent",
+    "NotebookFinished",
+    "NotebookKernelDied",
     "OutputAccumulator",
+    "OutputPathError",
     "OutputsLost",
+    "ParameterError",
     "RejectedMessage",
     "RemoteAuthenticationError",
     "RemoteChannels",
@@ -161,6 +184,7 @@ __all__ = [
     "SubscriptionOverflow",
     "SubscriptionStatistics",
     "UnsignedMessage",
+    "execute_notebook",
     "find_kernel_specs",
     "get_kernel_spec",
     "list_kernel_specs",
@@ -178,6 +202,11 @@ __all__ = [
 _LAZY: dict[str, str] = {
     "CHANNEL_NAMES": "._message",
     "DELIMITER": "._session",
+    "CellExecutionError": "._errors",
+    "CellFinished": "._notebook",
+    "CellOutput": "._notebook",
+    "CellStarted": "._notebook",
+    "CellTimeoutError": "._errors",
     "ChannelName": "._message",
     "ChannelStatistics": "._channel_views",
     "Channels": "._channels",
@@ -221,7 +250,13 @@ _LAZY: dict[str, str] = {
     "MultiplexedChannel": "._channel_views",
     "NoSuchKernel": "._errors",
     "OutputsLost": "._errors",
+    "NotebookError": "._errors",
+    "NotebookEvent": "._notebook",
+    "NotebookFinished": "._notebook",
+    "NotebookKernelDied": "._errors",
     "OutputAccumulator": "._outputs",
+    "OutputPathError": "._errors",
+    "ParameterError": "._errors",
     "RejectedMessage": "._channel_views",
     "RemoteAuthenticationError": "._remote._errors",
     "RemoteChannels": "._remote._channels",
@@ -242,6 +277,7 @@ _LAZY: dict[str, str] = {
     "SubscriptionOverflow": "._fanout",
     "SubscriptionStatistics": "._fanout",
     "UnsignedMessage": "._errors",
+    "execute_notebook": "._notebook",
     "find_kernel_specs": "._kernelspec",
     "get_kernel_spec": "._kernelspec",
     "list_kernel_specs": "._kernelspec",

@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a source file, a notebook (.ipynb), or - to read the code from standard input",
     )
     run.add_argument(
+        "more_files",
+        nargs="*",
+        metavar="NOTEBOOK",
+        help="more notebooks to run (each in its own kernel)",
+    )
+    run.add_argument(
         "--timeout",
         type=_positive_float,
         metavar="S",
@@ -145,9 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument(
         "-o",
         "--output",
-        type=Path,
-        metavar="OUT.ipynb",
-        help="where the executed notebook is written (default: NAME.out.ipynb next to it)",
+        metavar="OUT",
+        help=(
+            "where the executed notebook is written: a file, a directory (out/), or a pattern "
+            "such as 'out/{stem}.ipynb' ({stem}, {name}, {dir}: of the input); default: "
+            "NAME.out.ipynb next to the input"
+        ),
     )
     nb.add_argument(
         "--inplace", action="store_true", help="write the outputs into the input notebook"
@@ -155,7 +164,48 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument(
         "--allow-errors",
         action="store_true",
-        help="keep going after a cell fails (the exit status is still 1)",
+        help="keep going after a cell fails or times out (the exit status is still 1)",
+    )
+    nb.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        dest="parameters",
+        metavar=("NAME", "VALUE"),
+        help="a papermill parameter (typed as papermill types it: 7 is an int, True a bool)",
+    )
+    nb.add_argument(
+        "-r",
+        "--raw-parameter",
+        nargs=2,
+        action="append",
+        dest="raw_parameters",
+        metavar=("NAME", "VALUE"),
+        help="a parameter whose value stays a string",
+    )
+    nb.add_argument(
+        "-f",
+        "--parameters-file",
+        action="append",
+        dest="parameter_files",
+        metavar="FILE",
+        help="a YAML or JSON file of parameters",
+    )
+    nb.add_argument(
+        "-y",
+        "--parameters-yaml",
+        action="append",
+        dest="parameters_yaml",
+        metavar="YAML",
+        help="parameters as a YAML string (several apply in turn)",
+    )
+    nb.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="run up to N notebooks at once, each in its own kernel (default: 1)",
     )
     run.set_defaults(handler=_cmd_run)
 
@@ -178,6 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     info.set_defaults(handler=_cmd_info)
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
 
 
 def _positive_float(text: str) -> float:

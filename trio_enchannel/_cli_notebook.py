@@ -1,19 +1,23 @@
-"""``trio-enchannel run NOTEBOOK.ipynb``: execute every code cell, like nbclient.
+"""``trio-enchannel run A.ipynb [B.ipynb ...] [-j N]``: execute notebooks with the runner.
 
-Cells run in order in one kernel started in the notebook's directory. Each cell's outputs,
-execution count and timing (``metadata.execution``, the keys nbclient records) are written
-into the output notebook with nbformat. A progress bar (or, when stderr is not a terminal, one
-line per cell) shows the running cell; a table of per-cell timings ends the run.
+A thin user of :func:`~trio_enchannel.execute_notebook`: each notebook runs in its own kernel
+(at most ``-j N`` at once), one progress display follows them all (a redrawn line on a
+terminal, one line per cell otherwise), each executed notebook is written as soon as it ends,
+and a table sums up the run. Everything the command can check (the notebooks, the kernels they
+ask for, the output paths) is checked before any kernel starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
+import math
 import os
 import shutil
+import signal
 import sys
-import tempfile
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -23,6 +27,7 @@ import trio
 from ._cli import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
+    EXIT_KERNEL_DIED,
     EXIT_OK,
     EXIT_OUTPUT_LOST,
     EXIT_TIMEOUT,
@@ -30,27 +35,37 @@ from ._cli import (
     PROG,
     CommandError,
 )
-from ._cli_run import (
-    DEFAULT_KERNEL,
-    CliState,
-    kernel_died_error,
-    make_renderer,
-    open_cli_kernel,
-    run_job,
+from ._cli_render import Renderer
+from ._cli_run import DEFAULT_KERNEL, make_renderer
+from ._errors import (
+    CellExecutionError,
+    CellTimeoutError,
+    EncryptionUnavailable,
+    KernelStartupError,
+    NoSuchKernel,
+    NotebookKernelDied,
+    OutputPathError,
+    ParameterError,
 )
-from ._errors import KernelDied
 
 if TYPE_CHECKING:
+    from ._kernelspec import KernelSpec
     from ._launcher import Kernel
-    from ._message import Message
+    from ._notebook import NotebookEvent
 
-__all__ = ["CellRecord", "Progress", "run_notebook_command"]
+__all__ = ["CellRecord", "Progress", "run_notebook_command", "run_notebooks_command"]
 
-#: Cell tags honoured like nbclient does.
-SKIP_TAG = "skip-execution"
-RAISES_TAG = "raises-exception"
 #: Above this many cells the timing table shows only the slowest ones.
 _TABLE_LIMIT = 20
+#: Which exit status wins when several notebooks fail differently.
+_EXIT_PRIORITY = (
+    EXIT_INTERRUPTED,
+    EXIT_KERNEL_DIED,
+    EXIT_TIMEOUT,
+    EXIT_ERROR,
+    EXIT_OUTPUT_LOST,
+    EXIT_OK,
+)
 
 
 @attrs.define
@@ -59,8 +74,33 @@ class CellRecord:
 
     number: int  # 1-based position among all cells
     source: str
-    status: str = "pending"  # ok, error, skipped, timeout, interrupted, not run
+    status: str = "pending"  # ok, error, ok (raised), skipped, timeout, interrupted, not run
     seconds: float = 0.0
+
+
+@attrs.define(eq=False)
+class _Job:
+    """One notebook of the command."""
+
+    path: Path
+    out: Path
+    nb: Any
+    spec: KernelSpec
+    records: dict[int, CellRecord]
+    status: str = "waiting"  # running, ok, error, timeout, kernel died, interrupted, ...
+    exit: int = EXIT_OK
+    startup: float = 0.0
+    seconds: float = 0.0
+    kernel: Kernel | None = None
+    current: tuple[int, int, CellRecord] | None = None  # position, total, record
+    started_cell: float = 0.0
+    total: int = 0  # cells that will run, once known
+    done: int = 0  # cells that ran
+    wrote: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.path.name
 
 
 def _first_line(source: str) -> str:
@@ -77,104 +117,164 @@ def _clip(text: str, width: int) -> str:
 
 
 class Progress:
-    """The progress display on *stream*: a redrawn bar on a terminal, lines otherwise."""
+    """One progress display for every notebook on *stream*: a redrawn line on a terminal,
+    one line per cell otherwise (prefixed by the notebook's name when there are several)."""
 
-    def __init__(self, total: int, stream: TextIO, *, tty: bool) -> None:
-        self.total = total
+    def __init__(self, jobs: list[_Job], stream: TextIO, *, tty: bool) -> None:
+        self.jobs = jobs
         self.stream = stream
         self.tty = tty
-        self._current: tuple[int, CellRecord] | None = None
-        self._started = 0.0
-        self._done = 0
 
-    def start(self, position: int, record: CellRecord) -> None:
-        """Show that the *position*-th code cell (of :attr:`total`) starts."""
-        self._current = (position, record)
-        self._started = trio.current_time()
+    def _prefix(self, job: _Job) -> str:
+        return f"{job.label}: " if len(self.jobs) > 1 else ""
+
+    def cell_started(self, job: _Job) -> None:
         if self.tty:
             self.redraw()
-        else:
-            text = f"[{position}/{self.total}] cell {record.number}: {_first_line(record.source)}"
-            self.stream.write(_clip(text, 200) + "\n")
-            self.stream.flush()
+            return
+        assert job.current is not None
+        position, total, record = job.current
+        text = f"{self._prefix(job)}[{position}/{total}] cell {record.number}: "
+        self.stream.write(_clip(text + _first_line(record.source), 200) + "\n")
+        self.stream.flush()
 
-    def finish(self) -> None:
-        """The current cell is done."""
-        self._done += 1
-        self._current = None
-        if self.tty:
-            self.redraw()
+    def line(self) -> str:
+        now = trio.current_time()
+        if len(self.jobs) == 1:
+            job = self.jobs[0]
+            if not job.total:
+                return f"starting kernel {job.spec.name!r}..."
+            filled = int(20 * job.done / job.total)
+            text = f"[{'#' * filled + '-' * (20 - filled)}] {job.done}/{job.total}"
+            if job.current is not None:
+                record = job.current[2]
+                elapsed = now - job.started_cell
+                text += f"  cell {record.number} ({elapsed:.1f} s): {_first_line(record.source)}"
+            return text
+        finished = sum(1 for j in self.jobs if j.status not in ("waiting", "running"))
+        parts = [f"[{finished}/{len(self.jobs)} notebooks]"]
+        for job in self.jobs:
+            if job.status != "running":
+                continue
+            if job.current is None:
+                where = f"{job.done}/{job.total} cells" if job.total else "starting"
+                parts.append(f"{job.label}: {where}")
+            else:
+                position, total, _ = job.current
+                parts.append(
+                    f"{job.label}: cell {position}/{total} ({now - job.started_cell:.1f} s)"
+                )
+        return "  ".join(parts)
 
     def redraw(self) -> None:
-        """Redraw the bar (terminal only)."""
         if not self.tty:
             return
         width = shutil.get_terminal_size((80, 24)).columns
-        filled = int(20 * self._done / self.total) if self.total else 20
-        bar = "#" * filled + "-" * (20 - filled)
-        text = f"[{bar}] {self._done}/{self.total}"
-        if self._current is not None:
-            record = self._current[1]
-            elapsed = trio.current_time() - self._started
-            text += f"  cell {record.number} ({elapsed:.1f} s): {_first_line(record.source)}"
-        self.stream.write("\r\x1b[K" + _clip(text, width - 1))
+        self.stream.write("\r\x1b[K" + _clip(self.line(), width - 1))
         self.stream.flush()
 
-    def status(self, text: str) -> None:
-        """Show *text* where the bar will be (terminal only)."""
-        if self.tty:
-            width = shutil.get_terminal_size((80, 24)).columns
-            self.stream.write("\r\x1b[K" + _clip(text, width - 1))
-            self.stream.flush()
-
     def clear(self) -> None:
-        """Remove the bar before other text is written (terminal only)."""
+        """Remove the line before other text is written (terminal only)."""
         if self.tty:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
 
     async def tick(self) -> None:
-        """Redraw twice a second so the elapsed time moves (runs until cancelled)."""
+        """Redraw twice a second so the elapsed times move (runs until cancelled)."""
         while self.tty:
             await trio.sleep(0.5)
             self.redraw()
 
 
-def _timing(messages: tuple[Message, ...], reply: Message) -> dict[str, str]:
-    """nbclient's ``metadata.execution`` timestamps, from the messages' header dates."""
-    timing: dict[str, str] = {}
-    for msg in messages:
-        if msg.channel != "iopub":
-            continue
-        if msg.msg_type == "status":
-            state = msg.content.get("execution_state")
-            if state == "busy":
-                timing.setdefault("iopub.status.busy", msg.header.date)
-            elif state == "idle":
-                timing["iopub.status.idle"] = msg.header.date
-        elif msg.msg_type == "execute_input":
-            timing.setdefault("iopub.execute_input", msg.header.date)
-    timing["shell.execute_reply"] = reply.header.date
-    return timing
+# --------------------------------------------------------------------------- files
 
 
-def _write_notebook(nb: Any, path: Path) -> None:
+def _output_paths(args: argparse.Namespace, paths: list[Path]) -> list[Path]:
+    """Where each executed notebook goes (``-o`` file, directory or pattern, ``--inplace``).
+
+    Raises:
+        CommandError: the options conflict, or two notebooks would write the same file.
+    """
+    if args.inplace and args.output is not None:
+        raise CommandError("use either -o/--output or --inplace, not both", EXIT_USAGE)
+    outs: list[Path] = []
+    for path in paths:
+        stem = path.name[: -len(".ipynb")]
+        if args.inplace:
+            out = path
+        elif args.output is None:
+            out = path.with_name(stem + ".out.ipynb")
+        else:
+            text = str(args.output)
+            if "{" in text:
+                try:
+                    out = Path(text.format(stem=stem, name=path.name, dir=path.parent))
+                except (KeyError, IndexError, ValueError) as exc:
+                    raise CommandError(
+                        f"bad output pattern {text!r} ({exc}): use {{stem}}, {{name}} or {{dir}}",
+                        EXIT_USAGE,
+                    ) from None
+            elif text.endswith(("/", os.sep)) or Path(text).is_dir():
+                out = Path(text) / path.name
+            elif len(paths) > 1:
+                raise CommandError(
+                    "-o names one file but there are several notebooks: give a directory "
+                    "(-o out/) or a pattern (-o 'out/{stem}.ipynb')",
+                    EXIT_USAGE,
+                )
+            else:
+                out = Path(text)
+        outs.append(out)
+    seen: dict[Path, Path] = {}
+    inputs = {p.resolve() for p in paths}
+    for path, out in zip(paths, outs, strict=True):
+        key = out.resolve()
+        if key in seen:
+            raise CommandError(f"{seen[key]} and {path} would both be written to {out}", EXIT_USAGE)
+        seen[key] = path
+        if key in inputs and not args.inplace:
+            raise CommandError(
+                f"{out} is one of the input notebooks (use --inplace to overwrite inputs)",
+                EXIT_USAGE,
+            )
+    return outs
+
+
+def _read(path: Path) -> Any:
     nbformat: Any = importlib.import_module("nbformat")
-    text = nbformat.writes(nb)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            if not text.endswith("\n"):
-                f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return nbformat.read(path, as_version=4)
+    except FileNotFoundError:
+        raise CommandError(f"no such file: {path}", EXIT_USAGE) from None
+    except IsADirectoryError:
+        raise CommandError(f"{path} is a directory, not a notebook", EXIT_USAGE) from None
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}", EXIT_USAGE) from None
+    except Exception as exc:  # nbformat's NotJSONError, validation and version errors
+        raise CommandError(f"{path} is not a valid notebook: {exc}", EXIT_USAGE) from None
 
 
-def _summary(records: list[CellRecord], startup: float, total: float) -> str:
+def _spec_for(args: argparse.Namespace, nb: Any, path: Path) -> KernelSpec:
+    from ._kernelspec import get_kernel_spec
+
+    kernelspec = nb.metadata.get("kernelspec") or {}
+    name = str(args.kernel or kernelspec.get("name") or DEFAULT_KERNEL)
+    try:
+        return get_kernel_spec(name)
+    except NoSuchKernel as exc:
+        hint = ""
+        if not args.kernel and kernelspec.get("name"):
+            hint = f" ({path.name} asks for {name!r}; choose another with -k)"
+        raise CommandError(f"{exc}{hint}", EXIT_USAGE) from None
+    except Exception as exc:  # an invalid kernel.json
+        raise CommandError(str(exc), EXIT_USAGE) from None
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _cell_summary(job: _Job) -> str:
+    records = list(job.records.values())
     ran = [r for r in records if r.status not in ("pending", "not run")]
     lines: list[str] = []
     shown = ran
@@ -187,188 +287,344 @@ def _summary(records: list[CellRecord], startup: float, total: float) -> str:
             source = _clip(_first_line(r.source), 50)
             lines.append(f"{r.number:>5}  {r.status:<11} {r.seconds:>7.2f}s  {source}")
     cells = sum(r.seconds for r in ran)
-    lines.append(f"kernel startup {startup:.2f} s, cells {cells:.2f} s, total {total:.2f} s")
+    lines.append(
+        f"kernel startup {job.startup:.2f} s, cells {cells:.2f} s, total {job.seconds:.2f} s"
+    )
     return "\n".join(lines)
 
 
-def run_notebook_command(args: argparse.Namespace) -> int:
-    """Execute a notebook's code cells and write the executed notebook.
+def _counts(job: _Job) -> tuple[int, int, int]:
+    records = list(job.records.values())
+    ran = [r for r in records if r.status not in ("pending", "not run", "skipped")]
+    failed = [r for r in ran if r.status not in ("ok", "ok (raised)")]
+    not_run = sum(1 for r in records if r.status in ("pending", "not run"))
+    return len(ran), len(failed), not_run
+
+
+def _notebook_summary(jobs: list[_Job]) -> str:
+    rows = [("notebook", "status", "cells", "failed", "time", "output")]
+    for job in jobs:
+        ran, failed, _ = _counts(job)
+        rows.append(
+            (
+                job.label,
+                job.status,
+                str(ran),
+                str(failed),
+                f"{job.seconds:.2f}s",
+                str(job.out) if job.wrote else "(not written)",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]  # fmt: skip
+    ok = sum(1 for j in jobs if j.exit == EXIT_OK)
+    lines.append(f"{ok} of {len(jobs)} notebooks succeeded")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- running
+
+
+@attrs.define(eq=False)
+class _State:
+    ui: Renderer
+    progress: Progress
+    jobs: list[_Job]
+    inplace: bool = False
+    interrupted: bool = False
+    stopping: bool = False
+    work_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+
+
+class _Interrupted(Exception):
+    """Raised from the event callback to stop a notebook after Ctrl-C (internal)."""
+
+
+async def _watch_sigint(signals: AsyncIterator[int], state: _State) -> None:
+    async for _ in signals:
+        if state.stopping:
+            state.ui.note(f"{PROG}: already shutting the kernels down, please wait")
+            continue
+        if not state.interrupted:
+            state.interrupted = True
+            state.progress.clear()
+            state.ui.note(f"{PROG}: interrupting (press Ctrl-C again to stop)")
+            for job in state.jobs:
+                if job.kernel is not None and job.current is not None:
+                    try:
+                        with trio.move_on_after(5):
+                            await job.kernel.interrupt()
+                    except Exception as exc:  # the kernel may be dying
+                        state.ui.note(f"{PROG}: could not interrupt {job.label}: {exc}")
+            continue
+        state.stopping = True
+        state.ui.note(f"{PROG}: stopping (shutting the kernels down)")
+        state.work_scope.cancel()
+
+
+async def _run_job(
+    state: _State, job: _Job, args: argparse.Namespace, limiter: trio.CapacityLimiter
+) -> None:
+    """Run one notebook; the caller acquired *limiter* on behalf of *job* (released here)."""
+    from ._launcher import open_kernel
+    from ._notebook import (
+        CellFinished,
+        CellStarted,
+        execute_notebook,
+        notebook_kernel_arguments,
+    )
+
+    ui = state.ui
+    progress = state.progress
+
+    def on_event(event: NotebookEvent) -> None:
+        if isinstance(event, CellStarted):
+            record = job.records[event.index]
+            job.current = (event.position, event.total, record)
+            job.total = event.total
+            job.started_cell = trio.current_time()
+            progress.cell_started(job)
+        elif isinstance(event, CellFinished):
+            record = job.records[event.index]
+            record.seconds = event.seconds
+            record.status = event.status
+            if event.status == "error" and event.allowed:
+                tags = event.cell.metadata.get("tags") or []
+                record.status = "ok (raised)" if "raises-exception" in tags else "error"
+            job.current = None
+            if event.status != "skipped":
+                job.done += 1
+            if event.outputs_lost:
+                if record.status == "ok":  # it ran, but its outputs in the notebook do not
+                    record.status = "incomplete"
+                progress.clear()
+                where = f"{job.label}: " if len(state.jobs) > 1 else ""
+                ui.note(
+                    f"{PROG}: {where}cell {event.index + 1}: {event.outputs_lost} outputs lost "
+                    "(the kernel published faster than they could be received)"
+                )
+            if event.status in ("error", "timeout") and event.error is not None:
+                progress.clear()
+                if state.interrupted and event.error.ename == "KeyboardInterrupt":
+                    record.status = "interrupted"
+                elif record.status != "ok (raised)":
+                    where = f"{job.label}: " if len(state.jobs) > 1 else ""
+                    ui.note(f"{PROG}: {where}cell {event.index + 1} failed:")
+                    ui.error(
+                        {
+                            "ename": event.error.ename,
+                            "evalue": event.error.evalue,
+                            "traceback": list(event.error.traceback),
+                        }
+                    )
+            progress.redraw()
+            if state.interrupted:
+                raise _Interrupted
+
+    try:
+        if state.interrupted:
+            job.status = "interrupted"
+            job.exit = EXIT_INTERRUPTED
+            return
+        job.status = "running"
+        progress.redraw()
+        began = trio.current_time()
+        try:
+            async with open_kernel(
+                job.spec,
+                startup_timeout=args.startup_timeout,
+                output="capture",
+                cwd=job.path.parent if str(job.path.parent) else None,
+                # CurveZMQ when the kernel supports it: plain TCP lets other local users read
+                # the traffic.
+                encryption="auto",
+                shutdown_grace=3.0,
+                extra_arguments=notebook_kernel_arguments(job.spec),
+            ) as kernel:
+                job.kernel = kernel
+                job.startup = trio.current_time() - began
+                try:
+                    await execute_notebook(
+                        job.nb,
+                        kernel=kernel,
+                        cell_timeout=args.timeout,
+                        allow_errors=args.allow_errors,
+                        interrupt_on_timeout=args.allow_errors,
+                        on_event=on_event,
+                    )
+                    job.status, job.exit = "ok", EXIT_OK
+                    statuses = {r.status for r in job.records.values()}
+                    if "timeout" in statuses:  # --allow-errors went on: still a failure
+                        job.status, job.exit = "timeout", EXIT_TIMEOUT
+                    elif "error" in statuses:
+                        job.status, job.exit = "error", EXIT_ERROR
+                    elif "incomplete" in statuses:
+                        job.status, job.exit = "incomplete", EXIT_OUTPUT_LOST
+                except CellTimeoutError as exc:
+                    job.status, job.exit = "timeout", EXIT_TIMEOUT
+                    progress.clear()
+                    ui.note(
+                        f"{PROG}: error: {_where(state, job)}cell {exc.cell_index + 1} did not "
+                        f"finish within {exc.timeout:g} s (the kernel was interrupted)"
+                    )
+                except CellExecutionError:
+                    job.status, job.exit = "error", EXIT_ERROR
+                except NotebookKernelDied as exc:
+                    job.status, job.exit = "kernel died", EXIT_KERNEL_DIED
+                    progress.clear()
+                    message = f"{PROG}: error: {_where(state, job)}{exc}"
+                    tail = kernel.stderr_tail(20).rstrip()
+                    if tail:
+                        message += "\n--- kernel stderr (tail) ---\n" + tail
+                    ui.note(message)
+                except _Interrupted:
+                    job.status, job.exit = "interrupted", EXIT_INTERRUPTED
+                finally:
+                    job.current = None
+                    job.kernel = None
+        except KernelStartupError as exc:
+            job.status, job.exit = "kernel failed", EXIT_KERNEL_DIED
+            progress.clear()
+            ui.note(f"{PROG}: error: {_where(state, job)}the kernel failed to start: {exc}")
+        except EncryptionUnavailable as exc:
+            job.status, job.exit = "kernel failed", EXIT_USAGE
+            progress.clear()
+            ui.note(f"{PROG}: error: {_where(state, job)}{exc}")
+        finally:
+            job.seconds = trio.current_time() - began
+            if job.status == "running":  # cancelled by a second Ctrl-C
+                job.status, job.exit = "interrupted", EXIT_INTERRUPTED
+            if job.status != "kernel failed":
+                with trio.CancelScope(shield=True):
+                    await _finish(state, job)
+
+    finally:
+        limiter.release_on_behalf_of(job)
+
+
+def _where(state: _State, job: _Job) -> str:
+    return f"{job.label}: " if len(state.jobs) > 1 else ""
+
+
+async def _finish(state: _State, job: _Job) -> None:
+    """Mark what did not run, write the notebook, report it."""
+    for record in job.records.values():
+        if record.status == "pending":
+            record.status = "not run"
+    progress = state.progress
+    progress.clear()
+    if len(state.jobs) == 1:
+        sys.stderr.write(_cell_summary(job) + "\n")
+    from ._nb_files import write_notebook_file
+
+    try:
+        await trio.to_thread.run_sync(
+            functools.partial(write_notebook_file, job.out, job.nb, inplace=state.inplace)
+        )
+    except OutputPathError as exc:
+        state.ui.note(f"{PROG}: error: {exc}")
+        if job.exit == EXIT_OK:
+            job.exit = EXIT_USAGE
+        job.status = "not written"
+    except OSError as exc:
+        state.ui.note(f"{PROG}: error: cannot write {job.out}: {exc.strerror or exc}")
+        if job.exit == EXIT_OK:
+            job.exit = EXIT_USAGE
+        job.status = "not written"
+    else:
+        job.wrote = True
+        ran, failed, not_run = _counts(job)
+        counts = f"{ran} cells run, {failed} failed"
+        if not_run:
+            counts += f", {not_run} not run"
+        sys.stderr.write(f"wrote {job.out} ({counts})\n")
+    sys.stderr.flush()
+    progress.redraw()
+
+
+def run_notebooks_command(args: argparse.Namespace, files: list[str]) -> int:
+    """Execute notebooks (``-j`` at once) and write the executed notebooks.
 
     Raises:
-        CommandError: nbformat is missing, the notebook is missing or invalid, or the
-            options conflict.
+        CommandError: nbformat is missing, a notebook is missing or invalid, a kernel is
+            unknown, or the options conflict (all checked before any kernel starts).
     """
     try:
-        nbformat: Any = importlib.import_module("nbformat")
+        importlib.import_module("nbformat")
     except ImportError:
         raise CommandError(
             "running notebooks needs nbformat: python3 -m pip install 'trio-enchannel[notebook]'",
             EXIT_USAGE,
         ) from None
-    path = Path(args.file)
-    if args.inplace and args.output is not None:
-        raise CommandError("use either -o/--output or --inplace, not both", EXIT_USAGE)
+    from ._nb_files import check_output_path
+    from ._nb_parameters import inject_parameters, parameters_language, parse_parameters
+
+    paths = [Path(f) for f in files]
+    outs = _output_paths(args, paths)
+    parameters: dict[str, Any] | None = None
     try:
-        nb = nbformat.read(path, as_version=4)
-    except FileNotFoundError:
-        raise CommandError(f"no such file: {path}", EXIT_USAGE) from None
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror or exc}", EXIT_USAGE) from None
-    except Exception as exc:  # nbformat's NotJSONError, validation and version errors
-        raise CommandError(f"{path} is not a valid notebook: {exc}", EXIT_USAGE) from None
-    out: Path = args.output if args.output is not None else path
-    if args.output is None and not args.inplace:
-        out = path.with_name(path.name[: -len(".ipynb")] + ".out.ipynb")
-    kernelspec = nb.metadata.get("kernelspec") or {}
-    kernel_name = str(args.kernel or kernelspec.get("name") or DEFAULT_KERNEL)
-    from_notebook = not args.kernel and bool(kernelspec.get("name"))
-    cells = [(i + 1, cell) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
-    records = [CellRecord(number, str(cell.source)) for number, cell in cells]
-    ui = make_renderer(args, path.name[: -len(".ipynb")])
-    progress = Progress(len(cells), sys.stderr, tty=sys.stderr.isatty())
-    timeout: float | None = args.timeout
-    allow_errors: bool = args.allow_errors
-
-    async def job(state: CliState) -> int:
-        started = trio.current_time()
-        progress.status(f"starting kernel {kernel_name!r}...")
-        cwd = path.parent if str(path.parent) else None
-        async with open_cli_kernel(
-            state, kernel_name, startup_timeout=args.startup_timeout, cwd=cwd
-        ) as kernel:
-            startup = trio.current_time() - started
-            info = await kernel.client.kernel_info()
-            if info.language_info:
-                nb.metadata["language_info"] = info.language_info
-            status = EXIT_OK
-            try:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(progress.tick)
-                    status = await _run_cells(state, kernel, cells, records, progress)
-                    nursery.cancel_scope.cancel()
-            finally:
-                progress.clear()
-                _finish(records, startup, trio.current_time() - started)
-            return status
-
-    def _finish(records: list[CellRecord], startup: float, total: float) -> None:
-        sys.stderr.write(_summary(records, startup, total) + "\n")
-        try:
-            _write_notebook(nb, out)
-        except OSError as exc:
-            raise CommandError(f"cannot write {out}: {exc.strerror or exc}", EXIT_USAGE) from None
-        ran = [r for r in records if r.status not in ("pending", "not run", "skipped")]
-        failed = [r for r in ran if r.status not in ("ok", "ok (raised)")]
-        not_run = sum(1 for r in records if r.status in ("pending", "not run"))
-        counts = f"{len(ran)} cells run, {len(failed)} failed"
-        if not_run:
-            counts += f", {not_run} not run"
-        sys.stderr.write(f"wrote {out} ({counts})\n")
-        sys.stderr.flush()
-
-    async def _run_cells(
-        state: CliState,
-        kernel: Kernel,
-        cells: list[tuple[int, Any]],
-        records: list[CellRecord],
-        progress: Progress,
-    ) -> int:
-        status = EXIT_OK
-        for position, ((_, cell), record) in enumerate(zip(cells, records, strict=True), 1):
-            tags = cell.metadata.get("tags") or []
-            if SKIP_TAG in tags:
-                record.status = "skipped"
-                continue
-            cell.outputs = []
-            cell.execution_count = None
-            progress.start(position, record)
-            began = trio.current_time()
-            state.busy = True
-            execution = None
-            try:
-                with trio.move_on_after(timeout if timeout is not None else float("inf")) as limit:
-                    async with kernel.client.stream_execute(
-                        record.source, allow_stdin=False, keep_messages=True
-                    ) as execution:
-                        async for _ in execution:
-                            pass
-            except KernelDied as exc:
-                record.status = "kernel died"
-                record.seconds = trio.current_time() - began
-                if execution is not None:
-                    cell.outputs = [nbformat.from_dict(o) for o in execution.outputs.outputs]
-                progress.clear()
-                raise kernel_died_error(state, exc) from None
-            finally:
-                state.busy = False
-                record.seconds = trio.current_time() - began
-                progress.finish()
-            assert execution is not None
-            if limit.cancelled_caught:
-                record.status = "timeout"
-                cell.outputs = [nbformat.from_dict(o) for o in execution.outputs.outputs]
-                progress.clear()
-                ui.note(
-                    f"{PROG}: error: cell {record.number} did not finish within {timeout:g} s "
-                    "(the kernel was interrupted)"
-                )
-                from ._cli_run import _interrupt
-
-                await _interrupt(state)
-                return EXIT_TIMEOUT
-            result = execution.result
-            cell.outputs = [nbformat.from_dict(o) for o in result.outputs]
-            cell.execution_count = result.execution_count
-            cell.metadata["execution"] = _timing(result.messages, result.reply)
-            if result.ok and not result.complete:
-                # The cell ran, but its outputs in the notebook are incomplete: say so.
-                record.status = "incomplete"
-                progress.clear()
-                ui.note(
-                    f"{PROG}: cell {record.number}: {result.iopub_dropped} outputs lost (the "
-                    "kernel published faster than they could be received)"
-                )
-                if status == EXIT_OK:
-                    status = EXIT_OUTPUT_LOST
-                continue
-            if result.ok:
-                record.status = "ok"
-                continue
-            record.status = (
-                "interrupted"
-                if state.interrupted
-                else ("aborted" if result.aborted else result.status)
+        if args.parameters or args.raw_parameters or args.parameter_files or args.parameters_yaml:
+            parameters = parse_parameters(
+                [tuple(pair) for pair in args.parameters or ()],
+                raw_pairs=[tuple(pair) for pair in args.raw_parameters or ()],
+                files=[Path(f) for f in args.parameter_files or ()],
+                yaml_text=args.parameters_yaml,
             )
-            if state.interrupted:
-                progress.clear()
-                ui.note(f"{PROG}: interrupted in cell {record.number}")
-                return EXIT_INTERRUPTED
-            if result.status == "error" and RAISES_TAG in tags:
-                record.status = "ok (raised)"
-                continue
-            status = EXIT_ERROR
-            progress.clear()
-            ui.note(f"{PROG}: cell {record.number} failed:")
-            if result.error is not None:
-                ui.error(
-                    {
-                        "ename": result.error.ename,
-                        "evalue": result.error.evalue,
-                        "traceback": list(result.error.traceback),
-                    }
+    except ParameterError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    jobs: list[_Job] = []
+    for path, out in zip(paths, outs, strict=True):
+        nb = _read(path)
+        spec = _spec_for(args, nb, path)
+        if parameters is not None:
+            try:  # before any kernel starts: the values must be writable in its language
+                language = parameters_language(
+                    nb, kernel_name=spec.name, kernel_language=spec.language
                 )
-            if not allow_errors:
-                for later in records[position:]:
-                    later.status = "not run"
-                return status
-        return status
+                nb = inject_parameters(nb, parameters, language=language)
+            except ParameterError as exc:
+                raise CommandError(f"{path}: {exc}", EXIT_USAGE) from None
+        try:
+            check_output_path(out)
+        except OutputPathError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+        records = {
+            i: CellRecord(i + 1, str(cell.source))
+            for i, cell in enumerate(nb.cells)
+            if cell.cell_type == "code" and str(cell.source).strip()
+        }
+        jobs.append(_Job(path, out, nb, spec, records))
+    jobs_at_once: int = args.jobs if args.jobs is not None else 1
+    ui = make_renderer(args, paths[0].name[: -len(".ipynb")])
+    progress = Progress(jobs, sys.stderr, tty=sys.stderr.isatty())
+    state = _State(ui, progress, jobs, inplace=args.inplace)
+    limiter = trio.CapacityLimiter(jobs_at_once if jobs_at_once > 0 else math.inf)
 
-    try:
-        return run_job(ui, job)
-    except CommandError as exc:
-        if from_notebook and exc.status == EXIT_USAGE and "no kernel named" in str(exc):
-            raise CommandError(
-                f"{exc} (the notebook asks for {kernel_name!r}; choose another with -k)",
-                exc.status,
-            ) from None
-        raise
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_sigint, signals, state)
+                nursery.start_soon(progress.tick)
+                with state.work_scope:
+                    async with trio.open_nursery() as runs:
+                        for job in jobs:  # started in the order given
+                            await limiter.acquire_on_behalf_of(job)
+                            runs.start_soon(_run_job, state, job, args, limiter)
+                nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    progress.clear()
+    if len(jobs) > 1:
+        sys.stderr.write(_notebook_summary(jobs) + "\n")
+    if state.work_scope.cancelled_caught:
+        return EXIT_INTERRUPTED
+    exits = {job.exit for job in jobs}
+    if EXIT_USAGE in exits:
+        return EXIT_USAGE
+    return next(status for status in _EXIT_PRIORITY if status in exits)
+
+
+def run_notebook_command(args: argparse.Namespace) -> int:
+    """Execute the notebook ``args.file`` (and ``args.more_files``)."""
+    return run_notebooks_command(args, [str(args.file), *getattr(args, "more_files", [])])

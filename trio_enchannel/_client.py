@@ -304,6 +304,7 @@ class KernelClient:
         metadata: Mapping[str, Any] | None = None,
         keep_messages: bool = False,
         live_buffer: int = 10_000,
+        gather_outputs: bool = True,
     ) -> AsyncIterator[Execution]:
         """Run ``code`` and iterate its IOPub messages as they arrive (for live UIs)::
 
@@ -322,6 +323,12 @@ class KernelClient:
             live_buffer: how many messages may wait for a reader that lags behind; beyond
                 that the oldest are not delivered to it (:attr:`Execution.dropped`). The
                 outputs and the end of the execution are tracked regardless.
+            gather_outputs: build :attr:`Execution.outputs` (and the result's outputs) as
+                messages arrive. ``False`` is for readers that build their own from the
+                messages they iterate (the notebook runner does): the outputs then stay
+                empty and a large output is not held twice. Such a reader must not miss
+                messages: give it a ``live_buffer`` it cannot exceed and check
+                :attr:`Execution.dropped`.
 
         Raises:
             KernelDied: the kernel died before the execution finished (from iteration).
@@ -340,6 +347,7 @@ class KernelClient:
             metadata=metadata,
             keep_messages=keep_messages,
             live_buffer=live_buffer,
+            gather_outputs=gather_outputs,
         ) as execution:
             yield execution
 
@@ -358,6 +366,7 @@ class KernelClient:
         metadata: Mapping[str, Any] | None,
         keep_messages: bool,
         live_buffer: int | None,
+        gather_outputs: bool = True,
     ) -> AsyncIterator[Execution]:
         check_str("code", code)
         for name, flag in (
@@ -390,7 +399,9 @@ class KernelClient:
             "execute_request", content, channel="shell", metadata=metadata, subshell_id=subshell_id
         )
         await self._ensure_iopub()
-        req = _ExecRequest(msg, keep_messages=keep_messages, live_buffer=live_buffer)
+        req = _ExecRequest(
+            msg, keep_messages=keep_messages, live_buffer=live_buffer, gather_outputs=gather_outputs
+        )
         async with self._router.in_flight(msg, req):
             yield Execution(self._router, req, msg, handler)
 

@@ -13,8 +13,11 @@ Resource errors (closed channel, broken connection, concurrent misuse) are trio'
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
+    "CellExecutionError",
+    "CellTimeoutError",
     "ConfigurationError",
     "ConnectionInfoError",
     "DuplicateSignature",
@@ -27,6 +30,8 @@ __all__ = [
     "LocalProtocolError",
     "MalformedMessage",
     "NoSuchKernel",
+    "NotebookError",
+    "NotebookKernelDied",
     "OutputPathError",
     "OutputsLost",
     "ParameterError",
@@ -235,6 +240,81 @@ class KernelStartupError(EnchannelError):
 
 class EncryptionUnavailable(EnchannelError):
     """CurveZMQ encryption was required but the kernel or libzmq cannot provide it."""
+
+
+class NotebookError(EnchannelError):
+    """Running a notebook stopped at a cell (base class of the notebook runner's errors).
+
+    The notebook is not lost: :attr:`notebook` is the notebook as far as it ran (the failing
+    cell's outputs included, later cells cleared), ready to be saved.
+
+    Attributes:
+        notebook: the partly executed ``nbformat.NotebookNode``.
+        cell_index: the index in ``notebook.cells`` of the cell where execution stopped.
+    """
+
+    def __init__(self, message: str, *, notebook: Any, cell_index: int) -> None:
+        super().__init__(message)
+        self.notebook = notebook
+        self.cell_index = cell_index
+
+
+class CellExecutionError(NotebookError):
+    """A notebook cell raised and errors were not allowed for it.
+
+    Attributes:
+        ename: the exception's class name in the kernel.
+        evalue: the exception's message in the kernel.
+        traceback: the kernel's traceback lines (may contain ANSI colour codes).
+    """
+
+    def __init__(
+        self,
+        ename: str,
+        evalue: str,
+        traceback: Sequence[str] = (),
+        *,
+        notebook: Any,
+        cell_index: int,
+    ) -> None:
+        super().__init__(
+            f"cell {cell_index} raised {ename}: {evalue}", notebook=notebook, cell_index=cell_index
+        )
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = list(traceback)
+
+
+class CellTimeoutError(NotebookError):
+    """A notebook cell did not finish within the per-cell timeout.
+
+    Attributes:
+        timeout: the timeout in seconds.
+    """
+
+    def __init__(self, timeout: float, *, notebook: Any, cell_index: int, detail: str = "") -> None:
+        message = f"cell {cell_index} did not finish within {timeout:g} s"
+        super().__init__(
+            message + (f" ({detail})" if detail else ""), notebook=notebook, cell_index=cell_index
+        )
+        self.timeout = timeout
+
+
+class NotebookKernelDied(NotebookError, KernelDied):
+    """The kernel died while a notebook cell ran (a :class:`KernelDied` too).
+
+    Attributes:
+        reason: human-readable cause, as for :class:`KernelDied`.
+    """
+
+    def __init__(self, reason: str, *, notebook: Any, cell_index: int) -> None:
+        NotebookError.__init__(
+            self,
+            f"kernel died in cell {cell_index}: {reason}",
+            notebook=notebook,
+            cell_index=cell_index,
+        )
+        self.reason = reason
 
 
 class ParameterError(EnchannelError, ValueError):

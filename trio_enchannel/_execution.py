@@ -86,11 +86,19 @@ class _ExecRequest(_Request):
     queue of messages waiting to be iterated is bounded (oldest dropped, counted).
     """
 
-    __slots__ = ("idle", "live", "lot", "messages", "outputs", "refused", "reply")
+    __slots__ = ("gather_outputs", "idle", "live", "lot", "messages", "outputs", "refused", "reply")
 
-    def __init__(self, msg: Message, *, keep_messages: bool, live_buffer: int | None) -> None:
+    def __init__(
+        self,
+        msg: Message,
+        *,
+        keep_messages: bool,
+        live_buffer: int | None,
+        gather_outputs: bool = True,
+    ) -> None:
         super().__init__(msg)
         self.outputs = OutputAccumulator()
+        self.gather_outputs = gather_outputs
         self.messages: list[Message] | None = [] if keep_messages else None
         self.reply: Message | None = None
         self.idle = False
@@ -109,7 +117,8 @@ class _ExecRequest(_Request):
 
     def deliver(self, msg: Message) -> bool:
         if msg.channel == "iopub":
-            self.outputs.feed(msg)
+            if self.gather_outputs:
+                self.outputs.feed(msg)
             if msg.msg_type == "status" and msg.content.get("execution_state") == "idle":
                 self.idle = True
             if self.live is not None:

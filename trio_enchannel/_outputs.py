@@ -71,38 +71,71 @@ class ErrorInfo:
 
 
 class _StreamOutput:
-    """A stream output under construction, applying ``\\r``, ``\\n`` and ``\\b``."""
+    """A stream output under construction, applying ``\\r``, ``\\n`` and ``\\b``.
 
-    __slots__ = ("_cursor", "_done", "_done_text", "_line", "name")
+    The current line is kept as the chunks written to it: plain text (the common case) is
+    appended without copying, so a 10 MB line costs 10 MB; only an overwrite after ``\\r``
+    or a ``\\b`` joins the line first.
+    """
+
+    __slots__ = ("_cursor", "_done", "_done_text", "_line", "_line_len", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._done: list[str] = []  # finished lines, each ending in "\n"
         self._done_text: str | None = ""  # cache of "".join(_done)
-        self._line: list[str] = []  # the current line, one character per item
+        self._line: list[str] = []  # the current line, as chunks
+        self._line_len = 0
         self._cursor = 0
 
-    def write(self, text: str) -> None:
+    def _joined_line(self) -> str:
         line = self._line
+        if len(line) > 1:
+            line[:] = ["".join(line)]
+        return line[0] if line else ""
+
+    def write(self, text: str) -> None:
+        if self._cursor == self._line_len and "\r" not in text and "\b" not in text:
+            # Plain text at the end of the line: whole lines are kept without copying.
+            end = text.rfind("\n") + 1
+            if end:
+                self._done.append(self._joined_line() + text[:end])
+                self._done_text = None
+                self._line = []
+                self._line_len = 0
+            if end < len(text):
+                self._line.append(text[end:])
+                self._line_len += len(text) - end
+            self._cursor = self._line_len
+            return
         cursor = self._cursor
         for piece in _CONTROL_CHARS.split(text):
             if not piece:
                 continue
             if piece == "\n" or piece == "\r\n":
-                line.append("\n")
-                self._done.append("".join(line))
+                self._done.append(self._joined_line() + "\n")
                 self._done_text = None
-                line.clear()
+                self._line = []
+                self._line_len = 0
                 cursor = 0
             elif piece == "\r":
                 cursor = 0
             elif piece == "\b":
                 if cursor > 0:
-                    del line[cursor - 1]
+                    line = self._joined_line()
+                    self._line = [line[: cursor - 1] + line[cursor:]]
+                    self._line_len -= 1
                     cursor -= 1
+            elif cursor == self._line_len:
+                self._line.append(piece)
+                self._line_len += len(piece)
+                cursor = self._line_len
             else:
+                line = self._joined_line()
                 end = cursor + len(piece)
-                line[cursor:end] = piece
+                line = line[:cursor] + piece + line[end:]
+                self._line = [line]
+                self._line_len = len(line)
                 cursor = end
         self._cursor = cursor
 

@@ -311,7 +311,7 @@ _decoder = json.JSONDecoder(parse_constant=_reject_constant)
 _PARTS = ("header", "parent_header", "metadata", "content")
 
 
-def _decode_part(raw: bytes, part: str, repaired: list[str] | None = None) -> dict[str, Any]:
+def _decode_part(raw: _Buffer, part: str, repaired: list[str] | None = None) -> dict[str, Any]:
     """Decode one JSON frame, raising MalformedMessage with the precise cause.
 
     Bytes that are not valid UTF-8 are a ``bad_utf8`` error, unless ``repaired`` is given:
@@ -319,13 +319,13 @@ def _decode_part(raw: bytes, part: str, repaired: list[str] | None = None) -> di
     sends such a byte) and ``part`` is appended to ``repaired``.
     """
     try:
-        text = raw.decode("utf-8")
+        text = str(raw, "utf-8")
     except UnicodeDecodeError as exc:
         if repaired is None:
             raise MalformedMessage(
                 f"{part} frame is not valid UTF-8: {exc}", reason="bad_utf8"
             ) from exc
-        text = raw.decode("utf-8", "replace")
+        text = str(raw, "utf-8", "replace")
         repaired.append(part)
     try:
         value = _decoder.decode(text)
@@ -341,12 +341,13 @@ def _decode_part(raw: bytes, part: str, repaired: list[str] | None = None) -> di
 _scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 
 
-def _decode_object(raw: bytes, part: str, repaired: list[str]) -> dict[str, Any]:
+def _decode_object(raw: _Buffer, part: str, repaired: list[str]) -> dict[str, Any]:
     # Fast path: the C scanner on a frame that is exactly one JSON object. Anything unusual
     # (whitespace around it, invalid UTF-8, errors) takes the slow path, which repairs
-    # invalid UTF-8 or reports the precise cause.
+    # invalid UTF-8 or reports the precise cause. A received buffer (a large frame) is
+    # decoded in place, without a bytes copy.
     try:
-        text = raw.decode("utf-8")
+        text = str(raw, "utf-8")
         value, end = _scan_once(text, 0)
     except (UnicodeDecodeError, StopIteration, ValueError, RecursionError):
         return _decode_part(raw, part, repaired)
@@ -550,27 +551,17 @@ class _Signer:
         except (ValueError, TypeError, AttributeError):
             self._inner = self._outer = None
 
-    def hexdigest(self, data: bytes) -> bytes:
-        """The HMAC of ``data``, as lowercase hex ASCII."""
+    def hexdigest(self, data: _Buffer, *more: _Buffer) -> bytes:
+        """The HMAC of ``data`` followed by ``more``, as lowercase hex ASCII (the parts are
+        hashed where they are, never joined)."""
         if self._inner is None:
-            return hmac.digest(self._key, data, self._digest).hex().encode("ascii")
-        inner = self._inner.copy()
-        inner.update(data)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest().encode("ascii")  # type: ignore[no-any-return]
-
-    def hexdigest_parts(self, parts: Iterable[_Buffer]) -> bytes:
-        """The HMAC of the concatenation of ``parts``, as lowercase hex ASCII, computed
-        over each part in place: nothing is joined or copied (a forged message costs no
-        memory before it is rejected, large content sent is signed without a copy)."""
-        if self._inner is None:
-            mac = hmac.new(self._key, digestmod=self._digest)
-            for part in parts:
+            mac = hmac.new(self._key, data, self._digest)
+            for part in more:
                 mac.update(part)
             return mac.hexdigest().encode("ascii")
         inner = self._inner.copy()
-        for part in parts:
+        inner.update(data)
+        for part in more:
             inner.update(part)
         outer = self._outer.copy()
         outer.update(inner.digest())
@@ -760,7 +751,7 @@ class Session:
         """
         if not self._key:
             return b""
-        return self._signer.hexdigest_parts(parts)
+        return self._signer.hexdigest(b"", *parts)
 
     # -- framing ------------------------------------------------------------------------
 
@@ -788,7 +779,7 @@ class Session:
         elif joined is not None:
             signature = self._signer.hexdigest(joined)
         else:  # large content: hashed in place, never joined
-            signature = self._signer.hexdigest_parts((h, p, m, c))
+            signature = self._signer.hexdigest(h, p, m, c)
         idents = msg.identities if identities is None else identities
         if idents:
             frames: list[bytes | memoryview] = []
@@ -848,7 +839,8 @@ class Session:
             )
         raw = frames[idx + 2 : idx + 6]
         # A small message is joined at once (cheaper than hashing it in four parts); a large
-        # one is hashed in place, and copied only once it is known to be authentic.
+        # one is hashed in place, and its content frame decoded where it is (never copied or
+        # joined: a forged one costs no memory, a 10 MB output costs the frame and its text).
         small = len(raw[0]) + len(raw[1]) + len(raw[2]) + len(raw[3]) <= _JOIN_LIMIT
         signed = b"".join(raw) if small else b""
         if self._key:
@@ -857,7 +849,7 @@ class Session:
                 raise UnsignedMessage("message has an empty signature but a key is configured")
             # HMAC over the four frames, compared in constant time.
             signer = self._signer
-            expected = signer.hexdigest(signed) if small else signer.hexdigest_parts(raw)
+            expected = signer.hexdigest(signed) if small else signer.hexdigest(*raw)
             if len(sig_frame) != len(expected):
                 raise InvalidSignature("message signature does not match its content")
             sig = bytes(sig_frame)
@@ -869,11 +861,11 @@ class Session:
         h = bytes(raw[0])
         p = bytes(raw[1])
         m = bytes(raw[2])
-        c = bytes(raw[3])
-        if not small:
-            signed = b"".join((h, p, m, c))
+        c: _Buffer = raw[3] if isinstance(raw[3], memoryview) else bytes(raw[3])
         try:
-            decoded = _decode_four(signed, len(h), len(p), len(m)) if signed.isascii() else None
+            decoded = (
+                _decode_four(signed, len(h), len(p), len(m)) if small and signed.isascii() else None
+            )
             if decoded is not None:
                 header_data, parent, metadata, content = decoded
                 header = _header_from(header_data)
