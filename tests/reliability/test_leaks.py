@@ -53,10 +53,20 @@ def kernel_session() -> dict[str, Any]:
 
 
 async def serve_kernel_info(kc: KernelChannels) -> None:
-    """A minimal kernel that keeps no record of what it serves (so it cannot look leaky)."""
-    async for request in kc.shell:
-        async with kc.busy(request):
-            await kc.reply(request, dict(DEFAULT_KERNEL_INFO))
+    """A minimal kernel that keeps no record of what it serves (so it cannot look leaky).
+
+    It answers on control as well as shell: ``wait_for_ready`` probes control first, and a
+    kernel that left those probes queued would grow by one message per client.
+    """
+
+    async def serve(endpoint: Any) -> None:
+        async for request in endpoint:
+            async with kc.busy(request):
+                await kc.reply(request, dict(DEFAULT_KERNEL_INFO))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve, kc.shell)
+        nursery.start_soon(serve, kc.control)
 
 
 async def assert_back_to_baseline(baseline: Snapshot, library: Counter[str]) -> Snapshot:
