@@ -523,6 +523,32 @@ def run_jc(info: Info, metric: str) -> Sample:
 # trio-enchannel: open_channels under Trio, used the way its users use it
 
 
+async def sync_iopub(ch: Any) -> None:
+    """Make sure ``ch``'s IOPub subscription is live and drained: sync requests until one
+    probe comes back, then one final probe read to the end (so nothing earlier is queued),
+    and every sync reply read from shell."""
+    session, shell, iopub = ch.session, ch.shell, ch.iopub
+
+    async def request(token: str) -> None:
+        await shell.send(session.message("bench_sync_request", {"token": token}, channel="shell"))
+
+    sent = 0
+    while True:
+        await request(f"s{sent}")
+        sent += 1
+        with trio.move_on_after(0.05):
+            await iopub.receive()
+            break
+    await request("final")
+    sent += 1
+    while True:
+        msg = await iopub.receive()
+        if msg.msg_type == "bench_probe" and msg.content["token"] == "final":
+            break
+    for _ in range(sent):
+        await shell.receive()
+
+
 async def _run_ours(info: Info, metric: str) -> Sample:
     # "wait": lossless flow control, as the peer never drops (the default "drop" would
     # discard what does not fit in the IOPub buffer while the flood waits to be read). The
@@ -538,21 +564,7 @@ async def _run_ours(info: Info, metric: str) -> Sample:
 
         with trio.fail_after(TIMEOUT * 2):
             if metric == "iopub":
-                sent = 0
-                while True:
-                    await request("bench_sync_request", {"token": f"s{sent}"})
-                    sent += 1
-                    with trio.move_on_after(0.05):
-                        await iopub.receive()
-                        break
-                await request("bench_sync_request", {"token": "final"})
-                sent += 1
-                while True:
-                    msg = await iopub.receive()
-                    if msg.msg_type == "bench_probe" and msg.content["token"] == "final":
-                        break
-                for _ in range(sent):
-                    await shell.receive()
+                await sync_iopub(ch)
                 await request("bench_flood_request", {"n": N_FLOOD})
                 await shell.receive()
                 receive = iopub.receive

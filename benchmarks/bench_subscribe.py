@@ -45,7 +45,7 @@ from trio_enchannel import open_channels
 
 from ._peer import FLOOD_MESSAGE_SIZE
 from ._util import table
-from .bench_channels import TIMEOUT, Clock, Info, machine, peer_process
+from .bench_channels import TIMEOUT, Clock, Info, machine, peer_process, sync_iopub
 
 QUICK = bool(os.environ.get("BENCH_QUICK"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 1 if QUICK else 3))
@@ -76,21 +76,7 @@ async def _ingest(info: Info, fast: int, slow: bool, filtered: int) -> dict[str,
             await shell.send(session.message(msg_type, content, channel="shell"))
 
         with trio.fail_after(TIMEOUT * 2):
-            sent = 0
-            while True:
-                await request("bench_sync_request", {"token": f"s{sent}"})
-                sent += 1
-                with trio.move_on_after(0.05):
-                    await iopub.receive()
-                    break
-            await request("bench_sync_request", {"token": "final"})
-            sent += 1
-            while True:
-                msg = await iopub.receive()
-                if msg.msg_type == "bench_probe" and msg.content["token"] == "final":
-                    break
-            for _ in range(sent):
-                await shell.receive()
+            await sync_iopub(ch)
             subs = [
                 await stack.enter_async_context(
                     ch.iopub.subscribe(buffer_size=N_FLOOD, buffer_bytes=2**40)
