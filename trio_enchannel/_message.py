@@ -86,34 +86,18 @@ class Header:
 
     def to_dict(self) -> dict[str, Any]:
         """The header as the JSON object sent on the wire."""
-        if not self.extra:  # the usual case: one dict display, same key order as below
-            if self.subshell_id is None:
-                return {
-                    "msg_id": self.msg_id,
-                    "msg_type": self.msg_type,
-                    "username": self.username,
-                    "session": self.session,
-                    "date": self.date,
-                    "version": self.version,
-                }
-            return {
-                "msg_id": self.msg_id,
-                "msg_type": self.msg_type,
-                "username": self.username,
-                "session": self.session,
-                "date": self.date,
-                "version": self.version,
-                "subshell_id": self.subshell_id,
-            }
-        out: dict[str, Any] = dict(self.extra)
-        out["msg_id"] = self.msg_id
-        out["msg_type"] = self.msg_type
-        out["username"] = self.username
-        out["session"] = self.session
-        out["date"] = self.date
-        out["version"] = self.version
+        out: dict[str, Any] = {
+            "msg_id": self.msg_id,
+            "msg_type": self.msg_type,
+            "username": self.username,
+            "session": self.session,
+            "date": self.date,
+            "version": self.version,
+        }
         if self.subshell_id is not None:
             out["subshell_id"] = self.subshell_id
+        if self.extra:  # unknown keys first, as received; the standard ones win
+            return {**self.extra, **out}
         return out
 
     @classmethod
