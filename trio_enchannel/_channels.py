@@ -44,7 +44,7 @@ from ._inbox import Inbox
 from ._message import CHANNEL_NAMES, ChannelName, Message
 from ._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
 from ._session import DELIMITER, Session, warn_if_unsigned
-from ._util import unwrap_single
+from ._util import unwrap_single, worth_logging
 from ._validate import check_bool, check_bytes, check_choice, check_int, check_seconds
 from ._zmq import (
     HANDSHAKE_EVENTS,
@@ -513,7 +513,7 @@ class Channels:
         rejected = self._counters[name].rejected
         count = rejected.get(error.reason, 0) + 1
         rejected[error.reason] = count
-        if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+        if worth_logging(count):
             logger.warning(
                 "rejected a message on %s (%s, %d so far): %s", name, error.reason, count, error
             )
@@ -798,7 +798,7 @@ def claimed_parent_id(frames: Sequence[Frame]) -> str | None:
 
 
 def _log_repaired(name: str, count: int, msg: Message) -> None:
-    if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+    if worth_logging(count):
         logger.warning(
             "accepted a %s message on %s with invalid UTF-8, replaced with U+FFFD (%d so far; "
             "statistics().%s.invalid_utf8)",

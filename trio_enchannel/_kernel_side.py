@@ -34,6 +34,7 @@ from ._kernel_endpoints import (
 )
 from ._message import ChannelName, Message
 from ._session import Session, warn_if_unsigned
+from ._util import worth_logging
 from ._validate import (
     check_bool,
     check_bytes,
@@ -447,7 +448,7 @@ class KernelChannels:
         rejected = self._counters[name].rejected
         count = rejected.get(error.reason, 0) + 1
         rejected[error.reason] = count
-        if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+        if worth_logging(count):
             logger.warning(
                 "rejected a message on %s (%s, %d so far): %s", name, error.reason, count, error
             )

@@ -1,4 +1,4 @@
-"""Small helpers shared by the modules that own nurseries."""
+"""Small helpers shared by the modules that own nurseries (and the rate of repeated log lines)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,14 @@ __all__ = [
     "ScheduleBudget",
     "lazy_exports",
     "unwrap_single",
+    "worth_logging",
 ]
+
+
+def worth_logging(count: int) -> bool:
+    """Whether the ``count``-th occurrence of a repeated event gets a log line: the first ten,
+    then powers of two (a flood of bad messages must not become a flood of log lines)."""
+    return count <= 10 or count & (count - 1) == 0
 
 
 @contextlib.contextmanager

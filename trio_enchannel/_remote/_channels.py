@@ -40,7 +40,7 @@ from .._inbox import Inbox
 from .._message import CHANNEL_NAMES, ChannelName, Message
 from .._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
 from .._session import Session
-from .._util import unwrap_single
+from .._util import unwrap_single, worth_logging
 from .._validate import check_bool, check_choice, check_int, check_seconds
 from ._errors import ConnectionLost
 from ._framing import peek_channel
@@ -454,7 +454,7 @@ class RemoteChannels:
         name = msg.channel
         assert name is not None
         count = self._counters[name].repaired()
-        if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+        if worth_logging(count):
             logger.warning(
                 "accepted a %s message from kernel %s on %s with invalid UTF-8, replaced with "
                 "U+FFFD (%d so far; statistics().%s.invalid_utf8)",
@@ -476,7 +476,7 @@ class RemoteChannels:
             rejected = self._counters[name].rejected
             count = rejected.get(error.reason, 0) + 1
             rejected[error.reason] = count
-        if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+        if worth_logging(count):
             logger.warning(
                 "rejected a frame from kernel %s (%s, channel %s, %d so far): %s",
                 self.kernel_id,
