@@ -202,7 +202,7 @@ async def _ours_api(path: Path, target: Path) -> None:
     nb = await package.execute_notebook(nb, kernel_name=KERNEL, cwd=path.parent)
     try:
         writer: Callable[[Path, Any], None] = importlib.import_module(
-            "trio_enchannel._nb_files"
+            "trio_enchannel._notebook._files"
         ).write_notebook_file
     except (ImportError, AttributeError):
 

@@ -34,7 +34,7 @@ from typing import Any
 import trio
 
 from trio_enchannel import RemoteKernel, open_remote_kernel, open_remote_server
-from trio_enchannel._remote._local import LocalServer, open_local_server
+from trio_enchannel.testing._jupyter_server import LocalServer, open_local_server
 
 from ._util import table
 

@@ -143,7 +143,7 @@ def publish_cost() -> list[list[object]]:
     """The reader's own cost per message, without I/O: the check alone, and the hand-over
     to 1 and 10 subscriptions (queued, then discarded between samples)."""
     from trio_enchannel import Session
-    from trio_enchannel._fanout import Fanout
+    from trio_enchannel._io._fanout import Fanout
 
     msg = Session().message("stream", {"name": "stdout", "text": "x" * 500}, channel="iopub")
     n = 10_000 if QUICK else 100_000
@@ -178,7 +178,7 @@ def publish_cost() -> list[list[object]]:
             return best / n * 1e9
 
     def inbox_put() -> float:
-        from trio_enchannel._inbox import Inbox
+        from trio_enchannel._io._inbox import Inbox
 
         best = float("inf")
         for _ in range(5):

@@ -15,7 +15,7 @@ import attrs
 import trio
 
 from trio_enchannel import ConnectionInfo, Message, Session
-from trio_enchannel._zmq import TrioSocket
+from trio_enchannel._io._zmq import TrioSocket
 
 PeerChannel = Literal["shell", "control", "stdin", "iopub"]
 

@@ -253,7 +253,7 @@ def received_messages(
     import jupyter_client.session
 
     from trio_enchannel._remote import _link
-    from trio_enchannel._remote._framing import decode_frame
+    from trio_enchannel._wire._framing import decode_frame
 
     # Every message of a type up to 1000 per test, then one in 100 (floods).
     received = ReceivedMessages(full=1000, sample=100)

@@ -36,8 +36,8 @@ from trio_enchannel import (
     Session,
     open_channels,
 )
-from trio_enchannel._session import DELIMITER
-from trio_enchannel._zmq import TrioSocket, curve_keypair, has_curve
+from trio_enchannel._io._zmq import TrioSocket, curve_keypair, has_curve
+from trio_enchannel._wire._session import DELIMITER
 
 TIMEOUT = 20
 KEY = "a-secret-key"
@@ -346,7 +346,7 @@ async def test_replies_taken_in_by_a_send_are_delivered_in_order(
 ) -> None:
     """A send that finds replies ready while the reader sleeps takes them in itself (the
     socket's receive hook), sparing the reader a wake-up: same counters, same order."""
-    import trio_enchannel._channels as channels_module
+    import trio_enchannel._channels._channels as channels_module
 
     hook_calls: list[bool] = []
     original = channels_module._Reader.hook
@@ -503,7 +503,7 @@ async def test_a_message_larger_than_the_byte_bound_is_kept_while_the_buffer_is_
 async def test_iopub_status_messages_past_the_bound_have_a_hard_cap(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import trio_enchannel._overflow as overflow_module
+    import trio_enchannel._io._overflow as overflow_module
 
     monkeypatch.setattr(overflow_module, "STATUS_RESERVE", 5)
     async with (
@@ -883,7 +883,7 @@ async def test_curve_encryption() -> None:
 
 
 async def test_curve_unavailable_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import trio_enchannel._channels as channels_module
+    import trio_enchannel._channels._channels as channels_module
 
     monkeypatch.setattr(channels_module, "has_curve", lambda: False)
     info = ConnectionInfo(1, 2, 3, 4, 5, curve_publickey="x" * 40)

@@ -22,7 +22,7 @@ from trio_enchannel import (
     open_channels,
     open_client,
 )
-from trio_enchannel._zmq import curve_keypair, has_curve
+from trio_enchannel._io._zmq import curve_keypair, has_curve
 
 from .conftest import IPYKERNEL_ARGV, KernelProcess, kernel_process
 

@@ -20,7 +20,7 @@ import attrs
 import pytest
 import trio
 
-from trio_enchannel._cli import EXIT_STATUSES
+from trio_enchannel._cli._main import EXIT_STATUSES
 
 from .conftest import KernelProcess
 
@@ -269,9 +269,9 @@ async def test_one_output_larger_than_the_iopub_byte_bound_is_shown(tmp_path: Pa
 async def test_output_dropped_on_the_way_is_exit_status_4(tmp_path: Path) -> None:
     """Issue #12: IOPub messages dropped for a slow consumer left the command exiting 0."""
     from trio_enchannel import open_client
-    from trio_enchannel._cli import EXIT_OUTPUT_LOST
-    from trio_enchannel._cli_render import Renderer
-    from trio_enchannel._cli_run import CliState, _execute
+    from trio_enchannel._cli._main import EXIT_OUTPUT_LOST
+    from trio_enchannel._cli._render import Renderer
+    from trio_enchannel._cli._run import CliState, _execute
 
     from .test_client_routing import CountingIOPub, memory_pair
 
@@ -529,8 +529,9 @@ async def test_notebook_stops_at_the_first_error_and_writes_outputs(tmp_path: Pa
 def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from trio_enchannel import _launcher, open_client
-    from trio_enchannel._cli import main
+    from trio_enchannel import open_client
+    from trio_enchannel._cli._main import main
+    from trio_enchannel._launch import _launcher
 
     from .test_client_routing import CountingIOPub, memory_pair
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from trio_enchannel import Session
-from trio_enchannel._cli_render import Renderer, strip_ansi
+from trio_enchannel._cli._render import Renderer, strip_ansi
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="

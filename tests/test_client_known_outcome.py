@@ -29,7 +29,7 @@ from trio_enchannel import (
     open_channels,
     open_client,
 )
-from trio_enchannel._zmq import curve_keypair, has_curve
+from trio_enchannel._io._zmq import curve_keypair, has_curve
 from trio_enchannel.testing import ForgeSignature, open_fake_kernel
 
 TIMEOUT = 10

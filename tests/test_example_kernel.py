@@ -413,8 +413,8 @@ async def test_our_launcher_and_client_with_encryption(
     installed_kernel: str, transport: Literal["tcp", "ipc"]
 ) -> None:
     """trio-enchannel on both ends: our launcher and client, our kernel side, CurveZMQ on."""
-    from trio_enchannel._launcher import open_kernel
-    from trio_enchannel._zmq import has_curve
+    from trio_enchannel._io._zmq import has_curve
+    from trio_enchannel._launch._launcher import open_kernel
 
     if not has_curve():
         pytest.skip("libzmq without CurveZMQ")

@@ -1,4 +1,4 @@
-"""Tests of the hand-over buffer between reader tasks and consumers (trio_enchannel._inbox)."""
+"""Tests of the hand-over buffer between reader tasks and consumers (trio_enchannel._io._inbox)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 from tests._polling import assert_yields_every_few_calls
-from trio_enchannel._inbox import Inbox
+from trio_enchannel._io._inbox import Inbox
 
 
 async def test_fifo_bytes_and_end_of_channel_after_every_sender() -> None:

@@ -17,9 +17,9 @@ from trio_enchannel import (
     LocalProtocolError,
     Session,
 )
-from trio_enchannel._kernel_side import KernelChannels, open_kernel_channels
-from trio_enchannel._session import DELIMITER
-from trio_enchannel._zmq import curve_keypair, has_curve
+from trio_enchannel._io._zmq import curve_keypair, has_curve
+from trio_enchannel._kernel._side import KernelChannels, open_kernel_channels
+from trio_enchannel._wire._session import DELIMITER
 
 TIMEOUT = 15
 
@@ -420,7 +420,7 @@ async def test_curve_encryption() -> None:
         async with open_kernel_channels(info) as kc:
             bound = kc.connection_info
             client_public, client_secret = curve_keypair()
-            from trio_enchannel._zmq import TrioSocket
+            from trio_enchannel._io._zmq import TrioSocket
 
             with TrioSocket("DEALER", linger=0) as dealer:
                 dealer.set_curve_client(public, public_key=client_public, secret_key=client_secret)
@@ -584,7 +584,7 @@ async def test_backpressure_and_discarded_requests() -> None:
 
 
 async def test_input_request_waits_for_a_late_stdin_connection() -> None:
-    from trio_enchannel._zmq import TrioSocket
+    from trio_enchannel._io._zmq import TrioSocket
 
     with trio.fail_after(TIMEOUT):
         async with open_kernel_channels() as kc:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from trio_enchannel._errors import NoSuchKernel
-from trio_enchannel._kernelspec import (
+from trio_enchannel._launch._kernelspec import (
     InvalidKernelSpec,
     KernelSpec,
     find_kernel_specs,

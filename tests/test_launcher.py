@@ -20,9 +20,10 @@ import psutil
 import pytest
 import trio
 
-from trio_enchannel import _launcher
-from trio_enchannel._channels import Channels
-from trio_enchannel._client import open_client
+from trio_enchannel._channels._channels import Channels
+from trio_enchannel._client._client import open_client
+from trio_enchannel._client._execution import Execution
+from trio_enchannel._client._results import ExecuteResult
 from trio_enchannel._errors import (
     ConnectionInfoError,
     EncryptionUnavailable,
@@ -30,11 +31,16 @@ from trio_enchannel._errors import (
     KernelError,
     KernelStartupError,
 )
-from trio_enchannel._execution import Execution
-from trio_enchannel._kernelspec import KernelSpec, get_kernel_spec
-from trio_enchannel._launcher import Kernel, describe_exit, kernel_argv, kernel_env, open_kernel
-from trio_enchannel._results import ExecuteResult
-from trio_enchannel._zmq import zmq_context
+from trio_enchannel._io._zmq import zmq_context
+from trio_enchannel._launch import _launcher
+from trio_enchannel._launch._kernelspec import KernelSpec, get_kernel_spec
+from trio_enchannel._launch._launcher import (
+    Kernel,
+    describe_exit,
+    kernel_argv,
+    kernel_env,
+    open_kernel,
+)
 
 # A stand-in kernel for process-level tests: it reads its connection file, listens where the
 # file says (a plain socket is enough for connect=False readiness), reports what it saw, and

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from trio_enchannel._errors import EnchannelError, OutputPathError
-from trio_enchannel._nb_files import check_output_path, write_notebook_file
+from trio_enchannel._notebook._files import check_output_path, write_notebook_file
 
 nbformat: Any = importlib.import_module("nbformat")
 

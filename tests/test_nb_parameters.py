@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trio_enchannel._errors import EnchannelError, ParameterError
-from trio_enchannel._nb_parameters import (
+from trio_enchannel._notebook._parameters import (
     inject_parameters,
     parameters_language,
     parse_parameters,

@@ -24,8 +24,8 @@ from trio_enchannel import (
     Reply,
     Session,
 )
-from trio_enchannel._queue import DroppingQueue
-from trio_enchannel._tracking import RequestTracker, Route
+from trio_enchannel._client._queue import DroppingQueue
+from trio_enchannel._client._tracking import RequestTracker, Route
 
 SESSION = Session("k")
 REQUEST = SESSION.message("execute_request", {"code": "x"}, channel="shell")

@@ -36,7 +36,7 @@ def test_importing_the_pytest_plugin_imports_neither_trio_nor_zmq() -> None:
         import sys
         import trio_enchannel.testing._plugin
         import trio_enchannel, trio_enchannel.testing
-        heavy = ("trio", "zmq", "attrs", "trio_enchannel._channels", "trio_enchannel._session")
+        heavy = ("trio", "zmq", "attrs", "trio_enchannel._channels", "trio_enchannel._wire")
         print(sorted(name for name in heavy if name in sys.modules))
         """
     )
@@ -48,7 +48,7 @@ def test_a_public_name_imports_only_what_it_needs() -> None:
         """
         import sys
         from trio_enchannel import Session, open_channels
-        print("trio_enchannel._session" in sys.modules)
+        print("trio_enchannel._wire._session" in sys.modules)
         print("trio_enchannel._remote._rest" in sys.modules)
         """
     )
@@ -68,7 +68,9 @@ def test_every_public_name_resolves_and_is_listed_by_dir(module_name: str) -> No
 
 
 def test_public_names_are_the_objects_their_private_modules_define() -> None:
-    assert trio_enchannel.Session is importlib.import_module("trio_enchannel._session").Session
+    assert (
+        trio_enchannel.Session is importlib.import_module("trio_enchannel._wire._session").Session
+    )
     remote = importlib.import_module("trio_enchannel._remote")
     assert trio_enchannel.RemoteKernel is remote.RemoteKernel
     assert (

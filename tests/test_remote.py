@@ -11,22 +11,22 @@ import pytest
 import trio
 
 from trio_enchannel import KernelDied, LocalProtocolError, NoSuchKernel
-from trio_enchannel._client import InputRequest
+from trio_enchannel._client._client import InputRequest
 from trio_enchannel._remote._channels import open_remote_channels
 from trio_enchannel._remote._errors import (
     RemoteAuthenticationError,
     RemoteKernelNotFound,
     RemoteServerError,
 )
-from trio_enchannel._remote._framing import V1_SUBPROTOCOL
 from trio_enchannel._remote._kernel import open_remote_kernel
-from trio_enchannel._remote._local import (
+from trio_enchannel._remote._rest import normalize_server_url, open_remote_server
+from trio_enchannel._wire._framing import V1_SUBPROTOCOL
+from trio_enchannel.testing._jupyter_server import (
     LocalServer,
     free_port,
     start_local_server,
     wait_until_ready,
 )
-from trio_enchannel._remote._rest import normalize_server_url, open_remote_server
 
 pytestmark = [pytest.mark.remote, pytest.mark.kernel]
 

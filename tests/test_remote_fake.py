@@ -16,8 +16,8 @@ import trio_websocket
 from trio_enchannel import ConfigurationError, KernelDied, Message, open_client
 from trio_enchannel._remote._channels import open_remote_channels
 from trio_enchannel._remote._errors import RemoteAuthenticationError, RemoteKernelNotFound
-from trio_enchannel._remote._framing import V1_SUBPROTOCOL, decode_frame, encode_frame
-from trio_enchannel._session import Session
+from trio_enchannel._wire._framing import V1_SUBPROTOCOL, decode_frame, encode_frame
+from trio_enchannel._wire._session import Session
 
 KERNEL = "k1"
 TOKEN = "secret-token"

@@ -15,7 +15,7 @@ from jupyter_client.session import Session as JCSession
 from jupyter_server.services.kernels.connection import base as _jsbase
 
 from trio_enchannel import CHANNEL_NAMES, Header, LocalProtocolError, MalformedMessage, Message
-from trio_enchannel._remote._framing import (
+from trio_enchannel._wire._framing import (
     V1_SUBPROTOCOL,
     decode_frame,
     decode_legacy,
@@ -25,7 +25,7 @@ from trio_enchannel._remote._framing import (
     encode_v1,
     legacy_binary_layout,
 )
-from trio_enchannel._session import Session, _encode_part
+from trio_enchannel._wire._session import Session, _encode_part
 
 # jupyter_server's own framing functions (untyped upstream), the reference to interoperate with.
 serialize_msg_to_ws_v1: Callable[..., bytes] = _jsbase.serialize_msg_to_ws_v1

@@ -11,7 +11,7 @@ import trio
 from trio_enchannel import KernelDied
 from trio_enchannel._remote._errors import ConnectionLost
 from trio_enchannel._remote._kernel import open_remote_kernel
-from trio_enchannel._remote._local import LocalServer, start_local_server, wait_until_ready
+from trio_enchannel.testing._jupyter_server import LocalServer, start_local_server, wait_until_ready
 
 pytestmark = [pytest.mark.remote, pytest.mark.kernel]
 

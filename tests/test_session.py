@@ -311,7 +311,7 @@ def test_precomputed_hmac_states_agree_with_hmac_digest(
     hashed first, as RFC 2104 says); its signatures are byte for byte hmac.digest's."""
     import hmac
 
-    from trio_enchannel._session import _Signer
+    from trio_enchannel._wire._session import _Signer
 
     assert _Signer(key, digest).hexdigest(data) == hmac.digest(key, data, digest).hex().encode()
 
@@ -319,7 +319,7 @@ def test_precomputed_hmac_states_agree_with_hmac_digest(
 def test_a_scheme_the_precomputed_states_do_not_fit_falls_back_to_hmac_digest() -> None:
     import hmac
 
-    from trio_enchannel._session import _Signer
+    from trio_enchannel._wire._session import _Signer
 
     signer = _Signer(b"key", "sha256")
     signer._inner = signer._outer = None  # what the constructor's self-check does on mismatch
@@ -346,7 +346,7 @@ def test_single_pass_decoding_agrees_with_decoding_each_frame(
     """Decoding the four joined frames in one pass is a shortcut only: whenever it returns,
     each part is exactly what decoding its own frame gives; frame boundaries that do not
     match the JSON values (e.g. one object split across two frames) make it decline."""
-    from trio_enchannel._session import _decode_four, _decode_part
+    from trio_enchannel._wire._session import _decode_four, _decode_part
 
     frames = [part.encode() for part in parts]
     if resplit:  # move the boundaries: the same bytes, cut elsewhere

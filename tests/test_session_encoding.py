@@ -31,7 +31,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_enchannel import DELIMITER, LocalProtocolError, Session
-from trio_enchannel import _session as codec
+from trio_enchannel._wire import _session as codec
 
 from . import strategies as s
 

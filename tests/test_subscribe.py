@@ -32,7 +32,7 @@ from trio_enchannel import (
     open_channels,
     open_client,
 )
-from trio_enchannel._fanout import Fanout
+from trio_enchannel._io._fanout import Fanout
 from trio_enchannel._remote._channels import open_remote_channels
 
 TIMEOUT = 20

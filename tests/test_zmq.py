@@ -1,4 +1,4 @@
-"""Tests of the ZeroMQ adapter (trio_enchannel._zmq)."""
+"""Tests of the ZeroMQ adapter (trio_enchannel._io._zmq)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import zmq
 
 from tests._polling import assert_yields_every_few_calls
 from trio_enchannel import EncryptionUnavailable
-from trio_enchannel._zmq import (
+from trio_enchannel._io._zmq import (
     ZERO_COPY_THRESHOLD,
     Frame,
     TrioSocket,

@@ -14,24 +14,28 @@ from typing import TYPE_CHECKING
 from ._util import lazy_exports
 
 if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved lazily at runtime
-    from ._channel_views import ChannelsStatistics as ChannelsStatistics
-    from ._channel_views import ChannelStatistics as ChannelStatistics
-    from ._channel_views import IOPubChannel as IOPubChannel
-    from ._channel_views import MessageChannel as MessageChannel
-    from ._channel_views import MultiplexedChannel as MultiplexedChannel
-    from ._channel_views import RejectedMessage as RejectedMessage
-    from ._channels import Channels as Channels
-    from ._channels import IOPubOverflow as IOPubOverflow
-    from ._channels import open_channels as open_channels
-    from ._client import ClientStatistics as ClientStatistics
-    from ._client import Execution as Execution
-    from ._client import InputRequest as InputRequest
-    from ._client import KernelClient as KernelClient
-    from ._client import StdinHandler as StdinHandler
-    from ._client import open_client as open_client
-    from ._comm import Comm as Comm
-    from ._connection import ConnectionInfo as ConnectionInfo
-    from ._connection import write_connection_file as write_connection_file
+    from ._channels._channels import Channels as Channels
+    from ._channels._channels import IOPubOverflow as IOPubOverflow
+    from ._channels._channels import open_channels as open_channels
+    from ._channels._heartbeat import Heartbeat as Heartbeat
+    from ._channels._heartbeat import HeartbeatState as HeartbeatState
+    from ._channels._heartbeat import HeartbeatStatistics as HeartbeatStatistics
+    from ._channels._views import ChannelsStatistics as ChannelsStatistics
+    from ._channels._views import ChannelStatistics as ChannelStatistics
+    from ._channels._views import IOPubChannel as IOPubChannel
+    from ._channels._views import MessageChannel as MessageChannel
+    from ._channels._views import MultiplexedChannel as MultiplexedChannel
+    from ._channels._views import RejectedMessage as RejectedMessage
+    from ._client._client import ClientStatistics as ClientStatistics
+    from ._client._client import Execution as Execution
+    from ._client._client import InputRequest as InputRequest
+    from ._client._client import KernelClient as KernelClient
+    from ._client._client import StdinHandler as StdinHandler
+    from ._client._client import open_client as open_client
+    from ._client._comm import Comm as Comm
+    from ._client._results import ExecuteResult as ExecuteResult
+    from ._client._results import KernelInfo as KernelInfo
+    from ._client._results import Reply as Reply
     from ._errors import CellExecutionError as CellExecutionError
     from ._errors import CellTimeoutError as CellTimeoutError
     from ._errors import ConfigurationError as ConfigurationError
@@ -54,36 +58,27 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import RemoteProtocolError as RemoteProtocolError
     from ._errors import SignatureMismatch as SignatureMismatch
     from ._errors import UnsignedMessage as UnsignedMessage
-    from ._fanout import Subscription as Subscription
-    from ._fanout import SubscriptionOverflow as SubscriptionOverflow
-    from ._fanout import SubscriptionStatistics as SubscriptionStatistics
-    from ._heartbeat import Heartbeat as Heartbeat
-    from ._heartbeat import HeartbeatState as HeartbeatState
-    from ._heartbeat import HeartbeatStatistics as HeartbeatStatistics
-    from ._kernel_side import IOPubPublisher as IOPubPublisher
-    from ._kernel_side import KernelChannels as KernelChannels
-    from ._kernel_side import KernelEndpoint as KernelEndpoint
-    from ._kernel_side import KernelStatistics as KernelStatistics
-    from ._kernel_side import open_kernel_channels as open_kernel_channels
-    from ._kernelspec import InvalidKernelSpec as InvalidKernelSpec
-    from ._kernelspec import KernelSpec as KernelSpec
-    from ._kernelspec import find_kernel_specs as find_kernel_specs
-    from ._kernelspec import get_kernel_spec as get_kernel_spec
-    from ._kernelspec import list_kernel_specs as list_kernel_specs
-    from ._launcher import Kernel as Kernel
-    from ._launcher import open_kernel as open_kernel
-    from ._message import CHANNEL_NAMES as CHANNEL_NAMES
-    from ._message import ChannelName as ChannelName
-    from ._message import Header as Header
-    from ._message import Message as Message
-    from ._notebook import CellFinished as CellFinished
-    from ._notebook import CellOutput as CellOutput
-    from ._notebook import CellStarted as CellStarted
-    from ._notebook import NotebookEvent as NotebookEvent
-    from ._notebook import NotebookFinished as NotebookFinished
-    from ._notebook import execute_notebook as execute_notebook
-    from ._outputs import ErrorInfo as ErrorInfo
-    from ._outputs import OutputAccumulator as OutputAccumulator
+    from ._io._fanout import Subscription as Subscription
+    from ._io._fanout import SubscriptionOverflow as SubscriptionOverflow
+    from ._io._fanout import SubscriptionStatistics as SubscriptionStatistics
+    from ._kernel._side import IOPubPublisher as IOPubPublisher
+    from ._kernel._side import KernelChannels as KernelChannels
+    from ._kernel._side import KernelEndpoint as KernelEndpoint
+    from ._kernel._side import KernelStatistics as KernelStatistics
+    from ._kernel._side import open_kernel_channels as open_kernel_channels
+    from ._launch._kernelspec import InvalidKernelSpec as InvalidKernelSpec
+    from ._launch._kernelspec import KernelSpec as KernelSpec
+    from ._launch._kernelspec import find_kernel_specs as find_kernel_specs
+    from ._launch._kernelspec import get_kernel_spec as get_kernel_spec
+    from ._launch._kernelspec import list_kernel_specs as list_kernel_specs
+    from ._launch._launcher import Kernel as Kernel
+    from ._launch._launcher import open_kernel as open_kernel
+    from ._notebook._runner import CellFinished as CellFinished
+    from ._notebook._runner import CellOutput as CellOutput
+    from ._notebook._runner import CellStarted as CellStarted
+    from ._notebook._runner import NotebookEvent as NotebookEvent
+    from ._notebook._runner import NotebookFinished as NotebookFinished
+    from ._notebook._runner import execute_notebook as execute_notebook
     from ._remote._channels import RemoteChannels as RemoteChannels
     from ._remote._channels import RemoteChannelsStatistics as RemoteChannelsStatistics
     from ._remote._channels import RemoteConnectionStatistics as RemoteConnectionStatistics
@@ -98,11 +93,16 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._remote._rest import RemoteKernelSpec as RemoteKernelSpec
     from ._remote._rest import RemoteServer as RemoteServer
     from ._remote._rest import open_remote_server as open_remote_server
-    from ._results import ExecuteResult as ExecuteResult
-    from ._results import KernelInfo as KernelInfo
-    from ._results import Reply as Reply
-    from ._session import DELIMITER as DELIMITER
-    from ._session import Session as Session
+    from ._wire._connection import ConnectionInfo as ConnectionInfo
+    from ._wire._connection import write_connection_file as write_connection_file
+    from ._wire._message import CHANNEL_NAMES as CHANNEL_NAMES
+    from ._wire._message import ChannelName as ChannelName
+    from ._wire._message import Header as Header
+    from ._wire._message import Message as Message
+    from ._wire._outputs import ErrorInfo as ErrorInfo
+    from ._wire._outputs import OutputAccumulator as OutputAccumulator
+    from ._wire._session import DELIMITER as DELIMITER
+    from ._wire._session import Session as Session
 
 __version__ = "0.1.0.dev0"
 
@@ -200,64 +200,64 @@ __all__ = [
 
 # Public name -> the private module that defines it (relative to this package).
 _LAZY: dict[str, str] = {
-    "CHANNEL_NAMES": "._message",
-    "DELIMITER": "._session",
+    "CHANNEL_NAMES": "._wire._message",
+    "DELIMITER": "._wire._session",
     "CellExecutionError": "._errors",
-    "CellFinished": "._notebook",
-    "CellOutput": "._notebook",
-    "CellStarted": "._notebook",
+    "CellFinished": "._notebook._runner",
+    "CellOutput": "._notebook._runner",
+    "CellStarted": "._notebook._runner",
     "CellTimeoutError": "._errors",
-    "ChannelName": "._message",
-    "ChannelStatistics": "._channel_views",
-    "Channels": "._channels",
-    "ChannelsStatistics": "._channel_views",
-    "ClientStatistics": "._client",
-    "Comm": "._comm",
+    "ChannelName": "._wire._message",
+    "ChannelStatistics": "._channels._views",
+    "Channels": "._channels._channels",
+    "ChannelsStatistics": "._channels._views",
+    "ClientStatistics": "._client._client",
+    "Comm": "._client._comm",
     "ConfigurationError": "._errors",
-    "ConnectionInfo": "._connection",
+    "ConnectionInfo": "._wire._connection",
     "ConnectionInfoError": "._errors",
     "ConnectionLost": "._remote._errors",
     "DuplicateSignature": "._errors",
     "EnchannelError": "._errors",
     "EncryptionUnavailable": "._errors",
-    "ErrorInfo": "._outputs",
-    "ExecuteResult": "._results",
-    "Execution": "._client",
-    "Header": "._message",
-    "Heartbeat": "._heartbeat",
-    "HeartbeatState": "._heartbeat",
-    "HeartbeatStatistics": "._heartbeat",
-    "IOPubChannel": "._channel_views",
-    "IOPubOverflow": "._channels",
-    "IOPubPublisher": "._kernel_side",
-    "InputRequest": "._client",
-    "InvalidKernelSpec": "._kernelspec",
+    "ErrorInfo": "._wire._outputs",
+    "ExecuteResult": "._client._results",
+    "Execution": "._client._client",
+    "Header": "._wire._message",
+    "Heartbeat": "._channels._heartbeat",
+    "HeartbeatState": "._channels._heartbeat",
+    "HeartbeatStatistics": "._channels._heartbeat",
+    "IOPubChannel": "._channels._views",
+    "IOPubOverflow": "._channels._channels",
+    "IOPubPublisher": "._kernel._side",
+    "InputRequest": "._client._client",
+    "InvalidKernelSpec": "._launch._kernelspec",
     "InvalidSignature": "._errors",
-    "Kernel": "._launcher",
-    "KernelChannels": "._kernel_side",
-    "KernelClient": "._client",
+    "Kernel": "._launch._launcher",
+    "KernelChannels": "._kernel._side",
+    "KernelClient": "._client._client",
     "KernelDied": "._errors",
-    "KernelEndpoint": "._kernel_side",
+    "KernelEndpoint": "._kernel._side",
     "KernelError": "._errors",
-    "KernelInfo": "._results",
-    "KernelSpec": "._kernelspec",
+    "KernelInfo": "._client._results",
+    "KernelSpec": "._launch._kernelspec",
     "KernelStartupError": "._errors",
-    "KernelStatistics": "._kernel_side",
+    "KernelStatistics": "._kernel._side",
     "LocalProtocolError": "._errors",
     "MalformedMessage": "._errors",
-    "Message": "._message",
-    "MessageChannel": "._channel_views",
-    "MultiplexedChannel": "._channel_views",
+    "Message": "._wire._message",
+    "MessageChannel": "._channels._views",
+    "MultiplexedChannel": "._channels._views",
     "NoSuchKernel": "._errors",
     "OutputsLost": "._errors",
     "NotebookError": "._errors",
-    "NotebookEvent": "._notebook",
-    "NotebookFinished": "._notebook",
+    "NotebookEvent": "._notebook._runner",
+    "NotebookFinished": "._notebook._runner",
     "NotebookKernelDied": "._errors",
-    "OutputAccumulator": "._outputs",
+    "OutputAccumulator": "._wire._outputs",
     "OutputPathError": "._errors",
     "ParameterError": "._errors",
-    "RejectedMessage": "._channel_views",
+    "RejectedMessage": "._channels._views",
     "RemoteAuthenticationError": "._remote._errors",
     "RemoteChannels": "._remote._channels",
     "RemoteChannelsStatistics": "._remote._channels",
@@ -269,26 +269,26 @@ _LAZY: dict[str, str] = {
     "RemoteProtocolError": "._errors",
     "RemoteServer": "._remote._rest",
     "RemoteServerError": "._remote._errors",
-    "Reply": "._results",
-    "Session": "._session",
+    "Reply": "._client._results",
+    "Session": "._wire._session",
     "SignatureMismatch": "._errors",
-    "StdinHandler": "._client",
-    "Subscription": "._fanout",
-    "SubscriptionOverflow": "._fanout",
-    "SubscriptionStatistics": "._fanout",
+    "StdinHandler": "._client._client",
+    "Subscription": "._io._fanout",
+    "SubscriptionOverflow": "._io._fanout",
+    "SubscriptionStatistics": "._io._fanout",
     "UnsignedMessage": "._errors",
-    "execute_notebook": "._notebook",
-    "find_kernel_specs": "._kernelspec",
-    "get_kernel_spec": "._kernelspec",
-    "list_kernel_specs": "._kernelspec",
-    "open_channels": "._channels",
-    "open_client": "._client",
-    "open_kernel": "._launcher",
-    "open_kernel_channels": "._kernel_side",
+    "execute_notebook": "._notebook._runner",
+    "find_kernel_specs": "._launch._kernelspec",
+    "get_kernel_spec": "._launch._kernelspec",
+    "list_kernel_specs": "._launch._kernelspec",
+    "open_channels": "._channels._channels",
+    "open_client": "._client._client",
+    "open_kernel": "._launch._launcher",
+    "open_kernel_channels": "._kernel._side",
     "open_remote_channels": "._remote._channels",
     "open_remote_kernel": "._remote._kernel",
     "open_remote_server": "._remote._rest",
-    "write_connection_file": "._connection",
+    "write_connection_file": "._wire._connection",
 }
 
 

@@ -17,8 +17,8 @@ import attrs
 import trio
 
 from trio_enchannel import ConnectionInfo, RemoteProtocolError, Session
-from trio_enchannel._session import DELIMITER
-from trio_enchannel._zmq import SocketKind, TrioSocket
+from trio_enchannel._io._zmq import SocketKind, TrioSocket
+from trio_enchannel._wire._session import DELIMITER
 
 #: Kinds that must be rejected, with the reason they are counted under.
 REJECTED_KINDS: dict[str, str] = {

@@ -32,8 +32,8 @@ from trio_enchannel import (
     SignatureMismatch,
     open_client,
 )
-from trio_enchannel._kernel_side import KernelChannels, open_kernel_channels
-from trio_enchannel._session import DELIMITER, Session
+from trio_enchannel._kernel._side import KernelChannels, open_kernel_channels
+from trio_enchannel._wire._session import DELIMITER, Session
 from trio_enchannel.testing import DEFAULT_KERNEL_INFO
 
 T = TypeVar("T")

@@ -20,8 +20,8 @@ from tests.conftest import kernel_process
 from tests.reliability._measure import Snapshot, settle
 from tests.reliability.conftest import record
 from trio_enchannel import ExecuteResult, KernelClient, KernelDied, Message, open_client
-from trio_enchannel._kernel_side import KernelChannels, open_kernel_channels
-from trio_enchannel._launcher import open_kernel
+from trio_enchannel._kernel._side import KernelChannels, open_kernel_channels
+from trio_enchannel._launch._launcher import open_kernel
 from trio_enchannel.testing import (
     DEFAULT_KERNEL_INFO,
     DelayReply,

@@ -22,7 +22,7 @@ from tests.conftest import kernel_process
 from tests.reliability._measure import PeakRss
 from tests.reliability.conftest import record
 from trio_enchannel import Message, open_client
-from trio_enchannel._channels import Channels, ChannelStatistics, open_channels
+from trio_enchannel._channels._channels import Channels, ChannelStatistics, open_channels
 
 pytestmark = [pytest.mark.kernel, pytest.mark.slow]
 

@@ -34,8 +34,8 @@ from tests.reliability._measure import PeakRss, rss
 from tests.reliability.conftest import examples, record
 from tests.strategies import any_frame
 from trio_enchannel import ChannelName, Message, Session
-from trio_enchannel._channels import Channels, RejectedMessage, open_channels
-from trio_enchannel._kernel_side import open_kernel_channels
+from trio_enchannel._channels._channels import Channels, RejectedMessage, open_channels
+from trio_enchannel._kernel._side import open_kernel_channels
 
 TIMEOUT = 30
 KEY = "hostile-suite-key"

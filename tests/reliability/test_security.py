@@ -33,10 +33,10 @@ from trio_enchannel import (
     open_client,
     write_connection_file,
 )
-from trio_enchannel._channels import open_channels
-from trio_enchannel._kernel_side import open_kernel_channels
-from trio_enchannel._launcher import open_kernel
-from trio_enchannel._zmq import curve_keypair, has_curve
+from trio_enchannel._channels._channels import open_channels
+from trio_enchannel._io._zmq import curve_keypair, has_curve
+from trio_enchannel._kernel._side import open_kernel_channels
+from trio_enchannel._launch._launcher import open_kernel
 from trio_enchannel.testing import (
     DieMidRequest,
     ForgeSignature,

@@ -21,7 +21,7 @@ from typing import Any, cast
 import attrs
 import trio
 
-from .._channel_views import (
+from .._channels._views import (
     ChannelStatistics,
     IOPubChannel,
     MessageChannel,
@@ -35,15 +35,15 @@ from .._errors import (
     MalformedMessage,
     RemoteProtocolError,
 )
-from .._fanout import Fanout
-from .._inbox import Inbox
-from .._message import CHANNEL_NAMES, ChannelName, Message
-from .._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
-from .._session import Session
+from .._io._fanout import Fanout
+from .._io._inbox import Inbox
+from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
 from .._util import unwrap_single, worth_logging
 from .._validate import check_bool, check_choice, check_int, check_seconds
+from .._wire._framing import peek_channel
+from .._wire._message import CHANNEL_NAMES, ChannelName, Message
+from .._wire._session import Session
 from ._errors import ConnectionLost
-from ._framing import peek_channel
 from ._link import KernelLink, LinkState, SubprotocolChoice
 from ._rest import RemoteServer, check_connection_options, check_kernel_id, open_remote_server
 

@@ -17,7 +17,6 @@ import attrs
 import trio
 
 from .._errors import KernelDied, KernelStartupError
-from .._message import Message
 from .._util import unwrap_single
 from .._validate import (
     check_choice,
@@ -27,6 +26,7 @@ from .._validate import (
     check_seconds,
     parameter_names,
 )
+from .._wire._message import Message
 from ._channels import RemoteChannels, open_remote_channels
 from ._errors import ConnectionLost, RemoteServerError
 from ._link import SubprotocolChoice
@@ -39,7 +39,7 @@ from ._rest import (
 )
 
 if TYPE_CHECKING:
-    from .._client import KernelClient
+    from .._client._client import KernelClient
 
 __all__ = ["RemoteKernel", "open_remote_kernel"]
 
@@ -251,7 +251,7 @@ async def open_remote_kernel(
         ConfigurationError: an invalid option (a :class:`ValueError`).
         TypeError: an argument has the wrong type.
     """
-    from .._client import open_client
+    from .._client._client import open_client
 
     check_connection_options(server=server, token=token, ssl_context=ssl_context, headers=headers)
     check_optional_str("name", name, nonempty=True)

@@ -16,11 +16,8 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from .._connection import ConnectionInfo
 from .._errors import ConnectionInfoError, LocalProtocolError
-from .._kernel_side import KernelChannels, KernelStatistics, open_kernel_channels
-from .._message import ChannelName, Message
-from .._session import Session
+from .._kernel._side import KernelChannels, KernelStatistics, open_kernel_channels
 from .._validate import (
     check_bool,
     check_choice,
@@ -31,6 +28,9 @@ from .._validate import (
     check_seconds,
     check_str,
 )
+from .._wire._connection import ConnectionInfo
+from .._wire._message import ChannelName, Message
+from .._wire._session import Session
 from ._fake_protocol import (
     DEFAULT_KERNEL_INFO,
     RequestRun,

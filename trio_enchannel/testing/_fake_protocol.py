@@ -8,8 +8,8 @@ from typing import Any
 
 import attrs
 
-from .._message import Message
-from .._session import DELIMITER, Session
+from .._wire._message import Message
+from .._wire._session import DELIMITER, Session
 from ._script import Error, Fault, ForgeSignature, Malformed
 
 __all__ = ["DEFAULT_KERNEL_INFO"]

@@ -1,0 +1,1050 @@
+"""open_channels(): the Jupyter channels of a running kernel, as Trio channels.
+
+One reader task per socket drains every ready message per wake-up, verifies and decodes it with
+the connection's :class:`Session`, and hands it over in order through a bounded memory
+channel. Invalid messages are counted, logged and (on request) reported, never delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import attrs
+import trio
+
+from .._errors import (
+    ConfigurationError,
+    ConnectionInfoError,
+    EncryptionUnavailable,
+    KernelDied,
+    LocalProtocolError,
+    MalformedMessage,
+    RemoteProtocolError,
+)
+from .._io._fanout import Fanout
+from .._io._inbox import Inbox
+from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
+from .._io._zmq import (
+    HANDSHAKE_EVENTS,
+    Frame,
+    SocketEvent,
+    SocketKind,
+    SocketMonitor,
+    TrioSocket,
+    curve_keypair,
+    has_curve,
+)
+from .._util import unwrap_single, worth_logging
+from .._validate import check_bool, check_bytes, check_choice, check_int, check_seconds
+from .._wire._connection import ConnectionInfo, SocketName, load_connection_info
+from .._wire._message import CHANNEL_NAMES, ChannelName, Message
+from .._wire._session import DELIMITER, Session, warn_if_unsigned
+from ._heartbeat import Heartbeat
+from ._views import (
+    ChannelsStatistics,
+    ChannelStatistics,
+    IOPubChannel,
+    MessageChannel,
+    MultiplexedChannel,
+    RejectedMessage,
+    _Counters,
+)
+
+__all__ = [
+    "ChannelStatistics",
+    "Channels",
+    "ChannelsStatistics",
+    "IOPubChannel",
+    "IOPubOverflow",
+    "MessageChannel",
+    "MultiplexedChannel",
+    "RejectedMessage",
+    "open_channels",
+]
+
+logger = logging.getLogger("trio_enchannel.channels")
+
+#: Default receive high-water mark of the IOPub SUB socket, in messages.
+IOPUB_HWM = 10_000
+
+_SOCKET_KIND: dict[ChannelName, SocketKind] = {
+    "shell": "DEALER",
+    "control": "DEALER",
+    "stdin": "DEALER",
+    "iopub": "SUB",
+}
+_BATCH = 1000
+#: The channels whose kernel end is a ROUTER, which drops messages for unknown peers.
+_ROUTED: tuple[ChannelName, ...] = ("shell", "control", "stdin")
+#: Handshakes failed without detail in a row, on a socket that never completed one, after
+#: which the failure is final. libzmq retries every 100-200 ms and reports such a failure at
+#: each attempt when the kernel refuses our CurveZMQ keys (a wrong ``curve_publickey``); one
+#: alone may be a kernel that went away mid-handshake.
+HANDSHAKE_ATTEMPTS = 3
+#: Rejection reasons that say the kernel signs differently from us (see add_reject_listener).
+_SIGNATURE_REASONS = frozenset(("invalid_signature", "unsigned"))
+#: The largest parent header a rejected message may have for its claimed parent to be read.
+_CLAIM_LIMIT = 4096
+
+#: ``(channel, claimed parent msg_id or None, error)``; see Channels.add_reject_listener.
+RejectListener = Callable[[ChannelName, "str | None", RemoteProtocolError], None]
+
+
+@attrs.frozen
+class _Options:
+    buffer_size: int
+    iopub_buffer_size: int
+    iopub_buffer_bytes: int
+    iopub_overflow: IOPubOverflow
+    iopub_topics: tuple[bytes, ...]
+    iopub_hwm: int
+    linger: float
+    curve: tuple[str, str] | None
+
+
+class Channels:
+    """The channels of one kernel connection; what :func:`open_channels` yields.
+
+    Attributes:
+        session: the :class:`Session` that signs outgoing and verifies incoming messages;
+            build every message you send with it (``ch.session.message(...)``).
+        info: the connection info.
+        identity: the ZeroMQ routing id of the shell, control and stdin sockets.
+        shell: requests and replies (:class:`MessageChannel`).
+        control: control requests and replies (:class:`MessageChannel`).
+        stdin: ``input_request`` from the kernel, ``input_reply`` to it
+            (:class:`MessageChannel`).
+        iopub: outputs and status broadcast by the kernel (:class:`IOPubChannel`).
+        multiplexed: every channel in one (:class:`MultiplexedChannel`).
+        heartbeat: the heartbeat monitor (:class:`Heartbeat`).
+    """
+
+    def __init__(
+        self,
+        info: ConnectionInfo,
+        session: Session,
+        identity: bytes,
+        options: _Options,
+        heartbeat: Heartbeat,
+        *,
+        multiplexed: bool,
+        report_rejects: int | None,
+    ) -> None:
+        self.info = info
+        self.session = session
+        self.identity = identity
+        self._options = options
+        self._closed = False
+        self._sockets: dict[SocketName, TrioSocket] = {}
+        self._scopes: list[trio.CancelScope] = []
+        self._counters = {name: _Counters() for name in CHANNEL_NAMES}
+        # Received messages wait for their consumer in one inbox per channel, or in one shared
+        # inbox in multiplexed mode (views find them in _receivers / _multiplexed_receiver).
+        self._inboxes: dict[ChannelName, Inbox[Message]] = {}
+        self._receivers: dict[ChannelName, Inbox[Message]] = {}
+        self._multiplexed_receiver: Inbox[Message] | None = None
+        if multiplexed:
+            shared = Inbox[Message](senders=len(CHANNEL_NAMES))
+            self._multiplexed_receiver = shared
+            self._inboxes = dict.fromkeys(CHANNEL_NAMES, shared)
+        else:
+            for name in CHANNEL_NAMES:
+                self._inboxes[name] = self._receivers[name] = Inbox[Message]()
+        self._drop_log = DropLog(logger, "open_channels")
+        # IOPub subscriptions (ch.iopub.subscribe): copies handed over by the IOPub reader.
+        self._iopub_fanout = Fanout()
+        self._counters["iopub"].fanout = self._iopub_fanout
+        self._rejects_send: trio.MemorySendChannel[RejectedMessage] | None = None
+        self._rejects_receive: trio.MemoryReceiveChannel[RejectedMessage] | None = None
+        if report_rejects is not None:
+            rsend, rreceive = trio.open_memory_channel[RejectedMessage](report_rejects)
+            self._rejects_send, self._rejects_receive = rsend, rreceive
+        self._rejects_unreported = 0
+        self._iopub_ready = False
+        self._iopub_wakeup = trio.Event()
+        self._nudges: set[str] = set()
+        self._nudge_lock = trio.Lock()
+        self._monitors: dict[ChannelName, SocketMonitor] = {}
+        self._connected: dict[ChannelName, bool] = dict.fromkeys(_ROUTED, False)
+        self._handshake_failures: dict[ChannelName, SocketEvent] = {}
+        # Final: a socket that never completed a handshake failed in a way retrying will not
+        # fix. Every waiter gets it (see _fail_handshake).
+        self._handshake_error: str | None = None
+        self._handshake_misses: dict[ChannelName, int] = dict.fromkeys(_ROUTED, 0)
+        self._ever_connected: set[ChannelName] = set()
+        self._send_scopes: set[trio.CancelScope] = set()
+        self._reject_listeners: list[RejectListener] = []
+        self._signature_rejected: tuple[ChannelName, RemoteProtocolError] | None = None
+        self._connection_changed = trio.Event()
+        self.shell = MessageChannel(self, "shell")
+        self.control = MessageChannel(self, "control")
+        self.stdin = MessageChannel(self, "stdin")
+        self.iopub = IOPubChannel(self, "iopub")
+        self.multiplexed = MultiplexedChannel(self)
+        self.heartbeat = heartbeat
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Channels {state} {self.info.transport}://{self.info.ip} {self.session!r}>"
+
+    # -- public API ------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether the channels were closed."""
+        return self._closed
+
+    @property
+    def rejects(self) -> trio.MemoryReceiveChannel[RejectedMessage]:
+        """Every rejected message with its error, as :class:`RejectedMessage` records.
+
+        Opt-in: ``open_channels(..., report_rejects=True)``. When its buffer is full further
+        rejects are only counted (``statistics().rejects_unreported``); readers never wait.
+
+        Raises:
+            RuntimeError: the channels were opened without ``report_rejects=True``.
+        """
+        if self._rejects_receive is None:
+            raise RuntimeError("ch.rejects needs open_channels(..., report_rejects=True)")
+        return self._rejects_receive
+
+    async def send(self, msg: Message) -> None:
+        """Send ``msg`` on the channel named by ``msg.channel`` (shell, control or stdin).
+
+        Raises:
+            LocalProtocolError: ``msg.channel`` is ``None`` or ``"iopub"``, or the message
+                cannot be encoded (nothing is sent).
+            TypeError: ``msg`` is not a :class:`Message`.
+            trio.ClosedResourceError: the channels (or that channel) were closed.
+            trio.BrokenResourceError: the socket failed.
+        """
+        await self._endpoint_for(msg).send(msg)
+
+    def send_nowait(self, msg: Message) -> None:
+        """Send ``msg`` on the channel it names, now, or raise :class:`trio.WouldBlock`.
+
+        Raises:
+            trio.WouldBlock: ZeroMQ's queue is full (nothing was sent).
+            LocalProtocolError, TypeError, trio.ClosedResourceError,
+            trio.BrokenResourceError: as for :meth:`send`.
+        """
+        self._endpoint_for(msg).send_nowait(msg)
+
+    def statistics(self) -> ChannelsStatistics:
+        """A snapshot of every channel's counters and the heartbeat's state."""
+        return ChannelsStatistics(
+            shell=self._channel_statistics("shell"),
+            control=self._channel_statistics("control"),
+            stdin=self._channel_statistics("stdin"),
+            iopub=self._channel_statistics("iopub"),
+            heartbeat=self.heartbeat.statistics(),
+            rejects_unreported=self._rejects_unreported,
+        )
+
+    @property
+    def kernel_unresponsive(self) -> bool:
+        """Whether the heartbeat currently declares the kernel unresponsive."""
+        return self.heartbeat.state == "unresponsive"
+
+    async def wait_unresponsive(self) -> KernelDied:
+        """Wait until the heartbeat declares the kernel unresponsive (see
+        :meth:`Heartbeat.wait_unresponsive`).
+
+        Returns:
+            A :class:`KernelDied` describing the silence.
+
+        Raises:
+            trio.ClosedResourceError: the channels were closed while waiting.
+        """
+        return await self.heartbeat.wait_unresponsive()
+
+    @property
+    def iopub_ready(self) -> bool:
+        """Whether a valid IOPub message has arrived, so the subscription is live."""
+        return self._iopub_ready
+
+    async def wait_iopub_ready(
+        self, *, welcome_grace: float = 0.2, nudge_every: float = 0.5
+    ) -> None:
+        """Wait until the IOPub subscription is live: messages published from now on reach
+        :attr:`iopub`.
+
+        A kernel speaking protocol 5.5 with an XPUB socket (ipykernel 7) announces the
+        subscription with ``iopub_welcome``; that (or any valid IOPub message) ends the wait.
+        If nothing arrives within ``welcome_grace`` seconds, a ``kernel_info_request`` is sent
+        on shell every ``nudge_every`` seconds until IOPub traffic arrives. Those internal
+        requests' replies, and the IOPub messages they cause, are not delivered.
+
+        Raises:
+            ConnectionInfoError: the ZeroMQ handshake failed for good (see
+                :meth:`wait_connected`).
+            KernelDied: the heartbeat declares the kernel unresponsive (at once if it
+                already does, else within ``nudge_every`` seconds of the verdict).
+            trio.ClosedResourceError: the channels were closed while waiting.
+            ConfigurationError: ``welcome_grace`` is not >= 0 or ``nudge_every`` not > 0
+                (``0`` would flood the kernel with requests).
+        """
+        check_seconds("welcome_grace", welcome_grace, allow_zero=True, allow_inf=True)
+        check_seconds("nudge_every", nudge_every)
+        if self._iopub_ready:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._closed:
+            raise trio.ClosedResourceError("the channels are closed")
+        self._check_handshake()
+        self._check_unresponsive()
+        with trio.move_on_after(welcome_grace):
+            await self._iopub_wakeup.wait()
+        async with self._nudge_lock:
+            while not self._iopub_ready:
+                if self._closed:
+                    raise trio.ClosedResourceError("the channels are closed")
+                self._check_handshake()
+                self._check_unresponsive()
+                nudge = self.session.message("kernel_info_request", channel="shell")
+                self._nudges.add(nudge.msg_id)
+                await self._send("shell", nudge)
+                with trio.move_on_after(nudge_every):
+                    await self._iopub_wakeup.wait()
+
+    @property
+    def connected(self) -> bool:
+        """Whether shell, control and stdin have all completed their ZeroMQ handshake with the
+        kernel (see :meth:`wait_connected`)."""
+        return all(self._connected.values())
+
+    async def wait_connected(self) -> None:
+        """Wait until shell, control and stdin have all completed their ZeroMQ handshake with
+        the kernel (at once if they have).
+
+        The kernel's ROUTER sockets silently drop what they send to a client whose
+        connection is not complete yet. Replies cannot be lost that way (the request came
+        through the same connection), but a message the *kernel* starts, such as an
+        ``input_request`` on stdin, can: the client's sockets connect independently, and
+        one may still be retrying (every 100-200 ms) while the kernel already answers on
+        another. After this returns, all three are connected (a kernel that restarts
+        resets it until they reconnect). :meth:`KernelClient.wait_for_ready
+        <trio_enchannel.KernelClient.wait_for_ready>` calls it. Opening the channels
+        never waits for this (a launcher connects before the kernel binds); bound the wait
+        with :func:`trio.fail_after`.
+
+        Raises:
+            ConnectionInfoError: the handshake failed for a reason that retrying will not
+                fix: the peer does not speak ZeroMQ, or not with our security mechanism,
+                or it refused our CurveZMQ keys (wrong ``curve_publickey``). When that
+                happens on a socket that never completed a handshake, the failure is final
+                (:meth:`handshake_error`): every send, receive and wait of these channels
+                raises it too.
+            KernelDied: no socket ever reached the kernel and the heartbeat declares it
+                unresponsive (a stale connection file: nothing listens).
+            trio.ClosedResourceError: the channels were (or get) closed.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            if self._closed:
+                raise trio.ClosedResourceError("the channels are closed")
+            self._check_handshake()
+            if self._handshake_failures:
+                name, event = next(iter(self._handshake_failures.items()))
+                raise ConnectionInfoError(_describe_handshake_failure(name, event))
+            self._check_never_reached()
+            if all(self._connected.values()):
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+            await self._connection_changed.wait()
+
+    def add_reject_listener(self, listener: RejectListener) -> None:
+        """Call ``listener(channel, parent_id, error)`` for every message rejected for its
+        signature (``error.reason`` ``"invalid_signature"`` or ``"unsigned"``): what a
+        kernel that signs with another key or scheme sends.
+
+        ``parent_id`` is the ``msg_id`` its parent header *claims* (read from at most 4 KiB,
+        ``None`` if there is none): unverified, so use it only to tell a request that an
+        answer to it was rejected, never as information. Called synchronously by the
+        reader that rejected the message: keep it short. A
+        :class:`~trio_enchannel.KernelClient` registers itself to fail the calls waiting
+        for such answers with :class:`~trio_enchannel.SignatureMismatch`.
+
+        If messages were rejected for their signature before any valid message arrived,
+        ``listener`` is called at once for the last of them (with ``parent_id`` ``None``):
+        a kernel that signs differently may never send anything else.
+        """
+        self._reject_listeners.append(listener)
+        rejected = self._signature_rejected
+        if rejected is not None and not any(c.received for c in self._counters.values()):
+            listener(rejected[0], None, rejected[1])
+
+    @property
+    def handshake_error(self) -> ConnectionInfoError | None:
+        """Why these channels can never talk to the kernel, once that is known; else ``None``.
+
+        Set when a ZeroMQ handshake of shell, control or stdin fails on a socket that never
+        completed one, in a way retrying will not fix: at the first failure that names a
+        protocol or an authentication problem (a plain client and an encrypting kernel, or
+        the reverse), or after :data:`HANDSHAKE_ATTEMPTS` failures in a row without detail
+        (what libzmq reports when the kernel cannot decrypt our greeting: a wrong
+        ``curve_publickey``). From then on every send, every receive once the messages
+        already received are consumed, :meth:`wait_connected` and :meth:`wait_iopub_ready`
+        raise it (a fresh :class:`ConnectionInfoError` each time), and so does every call
+        of a :class:`~trio_enchannel.KernelClient` on these channels.
+        """
+        if self._handshake_error is None:
+            return None
+        return ConnectionInfoError(self._handshake_error)
+
+    async def aclose(self) -> None:
+        """Close every socket and stop the readers and the heartbeat; idempotent.
+
+        Messages already received stay receivable; afterwards :meth:`MessageChannel.receive`
+        raises :class:`trio.EndOfChannel`.
+        """
+        self._close()
+        await trio.lowlevel.checkpoint()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for scope in self._scopes:
+            scope.cancel()
+        for sock in self._sockets.values():
+            sock.close()
+        self._iopub_wakeup.set()
+        self._connection_changed.set()
+        self._iopub_fanout.end()
+
+    def _endpoint_for(self, msg: Message) -> MessageChannel:
+        if not isinstance(msg, Message):
+            raise TypeError(f"expected a Message, got {type(msg).__name__}")
+        if msg.channel in ("shell", "control", "stdin"):
+            endpoint: MessageChannel = getattr(self, msg.channel)
+            return endpoint
+        raise LocalProtocolError(
+            f"cannot route a {msg.msg_type} message with channel={msg.channel!r}: "
+            "it must be 'shell', 'control' or 'stdin'"
+        )
+
+    def _frames(self, name: ChannelName, msg: Message) -> list[bytes | memoryview]:
+        if not isinstance(msg, Message):
+            raise TypeError(f"expected a Message, got {type(msg).__name__}")
+        if msg.channel is not None and msg.channel != name:
+            raise LocalProtocolError(
+                f"a {msg.msg_type} message meant for {msg.channel!r} cannot go on {name!r}"
+            )
+        return self.session.serialize(msg, identities=())
+
+    def _socket_for(self, name: ChannelName) -> TrioSocket:
+        sock = self._sockets.get(name)
+        if sock is None or self._closed:
+            raise trio.ClosedResourceError("the channels are closed")
+        return sock
+
+    def _check_handshake(self) -> None:
+        if self._handshake_error is not None:
+            raise ConnectionInfoError(self._handshake_error)
+
+    async def _send(self, name: ChannelName, msg: Message) -> None:
+        frames = self._frames(name, msg)
+        sock = self._socket_for(name)
+        self._check_handshake()
+        if self._connected.get(name, True):
+            await sock.send_multipart(frames)
+        else:
+            # Not connected yet: a DEALER without a peer waits to send, and would wait
+            # forever if the handshake cannot succeed; _fail_handshake wakes it.
+            with trio.CancelScope() as scope:
+                self._send_scopes.add(scope)
+                try:
+                    await sock.send_multipart(frames)
+                finally:
+                    self._send_scopes.discard(scope)
+            if scope.cancelled_caught:  # nothing was sent
+                self._check_handshake()
+        self._counters[name].sent += 1
+
+    def _send_nowait(self, name: ChannelName, msg: Message) -> None:
+        frames = self._frames(name, msg)
+        sock = self._socket_for(name)
+        self._check_handshake()
+        sock.send_multipart_nowait(frames)
+        self._counters[name].sent += 1
+
+    def _fail_handshake(self, name: ChannelName, event: SocketEvent) -> None:
+        """The handshake of ``name`` failed for good: tell every waiter."""
+        if self._handshake_error is not None:
+            return
+        text = _describe_handshake_failure(name, event)
+        if event.name == "handshake_failed":
+            text += f" ({HANDSHAKE_ATTEMPTS} attempts in a row)"
+        self._handshake_error = text
+        logger.error("%s; these channels cannot talk to the kernel", text)
+        for inbox in {id(i): i for i in self._inboxes.values()}.values():
+            inbox.fail(lambda: ConnectionInfoError(text))
+        for scope in self._send_scopes:
+            scope.cancel()
+        self._iopub_wakeup.set()
+
+    def _limits(self, name: ChannelName) -> tuple[int, int]:
+        """(messages, bytes) the buffer of channel ``name`` holds; bytes 0: no byte bound."""
+        options = self._options
+        if name == "iopub":
+            return options.iopub_buffer_size, options.iopub_buffer_bytes
+        return options.buffer_size, 0
+
+    def _channel_statistics(self, name: ChannelName) -> ChannelStatistics:
+        inbox = self._inboxes[name]
+        return self._counters[name].snapshot(name, len(inbox), inbox.nbytes, self._limits(name))
+
+    def _reject(
+        self, name: ChannelName, frames: Sequence[Frame], error: RemoteProtocolError
+    ) -> None:
+        detach_error(error)
+        if name == "iopub" and isinstance(error, MalformedMessage):
+            self._counters[name].lost(error.parent_id)
+        rejected = self._counters[name].rejected
+        count = rejected.get(error.reason, 0) + 1
+        rejected[error.reason] = count
+        if worth_logging(count):
+            logger.warning(
+                "rejected a message on %s (%s, %d so far): %s", name, error.reason, count, error
+            )
+        if error.reason in _SIGNATURE_REASONS:
+            self._signature_rejected = (name, error)
+            if self._reject_listeners:
+                parent_id = claimed_parent_id(frames)
+                for listener in self._reject_listeners:
+                    listener(name, parent_id, error)
+        if self._rejects_send is not None:
+            try:
+                self._rejects_send.send_nowait(RejectedMessage(name, error, tuple(frames)))
+            except trio.WouldBlock:
+                self._rejects_unreported += 1
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    def _make_socket(self, kind: SocketKind, name: SocketName) -> TrioSocket:
+        options = self._options
+        url = self.info.url(name)
+        sock = TrioSocket(kind, linger=options.linger)
+        try:
+            if options.curve is not None:
+                assert self.info.curve_publickey is not None
+                public, secret = options.curve
+                sock.set_curve_client(
+                    self.info.curve_publickey, public_key=public, secret_key=secret
+                )
+            if kind == "DEALER":
+                sock.set_identity(self.identity)
+                # Never let the kernel's ROUTER drop a reply for want of room on our side:
+                # replies are bounded by our own requests.
+                sock.set_option("RCVHWM", 0)
+                # A ROUTER drops what it sends to a peer whose handshake is not complete:
+                # watch ours (see wait_connected). Opened before connecting: no event missed.
+                self._monitors[cast(ChannelName, name)] = sock.open_monitor()
+            elif kind == "SUB":
+                sock.set_option("RCVHWM", options.iopub_hwm)
+                for topic in options.iopub_topics:
+                    sock.subscribe(topic)
+            try:
+                sock.connect(url)
+            except trio.BrokenResourceError as exc:
+                raise ConnectionInfoError(
+                    f"cannot connect the {name} socket to {url}: {exc}"
+                ) from exc
+        except BaseException:
+            sock.close(linger=0)
+            monitor = self._monitors.pop(cast(ChannelName, name), None)
+            if monitor is not None:
+                monitor.close()
+            raise
+        self._sockets[name] = sock
+        return sock
+
+    async def _watch_connection(self, name: ChannelName) -> None:
+        """Follow the handshakes of channel ``name``'s socket (see :meth:`wait_connected`)."""
+        monitor = self._monitors[name]
+        scope = trio.CancelScope()
+        self._scopes.append(scope)
+        if self._closed:
+            scope.cancel()
+        succeeded = "handshake_succeeded" if HANDSHAKE_EVENTS else "connected"
+        try:
+            with scope:
+                while True:
+                    try:
+                        event = await monitor.receive()
+                    except (trio.ClosedResourceError, trio.BrokenResourceError):
+                        return
+                    if event.name == succeeded:
+                        self._connected[name] = True
+                        self._ever_connected.add(name)
+                        self._handshake_misses[name] = 0
+                        self._handshake_failures.pop(name, None)
+                    elif event.name == "disconnected":
+                        self._connected[name] = False
+                    elif event.name in ("handshake_failed_protocol", "handshake_failed_auth"):
+                        if name not in self._handshake_failures:
+                            logger.warning(
+                                "the ZeroMQ handshake of the %s socket with %s failed (%s)",
+                                name,
+                                event.endpoint,
+                                event.name,
+                            )
+                        self._handshake_failures[name] = event
+                        if name not in self._ever_connected:
+                            self._fail_handshake(name, event)
+                    elif event.name == "handshake_failed":
+                        self._handshake_misses[name] += 1
+                        if (
+                            name not in self._ever_connected
+                            and self._handshake_misses[name] >= HANDSHAKE_ATTEMPTS
+                        ):
+                            self._handshake_failures[name] = event
+                            self._fail_handshake(name, event)
+                    elif event.name == "monitor_stopped":
+                        return
+                    else:
+                        continue
+                    changed, self._connection_changed = self._connection_changed, trio.Event()
+                    changed.set()
+        finally:
+            monitor.close()
+
+    async def _run_heartbeat(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        scope = trio.CancelScope()
+        self._scopes.append(scope)
+        if self._closed:
+            scope.cancel()
+        with scope:
+            await self.heartbeat.run(task_status=task_status)
+
+    async def _watch_verdict(self) -> None:
+        """Wake wait_connected() when the heartbeat declares the kernel unresponsive (a
+        kernel never reached is then known to be dead)."""
+        try:
+            while True:
+                await self.heartbeat.wait_unresponsive()
+                changed, self._connection_changed = self._connection_changed, trio.Event()
+                changed.set()
+                await self.heartbeat.wait_alive()
+        except trio.ClosedResourceError:
+            return
+
+    def _check_unresponsive(self) -> None:
+        died = self.heartbeat.died
+        if died is not None:
+            raise KernelDied(died.reason)
+
+    def _check_never_reached(self) -> None:
+        """Raise KernelDied if the heartbeat declares a kernel dead that no socket ever
+        reached (a stale connection file, a kernel that died before we connected)."""
+        died = self.heartbeat.died
+        if died is not None and not self._ever_connected:
+            raise KernelDied(died.reason)
+
+    async def _reader(
+        self, name: ChannelName, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        sock = self._make_socket(_SOCKET_KIND[name], name)
+        reader = _Reader(self, name, sock)
+        scope = trio.CancelScope()
+        self._scopes.append(scope)
+        if self._closed:
+            scope.cancel()
+        task_status.started()
+        try:
+            with scope:
+                await reader.run()
+        finally:
+            sock.set_receive_hook(None)
+            sock.close()
+            reader.inbox.close_sender()
+
+
+class _Reader:
+    """What one channel's reader does with what its socket receives: verify and decode,
+    count, apply the buffer's policy, hand over. Run by the reader task, and also by any
+    task whose call on the socket finds messages ready while the reader sleeps (the
+    socket's receive hook): that saves waking the reader, a schedule point per wake-up."""
+
+    def __init__(self, owner: Channels, name: ChannelName, sock: TrioSocket) -> None:
+        self.owner = owner
+        self.name: ChannelName = name
+        self.sock = sock
+        self.inbox = owner._inboxes[name]
+        self.counters = owner._counters[name]
+        self.is_iopub = name == "iopub"
+        self.drop = self.is_iopub and owner._options.iopub_overflow == "drop"
+        # Subscriptions get their copy before ch.iopub's own policy applies.
+        self.fanout = owner._iopub_fanout if self.is_iopub else Fanout()
+        max_items, max_bytes = owner._limits(name)
+        self.max_items = max_items
+        self.max_bytes = max_bytes or sys.maxsize
+        # The "wait" policy: stop reading at the bound, resume once drained to half of it.
+        self.low_items, self.low_bytes = max_items // 2, self.max_bytes // 2
+        sock.set_receive_hook(self.hook)
+
+    def room(self) -> int:
+        """How many messages may be taken from the socket now (0: the buffer is full)."""
+        inbox = self.inbox
+        if self.drop or inbox.closed:
+            return _BATCH
+        if inbox.nbytes >= self.max_bytes:
+            return 0
+        return max(0, min(self.max_items - len(inbox), _BATCH))
+
+    async def run(self) -> None:
+        sock, inbox, counters = self.sock, self.inbox, self.counters
+        while True:
+            limit = self.room()
+            if not limit:
+                counters.stalls += 1
+                await inbox.wait_room(self.low_items, self.low_bytes)
+                continue
+            try:
+                batch = await sock.receive_batch(limit)
+            except trio.ClosedResourceError:
+                return
+            self.process(batch)
+
+    def hook(self) -> bool:
+        """The socket's receive hook: take in what is ready if there is room; return whether
+        the socket is drained (if not, the socket wakes the reader task)."""
+        limit = self.room()
+        if not limit:
+            return False
+        self.process(self.sock.receive_ready_nowait(limit))
+        return self.sock.drained
+
+    def process(self, batch: list[list[Frame]]) -> None:
+        owner, name, inbox, counters = self.owner, self.name, self.inbox, self.counters
+        session = owner.session
+        deserialize = session.deserialize
+        nudges = owner._nudges
+        fanout = self.fanout
+        drop, max_items, max_bytes = self.drop, self.max_items, self.max_bytes
+        for frames in batch:
+            repaired = session.invalid_utf8
+            try:
+                msg = deserialize(frames, channel=name)
+            except RemoteProtocolError as exc:
+                owner._reject(name, frames, exc)
+                continue
+            except Exception as exc:  # a decoding bug must not stop the reader
+                logger.exception("unexpected error decoding a %s message", name)
+                error = MalformedMessage(f"undecodable: {exc!r}", reason="undecodable")
+                owner._reject(name, frames, error)
+                continue
+            counters.received += 1
+            if session.invalid_utf8 != repaired:
+                _log_repaired(name, counters.repaired(), msg)
+            if self.is_iopub and not owner._iopub_ready:
+                owner._iopub_ready = True
+                owner._iopub_wakeup.set()
+            if nudges and msg.parent_id in nudges:
+                continue  # caused by wait_iopub_ready's kernel_info nudges
+            nbytes = sum(map(len, frames))
+            if fanout.subscriptions:
+                fanout.publish(msg, nbytes)
+            if drop and must_drop(
+                len(inbox), inbox.nbytes, nbytes, msg.header.msg_type, max_items, max_bytes
+            ):
+                counters.drop(msg.parent_id)
+                owner._drop_log.dropped(name, max_items, max_bytes)
+                continue
+            if not inbox.put(msg, nbytes):
+                counters.discarded += 1
+
+
+def _describe_handshake_failure(name: ChannelName, event: SocketEvent) -> str:
+    if event.name == "handshake_failed_auth":
+        reason = "the kernel refused our CurveZMQ keys, or curve_publickey is wrong"
+    elif event.name == "handshake_failed":
+        reason = (
+            "the kernel closed the connection during the handshake; most likely it encrypts "
+            "with CurveZMQ and curve_publickey is not its public key"
+        )
+    else:
+        reason = "the peer does not speak ZeroMQ, or not with our security mechanism"
+    return f"the ZeroMQ handshake of the {name} socket with {event.endpoint} failed: {reason}"
+
+
+def claimed_parent_id(frames: Sequence[Frame]) -> str | None:
+    """The ``msg_id`` the parent header of a (rejected, so unverified) message claims, read
+    only from a parent header of at most 4 KiB; ``None`` when there is none."""
+    at = next(
+        (i for i, f in enumerate(frames) if len(f) == len(DELIMITER) and bytes(f) == DELIMITER),
+        None,
+    )
+    if at is None or at + 3 >= len(frames) or len(frames[at + 3]) > _CLAIM_LIMIT:
+        return None
+    try:
+        parent = json.loads(bytes(frames[at + 3]))
+    except ValueError:
+        return None
+    msg_id = parent.get("msg_id") if isinstance(parent, dict) else None
+    return msg_id if isinstance(msg_id, str) and msg_id else None
+
+
+def _log_repaired(name: str, count: int, msg: Message) -> None:
+    if worth_logging(count):
+        logger.warning(
+            "accepted a %s message on %s with invalid UTF-8, replaced with U+FFFD (%d so far; "
+            "statistics().%s.invalid_utf8)",
+            msg.msg_type,
+            name,
+            count,
+            name,
+        )
+
+
+def detach_error(error: BaseException) -> None:
+    """Drop what a rejection error references beyond its message: its traceback (the
+    decoder's frames, whose locals hold the raw frames) and its cause (a UnicodeDecodeError
+    or JSONDecodeError holds the whole input). The message already says what was wrong, and
+    a kept log record or RejectedMessage then pins nothing but its own frames."""
+    error.__traceback__ = None
+    error.__cause__ = None
+    error.__context__ = None
+    error.__suppress_context__ = True
+
+
+def _check_arguments(
+    *,
+    session: object,
+    iopub_topic: object,
+    heartbeat: object,
+    hb_interval: object,
+    hb_deadline: object,
+    hb_startup_deadline: object,
+    buffer_size: object,
+    iopub_buffer_size: object,
+    iopub_buffer_bytes: object,
+    iopub_overflow: object,
+    iopub_hwm: object,
+    multiplexed: object,
+    report_rejects: object,
+    rejects_buffer_size: object,
+    identity: object,
+    curve_client_keys: object,
+    linger: object,
+) -> tuple[bytes, ...]:
+    """Check every option of :func:`open_channels` (types and values, by name); return the
+    IOPub topics as a tuple."""
+    if session is not None and not isinstance(session, Session):
+        raise TypeError(f"session must be a Session or None, got {type(session).__name__}")
+    for name, flag in (
+        ("heartbeat", heartbeat),
+        ("multiplexed", multiplexed),
+        ("report_rejects", report_rejects),
+    ):
+        check_bool(name, flag)
+    check_seconds("hb_interval", hb_interval)
+    check_seconds("hb_deadline", hb_deadline, allow_inf=True)
+    check_seconds("hb_startup_deadline", hb_startup_deadline, allow_inf=True)
+    check_seconds("linger", linger, allow_zero=True)
+    check_int("buffer_size", buffer_size, at_least=0)
+    if iopub_buffer_size is not None:
+        check_int("iopub_buffer_size", iopub_buffer_size, at_least=0)
+    check_int("iopub_buffer_bytes", iopub_buffer_bytes, at_least=1)
+    check_choice("iopub_overflow", iopub_overflow, ("wait", "drop"))
+    check_int("iopub_hwm", iopub_hwm, at_least=0)
+    check_int("rejects_buffer_size", rejects_buffer_size, at_least=1)
+    if isinstance(iopub_topic, (bytes, bytearray, memoryview)):
+        topics: tuple[bytes, ...] = (bytes(iopub_topic),)
+    elif isinstance(iopub_topic, (Sequence, frozenset, set)) and not isinstance(iopub_topic, str):
+        topics = tuple(check_bytes(f"iopub_topic[{i}]", t) for i, t in enumerate(iopub_topic))
+    else:
+        raise TypeError(
+            f"iopub_topic must be bytes or a sequence of bytes, got {type(iopub_topic).__name__}"
+        )
+    if identity is not None:
+        routing_id = check_bytes("identity", identity, nonempty=True)
+        # ZeroMQ's limits for a routing id; a NUL first byte is reserved for its own ids.
+        if len(routing_id) > 255 or routing_id.startswith(b"\0"):
+            raise ConfigurationError(
+                "identity must be 1 to 255 bytes and must not start with a NUL byte"
+            )
+    if curve_client_keys is not None and not (
+        isinstance(curve_client_keys, tuple)
+        and len(curve_client_keys) == 2
+        and all(isinstance(k, str) and len(k) == 40 for k in curve_client_keys)
+    ):
+        raise ConfigurationError(
+            "curve_client_keys must be a (public, secret) tuple of 40-character Z85 strings"
+        )
+    return topics
+
+
+@asynccontextmanager
+async def open_channels(
+    info: ConnectionInfo | str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    session: Session | None = None,
+    iopub_topic: bytes | Sequence[bytes] = b"",
+    heartbeat: bool = True,
+    hb_interval: float = 1.0,
+    hb_deadline: float = 5.0,
+    hb_startup_deadline: float = 30.0,
+    buffer_size: int = 1000,
+    iopub_buffer_size: int | None = IOPUB_BUFFER_SIZE,
+    iopub_buffer_bytes: int = IOPUB_BUFFER_BYTES,
+    iopub_overflow: IOPubOverflow = "drop",
+    iopub_hwm: int = IOPUB_HWM,
+    multiplexed: bool = False,
+    report_rejects: bool = False,
+    rejects_buffer_size: int = 100,
+    identity: bytes | None = None,
+    curve_client_keys: tuple[str, str] | None = None,
+    linger: float = 1.0,
+) -> AsyncIterator[Channels]:
+    """Connect to a running kernel's channels; yields :class:`Channels`.
+
+    ``shell``, ``control`` and ``stdin`` are DEALER sockets sharing one routing identity,
+    ``iopub`` a SUB socket, the heartbeat a REQ socket. Each socket gets a reader task,
+    started before the body runs (so invalid addresses fail here); leaving the block closes
+    every socket and stops every task. Messages already received stay receivable until the
+    channel is exhausted (:class:`trio.EndOfChannel`).
+
+    Backpressure: each channel hands messages over through a bounded buffer. When a shell,
+    control or stdin buffer is full the reader waits for the consumer (those sockets have no
+    receive high-water mark, so the kernel never drops a reply). IOPub, whose kernel end
+    drops what it cannot send, is never silently lossy by default:
+
+    * ``iopub_overflow="drop"`` (default): the reader keeps draining the socket, so the
+      kernel never has a reason to drop. When the buffer holds ``iopub_buffer_size``
+      messages or ``iopub_buffer_bytes`` bytes, a new message is dropped and counted
+      (``statistics().iopub.dropped``, :attr:`IOPubChannel.dropped`,
+      :meth:`IOPubChannel.wait_dropped`) and a warning is logged (at the first drop, then
+      at most every 10 s). ``status`` messages are kept even then (a client waits for
+      ``idle`` to end an execution), up to 1,000 beyond the bound. An empty buffer takes
+      any message, whatever its size; :meth:`IOPubChannel.dropped_for` counts the drops
+      of one request.
+    * ``iopub_overflow="wait"``: the reader stops reading while the buffer is full and
+      resumes once it is half empty. Meanwhile up to ``iopub_hwm`` messages queue in the
+      SUB socket; past that, TCP pushes back and the kernel's PUB socket drops messages
+      for this subscriber at its own high-water mark: nothing counts those. Use it only
+      where the kernel's rate is known to be bounded or losses do not matter.
+
+    Args:
+        info: the connection info, or a connection file path, or its dict.
+        session: the codec to use; default ``Session.from_connection_info(info)``.
+        iopub_topic: the IOPub subscription(s); ``b""`` receives everything.
+        heartbeat: whether to monitor the heartbeat (see :class:`Heartbeat`).
+        hb_interval: seconds between heartbeat pings.
+        hb_deadline: seconds without an echo before the kernel is declared unresponsive.
+        hb_startup_deadline: the same before the kernel's first echo (counted from the
+            opening), so that a kernel still starting is not declared unresponsive.
+        buffer_size: messages buffered per channel for shell, control and stdin (at least
+            1; in multiplexed mode, how full the shared buffer may be before those readers
+            wait).
+        iopub_buffer_size: messages buffered for IOPub (at least 1; ``None``: the default).
+        iopub_buffer_bytes: bytes (wire size of the messages) buffered for IOPub.
+        iopub_overflow: ``"drop"`` or ``"wait"``, see above.
+        iopub_hwm: the SUB socket's receive high-water mark, in messages (``0``:
+            unlimited): how much a burst ZeroMQ absorbs while the reader cannot run.
+        multiplexed: deliver every received message to :attr:`Channels.multiplexed` instead
+            of the per-channel views.
+        report_rejects: make :attr:`Channels.rejects` available.
+        rejects_buffer_size: how many unread rejects :attr:`Channels.rejects` holds.
+        identity: the routing id of shell, control and stdin (default: random).
+        curve_client_keys: this client's CurveZMQ ``(public, secret)`` keys when the
+            connection info carries a ``curve_publickey`` (default: a fresh pair).
+        linger: seconds unsent messages may linger after the sockets close.
+
+    Raises:
+        ConfigurationError: an option is invalid (the message names it), checked before
+            anything is read or connected.
+        TypeError: an argument has the wrong type.
+        ConnectionInfoError: the connection info is invalid or a socket cannot connect.
+        EncryptionUnavailable: the connection needs CurveZMQ and libzmq lacks it.
+    """
+    topics = _check_arguments(
+        session=session,
+        iopub_topic=iopub_topic,
+        heartbeat=heartbeat,
+        hb_interval=hb_interval,
+        hb_deadline=hb_deadline,
+        hb_startup_deadline=hb_startup_deadline,
+        buffer_size=buffer_size,
+        iopub_buffer_size=iopub_buffer_size,
+        iopub_buffer_bytes=iopub_buffer_bytes,
+        iopub_overflow=iopub_overflow,
+        iopub_hwm=iopub_hwm,
+        multiplexed=multiplexed,
+        report_rejects=report_rejects,
+        rejects_buffer_size=rejects_buffer_size,
+        identity=identity,
+        curve_client_keys=curve_client_keys,
+        linger=linger,
+    )
+    conn = await load_connection_info(info)
+    if iopub_buffer_size is None:
+        iopub_buffer_size = IOPUB_BUFFER_SIZE
+    curve: tuple[str, str] | None = None
+    if conn.curve_publickey is not None:
+        if not has_curve():
+            raise EncryptionUnavailable(
+                "the connection info has a curve_publickey (CurveZMQ encryption) but this "
+                "libzmq was built without curve support"
+            )
+        curve = curve_client_keys if curve_client_keys is not None else curve_keypair()
+    options = _Options(
+        buffer_size=max(1, buffer_size),
+        iopub_buffer_size=max(1, iopub_buffer_size),
+        iopub_buffer_bytes=iopub_buffer_bytes,
+        iopub_overflow=iopub_overflow,
+        iopub_topics=topics,
+        iopub_hwm=iopub_hwm,
+        linger=linger,
+        curve=curve,
+    )
+    if session is None:
+        session = Session.from_connection_info(conn)
+    warn_if_unsigned(session, logger, "open_channels")
+    ch: Channels
+
+    def make_hb_socket() -> TrioSocket:
+        return ch._make_socket("REQ", "hb")
+
+    hb = Heartbeat(
+        interval=hb_interval,
+        deadline=hb_deadline,
+        startup_deadline=hb_startup_deadline,
+        make_socket=make_hb_socket if heartbeat else None,
+    )
+    ch = Channels(
+        conn,
+        session,
+        identity if identity is not None else uuid.uuid4().hex.encode("ascii"),
+        options,
+        hb,
+        multiplexed=multiplexed,
+        report_rejects=rejects_buffer_size if report_rejects else None,
+    )
+    with unwrap_single():
+        async with trio.open_nursery() as nursery:
+            try:
+                for name in CHANNEL_NAMES:
+                    await nursery.start(ch._reader, name)
+                for name in _ROUTED:
+                    nursery.start_soon(ch._watch_connection, name)
+                if heartbeat:
+                    await nursery.start(ch._run_heartbeat)
+                    nursery.start_soon(ch._watch_verdict)
+                yield ch
+            finally:
+                ch._close()
+    for sock in ch._sockets.values():
+        sock.close()

@@ -1,0 +1,570 @@
+"""The routing core of a :class:`~trio_enchannel.KernelClient`.
+
+A :class:`Router` runs one task per channel that hands every received message to the request
+that owns it (by the ``msg_id`` of its parent, see :mod:`._tracking`), to a comm, or to the
+unclaimed stores; it answers orphan stdin prompts, watches the heartbeat and fails pending
+requests when the kernel dies. The client's request methods are built on
+:meth:`Router.in_flight` and :meth:`Router.wait_reply`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from .._errors import (
+    ConnectionInfoError,
+    KernelDied,
+    LocalProtocolError,
+    RemoteProtocolError,
+    SignatureMismatch,
+)
+from .._wire._message import ChannelName, Message
+from .._wire._session import Session
+from ._comm import Comm
+from ._execution import _ExecRequest, _Request
+from ._queue import DroppingQueue
+from ._results import KernelInfo
+from ._tracking import _FRAMING_TYPES, RequestTracker, Route
+
+__all__ = ["ClientStatistics", "Router"]
+
+_Buffer = bytes | bytearray | memoryview
+_COMM_TYPES = frozenset(("comm_open", "comm_msg", "comm_close"))
+
+
+@attrs.frozen
+class ClientStatistics:
+    """Counters of a :class:`KernelClient` (a snapshot).
+
+    Attributes:
+        pending: requests waiting for their reply.
+        unclaimed_replies: replies nobody waited for, buffered in
+            :attr:`KernelClient.unclaimed_replies`.
+        unclaimed_replies_dropped: such replies dropped because the buffer was full.
+        unclaimed_iopub: IOPub messages of no request of this client, buffered in
+            :attr:`KernelClient.unclaimed_iopub`.
+        unclaimed_iopub_dropped: such messages dropped because the buffer was full.
+        late_dropped: ``status``/``execute_input`` messages that frame requests other than
+            executions (which gather no outputs), trailing ones of requests that had already
+            returned, and late replies of readiness probes: dropped by design.
+        stdin_refused: ``input_request`` messages answered with an empty line because no
+            handler was given or the request they belong to is gone.
+        comms: comms currently open.
+    """
+
+    pending: int
+    unclaimed_replies: int
+    unclaimed_replies_dropped: int
+    unclaimed_iopub: int
+    unclaimed_iopub_dropped: int
+    late_dropped: int
+    stdin_refused: int
+    comms: int
+
+
+class ChannelsLike(Protocol):
+    """What the client needs from a :class:`~trio_enchannel.Channels`."""
+
+    @property
+    def session(self) -> Session: ...
+    @property
+    def shell(self) -> trio.abc.Channel[Message]: ...
+    @property
+    def control(self) -> trio.abc.Channel[Message]: ...
+    @property
+    def stdin(self) -> trio.abc.Channel[Message]: ...
+    @property
+    def iopub(self) -> trio.abc.ReceiveChannel[Message]: ...
+
+
+class Router:
+    """Routes every message of a client's channels to its owner; see the module docstring.
+
+    Args:
+        channels: the channels to read (the router must be their only reader).
+        unclaimed_buffer: size of each unclaimed store before the oldest is dropped.
+        comm_buffer: how many unread messages a comm keeps.
+    """
+
+    def __init__(
+        self, channels: ChannelsLike, *, unclaimed_buffer: int, comm_buffer: float = math.inf
+    ) -> None:
+        self.channels = channels
+        self.session = channels.session
+        self.tracker: RequestTracker[_Request] = RequestTracker()
+        self.unclaimed_replies: DroppingQueue[Message] = DroppingQueue(unclaimed_buffer)
+        self.unclaimed_iopub: DroppingQueue[Message] = DroppingQueue(unclaimed_buffer)
+        self.comms: dict[str, Comm] = {}
+        self.comm_targets: dict[str, DroppingQueue[Comm]] = {}
+        self.comm_buffer = comm_buffer
+        self.iopub_event = trio.Event()
+        # The channels' own readiness check counts only for the first kernel process: after a
+        # death or restart, IOPub must prove itself live again (a new process means a new
+        # subscription, and whatever it publishes before that subscription arrives is lost).
+        self.trust_channels_ready = True
+        self.unresponsive: KernelDied | None = None
+        # Why the channels can never reach the kernel (a ZeroMQ handshake that failed for
+        # good): every call fails with it, for good.
+        self.unreachable: ConnectionInfoError | None = None
+        # Messages rejected for their signature before the kernel's first valid one: it
+        # signs differently (another key or scheme); calls fail with it until a valid one.
+        self.missigned: SignatureMismatch | None = None
+        self.verified = False  # a valid message has arrived
+        # When ``unresponsive`` came from a heartbeat monitor: whether it is alive again (a
+        # request made right after the monitor recovered must not wait for watch_heartbeat
+        # to run and clear the flag).
+        self.heartbeat_recovered: Callable[[], bool] | None = None
+        # A new kernel process is starting (reset_readiness): heartbeat silence does not make
+        # the readiness probe fail at once (the new process may not answer pings yet).
+        self.starting = False
+        self.stdin_refused = 0
+        self.closed = False
+        self.nursery: trio.Nursery | None = None
+
+    def statistics(self) -> ClientStatistics:
+        """A snapshot of the counters."""
+        return ClientStatistics(
+            pending=len({id(r) for r in self.tracker}),
+            unclaimed_replies=len(self.unclaimed_replies),
+            unclaimed_replies_dropped=self.unclaimed_replies.dropped,
+            unclaimed_iopub=len(self.unclaimed_iopub),
+            unclaimed_iopub_dropped=self.unclaimed_iopub.dropped,
+            late_dropped=sum(self.tracker.dropped.values()),
+            stdin_refused=self.stdin_refused,
+            comms=len(self.comms),
+        )
+
+    def iopub_dropped_for(self, msg_id: str) -> int:
+        """How many IOPub messages of the request ``msg_id`` the channels dropped (their
+        buffer was full); 0 for channels that do not say."""
+        dropped_for = getattr(self.channels.iopub, "dropped_for", None)
+        if not callable(dropped_for):
+            return 0
+        count = dropped_for(msg_id)
+        return count if isinstance(count, int) else 0
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The router tasks, one per channel, and the heartbeat watcher."""
+        ch = self.channels
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            nursery.start_soon(self.route, "shell", ch.shell)
+            nursery.start_soon(self.route, "control", ch.control)
+            nursery.start_soon(self.route, "stdin", ch.stdin)
+            nursery.start_soon(self.route, "iopub", ch.iopub)
+            nursery.start_soon(self.watch_heartbeat)
+            add_listener = getattr(ch, "add_listener", None)
+            if callable(add_listener):
+                add_listener(self)
+            add_reject_listener = getattr(ch, "add_reject_listener", None)
+            if callable(add_reject_listener):
+                add_reject_listener(self.rejected)
+            task_status.started()
+
+    def shutdown(self, exc: BaseException) -> None:
+        """Close the bookkeeping (synchronous; called when the client closes)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.fail(exc)
+        self.unclaimed_replies.close_producer()
+        self.unclaimed_iopub.close_producer()
+        for queue in self.comm_targets.values():
+            queue.close_producer()
+
+    def fail(self, exc: BaseException, *, probes: bool = True) -> int:
+        """Fail the pending requests (readiness probes too unless ``probes`` is false) and
+        the open comms with ``exc``; return how many requests failed."""
+        failed = {id(req): req for req in self.tracker if probes or not req.probe}
+        for req in failed.values():
+            req.fail(exc)
+        for comm in list(self.comms.values()):
+            comm._fail(exc)
+        self.comms.clear()
+        return len(failed)
+
+    # -- routing (router tasks) ---------------------------------------------------------
+
+    async def route(self, name: ChannelName, channel: trio.abc.ReceiveChannel[Message]) -> None:
+        try:
+            async for msg in channel:
+                self.dispatch(msg, name)
+        except KernelDied as exc:  # channels that know the kernel is gone (remote)
+            if not self.closed:
+                self.unresponsive = exc
+                self.heartbeat_recovered = None
+                self.fail(exc)
+            return
+        except ConnectionInfoError as exc:  # a handshake that cannot succeed (local)
+            if not self.closed:
+                if self.unreachable is None:
+                    self.unreachable = exc
+                self.fail(exc)
+            return
+        except Exception as exc:
+            if not self.closed:
+                self.fail(trio.BrokenResourceError(f"the {name} channel failed: {exc!r}"))
+            return
+        if not self.closed:
+            self.fail(trio.BrokenResourceError(f"the {name} channel ended"))
+
+    def dispatch(self, msg: Message, name: ChannelName) -> None:
+        # The kernel just proved it is alive (and that it signs as we do).
+        self.unresponsive = self.heartbeat_recovered = None
+        self.starting = False
+        self.verified = True
+        self.missigned = None
+        channel = msg.channel or name
+        comm_handled = False
+        if channel == "iopub":
+            if not self.iopub_event.is_set():
+                self.iopub_event.set()
+            if msg.msg_type in _COMM_TYPES:
+                comm_handled = self.dispatch_comm(msg)
+        self.deliver(msg, channel, comm_handled)
+
+    def deliver(self, msg: Message, channel: ChannelName, comm_handled: bool) -> None:
+        routing = self.tracker.route(msg)
+        if routing.route is Route.REQUEST:
+            owner = routing.owner
+            assert owner is not None
+            if channel == "iopub" and not isinstance(owner, _ExecRequest):
+                # A request other than an execution gathers no outputs: what it causes on
+                # IOPub (debug_event, a stream printed during inspect, the IOPub copy of
+                # shutdown_reply) is nobody's yet; keep it where such messages go.
+                if comm_handled:
+                    return
+                if msg.msg_type in _FRAMING_TYPES:
+                    self.tracker.dropped["request_status"] += 1
+                else:
+                    self.unclaimed_iopub.put_nowait(msg)
+            elif not owner.deliver(msg):  # a duplicate reply
+                self.unclaimed_replies.put_nowait(msg)
+        elif routing.route is Route.UNCLAIMED:
+            if channel == "iopub":
+                if not comm_handled:
+                    self.unclaimed_iopub.put_nowait(msg)
+            elif channel == "stdin":
+                self.refuse_input(msg)
+            else:
+                self.unclaimed_replies.put_nowait(msg)
+
+    def finish(self, msg_ids: Sequence[str], req: _Request, *, quiet: bool = False) -> None:
+        """Stop tracking a request; what it left unread is routed as late messages."""
+        for msg_id in msg_ids:
+            self.tracker.release(msg_id, quiet=quiet, replied=req.replied)
+        for left in req.inbox.drain_nowait():
+            channel = left.channel or "iopub"
+            handled = left.msg_type in _COMM_TYPES and left.content.get("comm_id") in self.comms
+            self.deliver(left, channel, handled)
+        req.inbox.close()
+
+    def dispatch_comm(self, msg: Message) -> bool:
+        content = msg.content
+        comm_id = content.get("comm_id")
+        if not isinstance(comm_id, str):
+            return False
+        if msg.msg_type == "comm_open":
+            target = content.get("target_name")
+            queue = self.comm_targets.get(target) if isinstance(target, str) else None
+            if queue is None or comm_id in self.comms:
+                return False
+            assert isinstance(target, str)
+            comm = Comm(self, comm_id, target, msg, max_buffer=self.comm_buffer)
+            self.comms[comm_id] = comm
+            queue.put_nowait(comm)
+            return True
+        known = self.comms.get(comm_id)
+        if known is None:
+            return False
+        if msg.msg_type == "comm_close":
+            del self.comms[comm_id]
+        known._deliver(msg)
+        return True
+
+    def refuse_input(self, msg: Message) -> None:
+        # Nobody will answer this prompt; answer it with an empty line so the kernel does not
+        # block forever in input().
+        self.stdin_refused += 1
+        if self.nursery is not None and not self.closed:
+            self.nursery.start_soon(self.send_input_reply, msg, "")
+
+    async def send_input_reply(self, request: Message, value: str) -> None:
+        # The protocol's content is {"value": ...}; "status" as well, like JupyterLab's
+        # replies, because some kernels (async-kernel) read it as they would any reply's.
+        reply = self.session.message(
+            "input_reply", {"status": "ok", "value": value}, parent=request, channel="stdin"
+        )
+        try:
+            await self.channels.stdin.send(reply)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    async def watch_heartbeat(self) -> None:
+        ch: Any = self.channels
+        heartbeat = getattr(ch, "heartbeat", None)
+        wait_unresponsive = getattr(ch, "wait_unresponsive", None) or getattr(
+            heartbeat, "wait_unresponsive", None
+        )
+        wait_responsive = (
+            getattr(ch, "wait_responsive", None)
+            or getattr(ch, "wait_alive", None)
+            or getattr(heartbeat, "wait_alive", None)
+        )
+        if wait_unresponsive is None:
+            return
+        monitor: Any = heartbeat
+        try:
+            while True:
+                got = await wait_unresponsive()
+                if isinstance(got, KernelDied):
+                    died = got
+                else:
+                    reason = getattr(ch, "unresponsive_reason", None)
+                    died = KernelDied(
+                        reason
+                        if isinstance(reason, str) and reason
+                        else "the kernel stopped answering heartbeats"
+                    )
+                self.unresponsive = died
+                # Set for every heartbeat verdict (not for a reported death): check_usable
+                # tells the two apart.
+                self.heartbeat_recovered = (
+                    (lambda: monitor.state == "alive")
+                    if isinstance(getattr(monitor, "state", None), str)
+                    else (lambda: False)
+                )
+                self.fail(died, probes=False)
+                if wait_responsive is None:
+                    return
+                await wait_responsive()
+                self.unresponsive = None
+                self.heartbeat_recovered = None
+        except (trio.ClosedResourceError, RuntimeError):
+            return  # the channels closed, or heartbeat monitoring is off
+
+    def rejected(self, channel: str, parent_id: str | None, error: RemoteProtocolError) -> None:
+        """Channels callback: a message was rejected for its signature.
+
+        Before the kernel's first valid message, the kernel most likely signs with another
+        key or scheme: every unanswered request fails, and later calls fail at once, with
+        :class:`SignatureMismatch` until a valid message arrives. Afterwards only the
+        unanswered request the message claims to answer fails. Either way a forger gains
+        nothing it could not do by withholding the answer (see SECURITY.md).
+        """
+        if self.closed:
+            return
+        mismatch = SignatureMismatch(channel, error.reason)
+        if not self.verified:
+            self.missigned = mismatch
+            for req in {id(r): r for r in self.tracker}.values():
+                if not req.replied:
+                    req.fail(mismatch)
+            return
+        owner = self.tracker.owner(parent_id) if parent_id is not None else None
+        if owner is not None and not owner.replied:
+            owner.fail(mismatch)
+
+    # Listener protocol of channels that report trouble by callback (remote channels).
+
+    def connection_lost(self, error: BaseException) -> None:
+        """Channels callback: the connection dropped; pending requests fail with ``error``."""
+        self.fail(error)
+
+    def kernel_restarted(self, reason: str) -> None:
+        """Channels callback: the kernel was restarted; pending requests fail."""
+        self.forget_iopub_live()
+        self.fail(KernelDied(reason))
+
+    def kernel_died(self, error: KernelDied) -> None:
+        """Channels callback: the kernel is gone; pending and later requests fail."""
+        self.unresponsive = error
+        self.heartbeat_recovered = None  # gone for good: a heartbeat does not bring it back
+        self.fail(error)
+
+    def new_process(self) -> None:
+        """A new kernel process is about to start (a launcher's restart): forget the reported
+        death of the previous one, and that IOPub was live. A heartbeat verdict stands until
+        the heartbeat (or a message) says otherwise, but no longer fails readiness probes."""
+        if self.heartbeat_recovered is None:
+            self.unresponsive = None
+        self.starting = True
+        self.forget_iopub_live()
+
+    def forget_iopub_live(self) -> None:
+        """A new kernel process will need a new IOPub subscription: probe again before the
+        next request whose outputs matter."""
+        if self.iopub_event.is_set():
+            self.iopub_event = trio.Event()
+        self.trust_channels_ready = False
+
+    # -- sending ------------------------------------------------------------------------
+
+    def check_open(self) -> None:
+        """Raise if the client is closed, or its channels can never reach the kernel."""
+        if self.closed:
+            raise trio.ClosedResourceError("the client is closed")
+        if self.unreachable is not None:
+            raise ConnectionInfoError(str(self.unreachable))
+        missigned = self.missigned
+        if missigned is not None:
+            raise SignatureMismatch(missigned.channel, missigned.rejected_reason)
+
+    def check_usable(self, *, probing: bool = False) -> None:
+        """Raise if no request can succeed now: the client is closed, or the kernel is known
+        to be dead (reported by a launcher or the channels, or declared by the heartbeat and
+        not alive again). Every path that sends to the kernel or waits on it starts here, so
+        a death known before the call fails the call at once, with the same error.
+
+        ``probing``: the call is a readiness probe; while a new process starts
+        (:meth:`new_process`), heartbeat silence does not count (a reported death does).
+        """
+        self.check_open()
+        died = self.unresponsive
+        if died is None:
+            # The heartbeat's verdict counts from the moment it is given, not only once the
+            # watcher task has run.
+            monitor: Any = getattr(self.channels, "heartbeat", None)
+            verdict = getattr(monitor, "died", None)
+            if not isinstance(verdict, KernelDied):
+                return
+            died = self.unresponsive = verdict
+            self.heartbeat_recovered = lambda: monitor.state == "alive"
+        recovered = self.heartbeat_recovered
+        if recovered is not None:
+            if recovered():
+                self.unresponsive = self.heartbeat_recovered = None
+                return
+            if probing and self.starting:
+                return
+        raise KernelDied(died.reason)
+
+    async def send(self, msg: Message) -> None:
+        channel = msg.channel
+        if channel == "shell":
+            await self.channels.shell.send(msg)
+        elif channel == "control":
+            await self.channels.control.send(msg)
+        elif channel == "stdin":
+            await self.channels.stdin.send(msg)
+        else:
+            raise LocalProtocolError(
+                f"cannot send {msg.msg_type} on channel {channel!r}: a client sends on "
+                "'shell', 'control' or 'stdin'"
+            )
+
+    @asynccontextmanager
+    async def in_flight(self, msg: Message, req: _Request | None = None) -> AsyncIterator[_Request]:
+        """Track ``msg`` (as ``req``, default a plain request), send it, and stop tracking
+        it when the block exits."""
+        self.check_usable()
+        if req is None:
+            req = _Request(msg)
+        self.tracker.register(msg.msg_id, req)
+        try:
+            await self.send(msg)
+            yield req
+        finally:
+            self.finish((msg.msg_id,), req)
+
+    async def wait_reply(self, req: _Request) -> Message:
+        while True:
+            msg = await req.inbox.receive()
+            if msg.channel in ("shell", "control"):
+                req.replied = True
+                return msg
+            if msg.channel == "stdin" and msg.msg_type == "input_request":
+                # Only executions have stdin handlers.
+                self.stdin_refused += 1
+                await self.send_input_reply(msg, "")
+
+    async def probe_ready(self, *, survive_heartbeat: bool) -> KernelInfo:
+        # A death known now fails the call now; one declared by the heartbeat while waiting
+        # fails it only without survive_heartbeat (see _Request.probe).
+        self.check_usable(probing=survive_heartbeat)
+        probe = _Request(None, probe=survive_heartbeat)
+        sent: list[str] = []
+        interval = 0.05
+        reply: Message | None = None
+        # Control answers even while the shell runs a long cell (a late joiner), and its
+        # probes make the kernel publish status on IOPub too: ask there first, and on both
+        # channels from the second round on unless control has answered (kernels that serve
+        # kernel_info only on shell; late replies of probes are dropped quietly).
+        channels: tuple[ChannelName, ...] = ("control",)
+        control_answered = False
+        try:
+            while True:
+                if reply is None or not self.iopub_live:
+                    self.check_open()
+                    for channel in channels:
+                        msg = self.session.message("kernel_info_request", {}, channel=channel)
+                        self.tracker.register(msg.msg_id, probe)
+                        sent.append(msg.msg_id)
+                        await self.send(msg)
+                with trio.move_on_after(interval):
+                    while True:
+                        # IOPub may come alive through a message that is not routed to the
+                        # probe (iopub_welcome after the last reply): check before waiting.
+                        if reply is not None and self.iopub_live:
+                            info = KernelInfo(reply)
+                            self.unresponsive = self.heartbeat_recovered = None
+                            self.starting = False
+                            return info
+                        got = await probe.inbox.receive()
+                        if got.msg_type != "kernel_info_reply":
+                            continue
+                        if got.channel == "shell":
+                            reply = got
+                        elif got.channel == "control" and got.content.get("status") == "ok":
+                            # (a kernel that does not serve kernel_info on control may
+                            # answer with an error: not a kernel info)
+                            reply = got
+                            control_answered = True
+                interval = min(interval * 2, 1.0)
+                channels = ("control",) if control_answered else ("shell", "control")
+        finally:
+            self.finish(sent, probe, quiet=True)
+
+    @property
+    def iopub_live(self) -> bool:
+        """Whether IOPub is known to deliver (see :attr:`KernelClient.iopub_live`)."""
+        return self.iopub_event.is_set() or (
+            self.trust_channels_ready and getattr(self.channels, "iopub_ready", False) is True
+        )
+
+    async def send_comm(
+        self,
+        msg_type: str,
+        content: Mapping[str, Any],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[_Buffer] = (),
+    ) -> None:
+        self.check_usable()
+        msg = self.session.message(
+            msg_type, content, metadata=metadata, buffers=buffers, channel="shell"
+        )
+        self.tracker.remember(msg.msg_id)
+        await self.send(msg)
+
+    def forget_comm(self, comm_id: str) -> None:
+        """Stop routing messages to the comm ``comm_id``."""
+        self.comms.pop(comm_id, None)
+
+    def release_comm(self, comm: Comm) -> None:
+        """A comm the kernel opened that nobody will receive (its accept queue overflowed or
+        was closed): stop routing to it, and keep what it got as unclaimed IOPub messages
+        (its ``comm_open`` first), like the messages of comms of no accepted target."""
+        if self.comms.get(comm.comm_id) is comm:
+            del self.comms[comm.comm_id]
+        self.unclaimed_iopub.put_nowait(comm.open_message)
+        for msg in comm._take_messages():
+            self.unclaimed_iopub.put_nowait(msg)
