@@ -388,7 +388,7 @@ class Channels:
         Set when a ZeroMQ handshake of shell, control or stdin fails on a socket that never
         completed one, in a way retrying will not fix: at the first failure that names a
         protocol or an authentication problem (a plain client and an encrypting kernel, or
-        the reverse), or after :data:`HANDSHAKE_ATTEMPTS` failures in a row without detail
+        the reverse), or after three failures in a row without detail
         (what libzmq reports when the kernel cannot decrypt our greeting: a wrong
         ``curve_publickey``). From then on every send, every receive once the messages
         already received are consumed, :meth:`wait_connected` and :meth:`wait_iopub_ready`

@@ -86,8 +86,8 @@ class Heartbeat:
 
     @property
     def died(self) -> KernelDied | None:
-        """While the kernel is declared unresponsive: the :class:`KernelDied` describing the
-        silence (what :meth:`wait_unresponsive` returns); otherwise ``None``."""
+        """The :class:`KernelDied` describing the silence while the kernel is declared
+        unresponsive (what :meth:`wait_unresponsive` returns); otherwise ``None``."""
         return self._died if self._state == "unresponsive" else None
 
     @property

@@ -85,13 +85,17 @@ class KernelClient:
         self.stdin_handler = stdin
         """The default stdin handler for :meth:`execute` (``None``: prompts are refused)."""
         self.unclaimed_replies: DroppingQueue[Message] = self._router.unclaimed_replies
-        """Replies (shell and control) that no request waits for: to requests sent with
-        :meth:`send`, or that arrived after their caller gave up, or duplicates. Bounded:
-        when full the oldest is dropped and counted (:meth:`statistics`)."""
+        """Replies (shell and control) that no request waits for.
+
+        Replies to requests sent with :meth:`send`, or that arrived after their caller gave
+        up, or duplicates. Bounded: when full the oldest is dropped and counted
+        (:meth:`statistics`)."""
         self.unclaimed_iopub: DroppingQueue[Message] = self._router.unclaimed_iopub
-        """IOPub messages that belong to no request of this client: other clients' work,
-        broadcasts (``iopub_welcome``, ``starting``), outputs that arrived after their
-        request returned. Bounded: when full the oldest is dropped and counted."""
+        """IOPub messages that belong to no request of this client.
+
+        Other clients' work, broadcasts (``iopub_welcome``, ``starting``), outputs that
+        arrived after their request returned. Bounded: when full the oldest is dropped and
+        counted."""
         self._debug_seq = 0
         self.kernel_info_cache: KernelInfo | None = None
         """The last :class:`KernelInfo` received (by :meth:`wait_for_ready` or
@@ -763,8 +767,8 @@ class KernelClient:
 
     @property
     def iopub_live(self) -> bool:
-        """Whether IOPub is known to deliver: a message has arrived on it (the subscription
-        is established), here or in the channels' own readiness check."""
+        """Whether IOPub is known to deliver, that is a message has arrived on it (the
+        subscription is established), here or in the channels' own readiness check."""
         return self._router.iopub_live
 
     # -- IOPub subscriptions ------------------------------------------------------------

@@ -49,7 +49,7 @@ class InputRequest:
 
 #: A stdin handler: called with the :class:`InputRequest`, returns the line typed (a ``str``)
 #: directly or as an awaitable (an ``async def`` handler).
-StdinHandler: TypeAlias = Callable[[InputRequest], "str | Awaitable[str]"]
+StdinHandler: TypeAlias = Callable[[InputRequest], str | Awaitable[str]]
 
 
 class _Request:

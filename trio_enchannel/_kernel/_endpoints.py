@@ -137,7 +137,7 @@ class KernelEndpoint(trio.abc.Channel[Message]):
 
     @property
     def name(self) -> RouterChannel:
-        """The channel's name: ``"shell"``, ``"control"`` or ``"stdin"``."""
+        """The channel's name, ``"shell"``, ``"control"`` or ``"stdin"``."""
         return self._name
 
     def statistics(self) -> ChannelStatistics:

@@ -275,7 +275,7 @@ class RemoteChannels:
 
     @property
     def subprotocol(self) -> str | None:
-        """The websocket framing in use: ``"v1.kernel.websocket.jupyter.org"``, or ``None``
+        """The websocket framing in use (``"v1.kernel.websocket.jupyter.org"``), or ``None``
         for the legacy JSON framing."""
         return self._link.subprotocol
 
@@ -330,7 +330,7 @@ class RemoteChannels:
 
     @property
     def iopub_ready(self) -> bool:
-        """Whether IOPub messages flow: always, once connected (see
+        """Whether IOPub messages flow, which they always do once connected (see
         :meth:`wait_iopub_ready`)."""
         return self._link.connections > 0
 

@@ -580,7 +580,9 @@ class Session:
         key: the HMAC key (``key`` in a connection file). Empty means unsigned messages.
         signature_scheme: ``"hmac-<hashlib name>"``; default ``"hmac-sha256"``.
         session_id: the id put in every header's ``session``; random by default.
-        username: the header's ``username``; defaults to :func:`default_username`.
+        username: the header's ``username``; defaults to the first set variable among
+            ``LOGNAME``, ``USER``, ``LNAME`` and ``USERNAME``, else ``"username"`` (as
+            jupyter_client does).
         protocol_version: the header's ``version``; default ``"5.5"``.
         replay_history: how many accepted signatures to remember (oldest forgotten first).
 

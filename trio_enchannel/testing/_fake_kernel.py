@@ -172,7 +172,7 @@ class FakeKernel:
 
     @property
     def connection_info(self) -> ConnectionInfo:
-        """Where the fake kernel listens, with its key: give it to the code under test.
+        """Where the fake kernel listens, and its key; give it to the code under test.
 
         Raises:
             RuntimeError: the fake kernel was not started.
