@@ -2,7 +2,7 @@
 
 The command runs one Trio program: a task watches SIGINT (the first Ctrl-C interrupts the
 kernel, the second cancels the work so that :func:`open_kernel` shuts the kernel down), and the
-job streams the execution's messages to a :class:`~._cli_render.Renderer` as they arrive.
+job streams the execution's messages to a :class:`~._render.Renderer` as they arrive.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The ZeroMQ adapter: Trio-native, non-blocking ZeroMQ sockets.
 
-This is the only module of trio-enchannel that imports :mod:`zmq`. It follows the rule in
-``zmq-in-trio.md``:
+This is the only module of trio-enchannel that imports :mod:`zmq`. It follows the rule for
+waiting on a ZeroMQ socket in Trio (the descriptor is shared by both directions and
+edge-triggered, and any libzmq call may consume its edge):
 
 * every libzmq call is non-blocking (``zmq.NOBLOCK``); ``zmq.Again`` means "wait";
 * exactly one task at a time waits on a socket's file descriptor; other tasks that need to
@@ -207,7 +208,7 @@ class TrioSocket:
         self._linger = linger
         self._closed = False
         self._zero_copy_threshold = zero_copy_threshold
-        # The task waiting on the descriptor: its cancel scope and the events it wants.
+        # Whether a task waits on the descriptor, and the events it waits for.
         self._fd_waiting = False  # a task waits on the descriptor (wait_readable)
         self._fd_mask = 0
         # Other tasks waiting for a receivable / sendable socket.
@@ -329,15 +330,6 @@ class TrioSocket:
             trio.BrokenResourceError: this is not a SUB socket.
         """
         self.set_option("SUBSCRIBE", topic)
-
-    def unsubscribe(self, topic: bytes = b"") -> None:
-        """Remove a subscription made with :meth:`subscribe`.
-
-        Raises:
-            trio.ClosedResourceError: the socket is closed.
-            trio.BrokenResourceError: this is not a SUB socket.
-        """
-        self.set_option("UNSUBSCRIBE", topic)
 
     def connect(self, url: str) -> None:
         """Connect to ``url`` (``tcp://host:port`` or ``ipc://path``); does not wait.

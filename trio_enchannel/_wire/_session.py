@@ -308,7 +308,6 @@ def _reject_constant(name: str) -> Any:
 
 
 _decoder = json.JSONDecoder(parse_constant=_reject_constant)
-_PARTS = ("header", "parent_header", "metadata", "content")
 
 
 def _decode_part(raw: _Buffer, part: str, repaired: list[str] | None = None) -> dict[str, Any]:
