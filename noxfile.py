@@ -7,6 +7,9 @@ proves that the project's own files declare every dependency.
 from __future__ import annotations
 
 import os
+import re
+import shlex
+from pathlib import Path
 
 import nox
 
@@ -87,6 +90,44 @@ def docs(session: nox.Session) -> None:
     session.run(
         "sphinx-build", "-n", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html"
     )
+
+
+@nox.session(python=PYTHON, reuse_venv=False)
+def docs_examples(session: nox.Session) -> None:
+    """Every example of the docs, in a fresh virtualenv holding only what the docs install.
+
+    The environment gets exactly the union of the docs' and the README's ``python3 -m pip
+    install`` commands, nothing from the test extras, so an example that needs a package the
+    docs never mention fails here. The examples are tests/test_docs.py's, run without the test
+    suite's conftest.py (its fixtures need the test extras).
+    """
+    session.install("--upgrade", "pip")
+    session.install(*_documented_installs())
+    args = session.posargs or ["-q", "-p", "no:cacheprovider"]
+    session.run("python", "-m", "pytest", "--noconftest", *args, "tests/test_docs.py")
+
+
+_PIP_INSTALL = re.compile(r"^\s*\$ python3? -m pip install (.+)$", re.MULTILINE)
+
+
+def _documented_installs() -> list[str]:
+    """What the docs say to install: every ``$ python3 -m pip install`` of the docs' pages and
+    the README, this checkout's extras merged into one requirement."""
+    extras: set[str] = set()
+    others: set[str] = set()
+    pages = [Path("README.md"), *sorted(Path("docs").rglob("*.rst"))]
+    for page in pages:
+        if "_build" in page.parts:
+            continue
+        for match in _PIP_INSTALL.finditer(page.read_text(encoding="utf-8")):
+            for word in shlex.split(match.group(1).split("&&")[0]):
+                if word.startswith("-"):
+                    continue
+                if m := re.fullmatch(r"\.(?:\[([\w,-]+)\])?", word):
+                    extras.update(e for e in (m.group(1) or "").split(",") if e)
+                else:
+                    others.add(word)
+    return [f".[{','.join(sorted(extras))}]", *sorted(others)]
 
 
 @nox.session(python=PYTHON)

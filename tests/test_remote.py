@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import sys
 from collections.abc import Iterator
 from functools import partial
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 
+from tests._polling import poll_until
 from trio_enchannel import KernelDied, LocalProtocolError, NoSuchKernel
 from trio_enchannel._client._client import InputRequest
 from trio_enchannel._remote._channels import open_remote_channels
@@ -23,6 +25,7 @@ from trio_enchannel._remote._rest import normalize_server_url, open_remote_serve
 from trio_enchannel._wire._framing import V1_SUBPROTOCOL
 from trio_enchannel.testing._jupyter_server import (
     LocalServer,
+    LocalServerError,
     free_port,
     start_local_server,
     wait_until_ready,
@@ -38,6 +41,36 @@ def _serve(**kwargs: object) -> Iterator[LocalServer]:
         yield server
     finally:
         server.stop()
+
+
+async def test_a_server_that_does_not_answer_fails_with_its_output() -> None:
+    # A server that cannot start (here: one that only complains) must say why, not just time
+    # out: the docs' examples failed after 60 s with a bare TooSlowError when jupyter_server
+    # was missing.
+    complaint = "no module named jupyter_server (pretend)"
+    command = [
+        sys.executable,
+        "-c",
+        f"import sys, time; print({complaint!r}, file=sys.stderr, flush=True); time.sleep(60)",
+    ]
+    server = start_local_server(command=command)
+    try:
+        with trio.fail_after(30):  # an external process's output file: no event to wait on
+            await poll_until(lambda: complaint in server.log_tail(), interval=0.05)
+        with pytest.raises(trio.TooSlowError, match=r"(?s)did not answer.*no module named"):
+            await wait_until_ready(server, startup_timeout=0.2)
+    finally:
+        server.stop(grace=1.0)
+
+
+async def test_a_server_that_exits_fails_at_once_with_its_output() -> None:
+    command = [sys.executable, "-c", "import sys; sys.exit('cannot start (pretend)')"]
+    server = start_local_server(command=command)
+    try:
+        with pytest.raises(LocalServerError, match=r"(?s)exited with status 1.*cannot start"):
+            await wait_until_ready(server, startup_timeout=60)
+    finally:
+        server.stop(grace=1.0)
 
 
 @pytest.fixture(scope="session")

@@ -211,13 +211,14 @@ async def wait_until_ready(
 
     Raises:
         LocalServerError: the server exited first (the message has its log tail).
-        trio.TooSlowError: it did not answer within ``startup_timeout`` seconds.
+        trio.TooSlowError: it did not answer within ``startup_timeout`` seconds (the message
+            has its log tail: its stdout and stderr so far).
     """
     headers = {"Authorization": f"token {server.token}"}
     url = server.url + "api/kernelspecs"
     verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
     async with httpx.AsyncClient(timeout=5.0, verify=verify) as http:
-        with trio.fail_after(startup_timeout):
+        with trio.move_on_after(startup_timeout):
             while True:
                 if server.process.poll() is not None:
                     raise LocalServerError(
@@ -232,6 +233,10 @@ async def wait_until_ready(
                     if response.status_code == 200:
                         return
                 await trio.sleep(0.05)  # polling an external process coming up
+    raise trio.TooSlowError(
+        f"{server.kind} did not answer within {startup_timeout:g} s; its output so far:\n"
+        f"{server.log_tail()}"
+    )
 
 
 @contextlib.asynccontextmanager
@@ -263,8 +268,9 @@ async def open_local_server(
         port: the port to listen on (a free one by default).
 
     Raises:
-        LocalServerError: the server exited during startup.
-        trio.TooSlowError: it did not answer within ``startup_timeout``.
+        LocalServerError: the server exited during startup (the message has its log tail).
+        trio.TooSlowError: it did not answer within ``startup_timeout`` (the message has its
+            log tail).
     """
     server = await trio.to_thread.run_sync(
         lambda: start_local_server(
