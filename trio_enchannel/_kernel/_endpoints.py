@@ -107,7 +107,9 @@ class _Counters:
 
 
 class KernelEndpoint(trio.abc.Channel[Message]):
-    """The kernel end of a shell, control or stdin channel.
+    """The kernel end of a shell, control or stdin channel; reachable as
+    :attr:`KernelChannels.shell`, :attr:`~KernelChannels.control` and
+    :attr:`~KernelChannels.stdin`.
 
     :meth:`receive` yields the clients' requests (with :attr:`Message.identities` set to the
     sender's routing identities and :attr:`Message.channel` to this channel); :meth:`send`
@@ -228,7 +230,8 @@ class KernelEndpoint(trio.abc.Channel[Message]):
 
 
 class IOPubPublisher(trio.abc.SendChannel[Message]):
-    """The kernel end of IOPub: broadcasts messages to every subscribed client.
+    """The kernel end of IOPub, reachable as :attr:`KernelChannels.iopub`: broadcasts messages
+    to every subscribed client.
 
     Each message is sent under a topic (the frames before the delimiter): its
     :attr:`~Message.identities` when set, else ``kernel.<session id>.<msg_type>``. Like every

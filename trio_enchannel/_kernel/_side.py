@@ -77,7 +77,9 @@ class KernelChannels:
         connection_info: where the sockets are bound (ports chosen by the system are filled
             in) and the key; hand it to clients, e.g. with :func:`write_connection_file`.
         session: the kernel's :class:`Session`; build every outgoing message with it.
-        shell, control, stdin: :class:`KernelEndpoint` of each ROUTER channel.
+        shell: the :class:`KernelEndpoint` of shell (a ROUTER socket).
+        control: the :class:`KernelEndpoint` of control (a ROUTER socket).
+        stdin: the :class:`KernelEndpoint` of stdin (a ROUTER socket).
         iopub: the :class:`IOPubPublisher`.
     """
 

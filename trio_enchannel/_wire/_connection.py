@@ -133,8 +133,12 @@ class ConnectionInfo:
     never shown in the repr.
 
     Attributes:
-        shell_port, iopub_port, stdin_port, control_port, hb_port: the five ports (for the
-            ``ipc`` transport, small integers that suffix the path).
+        shell_port: the shell port (for the ``ipc`` transport, as for every port, a small
+            integer that suffixes the path).
+        iopub_port: the IOPub port.
+        stdin_port: the stdin port.
+        control_port: the control port.
+        hb_port: the heartbeat port.
         ip: the address (``tcp``) or path prefix (``ipc``); ``*`` means all interfaces.
         key: the HMAC signing key (empty: unsigned).
         transport: ``"tcp"`` or ``"ipc"``.
