@@ -531,7 +531,7 @@ def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
 ) -> None:
     from trio_enchannel import open_client
     from trio_enchannel._cli._main import main
-    from trio_enchannel._launch import _launcher
+    from trio_enchannel._launch import _open
 
     from .test_client_routing import CountingIOPub, memory_pair
 
@@ -559,7 +559,7 @@ def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
             yield client
             nursery.cancel_scope.cancel()
 
-    monkeypatch.setattr(_launcher, "open_kernel", kernel_that_loses_output)
+    monkeypatch.setattr(_open, "open_kernel", kernel_that_loses_output)
     _notebook(tmp_path / "nb.ipynb", ["'lossy'", "'fine'"])
     status = main(["run", str(tmp_path / "nb.ipynb"), "-o", str(tmp_path / "out.ipynb")])
     err = capsys.readouterr().err

@@ -32,15 +32,12 @@ from trio_enchannel._errors import (
     KernelStartupError,
 )
 from trio_enchannel._io._zmq import zmq_context
-from trio_enchannel._launch import _launcher
+from trio_enchannel._launch import _kernel, _process
+from trio_enchannel._launch._argv import kernel_argv, kernel_env
+from trio_enchannel._launch._kernel import Kernel
 from trio_enchannel._launch._kernelspec import KernelSpec, get_kernel_spec
-from trio_enchannel._launch._launcher import (
-    Kernel,
-    describe_exit,
-    kernel_argv,
-    kernel_env,
-    open_kernel,
-)
+from trio_enchannel._launch._open import open_kernel
+from trio_enchannel._launch._process import describe_exit
 
 # A stand-in kernel for process-level tests: it reads its connection file, listens where the
 # file says (a plain socket is enough for connect=False readiness), reports what it saw, and
@@ -880,7 +877,7 @@ class PortThief:
         return await ORIGINAL_SPAWN(nursery, argv, **kwargs)
 
 
-ORIGINAL_SPAWN = _launcher._spawn
+ORIGINAL_SPAWN = _process.spawn
 ThiefFactory = Callable[..., PortThief]
 
 
@@ -893,7 +890,7 @@ def port_thief(no_leaks: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Thie
         port_name: str = "shell_port", attempts: Collection[int] = (1,), *, listen: bool = True
     ) -> PortThief:
         thief = PortThief(port_name, attempts, listen=listen)
-        monkeypatch.setattr(_launcher, "_spawn", thief.spawn)
+        monkeypatch.setattr(_kernel, "spawn", thief.spawn)
         thieves.append(thief)
         return thief
 

@@ -45,7 +45,7 @@ from ._render import Renderer, color_wanted
 
 if TYPE_CHECKING:  # without importing the launcher at startup
     from .._client._client import InputRequest
-    from .._launch._launcher import Kernel
+    from .._launch._kernel import Kernel
     from .._wire._connection import ConnectionInfo
     from .._wire._message import Message
 
@@ -164,7 +164,7 @@ async def open_cli_kernel(
     Raises:
         CommandError: the kernel is unknown or failed to start.
     """
-    from .._launch._launcher import open_kernel
+    from .._launch._open import open_kernel
 
     try:
         async with open_kernel(
