@@ -34,7 +34,8 @@ from .._errors import (
     OutputPathError,
     ParameterError,
 )
-from ._main import (
+from ._common import (
+    DEFAULT_KERNEL,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_KERNEL_DIED,
@@ -45,8 +46,7 @@ from ._main import (
     PROG,
     CommandError,
 )
-from ._render import Renderer
-from ._run import DEFAULT_KERNEL, make_renderer
+from ._render import Renderer, make_renderer
 
 if TYPE_CHECKING:
     from .._launch._kernel import Kernel
