@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import subprocess
 import sys
 import textwrap
-from types import ModuleType
+from pathlib import Path
+from types import FunctionType, ModuleType
 
 import pytest
 
 import trio_enchannel
 import trio_enchannel.testing
 
-PUBLIC_MODULES = ["trio_enchannel", "trio_enchannel.testing", "trio_enchannel._remote"]
+PUBLIC_MODULES = ["trio_enchannel", "trio_enchannel.testing"]
 
 
 def _run_fresh(code: str) -> str:
@@ -71,7 +73,7 @@ def test_public_names_are_the_objects_their_private_modules_define() -> None:
     assert (
         trio_enchannel.Session is importlib.import_module("trio_enchannel._wire._session").Session
     )
-    remote = importlib.import_module("trio_enchannel._remote")
+    remote = importlib.import_module("trio_enchannel._remote._kernel")
     assert trio_enchannel.RemoteKernel is remote.RemoteKernel
     assert (
         trio_enchannel.testing.FakeKernel
@@ -102,3 +104,52 @@ def test_an_unknown_name_raises_attribute_error(module_name: str) -> None:
 def test_version_is_eager() -> None:
     assert "__version__" in vars(trio_enchannel)
     assert isinstance(trio_enchannel.__version__, str)
+
+
+def _type_checked_imports(module: ModuleType) -> dict[str, list[str]]:
+    """The ``if TYPE_CHECKING:`` re-exports of a package: module -> names, in order."""
+    tree = ast.parse(Path(module.__file__ or "").read_text(encoding="utf-8"))
+    blocks = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+    ]
+    assert len(blocks) == 1
+    imports: dict[str, list[str]] = {}
+    for statement in blocks[0].body:
+        assert isinstance(statement, ast.ImportFrom), ast.unparse(statement)
+        for alias in statement.names:
+            # "X as X" is what makes a name public for mypy --strict (no implicit re-export)
+            assert alias.asname == alias.name, ast.unparse(statement)
+            key = "." * statement.level + (statement.module or "")
+            imports.setdefault(key, []).append(alias.name)
+    return imports
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_type_checkers_see_exactly_the_exported_names(module_name: str) -> None:
+    # _EXPORTS is the list; the TYPE_CHECKING block repeats it for mypy and IDEs, which
+    # cannot read a table. Paste the block below when they differ.
+    module = importlib.import_module(module_name)
+    exports: dict[str, tuple[str, ...]] = module._EXPORTS
+    expected = "\n".join(
+        f"    from {source} import {name} as {name}"
+        for source, names in exports.items()
+        for name in names
+    )
+    seen = _type_checked_imports(module)
+    assert {k: sorted(v) for k, v in seen.items()} == {k: sorted(v) for k, v in exports.items()}, (
+        f"the TYPE_CHECKING block of {module_name} should be:\n{expected}"
+    )
+    assert sorted(module.__all__) == sorted(n for names in exports.values() for n in names)
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_public_classes_and_functions_name_their_public_module(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    for name in module.__all__:
+        value = getattr(module, name)
+        if isinstance(value, (type, FunctionType)):
+            assert (value.__module__, value.__qualname__) == (module_name, name)

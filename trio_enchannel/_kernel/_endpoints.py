@@ -11,6 +11,7 @@ import trio
 
 from .._channels._channels import ChannelStatistics
 from .._errors import LocalProtocolError
+from .._io._errors import PeerNotConnected
 from .._io._zmq import TrioSocket
 from .._wire._message import CHANNEL_NAMES, ChannelName, Message
 from .._wire._session import Session
@@ -19,17 +20,12 @@ __all__ = [
     "IOPubPublisher",
     "KernelEndpoint",
     "KernelStatistics",
-    "PeerNotConnected",
     "RouterChannel",
 ]
 
 RouterChannel = Literal["shell", "control", "stdin"]
 
 _Frames = Sequence[bytes | bytearray | memoryview]
-
-
-class PeerNotConnected(trio.BrokenResourceError):
-    """No client with the message's routing identity is connected to this channel (yet)."""
 
 
 @attrs.frozen

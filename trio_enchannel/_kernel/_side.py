@@ -23,6 +23,7 @@ import trio
 
 from .._channels._channels import RejectedMessage, detach_error
 from .._errors import ConnectionInfoError, LocalProtocolError, RemoteProtocolError
+from .._io._errors import PeerNotConnected
 from .._io._zmq import TrioSocket
 from .._util import worth_logging
 from .._validate import (
@@ -42,7 +43,6 @@ from ._endpoints import (
     IOPubPublisher,
     KernelEndpoint,
     KernelStatistics,
-    PeerNotConnected,
     RouterChannel,
     _Counters,
 )

@@ -35,6 +35,7 @@ from .._errors import (
     MalformedMessage,
     RemoteProtocolError,
 )
+from .._io._errors import ConnectionLost
 from .._io._fanout import Fanout
 from .._io._inbox import Inbox
 from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
@@ -43,7 +44,6 @@ from .._validate import check_bool, check_choice, check_int, check_seconds
 from .._wire._framing import peek_channel
 from .._wire._message import CHANNEL_NAMES, ChannelName, Message
 from .._wire._session import Session
-from ._errors import ConnectionLost
 from ._link import KernelLink, LinkState, SubprotocolChoice
 from ._rest import RemoteServer, check_connection_options, check_kernel_id, open_remote_server
 

@@ -1,0 +1,153 @@
+"""The library's errors: one hierarchy, the standard categories mixed in, public names in
+tracebacks, and pickling with every attribute intact."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import subprocess
+import sys
+import textwrap
+import traceback
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_enchannel as te
+
+NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+# One instance of every public error, built as the library builds it.
+EXAMPLES: list[BaseException] = [
+    te.EnchannelError("base"),
+    te.LocalProtocolError("msg_id must be a non-empty string"),
+    te.RemoteProtocolError("bad", reason="custom"),
+    te.MalformedMessage("no delimiter", reason="missing_delimiter"),
+    te.UnsignedMessage("unsigned"),
+    te.InvalidSignature("invalid"),
+    te.DuplicateSignature("replayed"),
+    te.SignatureMismatch("shell", "invalid_signature"),
+    te.ConfigurationError("bad scheme"),
+    te.ConnectionInfoError("shell_port out of range"),
+    te.UsageError("rejects needs report_rejects=True"),
+    te.KernelDied("exit code 1"),
+    te.KernelError("ValueError", "boom", ["line 1", "line 2"]),
+    te.OutputsLost(3),
+    te.NoSuchKernel("nope", ["python3", "bash"]),
+    te.InvalidKernelSpec("invalid kernelspec 'k': argv is empty", path=Path("/k/kernel.json")),
+    te.KernelStartupError("did not start", stderr_tail="Traceback ..."),
+    te.EncryptionUnavailable("no curve"),
+    te.NotebookError("stopped", notebook=NOTEBOOK, cell_index=2),
+    te.CellExecutionError("NameError", "x", ["tb"], notebook=NOTEBOOK, cell_index=1),
+    te.CellTimeoutError(2.5, notebook=NOTEBOOK, cell_index=0, detail="interrupted"),
+    te.NotebookKernelDied("heartbeat lost", notebook=NOTEBOOK, cell_index=4),
+    te.ParameterError("bad name", name="1x"),
+    te.OutputPathError("no such directory", path="/nope/out.ipynb"),
+    te.ConnectionLost("the websocket dropped"),
+    te.PeerNotConnected("the client b'c' is not connected to stdin"),
+    te.RemoteServerError("refused", status_code=500, method="GET", url="http://h/api"),
+    te.RemoteAuthenticationError("403", status_code=403, method="POST", url="http://h/"),
+    te.RemoteKernelNotFound("no kernel k", kernel_id="k", status_code=404),
+]
+
+
+def _public_errors() -> set[type[BaseException]]:
+    values = (getattr(te, name) for name in te.__all__)
+    return {v for v in values if isinstance(v, type) and issubclass(v, BaseException)}
+
+
+def test_every_public_error_has_an_example() -> None:
+    assert {type(e) for e in EXAMPLES} == _public_errors()
+
+
+def test_every_public_error_is_an_enchannel_error() -> None:
+    assert all(issubclass(error, te.EnchannelError) for error in _public_errors())
+
+
+@pytest.mark.parametrize(
+    ("error", "category"),
+    [
+        (te.ConfigurationError, ValueError),
+        (te.LocalProtocolError, ValueError),
+        (te.InvalidKernelSpec, ValueError),
+        (te.NoSuchKernel, LookupError),
+        (te.UsageError, RuntimeError),
+        (te.ConnectionLost, trio.BrokenResourceError),
+        (te.PeerNotConnected, trio.BrokenResourceError),
+    ],
+)
+def test_errors_are_also_the_standard_category_callers_catch(
+    error: type[Exception], category: type[Exception]
+) -> None:
+    assert issubclass(error, category)
+
+
+def _attributes(error: BaseException) -> dict[str, object]:
+    return {"type": type(error), "str": str(error), "args": error.args, **vars(error)}
+
+
+@pytest.mark.parametrize("error", EXAMPLES, ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("protocol", [0, pickle.HIGHEST_PROTOCOL])
+def test_errors_pickle_with_their_message_and_attributes(
+    error: BaseException, protocol: int
+) -> None:
+    again = pickle.loads(pickle.dumps(error, protocol))
+    assert _attributes(again) == _attributes(error)
+    assert _attributes(copy.copy(error)) == _attributes(error)
+    assert _attributes(copy.deepcopy(error)) == _attributes(error)
+
+
+def test_an_error_pickles_with_its_notes_and_custom_attributes() -> None:
+    error = te.KernelDied("exit code 1")
+    error.__notes__ = ["while running cell 3"]  # type: ignore[attr-defined,unused-ignore]
+    error.custom = 5  # type: ignore[attr-defined]
+    again = pickle.loads(pickle.dumps(error))
+    assert again.__notes__ == ["while running cell 3"]
+    assert again.custom == 5
+    assert str(again) == "kernel died: exit code 1"
+
+
+@pytest.mark.parametrize("error", EXAMPLES, ids=lambda e: type(e).__name__)
+def test_errors_show_their_public_name(error: BaseException) -> None:
+    assert type(error).__module__ == "trio_enchannel"
+    line = traceback.format_exception_only(type(error), error)[-1]
+    assert line.startswith(f"trio_enchannel.{type(error).__name__}: ")
+
+
+def test_an_error_raised_inside_shows_its_public_name_before_it_is_looked_up() -> None:
+    # The caller never touched trio_enchannel.KernelDied: the module that raises it imported
+    # it, and that is enough.
+    code = """
+        import pickle, sys
+        from trio_enchannel import Session
+        errors = sys.modules["trio_enchannel._errors"]
+        print(errors.MalformedMessage.__module__)
+        print(errors.KernelDied.__module__)
+        print(pickle.loads(pickle.dumps(errors.KernelDied("x"))).reason)
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert out.split() == ["trio_enchannel", "trio_enchannel", "x"]
+
+
+def test_an_error_pickled_in_one_process_unpickles_in_a_fresh_one() -> None:
+    data = pickle.dumps(te.NoSuchKernel("nope", ["python3"]))
+    code = """
+        import pickle, sys
+        error = pickle.loads(sys.stdin.buffer.read())
+        print(type(error).__module__, type(error).__name__, error.name, error.available)
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        input=data,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout.decode()
+    assert out.split() == ["trio_enchannel", "NoSuchKernel", "nope", "['python3']"]
