@@ -11,10 +11,13 @@ import textwrap
 import traceback
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
+import trio.testing
 
 import trio_enchannel as te
+from trio_enchannel.testing import FakeKernel, Gate
 
 NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
@@ -151,3 +154,121 @@ def test_an_error_pickled_in_one_process_unpickles_in_a_fresh_one() -> None:
         check=True,
     ).stdout.decode()
     assert out.split() == ["trio_enchannel", "NoSuchKernel", "nope", "['python3']"]
+
+
+# -- each error the library raises for its own reasons is one of its own --------------------
+# (a subclass of the standard category raised before, so `except ValueError` / `except
+# RuntimeError` still catches it)
+
+TIMEOUT = 20
+NOWHERE = te.ConnectionInfo(1, 2, 3, 4, 5, key="k")
+
+
+def test_a_malformed_header_is_a_malformed_message() -> None:
+    for data, key in (
+        ({"msg_type": "x"}, "msg_id"),
+        ({"msg_id": "1", "msg_type": ""}, "msg_type"),
+        ({"msg_id": "1", "msg_type": "x", "date": 5}, "date"),
+        ({"msg_id": "1", "msg_type": "x", "subshell_id": 5}, "subshell_id"),
+    ):
+        with pytest.raises(te.MalformedMessage, match=key) as caught:
+            te.Header.from_dict(data)
+        assert caught.value.reason == "bad_header"
+
+
+async def test_what_the_channels_were_opened_without_is_a_usage_error() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with te.open_channels(NOWHERE, heartbeat=False) as ch:
+            with pytest.raises(te.UsageError, match="report_rejects=True"):
+                _ = ch.rejects
+            with pytest.raises(te.UsageError, match="heartbeat=False"):
+                await ch.heartbeat.wait_alive()
+            with pytest.raises(te.UsageError, match="multiplexed=True"):
+                ch.multiplexed.receive_nowait()
+        async with te.open_channels(NOWHERE, heartbeat=False, multiplexed=True) as ch:
+            with pytest.raises(te.UsageError, match="multiplexed=True"):
+                await ch.shell.receive()
+
+
+async def test_kernel_side_misuse_is_typed() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with te.open_kernel_channels() as kc:
+            with pytest.raises(te.UsageError, match="report_rejects=True"):
+                _ = kc.rejects
+            with pytest.raises(te.LocalProtocolError, match="frame"):
+                await kc.shell.send_frames([])
+            # an input request to a client that is not there
+            request = kc.session.message("execute_request", {"code": ""}, channel="shell")
+            request = attrs.evolve(request, identities=(b"nobody",))
+            with pytest.raises(te.PeerNotConnected, match="nobody"):
+                await kc.input_request(request, "?", connect_grace=0)
+
+
+def test_a_fake_kernel_that_is_not_running_says_so() -> None:
+    with pytest.raises(te.UsageError, match="open_fake_kernel"):
+        _ = FakeKernel().connection_info
+
+
+async def test_client_misuse_is_typed(fake_kernel: FakeKernel) -> None:
+    gate = Gate()
+    fake_kernel.script("slow()", gate)
+    with trio.fail_after(TIMEOUT):
+        async with te.open_client(fake_kernel.connection_info) as client:
+            client.accept_comms("target")
+            with pytest.raises(te.ConfigurationError, match="target"):
+                client.accept_comms("target")
+            async with client.stream_execute("slow()") as run:
+                await gate.wait_reached()
+                with pytest.raises(te.UsageError, match="not finished"):
+                    _ = run.result
+                # the same message again while the first is in flight: nothing is sent
+                msg = client.session.message("kernel_info_request", channel="shell")
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(client.request, msg)
+                    await trio.testing.wait_all_tasks_blocked()
+                    sent = client.channels.statistics().shell.sent  # type: ignore[attr-defined]
+                    with pytest.raises(te.LocalProtocolError, match=msg.msg_id):
+                        await client.request(msg)
+                    assert client.channels.statistics().shell.sent == sent  # type: ignore[attr-defined]
+                    nursery.cancel_scope.cancel()
+                gate.open()
+                async for _ in run:
+                    pass
+
+
+def test_zmq_adapter_misuse_is_typed() -> None:
+    from trio_enchannel._io._zmq import TrioSocket, curve_public, has_curve
+
+    if has_curve():
+        with pytest.raises(te.ConfigurationError, match="Z85"):
+            curve_public("not a key")
+    sock = TrioSocket("DEALER", linger=0)
+    try:
+        monitor = sock.open_monitor()
+        with pytest.raises(te.UsageError, match="already monitored"):
+            sock.open_monitor()
+        monitor.close()
+        with pytest.raises(te.ConfigurationError, match="no_such_option"):
+            sock.set_option("no_such_option", 1)
+        with pytest.raises(te.ConfigurationError, match="no_such_option"):
+            sock.get_option("no_such_option")
+        with pytest.raises(te.LocalProtocolError, match="frame"):
+            sock.send_multipart_nowait([])
+    finally:
+        sock.close()
+
+
+async def test_remote_channels_without_rejects_say_so() -> None:
+    pytest.importorskip("trio_websocket")
+    from tests.test_remote_fake import KERNEL, TOKEN, FakeConnection, serving
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.answer_forever()
+
+    with trio.fail_after(TIMEOUT):
+        async with (
+            serving(script) as server,
+            te.open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+        ):
+            with pytest.raises(te.UsageError, match="report_rejects=True"):
+                _ = ch.rejects

@@ -172,7 +172,7 @@ class KernelEndpoint(trio.abc.Channel[Message]):
         The first frame(s) must be the routing identities of the target client.
 
         Raises:
-            ValueError: ``frames`` is empty.
+            LocalProtocolError: ``frames`` is empty.
             trio.BrokenResourceError: on stdin, no client with that identity is connected
                 (stdin refuses unroutable messages instead of dropping them silently).
             trio.ClosedResourceError: the endpoint or the kernel channels are closed.
@@ -267,7 +267,7 @@ class IOPubPublisher(trio.abc.SendChannel[Message]):
         """Publish raw frames as they are, bypassing the codec (for fault injection).
 
         Raises:
-            ValueError: ``frames`` is empty.
+            LocalProtocolError: ``frames`` is empty.
             trio.ClosedResourceError: the publisher or the kernel channels are closed.
             trio.BrokenResourceError: the socket failed.
         """

@@ -22,7 +22,7 @@ import attrs
 import trio
 
 from .._channels._channels import RejectedMessage, detach_error
-from .._errors import ConnectionInfoError, LocalProtocolError, RemoteProtocolError
+from .._errors import ConnectionInfoError, LocalProtocolError, RemoteProtocolError, UsageError
 from .._io._errors import PeerNotConnected
 from .._io._zmq import TrioSocket
 from .._util import worth_logging
@@ -143,10 +143,10 @@ class KernelChannels:
         further rejects are only counted (``statistics().rejects_unreported``).
 
         Raises:
-            RuntimeError: the channels were opened without ``report_rejects=True``.
+            UsageError: the channels were opened without ``report_rejects=True``.
         """
         if self._reject_receiver is None:
-            raise RuntimeError("rejects needs open_kernel_channels(..., report_rejects=True)")
+            raise UsageError("rejects needs open_kernel_channels(..., report_rejects=True)")
         return self._reject_receiver
 
     # -- state --------------------------------------------------------------------------

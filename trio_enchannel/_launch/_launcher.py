@@ -44,7 +44,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 import trio
 
-from .._errors import ConnectionInfoError, EncryptionUnavailable, KernelDied, KernelStartupError
+from .._errors import (
+    ConfigurationError,
+    ConnectionInfoError,
+    EncryptionUnavailable,
+    KernelDied,
+    KernelStartupError,
+    UsageError,
+)
 from .._util import unwrap_single
 from .._validate import (
     check_bool,
@@ -539,10 +546,10 @@ class Kernel:
         """The :class:`KernelClient` connected to this kernel (kept across restarts).
 
         Raises:
-            RuntimeError: the kernel was opened with ``connect=False``.
+            UsageError: the kernel was opened with ``connect=False``.
         """
         if self._client is None:
-            raise RuntimeError("this kernel was opened with connect=False: it has no client")
+            raise UsageError("this kernel was opened with connect=False: it has no client")
         return self._client
 
     @property
@@ -631,7 +638,7 @@ class Kernel:
 
         Raises:
             KernelDied: the kernel is not running.
-            RuntimeError: message mode on a kernel opened with ``connect=False``.
+            UsageError: message mode on a kernel opened with ``connect=False``.
         """
         await trio.lowlevel.checkpoint()
         inc = self._inc
@@ -990,7 +997,9 @@ def _encryption_keys(spec: KernelSpec, encryption: EncryptionMode) -> tuple[str,
     if encryption == "auto":
         return curve_keypair() if has_curve() and spec.supports_curve else None
     if encryption != "required":
-        raise ValueError(f"encryption must be 'off', 'auto' or 'required', got {encryption!r}")
+        raise ConfigurationError(
+            f"encryption must be 'off', 'auto' or 'required', got {encryption!r}"
+        )
     if not spec.supports_curve:
         declared = ", ".join(spec.supported_encryption) or "none"
         raise EncryptionUnavailable(

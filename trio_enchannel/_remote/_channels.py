@@ -34,6 +34,7 @@ from .._errors import (
     LocalProtocolError,
     MalformedMessage,
     RemoteProtocolError,
+    UsageError,
 )
 from .._io._errors import ConnectionLost
 from .._io._fanout import Fanout
@@ -217,10 +218,10 @@ class RemoteChannels:
         Opt-in: ``open_remote_channels(..., report_rejects=True)``.
 
         Raises:
-            RuntimeError: the channels were opened without ``report_rejects=True``.
+            UsageError: the channels were opened without ``report_rejects=True``.
         """
         if self._rejects_receive is None:
-            raise RuntimeError("ch.rejects needs open_remote_channels(..., report_rejects=True)")
+            raise UsageError("ch.rejects needs open_remote_channels(..., report_rejects=True)")
         return self._rejects_receive
 
     async def send(self, msg: Message) -> None:
