@@ -103,6 +103,28 @@ def _is_ours_and_private(module: str, package: str) -> bool:
     return root == package.partition(".")[0] and any(part.startswith("_") for part in parts)
 
 
+def _evaluate_annotations(cls: type) -> None:
+    """Evaluate the class's string annotations where they were written.
+
+    :func:`typing.get_type_hints` (and so attrs, Sphinx, ``inspect.get_annotations``) looks a
+    class's string annotations up in the module its ``__module__`` names: once that is the
+    package, the private names they use are not there. An annotation that cannot be evaluated
+    (a name imported for type checkers only) stays a string, as unresolvable as before.
+    """
+    # The class's own dict, changed in place (inspect.get_annotations returns a copy).
+    annotations = cls.__dict__.get("__annotations__")  # noqa: RUF063
+    if not isinstance(annotations, dict):
+        return
+    namespace = vars(sys.modules[cls.__module__])
+    class_namespace = dict(vars(cls))
+    for key, value in annotations.items():
+        if isinstance(value, str):
+            try:
+                annotations[key] = eval(value, namespace, class_namespace)
+            except Exception:  # left as it was
+                continue
+
+
 def lazy_exports(
     namespace: dict[str, Any],
     exports: Mapping[str, Sequence[str]],
@@ -146,6 +168,8 @@ def lazy_exports(
                     and value.__qualname__ == name
                     and _is_ours_and_private(value.__module__, package)
                 ):
+                    if isinstance(value, type):
+                        _evaluate_annotations(value)
                     value.__module__ = package
 
     def __getattr__(name: str) -> Any:
