@@ -173,8 +173,9 @@ class KernelEndpoint(trio.abc.Channel[Message]):
 
         Raises:
             LocalProtocolError: ``frames`` is empty.
-            trio.BrokenResourceError: on stdin, no client with that identity is connected
-                (stdin refuses unroutable messages instead of dropping them silently).
+            PeerNotConnected: on stdin, no client with that identity is connected (stdin
+                refuses unroutable messages instead of dropping them silently); a
+                :class:`trio.BrokenResourceError` too.
             trio.ClosedResourceError: the endpoint or the kernel channels are closed.
             trio.BrokenResourceError: the socket failed.
         """

@@ -390,8 +390,9 @@ class KernelChannels:
                 ``execute_request`` whose ``allow_stdin`` is false.
             RemoteProtocolError: the reply's ``value`` is not a string.
             trio.ClosedResourceError: the channels are closed.
-            trio.BrokenResourceError: the client's stdin was not connected within
-                ``connect_grace`` seconds, or the socket failed.
+            PeerNotConnected: the client's stdin was not connected within
+                ``connect_grace`` seconds (a :class:`trio.BrokenResourceError` too).
+            trio.BrokenResourceError: the socket failed.
             TypeError: an argument has the wrong type.
             ConfigurationError: ``connect_grace`` is not a number of seconds >= 0.
         """
