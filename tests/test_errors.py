@@ -56,7 +56,8 @@ EXAMPLES: list[BaseException] = [
 
 
 def _public_errors() -> set[type[BaseException]]:
-    values = (getattr(te, name) for name in te.__all__)
+    names: list[str] = vars(te)["__all__"]  # hidden from type checkers (see __init__)
+    values = (getattr(te, name) for name in names)
     return {v for v in values if isinstance(v, type) and issubclass(v, BaseException)}
 
 

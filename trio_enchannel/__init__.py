@@ -201,9 +201,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._wire._session": ("DELIMITER", "Session"),
 }
 
-__all__ = sorted(name for names in _EXPORTS.values() for name in names)
-
-if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error
+# Hidden from type checkers: a misspelt name is an error, and a star import gives them the
+# re-exports above (a computed __all__ would give them nothing).
+if not TYPE_CHECKING:
+    __all__ = sorted(name for names in _EXPORTS.values() for name in names)
     __getattr__, __dir__ = lazy_exports(
         globals(),
         _EXPORTS,

@@ -82,7 +82,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-__all__ = sorted(name for names in _EXPORTS.values() for name in names)
-
-if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error
+# Hidden from type checkers: a misspelt name is an error, and a star import gives them the
+# re-exports above (a computed __all__ would give them nothing).
+if not TYPE_CHECKING:
+    __all__ = sorted(name for names in _EXPORTS.values() for name in names)
     __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
