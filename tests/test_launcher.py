@@ -30,6 +30,7 @@ from trio_enchannel._errors import (
     KernelDied,
     KernelError,
     KernelStartupError,
+    UsageError,
 )
 from trio_enchannel._io._zmq import zmq_context
 from trio_enchannel._launch._argv import kernel_argv, kernel_env
@@ -248,6 +249,8 @@ async def test_fake_kernel_lifecycle(
             for tail in (kernel.stderr_tail, kernel.stdout_tail):
                 with pytest.raises(TypeError, match="max_lines"):
                     tail("3")  # type: ignore[arg-type]
+            with pytest.raises(UsageError, match="connect=False"):
+                _ = kernel.client
         assert not running(kernel)
         assert kernel.returncode == -signal.SIGTERM
         assert kernel.died is None

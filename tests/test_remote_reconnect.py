@@ -8,8 +8,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from trio_enchannel import KernelDied
-from trio_enchannel._remote._errors import ConnectionLost
+from trio_enchannel import ConnectionLost, KernelDied
 from trio_enchannel._remote._kernel import open_remote_kernel
 from trio_enchannel.testing._jupyter_server import LocalServer, start_local_server, wait_until_ready
 

@@ -30,6 +30,7 @@ from trio_enchannel import (
     ConnectionInfo,
     ConnectionInfoError,
     EnchannelError,
+    Heartbeat,
     KernelClient,
     KernelSpec,
     LocalProtocolError,
@@ -46,7 +47,7 @@ from trio_enchannel import (
     open_remote_server,
     write_connection_file,
 )
-from trio_enchannel.testing import FakeKernel, open_fake_kernel
+from trio_enchannel.testing import DelayReply, FakeKernel, open_fake_kernel
 
 TIMEOUT = 20
 
@@ -188,6 +189,7 @@ ENTRY_POINTS = (
         curve_client_keys=("a", "b"),
     ),
     bad(ConfigurationError, "linger", open_channels, NOWHERE, linger=NAN),
+    bad(ConfigurationError, "hb_interval", Heartbeat, interval=0, deadline=1, make_socket=list),
     # open_client
     bad(TypeError, "info_or_channels", open_client, 42),
     bad(TypeError, "stdin", open_client, NOWHERE, stdin="y"),
@@ -240,6 +242,7 @@ ENTRY_POINTS = (
     bad(TypeError, "kernel_info", open_fake_kernel, kernel_info=[]),
     bad(TypeError, "exit_on_shutdown", open_fake_kernel, exit_on_shutdown="no"),
     bad(ConnectionInfoError, "ip", open_fake_kernel, ip="not-an-ip"),
+    bad(ConfigurationError, "seconds", DelayReply, seconds=-1),
     # remote kernels: checked before any request
     bad(TypeError, "url", open_remote_server, 5),
     bad(ConfigurationError, "URL", open_remote_server, "ftp://example.invalid/"),

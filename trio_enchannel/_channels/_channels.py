@@ -27,6 +27,7 @@ from .._errors import (
     LocalProtocolError,
     MalformedMessage,
     RemoteProtocolError,
+    UsageError,
 )
 from .._io._fanout import Fanout
 from .._io._inbox import Inbox
@@ -209,10 +210,10 @@ class Channels:
         rejects are only counted (``statistics().rejects_unreported``); readers never wait.
 
         Raises:
-            RuntimeError: the channels were opened without ``report_rejects=True``.
+            UsageError: the channels were opened without ``report_rejects=True``.
         """
         if self._rejects_receive is None:
-            raise RuntimeError("ch.rejects needs open_channels(..., report_rejects=True)")
+            raise UsageError("ch.rejects needs open_channels(..., report_rejects=True)")
         return self._rejects_receive
 
     async def send(self, msg: Message) -> None:

@@ -8,7 +8,7 @@ from typing import Literal
 import attrs
 import trio
 
-from .._errors import KernelDied
+from .._errors import ConfigurationError, KernelDied, UsageError
 from .._io._zmq import TrioSocket
 
 __all__ = ["Heartbeat", "HeartbeatState", "HeartbeatStatistics"]
@@ -63,7 +63,7 @@ class Heartbeat:
         make_socket: Callable[[], TrioSocket] | None,
     ) -> None:
         if make_socket is not None and (interval <= 0 or deadline <= 0):
-            raise ValueError("hb_interval and hb_deadline must be positive")
+            raise ConfigurationError("hb_interval and hb_deadline must be positive")
         self._interval = interval
         self._deadline = deadline
         self._startup_deadline = deadline if startup_deadline is None else startup_deadline
@@ -147,10 +147,10 @@ class Heartbeat:
 
         Raises:
             trio.ClosedResourceError: the channels were closed while waiting.
-            RuntimeError: heartbeat monitoring is off.
+            UsageError: heartbeat monitoring is off.
         """
         if self._make_socket is None:
-            raise RuntimeError("heartbeat monitoring is off (open_channels(heartbeat=False))")
+            raise UsageError("heartbeat monitoring is off (open_channels(heartbeat=False))")
         await self._wait_for("alive")
 
     async def _wait_for(self, state: HeartbeatState) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 import trio
 
-from .._errors import RemoteProtocolError
+from .._errors import RemoteProtocolError, UsageError
 from .._io._fanout import Fanout, Subscription, SubscriptionOverflow
 from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE
 from .._io._zmq import Frame
@@ -276,7 +276,7 @@ class _Endpoint:
             raise trio.ClosedResourceError(f"the {self._name} channel was closed")
         receiver: _Receiving | None = self._owner._receivers.get(self._name)
         if receiver is None:
-            raise RuntimeError(
+            raise UsageError(
                 f"open_channels(multiplexed=True) delivers every message to ch.multiplexed; "
                 f"ch.{self._name} can only send"
             )
@@ -337,7 +337,7 @@ class MessageChannel(_Endpoint, trio.abc.Channel[Message]):
         Raises:
             trio.EndOfChannel: the channels are closed and every message was received.
             trio.ClosedResourceError: this channel was closed with :meth:`aclose`.
-            RuntimeError: the channels deliver to :attr:`Channels.multiplexed` instead.
+            UsageError: the channels deliver to :attr:`Channels.multiplexed` instead.
         """
         return await self._receiver().receive()
 
@@ -348,7 +348,7 @@ class MessageChannel(_Endpoint, trio.abc.Channel[Message]):
             trio.WouldBlock: no message is waiting.
             trio.EndOfChannel: the channels are closed and every message was received.
             trio.ClosedResourceError: this channel was closed with :meth:`aclose`.
-            RuntimeError: the channels deliver to :attr:`Channels.multiplexed` instead.
+            UsageError: the channels deliver to :attr:`Channels.multiplexed` instead.
         """
         return self._receiver().receive_nowait()
 
@@ -369,7 +369,7 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
         Raises:
             trio.EndOfChannel: the channels are closed and every message was received.
             trio.ClosedResourceError: this channel was closed with :meth:`aclose`.
-            RuntimeError: the channels deliver to :attr:`Channels.multiplexed` instead.
+            UsageError: the channels deliver to :attr:`Channels.multiplexed` instead.
         """
         return await self._receiver().receive()
 
@@ -380,7 +380,7 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
             trio.WouldBlock: no message is waiting.
             trio.EndOfChannel: the channels are closed and every message was received.
             trio.ClosedResourceError: this channel was closed with :meth:`aclose`.
-            RuntimeError: the channels deliver to :attr:`Channels.multiplexed` instead.
+            UsageError: the channels deliver to :attr:`Channels.multiplexed` instead.
         """
         return self._receiver().receive_nowait()
 
@@ -502,7 +502,7 @@ class MultiplexedChannel(trio.abc.Channel[Message]):
             raise trio.ClosedResourceError("the multiplexed channel was closed")
         receiver: _Receiving | None = self._owner._multiplexed_receiver
         if receiver is None:
-            raise RuntimeError(
+            raise UsageError(
                 "receiving from ch.multiplexed needs open_channels(..., multiplexed=True)"
             )
         return receiver
@@ -527,7 +527,7 @@ class MultiplexedChannel(trio.abc.Channel[Message]):
         Raises:
             trio.EndOfChannel: the channels are closed and every message was received.
             trio.ClosedResourceError: this view was closed with :meth:`aclose`.
-            RuntimeError: the channels were not opened with ``multiplexed=True``.
+            UsageError: the channels were not opened with ``multiplexed=True``.
         """
         return await self._receiver().receive()
 
@@ -538,7 +538,7 @@ class MultiplexedChannel(trio.abc.Channel[Message]):
             trio.WouldBlock: no message is waiting.
             trio.EndOfChannel: the channels are closed and every message was received.
             trio.ClosedResourceError: this view was closed with :meth:`aclose`.
-            RuntimeError: the channels were not opened with ``multiplexed=True``.
+            UsageError: the channels were not opened with ``multiplexed=True``.
         """
         return self._receiver().receive_nowait()
 

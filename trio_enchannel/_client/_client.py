@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import trio
 
-from .._errors import KernelDied, LocalProtocolError
+from .._errors import ConfigurationError, KernelDied, LocalProtocolError
 from .._io._fanout import Subscribable, Subscription, SubscriptionOverflow
 from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE
 from .._util import unwrap_single
@@ -868,7 +868,7 @@ class KernelClient:
         :attr:`unclaimed_iopub` too.
 
         Raises:
-            ValueError: ``target_name`` is already registered.
+            ConfigurationError: ``target_name`` is already registered.
         """
         check_str("target_name", target_name, nonempty=True, error=LocalProtocolError)
         check_int("max_buffer", max_buffer, at_least=1)
@@ -876,7 +876,7 @@ class KernelClient:
         targets = router.comm_targets
         existing = targets.get(target_name)
         if existing is not None and not existing.producer_closed:
-            raise ValueError(f"comm target {target_name!r} is already registered")
+            raise ConfigurationError(f"comm target {target_name!r} is already registered")
         queue = _TargetQueue(router, target_name, max_buffer)
         targets[target_name] = queue
         return queue

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeAlias
 import attrs
 import trio
 
+from .._errors import UsageError
 from .._util import BaseExceptionGroup
 from .._wire._message import Message
 from .._wire._outputs import OutputAccumulator
@@ -202,12 +203,12 @@ class Execution(trio.abc.ReceiveChannel[Message]):
         """The :class:`ExecuteResult`, once :attr:`done`.
 
         Raises:
-            RuntimeError: the execution has not finished yet.
+            UsageError: the execution has not finished yet.
         """
         if self._result is None:
             req = self._req
             if not req.done:
-                raise RuntimeError("the execution has not finished yet (iterate it first)")
+                raise UsageError("the execution has not finished yet (iterate it first)")
             assert req.reply is not None
             messages = req.messages if req.messages is not None else (req.reply,)
             self._result = ExecuteResult.build(

@@ -14,6 +14,8 @@ from typing import Generic, TypeVar
 
 import trio
 
+from .._errors import ConfigurationError
+
 __all__ = ["DroppingQueue"]
 
 T = TypeVar("T")
@@ -28,7 +30,7 @@ class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
 
     def __init__(self, max_size: float = math.inf) -> None:
         if max_size < 1:
-            raise ValueError("max_size must be at least 1")
+            raise ConfigurationError("max_size must be at least 1")
         self.max_size = max_size
         self._items: collections.deque[T] = collections.deque()
         self._lot = trio.lowlevel.ParkingLot()

@@ -11,6 +11,7 @@ import trio
 
 from .._channels._channels import ChannelStatistics
 from .._errors import LocalProtocolError
+from .._io._errors import PeerNotConnected
 from .._io._zmq import TrioSocket
 from .._wire._message import CHANNEL_NAMES, ChannelName, Message
 from .._wire._session import Session
@@ -19,17 +20,12 @@ __all__ = [
     "IOPubPublisher",
     "KernelEndpoint",
     "KernelStatistics",
-    "PeerNotConnected",
     "RouterChannel",
 ]
 
 RouterChannel = Literal["shell", "control", "stdin"]
 
 _Frames = Sequence[bytes | bytearray | memoryview]
-
-
-class PeerNotConnected(trio.BrokenResourceError):
-    """No client with the message's routing identity is connected to this channel (yet)."""
 
 
 @attrs.frozen
@@ -176,9 +172,10 @@ class KernelEndpoint(trio.abc.Channel[Message]):
         The first frame(s) must be the routing identities of the target client.
 
         Raises:
-            ValueError: ``frames`` is empty.
-            trio.BrokenResourceError: on stdin, no client with that identity is connected
-                (stdin refuses unroutable messages instead of dropping them silently).
+            LocalProtocolError: ``frames`` is empty.
+            PeerNotConnected: on stdin, no client with that identity is connected (stdin
+                refuses unroutable messages instead of dropping them silently); a
+                :class:`trio.BrokenResourceError` too.
             trio.ClosedResourceError: the endpoint or the kernel channels are closed.
             trio.BrokenResourceError: the socket failed.
         """
@@ -271,7 +268,7 @@ class IOPubPublisher(trio.abc.SendChannel[Message]):
         """Publish raw frames as they are, bypassing the codec (for fault injection).
 
         Raises:
-            ValueError: ``frames`` is empty.
+            LocalProtocolError: ``frames`` is empty.
             trio.ClosedResourceError: the publisher or the kernel channels are closed.
             trio.BrokenResourceError: the socket failed.
         """

@@ -22,7 +22,8 @@ import attrs
 import trio
 
 from .._channels._channels import RejectedMessage, detach_error
-from .._errors import ConnectionInfoError, LocalProtocolError, RemoteProtocolError
+from .._errors import ConnectionInfoError, LocalProtocolError, RemoteProtocolError, UsageError
+from .._io._errors import PeerNotConnected
 from .._io._zmq import TrioSocket
 from .._util import worth_logging
 from .._validate import (
@@ -42,7 +43,6 @@ from ._endpoints import (
     IOPubPublisher,
     KernelEndpoint,
     KernelStatistics,
-    PeerNotConnected,
     RouterChannel,
     _Counters,
 )
@@ -143,10 +143,10 @@ class KernelChannels:
         further rejects are only counted (``statistics().rejects_unreported``).
 
         Raises:
-            RuntimeError: the channels were opened without ``report_rejects=True``.
+            UsageError: the channels were opened without ``report_rejects=True``.
         """
         if self._reject_receiver is None:
-            raise RuntimeError("rejects needs open_kernel_channels(..., report_rejects=True)")
+            raise UsageError("rejects needs open_kernel_channels(..., report_rejects=True)")
         return self._reject_receiver
 
     # -- state --------------------------------------------------------------------------
@@ -390,8 +390,9 @@ class KernelChannels:
                 ``execute_request`` whose ``allow_stdin`` is false.
             RemoteProtocolError: the reply's ``value`` is not a string.
             trio.ClosedResourceError: the channels are closed.
-            trio.BrokenResourceError: the client's stdin was not connected within
-                ``connect_grace`` seconds, or the socket failed.
+            PeerNotConnected: the client's stdin was not connected within
+                ``connect_grace`` seconds (a :class:`trio.BrokenResourceError` too).
+            trio.BrokenResourceError: the socket failed.
             TypeError: an argument has the wrong type.
             ConfigurationError: ``connect_grace`` is not a number of seconds >= 0.
         """

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from .._errors import KernelDied, KernelStartupError
+from .._errors import KernelDied, KernelStartupError, UsageError
 from .._validate import check_int
 from .._wire._connection import ConnectionInfo, write_connection_file
 from ._kernelspec import KernelSpec
@@ -84,10 +84,10 @@ class Kernel:
         """The :class:`KernelClient` connected to this kernel (kept across restarts).
 
         Raises:
-            RuntimeError: the kernel was opened with ``connect=False``.
+            UsageError: the kernel was opened with ``connect=False``.
         """
         if self._client is None:
-            raise RuntimeError("this kernel was opened with connect=False: it has no client")
+            raise UsageError("this kernel was opened with connect=False: it has no client")
         return self._client
 
     @property
@@ -176,7 +176,7 @@ class Kernel:
 
         Raises:
             KernelDied: the kernel is not running.
-            RuntimeError: message mode on a kernel opened with ``connect=False``.
+            UsageError: message mode on a kernel opened with ``connect=False``.
         """
         await trio.lowlevel.checkpoint()
         inc = self._inc

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from .._errors import ConnectionInfoError, EncryptionUnavailable
+from .._errors import ConfigurationError, ConnectionInfoError, EncryptionUnavailable
 from .._util import unwrap_single
 from .._validate import (
     check_bool,
@@ -111,7 +111,9 @@ def _encryption_keys(spec: KernelSpec, encryption: EncryptionMode) -> tuple[str,
     if encryption == "auto":
         return curve_keypair() if has_curve() and spec.supports_curve else None
     if encryption != "required":
-        raise ValueError(f"encryption must be 'off', 'auto' or 'required', got {encryption!r}")
+        raise ConfigurationError(
+            f"encryption must be 'off', 'auto' or 'required', got {encryption!r}"
+        )
     if not spec.supports_curve:
         declared = ", ".join(spec.supported_encryption) or "none"
         raise EncryptionUnavailable(

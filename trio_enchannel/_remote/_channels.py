@@ -34,7 +34,9 @@ from .._errors import (
     LocalProtocolError,
     MalformedMessage,
     RemoteProtocolError,
+    UsageError,
 )
+from .._io._errors import ConnectionLost
 from .._io._fanout import Fanout
 from .._io._inbox import Inbox
 from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
@@ -43,7 +45,6 @@ from .._validate import check_bool, check_choice, check_int, check_seconds
 from .._wire._framing import peek_channel
 from .._wire._message import CHANNEL_NAMES, ChannelName, Message
 from .._wire._session import Session
-from ._errors import ConnectionLost
 from ._link import KernelLink, LinkState, SubprotocolChoice
 from ._rest import RemoteServer, check_connection_options, check_kernel_id, open_remote_server
 
@@ -217,10 +218,10 @@ class RemoteChannels:
         Opt-in: ``open_remote_channels(..., report_rejects=True)``.
 
         Raises:
-            RuntimeError: the channels were opened without ``report_rejects=True``.
+            UsageError: the channels were opened without ``report_rejects=True``.
         """
         if self._rejects_receive is None:
-            raise RuntimeError("ch.rejects needs open_remote_channels(..., report_rejects=True)")
+            raise UsageError("ch.rejects needs open_remote_channels(..., report_rejects=True)")
         return self._rejects_receive
 
     async def send(self, msg: Message) -> None:

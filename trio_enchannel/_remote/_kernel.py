@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from .._errors import KernelDied, KernelStartupError
+from .._io._errors import ConnectionLost
 from .._util import unwrap_single
 from .._validate import (
     check_choice,
@@ -28,7 +29,7 @@ from .._validate import (
 )
 from .._wire._message import Message
 from ._channels import RemoteChannels, open_remote_channels
-from ._errors import ConnectionLost, RemoteServerError
+from ._errors import RemoteServerError
 from ._link import SubprotocolChoice
 from ._rest import (
     RemoteKernelModel,

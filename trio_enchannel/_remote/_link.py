@@ -36,14 +36,10 @@ import trio
 import trio_websocket
 
 from .._errors import KernelDied, MalformedMessage, RemoteProtocolError
+from .._io._errors import ConnectionLost
 from .._wire._framing import V1_SUBPROTOCOL, decode_frame, encode_frame
 from .._wire._message import Message
-from ._errors import (
-    ConnectionLost,
-    RemoteAuthenticationError,
-    RemoteKernelNotFound,
-    RemoteServerError,
-)
+from ._errors import RemoteAuthenticationError, RemoteKernelNotFound, RemoteServerError
 from ._rest import RemoteServer
 from ._wsconnect import HandshakeFailed, open_kernel_websocket
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from .._errors import ConnectionInfoError, LocalProtocolError
+from .._errors import ConnectionInfoError, LocalProtocolError, UsageError
 from .._kernel._side import KernelChannels, KernelStatistics, open_kernel_channels
 from .._validate import (
     check_bool,
@@ -164,10 +164,10 @@ class FakeKernel:
         """The kernel-side channels the fake kernel serves (for sending raw extras).
 
         Raises:
-            RuntimeError: the fake kernel was not started.
+            UsageError: the fake kernel was not started.
         """
         if self._channels is None:
-            raise RuntimeError("the fake kernel is not running; use open_fake_kernel()")
+            raise UsageError("the fake kernel is not running; use open_fake_kernel()")
         return self._channels
 
     @property
@@ -175,7 +175,7 @@ class FakeKernel:
         """Where the fake kernel listens, with its key: give it to the code under test.
 
         Raises:
-            RuntimeError: the fake kernel was not started.
+            UsageError: the fake kernel was not started.
         """
         return self.channels.connection_info
 
@@ -184,7 +184,7 @@ class FakeKernel:
         """The kernel's session (its key signs everything the fake kernel sends).
 
         Raises:
-            RuntimeError: the fake kernel was not started.
+            UsageError: the fake kernel was not started.
         """
         return self.channels.session
 
@@ -207,7 +207,7 @@ class FakeKernel:
         """The kernel-side counters (messages received, sent, rejected by reason, ...).
 
         Raises:
-            RuntimeError: the fake kernel was not started.
+            UsageError: the fake kernel was not started.
         """
         return self.channels.statistics()
 
