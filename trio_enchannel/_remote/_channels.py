@@ -184,13 +184,19 @@ class RemoteChannels:
         await self._hub.send(msg)
 
     def send_nowait(self, msg: Message) -> None:
-        """Always raises :class:`trio.WouldBlock`: a websocket frame cannot be written
-        without waiting. Use :meth:`send`.
+        """Send ``msg`` on the channel it names, now, or raise :class:`trio.WouldBlock`.
+
+        The message is encoded at once and queued for the websocket's writer, which writes
+        it in order with :meth:`send` (as ZeroMQ queues what ``Channels.send_nowait``
+        sends).
 
         Raises:
-            trio.WouldBlock: always (nothing was sent).
+            trio.WouldBlock: the websocket is reconnecting, or 1,000 messages already wait
+                to be written (nothing was sent).
+            LocalProtocolError, TypeError, KernelDied, trio.ClosedResourceError: as for
+                :meth:`send`.
         """
-        raise trio.WouldBlock
+        self._hub.send_nowait(msg)
 
     def statistics(self) -> RemoteChannelsStatistics:
         """A snapshot of every channel's counters and of the websocket connection."""
@@ -330,7 +336,12 @@ class RemoteChannels:
         self._hub.counters[name].sent += 1
 
     def _send_nowait(self, name: ChannelName, msg: Message) -> None:
-        raise trio.WouldBlock
+        if check_message(name, msg).channel is None:
+            msg = attrs.evolve(msg, channel=name)
+        if self._closed:
+            raise trio.ClosedResourceError("the channels are closed")
+        self._link.send_nowait(msg)
+        self._hub.counters[name].sent += 1
 
     # -- link callbacks ---------------------------------------------------------------------
 
