@@ -34,7 +34,7 @@ from .._io._overflow import (
     IOPubOverflow,
     must_drop,
 )
-from .._io._stats import RecentIds, decoding_bug
+from .._io._stats import Counters, RecentIds, decoding_bug
 from .._io._zmq import (
     HANDSHAKE_EVENTS,
     Frame,
@@ -751,14 +751,19 @@ class _Reader:
         return self.sock.drained
 
     def process(self, batch: list[list[Frame]]) -> None:
+        """Take in one batch. Synchronous, so what holds for the batch (the session's count of
+        repaired messages, IOPub's readiness, the open subscriptions) is checked once per
+        batch, not per message: the loop does only what each message needs."""
         owner, name, inbox, counters = self.owner, self.name, self.inbox, self.counters
         session = owner.session
         deserialize = session.deserialize
         nudges = owner._nudges
         fanout = self.fanout
+        subscribed = bool(fanout.subscriptions)
         drop, max_items, max_bytes = self.drop, self.max_items, self.max_bytes
+        repaired = session.invalid_utf8
+        received = counters.received
         for frames in batch:
-            repaired = session.invalid_utf8
             try:
                 msg = deserialize(frames, channel=name)
             except RemoteProtocolError as exc:
@@ -767,25 +772,32 @@ class _Reader:
             except Exception as exc:  # a decoding bug must not stop the reader
                 owner._reject(name, frames, decoding_bug(logger, f"a {name} message", exc))
                 continue
-            counters.received += 1
-            if session.invalid_utf8 != repaired:
-                _log_repaired(name, counters.repaired(), msg)
-            if self.is_iopub and not owner._iopub_ready:
-                owner._iopub_ready = True
-                owner._iopub_wakeup.set()
+            received += 1
             if nudges and msg.parent_id in nudges:
                 continue  # caused by wait_iopub_ready's kernel_info nudges
             nbytes = sum(map(len, frames))
-            if fanout.subscriptions:
+            if subscribed:
                 fanout.publish(msg, nbytes)
-            if drop and must_drop(
-                len(inbox), inbox.nbytes, nbytes, msg.header.msg_type, max_items, max_bytes
-            ):
-                counters.drop(msg.parent_id)
-                self.hub.drop_log.dropped(name, max_items, max_bytes)
-                continue
+            if drop:
+                # must_drop's first test inline: a function call only when the buffer is full.
+                queued = len(inbox)
+                if (
+                    queued >= max_items or (queued and inbox.nbytes + nbytes > max_bytes)
+                ) and must_drop(
+                    queued, inbox.nbytes, nbytes, msg.header.msg_type, max_items, max_bytes
+                ):
+                    counters.drop(msg.parent_id)
+                    self.hub.drop_log.dropped(name, max_items, max_bytes)
+                    continue
             if not inbox.put(msg, nbytes):
                 counters.discarded += 1
+        if received != counters.received:
+            counters.received = received
+            if self.is_iopub and not owner._iopub_ready:
+                owner._iopub_ready = True
+                owner._iopub_wakeup.set()
+        if session.invalid_utf8 != repaired:
+            _log_repaired(name, counters, session.invalid_utf8 - repaired)
 
 
 def _describe_handshake_failure(name: ChannelName, event: SocketEvent) -> str:
@@ -818,12 +830,17 @@ def claimed_parent_id(frames: Sequence[Frame]) -> str | None:
     return msg_id if isinstance(msg_id, str) and msg_id else None
 
 
-def _log_repaired(name: str, count: int, msg: Message) -> None:
-    if worth_logging(count):
+def _log_repaired(name: str, counters: Counters, new: int) -> None:
+    """Count ``new`` messages of one batch accepted with invalid UTF-8 replaced; warn if the
+    count passed a logging point (the first ten, then powers of two)."""
+    first = counters.invalid_utf8 + 1
+    counters.invalid_utf8 += new
+    count = counters.invalid_utf8
+    if any(worth_logging(n) for n in range(first, count + 1)):
         logger.warning(
-            "accepted a %s message on %s with invalid UTF-8, replaced with U+FFFD (%d so far; "
+            "accepted %d message(s) on %s with invalid UTF-8, replaced with U+FFFD (%d so far; "
             "statistics().%s.invalid_utf8)",
-            msg.msg_type,
+            new,
             name,
             count,
             name,
