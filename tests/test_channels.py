@@ -926,3 +926,12 @@ async def test_channels_repr_and_statistics_lookup() -> None:
         with pytest.raises(KeyError):
             stats["hb"]  # type: ignore[index]
         assert ch.shell.name == "shell" and ch.iopub.statistics().name == "iopub"
+
+
+async def test_buffer_size_zero_means_one_as_in_every_opener() -> None:
+    async with (
+        raw_kernel() as kernel,
+        open_channels(kernel.info, buffer_size=0, iopub_buffer_size=0) as ch,
+    ):
+        stats = ch.statistics()
+        assert (stats.shell.buffer_size, stats.iopub.buffer_size) == (1, 1)

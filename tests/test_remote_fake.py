@@ -535,3 +535,15 @@ async def test_send_nowait_sends_in_order_with_send() -> None:
                 ch.shell.send_nowait(ch.session.message("x", channel="control"))
         with pytest.raises(trio.ClosedResourceError):
             ch.send_nowait(first)
+
+
+async def test_buffer_size_zero_means_one_as_in_every_opener() -> None:
+    with trio.fail_after(20):
+        async with (
+            serving(FakeConnection.answer_forever) as server,
+            open_remote_channels(
+                server.url, KERNEL, token=TOKEN, buffer_size=0, iopub_buffer_size=0
+            ) as ch,
+        ):
+            stats = ch.statistics()
+            assert (stats.shell.buffer_size, stats.iopub.buffer_size) == (1, 1)

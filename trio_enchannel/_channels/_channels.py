@@ -117,7 +117,7 @@ class ChannelOptions:
 
     buffers: BufferOptions
     iopub_topics: tuple[bytes, ...] = (b"",)
-    iopub_hwm: int = 10_000
+    iopub_hwm: int = IOPUB_HWM
     linger: float = 1.0
     identity: bytes | None = None
     curve_client_keys: tuple[str, str] | None = None
