@@ -761,6 +761,12 @@ async def test_closing_semantics() -> None:
                     await ch.control.receive()
                 with pytest.raises(trio.ClosedResourceError):
                     await ch.control.send(ch.session.message("shutdown_request"))
+                # Also when routed by the message's channel (ch.send, ch.multiplexed).
+                routed = ch.session.message("shutdown_request", channel="control")
+                with pytest.raises(trio.ClosedResourceError, match="control channel"):
+                    await ch.send(routed)
+                with pytest.raises(trio.ClosedResourceError, match="control channel"):
+                    ch.send_nowait(routed)
                 await kernel.send("control", ch.identity, kernel.message("late"))
                 await poll_until(lambda: ch.statistics().control.discarded == 1)
         assert ch.closed

@@ -15,6 +15,8 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 
+import trio
+
 from .._errors import LocalProtocolError, RemoteProtocolError
 from .._io._fanout import Fanout
 from .._io._inbox import Inbox
@@ -89,6 +91,8 @@ class ChannelHub:
         self.send_on = send
         self.send_on_nowait = send_nowait
         self.counters = {name: Counters() for name in CHANNEL_NAMES}
+        #: The channels whose view the user closed (``await ch.shell.aclose()``).
+        self.closed_views: set[ChannelName] = set()
         # Received messages wait for their consumer in one inbox per channel, or in one shared
         # inbox in multiplexed mode (the views find them in receivers / multiplexed_receiver).
         self.inboxes: dict[ChannelName, Inbox[Message]] = {}
@@ -127,14 +131,19 @@ class ChannelHub:
         return self.counters[name].snapshot(name, len(inbox), inbox.nbytes, self.limits(name))
 
     async def send(self, msg: Message) -> None:
-        """Send ``msg`` on the channel it names (see :func:`routed_channel`)."""
-        name = routed_channel(msg)
-        await self.send_on(name, msg)
+        """Send ``msg`` on the channel it names (see :func:`routed_channel`), unless the user
+        closed that channel's view (:class:`trio.ClosedResourceError`)."""
+        await self.send_on(self._open_channel(msg), msg)
 
     def send_nowait(self, msg: Message) -> None:
         """Send ``msg`` on the channel it names now, or raise :class:`trio.WouldBlock`."""
+        self.send_on_nowait(self._open_channel(msg), msg)
+
+    def _open_channel(self, msg: Message) -> ChannelName:
         name = routed_channel(msg)
-        self.send_on_nowait(name, msg)
+        if name in self.closed_views:
+            raise trio.ClosedResourceError(f"the {name} channel was closed")
+        return name
 
     def reject(
         self, name: ChannelName | None, frames: tuple[Frame, ...], error: RemoteProtocolError

@@ -79,6 +79,7 @@ class _Endpoint:
     async def _close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._hub.closed_views.add(self._name)
             receiver = self._hub.receivers.get(self._name)
             if receiver is not None:
                 receiver.close()
