@@ -7,6 +7,7 @@ needs: valid traffic, garbage, forged signatures, replays.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import threading
@@ -51,6 +52,8 @@ class RawKernel:
     session: Session
     sockets: dict[str, TrioSocket]
     hb_paused: bool = False
+    #: The hellos :meth:`connected` sent, per channel (the client counts them as sent).
+    hellos: collections.Counter[str] = attrs.Factory(collections.Counter)
 
     async def receive(self, name: str) -> tuple[bytes, Message]:
         """(client identity, verified message) from a ROUTER socket."""
@@ -90,7 +93,7 @@ class RawKernel:
             await endpoint.send(ch.session.message("hello", channel=name))
             ident, hello = await self.receive(name)
             assert (ident, hello.msg_type) == (ch.identity, "hello")
-            ch._counters[name].sent -= 1  # keep the statistics about the test's own traffic
+            self.hellos[name] += 1
 
     async def wait_subscribed(self) -> bytes:
         """The next subscription event the XPUB socket reports."""
@@ -197,9 +200,9 @@ async def test_request_reply_on_shell_control_and_stdin_share_one_identity() -> 
             assert answer.parent_id == asked.msg_id
 
         stats = ch.statistics()
-        assert (stats.shell.sent, stats.shell.received) == (1, 1)
-        assert (stats.stdin.sent, stats.stdin.received) == (1, 1)
-        assert stats.control.sent == 1
+        assert (stats.shell.sent, stats.shell.received) == (1 + kernel.hellos["shell"], 1)
+        assert (stats.stdin.sent, stats.stdin.received) == (1 + kernel.hellos["stdin"], 1)
+        assert stats.control.sent == 1 + kernel.hellos["control"]
         assert stats.rejected_total == 0
 
 
@@ -375,7 +378,7 @@ async def test_replies_taken_in_by_a_send_are_delivered_in_order(
             got = [(await ch.shell.receive()).content["i"] for _ in range(20)]
         assert got == list(range(20))
         stats = ch.statistics().shell
-        assert (stats.received, stats.sent, stats.queued) == (20, 1, 0)
+        assert (stats.received, stats.sent, stats.queued) == (20, 1 + kernel.hellos["shell"], 0)
 
 
 async def test_cancelled_receives_never_lose_a_message() -> None:
@@ -758,6 +761,12 @@ async def test_closing_semantics() -> None:
                     await ch.control.receive()
                 with pytest.raises(trio.ClosedResourceError):
                     await ch.control.send(ch.session.message("shutdown_request"))
+                # Also when routed by the message's channel (ch.send, ch.multiplexed).
+                routed = ch.session.message("shutdown_request", channel="control")
+                with pytest.raises(trio.ClosedResourceError, match="control channel"):
+                    await ch.send(routed)
+                with pytest.raises(trio.ClosedResourceError, match="control channel"):
+                    ch.send_nowait(routed)
                 await kernel.send("control", ch.identity, kernel.message("late"))
                 await poll_until(lambda: ch.statistics().control.discarded == 1)
         assert ch.closed
@@ -923,3 +932,12 @@ async def test_channels_repr_and_statistics_lookup() -> None:
         with pytest.raises(KeyError):
             stats["hb"]  # type: ignore[index]
         assert ch.shell.name == "shell" and ch.iopub.statistics().name == "iopub"
+
+
+async def test_buffer_size_zero_means_one_as_in_every_opener() -> None:
+    async with (
+        raw_kernel() as kernel,
+        open_channels(kernel.info, buffer_size=0, iopub_buffer_size=0) as ch,
+    ):
+        stats = ch.statistics()
+        assert (stats.shell.buffer_size, stats.iopub.buffer_size) == (1, 1)

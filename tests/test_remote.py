@@ -197,8 +197,10 @@ async def test_channels_over_both_framings(any_server: tuple[LocalServer, str | 
                         await ch.send(ch.session.message("x", channel="iopub"))
                     with pytest.raises(LocalProtocolError):
                         await ch.send(ch.session.message("x", {"n": float("nan")}, channel="shell"))
-                    with pytest.raises(trio.WouldBlock):
-                        ch.shell.send_nowait(request)
+                    # send_nowait sends (queued for the websocket's writer), in order.
+                    nowait = ch.session.message("kernel_info_request")
+                    ch.shell.send_nowait(nowait)
+                    assert (await ch.shell.receive()).parent_id == nowait.msg_id
                     with pytest.raises(RuntimeError, match="report_rejects"):
                         _ = ch.rejects
                 await ch.aclose()  # idempotent

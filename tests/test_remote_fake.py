@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio_websocket
 
-from trio_enchannel import ConfigurationError, KernelDied, Message, open_client
+from trio_enchannel import ConfigurationError, KernelDied, LocalProtocolError, Message, open_client
 from trio_enchannel._remote._channels import open_remote_channels
 from trio_enchannel._remote._errors import RemoteAuthenticationError, RemoteKernelNotFound
 from trio_enchannel._wire._framing import V1_SUBPROTOCOL, decode_frame, encode_frame
@@ -491,3 +491,59 @@ async def test_a_slow_consumer_is_backpressure_not_a_dead_connection() -> None:
             assert texts == [f"{i}\n" for i in range(50)]  # nothing lost, nothing dropped
             assert (await ch.shell.receive()).msg_type == "execute_reply"
             assert ch.statistics().connection.drops == 0
+
+
+async def test_rejected_frames_pin_nothing_and_may_have_no_channel() -> None:
+    """As with ZeroMQ: a rejected frame's error keeps no traceback, cause or context (they
+    would pin the decoder's frames and the whole input), and a frame too broken to tell its
+    channel is reported with ``channel=None``."""
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.send_raw("not json at all")
+        await conn.send_raw('{"channel": "iopub", "header": {"msg_id": "1", "msg_type": ')
+        await conn.answer_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script, offer_v1=False) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN, report_rejects=True) as ch,
+        ):
+            rejects = [await ch.rejects.receive() for _ in range(2)]
+            assert [r.channel for r in rejects] == [None, None]
+            for reject in rejects:
+                error = reject.error
+                assert error.__traceback__ is None and error.__cause__ is None
+                assert error.__context__ is None
+
+
+async def test_send_nowait_sends_in_order_with_send() -> None:
+    with trio.fail_after(20):
+        async with (
+            serving(FakeConnection.answer_forever) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+        ):
+            first, second, third = (
+                ch.session.message("kernel_info_request", channel="shell") for _ in range(3)
+            )
+            ch.shell.send_nowait(first)
+            await ch.send(second)
+            ch.send_nowait(third)
+            replies = [await ch.shell.receive() for _ in range(3)]
+            assert [r.parent_id for r in replies] == [first.msg_id, second.msg_id, third.msg_id]
+            assert ch.statistics().shell.sent == 3
+            with pytest.raises(LocalProtocolError, match="meant for"):
+                ch.shell.send_nowait(ch.session.message("x", channel="control"))
+        with pytest.raises(trio.ClosedResourceError):
+            ch.send_nowait(first)
+
+
+async def test_buffer_size_zero_means_one_as_in_every_opener() -> None:
+    with trio.fail_after(20):
+        async with (
+            serving(FakeConnection.answer_forever) as server,
+            open_remote_channels(
+                server.url, KERNEL, token=TOKEN, buffer_size=0, iopub_buffer_size=0
+            ) as ch,
+        ):
+            stats = ch.statistics()
+            assert (stats.shell.buffer_size, stats.iopub.buffer_size) == (1, 1)

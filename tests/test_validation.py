@@ -234,6 +234,7 @@ ENTRY_POINTS = (
     bad(ConfigurationError, "transport", open_kernel_channels, transport="udp"),
     bad(ConnectionInfoError, "ip", open_kernel_channels, ip="not-an-ip"),
     bad(ConfigurationError, "buffer_size", open_kernel_channels, buffer_size=-1),
+    bad(ConfigurationError, "rejects_buffer_size", open_kernel_channels, rejects_buffer_size=0),
     bad(TypeError, "iopub_welcome", open_kernel_channels, iopub_welcome=None),
     bad(ConfigurationError, "linger", open_kernel_channels, linger=-1),
     # the testing kit
