@@ -95,7 +95,7 @@ async def test_a_rejected_output_of_an_execution_shows_on_its_result(
     fake_kernel.script("x", Stream("stdout", "kept\n"))
     with trio.fail_after(TIMEOUT):
         async with open_client(fake_kernel.connection_info) as client:
-            await client.wait_for_ready()
+            await client.wait_ready()
             fake_kernel.inject(Malformed("bad_json", on="iopub"), msg_type="execute_request")
             result = await client.execute("x")
             channels: Any = client.channels
@@ -166,7 +166,7 @@ async def test_silent_heartbeat_fails_pending_and_recovery_is_noticed(
                 await client.execute("hang()")
             fake_kernel.resume_heartbeat()
             gate.open()
-            await client.channels.heartbeat.wait_alive()  # type: ignore[attr-defined]
+            await client.channels.heartbeat.wait_responsive()  # type: ignore[attr-defined]
             # At once: not only after the client's own heartbeat watcher has run.
             assert (await client.execute("after")).ok
 
@@ -244,7 +244,7 @@ async def test_kernel_opened_comm(fake_kernel: FakeKernel) -> None:
 async def test_subshell_request_is_tagged(fake_kernel: FakeKernel) -> None:
     with trio.fail_after(TIMEOUT):
         async with open_client(fake_kernel.connection_info) as client:
-            await client.wait_for_ready()
+            await client.wait_ready()
             async with client.open_subshell() as subshell:
                 assert (await client.execute("x", subshell_id=subshell)).ok
                 request = await fake_kernel.wait_for_request("execute_request")

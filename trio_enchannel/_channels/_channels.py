@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -47,6 +47,7 @@ from .._wire._connection import ConnectionInfo, SocketName, load_connection_info
 from .._wire._message import CHANNEL_NAMES, ChannelName, Message
 from .._wire._session import DELIMITER, Session, warn_if_unsigned
 from ._heartbeat import Heartbeat
+from ._interfaces import ChannelsListener, RejectListener
 from ._views import (
     ChannelsStatistics,
     ChannelStatistics,
@@ -92,9 +93,6 @@ HANDSHAKE_ATTEMPTS = 3
 _SIGNATURE_REASONS = frozenset(("invalid_signature", "unsigned"))
 #: The largest parent header a rejected message may have for its claimed parent to be read.
 _CLAIM_LIMIT = 4096
-
-#: ``(channel, claimed parent msg_id or None, error)``; see Channels.add_reject_listener.
-RejectListener = Callable[[ChannelName, "str | None", RemoteProtocolError], None]
 
 
 @attrs.frozen
@@ -181,6 +179,7 @@ class Channels:
         self._ever_connected: set[ChannelName] = set()
         self._send_scopes: set[trio.CancelScope] = set()
         self._reject_listeners: list[RejectListener] = []
+        self._listeners: list[ChannelsListener] = []
         self._signature_rejected: tuple[ChannelName, RemoteProtocolError] | None = None
         self._connection_changed = trio.Event()
         self.shell = MessageChannel(self, "shell")
@@ -266,6 +265,35 @@ class Channels:
         return await self.heartbeat.wait_unresponsive()
 
     @property
+    def unresponsive_error(self) -> KernelDied | None:
+        """While the heartbeat declares the kernel unresponsive: the :class:`KernelDied`
+        describing the silence (what :meth:`wait_unresponsive` returns); else ``None``."""
+        return self.heartbeat.unresponsive_error
+
+    async def wait_responsive(self) -> None:
+        """Wait until the kernel answers a heartbeat ping (at once if the last one was, or
+        without heartbeat monitoring: nothing then says it does not answer).
+
+        Raises:
+            trio.ClosedResourceError: the channels were closed while waiting.
+        """
+        if not self.heartbeat.enabled:
+            if self._closed:
+                raise trio.ClosedResourceError("the channels are closed")
+            await trio.lowlevel.checkpoint()
+            return
+        await self.heartbeat.wait_responsive()
+
+    def add_listener(self, listener: ChannelsListener) -> None:
+        """Register a :class:`~trio_enchannel._channels._interfaces.ChannelsListener`, the
+        interface :class:`RemoteChannels <trio_enchannel.RemoteChannels>` shares. ZeroMQ
+        channels never call it: ZeroMQ reconnects without losing what is queued, and a
+        launcher, not the channels, learns that the kernel process died (it tells the client
+        with :meth:`KernelClient.declare_dead <trio_enchannel.KernelClient.declare_dead>`).
+        """
+        self._listeners.append(listener)
+
+    @property
     def iopub_ready(self) -> bool:
         """Whether a valid IOPub message has arrived, so the subscription is live."""
         return self._iopub_ready
@@ -330,8 +358,8 @@ class Channels:
         ``input_request`` on stdin, can: the client's sockets connect independently, and
         one may still be retrying (every 100-200 ms) while the kernel already answers on
         another. After this returns, all three are connected (a kernel that restarts
-        resets it until they reconnect). :meth:`KernelClient.wait_for_ready
-        <trio_enchannel.KernelClient.wait_for_ready>` calls it. Opening the channels
+        resets it until they reconnect). :meth:`KernelClient.wait_ready
+        <trio_enchannel.KernelClient.wait_ready>` calls it. Opening the channels
         never waits for this (a launcher connects before the kernel binds); bound the wait
         with :func:`trio.fail_after`.
 
@@ -637,19 +665,19 @@ class Channels:
                 await self.heartbeat.wait_unresponsive()
                 changed, self._connection_changed = self._connection_changed, trio.Event()
                 changed.set()
-                await self.heartbeat.wait_alive()
+                await self.heartbeat.wait_responsive()
         except trio.ClosedResourceError:
             return
 
     def _check_unresponsive(self) -> None:
-        died = self.heartbeat.died
+        died = self.heartbeat.unresponsive_error
         if died is not None:
             raise KernelDied(died.reason)
 
     def _check_never_reached(self) -> None:
         """Raise KernelDied if the heartbeat declares a kernel dead that no socket ever
         reached (a stale connection file, a kernel that died before we connected)."""
-        died = self.heartbeat.died
+        died = self.heartbeat.unresponsive_error
         if died is not None and not self._ever_connected:
             raise KernelDied(died.reason)
 

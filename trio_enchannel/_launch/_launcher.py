@@ -479,14 +479,12 @@ def _check_arguments(
     check_seconds("shutdown_grace", shutdown_grace, allow_zero=True, allow_inf=True)
     check_seconds("terminate_grace", terminate_grace, allow_zero=True, allow_inf=True)
     check_bool("connect", connect)
-    from .._channels._channels import open_channels
     from .._client._client import open_client
 
     check_option_names(
         "client_options",
         check_mapping("client_options", client_options),
-        parameter_names(open_client, exclude={"info_or_channels"})
-        | parameter_names(open_channels, exclude={"info"}),
+        parameter_names(open_client, exclude={"info_or_channels"}),
     )
     return arguments
 
@@ -685,7 +683,7 @@ class Kernel:
                 reason = f"{self._what()} did not restart: {error}".split("\n", 1)[0]
                 self._death = KernelDied(reason)
                 if self._client is not None:
-                    self._client.kernel_died(self._death)
+                    self._client.declare_dead(self._death)
                 if error is not exc:
                     raise error from None
                 raise
@@ -713,7 +711,7 @@ class Kernel:
         self._death = KernelDied(f"{self._what()} (pid {inc.pid}) {describe_exit(inc.returncode)}")
         if self._client is not None:
             # Pending requests fail now, and later ones fail fast until a restart.
-            self._client.kernel_died(self._death)
+            self._client.declare_dead(self._death)
 
     async def _start_process(self) -> None:
         if _busy_ports(self.connection_info):
@@ -854,7 +852,7 @@ class Kernel:
             await _wait_bound(self.connection_info)
             return
         try:
-            await self._client.wait_for_ready()
+            await self._client.wait_ready()
         except KernelDied:
             if not inc.exited.is_set():
                 raise
@@ -949,7 +947,7 @@ class Kernel:
             self._remove_files()
             if self._client is not None and not self._client.closed:
                 # The client stays open until the block ends; make it fail fast meanwhile.
-                self._client.kernel_died(KernelDied(f"{self._what()} was shut down"))
+                self._client.declare_dead(KernelDied(f"{self._what()} was shut down"))
 
     def _remove_files(self) -> None:
         with contextlib.suppress(FileNotFoundError):
