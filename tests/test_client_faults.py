@@ -234,10 +234,10 @@ async def test_kernel_opened_comm(fake_kernel: FakeKernel) -> None:
             assert update.content["data"] == {"method": "update"}
             assert bytes(update.buffers[0]) == b"\x00\x01"
             await comm.send({"method": "custom"})
-            sent = await fake_kernel.wait_for_request("comm_msg")
+            sent = await fake_kernel.wait_request("comm_msg")
             assert sent.content == {"comm_id": "w1", "data": {"method": "custom"}}
             await comm.aclose()
-            closed = await fake_kernel.wait_for_request("comm_close")
+            closed = await fake_kernel.wait_request("comm_close")
             assert closed.content["comm_id"] == "w1"
 
 
@@ -247,6 +247,6 @@ async def test_subshell_request_is_tagged(fake_kernel: FakeKernel) -> None:
             await client.wait_ready()
             async with client.open_subshell() as subshell:
                 assert (await client.execute("x", subshell_id=subshell)).ok
-                request = await fake_kernel.wait_for_request("execute_request")
+                request = await fake_kernel.wait_request("execute_request")
                 assert request.subshell_id == subshell
             assert await client.list_subshell() == []

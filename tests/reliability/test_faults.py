@@ -110,7 +110,7 @@ async def test_duplicate_reply_is_not_taken_for_another_requests() -> None:
             open_client(kc.connection_info, heartbeat=False) as client,
             trio.open_nursery() as nursery,
         ):
-            await kc.wait_for_subscriptions()
+            await kc.wait_subscriptions()
             probe = client.session.message("kernel_info_request", channel="shell")
             probe_id.append(probe.msg_id)
             nursery.start_soon(kernel, kc)
