@@ -11,6 +11,7 @@ from typing import Protocol
 
 import pytest
 import trio
+import trio.testing
 import trio_websocket
 
 from trio_enchannel import ConfigurationError, KernelDied, Message, open_client
@@ -296,6 +297,33 @@ async def test_wait_responsive_returns_while_alive_and_raises_once_dead() -> Non
                 await ch.wait_responsive()  # dead for good: at once, not never
         with pytest.raises(KernelDied):
             await ch.wait_responsive()
+
+
+async def test_wait_unresponsive_is_woken_by_close() -> None:
+    """As on the ZeroMQ channels: closing the channels while the kernel lives ends the wait
+    with ClosedResourceError (it used to wait forever)."""
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.answer_forever()
+
+    outcome: list[str] = []
+    with trio.fail_after(20):
+        async with serving(script) as server:
+            async with open_remote_channels(server.url, KERNEL, token=TOKEN) as ch:
+
+                async def waiter() -> None:
+                    try:
+                        await ch.wait_unresponsive()
+                    except trio.ClosedResourceError:
+                        outcome.append("closed")
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(waiter)
+                    await trio.testing.wait_all_tasks_blocked()
+                    await ch.aclose()
+            with pytest.raises(trio.ClosedResourceError):
+                await ch.wait_unresponsive()
+    assert outcome == ["closed"]
 
 
 async def test_wait_iopub_ready_has_the_signature_of_the_zeromq_channels() -> None:

@@ -142,7 +142,7 @@ class Heartbeat:
         """
         if self._make_socket is None:
             await trio.sleep_forever()
-        await self._wait_for("unresponsive")
+        await self._wait_state("unresponsive")
         assert self._verdict is not None
         return self._verdict
 
@@ -155,7 +155,7 @@ class Heartbeat:
         """
         if self._make_socket is None:
             raise RuntimeError("heartbeat monitoring is off (open_channels(heartbeat=False))")
-        await self._wait_for("responsive")
+        await self._wait_state("responsive")
 
     async def wait_alive(self) -> None:
         """Deprecated alias of :meth:`wait_responsive`."""
@@ -166,7 +166,7 @@ class Heartbeat:
         )
         await self.wait_responsive()
 
-    async def _wait_for(self, state: HeartbeatState) -> None:
+    async def _wait_state(self, state: HeartbeatState) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self._closed:

@@ -315,9 +315,14 @@ class RemoteChannels:
 
         Returns:
             The :class:`KernelDied` describing the death.
+
+        Raises:
+            trio.ClosedResourceError: the channels were (or get) closed while the kernel
+                lived.
         """
-        await self._dead.wait()
-        assert self._death is not None
+        await self._link.wait_ended()  # dead (reported before waiters run) or closed
+        if self._death is None:
+            raise trio.ClosedResourceError("the channels are closed")
         return self._death
 
     async def wait_responsive(self) -> None:
