@@ -166,7 +166,7 @@ async def test_silent_heartbeat_fails_pending_and_recovery_is_noticed(
                 await client.execute("hang()")
             fake_kernel.resume_heartbeat()
             gate.open()
-            await client.channels.heartbeat.wait_responsive()  # type: ignore[attr-defined]
+            await client.channels.wait_responsive()
             # At once: not only after the client's own heartbeat watcher has run.
             assert (await client.execute("after")).ok
 

@@ -264,14 +264,14 @@ async def test_silent_heartbeat_fails_pending_requests_and_recovers() -> None:
                 gate.open()
             assert detected_after < DETECTION_BOUND
             ch = client.channels
-            assert ch.kernel_unresponsive  # type: ignore[attr-defined]
+            assert ch.unresponsive_error is not None
             assert ch.statistics().heartbeat.state == "unresponsive"  # type: ignore[attr-defined]
             # New requests fail at once while the kernel is unresponsive...
             with pytest.raises(KernelDied):
                 await client.kernel_info()
             # ...and work again once it answers heartbeats again.
             fk.resume_heartbeat()
-            await ch.heartbeat.wait_responsive()  # type: ignore[attr-defined]
+            await ch.wait_responsive()
             await client.wait_ready()
             info = await client.kernel_info()
             assert info.implementation == "trio-enchannel-fake"
@@ -294,10 +294,10 @@ async def test_stopped_ipykernel_is_reported_and_comes_back(tmp_path: Path) -> N
                 with pytest.raises(KernelDied):
                     await client.execute("x += 1")
                 assert trio.current_time() - stopped_at < DETECTION_BOUND
-                assert client.channels.kernel_unresponsive  # type: ignore[attr-defined]
+                assert client.channels.unresponsive_error is not None
             finally:
                 os.kill(kernel.process.pid, signal.SIGCONT)
-            await client.channels.heartbeat.wait_responsive()  # type: ignore[attr-defined]
+            await client.channels.wait_responsive()
             # The client is usable again once the kernel answers (the documented way back;
             # a request made right after wait_responsive() may still see KernelDied: the client
             # clears its own flag in another task).

@@ -4,16 +4,17 @@
 (websocket) implement every protocol here in full, so the client calls these methods without
 asking whether they exist. This module imports neither pyzmq nor a transport.
 
-One vocabulary for the kernel's liveness, used by every name in the library:
+One vocabulary for the kernel's liveness, used by every name in the library. Two questions,
+two pairs of words:
 
-* **responsive**: the kernel answers (heartbeat echoes arrive in time; for a remote kernel,
-  the server has it). The initial assumption.
-* **unresponsive**: the channels' watch (the heartbeat, or the server) declared that the kernel
-  does not answer. A verdict, not a fact: the kernel may become responsive again.
-* **dead**: the kernel is gone for good (its process exited, the server reports it ``dead``
-  or no longer has it). Final; every call fails at once with
-  :class:`~trio_enchannel.KernelDied`. A remote kernel's watch declares it unresponsive only
-  when it is dead.
+* **alive** / **dead**: does the kernel exist? Dead is final: its process exited, or the
+  server reports it ``dead`` or no longer has it; every call then fails at once with
+  :class:`~trio_enchannel.KernelDied` (``Kernel.is_alive``, ``Kernel.died``,
+  ``RemoteChannels.died``, ``KernelClient.declare_dead``).
+* **responsive** / **unresponsive**: does it answer? Unresponsive is the verdict of the
+  channels' watch (the heartbeat), not a fact: the kernel may become responsive again.
+  Responsive is the initial assumption. A remote kernel's watch (the server) declares it
+  unresponsive only when it is dead.
 
 And for IOPub: **ready** (``iopub_ready``, ``wait_iopub_ready``): messages the kernel publishes
 from now on reach this side. Waiting methods are named ``wait_<state>`` (``wait_responsive``,

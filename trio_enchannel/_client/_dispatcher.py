@@ -204,7 +204,7 @@ class Dispatcher:
             self.fail(trio.BrokenResourceError(f"the {name} channel ended"))
 
     def dispatch(self, msg: Message, name: ChannelName) -> None:
-        # The kernel just proved it is alive (and that it signs as we do).
+        # The kernel just proved it is responsive (and that it signs as we do).
         self.unresponsive = self.responsive_again = None
         self.starting = False
         self.verified = True
@@ -393,9 +393,10 @@ class Dispatcher:
 
     def check_usable(self, *, probing: bool = False) -> None:
         """Raise if no request can succeed now: the client is closed, or the kernel is known
-        to be dead (reported by a launcher or the channels, or declared by the heartbeat and
-        not alive again). Every path that sends to the kernel or waits on it starts here, so
-        a death known before the call fails the call at once, with the same error.
+        to be dead (reported by a launcher or the channels) or unresponsive (declared by the
+        channels' heartbeat and not responsive again). Every path that sends to the kernel or
+        waits on it starts here, so a verdict known before the call fails the call at once,
+        with the same error.
 
         ``probing``: the call is a readiness probe; while a new process starts
         (:meth:`new_process`), heartbeat silence does not count (a reported death does).
