@@ -266,8 +266,8 @@ class Channels:
 
     @property
     def unresponsive_error(self) -> KernelDied | None:
-        """While the heartbeat declares the kernel unresponsive: the :class:`KernelDied`
-        describing the silence (what :meth:`wait_unresponsive` returns); else ``None``."""
+        """The :class:`KernelDied` describing the silence while the heartbeat declares the
+        kernel unresponsive (what :meth:`wait_unresponsive` returns), else ``None``."""
         return self.heartbeat.unresponsive_error
 
     async def wait_responsive(self) -> None:
@@ -285,9 +285,10 @@ class Channels:
         await self.heartbeat.wait_responsive()
 
     def add_listener(self, listener: ChannelsListener) -> None:
-        """Register a :class:`~trio_enchannel._channels._interfaces.ChannelsListener`, the
-        interface :class:`RemoteChannels <trio_enchannel.RemoteChannels>` shares. ZeroMQ
-        channels never call it: ZeroMQ reconnects without losing what is queued, and a
+        """Register a listener (an object with ``connection_lost(error)``,
+        ``kernel_restarted(reason)`` and ``kernel_died(error)`` methods), as
+        :meth:`RemoteChannels.add_listener <trio_enchannel.RemoteChannels.add_listener>` does.
+        ZeroMQ channels never call it: ZeroMQ reconnects without losing what is queued, and a
         launcher, not the channels, learns that the kernel process died (it tells the client
         with :meth:`KernelClient.declare_dead <trio_enchannel.KernelClient.declare_dead>`).
         """

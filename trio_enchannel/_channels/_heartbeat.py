@@ -90,8 +90,8 @@ class Heartbeat:
 
     @property
     def unresponsive_error(self) -> KernelDied | None:
-        """While the kernel is declared unresponsive: the :class:`KernelDied` describing the
-        silence (what :meth:`wait_unresponsive` returns); otherwise ``None``."""
+        """The :class:`KernelDied` describing the silence while the kernel is declared
+        unresponsive (what :meth:`wait_unresponsive` returns), otherwise ``None``."""
         return self._verdict if self._state == "unresponsive" else None
 
     @property

@@ -69,8 +69,8 @@ class Liveness(Protocol):
 
     @property
     def unresponsive_error(self) -> KernelDied | None:
-        """While the kernel is declared unresponsive (or dead): the
-        :class:`~trio_enchannel.KernelDied` describing why, ready to raise; else ``None``."""
+        """The :class:`~trio_enchannel.KernelDied` describing why, ready to raise, while the
+        kernel is declared unresponsive (or is dead); else ``None``."""
 
     async def wait_unresponsive(self) -> KernelDied:
         """Wait until the kernel is declared unresponsive (at once if it is) and return

@@ -787,8 +787,8 @@ class KernelClient:
 
     @property
     def iopub_ready(self) -> bool:
-        """Whether IOPub is known to deliver: a message has arrived on it (the subscription
-        is established), here or in the channels' own readiness check
+        """Whether IOPub is known to deliver, because a message has arrived on it (the
+        subscription is established), here or in the channels' own readiness check
         (:attr:`Channels.iopub_ready <trio_enchannel.Channels.iopub_ready>`)."""
         return self._dispatcher.iopub_ready
 

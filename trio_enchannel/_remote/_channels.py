@@ -301,8 +301,8 @@ class RemoteChannels:
 
     @property
     def unresponsive_error(self) -> KernelDied | None:
-        """Once the kernel is dead: the :class:`~trio_enchannel.KernelDied` describing why
-        (:attr:`died`, what :meth:`wait_unresponsive` returns); ``None`` while it lives."""
+        """The :class:`~trio_enchannel.KernelDied` describing why the kernel is dead, once it
+        is (:attr:`died`, what :meth:`wait_unresponsive` returns); ``None`` while it lives."""
         return self._death
 
     async def wait_unresponsive(self) -> KernelDied:
@@ -350,7 +350,7 @@ class RemoteChannels:
 
     @property
     def iopub_ready(self) -> bool:
-        """Whether IOPub messages flow: always, once connected (see
+        """Whether IOPub messages flow, which they do once connected (see
         :meth:`wait_iopub_ready`)."""
         return self._link.connections > 0
 
