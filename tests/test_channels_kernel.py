@@ -204,7 +204,7 @@ async def test_ipykernel_heartbeat_notices_a_stopped_kernel(
         assert ch.statistics().heartbeat.unresponsive_periods == 1
 
 
-async def test_ipykernel_input_right_after_wait_for_ready(
+async def test_ipykernel_input_right_after_wait_ready(
     ipykernel_process: KernelProcess,
 ) -> None:
     """The client's wait_ready() includes the channels' wait_connected(): an input()

@@ -133,7 +133,7 @@ async def test_ipykernel_killed_before_the_first_request(tmp_path: Path) -> None
                 await client.wait_ready()
 
 
-async def test_a_restart_lets_wait_for_ready_wait_through_the_old_death() -> None:
+async def test_a_restart_lets_wait_ready_wait_through_the_old_death() -> None:
     """reset_readiness() (a launcher about to start a new process) forgets the old death:
     wait_ready() then waits for the new process instead of failing at once."""
     stale = ConnectionInfo.allocate(key="stale")
@@ -299,7 +299,7 @@ async def test_forged_answer_to_one_request_fails_only_that_request(unsigned: bo
 
 
 @pytest.mark.kernel
-async def test_wait_for_ready_on_a_busy_ipykernel_does_not_wait_for_the_cell(
+async def test_wait_ready_on_a_busy_ipykernel_does_not_wait_for_the_cell(
     tmp_path: Path,
 ) -> None:
     """A client that joins while a long cell runs: IOPub is live and control answers at

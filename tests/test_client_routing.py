@@ -923,7 +923,7 @@ async def not_ready() -> AsyncIterator[tuple[KernelClient, Kernel]]:
         yield client, kernel
 
 
-async def test_wait_for_ready_nudges_until_iopub_delivers(
+async def test_wait_ready_nudges_until_iopub_delivers(
     not_ready: tuple[KernelClient, Kernel],
 ) -> None:
     client, kernel = not_ready
@@ -997,7 +997,7 @@ async def test_after_reset_readiness_iopub_must_prove_itself_live_again() -> Non
         assert client.iopub_ready
 
 
-async def test_wait_for_ready_with_iopub_welcome(
+async def test_wait_ready_with_iopub_welcome(
     not_ready: tuple[KernelClient, Kernel],
 ) -> None:
     client, kernel = not_ready

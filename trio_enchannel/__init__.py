@@ -66,13 +66,13 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._kernel._side import KernelEndpoint as KernelEndpoint
     from ._kernel._side import KernelStatistics as KernelStatistics
     from ._kernel._side import open_kernel_channels as open_kernel_channels
+    from ._launch._kernel import Kernel as Kernel
     from ._launch._kernelspec import InvalidKernelSpec as InvalidKernelSpec
     from ._launch._kernelspec import KernelSpec as KernelSpec
     from ._launch._kernelspec import find_kernel_specs as find_kernel_specs
     from ._launch._kernelspec import get_kernel_spec as get_kernel_spec
     from ._launch._kernelspec import list_kernel_specs as list_kernel_specs
-    from ._launch._launcher import Kernel as Kernel
-    from ._launch._launcher import open_kernel as open_kernel
+    from ._launch._open import open_kernel as open_kernel
     from ._notebook._runner import CellFinished as CellFinished
     from ._notebook._runner import CellOutput as CellOutput
     from ._notebook._runner import CellStarted as CellStarted
@@ -233,7 +233,7 @@ _LAZY: dict[str, str] = {
     "InputRequest": "._client._client",
     "InvalidKernelSpec": "._launch._kernelspec",
     "InvalidSignature": "._errors",
-    "Kernel": "._launch._launcher",
+    "Kernel": "._launch._kernel",
     "KernelChannels": "._kernel._side",
     "KernelClient": "._client._client",
     "KernelDied": "._errors",
@@ -283,7 +283,7 @@ _LAZY: dict[str, str] = {
     "list_kernel_specs": "._launch._kernelspec",
     "open_channels": "._channels._channels",
     "open_client": "._client._client",
-    "open_kernel": "._launch._launcher",
+    "open_kernel": "._launch._open",
     "open_kernel_channels": "._kernel._side",
     "open_remote_channels": "._remote._channels",
     "open_remote_kernel": "._remote._kernel",

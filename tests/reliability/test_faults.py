@@ -21,7 +21,7 @@ from tests.reliability._measure import Snapshot, settle
 from tests.reliability.conftest import record
 from trio_enchannel import ExecuteResult, KernelClient, KernelDied, Message, open_client
 from trio_enchannel._kernel._side import KernelChannels, open_kernel_channels
-from trio_enchannel._launch._launcher import open_kernel
+from trio_enchannel._launch._open import open_kernel
 from trio_enchannel.testing import (
     DEFAULT_KERNEL_INFO,
     DelayReply,

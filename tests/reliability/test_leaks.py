@@ -19,7 +19,7 @@ from tests.reliability.conftest import record
 from trio_enchannel import Message, Session, open_client
 from trio_enchannel._channels._channels import open_channels
 from trio_enchannel._kernel._side import KernelChannels, open_kernel_channels
-from trio_enchannel._launch._launcher import open_kernel
+from trio_enchannel._launch._open import open_kernel
 from trio_enchannel.testing import DEFAULT_KERNEL_INFO, Stream, open_fake_kernel
 
 #: Library classes whose instances must all be gone after the cycles.

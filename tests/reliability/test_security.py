@@ -36,7 +36,7 @@ from trio_enchannel import (
 from trio_enchannel._channels._channels import open_channels
 from trio_enchannel._io._zmq import curve_keypair, has_curve
 from trio_enchannel._kernel._side import open_kernel_channels
-from trio_enchannel._launch._launcher import open_kernel
+from trio_enchannel._launch._open import open_kernel
 from trio_enchannel.testing import (
     DieMidRequest,
     ForgeSignature,
