@@ -17,8 +17,8 @@ two pairs of words:
   unresponsive only when it is dead.
 
 And for IOPub: **ready** (``iopub_ready``, ``wait_iopub_ready``): messages the kernel publishes
-from now on reach this side. Waiting methods are named ``wait_<state>`` (``wait_responsive``,
-``wait_connected``, ``wait_ready``), never ``wait_for_<state>``.
+from now on reach this side. Waiting methods are named ``wait_<what>`` (``wait_responsive``,
+``wait_connected``, ``wait_ready``, ``wait_request``), never ``wait_for_<what>``.
 """
 
 from __future__ import annotations
