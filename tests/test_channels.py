@@ -37,6 +37,7 @@ from trio_enchannel import (
     Session,
     open_channels,
 )
+from trio_enchannel._channels._interfaces import ClientChannels
 from trio_enchannel._io._zmq import TrioSocket, curve_keypair, has_curve
 from trio_enchannel._wire._session import DELIMITER
 
@@ -686,20 +687,20 @@ async def test_heartbeat_detects_silence_and_recovery() -> None:
         open_channels(kernel.info, hb_interval=0.05, hb_deadline=0.25) as ch,
     ):
         with trio.fail_after(TIMEOUT):
-            await ch.heartbeat.wait_alive()
+            await ch.heartbeat.wait_responsive()
             before = (ch.heartbeat.state, ch.kernel_unresponsive)
             kernel.hb_paused = True
             died = await ch.wait_unresponsive()
             assert isinstance(died, KernelDied) and "heartbeat" in str(died)
-            assert before == ("alive", False)
+            assert before == ("responsive", False)
             assert (ch.heartbeat.state, ch.kernel_unresponsive) == ("unresponsive", True)
             stats = ch.statistics().heartbeat
             assert stats.misses >= 1 and stats.unresponsive_periods == 1
             silent_for = trio.current_time() - (stats.last_reply or 0)
             assert silent_for >= 0.25
             kernel.hb_paused = False
-            await ch.heartbeat.wait_alive()  # a recreated REQ socket gets answers again
-            assert ch.heartbeat.state == "alive"
+            await ch.heartbeat.wait_responsive()  # a recreated REQ socket gets answers again
+            assert ch.heartbeat.state == "responsive"
             assert ch.statistics().heartbeat.replies >= 2
 
 
@@ -740,9 +741,50 @@ async def test_heartbeat_waiters_are_woken_by_close() -> None:
         async with open_channels(kernel.info, heartbeat=False) as ch:
             assert ch.heartbeat.state == "off"
             with pytest.raises(RuntimeError):
-                await ch.heartbeat.wait_alive()
+                await ch.heartbeat.wait_responsive()
         async with open_channels(kernel.info, hb_deadline=60) as ch:
             await assert_woken_by_close(ch, ch.wait_unresponsive)
+
+
+async def test_the_zeromq_channels_implement_what_the_client_needs() -> None:
+    """Issue #14: the client found its channels' abilities with getattr. Channels implement
+    the declared ClientChannels protocol in full (checked by mypy through the annotated
+    assignment, and at run time), with the liveness vocabulary: responsive, unresponsive."""
+    async with raw_kernel() as kernel:
+        async with open_channels(kernel.info, heartbeat=False) as ch:
+            declared: ClientChannels = ch
+            assert isinstance(declared, ClientChannels)
+            assert ch.unresponsive_error is None
+            with trio.fail_after(TIMEOUT):
+                await ch.wait_responsive()  # no heartbeat: nothing says it does not answer
+            ch.add_listener(_NoListener())  # accepted; ZeroMQ channels never call it
+        with pytest.raises(trio.ClosedResourceError):
+            await ch.wait_responsive()
+        async with open_channels(kernel.info, hb_interval=0.05, hb_deadline=0.25) as ch:
+            with trio.fail_after(TIMEOUT):
+                await ch.wait_responsive()
+                assert ch.heartbeat.state == "responsive"
+                kernel.hb_paused = True
+                died = await ch.wait_unresponsive()
+                verdict = ch.unresponsive_error
+                assert verdict is not None and verdict.reason == died.reason
+                kernel.hb_paused = False
+                await ch.wait_responsive()
+                lifted = ch.unresponsive_error
+                assert lifted is None
+                with pytest.warns(DeprecationWarning, match="wait_responsive"):
+                    await ch.heartbeat.wait_alive()
+
+
+class _NoListener:
+    def connection_lost(self, error: BaseException) -> None:
+        raise AssertionError("not called by ZeroMQ channels")
+
+    def kernel_restarted(self, reason: str) -> None:
+        raise AssertionError("not called by ZeroMQ channels")
+
+    def kernel_died(self, error: KernelDied) -> None:
+        raise AssertionError("not called by ZeroMQ channels")
 
 
 async def test_closing_semantics() -> None:
@@ -872,7 +914,7 @@ async def test_ipc_transport(tmp_path: Path) -> None:
             ident, got = await kernel.receive("shell")
             await kernel.send("shell", ident, kernel.session.reply(got, {}))
             assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
-            await ch.heartbeat.wait_alive()
+            await ch.heartbeat.wait_responsive()
 
 
 @pytest.mark.skipif(not has_curve(), reason="libzmq without CurveZMQ")
@@ -885,7 +927,7 @@ async def test_curve_encryption() -> None:
                 ident, got = await kernel.receive("shell")
                 await kernel.send("shell", ident, kernel.session.reply(got, {}))
                 assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
-                await ch.heartbeat.wait_alive()
+                await ch.heartbeat.wait_responsive()
                 await kernel.wait_subscribed()
                 await kernel.publish(kernel.message("stream", {"text": "encrypted"}))
                 assert (await ch.iopub.receive()).content == {"text": "encrypted"}

@@ -301,7 +301,7 @@ def test_output_dropped_on_the_way_is_exit_status_4(
     async def kernel_that_loses_output(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         channels, kernel = memory_pair()
         iopub = CountingIOPub(channels.iopub)
-        channels = attrs.evolve(channels, iopub=iopub)  # type: ignore[arg-type]
+        channels = attrs.evolve(channels, iopub=iopub)
 
         async def kernel_side() -> None:
             req = await kernel.shell.receive()
@@ -565,7 +565,7 @@ def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
     async def kernel_that_loses_output(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         channels, kernel = memory_pair()
         iopub = CountingIOPub(channels.iopub)
-        channels = attrs.evolve(channels, iopub=iopub)  # type: ignore[arg-type]
+        channels = attrs.evolve(channels, iopub=iopub)
 
         async def kernel_side() -> None:
             while True:

@@ -183,7 +183,7 @@ async def test_what_the_channels_were_opened_without_is_a_usage_error() -> None:
             with pytest.raises(te.UsageError, match="report_rejects=True"):
                 _ = ch.rejects
             with pytest.raises(te.UsageError, match="heartbeat=False"):
-                await ch.heartbeat.wait_alive()
+                await ch.heartbeat.wait_responsive()
             with pytest.raises(te.UsageError, match="multiplexed=True"):
                 ch.multiplexed.receive_nowait()
         async with te.open_channels(NOWHERE, heartbeat=False, multiplexed=True) as ch:

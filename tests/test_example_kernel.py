@@ -574,7 +574,7 @@ async def test_the_kernel_exits_when_its_parent_dies(tmp_path: Path) -> None:
                     line += chunk
                 kernel = psutil.Process(int(line))
                 async with open_client(info) as client:
-                    await client.wait_for_ready()  # it runs, watching its parent
+                    await client.wait_ready()  # it runs, watching its parent
                 parent.kill()
             try:
                 # It exits by itself (a bounded wait: psutil cannot be cancelled).

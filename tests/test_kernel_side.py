@@ -121,7 +121,7 @@ async def test_iopub_welcome_can_be_disabled() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_kernel_channels(iopub_welcome=False) as kc:
             async with open_raw_peer(kc.connection_info, wait_welcome=False) as peer:
-                await kc.wait_for_subscriptions(1)
+                await kc.wait_subscriptions(1)
                 await kc.publish("status", {"execution_state": "idle"})
                 assert (await peer.receive("iopub")).msg_type == "status"
             assert kc.statistics().welcomes_sent == 0
@@ -155,7 +155,7 @@ async def test_heartbeat_echoes_and_pauses() -> None:
                 assert kc.heartbeat_paused
                 await peer.ping(b"dropped")
                 # The ping is dropped: once resumed, the next echo is the next ping.
-                await kc.wait_for_heartbeats(2)
+                await kc.wait_heartbeats(2)
                 kc.resume_heartbeat()
                 await peer.ping(b"ping-2")
                 assert await peer.pong() == b"ping-2"
@@ -323,7 +323,7 @@ async def test_close_is_clean_and_ports_are_released() -> None:
         with pytest.raises(trio.ClosedResourceError):
             await kc.publish("status", {"execution_state": "idle"})
         with pytest.raises(trio.ClosedResourceError):
-            await kc.wait_for_subscriptions()
+            await kc.wait_subscriptions()
         # The same ports can be bound again (once libzmq's I/O thread released them).
         while True:
             try:

@@ -959,7 +959,7 @@ async def test_port_taken_before_bind_is_retried_with_fresh_ports(
             assert (await kernel.client.execute(PYTHON_CHECK)).stdout == "4\n"
             channels = kernel.client.channels
             assert isinstance(channels, Channels)
-            await channels.heartbeat.wait_alive()  # the new process has a heartbeat
+            await channels.heartbeat.wait_responsive()  # the new process has a heartbeat
             assert kernel.died is None
         assert kernel.returncode == 0
 

@@ -398,7 +398,7 @@ async def test_kernel_crash_is_kernel_died_then_usable_again(jupyter_server: Loc
         async with open_remote_kernel(jupyter_server.url, token=jupyter_server.token) as kernel:
             with pytest.raises(KernelDied, match="restarted"):
                 await kernel.client.execute("import os; os._exit(1)")
-            await kernel.client.wait_for_ready()
+            await kernel.client.wait_ready()
             assert (await kernel.client.execute("print(1)")).stdout == "1\n"
             assert kernel.died is None
 

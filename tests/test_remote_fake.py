@@ -11,9 +11,11 @@ from typing import Protocol
 
 import pytest
 import trio
+import trio.testing
 import trio_websocket
 
 from trio_enchannel import ConfigurationError, KernelDied, LocalProtocolError, Message, open_client
+from trio_enchannel._channels._interfaces import ClientChannels
 from trio_enchannel._remote._channels import open_remote_channels
 from trio_enchannel._remote._errors import RemoteAuthenticationError, RemoteKernelNotFound
 from trio_enchannel._wire._framing import V1_SUBPROTOCOL, decode_frame, encode_frame
@@ -236,7 +238,7 @@ async def test_server_restarting_status_fails_pending_requests_only() -> None:
         ):
             with pytest.raises(KernelDied, match="restarted"):
                 await client.kernel_info()
-            assert ch.kernel_died is None
+            assert ch.died is None
             info = await client.kernel_info()  # the restarted kernel answers
             assert info.reply.msg_type == "kernel_info_reply"
             # The channels reopened the websocket as a new session (the restarted kernel
@@ -263,11 +265,86 @@ async def test_server_dead_status_is_the_kernel_death() -> None:
                 await client.kernel_info()
             died = await ch.wait_unresponsive()
             assert "dead" in died.reason
-            assert ch.kernel_died is not None and ch.state == "dead"
+            assert ch.died is not None and ch.state == "dead"
             with pytest.raises(KernelDied):
                 await ch.send(ch.session.message("kernel_info_request", channel="shell"))
             with pytest.raises(KernelDied):
                 await client.kernel_info()
+
+
+async def test_wait_responsive_returns_while_alive_and_raises_once_dead() -> None:
+    """Issue #14: the websocket wait_responsive never returned, alive or dead (a caller
+    waiting for the kernel to answer again hung forever; the outcome was known)."""
+
+    async def script(conn: FakeConnection) -> None:
+        request = await conn.receive()
+        await conn.status("dead", request)
+        await trio.sleep_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+        ):
+            declared: ClientChannels = ch  # the interface the client needs, in full
+            assert isinstance(declared, ClientChannels)
+            await ch.wait_responsive()  # alive: at once
+            assert (ch.unresponsive_error, ch.kernel_unresponsive) == (None, False)
+            await ch.shell.send(ch.session.message("kernel_info_request"))
+            died = await ch.wait_unresponsive()
+            assert ch.unresponsive_error is died and ch.kernel_unresponsive
+            with pytest.raises(KernelDied, match="dead"):
+                await ch.wait_responsive()  # dead for good: at once, not never
+        with pytest.raises(KernelDied):
+            await ch.wait_responsive()
+
+
+async def test_wait_unresponsive_is_woken_by_close() -> None:
+    """As on the ZeroMQ channels: closing the channels while the kernel lives ends the wait
+    with ClosedResourceError (it used to wait forever)."""
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.answer_forever()
+
+    outcome: list[str] = []
+    with trio.fail_after(20):
+        async with serving(script) as server:
+            async with open_remote_channels(server.url, KERNEL, token=TOKEN) as ch:
+
+                async def waiter() -> None:
+                    try:
+                        await ch.wait_unresponsive()
+                    except trio.ClosedResourceError:
+                        outcome.append("closed")
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(waiter)
+                    await trio.testing.wait_all_tasks_blocked()
+                    await ch.aclose()
+            with pytest.raises(trio.ClosedResourceError):
+                await ch.wait_unresponsive()
+    assert outcome == ["closed"]
+
+
+async def test_wait_iopub_ready_has_the_signature_of_the_zeromq_channels() -> None:
+    """Issue #14: RemoteChannels.wait_iopub_ready took no arguments, so code written for
+    Channels (``wait_iopub_ready(welcome_grace=..., nudge_every=...)``) failed with
+    TypeError on the websocket; the same bad values are now refused the same way."""
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.answer_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+        ):
+            await ch.wait_iopub_ready(welcome_grace=0, nudge_every=0.5)
+            assert ch.iopub_ready
+            with pytest.raises(ConfigurationError, match="nudge_every"):
+                await ch.wait_iopub_ready(nudge_every=0)
+            with pytest.raises(ConfigurationError, match="welcome_grace"):
+                await ch.wait_iopub_ready(welcome_grace=-1)
 
 
 class _Nowait(Protocol):

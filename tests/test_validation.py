@@ -195,6 +195,8 @@ ENTRY_POINTS = (
     bad(TypeError, "stdin", open_client, NOWHERE, stdin="y"),
     bad(ConfigurationError, "unclaimed_buffer", open_client, NOWHERE, unclaimed_buffer=0),
     bad(ConfigurationError, "hb_interval", open_client, NOWHERE, hb_interval=NAN),
+    # (the client reads every channel on its own: no multiplexed channels)
+    bad(TypeError, "multiplexed", open_client, NOWHERE, multiplexed=True),
     bad(ConnectionInfoError, "shell_port", open_client, {**NOWHERE.to_dict(), "shell_port": 70000}),
     # open_kernel: nothing is looked up or started
     bad(TypeError, "name_or_spec", open_kernel, 123),
@@ -354,7 +356,7 @@ REQUESTS = (
 async def ready_client() -> AsyncIterator[tuple[FakeKernel, KernelClient]]:
     async with open_fake_kernel() as kernel, open_client(kernel.connection_info) as client:
         with trio.fail_after(TIMEOUT):
-            await client.wait_for_ready()
+            await client.wait_ready()
         yield kernel, client
 
 

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -52,6 +52,7 @@ from .._wire._message import CHANNEL_NAMES, ChannelName, Message
 from .._wire._session import DELIMITER, Session, warn_if_unsigned
 from ._core import ChannelHub, check_message
 from ._heartbeat import Heartbeat
+from ._interfaces import ChannelsListener, RejectListener
 from ._views import (
     ChannelsStatistics,
     ChannelStatistics,
@@ -96,9 +97,6 @@ HANDSHAKE_ATTEMPTS = 3
 _SIGNATURE_REASONS = frozenset(("invalid_signature", "unsigned"))
 #: The largest parent header a rejected message may have for its claimed parent to be read.
 _CLAIM_LIMIT = 4096
-
-#: ``(channel, claimed parent msg_id or None, error)``; see Channels.add_reject_listener.
-RejectListener = Callable[[ChannelName, "str | None", RemoteProtocolError], None]
 
 
 @attrs.frozen
@@ -248,6 +246,7 @@ class Channels:
         self._ever_connected: set[ChannelName] = set()
         self._send_scopes: set[trio.CancelScope] = set()
         self._reject_listeners: list[RejectListener] = []
+        self._listeners: list[ChannelsListener] = []
         self._signature_rejected: tuple[ChannelName, RemoteProtocolError] | None = None
         self._connection_changed = trio.Event()
         self.shell = MessageChannel(self._hub, "shell")
@@ -331,6 +330,36 @@ class Channels:
         return await self.heartbeat.wait_unresponsive()
 
     @property
+    def unresponsive_error(self) -> KernelDied | None:
+        """The :class:`KernelDied` describing the silence while the heartbeat declares the
+        kernel unresponsive (what :meth:`wait_unresponsive` returns), else ``None``."""
+        return self.heartbeat.unresponsive_error
+
+    async def wait_responsive(self) -> None:
+        """Wait until the kernel answers a heartbeat ping (at once if the last one was, or
+        without heartbeat monitoring: nothing then says it does not answer).
+
+        Raises:
+            trio.ClosedResourceError: the channels were closed while waiting.
+        """
+        if not self.heartbeat.enabled:
+            if self._closed:
+                raise trio.ClosedResourceError("the channels are closed")
+            await trio.lowlevel.checkpoint()
+            return
+        await self.heartbeat.wait_responsive()
+
+    def add_listener(self, listener: ChannelsListener) -> None:
+        """Register a listener (an object with ``connection_lost(error)``,
+        ``kernel_restarted(reason)`` and ``kernel_died(error)`` methods), as
+        :meth:`RemoteChannels.add_listener <trio_enchannel.RemoteChannels.add_listener>` does.
+        ZeroMQ channels never call it: ZeroMQ reconnects without losing what is queued, and a
+        launcher, not the channels, learns that the kernel process died (it tells the client
+        with :meth:`KernelClient.declare_dead <trio_enchannel.KernelClient.declare_dead>`).
+        """
+        self._listeners.append(listener)
+
+    @property
     def iopub_ready(self) -> bool:
         """Whether a valid IOPub message has arrived, so the subscription is live."""
         return self._iopub_ready
@@ -395,8 +424,8 @@ class Channels:
         ``input_request`` on stdin, can: the client's sockets connect independently, and
         one may still be retrying (every 100-200 ms) while the kernel already answers on
         another. After this returns, all three are connected (a kernel that restarts
-        resets it until they reconnect). :meth:`KernelClient.wait_for_ready
-        <trio_enchannel.KernelClient.wait_for_ready>` calls it. Opening the channels
+        resets it until they reconnect). :meth:`KernelClient.wait_ready
+        <trio_enchannel.KernelClient.wait_ready>` calls it. Opening the channels
         never waits for this (a launcher connects before the kernel binds); bound the wait
         with :func:`trio.fail_after`.
 
@@ -658,19 +687,19 @@ class Channels:
                 await self.heartbeat.wait_unresponsive()
                 changed, self._connection_changed = self._connection_changed, trio.Event()
                 changed.set()
-                await self.heartbeat.wait_alive()
+                await self.heartbeat.wait_responsive()
         except trio.ClosedResourceError:
             return
 
     def _check_unresponsive(self) -> None:
-        died = self.heartbeat.died
+        died = self.heartbeat.unresponsive_error
         if died is not None:
             raise KernelDied(died.reason)
 
     def _check_never_reached(self) -> None:
         """Raise KernelDied if the heartbeat declares a kernel dead that no socket ever
         reached (a stale connection file, a kernel that died before we connected)."""
-        died = self.heartbeat.died
+        died = self.heartbeat.unresponsive_error
         if died is not None and not self._ever_connected:
             raise KernelDied(died.reason)
 

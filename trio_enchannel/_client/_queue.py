@@ -2,7 +2,7 @@
 item and counts it.
 
 Used for messages nobody is obliged to read (unclaimed replies and IOPub broadcasts, comm
-messages): the router task that feeds it must never wait on a slow or absent reader, and the
+messages): the routing task that feeds it must never wait on a slow or absent reader, and the
 reader must be able to tell that it missed something (:attr:`DroppingQueue.dropped`).
 """
 

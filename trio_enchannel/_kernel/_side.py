@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -177,7 +178,7 @@ class KernelChannels:
         """Echo heartbeat pings again."""
         self._heartbeat_paused = False
 
-    async def wait_for_heartbeats(self, count: int = 1) -> None:
+    async def wait_heartbeats(self, count: int = 1) -> None:
         """Wait until ``count`` heartbeat pings have arrived in total (echoed or dropped).
 
         Raises:
@@ -201,7 +202,7 @@ class KernelChannels:
 
     # -- iopub subscriptions ------------------------------------------------------------
 
-    async def wait_for_subscriptions(self, count: int = 1) -> None:
+    async def wait_subscriptions(self, count: int = 1) -> None:
         """Wait until IOPub has seen ``count`` subscription events in total.
 
         A client's SUB socket that subscribes to ``b""`` produces one event. Use it to make
@@ -215,6 +216,15 @@ class KernelChannels:
                 raise trio.ClosedResourceError("the kernel channels are closed")
             await self._subscribed_lot.park()
         await trio.lowlevel.checkpoint()
+
+    async def wait_for_subscriptions(self, count: int = 1) -> None:
+        """Deprecated alias of :meth:`wait_subscriptions`."""
+        warnings.warn(
+            "KernelChannels.wait_for_subscriptions() is deprecated, use wait_subscriptions()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        await self.wait_subscriptions(count)
 
     # -- sending ------------------------------------------------------------------------
 

@@ -230,7 +230,7 @@ class Kernel:
                 reason = f"{self._what()} did not restart: {error}".split("\n", 1)[0]
                 self._death = KernelDied(reason)
                 if self._client is not None:
-                    self._client.kernel_died(self._death)
+                    self._client.declare_dead(self._death)
                 if error is not exc:
                     raise error from None
                 raise
@@ -258,7 +258,7 @@ class Kernel:
         self._death = KernelDied(f"{self._what()} (pid {inc.pid}) {describe_exit(inc.returncode)}")
         if self._client is not None:
             # Pending requests fail now, and later ones fail fast until a restart.
-            self._client.kernel_died(self._death)
+            self._client.declare_dead(self._death)
 
     async def _start_process(self) -> None:
         if busy_ports(self.connection_info):
@@ -314,7 +314,7 @@ class Kernel:
 
                 async def watch_stderr(tail: Tail) -> None:
                     nonlocal bind_failed
-                    await tail.wait_for(lambda text: reports_bind_failure(text, info))
+                    await tail.wait_until(lambda text: reports_bind_failure(text, info))
                     bind_failed = True
                     nursery.cancel_scope.cancel()
 
@@ -399,7 +399,7 @@ class Kernel:
             await _wait_bound(self.connection_info)
             return
         try:
-            await self._client.wait_for_ready()
+            await self._client.wait_ready()
         except KernelDied:
             if not inc.exited.is_set():
                 raise
@@ -494,7 +494,7 @@ class Kernel:
             self._remove_files()
             if self._client is not None and not self._client.closed:
                 # The client stays open until the block ends; make it fail fast meanwhile.
-                self._client.kernel_died(KernelDied(f"{self._what()} was shut down"))
+                self._client.declare_dead(KernelDied(f"{self._what()} was shut down"))
 
     def _remove_files(self) -> None:
         with contextlib.suppress(FileNotFoundError):

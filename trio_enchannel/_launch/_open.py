@@ -91,14 +91,12 @@ def _check_arguments(
     check_seconds("shutdown_grace", shutdown_grace, allow_zero=True, allow_inf=True)
     check_seconds("terminate_grace", terminate_grace, allow_zero=True, allow_inf=True)
     check_bool("connect", connect)
-    from .._channels._channels import open_channels
     from .._client._client import open_client
 
     check_option_names(
         "client_options",
         check_mapping("client_options", client_options),
-        parameter_names(open_client, exclude={"info_or_channels"})
-        | parameter_names(open_channels, exclude={"info"}),
+        parameter_names(open_client, exclude={"info_or_channels"}),
     )
     return arguments
 

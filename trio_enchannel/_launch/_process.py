@@ -52,7 +52,7 @@ class Tail:
         self._fed.set()
         self._fed = trio.Event()
 
-    async def wait_for(self, predicate: Callable[[str], bool]) -> None:
+    async def wait_until(self, predicate: Callable[[str], bool]) -> None:
         """Return once ``predicate(text)`` holds for the text kept so far."""
         while True:
             fed = self._fed

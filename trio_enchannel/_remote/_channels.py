@@ -15,12 +15,12 @@ import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
 
 import attrs
 import trio
 
 from .._channels._core import ChannelHub, check_message
+from .._channels._interfaces import ChannelsListener, RejectListener
 from .._channels._views import (
     ChannelStatistics,
     IOPubChannel,
@@ -131,7 +131,8 @@ class RemoteChannels:
             opener="open_remote_channels",
             source=f" from kernel {kernel_id}",
         )
-        self._listeners: list[Any] = []
+        self._listeners: list[ChannelsListener] = []
+        self._reject_listeners: list[RejectListener] = []
         self._taps: list[Callable[[Message], None]] = []
         self._dead = trio.Event()
         self._death: KernelDied | None = None
@@ -228,19 +229,23 @@ class RemoteChannels:
         return self._link.state
 
     @property
-    def kernel_died(self) -> KernelDied | None:
-        """Why the kernel is gone, once it is; ``None`` while it lives."""
+    def died(self) -> KernelDied | None:
+        """Why the kernel is dead, once the server says so (reports it ``dead``, or no longer
+        has it) or could not be reached for ``reconnect_timeout``; ``None`` while it lives."""
         return self._death
 
     @property
     def kernel_unresponsive(self) -> bool:
-        """Whether the kernel cannot be reached now (websocket down, or kernel gone)."""
-        return self._link.state != "connected"
+        """Whether the kernel is declared unresponsive: for a remote kernel, only once it is
+        dead (:attr:`died`). A websocket that is reconnecting (:attr:`state`) is a passing
+        trouble: the kernel lives, and sends wait for the new connection."""
+        return self._death is not None
 
     @property
-    def unresponsive_reason(self) -> str:
-        """Why the kernel is gone (empty while it lives)."""
-        return self._death.reason if self._death is not None else ""
+    def unresponsive_error(self) -> KernelDied | None:
+        """The :class:`~trio_enchannel.KernelDied` describing why the kernel is dead, once it
+        is (:attr:`died`, what :meth:`wait_unresponsive` returns); ``None`` while it lives."""
+        return self._death
 
     async def wait_unresponsive(self) -> KernelDied:
         """Wait until the kernel is gone: it no longer exists on the server, the server
@@ -252,15 +257,29 @@ class RemoteChannels:
 
         Returns:
             The :class:`KernelDied` describing the death.
+
+        Raises:
+            trio.ClosedResourceError: the channels were (or get) closed while the kernel
+                lived.
         """
-        await self._dead.wait()
-        assert self._death is not None
+        await self._link.wait_ended()  # dead (reported before waiters run) or closed
+        if self._death is None:
+            raise trio.ClosedResourceError("the channels are closed")
         return self._death
 
     async def wait_responsive(self) -> None:
-        """Never returns: a remote kernel that is gone does not come back (this exists so
-        that callers written for :class:`~trio_enchannel.Channels` work unchanged)."""
-        await trio.sleep_forever()
+        """Return at once while the kernel lives (a websocket that is reconnecting does not
+        make it unresponsive, see :attr:`kernel_unresponsive`).
+
+        Raises:
+            KernelDied: the kernel is dead: a remote kernel that is gone never comes back.
+            trio.ClosedResourceError: the channels were closed.
+        """
+        await trio.lowlevel.checkpoint()
+        if self._death is not None:
+            raise KernelDied(self._death.reason)
+        if self._closed:
+            raise trio.ClosedResourceError("the channels are closed")
 
     async def wait_connected(self) -> None:
         """Wait until the websocket is up (at once unless it is reconnecting).
@@ -273,34 +292,46 @@ class RemoteChannels:
 
     @property
     def iopub_ready(self) -> bool:
-        """Whether IOPub messages flow: always, once connected (see
+        """Whether IOPub messages flow, which they do once connected (see
         :meth:`wait_iopub_ready`)."""
         return self._link.connections > 0
 
-    async def wait_iopub_ready(self) -> None:
+    async def wait_iopub_ready(
+        self, *, welcome_grace: float = 0.2, nudge_every: float = 0.5
+    ) -> None:
         """Wait until IOPub messages flow.
 
         The server establishes its subscription to the kernel's IOPub (nudging it with
         ``kernel_info`` requests) before it serves the websocket, so this only waits for the
-        connection.
+        connection. ``welcome_grace`` and ``nudge_every`` are checked as by
+        :meth:`Channels.wait_iopub_ready <trio_enchannel.Channels.wait_iopub_ready>` and
+        otherwise unused: the server does the nudging.
 
         Raises:
             KernelDied: the kernel is gone.
             trio.ClosedResourceError: the channels were closed.
+            ConfigurationError: ``welcome_grace`` is not >= 0 or ``nudge_every`` not > 0.
         """
+        check_seconds("welcome_grace", welcome_grace, allow_zero=True, allow_inf=True)
+        check_seconds("nudge_every", nudge_every)
         await self._link.wait_connected()
 
-    def add_listener(self, listener: Any) -> None:
+    def add_listener(self, listener: ChannelsListener) -> None:
         """Register an object told about troubles the moment they are noticed.
 
-        Called, when present: ``listener.connection_lost(error)`` when the websocket drops
-        (requests in flight should fail with ``error``, a
-        :class:`~trio_enchannel.ConnectionLost`), ``listener.kernel_restarted(reason)`` when
-        the server restarted the crashed kernel, ``listener.kernel_died(error)`` when the
-        kernel is gone. :class:`~trio_enchannel.KernelClient` registers itself. The calls
-        are synchronous, from the reader task: keep them short (an exception is logged).
+        Called: ``listener.connection_lost(error)`` when the websocket drops (requests in
+        flight should fail with ``error``, a :class:`~trio_enchannel.ConnectionLost`),
+        ``listener.kernel_restarted(reason)`` when the server restarted the crashed kernel,
+        ``listener.kernel_died(error)`` when the kernel is dead.
+        :class:`~trio_enchannel.KernelClient` registers itself. The calls are synchronous,
+        from the reader task: keep them short (an exception is logged).
         """
         self._listeners.append(listener)
+
+    def add_reject_listener(self, listener: RejectListener) -> None:
+        """Accepted for the interface :class:`~trio_enchannel.Channels` shares, never called:
+        messages are not signed on the websocket (the server verifies the kernel's)."""
+        self._reject_listeners.append(listener)
 
     @contextmanager
     def tap(self, callback: Callable[[Message], None]) -> Iterator[None]:
@@ -380,30 +411,27 @@ class RemoteChannels:
         raw = frame.encode("utf-8", "surrogateescape") if isinstance(frame, str) else frame
         self._hub.reject(peek_channel(frame), (raw,), error)
 
-    def _notify(self, method: str, arg: object) -> None:
+    def _notify(self, call: Callable[[ChannelsListener], None], what: str) -> None:
         for listener in list(self._listeners):
-            fn = getattr(listener, method, None)
-            if fn is None:
-                continue
             try:
-                fn(arg)
+                call(listener)
             except Exception:  # a listener's bug must not stop the websocket reader
-                logger.exception("listener %r failed in %s", listener, method)
+                logger.exception("listener %r failed in %s", listener, what)
 
     def _on_connect(self) -> None:
         pass
 
     def _on_drop(self, error: ConnectionLost) -> None:
-        self._notify("connection_lost", error)
+        self._notify(lambda listener: listener.connection_lost(error), "connection_lost")
 
     def _on_restart(self, reason: str) -> None:
-        self._notify("kernel_restarted", reason)
+        self._notify(lambda listener: listener.kernel_restarted(reason), "kernel_restarted")
 
     def _on_dead(self, error: KernelDied) -> None:
         self._death = error
         self._dead.set()
         self._hub.fanout.end(error)
-        self._notify("kernel_died", error)
+        self._notify(lambda listener: listener.kernel_died(error), "kernel_died")
 
 
 @asynccontextmanager

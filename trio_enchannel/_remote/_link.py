@@ -272,6 +272,13 @@ class KernelLink:
                 raise trio.ClosedResourceError("the remote channels are closed")
             await self._changed.wait()
 
+    async def wait_ended(self) -> None:
+        """Wait until the link is ``closed`` or ``dead`` (at once if it is)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self.state not in ("closed", "dead"):
+            await self._changed.wait()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
     # -- lifecycle ------------------------------------------------------------------------
 
     async def aclose(self) -> None:

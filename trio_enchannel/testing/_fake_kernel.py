@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -313,7 +314,7 @@ class FakeKernel:
 
     # -- waiting --------------------------------------------------------------------------
 
-    async def wait_for_request(
+    async def wait_request(
         self,
         msg_type: str | None = None,
         *,
@@ -337,7 +338,21 @@ class FakeKernel:
                         return msg
                 await self._arrivals.park()
 
-    async def wait_for_subscriber(self, count: int = 1) -> None:
+    async def wait_for_request(
+        self,
+        msg_type: str | None = None,
+        *,
+        channel: ChannelName | None = None,
+    ) -> Message:
+        """Deprecated alias of :meth:`wait_request`."""
+        warnings.warn(
+            "FakeKernel.wait_for_request() is deprecated, use wait_request()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return await self.wait_request(msg_type, channel=channel)
+
+    async def wait_subscriber(self, count: int = 1) -> None:
         """Wait until ``count`` IOPub subscriptions have arrived in total.
 
         Raises:
@@ -345,7 +360,7 @@ class FakeKernel:
             trio.ClosedResourceError: the kernel is dead.
         """
         with trio.fail_after(self.timeout):
-            await self.channels.wait_for_subscriptions(count)
+            await self.channels.wait_subscriptions(count)
 
     async def wait_dead(self) -> None:
         """Wait until the kernel died or shut down and its sockets are closed.
