@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import pkgutil
 import sys
 from typing import Any
@@ -40,8 +41,10 @@ intersphinx_timeout = 1
 # Private types that public signatures still show (issue 14), until each gets a public name;
 # tests/test_docs.py::AWAITING_A_PUBLIC_NAME lists the same ones, for the same reason.
 nitpick_ignore = [
-    ("py:class", "trio_enchannel._client._dispatcher.ChannelsLike"),
+    ("py:class", "trio_enchannel._channels._interfaces.ClientChannels"),
+    ("py:class", "trio_enchannel._channels._interfaces.ChannelsListener"),
     ("py:class", "trio_enchannel._client._queue.DroppingQueue"),
+    ("py:class", "DroppingQueue"),  # the same, in the annotation of an instance attribute
 ]  # a local file; never wait on a network
 
 try:
@@ -71,6 +74,8 @@ def _resolve_type_checking_imports(package: str) -> None:
     for name, module in list(sys.modules.items()):
         if not name.startswith(package + ".") or module.__file__ is None:
             continue
+        if hasattr(module, "_EXPORTS"):  # a public package: its names load (and are renamed)
+            continue  # on first use, which its TYPE_CHECKING re-exports would bypass
         with open(module.__file__, encoding="utf-8") as f:
             tree = ast.parse(f.read())
         for node in tree.body:
@@ -91,6 +96,36 @@ def _resolve_type_checking_imports(package: str) -> None:
 
 
 _resolve_type_checking_imports("trio_enchannel")
+
+
+def _analyze_public_packages(*packages: str) -> None:
+    """Let autodoc find the attribute docs of classes renamed to their package.
+
+    The package renames its public classes (``__module__`` is ``trio_enchannel``, as with
+    trio's names), so autodoc looks for ``self.x: T`` followed by a docstring in the package's
+    ``__init__.py`` instead of the private module that defines the class. Give the package's
+    source analyzer what the private modules' analyzers found for the names it exports.
+    """
+    from sphinx.pycode import ModuleAnalyzer
+
+    for package in packages:
+        module = importlib.import_module(package)
+        public = ModuleAnalyzer.for_module(package)
+        public.analyze()
+        for private_name, names in module._EXPORTS.items():
+            private = ModuleAnalyzer.for_module(importlib.util.resolve_name(private_name, package))
+            private.analyze()
+            for attr in ("attr_docs", "annotations"):
+                ours = getattr(public, attr)
+                for key, value in getattr(private, attr).items():
+                    if key[0].split(".")[0] in names:
+                        ours.setdefault(key, value)
+            for key, value in private.tagorder.items():
+                if key.split(".")[0] in names:
+                    public.tagorder.setdefault(key, value)
+
+
+_analyze_public_packages("trio_enchannel", "trio_enchannel.testing")
 
 
 def _hide_constructor_types(app: Any, domain: str, objtype: str, contentnode: Any) -> None:

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from trio_enchannel import KernelDied
-from trio_enchannel._remote._errors import ConnectionLost
+from trio_enchannel import ConnectionLost, KernelDied
 from trio_enchannel._remote._kernel import open_remote_kernel
 from trio_enchannel.testing._jupyter_server import LocalServer, start_local_server, wait_until_ready
 
@@ -72,8 +71,14 @@ class DropListener:
     def __init__(self, event: trio.Event) -> None:
         self.event = event
 
-    def connection_lost(self, error: ConnectionLost) -> None:
+    def connection_lost(self, error: BaseException) -> None:
         self.event.set()
+
+    def kernel_restarted(self, reason: str) -> None:
+        pass
+
+    def kernel_died(self, error: KernelDied) -> None:
+        pass
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +113,7 @@ async def test_dropped_websocket_is_survived(server: LocalServer) -> None:
                             pass
                 # The channels reconnect by themselves; the client is usable again.
                 await kernel.channels.wait_connected()
-                await client.wait_for_ready()
+                await client.wait_ready()
                 result = await client.execute("print(x)")
                 # The kernel kept running the request whose reply was lost (this one queued
                 # behind it).
