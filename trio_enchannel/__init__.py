@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import RemoteProtocolError as RemoteProtocolError
     from ._errors import SignatureMismatch as SignatureMismatch
     from ._errors import UnsignedMessage as UnsignedMessage
+    from ._io._connection_file import write_connection_file as write_connection_file
     from ._io._fanout import Subscription as Subscription
     from ._io._fanout import SubscriptionOverflow as SubscriptionOverflow
     from ._io._fanout import SubscriptionStatistics as SubscriptionStatistics
@@ -94,7 +95,6 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._remote._rest import RemoteServer as RemoteServer
     from ._remote._rest import open_remote_server as open_remote_server
     from ._wire._connection import ConnectionInfo as ConnectionInfo
-    from ._wire._connection import write_connection_file as write_connection_file
     from ._wire._message import CHANNEL_NAMES as CHANNEL_NAMES
     from ._wire._message import ChannelName as ChannelName
     from ._wire._message import Header as Header
@@ -288,7 +288,7 @@ _LAZY: dict[str, str] = {
     "open_remote_channels": "._remote._channels",
     "open_remote_kernel": "._remote._kernel",
     "open_remote_server": "._remote._rest",
-    "write_connection_file": "._wire._connection",
+    "write_connection_file": "._io._connection_file",
 }
 
 

@@ -28,6 +28,7 @@ from .._errors import (
     MalformedMessage,
     RemoteProtocolError,
 )
+from .._io._connection_file import load_connection_info
 from .._io._fanout import Fanout
 from .._io._inbox import Inbox
 from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
@@ -43,7 +44,7 @@ from .._io._zmq import (
 )
 from .._util import unwrap_single, worth_logging
 from .._validate import check_bool, check_bytes, check_choice, check_int, check_seconds
-from .._wire._connection import ConnectionInfo, SocketName, load_connection_info
+from .._wire._connection import ConnectionInfo, SocketName
 from .._wire._message import CHANNEL_NAMES, ChannelName, Message
 from .._wire._session import DELIMITER, Session, warn_if_unsigned
 from ._heartbeat import Heartbeat

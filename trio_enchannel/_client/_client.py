@@ -17,6 +17,7 @@ from typing import Any, Literal
 import trio
 
 from .._errors import KernelDied, LocalProtocolError
+from .._io._connection_file import load_connection_info
 from .._io._fanout import Subscribable, Subscription, SubscriptionOverflow
 from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE
 from .._util import unwrap_single
@@ -30,7 +31,7 @@ from .._validate import (
     check_optional_str,
     check_str,
 )
-from .._wire._connection import ConnectionInfo, load_connection_info
+from .._wire._connection import ConnectionInfo
 from .._wire._message import Message
 from .._wire._session import Session
 from ._comm import Comm

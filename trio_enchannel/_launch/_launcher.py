@@ -45,6 +45,7 @@ import attrs
 import trio
 
 from .._errors import ConnectionInfoError, EncryptionUnavailable, KernelDied, KernelStartupError
+from .._io._connection_file import write_connection_file
 from .._util import unwrap_single
 from .._validate import (
     check_bool,
@@ -57,7 +58,7 @@ from .._validate import (
     check_str_sequence,
     parameter_names,
 )
-from .._wire._connection import ConnectionInfo, write_connection_file
+from .._wire._connection import ConnectionInfo
 from ._kernelspec import KernelSpec, get_kernel_spec
 
 if TYPE_CHECKING:
