@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 import importlib.util
 import itertools
+import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,11 +52,11 @@ MAY_IMPORT["testing"] = frozenset(set(STACK) - {"_cli"} | {"_kernel"})
 # The public API re-exports the kernel side too (and package __init__ files are exempt anyway).
 MAY_IMPORT["api"] |= {"_kernel"}
 
-# Third-party packages a layer must never import: the wire layer and the base modules are
-# sans-I/O, testable without an event loop or a socket.
-FORBIDDEN_THIRD_PARTY: dict[str, frozenset[str]] = {
-    "base": frozenset({"trio", "zmq"}),
-    "_wire": frozenset({"trio", "zmq"}),
+# The wire layer and the base modules are sans-I/O, testable without an event loop or a
+# socket: never trio, never pyzmq. Beyond the standard library they import only these.
+THIRD_PARTY_ALLOWED: dict[str, frozenset[str]] = {
+    "base": frozenset({"exceptiongroup"}),  # the backport of a built-in on Python 3.10
+    "_wire": frozenset({"attrs", "orjson"}),  # orjson: optional, the "fast" extra
 }
 # pyzmq is adapted to Trio in exactly one module (docs/design.rst says so).
 ONLY_ZMQ_MODULE = f"{PACKAGE}._io._zmq"
@@ -103,6 +105,11 @@ def module_name(root: Path, path: Path) -> str:
     return ".".join(parts)
 
 
+def relative(path: Path) -> Path:
+    """``path`` relative to the working directory where it can be (shorter messages)."""
+    return path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path
+
+
 def is_package_init(name: str, modules: dict[str, Path]) -> bool:
     return modules[name].name == "__init__.py"
 
@@ -114,9 +121,8 @@ def find_modules() -> dict[str, Path]:
 
 def read_imports(modules: dict[str, Path]) -> Iterator[Import]:
     """Every import of every module: package modules by full name, others by top-level name."""
-    cwd = Path.cwd()
     for name, path in modules.items():
-        shown = path.relative_to(cwd) if path.is_relative_to(cwd) else path
+        shown = relative(path)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             if isinstance(node, ast.Import):
@@ -250,10 +256,12 @@ def cycle_violations(modules: dict[str, Path]) -> dict[str, list[str]]:
 def third_party_violations(modules: dict[str, Path]) -> dict[str, list[Import]]:
     found: dict[str, list[Import]] = {}
     for imp in read_imports(modules):
-        if imp.imported in modules:
+        if imp.imported in modules or imp.imported in sys.stdlib_module_names:
             continue
-        forbidden = FORBIDDEN_THIRD_PARTY.get(layer_of(imp.importer), frozenset())
-        if imp.imported in forbidden or (imp.imported == "zmq" and imp.importer != ONLY_ZMQ_MODULE):
+        allowed = THIRD_PARTY_ALLOWED.get(layer_of(imp.importer))
+        if (allowed is not None and imp.imported not in allowed) or (
+            imp.imported == "zmq" and imp.importer != ONLY_ZMQ_MODULE
+        ):
             found.setdefault(f"{short(imp.importer)} imports {imp.imported}", []).append(imp)
     return found
 
@@ -336,5 +344,37 @@ def test_wire_and_base_import_neither_trio_nor_zmq() -> None:
             for key, imps in third_party_violations(find_modules()).items()
         },
         "The wire layer and the base modules (_errors, _validate, _util) import neither trio nor"
-        f" pyzmq, and only {short(ONLY_ZMQ_MODULE)} imports pyzmq:",
+        " pyzmq; beyond the standard library, only: "
+        + "; ".join(
+            f"{layer}: {', '.join(sorted(names))}" for layer, names in THIRD_PARTY_ALLOWED.items()
+        )
+        + f". And only {short(ONLY_ZMQ_MODULE)} imports pyzmq. Violations:",
     )
+
+
+def test_each_package_docstring_says_what_it_may_import() -> None:
+    # "May import: ``_io``, ``_wire`` and the base modules (``_errors``, ...)." up to the next
+    # line that starts "Beyond" (third-party packages) or a blank line.
+    names = {f"``{layer}``": layer for layer in MAY_IMPORT} | {f"``{PACKAGE}``": "api"}
+    names |= {f"``{module}``": "base" for module in BASE_MODULES}
+    wrong: list[str] = []
+    modules = find_modules()
+    for name, path in modules.items():
+        layer = layer_of(name)
+        if path.name != "__init__.py" or layer == "api":
+            continue
+        docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        _, found, rest = docstring.partition("May import:")
+        paragraph = re.split(r"\n\s*\n|\nBeyond", rest)[0]
+        said = {names[token] for token in re.findall(r"``[\w.]+``", paragraph) if token in names}
+        if not found or said != MAY_IMPORT[layer]:
+            says = ", ".join(sorted(said, key=_rank)) or "nothing"
+            table = ", ".join(sorted(MAY_IMPORT[layer], key=_rank))
+            wrong.append(f"  {relative(path)}: says {says}; the table: {table}")
+    if wrong:
+        pytest.fail(
+            "Package docstrings whose 'May import:' paragraph (layers as ``_name``, the base"
+            " modules as ``_errors``...) differs from MAY_IMPORT in tests/test_layers.py:\n"
+            + "\n".join(wrong),
+            pytrace=False,
+        )

@@ -1,5 +1,8 @@
 """Layer 6, the launcher: kernel specs, starting and stopping kernel processes, and
 :func:`open_kernel` (a launched kernel with a client).
 
-May import: the client, channels, I/O, wire and the base modules.
+May import: ``_remote``, ``_client``, ``_channels``, ``_io``, ``_wire`` and the base modules
+(``_errors``, ``_validate``, ``_util``).
+Beyond the standard library: trio, attrs, jupyter_core, and ipykernel when installed (its
+built-in ``python3`` spec).
 """

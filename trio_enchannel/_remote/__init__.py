@@ -1,10 +1,12 @@
-"""Remote kernels: Jupyter Server and Enterprise Gateway, over websockets and REST.
+"""Layer 5, remote kernels: Jupyter Server and Enterprise Gateway, over websockets and REST.
 
-Needs the ``remote`` extra (``trio-websocket`` and ``httpx``). The public names are
-re-exported (lazily) by :mod:`trio_enchannel`.
+The public names are re-exported (lazily) by :mod:`trio_enchannel`. They are imported on first
+use (PEP 562), so importing one remote module does not import them all.
 
-The names are imported on first use (PEP 562), so importing one remote module does not
-import them all.
+May import: ``_client``, ``_channels``, ``_io``, ``_wire`` and the base modules (``_errors``,
+``_validate``, ``_util``).
+Beyond the standard library: trio, attrs, and trio-websocket and httpx (the ``remote`` extra,
+which this package needs).
 """
 
 from __future__ import annotations
