@@ -404,10 +404,15 @@ def test_replay_history_is_bounded_and_forgets_oldest() -> None:
     sent = [sender.serialize(sender.message("status")) for _ in range(5)]
     for frames in sent:
         receiver.deserialize(frames)
-    assert len(receiver._seen) == 3
-    receiver.deserialize(sent[0])  # forgotten: accepted again
-    with pytest.raises(DuplicateSignature):
-        receiver.deserialize(sent[4])
+    for frames in sent[2:]:  # the three newest are remembered (a rejection records nothing)
+        with pytest.raises(DuplicateSignature):
+            receiver.deserialize(frames)
+    receiver.deserialize(sent[0])  # the two oldest were forgotten: accepted again,
+    receiver.deserialize(sent[1])  # each now remembered in place of the oldest (2, then 3)
+    receiver.deserialize(sent[2])
+    for frames in (sent[0], sent[1], sent[2]):
+        with pytest.raises(DuplicateSignature):
+            receiver.deserialize(frames)
 
 
 def test_replay_history_is_per_session() -> None:
