@@ -12,6 +12,12 @@ import trio
 
 from trio_enchannel import KernelDied, LocalProtocolError, NoSuchKernel
 from trio_enchannel._client._client import InputRequest
+from trio_enchannel._wire._framing import V1_SUBPROTOCOL
+
+pytest.importorskip("trio_websocket", reason="the remote extra")
+pytest.importorskip("httpx", reason="the remote extra")
+pytest.importorskip("jupyter_server", reason="starts a Jupyter Server")
+
 from trio_enchannel._remote._channels import open_remote_channels
 from trio_enchannel._remote._errors import (
     RemoteAuthenticationError,
@@ -20,7 +26,6 @@ from trio_enchannel._remote._errors import (
 )
 from trio_enchannel._remote._kernel import open_remote_kernel
 from trio_enchannel._remote._rest import normalize_server_url, open_remote_server
-from trio_enchannel._wire._framing import V1_SUBPROTOCOL
 from trio_enchannel.testing._jupyter_server import (
     LocalServer,
     free_port,
