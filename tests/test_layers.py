@@ -1,4 +1,5 @@
-"""The package's layers: every import points down, no import cycles, no I/O in the wire layer.
+"""The package's layers: every import points down, no import cycles, no trio or pyzmq in the wire
+layer and the base modules, and each package docstring says what it may import.
 
 This reads the source with :mod:`ast` (nothing is imported), so it sees every import: module
 level, under ``if TYPE_CHECKING:``, and inside functions.
