@@ -7,6 +7,7 @@ needs: valid traffic, garbage, forged signatures, replays.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -36,6 +37,7 @@ from trio_enchannel import (
     Session,
     open_channels,
 )
+from trio_enchannel._channels._interfaces import ClientChannels
 from trio_enchannel._io._zmq import TrioSocket, curve_keypair, has_curve
 from trio_enchannel._wire._session import DELIMITER
 
@@ -51,6 +53,8 @@ class RawKernel:
     session: Session
     sockets: dict[str, TrioSocket]
     hb_paused: bool = False
+    #: The hellos :meth:`connected` sent, per channel (the client counts them as sent).
+    hellos: collections.Counter[str] = attrs.Factory(collections.Counter)
 
     async def receive(self, name: str) -> tuple[bytes, Message]:
         """(client identity, verified message) from a ROUTER socket."""
@@ -90,7 +94,7 @@ class RawKernel:
             await endpoint.send(ch.session.message("hello", channel=name))
             ident, hello = await self.receive(name)
             assert (ident, hello.msg_type) == (ch.identity, "hello")
-            ch._counters[name].sent -= 1  # keep the statistics about the test's own traffic
+            self.hellos[name] += 1
 
     async def wait_subscribed(self) -> bytes:
         """The next subscription event the XPUB socket reports."""
@@ -197,9 +201,9 @@ async def test_request_reply_on_shell_control_and_stdin_share_one_identity() -> 
             assert answer.parent_id == asked.msg_id
 
         stats = ch.statistics()
-        assert (stats.shell.sent, stats.shell.received) == (1, 1)
-        assert (stats.stdin.sent, stats.stdin.received) == (1, 1)
-        assert stats.control.sent == 1
+        assert (stats.shell.sent, stats.shell.received) == (1 + kernel.hellos["shell"], 1)
+        assert (stats.stdin.sent, stats.stdin.received) == (1 + kernel.hellos["stdin"], 1)
+        assert stats.control.sent == 1 + kernel.hellos["control"]
         assert stats.rejected_total == 0
 
 
@@ -368,7 +372,7 @@ async def test_replies_taken_in_by_a_send_are_delivered_in_order() -> None:
             rest = [(await ch.shell.receive()).content["i"] for _ in range(19)]
         assert [first.content["i"], *rest] == list(range(20))
         stats = ch.statistics().shell
-        assert (stats.received, stats.sent, stats.queued) == (20, sent, 0)
+        assert (stats.received, stats.sent, stats.queued) == (20, sent + kernel.hellos["shell"], 0)
 
 
 async def test_cancelled_receives_never_lose_a_message() -> None:
@@ -676,20 +680,20 @@ async def test_heartbeat_detects_silence_and_recovery() -> None:
         open_channels(kernel.info, hb_interval=0.05, hb_deadline=0.25) as ch,
     ):
         with trio.fail_after(TIMEOUT):
-            await ch.heartbeat.wait_alive()
+            await ch.heartbeat.wait_responsive()
             before = (ch.heartbeat.state, ch.kernel_unresponsive)
             kernel.hb_paused = True
             died = await ch.wait_unresponsive()
             assert isinstance(died, KernelDied) and "heartbeat" in str(died)
-            assert before == ("alive", False)
+            assert before == ("responsive", False)
             assert (ch.heartbeat.state, ch.kernel_unresponsive) == ("unresponsive", True)
             stats = ch.statistics().heartbeat
             assert stats.misses >= 1 and stats.unresponsive_periods == 1
             silent_for = trio.current_time() - (stats.last_reply or 0)
             assert silent_for >= 0.25
             kernel.hb_paused = False
-            await ch.heartbeat.wait_alive()  # a recreated REQ socket gets answers again
-            assert ch.heartbeat.state == "alive"
+            await ch.heartbeat.wait_responsive()  # a recreated REQ socket gets answers again
+            assert ch.heartbeat.state == "responsive"
             assert ch.statistics().heartbeat.replies >= 2
 
 
@@ -730,9 +734,50 @@ async def test_heartbeat_waiters_are_woken_by_close() -> None:
         async with open_channels(kernel.info, heartbeat=False) as ch:
             assert ch.heartbeat.state == "off"
             with pytest.raises(RuntimeError):
-                await ch.heartbeat.wait_alive()
+                await ch.heartbeat.wait_responsive()
         async with open_channels(kernel.info, hb_deadline=60) as ch:
             await assert_woken_by_close(ch, ch.wait_unresponsive)
+
+
+async def test_the_zeromq_channels_implement_what_the_client_needs() -> None:
+    """Issue #14: the client found its channels' abilities with getattr. Channels implement
+    the declared ClientChannels protocol in full (checked by mypy through the annotated
+    assignment, and at run time), with the liveness vocabulary: responsive, unresponsive."""
+    async with raw_kernel() as kernel:
+        async with open_channels(kernel.info, heartbeat=False) as ch:
+            declared: ClientChannels = ch
+            assert isinstance(declared, ClientChannels)
+            assert ch.unresponsive_error is None
+            with trio.fail_after(TIMEOUT):
+                await ch.wait_responsive()  # no heartbeat: nothing says it does not answer
+            ch.add_listener(_NoListener())  # accepted; ZeroMQ channels never call it
+        with pytest.raises(trio.ClosedResourceError):
+            await ch.wait_responsive()
+        async with open_channels(kernel.info, hb_interval=0.05, hb_deadline=0.25) as ch:
+            with trio.fail_after(TIMEOUT):
+                await ch.wait_responsive()
+                assert ch.heartbeat.state == "responsive"
+                kernel.hb_paused = True
+                died = await ch.wait_unresponsive()
+                verdict = ch.unresponsive_error
+                assert verdict is not None and verdict.reason == died.reason
+                kernel.hb_paused = False
+                await ch.wait_responsive()
+                lifted = ch.unresponsive_error
+                assert lifted is None
+                with pytest.warns(DeprecationWarning, match="wait_responsive"):
+                    await ch.heartbeat.wait_alive()
+
+
+class _NoListener:
+    def connection_lost(self, error: BaseException) -> None:
+        raise AssertionError("not called by ZeroMQ channels")
+
+    def kernel_restarted(self, reason: str) -> None:
+        raise AssertionError("not called by ZeroMQ channels")
+
+    def kernel_died(self, error: KernelDied) -> None:
+        raise AssertionError("not called by ZeroMQ channels")
 
 
 async def test_closing_semantics() -> None:
@@ -751,6 +796,12 @@ async def test_closing_semantics() -> None:
                     await ch.control.receive()
                 with pytest.raises(trio.ClosedResourceError):
                     await ch.control.send(ch.session.message("shutdown_request"))
+                # Also when routed by the message's channel (ch.send, ch.multiplexed).
+                routed = ch.session.message("shutdown_request", channel="control")
+                with pytest.raises(trio.ClosedResourceError, match="control channel"):
+                    await ch.send(routed)
+                with pytest.raises(trio.ClosedResourceError, match="control channel"):
+                    ch.send_nowait(routed)
                 await kernel.send("control", ch.identity, kernel.message("late"))
                 await poll_until(lambda: ch.statistics().control.discarded == 1)
         assert ch.closed
@@ -856,7 +907,7 @@ async def test_ipc_transport(tmp_path: Path) -> None:
             ident, got = await kernel.receive("shell")
             await kernel.send("shell", ident, kernel.session.reply(got, {}))
             assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
-            await ch.heartbeat.wait_alive()
+            await ch.heartbeat.wait_responsive()
 
 
 @pytest.mark.skipif(not has_curve(), reason="libzmq without CurveZMQ")
@@ -869,7 +920,7 @@ async def test_curve_encryption() -> None:
                 ident, got = await kernel.receive("shell")
                 await kernel.send("shell", ident, kernel.session.reply(got, {}))
                 assert (await ch.shell.receive()).msg_type == "kernel_info_reply"
-                await ch.heartbeat.wait_alive()
+                await ch.heartbeat.wait_responsive()
                 await kernel.wait_subscribed()
                 await kernel.publish(kernel.message("stream", {"text": "encrypted"}))
                 assert (await ch.iopub.receive()).content == {"text": "encrypted"}
@@ -916,3 +967,12 @@ async def test_channels_repr_and_statistics_lookup() -> None:
         with pytest.raises(KeyError):
             stats["hb"]  # type: ignore[index]
         assert ch.shell.name == "shell" and ch.iopub.statistics().name == "iopub"
+
+
+async def test_buffer_size_zero_means_one_as_in_every_opener() -> None:
+    async with (
+        raw_kernel() as kernel,
+        open_channels(kernel.info, buffer_size=0, iopub_buffer_size=0) as ch,
+    ):
+        stats = ch.statistics()
+        assert (stats.shell.buffer_size, stats.iopub.buffer_size) == (1, 1)

@@ -116,7 +116,7 @@ async def kernel_round_trip(
     async with open_channels(kernel.info, **options) as ch:
         with step(kernel, "startup", STARTUP, ch):
             await ch.wait_iopub_ready()
-            await ch.heartbeat.wait_alive()
+            await ch.heartbeat.wait_responsive()
             # The kernel speaks first on stdin (input_request): our stdin socket's handshake
             # must be complete, or the kernel's ROUTER drops the request.
             await ch.wait_connected()
@@ -190,7 +190,7 @@ async def test_ipykernel_heartbeat_notices_a_stopped_kernel(
 ) -> None:
     async with open_channels(ipykernel_process.info, hb_interval=0.1, hb_deadline=0.5) as ch:
         with trio.fail_after(STARTUP):
-            await ch.heartbeat.wait_alive()
+            await ch.heartbeat.wait_responsive()
         pid = ipykernel_process.process.pid
         os.kill(pid, signal.SIGSTOP)
         try:
@@ -200,14 +200,14 @@ async def test_ipykernel_heartbeat_notices_a_stopped_kernel(
         finally:
             os.kill(pid, signal.SIGCONT)
         with trio.fail_after(TIMEOUT):
-            await ch.heartbeat.wait_alive()
+            await ch.heartbeat.wait_responsive()
         assert ch.statistics().heartbeat.unresponsive_periods == 1
 
 
-async def test_ipykernel_input_right_after_wait_for_ready(
+async def test_ipykernel_input_right_after_wait_ready(
     ipykernel_process: KernelProcess,
 ) -> None:
-    """The client's wait_for_ready() includes the channels' wait_connected(): an input()
+    """The client's wait_ready() includes the channels' wait_connected(): an input()
     executed at once finds the stdin connection complete (it used to be lost when the stdin
     socket was still between two connection attempts)."""
     answers: list[str] = []
@@ -218,7 +218,7 @@ async def test_ipykernel_input_right_after_wait_for_ready(
 
     with trio.fail_after(STARTUP):
         async with open_client(ipykernel_process.info, stdin=answer) as client:
-            await client.wait_for_ready()
+            await client.wait_ready()
             assert isinstance(client.channels, Channels) and client.channels.connected
             result = await client.execute("print('hi ' + input('who? '))", allow_stdin=True)
             assert result.stdout == "hi trio\n" and answers == ["who? "]

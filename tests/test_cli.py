@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import importlib
 import importlib.util
-import io
 import json
 import os
 import shutil
@@ -21,7 +20,7 @@ import attrs
 import pytest
 import trio
 
-from trio_enchannel._cli._main import EXIT_STATUSES
+from trio_enchannel._cli._common import EXIT_OUTPUT_LOST, EXIT_STATUSES
 
 from .conftest import KernelProcess
 
@@ -158,6 +157,28 @@ async def test_help_lists_the_commands_and_exit_statuses(tmp_path: Path) -> None
         assert f"{code}  {meaning}" in done.stdout
 
 
+async def test_kernels_and_help_start_without_trio(tmp_path: Path) -> None:
+    # Trio (a tenth of a second to import) is loaded only by the subcommands that run it.
+    check = (
+        "import sys\n"
+        "from trio_enchannel._cli import main\n"
+        "for argv in (['kernels'], ['--help'], ['run', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('trio' in sys.modules, file=sys.stderr)\n"
+    )
+    with trio.fail_after(TIMEOUT):
+        proc = await trio.run_process(
+            [sys.executable, "-c", check],
+            env=cli_env(tmp_path),
+            capture_stdout=True,
+            capture_stderr=True,
+        )
+    assert proc.stderr.decode().splitlines()[-1] == "False"
+
+
 async def test_console_script_is_installed(tmp_path: Path) -> None:
     script = Path(sys.executable).parent / "trio-enchannel"
     if not script.exists():
@@ -274,37 +295,42 @@ async def test_one_output_larger_than_the_iopub_byte_bound_is_shown(tmp_path: Pa
     assert "slower than the kernel" not in done.stderr
 
 
-async def test_output_dropped_on_the_way_is_exit_status_4(tmp_path: Path) -> None:
+def test_output_dropped_on_the_way_is_exit_status_4(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Issue #12: IOPub messages dropped for a slow consumer left the command exiting 0."""
     from trio_enchannel import open_client
-    from trio_enchannel._cli._main import EXIT_OUTPUT_LOST
-    from trio_enchannel._cli._render import Renderer
-    from trio_enchannel._cli._run import CliState, _execute
+    from trio_enchannel._cli import main
+    from trio_enchannel._launch import _open
 
     from .test_client_routing import CountingIOPub, memory_pair
 
-    channels, kernel = memory_pair()
-    iopub = CountingIOPub(channels.iopub)
-    channels = attrs.evolve(channels, iopub=iopub)  # type: ignore[arg-type]
+    @asynccontextmanager
+    async def kernel_that_loses_output(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        channels, kernel = memory_pair()
+        iopub = CountingIOPub(channels.iopub)
+        channels = attrs.evolve(channels, iopub=iopub)
 
-    async def kernel_side() -> None:
-        req = await kernel.shell.receive()
-        await kernel.status(req, "busy")
-        iopub.drops[req.msg_id] = 3
-        await kernel.publish(req, "stream", name="stdout", text="kept\n")
-        await kernel.reply(req, status="ok", execution_count=1)
-        await kernel.status(req, "idle")
+        async def kernel_side() -> None:
+            req = await kernel.shell.receive()
+            await kernel.status(req, "busy")
+            iopub.drops[req.msg_id] = 3
+            await kernel.publish(req, "stream", name="stdout", text="kept\n")
+            await kernel.reply(req, status="ok", execution_count=1)
+            await kernel.status(req, "idle")
 
-    out, err = io.StringIO(), io.StringIO()
-    state = CliState(ui=Renderer(stdout=out, stderr=err, output_dir=tmp_path))
-    with trio.fail_after(TIMEOUT):
         async with open_client(channels) as client, trio.open_nursery() as nursery:
             nursery.start_soon(kernel_side)
-            kernel_stand_in: Any = _KernelStandIn(client)
-            status = await _execute(state, kernel_stand_in, "print('x' * 10**8)", None)
-    assert status == EXIT_OUTPUT_LOST == 4
-    assert out.getvalue() == "kept\n"
-    assert "3 outputs lost" in err.getvalue()
+            yield _KernelStandIn(client)
+            nursery.cancel_scope.cancel()
+
+    monkeypatch.setattr(_open, "open_kernel", kernel_that_loses_output)
+    code = "print('x' * 10**8)"
+    status = main(["run", "-c", code, "--output-dir", str(tmp_path), "--timeout", str(TIMEOUT)])
+    out, err = capsys.readouterr()
+    assert status == EXIT_OUTPUT_LOST == 4, err
+    assert out == "kept\n"
+    assert "3 outputs lost" in err
 
 
 @attrs.frozen
@@ -539,8 +565,8 @@ def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from trio_enchannel import open_client
-    from trio_enchannel._cli._main import main
-    from trio_enchannel._launch import _launcher
+    from trio_enchannel._cli import main
+    from trio_enchannel._launch import _open
 
     from .test_client_routing import CountingIOPub, memory_pair
 
@@ -548,7 +574,7 @@ def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
     async def kernel_that_loses_output(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         channels, kernel = memory_pair()
         iopub = CountingIOPub(channels.iopub)
-        channels = attrs.evolve(channels, iopub=iopub)  # type: ignore[arg-type]
+        channels = attrs.evolve(channels, iopub=iopub)
 
         async def kernel_side() -> None:
             while True:
@@ -568,7 +594,7 @@ def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
             yield client
             nursery.cancel_scope.cancel()
 
-    monkeypatch.setattr(_launcher, "open_kernel", kernel_that_loses_output)
+    monkeypatch.setattr(_open, "open_kernel", kernel_that_loses_output)
     _notebook(tmp_path / "nb.ipynb", ["'lossy'", "'fine'"])
     status = main(["run", str(tmp_path / "nb.ipynb"), "-o", str(tmp_path / "out.ipynb")])
     err = capsys.readouterr().err

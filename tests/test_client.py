@@ -58,7 +58,7 @@ async def validated_client(
         async with open_client(checked) as client:
             try:
                 with trio.fail_after(STARTUP):
-                    await client.wait_for_ready()
+                    await client.wait_ready()
                 yield client, checked
             except BaseException:
                 print("client:", client.statistics(), "\nchannels:", ch.statistics())

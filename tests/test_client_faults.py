@@ -95,7 +95,7 @@ async def test_a_rejected_output_of_an_execution_shows_on_its_result(
     fake_kernel.script("x", Stream("stdout", "kept\n"))
     with trio.fail_after(TIMEOUT):
         async with open_client(fake_kernel.connection_info) as client:
-            await client.wait_for_ready()
+            await client.wait_ready()
             fake_kernel.inject(Malformed("bad_json", on="iopub"), msg_type="execute_request")
             result = await client.execute("x")
             channels: Any = client.channels
@@ -166,7 +166,7 @@ async def test_silent_heartbeat_fails_pending_and_recovery_is_noticed(
                 await client.execute("hang()")
             fake_kernel.resume_heartbeat()
             gate.open()
-            await client.channels.heartbeat.wait_alive()  # type: ignore[attr-defined]
+            await client.channels.wait_responsive()
             # At once: not only after the client's own heartbeat watcher has run.
             assert (await client.execute("after")).ok
 
@@ -234,19 +234,19 @@ async def test_kernel_opened_comm(fake_kernel: FakeKernel) -> None:
             assert update.content["data"] == {"method": "update"}
             assert bytes(update.buffers[0]) == b"\x00\x01"
             await comm.send({"method": "custom"})
-            sent = await fake_kernel.wait_for_request("comm_msg")
+            sent = await fake_kernel.wait_request("comm_msg")
             assert sent.content == {"comm_id": "w1", "data": {"method": "custom"}}
             await comm.aclose()
-            closed = await fake_kernel.wait_for_request("comm_close")
+            closed = await fake_kernel.wait_request("comm_close")
             assert closed.content["comm_id"] == "w1"
 
 
 async def test_subshell_request_is_tagged(fake_kernel: FakeKernel) -> None:
     with trio.fail_after(TIMEOUT):
         async with open_client(fake_kernel.connection_info) as client:
-            await client.wait_for_ready()
+            await client.wait_ready()
             async with client.open_subshell() as subshell:
                 assert (await client.execute("x", subshell_id=subshell)).ok
-                request = await fake_kernel.wait_for_request("execute_request")
+                request = await fake_kernel.wait_request("execute_request")
                 assert request.subshell_id == subshell
             assert await client.list_subshell() == []

@@ -62,7 +62,7 @@ async def _request(client: KernelClient) -> None:
 
 #: Every path of the client that sends to the kernel or waits on it.
 EVERY_CALL: dict[str, Call] = {
-    "wait_for_ready": lambda c: c.wait_for_ready(),
+    "wait_ready": lambda c: c.wait_ready(),
     "execute": lambda c: c.execute("1"),
     "stream_execute": _stream_execute,
     "kernel_info": lambda c: c.kernel_info(),
@@ -100,7 +100,7 @@ async def assert_every_call_fails(
 async def test_stale_connection_file_fails_every_call_at_once() -> None:
     """Nothing listens on the connection file's ports; the heartbeat has declared the kernel
     dead before IOPub ever came alive. kernel_info() always failed at once; every other
-    path, wait_for_ready() and the first execute() included, must too."""
+    path, wait_ready() and the first execute() included, must too."""
     stale = ConnectionInfo.allocate(key="stale")
     with trio.fail_after(TIMEOUT):
         async with open_client(
@@ -122,7 +122,7 @@ async def test_ipykernel_killed_before_the_first_request(tmp_path: Path) -> None
                 kernel.info, hb_interval=0.05, hb_deadline=0.3, hb_startup_deadline=30
             ) as client,
         ):
-            await client.channels.heartbeat.wait_alive()  # type: ignore[attr-defined]
+            await client.channels.heartbeat.wait_responsive()  # type: ignore[attr-defined]
             kernel.process.send_signal(signal.SIGKILL)
             await kernel.process.wait()
             await client.channels.heartbeat.wait_unresponsive()  # type: ignore[attr-defined]
@@ -130,12 +130,12 @@ async def test_ipykernel_killed_before_the_first_request(tmp_path: Path) -> None
                 with trio.fail_after(TIMEOUT), pytest.raises(KernelDied, match="heartbeat"):
                     await call(client)
             with trio.fail_after(TIMEOUT), pytest.raises(KernelDied):
-                await client.wait_for_ready()
+                await client.wait_ready()
 
 
-async def test_a_restart_lets_wait_for_ready_wait_through_the_old_death() -> None:
+async def test_a_restart_lets_wait_ready_wait_through_the_old_death() -> None:
     """reset_readiness() (a launcher about to start a new process) forgets the old death:
-    wait_for_ready() then waits for the new process instead of failing at once."""
+    wait_ready() then waits for the new process instead of failing at once."""
     stale = ConnectionInfo.allocate(key="stale")
     with trio.fail_after(TIMEOUT):
         async with open_client(
@@ -144,7 +144,7 @@ async def test_a_restart_lets_wait_for_ready_wait_through_the_old_death() -> Non
             await client.channels.heartbeat.wait_unresponsive()  # type: ignore[attr-defined]
             client.reset_readiness()
             with trio.move_on_after(0.5) as waited:
-                await client.wait_for_ready()
+                await client.wait_ready()
             assert waited.cancelled_caught  # it waited (nothing will ever answer)
             with pytest.raises(KernelDied):
                 await client.execute("1")  # other calls still fail while it is silent
@@ -233,7 +233,7 @@ async def test_failed_handshake_fails_every_call_of_the_client(case: str) -> Non
             client_info_ = client_info(fk.connection_info)
             async with open_client(client_info_) as client:
                 with pytest.raises(ConnectionInfoError, match="handshake"):
-                    await client.wait_for_ready()  # no 30 s "no heartbeat reply"
+                    await client.wait_ready()  # no 30 s "no heartbeat reply"
                 await assert_every_call_fails(client, ConnectionInfoError, "handshake")
 
 
@@ -252,7 +252,7 @@ async def test_signature_mismatch_fails_every_call_with_a_typed_error(
             info = attrs.evolve(fk.connection_info, key=client_key)
             async with open_client(info) as client:
                 with pytest.raises(SignatureMismatch, match="key") as caught:
-                    await client.wait_for_ready()
+                    await client.wait_ready()
                 assert caught.value.reason == "signature_mismatch"
                 assert caught.value.rejected_reason == rejected
                 await assert_every_call_fails(client, SignatureMismatch, "key")
@@ -274,7 +274,7 @@ async def test_ipykernel_with_another_key_is_named_as_the_cause(
             wrong = attrs.evolve(kernel.info, key="client-key")
             async with open_client(wrong) as client:
                 with pytest.raises(SignatureMismatch) as caught:
-                    await client.wait_for_ready()
+                    await client.wait_ready()
                 assert caught.value.rejected_reason == rejected
                 with pytest.raises(SignatureMismatch):
                     await client.execute("1")
@@ -286,7 +286,7 @@ async def test_forged_answer_to_one_request_fails_only_that_request(unsigned: bo
     a pending request fails that request (typed, at once), and nothing else."""
     with trio.fail_after(TIMEOUT):
         async with open_fake_kernel() as fk, open_client(fk.connection_info) as client:
-            await client.wait_for_ready()
+            await client.wait_ready()
             fk.inject(ForgeSignature(unsigned=unsigned))
             with pytest.raises(SignatureMismatch) as caught:
                 await client.execute("forged")
@@ -299,11 +299,11 @@ async def test_forged_answer_to_one_request_fails_only_that_request(unsigned: bo
 
 
 @pytest.mark.kernel
-async def test_wait_for_ready_on_a_busy_ipykernel_does_not_wait_for_the_cell(
+async def test_wait_ready_on_a_busy_ipykernel_does_not_wait_for_the_cell(
     tmp_path: Path,
 ) -> None:
     """A client that joins while a long cell runs: IOPub is live and control answers at
-    once, so wait_for_ready() returns without waiting for the cell to end (the cell here
+    once, so wait_ready() returns without waiting for the cell to end (the cell here
     ends only when the test says so)."""
     release = tmp_path / "release"
     cell = (
@@ -324,15 +324,15 @@ async def test_wait_for_ready_on_a_busy_ipykernel_does_not_wait_for_the_cell(
 
     with trio.fail_after(60):
         async with kernel_process(tmp_path) as kernel, open_client(kernel.info) as first:
-            await first.wait_for_ready()
+            await first.wait_ready()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(run_cell, first)
                 await started.wait()
                 async with open_client(kernel.info) as late:
                     with trio.fail_after(TIMEOUT):
-                        info = await late.wait_for_ready()
+                        info = await late.wait_ready()
                     assert info.implementation == "ipython"
-                    assert late.iopub_live
+                    assert late.iopub_ready
                     # The shell is still busy: the cell has not been released.
                     assert not results
                     await trio.Path(release).touch()
@@ -344,7 +344,7 @@ async def test_wait_for_ready_on_a_busy_ipykernel_does_not_wait_for_the_cell(
 
 async def test_remote_kernel_reported_dead_fails_every_call_at_once() -> None:
     """Over a Jupyter Server websocket: once the server reports the kernel dead, every path
-    of the client fails at once with the same KernelDied (wait_for_ready included)."""
+    of the client fails at once with the same KernelDied (wait_ready included)."""
     from tests.test_remote_fake import KERNEL, TOKEN, FakeConnection, serving
     from trio_enchannel._remote._channels import open_remote_channels
 

@@ -60,24 +60,69 @@ def duplex_pair() -> tuple[Duplex, Duplex]:
     return Duplex(a_send, a_recv), Duplex(b_send, b_recv)
 
 
+class MemoryIOPub:
+    """IOPub of MemoryChannels: messages and drop accounting (nothing is dropped)."""
+
+    def __init__(self, receive: trio.MemoryReceiveChannel[Message]) -> None:
+        self._receive = receive
+
+    async def receive(self) -> Message:
+        return await self._receive.receive()
+
+    def dropped_for(self, msg_id: str) -> int:
+        return 0
+
+    def subscribe(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("no IOPub subscriptions over memory channels")
+
+
 @attrs.define
 class MemoryChannels:
-    """The client's side: what KernelClient needs, plus a scriptable heartbeat."""
+    """The client's side: everything KernelClient needs of channels (ClientChannels), with
+    a scriptable heartbeat (:meth:`declare_unresponsive`, :meth:`declare_responsive`)."""
 
     session: Session
     shell: Duplex
     control: Duplex
     stdin: Duplex
-    iopub: trio.MemoryReceiveChannel[Message]
+    iopub: MemoryIOPub
     iopub_ready: bool = True  # like Channels.iopub_ready: the subscription is known live
-    unresponsive: trio.Event = attrs.field(factory=trio.Event)
-    responsive: trio.Event = attrs.field(factory=trio.Event)
+    unresponsive_error: KernelDied | None = None
+    changed: trio.Event = attrs.field(factory=trio.Event)
+    listeners: list[Any] = attrs.field(factory=list)
 
-    async def wait_unresponsive(self) -> None:
-        await self.unresponsive.wait()
+    def declare_unresponsive(self) -> None:
+        self.unresponsive_error = KernelDied("the kernel stopped answering heartbeats")
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def declare_responsive(self) -> None:
+        self.unresponsive_error = None
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def wait_unresponsive(self) -> KernelDied:
+        while self.unresponsive_error is None:
+            await self.changed.wait()
+        return self.unresponsive_error
 
     async def wait_responsive(self) -> None:
-        await self.responsive.wait()
+        while self.unresponsive_error is not None:
+            await self.changed.wait()
+
+    def add_listener(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+    def add_reject_listener(self, listener: Any) -> None:
+        pass
+
+    async def wait_iopub_ready(
+        self, *, welcome_grace: float = 0.2, nudge_every: float = 0.5
+    ) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def wait_connected(self) -> None:
+        await trio.lowlevel.checkpoint()
 
 
 @attrs.define
@@ -124,7 +169,7 @@ def memory_pair() -> tuple[MemoryChannels, Kernel]:
     c_stdin, k_stdin = duplex_pair()
     iopub_send, iopub_recv = trio.open_memory_channel[Message](math.inf)
     return (
-        MemoryChannels(Session("k"), c_shell, c_control, c_stdin, iopub_recv),
+        MemoryChannels(Session("k"), c_shell, c_control, c_stdin, MemoryIOPub(iopub_recv)),
         Kernel(Session("k"), k_shell, k_control, k_stdin, iopub_send),
     )
 
@@ -210,19 +255,13 @@ async def test_raise_on_error(pair: tuple[KernelClient, Kernel]) -> None:
     assert (info.value.ename, info.value.evalue) == ("NameError", "x")
 
 
-class CountingIOPub(trio.abc.ReceiveChannel[Message]):
+class CountingIOPub(MemoryIOPub):
     """An IOPub channel that says how many messages of each request it dropped, like
     :meth:`IOPubChannel.dropped_for`."""
 
-    def __init__(self, inner: trio.MemoryReceiveChannel[Message]) -> None:
-        self._inner = inner
+    def __init__(self, inner: MemoryIOPub) -> None:
+        self._receive = inner._receive
         self.drops: dict[str, int] = {}
-
-    async def receive(self) -> Message:
-        return await self._inner.receive()
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
     def dropped_for(self, msg_id: str) -> int:
         return self.drops.get(msg_id, 0)
@@ -233,7 +272,7 @@ async def test_iopub_messages_dropped_by_the_channels_show_on_the_result() -> No
     returned status ok with no sign of it."""
     channels, kernel = memory_pair()
     iopub = CountingIOPub(channels.iopub)
-    channels = attrs.evolve(channels, iopub=iopub)  # type: ignore[arg-type]
+    channels = attrs.evolve(channels, iopub=iopub)
 
     async def kernel_side() -> None:
         req = await kernel.shell.receive()
@@ -884,7 +923,7 @@ async def not_ready() -> AsyncIterator[tuple[KernelClient, Kernel]]:
         yield client, kernel
 
 
-async def test_wait_for_ready_nudges_until_iopub_delivers(
+async def test_wait_ready_nudges_until_iopub_delivers(
     not_ready: tuple[KernelClient, Kernel],
 ) -> None:
     client, kernel = not_ready
@@ -904,9 +943,9 @@ async def test_wait_for_ready_nudges_until_iopub_delivers(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(kernel_side)
         with trio.fail_after(5):
-            info = await client.wait_for_ready()
+            info = await client.wait_ready()
         nursery.cancel_scope.cancel()
-    assert probes >= 3 and client.iopub_live
+    assert probes >= 3 and client.iopub_ready
     assert info.implementation in ("slow", "memory")
     assert client.kernel_info_cache is info
     await trio.testing.wait_all_tasks_blocked()
@@ -940,7 +979,7 @@ async def test_first_execute_waits_until_iopub_delivers() -> None:
     channels.iopub_ready = False
     async with open_client(channels) as client:
         await execute_after_a_readiness_probe(client, kernel)
-        assert client.iopub_live and client.kernel_info_cache is not None
+        assert client.iopub_ready and client.kernel_info_cache is not None
 
 
 async def test_after_reset_readiness_iopub_must_prove_itself_live_again() -> None:
@@ -949,16 +988,16 @@ async def test_after_reset_readiness_iopub_must_prove_itself_live_again() -> Non
     channels, kernel = memory_pair()
     assert channels.iopub_ready
     async with open_client(channels) as client:
-        before = client.iopub_live
+        before = client.iopub_ready
         client.reset_readiness()
-        after = client.iopub_live
+        after = client.iopub_ready
         assert before and not after
 
         await execute_after_a_readiness_probe(client, kernel)
-        assert client.iopub_live
+        assert client.iopub_ready
 
 
-async def test_wait_for_ready_with_iopub_welcome(
+async def test_wait_ready_with_iopub_welcome(
     not_ready: tuple[KernelClient, Kernel],
 ) -> None:
     client, kernel = not_ready
@@ -971,7 +1010,7 @@ async def test_wait_for_ready_with_iopub_welcome(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(kernel_side)
         with trio.fail_after(5):
-            info = await client.wait_for_ready()
+            info = await client.wait_ready()
     assert info.implementation == "welcoming"
 
 
@@ -1042,12 +1081,11 @@ async def test_heartbeat_loss_fails_pending_and_new_requests_until_alive() -> No
 
             nursery.start_soon(caller)
             await trio.testing.wait_all_tasks_blocked()
-            channels.unresponsive.set()
+            channels.declare_unresponsive()
         with pytest.raises(KernelDied):
             await client.kernel_info()  # fails fast while the kernel is unresponsive
-        # Any message from the kernel proves it alive again.
-        await kernel.publish(None, "status", execution_state="idle")
-        await trio.testing.wait_all_tasks_blocked()
+        # Echoes resume: the verdict is lifted.
+        channels.declare_responsive()
 
         async def kernel_side() -> None:
             async for req in kernel.shell:  # skips the abandoned execute_request
@@ -1151,7 +1189,54 @@ async def test_kernel_death_abandons_a_waiting_stdin_handler(
         kernel.stdin.receive_nowait()  # nothing was answered for a dead kernel
 
 
-async def test_kernel_died_is_sticky_until_the_kernel_answers_again(
+def test_open_client_takes_the_options_of_open_channels_with_their_defaults() -> None:
+    """open_client once passed ``**channel_kwargs: Any`` through; its channel options are now
+    explicit parameters. They must stay those of open_channels (but ``multiplexed``), with the
+    same defaults."""
+    import inspect
+
+    from trio_enchannel import open_channels
+
+    def options(func: Any, skip: set[str]) -> dict[str, Any]:
+        params = inspect.signature(func).parameters.values()
+        named = (p for p in params if p.kind is p.KEYWORD_ONLY and p.name not in skip)
+        return {p.name: p.default for p in named}
+
+    client = options(open_client, {"stdin", "unclaimed_buffer"})
+    assert client == options(open_channels, {"multiplexed"})
+
+
+async def test_channel_options_with_channels_given_are_refused() -> None:
+    channels, _kernel = memory_pair()
+    with pytest.raises(TypeError, match="hb_interval"):
+        async with open_client(channels, hb_interval=2.0):
+            pass  # pragma: no cover
+    async with open_client(channels, hb_interval=1.0):  # the default: nothing is ignored
+        pass
+
+
+async def test_the_old_names_still_work_with_a_deprecation_warning(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    """kernel_died() (declaring a death) became declare_dead(), wait_for_ready() became
+    wait_ready() (issue #14: one vocabulary); the documented old names still work."""
+    client, kernel = pair
+
+    async def answer() -> None:
+        await kernel.answer_kernel_info(await kernel.control.receive())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(answer)
+        with trio.fail_after(5), pytest.warns(DeprecationWarning, match="wait_ready"):
+            info = await client.wait_for_ready()
+    assert info.implementation == "memory"
+    with pytest.warns(DeprecationWarning, match="declare_dead"):
+        client.kernel_died(KernelDied("process exited with code 1"))
+    with pytest.raises(KernelDied, match="exited"):
+        await client.kernel_info()
+
+
+async def test_a_declared_death_is_sticky_until_the_kernel_answers_again(
     pair: tuple[KernelClient, Kernel],
 ) -> None:
     client, kernel = pair
@@ -1163,12 +1248,12 @@ async def test_kernel_died_is_sticky_until_the_kernel_answers_again(
 
         nursery.start_soon(caller)
         await trio.testing.wait_all_tasks_blocked()
-        client.kernel_died(KernelDied("process exited with code 1"))
+        client.declare_dead(KernelDied("process exited with code 1"))
     with pytest.raises(KernelDied, match="exited"):
         await client.execute("x")  # fails at once, nothing is sent
     with pytest.raises(KernelDied, match="exited"):
-        await client.wait_for_ready()  # a known death fails every call at once
-    # A restarted kernel (announced as the launcher does): wait_for_ready probes it and
+        await client.wait_ready()  # a known death fails every call at once
+    # A restarted kernel (announced as the launcher does): wait_ready probes it and
     # clears the state.
     client.reset_readiness()
     await kernel.shell.receive()  # the request that was pending before the death
@@ -1179,7 +1264,7 @@ async def test_kernel_died_is_sticky_until_the_kernel_answers_again(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(restarted_kernel)
         with trio.fail_after(5):
-            await client.wait_for_ready()
+            await client.wait_ready()
     assert client.statistics().pending == 0
 
     async def answer_execute() -> None:

@@ -417,7 +417,7 @@ async def test_our_launcher_and_client_with_encryption(
 ) -> None:
     """trio-enchannel on both ends: our launcher and client, our kernel side, CurveZMQ on."""
     from trio_enchannel._io._zmq import has_curve
-    from trio_enchannel._launch._launcher import open_kernel
+    from trio_enchannel._launch._open import open_kernel
 
     if not has_curve():
         pytest.skip("libzmq without CurveZMQ")
@@ -577,7 +577,7 @@ async def test_the_kernel_exits_when_its_parent_dies(tmp_path: Path) -> None:
                     line += chunk
                 kernel = psutil.Process(int(line))
                 async with open_client(info) as client:
-                    await client.wait_for_ready()  # it runs, watching its parent
+                    await client.wait_ready()  # it runs, watching its parent
                 parent.kill()
             try:
                 # It exits by itself (a bounded wait: psutil cannot be cancelled).

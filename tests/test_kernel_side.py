@@ -121,7 +121,7 @@ async def test_iopub_welcome_can_be_disabled() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_kernel_channels(iopub_welcome=False) as kc:
             async with open_raw_peer(kc.connection_info, wait_welcome=False) as peer:
-                await kc.wait_for_subscriptions(1)
+                await kc.wait_subscriptions(1)
                 await kc.publish("status", {"execution_state": "idle"})
                 assert (await peer.receive("iopub")).msg_type == "status"
             assert kc.statistics().welcomes_sent == 0
@@ -155,7 +155,7 @@ async def test_heartbeat_echoes_and_pauses() -> None:
                 assert kc.heartbeat_paused
                 await peer.ping(b"dropped")
                 # The ping is dropped: once resumed, the next echo is the next ping.
-                await kc.wait_for_heartbeats(2)
+                await kc.wait_heartbeats(2)
                 kc.resume_heartbeat()
                 await peer.ping(b"ping-2")
                 assert await peer.pong() == b"ping-2"
@@ -323,7 +323,7 @@ async def test_close_is_clean_and_ports_are_released() -> None:
         with pytest.raises(trio.ClosedResourceError):
             await kc.publish("status", {"execution_state": "idle"})
         with pytest.raises(trio.ClosedResourceError):
-            await kc.wait_for_subscriptions()
+            await kc.wait_subscriptions()
         # The same ports can be bound again (once libzmq's I/O thread released them).
         while True:
             try:
@@ -647,3 +647,41 @@ async def test_a_second_client_reusing_an_identity_takes_it_over() -> None:
                     reply = await second.receive("shell")
                     assert reply.parent_id == request.msg_id
             nursery.cancel_scope.cancel()
+
+
+class _BuggySession(Session):
+    """A session whose decoder has a bug: it fails on ``buggy_request`` with a KeyError."""
+
+    def deserialize(self, frames: Any, *, channel: Any = None) -> Any:
+        msg = super().deserialize(frames, channel=channel)
+        if msg.msg_type == "buggy_request":
+            raise KeyError("a decoder bug")
+        return msg
+
+
+async def test_a_decoding_bug_is_rejected_and_the_reader_goes_on() -> None:
+    """As on the client side: an unexpected exception while decoding one message rejects it
+    (reason ``undecodable``, counted and reported) and the reader keeps reading."""
+    with trio.fail_after(TIMEOUT):
+        session = _BuggySession(key=b"k")
+        async with (
+            open_kernel_channels(key="k", session=session, report_rejects=True) as kc,
+            open_raw_peer(kc.connection_info) as peer,
+        ):
+            buggy = peer.session.serialize(peer.message("buggy_request"), ())
+            await peer.send_frames("shell", [bytes(f) for f in buggy])
+            good = peer.message("kernel_info_request")
+            await peer.send_frames("shell", [bytes(f) for f in peer.session.serialize(good, ())])
+            assert (await kc.shell.receive()).msg_id == good.msg_id
+            reject = await kc.rejects.receive()
+            assert (reject.channel, reject.reason) == ("shell", "undecodable")
+            assert reject.error.__traceback__ is None
+            stats = kc.statistics()
+            assert stats.shell.rejected == {"undecodable": 1}
+            assert stats.rejected_total == 1 and stats.shell.received == 1
+
+
+async def test_buffer_size_zero_means_one_as_in_every_opener() -> None:
+    async with open_kernel_channels(buffer_size=0) as kc:
+        assert kc.statistics().shell.buffer_size == 1
+        assert kc.shell.statistics().buffer_size == 1

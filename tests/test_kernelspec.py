@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 
-from trio_enchannel._errors import NoSuchKernel
+from trio_enchannel._errors import InvalidKernelSpec, NoSuchKernel
 from trio_enchannel._launch._kernelspec import (
-    InvalidKernelSpec,
     KernelSpec,
     find_kernel_specs,
     get_kernel_spec,

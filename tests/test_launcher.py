@@ -11,7 +11,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +30,14 @@ from trio_enchannel._errors import (
     KernelDied,
     KernelError,
     KernelStartupError,
+    UsageError,
 )
 from trio_enchannel._io._zmq import zmq_context
-from trio_enchannel._launch import _launcher
+from trio_enchannel._launch._argv import kernel_argv, kernel_env
+from trio_enchannel._launch._kernel import Kernel
 from trio_enchannel._launch._kernelspec import KernelSpec, get_kernel_spec
-from trio_enchannel._launch._launcher import (
-    Kernel,
-    describe_exit,
-    kernel_argv,
-    kernel_env,
-    open_kernel,
-)
+from trio_enchannel._launch._open import open_kernel
+from trio_enchannel._launch._process import describe_exit
 
 # A stand-in kernel for process-level tests: it reads its connection file, listens where the
 # file says (a plain socket is enough for connect=False readiness), reports what it saw, and
@@ -252,6 +249,8 @@ async def test_fake_kernel_lifecycle(
             for tail in (kernel.stderr_tail, kernel.stdout_tail):
                 with pytest.raises(TypeError, match="max_lines"):
                     tail("3")  # type: ignore[arg-type]
+            with pytest.raises(UsageError, match="connect=False"):
+                _ = kernel.client
         assert not running(kernel)
         assert kernel.returncode == -signal.SIGTERM
         assert kernel.died is None
@@ -837,10 +836,24 @@ async def test_crash_while_the_client_waits_reports_stderr(runtime_dir: Path) ->
 # ports taken by another program between allocation and the kernel's bind
 
 
+#: Put in front of a kernel's command line by :meth:`PortThief.gated`: it tells the thief
+#: which connection file the launcher wrote, waits until the thief has done its work, and
+#: then becomes the kernel (same process, so the launcher sees no difference).
+GATE = r"""
+import os, socket, sys
+with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as gate:
+    gate.sendall(sys.argv[sys.argv.index("-f") + 1].encode() + b"\n")
+    gate.recv(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
 class PortThief:
     """Plays the other program: takes a port of chosen launch attempts right before their
     kernel process starts (after the launcher allocated and checked the ports), so the kernel's
     own bind meets "Address already in use", as in the real race.
+
+    Only kernels started from :meth:`gated` specs meet the thief.
 
     Attributes:
         spawned: how many kernel processes the launcher started.
@@ -854,6 +867,32 @@ class PortThief:
         self.spawned = 0
         self.taken: list[int] = []
         self._socks: list[socket.socket] = []
+        self._gate = trio.socket.from_stdlib_socket(socket.create_server(("127.0.0.1", 0)))
+
+    def gated(self, spec: KernelSpec) -> KernelSpec:
+        """*spec* with its kernel started through the thief's gate."""
+        argv = list(spec.argv)
+        if argv[0] in ("python", "python3"):  # as the launcher would
+            argv[0] = sys.executable
+        port = self._gate.getsockname()[1]
+        return attrs.evolve(spec, argv=[sys.executable, "-c", GATE, str(port), *argv])
+
+    async def serve(self) -> None:
+        """Answer the gate of each kernel process (runs until cancelled, then closes it)."""
+        with self._gate:
+            while True:
+                conn, _ = await self._gate.accept()
+                with conn:
+                    path = b""
+                    while not path.endswith(b"\n"):
+                        data = await conn.recv(4096)
+                        assert data, "the gate closed without naming its connection file"
+                        path += data
+                    self.spawned += 1
+                    if self.spawned in self.attempts:
+                        info = json.loads(await trio.Path(path.decode().strip()).read_text())
+                        self.take(info[self.port_name])
+                    await conn.send(b"k")
 
     def take(self, port: int) -> None:
         sock = socket.socket()
@@ -872,28 +911,21 @@ class PortThief:
             sock.close()
         self._socks.clear()
 
-    async def spawn(self, nursery: trio.Nursery, argv: list[str], **kwargs: Any) -> Any:
-        self.spawned += 1
-        if self.spawned in self.attempts:
-            info = json.loads(await trio.Path(argv[argv.index("-f") + 1]).read_text())
-            self.take(info[self.port_name])
-        return await ORIGINAL_SPAWN(nursery, argv, **kwargs)
 
-
-ORIGINAL_SPAWN = _launcher._spawn
 ThiefFactory = Callable[..., PortThief]
 
 
 @pytest.fixture
-def port_thief(no_leaks: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[ThiefFactory]:
-    """Installs a :class:`PortThief`; its sockets are closed before the leak check."""
+async def port_thief(no_leaks: None, nursery: trio.Nursery) -> AsyncIterator[ThiefFactory]:
+    """Installs a :class:`PortThief`; its sockets are closed before the leak check (the gate
+    when the test's nursery is cancelled)."""
     thieves: list[PortThief] = []
 
     def install(
         port_name: str = "shell_port", attempts: Collection[int] = (1,), *, listen: bool = True
     ) -> PortThief:
         thief = PortThief(port_name, attempts, listen=listen)
-        monkeypatch.setattr(_launcher, "_spawn", thief.spawn)
+        nursery.start_soon(thief.serve)
         thieves.append(thief)
         return thief
 
@@ -917,8 +949,9 @@ async def test_port_taken_before_bind_is_retried_with_fresh_ports(
     port_name: str, port_thief: ThiefFactory, runtime_dir: Path
 ) -> None:
     thief = port_thief(port_name)
+    spec = thief.gated(get_kernel_spec("python3"))
     with trio.fail_after(60):
-        async with open_kernel("python3", runtime_dir=runtime_dir) as kernel:
+        async with open_kernel(spec, runtime_dir=runtime_dir) as kernel:
             assert thief.spawned == 2
             assert thief.taken[0] not in kernel_ports(kernel)
             written = json.loads(kernel.connection_file.read_text())
@@ -926,7 +959,7 @@ async def test_port_taken_before_bind_is_retried_with_fresh_ports(
             assert (await kernel.client.execute(PYTHON_CHECK)).stdout == "4\n"
             channels = kernel.client.channels
             assert isinstance(channels, Channels)
-            await channels.heartbeat.wait_alive()  # the new process has a heartbeat
+            await channels.heartbeat.wait_responsive()  # the new process has a heartbeat
             assert kernel.died is None
         assert kernel.returncode == 0
 
@@ -940,7 +973,7 @@ async def test_ports_taken_on_every_attempt(
     thief = port_thief(attempts=(1, 2, 3, 4), listen=False)
     with trio.fail_after(30), pytest.raises(KernelStartupError) as info:
         async with open_kernel(
-            fake_spec,
+            thief.gated(fake_spec),
             connect=False,
             output=output,
             shutdown_grace=0,
@@ -964,7 +997,10 @@ async def test_a_startup_crash_is_not_retried(
     thief = port_thief(attempts=())
     with trio.fail_after(30), pytest.raises(KernelStartupError, match="exited with code 3"):
         async with open_kernel(
-            fake_spec, env={"FAKE_MODE": "crash"}, shutdown_grace=0, runtime_dir=runtime_dir
+            thief.gated(fake_spec),
+            env={"FAKE_MODE": "crash"},
+            shutdown_grace=0,
+            runtime_dir=runtime_dir,
         ):
             pytest.fail("the kernel should not have started")  # pragma: no cover
     assert thief.spawned == 1
@@ -976,8 +1012,9 @@ async def test_restart_does_not_replace_a_taken_port(
     port_thief: ThiefFactory, runtime_dir: Path
 ) -> None:
     thief = port_thief("shell_port", attempts=(2,))
+    spec = thief.gated(get_kernel_spec("python3"))
     with trio.fail_after(60):
-        async with open_kernel("python3", runtime_dir=runtime_dir) as kernel:
+        async with open_kernel(spec, runtime_dir=runtime_dir) as kernel:
             info = kernel.connection_info
             with pytest.raises(KernelStartupError) as error:
                 await kernel.restart()
@@ -1002,7 +1039,7 @@ async def test_restart_finds_a_port_taken_before_starting(
     thief = port_thief(attempts=())
     with trio.fail_after(30):
         async with open_kernel(
-            fake_spec, connect=False, shutdown_grace=0, runtime_dir=runtime_dir
+            thief.gated(fake_spec), connect=False, shutdown_grace=0, runtime_dir=runtime_dir
         ) as kernel:
             thief.take(kernel.connection_info.iopub_port)  # the stand-in binds only shell
             with pytest.raises(KernelStartupError, match=r"iopub port \d+ was in use") as error:

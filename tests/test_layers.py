@@ -62,21 +62,10 @@ THIRD_PARTY_ALLOWED: dict[str, frozenset[str]] = {
 # pyzmq is adapted to Trio in exactly one module (docs/design.rst says so).
 ONLY_ZMQ_MODULE = f"{PACKAGE}._io._zmq"
 
-# Known violations that other work on issue #14 removes. The lead empties this list when the
-# branches are merged; a listed violation that no longer exists fails the test (so the list
-# cannot go stale). Keys as the failure messages print them.
-KNOWN_VIOLATIONS_ISSUE_14: frozenset[str] = frozenset(
-    {
-        # channels and kernel side (helper "core")
-        "cycle: _channels._channels, _channels._views",
-        "_kernel._endpoints -> _channels._channels",
-        "_kernel._side -> _channels._channels",
-        # client (helper "iface")
-        "cycle: _client._comm, _client._dispatcher, _client._execution",
-        # command line (helper "launchcli")
-        "cycle: _cli._main, _cli._notebook, _cli._run",
-    }
-)
+# Known violations that other work on issue #14 removes: a listed violation that no longer
+# exists fails the test (so the list cannot go stale). Keys as the failure messages print them.
+# Empty since the merge of the channel core, the client interfaces and the CLI split.
+KNOWN_VIOLATIONS_ISSUE_14: frozenset[str] = frozenset()
 
 
 # -- reading the imports ----------------------------------------------------------------------

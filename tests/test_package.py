@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
+import pickle
 import subprocess
 import sys
 import textwrap
-from types import ModuleType
+import typing
+from pathlib import Path
+from types import FunctionType, ModuleType
 
 import pytest
 
 import trio_enchannel
 import trio_enchannel.testing
 
-PUBLIC_MODULES = ["trio_enchannel", "trio_enchannel.testing", "trio_enchannel._remote"]
+PUBLIC_MODULES = ["trio_enchannel", "trio_enchannel.testing"]
 
 # Resolving every public name imports the remote names too: they need the remote extra.
 needs_remote = pytest.mark.skipif(
     not all(importlib.util.find_spec(name) for name in ("trio_websocket", "httpx")),
     reason="the remote extra",
 )
-EVERY_NAME_MODULES = [
-    pytest.param("trio_enchannel", marks=needs_remote),
-    "trio_enchannel.testing",
-    pytest.param("trio_enchannel._remote", marks=needs_remote),
-]
+EVERY_NAME_MODULES = [pytest.param("trio_enchannel", marks=needs_remote), "trio_enchannel.testing"]
 
 
 def _run_fresh(code: str) -> str:
@@ -84,7 +84,7 @@ def test_public_names_are_the_objects_their_private_modules_define() -> None:
     assert (
         trio_enchannel.Session is importlib.import_module("trio_enchannel._wire._session").Session
     )
-    remote = importlib.import_module("trio_enchannel._remote")
+    remote = importlib.import_module("trio_enchannel._remote._kernel")
     assert trio_enchannel.RemoteKernel is remote.RemoteKernel
     assert (
         trio_enchannel.testing.FakeKernel
@@ -92,7 +92,7 @@ def test_public_names_are_the_objects_their_private_modules_define() -> None:
     )
 
 
-@pytest.mark.parametrize("module_name", EVERY_NAME_MODULES[:2])
+@pytest.mark.parametrize("module_name", EVERY_NAME_MODULES)
 def test_star_import_gives_every_public_name(module_name: str) -> None:
     module = importlib.import_module(module_name)
     namespace: dict[str, object] = {}
@@ -115,3 +115,81 @@ def test_an_unknown_name_raises_attribute_error(module_name: str) -> None:
 def test_version_is_eager() -> None:
     assert "__version__" in vars(trio_enchannel)
     assert isinstance(trio_enchannel.__version__, str)
+
+
+def _type_checked_imports(module: ModuleType) -> dict[str, list[str]]:
+    """The ``if TYPE_CHECKING:`` re-exports of a package: module -> names, in order."""
+    tree = ast.parse(Path(module.__file__ or "").read_text(encoding="utf-8"))
+    blocks = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Name)
+        and node.test.id == "TYPE_CHECKING"
+    ]
+    assert len(blocks) == 1
+    imports: dict[str, list[str]] = {}
+    for statement in blocks[0].body:
+        assert isinstance(statement, ast.ImportFrom), ast.unparse(statement)
+        for alias in statement.names:
+            # "X as X" is what makes a name public for mypy --strict (no implicit re-export)
+            assert alias.asname == alias.name, ast.unparse(statement)
+            key = "." * statement.level + (statement.module or "")
+            imports.setdefault(key, []).append(alias.name)
+    return imports
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_type_checkers_see_exactly_the_exported_names(module_name: str) -> None:
+    # _EXPORTS is the list; the TYPE_CHECKING block repeats it for mypy and IDEs, which
+    # cannot read a table. Paste the block below when they differ.
+    module = importlib.import_module(module_name)
+    exports: dict[str, tuple[str, ...]] = module._EXPORTS
+    expected = "\n".join(
+        f"    from {source} import {name} as {name}"
+        for source, names in exports.items()
+        for name in names
+    )
+    seen = _type_checked_imports(module)
+    assert {k: sorted(v) for k, v in seen.items()} == {k: sorted(v) for k, v in exports.items()}, (
+        f"the TYPE_CHECKING block of {module_name} should be:\n{expected}"
+    )
+    assert sorted(module.__all__) == sorted(n for names in exports.values() for n in names)
+
+
+@pytest.mark.parametrize("module_name", EVERY_NAME_MODULES)
+def test_public_classes_and_functions_name_their_public_module(module_name: str) -> None:
+    module = importlib.import_module(module_name)
+    for name in module.__all__:
+        value = getattr(module, name)
+        if isinstance(value, (type, FunctionType)):
+            assert (value.__module__, value.__qualname__) == (module_name, name)
+
+
+# Annotations that name something imported for type checkers only (they never resolved).
+_UNRESOLVABLE_BEFORE = {"CellOutput", "Kernel"}
+
+
+@pytest.mark.parametrize("module_name", EVERY_NAME_MODULES)
+def test_public_classes_keep_their_type_hints(module_name: str) -> None:
+    # get_type_hints looks string annotations up in the module __module__ names: the
+    # package, which lacks the private names they use, unless they were evaluated before.
+    module = importlib.import_module(module_name)
+    failing = set()
+    for name in module.__all__:
+        value = getattr(module, name)
+        if isinstance(value, type):
+            try:
+                typing.get_type_hints(value)
+            except NameError:
+                failing.add(name)
+    assert failing <= _UNRESOLVABLE_BEFORE
+
+
+def test_public_values_pickle_by_their_public_name() -> None:
+    header = trio_enchannel.Header("id", "kernel_info_request")
+    info = trio_enchannel.ConnectionInfo(1, 2, 3, 4, 5, key="k")
+    for value in (header, info):
+        data = pickle.dumps(value)
+        assert b"trio_enchannel._" not in data
+        assert pickle.loads(data) == value

@@ -202,8 +202,10 @@ async def test_channels_over_both_framings(any_server: tuple[LocalServer, str | 
                         await ch.send(ch.session.message("x", channel="iopub"))
                     with pytest.raises(LocalProtocolError):
                         await ch.send(ch.session.message("x", {"n": float("nan")}, channel="shell"))
-                    with pytest.raises(trio.WouldBlock):
-                        ch.shell.send_nowait(request)
+                    # send_nowait sends (queued for the websocket's writer), in order.
+                    nowait = ch.session.message("kernel_info_request")
+                    ch.shell.send_nowait(nowait)
+                    assert (await ch.shell.receive()).parent_id == nowait.msg_id
                     with pytest.raises(RuntimeError, match="report_rejects"):
                         _ = ch.rejects
                 await ch.aclose()  # idempotent
@@ -401,7 +403,7 @@ async def test_kernel_crash_is_kernel_died_then_usable_again(jupyter_server: Loc
         async with open_remote_kernel(jupyter_server.url, token=jupyter_server.token) as kernel:
             with pytest.raises(KernelDied, match="restarted"):
                 await kernel.client.execute("import os; os._exit(1)")
-            await kernel.client.wait_for_ready()
+            await kernel.client.wait_ready()
             assert (await kernel.client.execute("print(1)")).stdout == "1\n"
             assert kernel.died is None
 

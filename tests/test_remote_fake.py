@@ -11,8 +11,10 @@ from typing import Protocol
 
 import pytest
 import trio
+import trio.testing
 
-from trio_enchannel import ConfigurationError, KernelDied, Message, open_client
+from trio_enchannel import ConfigurationError, KernelDied, LocalProtocolError, Message, open_client
+from trio_enchannel._channels._interfaces import ClientChannels
 from trio_enchannel._wire._framing import V1_SUBPROTOCOL, decode_frame, encode_frame
 from trio_enchannel._wire._session import Session
 
@@ -241,7 +243,7 @@ async def test_server_restarting_status_fails_pending_requests_only() -> None:
         ):
             with pytest.raises(KernelDied, match="restarted"):
                 await client.kernel_info()
-            assert ch.kernel_died is None
+            assert ch.died is None
             info = await client.kernel_info()  # the restarted kernel answers
             assert info.reply.msg_type == "kernel_info_reply"
             # The channels reopened the websocket as a new session (the restarted kernel
@@ -268,11 +270,86 @@ async def test_server_dead_status_is_the_kernel_death() -> None:
                 await client.kernel_info()
             died = await ch.wait_unresponsive()
             assert "dead" in died.reason
-            assert ch.kernel_died is not None and ch.state == "dead"
+            assert ch.died is not None and ch.state == "dead"
             with pytest.raises(KernelDied):
                 await ch.send(ch.session.message("kernel_info_request", channel="shell"))
             with pytest.raises(KernelDied):
                 await client.kernel_info()
+
+
+async def test_wait_responsive_returns_while_alive_and_raises_once_dead() -> None:
+    """Issue #14: the websocket wait_responsive never returned, alive or dead (a caller
+    waiting for the kernel to answer again hung forever; the outcome was known)."""
+
+    async def script(conn: FakeConnection) -> None:
+        request = await conn.receive()
+        await conn.status("dead", request)
+        await trio.sleep_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+        ):
+            declared: ClientChannels = ch  # the interface the client needs, in full
+            assert isinstance(declared, ClientChannels)
+            await ch.wait_responsive()  # alive: at once
+            assert (ch.unresponsive_error, ch.kernel_unresponsive) == (None, False)
+            await ch.shell.send(ch.session.message("kernel_info_request"))
+            died = await ch.wait_unresponsive()
+            assert ch.unresponsive_error is died and ch.kernel_unresponsive
+            with pytest.raises(KernelDied, match="dead"):
+                await ch.wait_responsive()  # dead for good: at once, not never
+        with pytest.raises(KernelDied):
+            await ch.wait_responsive()
+
+
+async def test_wait_unresponsive_is_woken_by_close() -> None:
+    """As on the ZeroMQ channels: closing the channels while the kernel lives ends the wait
+    with ClosedResourceError (it used to wait forever)."""
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.answer_forever()
+
+    outcome: list[str] = []
+    with trio.fail_after(20):
+        async with serving(script) as server:
+            async with open_remote_channels(server.url, KERNEL, token=TOKEN) as ch:
+
+                async def waiter() -> None:
+                    try:
+                        await ch.wait_unresponsive()
+                    except trio.ClosedResourceError:
+                        outcome.append("closed")
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(waiter)
+                    await trio.testing.wait_all_tasks_blocked()
+                    await ch.aclose()
+            with pytest.raises(trio.ClosedResourceError):
+                await ch.wait_unresponsive()
+    assert outcome == ["closed"]
+
+
+async def test_wait_iopub_ready_has_the_signature_of_the_zeromq_channels() -> None:
+    """Issue #14: RemoteChannels.wait_iopub_ready took no arguments, so code written for
+    Channels (``wait_iopub_ready(welcome_grace=..., nudge_every=...)``) failed with
+    TypeError on the websocket; the same bad values are now refused the same way."""
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.answer_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+        ):
+            await ch.wait_iopub_ready(welcome_grace=0, nudge_every=0.5)
+            assert ch.iopub_ready
+            with pytest.raises(ConfigurationError, match="nudge_every"):
+                await ch.wait_iopub_ready(nudge_every=0)
+            with pytest.raises(ConfigurationError, match="welcome_grace"):
+                await ch.wait_iopub_ready(welcome_grace=-1)
 
 
 class _Nowait(Protocol):
@@ -496,3 +573,59 @@ async def test_a_slow_consumer_is_backpressure_not_a_dead_connection() -> None:
             assert texts == [f"{i}\n" for i in range(50)]  # nothing lost, nothing dropped
             assert (await ch.shell.receive()).msg_type == "execute_reply"
             assert ch.statistics().connection.drops == 0
+
+
+async def test_rejected_frames_pin_nothing_and_may_have_no_channel() -> None:
+    """As with ZeroMQ: a rejected frame's error keeps no traceback, cause or context (they
+    would pin the decoder's frames and the whole input), and a frame too broken to tell its
+    channel is reported with ``channel=None``."""
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.send_raw("not json at all")
+        await conn.send_raw('{"channel": "iopub", "header": {"msg_id": "1", "msg_type": ')
+        await conn.answer_forever()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script, offer_v1=False) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN, report_rejects=True) as ch,
+        ):
+            rejects = [await ch.rejects.receive() for _ in range(2)]
+            assert [r.channel for r in rejects] == [None, None]
+            for reject in rejects:
+                error = reject.error
+                assert error.__traceback__ is None and error.__cause__ is None
+                assert error.__context__ is None
+
+
+async def test_send_nowait_sends_in_order_with_send() -> None:
+    with trio.fail_after(20):
+        async with (
+            serving(FakeConnection.answer_forever) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+        ):
+            first, second, third = (
+                ch.session.message("kernel_info_request", channel="shell") for _ in range(3)
+            )
+            ch.shell.send_nowait(first)
+            await ch.send(second)
+            ch.send_nowait(third)
+            replies = [await ch.shell.receive() for _ in range(3)]
+            assert [r.parent_id for r in replies] == [first.msg_id, second.msg_id, third.msg_id]
+            assert ch.statistics().shell.sent == 3
+            with pytest.raises(LocalProtocolError, match="meant for"):
+                ch.shell.send_nowait(ch.session.message("x", channel="control"))
+        with pytest.raises(trio.ClosedResourceError):
+            ch.send_nowait(first)
+
+
+async def test_buffer_size_zero_means_one_as_in_every_opener() -> None:
+    with trio.fail_after(20):
+        async with (
+            serving(FakeConnection.answer_forever) as server,
+            open_remote_channels(
+                server.url, KERNEL, token=TOKEN, buffer_size=0, iopub_buffer_size=0
+            ) as ch,
+        ):
+            stats = ch.statistics()
+            assert (stats.shell.buffer_size, stats.iopub.buffer_size) == (1, 1)

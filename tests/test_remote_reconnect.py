@@ -8,13 +8,12 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from trio_enchannel import KernelDied
+from trio_enchannel import ConnectionLost, KernelDied
 
 pytest.importorskip("trio_websocket", reason="the remote extra")
 pytest.importorskip("httpx", reason="the remote extra")
 pytest.importorskip("jupyter_server", reason="starts a Jupyter Server")
 
-from trio_enchannel._remote._errors import ConnectionLost
 from trio_enchannel._remote._kernel import open_remote_kernel
 from trio_enchannel.testing._jupyter_server import LocalServer, start_local_server, wait_until_ready
 
@@ -77,8 +76,14 @@ class DropListener:
     def __init__(self, event: trio.Event) -> None:
         self.event = event
 
-    def connection_lost(self, error: ConnectionLost) -> None:
+    def connection_lost(self, error: BaseException) -> None:
         self.event.set()
+
+    def kernel_restarted(self, reason: str) -> None:
+        pass
+
+    def kernel_died(self, error: KernelDied) -> None:
+        pass
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +118,7 @@ async def test_dropped_websocket_is_survived(server: LocalServer) -> None:
                             pass
                 # The channels reconnect by themselves; the client is usable again.
                 await kernel.channels.wait_connected()
-                await client.wait_for_ready()
+                await client.wait_ready()
                 result = await client.execute("print(x)")
                 # The kernel kept running the request whose reply was lost (this one queued
                 # behind it).

@@ -79,9 +79,21 @@ async def test_fixtures_give_a_running_kernel(
                 "busy",
                 "idle",
             ]
-        assert (await fake_kernel.wait_for_request("kernel_info_request")).msg_id == (
-            request.msg_id
-        )
+        assert (await fake_kernel.wait_request("kernel_info_request")).msg_id == (request.msg_id)
+
+
+async def test_wait_for_request_and_subscriptions_are_deprecated_aliases(
+    fake_kernel: FakeKernel,
+) -> None:
+    """Issue #14: waits are named wait_<what> everywhere; the documented old names work."""
+    with trio.fail_after(TIMEOUT):
+        async with open_raw_peer(fake_kernel.connection_info) as peer:
+            with pytest.warns(DeprecationWarning, match="wait_subscriptions"):
+                await fake_kernel.channels.wait_for_subscriptions(1)
+            request = await peer.request("kernel_info_request", {})
+        with pytest.warns(DeprecationWarning, match="wait_request"):
+            got = await fake_kernel.wait_for_request("kernel_info_request")
+        assert got.msg_id == request.msg_id
 
 
 class TestFixtureOptions:
@@ -159,7 +171,7 @@ async def test_error_reply_and_stop_on_error_aborts_queued() -> None:
             queued = await execute(peer, "1")
             info = await peer.request("kernel_info_request")
             # Both arrived (and wait in the kernel's queue) before the failure completes.
-            await kernel.wait_for_request("kernel_info_request")
+            await kernel.wait_request("kernel_info_request")
             gate.open()
             replies = {}
             for _ in range(3):
@@ -472,7 +484,7 @@ async def test_stop_heartbeat() -> None:
             await peer.request("kernel_info_request")
             await peer.receive("shell")
             await peer.ping(b"lost")
-            await kernel.channels.wait_for_heartbeats(2)
+            await kernel.channels.wait_heartbeats(2)
             assert kernel.statistics().heartbeats_dropped == 1
             kernel.resume_heartbeat()
             await peer.ping(b"after")

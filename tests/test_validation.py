@@ -31,6 +31,7 @@ from trio_enchannel import (
     ConnectionInfo,
     ConnectionInfoError,
     EnchannelError,
+    Heartbeat,
     KernelClient,
     KernelSpec,
     LocalProtocolError,
@@ -44,7 +45,7 @@ from trio_enchannel import (
     open_kernel_channels,
     write_connection_file,
 )
-from trio_enchannel.testing import FakeKernel, open_fake_kernel
+from trio_enchannel.testing import DelayReply, FakeKernel, open_fake_kernel
 
 TIMEOUT = 20
 
@@ -207,11 +208,14 @@ ENTRY_POINTS = (
         curve_client_keys=("a", "b"),
     ),
     bad(ConfigurationError, "linger", open_channels, NOWHERE, linger=NAN),
+    bad(ConfigurationError, "hb_interval", Heartbeat, interval=0, deadline=1, make_socket=list),
     # open_client
     bad(TypeError, "info_or_channels", open_client, 42),
     bad(TypeError, "stdin", open_client, NOWHERE, stdin="y"),
     bad(ConfigurationError, "unclaimed_buffer", open_client, NOWHERE, unclaimed_buffer=0),
     bad(ConfigurationError, "hb_interval", open_client, NOWHERE, hb_interval=NAN),
+    # (the client reads every channel on its own: no multiplexed channels)
+    bad(TypeError, "multiplexed", open_client, NOWHERE, multiplexed=True),
     bad(ConnectionInfoError, "shell_port", open_client, {**NOWHERE.to_dict(), "shell_port": 70000}),
     # open_kernel: nothing is looked up or started
     bad(TypeError, "name_or_spec", open_kernel, 123),
@@ -251,6 +255,7 @@ ENTRY_POINTS = (
     bad(ConfigurationError, "transport", open_kernel_channels, transport="udp"),
     bad(ConnectionInfoError, "ip", open_kernel_channels, ip="not-an-ip"),
     bad(ConfigurationError, "buffer_size", open_kernel_channels, buffer_size=-1),
+    bad(ConfigurationError, "rejects_buffer_size", open_kernel_channels, rejects_buffer_size=0),
     bad(TypeError, "iopub_welcome", open_kernel_channels, iopub_welcome=None),
     bad(ConfigurationError, "linger", open_kernel_channels, linger=-1),
     # the testing kit
@@ -259,6 +264,7 @@ ENTRY_POINTS = (
     bad(TypeError, "kernel_info", open_fake_kernel, kernel_info=[]),
     bad(TypeError, "exit_on_shutdown", open_fake_kernel, exit_on_shutdown="no"),
     bad(ConnectionInfoError, "ip", open_fake_kernel, ip="not-an-ip"),
+    bad(ConfigurationError, "seconds", DelayReply, seconds=-1),
     # remote kernels: checked before any request
     bad(TypeError, "url", open_remote_server, 5),
     bad(ConfigurationError, "URL", open_remote_server, "ftp://example.invalid/"),
@@ -369,7 +375,7 @@ REQUESTS = (
 async def ready_client() -> AsyncIterator[tuple[FakeKernel, KernelClient]]:
     async with open_fake_kernel() as kernel, open_client(kernel.connection_info) as client:
         with trio.fail_after(TIMEOUT):
-            await client.wait_for_ready()
+            await client.wait_ready()
         yield kernel, client
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -235,8 +236,17 @@ def _spin_until_receivable(sock: TrioSocket) -> None:
 async def test_receive_hook_takes_ready_messages_before_waking_the_waiter(outcome: str) -> None:
     """A call that finds messages ready while another task waits for them runs the hook
     first; a hook that drains the socket leaves the waiter asleep, otherwise it is woken."""
-    with thread_echo_router() as url, TrioSocket("DEALER", linger=0) as dealer:
-        dealer.connect(url)
+    # The peer answers only when told to, from this thread: no reply can race into a call.
+    peer = zmq_context().socket(zmq.ROUTER)
+    peer.linger = 0
+    port = peer.bind_to_random_port("tcp://127.0.0.1")
+    with contextlib.closing(peer), TrioSocket("DEALER", linger=0) as dealer:
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+
+        def peer_receives() -> list[bytes]:
+            assert peer.poll(int(TIMEOUT * 1000)), "the peer never got the message"
+            return peer.recv_multipart()
+
         hooked: list[list[bytes]] = []
 
         def hook() -> bool:
@@ -258,17 +268,20 @@ async def test_receive_hook_takes_ready_messages_before_waking_the_waiter(outcom
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(waiter)
                 await trio.testing.wait_all_tasks_blocked()
-                dealer.send_multipart_nowait([b"ping"])
-                # Without yielding, call into libzmq until "ping" is back: the call that
-                # finds it ready (the send itself, or an EVENTS read) runs the hook.
-                deadline = time.monotonic() + TIMEOUT
-                while not hooked and not dealer.readiness()[0]:
-                    assert time.monotonic() < deadline, "the echo never arrived"
+                dealer.send_multipart_nowait([b"hello"])
+                identity, _ = peer_receives()
+                peer.send_multipart([identity, b"ping"])
+                # Without yielding: the call that finds "ping" ready (an EVENTS read) runs the
+                # hook before it would wake the waiter.
+                _spin_until_receivable(dealer)
                 if outcome == "drains":
                     assert hooked == [[b"ping"]]
-                    # The waiter still sleeps, and is woken by the next arrival as usual.
+                    # Still asleep, and woken by the next arrival as usual.
                     dealer.set_receive_hook(None)
-                dealer.send_multipart_nowait([b"pong"])
+                    peer.send_multipart([identity, b"pong"])
+                    _spin_until_receivable(dealer)  # the call that finds "pong" wakes the waiter
+                else:
+                    peer.send_multipart([identity, b"pong"])
                 while len(waiter_got) + len(hooked) < 2:
                     await trio.testing.wait_all_tasks_blocked()
                 nursery.cancel_scope.cancel()

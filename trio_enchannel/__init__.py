@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ._util import lazy_exports
 
-if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved lazily at runtime
+if TYPE_CHECKING:  # what type checkers see: the same names as _EXPORTS (a test checks)
     from ._channels._channels import Channels as Channels
     from ._channels._channels import IOPubOverflow as IOPubOverflow
     from ._channels._channels import open_channels as open_channels
@@ -43,6 +43,7 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import DuplicateSignature as DuplicateSignature
     from ._errors import EnchannelError as EnchannelError
     from ._errors import EncryptionUnavailable as EncryptionUnavailable
+    from ._errors import InvalidKernelSpec as InvalidKernelSpec
     from ._errors import InvalidSignature as InvalidSignature
     from ._errors import KernelDied as KernelDied
     from ._errors import KernelError as KernelError
@@ -58,7 +59,10 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._errors import RemoteProtocolError as RemoteProtocolError
     from ._errors import SignatureMismatch as SignatureMismatch
     from ._errors import UnsignedMessage as UnsignedMessage
+    from ._errors import UsageError as UsageError
     from ._io._connection_file import write_connection_file as write_connection_file
+    from ._io._errors import ConnectionLost as ConnectionLost
+    from ._io._errors import PeerNotConnected as PeerNotConnected
     from ._io._fanout import Subscription as Subscription
     from ._io._fanout import SubscriptionOverflow as SubscriptionOverflow
     from ._io._fanout import SubscriptionStatistics as SubscriptionStatistics
@@ -67,13 +71,12 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._kernel._side import KernelEndpoint as KernelEndpoint
     from ._kernel._side import KernelStatistics as KernelStatistics
     from ._kernel._side import open_kernel_channels as open_kernel_channels
-    from ._launch._kernelspec import InvalidKernelSpec as InvalidKernelSpec
+    from ._launch._kernel import Kernel as Kernel
     from ._launch._kernelspec import KernelSpec as KernelSpec
     from ._launch._kernelspec import find_kernel_specs as find_kernel_specs
     from ._launch._kernelspec import get_kernel_spec as get_kernel_spec
     from ._launch._kernelspec import list_kernel_specs as list_kernel_specs
-    from ._launch._launcher import Kernel as Kernel
-    from ._launch._launcher import open_kernel as open_kernel
+    from ._launch._open import open_kernel as open_kernel
     from ._notebook._runner import CellFinished as CellFinished
     from ._notebook._runner import CellOutput as CellOutput
     from ._notebook._runner import CellStarted as CellStarted
@@ -84,7 +87,6 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._remote._channels import RemoteChannelsStatistics as RemoteChannelsStatistics
     from ._remote._channels import RemoteConnectionStatistics as RemoteConnectionStatistics
     from ._remote._channels import open_remote_channels as open_remote_channels
-    from ._remote._errors import ConnectionLost as ConnectionLost
     from ._remote._errors import RemoteAuthenticationError as RemoteAuthenticationError
     from ._remote._errors import RemoteKernelNotFound as RemoteKernelNotFound
     from ._remote._errors import RemoteServerError as RemoteServerError
@@ -106,195 +108,107 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
-    "CHANNEL_NAMES",
-    "DELIMITER",
-    "CellExecutionError",
-    "CellFinished",
-    "CellOutput",
-    "CellStarted",
-    "CellTimeoutError",
-    "ChannelName",
-    "ChannelStatistics",
-    "Channels",
-    "ChannelsStatistics",
-    "ClientStatistics",
-    "Comm",
-    "ConfigurationError",
-    "ConnectionInfo",
-    "ConnectionInfoError",
-    "ConnectionLost",
-    "DuplicateSignature",
-    "EnchannelError",
-    "EncryptionUnavailable",
-    "ErrorInfo",
-    "ExecuteResult",
-    "Execution",
-    "Header",
-    "Heartbeat",
-    "HeartbeatState",
-    "HeartbeatStatistics",
-    "IOPubChannel",
-    "IOPubOverflow",
-    "IOPubPublisher",
-    "InputRequest",
-    "InvalidKernelSpec",
-    "InvalidSignature",
-    "Kernel",
-    "KernelChannels",
-    "KernelClient",
-    "KernelDied",
-    "KernelEndpoint",
-    "KernelError",
-    "KernelInfo",
-    "KernelSpec",
-    "KernelStartupError",
-    "KernelStatistics",
-    "LocalProtocolError",
-    "MalformedMessage",
-    "Message",
-    "MessageChannel",
-    "MultiplexedChannel",
-    "NoSuchKernel",
-    "NotebookError",
-    "NotebookEvent",
-    "NotebookFinished",
-    "NotebookKernelDied",
-    "OutputAccumulator",
-    "OutputPathError",
-    "OutputsLost",
-    "ParameterError",
-    "RejectedMessage",
-    "RemoteAuthenticationError",
-    "RemoteChannels",
-    "RemoteChannelsStatistics",
-    "RemoteConnectionStatistics",
-    "RemoteKernel",
-    "RemoteKernelModel",
-    "RemoteKernelNotFound",
-    "RemoteKernelSpec",
-    "RemoteProtocolError",
-    "RemoteServer",
-    "RemoteServerError",
-    "Reply",
-    "Session",
-    "SignatureMismatch",
-    "StdinHandler",
-    "Subscription",
-    "SubscriptionOverflow",
-    "SubscriptionStatistics",
-    "UnsignedMessage",
-    "execute_notebook",
-    "find_kernel_specs",
-    "get_kernel_spec",
-    "list_kernel_specs",
-    "open_channels",
-    "open_client",
-    "open_kernel",
-    "open_kernel_channels",
-    "open_remote_channels",
-    "open_remote_kernel",
-    "open_remote_server",
-    "write_connection_file",
-]
-
-# Public name -> the private module that defines it (relative to this package).
-_LAZY: dict[str, str] = {
-    "CHANNEL_NAMES": "._wire._message",
-    "DELIMITER": "._wire._session",
-    "CellExecutionError": "._errors",
-    "CellFinished": "._notebook._runner",
-    "CellOutput": "._notebook._runner",
-    "CellStarted": "._notebook._runner",
-    "CellTimeoutError": "._errors",
-    "ChannelName": "._wire._message",
-    "ChannelStatistics": "._channels._views",
-    "Channels": "._channels._channels",
-    "ChannelsStatistics": "._channels._views",
-    "ClientStatistics": "._client._client",
-    "Comm": "._client._comm",
-    "ConfigurationError": "._errors",
-    "ConnectionInfo": "._wire._connection",
-    "ConnectionInfoError": "._errors",
-    "ConnectionLost": "._remote._errors",
-    "DuplicateSignature": "._errors",
-    "EnchannelError": "._errors",
-    "EncryptionUnavailable": "._errors",
-    "ErrorInfo": "._wire._outputs",
-    "ExecuteResult": "._client._results",
-    "Execution": "._client._client",
-    "Header": "._wire._message",
-    "Heartbeat": "._channels._heartbeat",
-    "HeartbeatState": "._channels._heartbeat",
-    "HeartbeatStatistics": "._channels._heartbeat",
-    "IOPubChannel": "._channels._views",
-    "IOPubOverflow": "._channels._channels",
-    "IOPubPublisher": "._kernel._side",
-    "InputRequest": "._client._client",
-    "InvalidKernelSpec": "._launch._kernelspec",
-    "InvalidSignature": "._errors",
-    "Kernel": "._launch._launcher",
-    "KernelChannels": "._kernel._side",
-    "KernelClient": "._client._client",
-    "KernelDied": "._errors",
-    "KernelEndpoint": "._kernel._side",
-    "KernelError": "._errors",
-    "KernelInfo": "._client._results",
-    "KernelSpec": "._launch._kernelspec",
-    "KernelStartupError": "._errors",
-    "KernelStatistics": "._kernel._side",
-    "LocalProtocolError": "._errors",
-    "MalformedMessage": "._errors",
-    "Message": "._wire._message",
-    "MessageChannel": "._channels._views",
-    "MultiplexedChannel": "._channels._views",
-    "NoSuchKernel": "._errors",
-    "OutputsLost": "._errors",
-    "NotebookError": "._errors",
-    "NotebookEvent": "._notebook._runner",
-    "NotebookFinished": "._notebook._runner",
-    "NotebookKernelDied": "._errors",
-    "OutputAccumulator": "._wire._outputs",
-    "OutputPathError": "._errors",
-    "ParameterError": "._errors",
-    "RejectedMessage": "._channels._views",
-    "RemoteAuthenticationError": "._remote._errors",
-    "RemoteChannels": "._remote._channels",
-    "RemoteChannelsStatistics": "._remote._channels",
-    "RemoteConnectionStatistics": "._remote._channels",
-    "RemoteKernel": "._remote._kernel",
-    "RemoteKernelModel": "._remote._rest",
-    "RemoteKernelNotFound": "._remote._errors",
-    "RemoteKernelSpec": "._remote._rest",
-    "RemoteProtocolError": "._errors",
-    "RemoteServer": "._remote._rest",
-    "RemoteServerError": "._remote._errors",
-    "Reply": "._client._results",
-    "Session": "._wire._session",
-    "SignatureMismatch": "._errors",
-    "StdinHandler": "._client._client",
-    "Subscription": "._io._fanout",
-    "SubscriptionOverflow": "._io._fanout",
-    "SubscriptionStatistics": "._io._fanout",
-    "UnsignedMessage": "._errors",
-    "execute_notebook": "._notebook._runner",
-    "find_kernel_specs": "._launch._kernelspec",
-    "get_kernel_spec": "._launch._kernelspec",
-    "list_kernel_specs": "._launch._kernelspec",
-    "open_channels": "._channels._channels",
-    "open_client": "._client._client",
-    "open_kernel": "._launch._launcher",
-    "open_kernel_channels": "._kernel._side",
-    "open_remote_channels": "._remote._channels",
-    "open_remote_kernel": "._remote._kernel",
-    "open_remote_server": "._remote._rest",
-    "write_connection_file": "._io._connection_file",
+# The public names, by the private module that defines each: imported on first use, and
+# shown in tracebacks and the docs as trio_enchannel.<name> (see _util.lazy_exports).
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "._channels._channels": ("Channels", "IOPubOverflow", "open_channels"),
+    "._channels._heartbeat": ("Heartbeat", "HeartbeatState", "HeartbeatStatistics"),
+    "._channels._views": (
+        "ChannelsStatistics",
+        "ChannelStatistics",
+        "IOPubChannel",
+        "MessageChannel",
+        "MultiplexedChannel",
+        "RejectedMessage",
+    ),
+    "._client._client": (
+        "ClientStatistics",
+        "Execution",
+        "InputRequest",
+        "KernelClient",
+        "StdinHandler",
+        "open_client",
+    ),
+    "._client._comm": ("Comm",),
+    "._client._results": ("ExecuteResult", "KernelInfo", "Reply"),
+    "._errors": (
+        "CellExecutionError",
+        "CellTimeoutError",
+        "ConfigurationError",
+        "ConnectionInfoError",
+        "DuplicateSignature",
+        "EnchannelError",
+        "EncryptionUnavailable",
+        "InvalidKernelSpec",
+        "InvalidSignature",
+        "KernelDied",
+        "KernelError",
+        "KernelStartupError",
+        "LocalProtocolError",
+        "MalformedMessage",
+        "NoSuchKernel",
+        "NotebookError",
+        "NotebookKernelDied",
+        "OutputPathError",
+        "OutputsLost",
+        "ParameterError",
+        "RemoteProtocolError",
+        "SignatureMismatch",
+        "UnsignedMessage",
+        "UsageError",
+    ),
+    "._io._connection_file": ("write_connection_file",),
+    "._io._errors": ("ConnectionLost", "PeerNotConnected"),
+    "._io._fanout": ("Subscription", "SubscriptionOverflow", "SubscriptionStatistics"),
+    "._kernel._side": (
+        "IOPubPublisher",
+        "KernelChannels",
+        "KernelEndpoint",
+        "KernelStatistics",
+        "open_kernel_channels",
+    ),
+    "._launch._kernelspec": (
+        "KernelSpec",
+        "find_kernel_specs",
+        "get_kernel_spec",
+        "list_kernel_specs",
+    ),
+    "._launch._kernel": ("Kernel",),
+    "._launch._open": ("open_kernel",),
+    "._notebook._runner": (
+        "CellFinished",
+        "CellOutput",
+        "CellStarted",
+        "NotebookEvent",
+        "NotebookFinished",
+        "execute_notebook",
+    ),
+    "._remote._channels": (
+        "RemoteChannels",
+        "RemoteChannelsStatistics",
+        "RemoteConnectionStatistics",
+        "open_remote_channels",
+    ),
+    "._remote._errors": ("RemoteAuthenticationError", "RemoteKernelNotFound", "RemoteServerError"),
+    "._remote._kernel": ("RemoteKernel", "open_remote_kernel"),
+    "._remote._rest": (
+        "RemoteKernelModel",
+        "RemoteKernelSpec",
+        "RemoteServer",
+        "open_remote_server",
+    ),
+    "._wire._connection": ("ConnectionInfo",),
+    "._wire._message": ("CHANNEL_NAMES", "ChannelName", "Header", "Message"),
+    "._wire._outputs": ("ErrorInfo", "OutputAccumulator"),
+    "._wire._session": ("DELIMITER", "Session"),
 }
 
-
-if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error
+# Hidden from type checkers: a misspelt name is an error, and a star import gives them the
+# re-exports above (a computed __all__ would give them nothing).
+if not TYPE_CHECKING:
+    __all__ = sorted(name for names in _EXPORTS.values() for name in names)
     __getattr__, __dir__ = lazy_exports(
         globals(),
-        _LAZY,
+        _EXPORTS,
         extra_for=lambda module: "remote" if module.startswith("._remote.") else None,
     )

@@ -1,4 +1,4 @@
-"""The exceptions trio-enchannel raises.
+r"""The exceptions trio-enchannel raises.
 
 Every error the library raises is an :class:`EnchannelError`. The split follows h11: a
 :class:`LocalProtocolError` means *you* asked for something the protocol forbids and it was
@@ -7,13 +7,25 @@ something invalid, and it was rejected (counted, never delivered as valid).
 
 Resource errors (closed channel, broken connection, concurrent misuse) are trio's own:
 :class:`trio.ClosedResourceError`, :class:`trio.BrokenResourceError`,
-:class:`trio.BusyResourceError`, :class:`trio.EndOfChannel`.
+:class:`trio.BusyResourceError`, :class:`trio.EndOfChannel`. Where the library says more than
+trio's error would, its error is both: :class:`~trio_enchannel.ConnectionLost` and
+:class:`~trio_enchannel.PeerNotConnected` are :class:`trio.BrokenResourceError` too. Those two
+live in ``_io/_errors.py``, because this module sits below every layer and imports neither trio
+nor pyzmq.
+
+Each error mixes in the standard category a caller may already catch (``ValueError`` for a bad
+value, ``LookupError`` for a missing name, ``RuntimeError`` for a call the object's state does
+not allow). A wrong *type* is a plain :class:`TypeError`, as everywhere in Python.
 """
 
 from __future__ import annotations
 
+import copyreg
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "CellExecutionError",
@@ -23,6 +35,7 @@ __all__ = [
     "DuplicateSignature",
     "EnchannelError",
     "EncryptionUnavailable",
+    "InvalidKernelSpec",
     "InvalidSignature",
     "KernelDied",
     "KernelError",
@@ -38,11 +51,23 @@ __all__ = [
     "RemoteProtocolError",
     "SignatureMismatch",
     "UnsignedMessage",
+    "UsageError",
 ]
 
 
 class EnchannelError(Exception):
-    """Base class of every error raised by trio-enchannel."""
+    """Base class of every error raised by trio-enchannel.
+
+    Every one pickles and copies with its message and attributes intact (so it crosses
+    process boundaries, as with :mod:`multiprocessing`), whatever its constructor's signature.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from ``args`` (the message) and the attributes without calling __init__,
+        # whose parameters are not ``args`` (KernelDied(reason) formats its message).
+        # copyreg.__newobj__(cls, *args) is cls.__new__(cls, *args), as pickle's own protocol 2.
+        newobj = copyreg.__newobj__  # type: ignore[attr-defined]
+        return (newobj, (type(self), *self.args), self.__dict__)
 
 
 class LocalProtocolError(EnchannelError, ValueError):
@@ -152,6 +177,18 @@ class ConnectionInfoError(ConfigurationError):
     """
 
 
+class UsageError(EnchannelError, RuntimeError):
+    r"""The object cannot do this in its state or configuration: the feature was turned off
+    when it was opened (``rejects`` without ``report_rejects=True``, a heartbeat wait with
+    ``heartbeat=False``, the client of a kernel opened with ``connect=False``), or the call
+    comes too early (the result of an execution that has not finished, a fake kernel that is
+    not running).
+
+    A programming error, which trio would report with a :class:`RuntimeError` (and a
+    :class:`RuntimeError` too); the message says what to change.
+    """
+
+
 class KernelDied(EnchannelError):
     """The kernel is gone: its process exited, or it stopped answering heartbeats.
 
@@ -221,6 +258,20 @@ class NoSuchKernel(EnchannelError, LookupError):
 
     def __str__(self) -> str:  # LookupError would otherwise quote the message
         return str(self.args[0])
+
+
+class InvalidKernelSpec(EnchannelError, ValueError):
+    """A ``kernel.json`` file (or a kernelspec dict) is unreadable or malformed.
+
+    The message names the file and the offending field.
+
+    Attributes:
+        path: the ``kernel.json`` file, when the spec came from one.
+    """
+
+    def __init__(self, message: str, *, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class KernelStartupError(EnchannelError):

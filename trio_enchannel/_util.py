@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import sys
-from collections.abc import Callable, Iterator, Mapping
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 if sys.version_info < (3, 11):  # pragma: no cover - trio depends on exceptiongroup there
@@ -96,22 +98,79 @@ class ScheduleBudget:
         self._calls = 0
 
 
+def _is_ours_and_private(module: str, package: str) -> bool:
+    root, *parts = module.split(".")
+    return root == package.partition(".")[0] and any(part.startswith("_") for part in parts)
+
+
+def _evaluate_annotations(cls: type) -> None:
+    """Evaluate the class's string annotations where they were written.
+
+    :func:`typing.get_type_hints` (and so attrs, Sphinx, ``inspect.get_annotations``) looks a
+    class's string annotations up in the module its ``__module__`` names: once that is the
+    package, the private names they use are not there. An annotation that cannot be evaluated
+    (a name imported for type checkers only) stays a string, as unresolvable as before.
+    """
+    # The class's own dict, changed in place (inspect.get_annotations returns a copy).
+    annotations = cls.__dict__.get("__annotations__")  # noqa: RUF063
+    if not isinstance(annotations, dict):
+        return
+    namespace = vars(sys.modules[cls.__module__])
+    class_namespace = dict(vars(cls))
+    for key, value in annotations.items():
+        if isinstance(value, str):
+            try:
+                annotations[key] = eval(value, namespace, class_namespace)
+            except Exception:  # left as it was
+                continue
+
+
 def lazy_exports(
     namespace: dict[str, Any],
-    table: Mapping[str, str],
+    exports: Mapping[str, Sequence[str]],
     *,
     extra_for: Callable[[str], str | None] = lambda module: None,
 ) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """A package's ``__getattr__`` and ``__dir__`` (PEP 562) that import each public name
     from its private module on first use and cache it in the package's namespace.
 
+    Each public class and function then shows the package as its module (``__module__``), in
+    tracebacks, reprs and the docs, like trio's names (``trio_enchannel.KernelDied``, not
+    ``trio_enchannel._errors.KernelDied``): on every first use, the public names of every
+    listed module imported so far are given the package's name, so that the errors that
+    the module just imported can raise are named right even before the caller looks them
+    up. Only objects defined at the top of their module under their public name are renamed,
+    so pickle still finds each one (it looks ``__qualname__`` up in ``__module__``, where
+    ``__getattr__`` imports it).
+
     Args:
         namespace: the package's ``globals()`` (``__name__`` and ``__all__`` are read there).
-        table: public name -> module that defines it, relative to the package.
-        extra_for: for a module that needs an optional extra, that extra's name; an
-            ImportError then says which extra to install.
+        exports: each private module, relative to the package, and the public names it
+            defines; ``__all__`` is the same names.
+        extra_for: for a module that needs an optional extra, that extra's name; when a
+            dependency is missing, the ImportError then says which extra to install.
     """
     package = namespace["__name__"]
+    table = {name: module for module, names in exports.items() for name in names}
+    absolute = {module: importlib.util.resolve_name(module, package) for module in exports}
+    renamed: set[str] = set()
+
+    def rename_loaded() -> None:
+        for module_name, names in exports.items():
+            module = sys.modules.get(absolute[module_name])
+            if module is None or module_name in renamed:
+                continue
+            renamed.add(module_name)
+            for name in names:
+                value = getattr(module, name, None)
+                if (
+                    isinstance(value, (type, types.FunctionType))
+                    and value.__qualname__ == name
+                    and _is_ours_and_private(value.__module__, package)
+                ):
+                    if isinstance(value, type):
+                        _evaluate_annotations(value)
+                    value.__module__ = package
 
     def __getattr__(name: str) -> Any:
         try:
@@ -120,14 +179,15 @@ def lazy_exports(
             raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
         try:
             module = importlib.import_module(module_name, package)
-        except ImportError as exc:
+        except ModuleNotFoundError as exc:
             extra = extra_for(module_name)
-            if extra is None:
-                raise
+            if extra is None or (exc.name or package).startswith(package.partition(".")[0]):
+                raise  # not a missing dependency, but a bug of ours: say so
             raise ImportError(  # pragma: no cover - depends on the environment
                 f"{package}.{name} needs the {extra} extra: pip install "
                 f"'trio-enchannel[{extra}]' ({exc})"
             ) from exc
+        rename_loaded()
         value = getattr(module, name)
         namespace[name] = value
         return value

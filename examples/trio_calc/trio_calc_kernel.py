@@ -132,7 +132,7 @@ class CalcKernel:
     async def _parent_watch(self) -> None:
         # Like ipykernel: exit when the process that started us dies (jupyter_client names it
         # in JPY_PARENT_PID), so a frontend killed outright leaves no orphaned kernel.
-        await wait_for_parent_exit()
+        await wait_parent_exit()
         assert self._nursery is not None
         self._nursery.cancel_scope.cancel()
 
@@ -322,7 +322,7 @@ def _int(value: Any, default: int | None) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
-async def wait_for_parent_exit() -> None:
+async def wait_parent_exit() -> None:
     """Return when the process named by ``JPY_PARENT_PID`` exits; wait forever when there is
     none, or when it is not this process's parent (an inherited variable: ipykernel ignores
     it too)."""

@@ -163,7 +163,7 @@ class TrioSide:
             ) as client:
                 self.client = client
                 with trio.fail_after(BOUND):
-                    await client.wait_for_ready()
+                    await client.wait_ready()
                 async with trio.open_nursery() as tasks:
                     self.tasks = tasks
                     self._token = trio.lowlevel.current_trio_token()

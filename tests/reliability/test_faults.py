@@ -21,7 +21,7 @@ from tests.reliability._measure import Snapshot, settle
 from tests.reliability.conftest import record
 from trio_enchannel import ExecuteResult, KernelClient, KernelDied, Message, open_client
 from trio_enchannel._kernel._side import KernelChannels, open_kernel_channels
-from trio_enchannel._launch._launcher import open_kernel
+from trio_enchannel._launch._open import open_kernel
 from trio_enchannel.testing import (
     DEFAULT_KERNEL_INFO,
     DelayReply,
@@ -64,7 +64,7 @@ def assert_own(result: ExecuteResult, code: str) -> None:
 async def test_dropped_reply_times_out_and_the_next_request_gets_its_own() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_fake_kernel() as fk, open_client(fk.connection_info) as client:
-            await client.wait_for_ready()
+            await client.wait_ready()
             for code in ("a", "b"):
                 script_echo(fk, code)
             fk.inject(DropReply())
@@ -110,7 +110,7 @@ async def test_duplicate_reply_is_not_taken_for_another_requests() -> None:
             open_client(kc.connection_info, heartbeat=False) as client,
             trio.open_nursery() as nursery,
         ):
-            await kc.wait_for_subscriptions()
+            await kc.wait_subscriptions()
             probe = client.session.message("kernel_info_request", channel="shell")
             probe_id.append(probe.msg_id)
             nursery.start_soon(kernel, kc)
@@ -134,7 +134,7 @@ async def test_duplicate_reply_is_not_taken_for_another_requests() -> None:
 async def test_late_reply_after_a_timeout_is_not_taken_for_the_next_requests() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_fake_kernel() as fk, open_client(fk.connection_info) as client:
-            await client.wait_for_ready()
+            await client.wait_ready()
             for code in ("slow", "next"):
                 script_echo(fk, code)
             fk.inject(DelayReply(0.5))
@@ -197,7 +197,7 @@ async def test_random_reply_faults_never_cross_requests(requests: int) -> None:
             open_client(kc.connection_info, heartbeat=False) as client,
         ):
             kernel.start_soon(serve_faulty, kc)
-            await client.wait_for_ready()
+            await client.wait_ready()
             outcome: dict[str, str] = {}
             limit = trio.Semaphore(20)
 
@@ -243,7 +243,7 @@ async def test_silent_heartbeat_fails_pending_requests_and_recovers() -> None:
                 fk.connection_info, hb_interval=HB_INTERVAL, hb_deadline=HB_DEADLINE
             ) as client,
         ):
-            await client.wait_for_ready()
+            await client.wait_ready()
             gate = Gate()
             fk.script("busy", gate)
             async with trio.open_nursery() as nursery:
@@ -264,15 +264,15 @@ async def test_silent_heartbeat_fails_pending_requests_and_recovers() -> None:
                 gate.open()
             assert detected_after < DETECTION_BOUND
             ch = client.channels
-            assert ch.kernel_unresponsive  # type: ignore[attr-defined]
+            assert ch.unresponsive_error is not None
             assert ch.statistics().heartbeat.state == "unresponsive"  # type: ignore[attr-defined]
             # New requests fail at once while the kernel is unresponsive...
             with pytest.raises(KernelDied):
                 await client.kernel_info()
             # ...and work again once it answers heartbeats again.
             fk.resume_heartbeat()
-            await ch.heartbeat.wait_alive()  # type: ignore[attr-defined]
-            await client.wait_for_ready()
+            await ch.wait_responsive()
+            await client.wait_ready()
             info = await client.kernel_info()
             assert info.implementation == "trio-enchannel-fake"
             record("fault: heartbeat silenced, sockets open (fake kernel)")
@@ -286,7 +286,7 @@ async def test_stopped_ipykernel_is_reported_and_comes_back(tmp_path: Path) -> N
             kernel_process(tmp_path) as kernel,
             open_client(kernel.info, hb_interval=HB_INTERVAL, hb_deadline=HB_DEADLINE) as client,
         ):
-            await client.wait_for_ready()
+            await client.wait_ready()
             await client.execute("x = 41")
             os.kill(kernel.process.pid, signal.SIGSTOP)
             try:
@@ -294,14 +294,14 @@ async def test_stopped_ipykernel_is_reported_and_comes_back(tmp_path: Path) -> N
                 with pytest.raises(KernelDied):
                     await client.execute("x += 1")
                 assert trio.current_time() - stopped_at < DETECTION_BOUND
-                assert client.channels.kernel_unresponsive  # type: ignore[attr-defined]
+                assert client.channels.unresponsive_error is not None
             finally:
                 os.kill(kernel.process.pid, signal.SIGCONT)
-            await client.channels.heartbeat.wait_alive()  # type: ignore[attr-defined]
+            await client.channels.wait_responsive()
             # The client is usable again once the kernel answers (the documented way back;
-            # a request made right after wait_alive() may still see KernelDied: the client
+            # a request made right after wait_responsive() may still see KernelDied: the client
             # clears its own flag in another task).
-            await client.wait_for_ready()
+            await client.wait_ready()
             # The kernel ran the request it had received before it was frozen.
             result = await client.execute("print(x)")
             assert result.stdout == "42\n"
@@ -345,7 +345,7 @@ async def test_ipykernel_killed_mid_execution_fails_pending_calls(
                 kernel_process(tmp_path / str(trial)) as kernel,
                 open_client(kernel.info, hb_interval=HB_INTERVAL, hb_deadline=HB_DEADLINE) as c,
             ):
-                await c.wait_for_ready()
+                await c.wait_ready()
                 took = await execute_and_kill(c, kernel.process.pid, rng.uniform(0.0, 1.5))
                 assert took < DETECTION_BOUND
                 assert c.statistics().pending == 0

@@ -187,11 +187,11 @@ async def test_slow_stream_execute_consumer_keeps_memory_bounded(tmp_path: Path)
         ):
             port = listener.socket.getsockname()[1]
             with trio.fail_after(30):
-                await client.wait_for_ready()
+                await client.wait_ready()
             peak = PeakRss()
             streams = 0
             received_before = client.channels.statistics().iopub.received  # type: ignore[attr-defined]
-            # The readiness probes' own status messages may still arrive (wait_for_ready
+            # The readiness probes' own status messages may still arrive (wait_ready
             # returns at the first answer, on control or shell): the client counts them as
             # late framing messages, and they are not part of the flood.
             late_before = client.statistics().late_dropped

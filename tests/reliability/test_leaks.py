@@ -19,7 +19,7 @@ from tests.reliability.conftest import record
 from trio_enchannel import Message, Session, open_client
 from trio_enchannel._channels._channels import open_channels
 from trio_enchannel._kernel._side import KernelChannels, open_kernel_channels
-from trio_enchannel._launch._launcher import open_kernel
+from trio_enchannel._launch._open import open_kernel
 from trio_enchannel.testing import DEFAULT_KERNEL_INFO, Stream, open_fake_kernel
 
 #: Library classes whose instances must all be gone after the cycles.
@@ -55,7 +55,7 @@ def kernel_session() -> dict[str, Any]:
 async def serve_kernel_info(kc: KernelChannels) -> None:
     """A minimal kernel that keeps no record of what it serves (so it cannot look leaky).
 
-    It answers on control as well as shell: ``wait_for_ready`` probes control first, and a
+    It answers on control as well as shell: ``wait_ready`` probes control first, and a
     kernel that left those probes queued would grow by one message per client.
     """
 
@@ -114,7 +114,7 @@ async def test_client_open_close_cycles_leak_nothing(cycles: int) -> None:
         async def cycle() -> None:
             with trio.fail_after(10):
                 async with open_client(info) as client:
-                    await client.wait_for_ready()
+                    await client.wait_ready()
 
         for _ in range(10):
             await cycle()
@@ -139,7 +139,7 @@ async def test_cancelling_at_random_awaits_loses_nothing_for_other_requests(
     with trio.fail_after(60 + requests * 0.02):
         async with open_fake_kernel() as fk, open_client(fk.connection_info) as client:
             fk.default_execution = fk.script(lambda code: True, Stream("stdout", "x\n"))
-            await client.wait_for_ready()
+            await client.wait_ready()
             tasks_before = Snapshot.take().tasks
             completed: Counter[str] = Counter()
             cancelled: Counter[str] = Counter()

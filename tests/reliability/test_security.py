@@ -36,7 +36,7 @@ from trio_enchannel import (
 from trio_enchannel._channels._channels import open_channels
 from trio_enchannel._io._zmq import curve_keypair, has_curve
 from trio_enchannel._kernel._side import open_kernel_channels
-from trio_enchannel._launch._launcher import open_kernel
+from trio_enchannel._launch._open import open_kernel
 from trio_enchannel.testing import (
     DieMidRequest,
     ForgeSignature,
@@ -195,7 +195,7 @@ async def test_keys_never_appear_in_logs_reprs_or_errors(
             ) as client:
                 ch: Any = client.channels
                 seen += [client, ch, ch.session, ch.heartbeat]
-                await client.wait_for_ready()
+                await client.wait_ready()
                 # Faults that make every layer log and raise.
                 fk.inject(ForgeSignature(), Malformed("bad_json"))
                 with pytest.raises(SignatureMismatch):
@@ -318,7 +318,7 @@ async def test_curve_kernel_side_refuses_clients_without_the_server_key() -> Non
             bound = fk.connection_info
             # With the server key (from the connection info): it works, encrypted.
             async with open_client(bound) as client:
-                ready = await client.wait_for_ready()
+                ready = await client.wait_ready()
                 assert ready.implementation == "trio-enchannel-fake"
             before = len(fk.requests)
             # Without it (a plain client), or with another server's key: nothing gets through.
@@ -336,7 +336,7 @@ async def test_curve_ipykernel_refuses_clients_without_the_server_key(tmp_path: 
         async with kernel_process(tmp_path, info=info) as kernel:
             async with open_client(kernel.info) as client:
                 with trio.fail_after(30):
-                    ready = await client.wait_for_ready()
+                    ready = await client.wait_ready()
                 assert ready.implementation == "ipython"
             await cannot_talk(attrs.evolve(info, curve_publickey=None, curve_secretkey=None))
             await cannot_talk(attrs.evolve(info, curve_publickey=curve_keypair()[0]))

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -24,14 +24,18 @@ from .._errors import (
     ConnectionInfoError,
     EncryptionUnavailable,
     KernelDied,
-    LocalProtocolError,
-    MalformedMessage,
     RemoteProtocolError,
 )
 from .._io._connection_file import load_connection_info
 from .._io._fanout import Fanout
-from .._io._inbox import Inbox
-from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
+from .._io._overflow import (
+    IOPUB_BUFFER_BYTES,
+    IOPUB_BUFFER_SIZE,
+    BufferOptions,
+    IOPubOverflow,
+    must_drop,
+)
+from .._io._stats import Counters, RecentIds, decoding_bug
 from .._io._zmq import (
     HANDSHAKE_EVENTS,
     Frame,
@@ -43,11 +47,13 @@ from .._io._zmq import (
     has_curve,
 )
 from .._util import unwrap_single, worth_logging
-from .._validate import check_bool, check_bytes, check_choice, check_int, check_seconds
+from .._validate import check_bool, check_bytes, check_int, check_seconds
 from .._wire._connection import ConnectionInfo, SocketName
 from .._wire._message import CHANNEL_NAMES, ChannelName, Message
 from .._wire._session import DELIMITER, Session, warn_if_unsigned
+from ._core import ChannelHub, check_message
 from ._heartbeat import Heartbeat
+from ._interfaces import ChannelsListener, RejectListener
 from ._views import (
     ChannelsStatistics,
     ChannelStatistics,
@@ -55,7 +61,6 @@ from ._views import (
     MessageChannel,
     MultiplexedChannel,
     RejectedMessage,
-    _Counters,
 )
 
 __all__ = [
@@ -94,20 +99,97 @@ _SIGNATURE_REASONS = frozenset(("invalid_signature", "unsigned"))
 #: The largest parent header a rejected message may have for its claimed parent to be read.
 _CLAIM_LIMIT = 4096
 
-#: ``(channel, claimed parent msg_id or None, error)``; see Channels.add_reject_listener.
-RejectListener = Callable[[ChannelName, "str | None", RemoteProtocolError], None]
-
 
 @attrs.frozen
-class _Options:
-    buffer_size: int
-    iopub_buffer_size: int
-    iopub_buffer_bytes: int
-    iopub_overflow: IOPubOverflow
-    iopub_topics: tuple[bytes, ...]
-    iopub_hwm: int
-    linger: float
-    curve: tuple[str, str] | None
+class ChannelOptions:
+    """The options of :func:`open_channels`, checked once by :meth:`build`.
+
+    Attributes:
+        buffers: the bounds and policies every opener shares.
+        iopub_topics: the IOPub subscriptions.
+        iopub_hwm: the SUB socket's receive high-water mark.
+        linger: seconds unsent messages may linger after the sockets close.
+        identity: the routing id of shell, control and stdin (``None``: random).
+        curve_client_keys: this client's CurveZMQ keys (``None``: a fresh pair if needed).
+        heartbeat, hb_interval, hb_deadline, hb_startup_deadline: see :class:`Heartbeat`.
+    """
+
+    buffers: BufferOptions
+    iopub_topics: tuple[bytes, ...] = (b"",)
+    iopub_hwm: int = IOPUB_HWM
+    linger: float = 1.0
+    identity: bytes | None = None
+    curve_client_keys: tuple[str, str] | None = None
+    heartbeat: bool = True
+    hb_interval: float = 1.0
+    hb_deadline: float = 5.0
+    hb_startup_deadline: float = 30.0
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        iopub_topic: object,
+        heartbeat: object,
+        hb_interval: object,
+        hb_deadline: object,
+        hb_startup_deadline: object,
+        iopub_hwm: object,
+        identity: object,
+        curve_client_keys: object,
+        linger: object,
+        **buffers: object,
+    ) -> ChannelOptions:
+        """Check every option of :func:`open_channels` (types and values, by name)."""
+        options = BufferOptions.build(**buffers)
+        check_bool("heartbeat", heartbeat)
+        interval = check_seconds("hb_interval", hb_interval)
+        deadline = check_seconds("hb_deadline", hb_deadline, allow_inf=True)
+        startup = check_seconds("hb_startup_deadline", hb_startup_deadline, allow_inf=True)
+        linger_s = check_seconds("linger", linger, allow_zero=True)
+        hwm = check_int("iopub_hwm", iopub_hwm, at_least=0)
+        if isinstance(iopub_topic, (bytes, bytearray, memoryview)):
+            topics: tuple[bytes, ...] = (bytes(iopub_topic),)
+        elif isinstance(iopub_topic, (Sequence, frozenset, set)) and not isinstance(
+            iopub_topic, str
+        ):
+            topics = tuple(check_bytes(f"iopub_topic[{i}]", t) for i, t in enumerate(iopub_topic))
+        else:
+            raise TypeError(
+                "iopub_topic must be bytes or a sequence of bytes, got "
+                f"{type(iopub_topic).__name__}"
+            )
+        routing_id: bytes | None = None
+        if identity is not None:
+            routing_id = check_bytes("identity", identity, nonempty=True)
+            # ZeroMQ's limits for a routing id; a NUL first byte is reserved for its own ids.
+            if len(routing_id) > 255 or routing_id.startswith(b"\0"):
+                raise ConfigurationError(
+                    "identity must be 1 to 255 bytes and must not start with a NUL byte"
+                )
+        keys: tuple[str, str] | None = None
+        if curve_client_keys is not None:
+            if not (
+                isinstance(curve_client_keys, tuple)
+                and len(curve_client_keys) == 2
+                and all(isinstance(k, str) and len(k) == 40 for k in curve_client_keys)
+            ):
+                raise ConfigurationError(
+                    "curve_client_keys must be a (public, secret) tuple of 40-character Z85 strings"
+                )
+            keys = (curve_client_keys[0], curve_client_keys[1])
+        return cls(
+            buffers=options,
+            iopub_topics=topics,
+            iopub_hwm=hwm,
+            linger=linger_s,
+            identity=routing_id,
+            curve_client_keys=keys,
+            heartbeat=bool(heartbeat),
+            hb_interval=interval,
+            hb_deadline=deadline,
+            hb_startup_deadline=startup,
+        )
 
 
 class Channels:
@@ -132,45 +214,28 @@ class Channels:
         info: ConnectionInfo,
         session: Session,
         identity: bytes,
-        options: _Options,
+        options: ChannelOptions,
+        curve: tuple[str, str] | None,
         heartbeat: Heartbeat,
-        *,
-        multiplexed: bool,
-        report_rejects: int | None,
     ) -> None:
         self.info = info
         self.session = session
         self.identity = identity
         self._options = options
+        self._curve = curve
         self._closed = False
         self._sockets: dict[SocketName, TrioSocket] = {}
         self._scopes: list[trio.CancelScope] = []
-        self._counters = {name: _Counters() for name in CHANNEL_NAMES}
-        # Received messages wait for their consumer in one inbox per channel, or in one shared
-        # inbox in multiplexed mode (views find them in _receivers / _multiplexed_receiver).
-        self._inboxes: dict[ChannelName, Inbox[Message]] = {}
-        self._receivers: dict[ChannelName, Inbox[Message]] = {}
-        self._multiplexed_receiver: Inbox[Message] | None = None
-        if multiplexed:
-            shared = Inbox[Message](senders=len(CHANNEL_NAMES))
-            self._multiplexed_receiver = shared
-            self._inboxes = dict.fromkeys(CHANNEL_NAMES, shared)
-        else:
-            for name in CHANNEL_NAMES:
-                self._inboxes[name] = self._receivers[name] = Inbox[Message]()
-        self._drop_log = DropLog(logger, "open_channels")
-        # IOPub subscriptions (ch.iopub.subscribe): copies handed over by the IOPub reader.
-        self._iopub_fanout = Fanout()
-        self._counters["iopub"].fanout = self._iopub_fanout
-        self._rejects_send: trio.MemorySendChannel[RejectedMessage] | None = None
-        self._rejects_receive: trio.MemoryReceiveChannel[RejectedMessage] | None = None
-        if report_rejects is not None:
-            rsend, rreceive = trio.open_memory_channel[RejectedMessage](report_rejects)
-            self._rejects_send, self._rejects_receive = rsend, rreceive
-        self._rejects_unreported = 0
+        self._hub = ChannelHub(
+            options.buffers,
+            send=self._send,
+            send_nowait=self._send_nowait,
+            opener="open_channels",
+        )
         self._iopub_ready = False
         self._iopub_wakeup = trio.Event()
-        self._nudges: set[str] = set()
+        # wait_iopub_ready's kernel_info nudges: what they cause is not delivered.
+        self._nudges = RecentIds()
         self._nudge_lock = trio.Lock()
         self._monitors: dict[ChannelName, SocketMonitor] = {}
         self._connected: dict[ChannelName, bool] = dict.fromkeys(_ROUTED, False)
@@ -182,13 +247,14 @@ class Channels:
         self._ever_connected: set[ChannelName] = set()
         self._send_scopes: set[trio.CancelScope] = set()
         self._reject_listeners: list[RejectListener] = []
+        self._listeners: list[ChannelsListener] = []
         self._signature_rejected: tuple[ChannelName, RemoteProtocolError] | None = None
         self._connection_changed = trio.Event()
-        self.shell = MessageChannel(self, "shell")
-        self.control = MessageChannel(self, "control")
-        self.stdin = MessageChannel(self, "stdin")
-        self.iopub = IOPubChannel(self, "iopub")
-        self.multiplexed = MultiplexedChannel(self)
+        self.shell = MessageChannel(self._hub, "shell")
+        self.control = MessageChannel(self._hub, "control")
+        self.stdin = MessageChannel(self._hub, "stdin")
+        self.iopub = IOPubChannel(self._hub, "iopub")
+        self.multiplexed = MultiplexedChannel(self._hub)
         self.heartbeat = heartbeat
 
     def __repr__(self) -> str:
@@ -210,11 +276,9 @@ class Channels:
         rejects are only counted (``statistics().rejects_unreported``); readers never wait.
 
         Raises:
-            RuntimeError: the channels were opened without ``report_rejects=True``.
+            UsageError: the channels were opened without ``report_rejects=True``.
         """
-        if self._rejects_receive is None:
-            raise RuntimeError("ch.rejects needs open_channels(..., report_rejects=True)")
-        return self._rejects_receive
+        return self._hub.rejects.receiver
 
     async def send(self, msg: Message) -> None:
         """Send ``msg`` on the channel named by ``msg.channel`` (shell, control or stdin).
@@ -226,7 +290,7 @@ class Channels:
             trio.ClosedResourceError: the channels (or that channel) were closed.
             trio.BrokenResourceError: the socket failed.
         """
-        await self._endpoint_for(msg).send(msg)
+        await self._hub.send(msg)
 
     def send_nowait(self, msg: Message) -> None:
         """Send ``msg`` on the channel it names, now, or raise :class:`trio.WouldBlock`.
@@ -236,17 +300,17 @@ class Channels:
             LocalProtocolError, TypeError, trio.ClosedResourceError,
             trio.BrokenResourceError: as for :meth:`send`.
         """
-        self._endpoint_for(msg).send_nowait(msg)
+        self._hub.send_nowait(msg)
 
     def statistics(self) -> ChannelsStatistics:
         """A snapshot of every channel's counters and the heartbeat's state."""
         return ChannelsStatistics(
-            shell=self._channel_statistics("shell"),
-            control=self._channel_statistics("control"),
-            stdin=self._channel_statistics("stdin"),
-            iopub=self._channel_statistics("iopub"),
+            shell=self._hub.statistics("shell"),
+            control=self._hub.statistics("control"),
+            stdin=self._hub.statistics("stdin"),
+            iopub=self._hub.statistics("iopub"),
             heartbeat=self.heartbeat.statistics(),
-            rejects_unreported=self._rejects_unreported,
+            rejects_unreported=self._hub.rejects.unreported,
         )
 
     @property
@@ -265,6 +329,36 @@ class Channels:
             trio.ClosedResourceError: the channels were closed while waiting.
         """
         return await self.heartbeat.wait_unresponsive()
+
+    @property
+    def unresponsive_error(self) -> KernelDied | None:
+        """The :class:`KernelDied` describing the silence while the heartbeat declares the
+        kernel unresponsive (what :meth:`wait_unresponsive` returns), else ``None``."""
+        return self.heartbeat.unresponsive_error
+
+    async def wait_responsive(self) -> None:
+        """Wait until the kernel answers a heartbeat ping (at once if the last one was, or
+        without heartbeat monitoring: nothing then says it does not answer).
+
+        Raises:
+            trio.ClosedResourceError: the channels were closed while waiting.
+        """
+        if not self.heartbeat.enabled:
+            if self._closed:
+                raise trio.ClosedResourceError("the channels are closed")
+            await trio.lowlevel.checkpoint()
+            return
+        await self.heartbeat.wait_responsive()
+
+    def add_listener(self, listener: ChannelsListener) -> None:
+        """Register a listener (an object with ``connection_lost(error)``,
+        ``kernel_restarted(reason)`` and ``kernel_died(error)`` methods), as
+        :meth:`RemoteChannels.add_listener <trio_enchannel.RemoteChannels.add_listener>` does.
+        ZeroMQ channels never call it: ZeroMQ reconnects without losing what is queued, and a
+        launcher, not the channels, learns that the kernel process died (it tells the client
+        with :meth:`KernelClient.declare_dead <trio_enchannel.KernelClient.declare_dead>`).
+        """
+        self._listeners.append(listener)
 
     @property
     def iopub_ready(self) -> bool:
@@ -331,8 +425,8 @@ class Channels:
         ``input_request`` on stdin, can: the client's sockets connect independently, and
         one may still be retrying (every 100-200 ms) while the kernel already answers on
         another. After this returns, all three are connected (a kernel that restarts
-        resets it until they reconnect). :meth:`KernelClient.wait_for_ready
-        <trio_enchannel.KernelClient.wait_for_ready>` calls it. Opening the channels
+        resets it until they reconnect). :meth:`KernelClient.wait_ready
+        <trio_enchannel.KernelClient.wait_ready>` calls it. Opening the channels
         never waits for this (a launcher connects before the kernel binds); bound the wait
         with :func:`trio.fail_after`.
 
@@ -379,7 +473,7 @@ class Channels:
         """
         self._reject_listeners.append(listener)
         rejected = self._signature_rejected
-        if rejected is not None and not any(c.received for c in self._counters.values()):
+        if rejected is not None and not self._hub.any_received():
             listener(rejected[0], None, rejected[1])
 
     @property
@@ -421,27 +515,11 @@ class Channels:
             sock.close()
         self._iopub_wakeup.set()
         self._connection_changed.set()
-        self._iopub_fanout.end()
-
-    def _endpoint_for(self, msg: Message) -> MessageChannel:
-        if not isinstance(msg, Message):
-            raise TypeError(f"expected a Message, got {type(msg).__name__}")
-        if msg.channel in ("shell", "control", "stdin"):
-            endpoint: MessageChannel = getattr(self, msg.channel)
-            return endpoint
-        raise LocalProtocolError(
-            f"cannot route a {msg.msg_type} message with channel={msg.channel!r}: "
-            "it must be 'shell', 'control' or 'stdin'"
-        )
+        self._hub.fanout.end()
+        self._hub.rejects.close()
 
     def _frames(self, name: ChannelName, msg: Message) -> list[bytes | memoryview]:
-        if not isinstance(msg, Message):
-            raise TypeError(f"expected a Message, got {type(msg).__name__}")
-        if msg.channel is not None and msg.channel != name:
-            raise LocalProtocolError(
-                f"a {msg.msg_type} message meant for {msg.channel!r} cannot go on {name!r}"
-            )
-        return self.session.serialize(msg, identities=())
+        return self.session.serialize(check_message(name, msg), identities=())
 
     def _socket_for(self, name: ChannelName) -> TrioSocket:
         sock = self._sockets.get(name)
@@ -470,14 +548,14 @@ class Channels:
                     self._send_scopes.discard(scope)
             if scope.cancelled_caught:  # nothing was sent
                 self._check_handshake()
-        self._counters[name].sent += 1
+        self._hub.counters[name].sent += 1
 
     def _send_nowait(self, name: ChannelName, msg: Message) -> None:
         frames = self._frames(name, msg)
         sock = self._socket_for(name)
         self._check_handshake()
         sock.send_multipart_nowait(frames)
-        self._counters[name].sent += 1
+        self._hub.counters[name].sent += 1
 
     def _fail_handshake(self, name: ChannelName, event: SocketEvent) -> None:
         """The handshake of ``name`` failed for good: tell every waiter."""
@@ -488,58 +566,30 @@ class Channels:
             text += f" ({HANDSHAKE_ATTEMPTS} attempts in a row)"
         self._handshake_error = text
         logger.error("%s; these channels cannot talk to the kernel", text)
-        for inbox in {id(i): i for i in self._inboxes.values()}.values():
-            inbox.fail(lambda: ConnectionInfoError(text))
+        self._hub.fail(lambda: ConnectionInfoError(text))
         for scope in self._send_scopes:
             scope.cancel()
         self._iopub_wakeup.set()
 
-    def _limits(self, name: ChannelName) -> tuple[int, int]:
-        """(messages, bytes) the buffer of channel ``name`` holds; bytes 0: no byte bound."""
-        options = self._options
-        if name == "iopub":
-            return options.iopub_buffer_size, options.iopub_buffer_bytes
-        return options.buffer_size, 0
-
-    def _channel_statistics(self, name: ChannelName) -> ChannelStatistics:
-        inbox = self._inboxes[name]
-        return self._counters[name].snapshot(name, len(inbox), inbox.nbytes, self._limits(name))
-
     def _reject(
         self, name: ChannelName, frames: Sequence[Frame], error: RemoteProtocolError
     ) -> None:
-        detach_error(error)
-        if name == "iopub" and isinstance(error, MalformedMessage):
-            self._counters[name].lost(error.parent_id)
-        rejected = self._counters[name].rejected
-        count = rejected.get(error.reason, 0) + 1
-        rejected[error.reason] = count
-        if worth_logging(count):
-            logger.warning(
-                "rejected a message on %s (%s, %d so far): %s", name, error.reason, count, error
-            )
+        self._hub.reject(name, tuple(frames), error)
         if error.reason in _SIGNATURE_REASONS:
             self._signature_rejected = (name, error)
             if self._reject_listeners:
                 parent_id = claimed_parent_id(frames)
                 for listener in self._reject_listeners:
                     listener(name, parent_id, error)
-        if self._rejects_send is not None:
-            try:
-                self._rejects_send.send_nowait(RejectedMessage(name, error, tuple(frames)))
-            except trio.WouldBlock:
-                self._rejects_unreported += 1
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
 
     def _make_socket(self, kind: SocketKind, name: SocketName) -> TrioSocket:
         options = self._options
         url = self.info.url(name)
         sock = TrioSocket(kind, linger=options.linger)
         try:
-            if options.curve is not None:
+            if self._curve is not None:
                 assert self.info.curve_publickey is not None
-                public, secret = options.curve
+                public, secret = self._curve
                 sock.set_curve_client(
                     self.info.curve_publickey, public_key=public, secret_key=secret
                 )
@@ -638,19 +688,19 @@ class Channels:
                 await self.heartbeat.wait_unresponsive()
                 changed, self._connection_changed = self._connection_changed, trio.Event()
                 changed.set()
-                await self.heartbeat.wait_alive()
+                await self.heartbeat.wait_responsive()
         except trio.ClosedResourceError:
             return
 
     def _check_unresponsive(self) -> None:
-        died = self.heartbeat.died
+        died = self.heartbeat.unresponsive_error
         if died is not None:
             raise KernelDied(died.reason)
 
     def _check_never_reached(self) -> None:
         """Raise KernelDied if the heartbeat declares a kernel dead that no socket ever
         reached (a stale connection file, a kernel that died before we connected)."""
-        died = self.heartbeat.died
+        died = self.heartbeat.unresponsive_error
         if died is not None and not self._ever_connected:
             raise KernelDied(died.reason)
 
@@ -683,13 +733,15 @@ class _Reader:
         self.owner = owner
         self.name: ChannelName = name
         self.sock = sock
-        self.inbox = owner._inboxes[name]
-        self.counters = owner._counters[name]
+        hub = owner._hub
+        self.hub = hub
+        self.inbox = hub.inboxes[name]
+        self.counters = hub.counters[name]
         self.is_iopub = name == "iopub"
-        self.drop = self.is_iopub and owner._options.iopub_overflow == "drop"
+        self.drop = hub.drops(name)
         # Subscriptions get their copy before ch.iopub's own policy applies.
-        self.fanout = owner._iopub_fanout if self.is_iopub else Fanout()
-        max_items, max_bytes = owner._limits(name)
+        self.fanout = hub.fanout if self.is_iopub else Fanout()
+        max_items, max_bytes = hub.limits(name)
         self.max_items = max_items
         self.max_bytes = max_bytes or sys.maxsize
         # The "wait" policy: stop reading at the bound, resume once drained to half of it.
@@ -729,43 +781,53 @@ class _Reader:
         return self.sock.drained
 
     def process(self, batch: list[list[Frame]]) -> None:
+        """Take in one batch. Synchronous, so what holds for the batch (the session's count of
+        repaired messages, IOPub's readiness, the open subscriptions) is checked once per
+        batch, not per message: the loop does only what each message needs."""
         owner, name, inbox, counters = self.owner, self.name, self.inbox, self.counters
         session = owner.session
         deserialize = session.deserialize
         nudges = owner._nudges
         fanout = self.fanout
+        subscribed = bool(fanout.subscriptions)
         drop, max_items, max_bytes = self.drop, self.max_items, self.max_bytes
+        repaired = session.invalid_utf8
+        received = counters.received
         for frames in batch:
-            repaired = session.invalid_utf8
             try:
                 msg = deserialize(frames, channel=name)
             except RemoteProtocolError as exc:
                 owner._reject(name, frames, exc)
                 continue
             except Exception as exc:  # a decoding bug must not stop the reader
-                logger.exception("unexpected error decoding a %s message", name)
-                error = MalformedMessage(f"undecodable: {exc!r}", reason="undecodable")
-                owner._reject(name, frames, error)
+                owner._reject(name, frames, decoding_bug(logger, f"a {name} message", exc))
                 continue
-            counters.received += 1
-            if session.invalid_utf8 != repaired:
-                _log_repaired(name, counters.repaired(), msg)
-            if self.is_iopub and not owner._iopub_ready:
-                owner._iopub_ready = True
-                owner._iopub_wakeup.set()
+            received += 1
             if nudges and msg.parent_id in nudges:
                 continue  # caused by wait_iopub_ready's kernel_info nudges
             nbytes = sum(map(len, frames))
-            if fanout.subscriptions:
+            if subscribed:
                 fanout.publish(msg, nbytes)
-            if drop and must_drop(
-                len(inbox), inbox.nbytes, nbytes, msg.header.msg_type, max_items, max_bytes
-            ):
-                counters.drop(msg.parent_id)
-                owner._drop_log.dropped(name, max_items, max_bytes)
-                continue
+            if drop:
+                # must_drop's first test inline: a function call only when the buffer is full.
+                queued = len(inbox)
+                if (
+                    queued >= max_items or (queued and inbox.nbytes + nbytes > max_bytes)
+                ) and must_drop(
+                    queued, inbox.nbytes, nbytes, msg.header.msg_type, max_items, max_bytes
+                ):
+                    counters.drop(msg.parent_id)
+                    self.hub.drop_log.dropped(name, max_items, max_bytes)
+                    continue
             if not inbox.put(msg, nbytes):
                 counters.discarded += 1
+        if received != counters.received:
+            counters.received = received
+            if self.is_iopub and not owner._iopub_ready:
+                owner._iopub_ready = True
+                owner._iopub_wakeup.set()
+        if session.invalid_utf8 != repaired:
+            _log_repaired(name, counters, session.invalid_utf8 - repaired)
 
 
 def _describe_handshake_failure(name: ChannelName, event: SocketEvent) -> str:
@@ -798,94 +860,21 @@ def claimed_parent_id(frames: Sequence[Frame]) -> str | None:
     return msg_id if isinstance(msg_id, str) and msg_id else None
 
 
-def _log_repaired(name: str, count: int, msg: Message) -> None:
-    if worth_logging(count):
+def _log_repaired(name: str, counters: Counters, new: int) -> None:
+    """Count ``new`` messages of one batch accepted with invalid UTF-8 replaced; warn if the
+    count passed a logging point (the first ten, then powers of two)."""
+    first = counters.invalid_utf8 + 1
+    counters.invalid_utf8 += new
+    count = counters.invalid_utf8
+    if any(worth_logging(n) for n in range(first, count + 1)):
         logger.warning(
-            "accepted a %s message on %s with invalid UTF-8, replaced with U+FFFD (%d so far; "
+            "accepted %d message(s) on %s with invalid UTF-8, replaced with U+FFFD (%d so far; "
             "statistics().%s.invalid_utf8)",
-            msg.msg_type,
+            new,
             name,
             count,
             name,
         )
-
-
-def detach_error(error: BaseException) -> None:
-    """Drop what a rejection error references beyond its message: its traceback (the
-    decoder's frames, whose locals hold the raw frames) and its cause (a UnicodeDecodeError
-    or JSONDecodeError holds the whole input). The message already says what was wrong, and
-    a kept log record or RejectedMessage then pins nothing but its own frames."""
-    error.__traceback__ = None
-    error.__cause__ = None
-    error.__context__ = None
-    error.__suppress_context__ = True
-
-
-def _check_arguments(
-    *,
-    session: object,
-    iopub_topic: object,
-    heartbeat: object,
-    hb_interval: object,
-    hb_deadline: object,
-    hb_startup_deadline: object,
-    buffer_size: object,
-    iopub_buffer_size: object,
-    iopub_buffer_bytes: object,
-    iopub_overflow: object,
-    iopub_hwm: object,
-    multiplexed: object,
-    report_rejects: object,
-    rejects_buffer_size: object,
-    identity: object,
-    curve_client_keys: object,
-    linger: object,
-) -> tuple[bytes, ...]:
-    """Check every option of :func:`open_channels` (types and values, by name); return the
-    IOPub topics as a tuple."""
-    if session is not None and not isinstance(session, Session):
-        raise TypeError(f"session must be a Session or None, got {type(session).__name__}")
-    for name, flag in (
-        ("heartbeat", heartbeat),
-        ("multiplexed", multiplexed),
-        ("report_rejects", report_rejects),
-    ):
-        check_bool(name, flag)
-    check_seconds("hb_interval", hb_interval)
-    check_seconds("hb_deadline", hb_deadline, allow_inf=True)
-    check_seconds("hb_startup_deadline", hb_startup_deadline, allow_inf=True)
-    check_seconds("linger", linger, allow_zero=True)
-    check_int("buffer_size", buffer_size, at_least=0)
-    if iopub_buffer_size is not None:
-        check_int("iopub_buffer_size", iopub_buffer_size, at_least=0)
-    check_int("iopub_buffer_bytes", iopub_buffer_bytes, at_least=1)
-    check_choice("iopub_overflow", iopub_overflow, ("wait", "drop"))
-    check_int("iopub_hwm", iopub_hwm, at_least=0)
-    check_int("rejects_buffer_size", rejects_buffer_size, at_least=1)
-    if isinstance(iopub_topic, (bytes, bytearray, memoryview)):
-        topics: tuple[bytes, ...] = (bytes(iopub_topic),)
-    elif isinstance(iopub_topic, (Sequence, frozenset, set)) and not isinstance(iopub_topic, str):
-        topics = tuple(check_bytes(f"iopub_topic[{i}]", t) for i, t in enumerate(iopub_topic))
-    else:
-        raise TypeError(
-            f"iopub_topic must be bytes or a sequence of bytes, got {type(iopub_topic).__name__}"
-        )
-    if identity is not None:
-        routing_id = check_bytes("identity", identity, nonempty=True)
-        # ZeroMQ's limits for a routing id; a NUL first byte is reserved for its own ids.
-        if len(routing_id) > 255 or routing_id.startswith(b"\0"):
-            raise ConfigurationError(
-                "identity must be 1 to 255 bytes and must not start with a NUL byte"
-            )
-    if curve_client_keys is not None and not (
-        isinstance(curve_client_keys, tuple)
-        and len(curve_client_keys) == 2
-        and all(isinstance(k, str) and len(k) == 40 for k in curve_client_keys)
-    ):
-        raise ConfigurationError(
-            "curve_client_keys must be a (public, secret) tuple of 40-character Z85 strings"
-        )
-    return topics
 
 
 @asynccontextmanager
@@ -948,9 +937,10 @@ async def open_channels(
         hb_startup_deadline: the same before the kernel's first echo (counted from the
             opening), so that a kernel still starting is not declared unresponsive.
         buffer_size: messages buffered per channel for shell, control and stdin (at least
-            1; in multiplexed mode, how full the shared buffer may be before those readers
-            wait).
-        iopub_buffer_size: messages buffered for IOPub (at least 1; ``None``: the default).
+            1: ``0`` means 1, as in every opener; in multiplexed mode, how full the shared
+            buffer may be before those readers wait).
+        iopub_buffer_size: messages buffered for IOPub (at least 1, ``0`` means 1;
+            ``None``: the default).
         iopub_buffer_bytes: bytes (wire size of the messages) buffered for IOPub.
         iopub_overflow: ``"drop"`` or ``"wait"``, see above.
         iopub_hwm: the SUB socket's receive high-water mark, in messages (``0``:
@@ -971,28 +961,27 @@ async def open_channels(
         ConnectionInfoError: the connection info is invalid or a socket cannot connect.
         EncryptionUnavailable: the connection needs CurveZMQ and libzmq lacks it.
     """
-    topics = _check_arguments(
-        session=session,
+    if session is not None and not isinstance(session, Session):
+        raise TypeError(f"session must be a Session or None, got {type(session).__name__}")
+    options = ChannelOptions.build(
         iopub_topic=iopub_topic,
         heartbeat=heartbeat,
         hb_interval=hb_interval,
         hb_deadline=hb_deadline,
         hb_startup_deadline=hb_startup_deadline,
+        iopub_hwm=iopub_hwm,
+        identity=identity,
+        curve_client_keys=curve_client_keys,
+        linger=linger,
         buffer_size=buffer_size,
         iopub_buffer_size=iopub_buffer_size,
         iopub_buffer_bytes=iopub_buffer_bytes,
         iopub_overflow=iopub_overflow,
-        iopub_hwm=iopub_hwm,
         multiplexed=multiplexed,
         report_rejects=report_rejects,
         rejects_buffer_size=rejects_buffer_size,
-        identity=identity,
-        curve_client_keys=curve_client_keys,
-        linger=linger,
     )
     conn = await load_connection_info(info)
-    if iopub_buffer_size is None:
-        iopub_buffer_size = IOPUB_BUFFER_SIZE
     curve: tuple[str, str] | None = None
     if conn.curve_publickey is not None:
         if not has_curve():
@@ -1000,17 +989,7 @@ async def open_channels(
                 "the connection info has a curve_publickey (CurveZMQ encryption) but this "
                 "libzmq was built without curve support"
             )
-        curve = curve_client_keys if curve_client_keys is not None else curve_keypair()
-    options = _Options(
-        buffer_size=max(1, buffer_size),
-        iopub_buffer_size=max(1, iopub_buffer_size),
-        iopub_buffer_bytes=iopub_buffer_bytes,
-        iopub_overflow=iopub_overflow,
-        iopub_topics=topics,
-        iopub_hwm=iopub_hwm,
-        linger=linger,
-        curve=curve,
-    )
+        curve = options.curve_client_keys or curve_keypair()
     if session is None:
         session = Session.from_connection_info(conn)
     warn_if_unsigned(session, logger, "open_channels")
@@ -1020,19 +999,18 @@ async def open_channels(
         return ch._make_socket("REQ", "hb")
 
     hb = Heartbeat(
-        interval=hb_interval,
-        deadline=hb_deadline,
-        startup_deadline=hb_startup_deadline,
-        make_socket=make_hb_socket if heartbeat else None,
+        interval=options.hb_interval,
+        deadline=options.hb_deadline,
+        startup_deadline=options.hb_startup_deadline,
+        make_socket=make_hb_socket if options.heartbeat else None,
     )
     ch = Channels(
         conn,
         session,
-        identity if identity is not None else uuid.uuid4().hex.encode("ascii"),
+        options.identity or uuid.uuid4().hex.encode("ascii"),
         options,
+        curve,
         hb,
-        multiplexed=multiplexed,
-        report_rejects=rejects_buffer_size if report_rejects else None,
     )
     with unwrap_single():
         async with trio.open_nursery() as nursery:
@@ -1041,7 +1019,7 @@ async def open_channels(
                     await nursery.start(ch._reader, name)
                 for name in _ROUTED:
                     nursery.start_soon(ch._watch_connection, name)
-                if heartbeat:
+                if options.heartbeat:
                     await nursery.start(ch._run_heartbeat)
                     nursery.start_soon(ch._watch_verdict)
                 yield ch

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import attrs
 import trio
 
-from .._errors import KernelDied
-from .._io._zmq import TrioSocket
+from .._errors import ConfigurationError, KernelDied, UsageError
+
+if TYPE_CHECKING:  # the statistics are transport-neutral: importing them needs no pyzmq
+    from .._io._zmq import TrioSocket
 
 __all__ = ["Heartbeat", "HeartbeatState", "HeartbeatStatistics"]
 
 #: ``"off"``: no heartbeat monitoring; ``"waiting"``: no reply yet since the channels opened;
-#: ``"alive"``: the last ping was answered in time; ``"unresponsive"``: no reply for longer than
-#: the deadline (the kernel may come back, and the state then returns to ``"alive"``).
-HeartbeatState = Literal["off", "waiting", "alive", "unresponsive"]
+#: ``"responsive"``: the last ping was answered in time; ``"unresponsive"``: no reply for longer
+#: than the deadline (the kernel may come back, and the state then returns to
+#: ``"responsive"``).
+HeartbeatState = Literal["off", "waiting", "responsive", "unresponsive"]
 
 
 @attrs.frozen
@@ -51,7 +55,7 @@ class Heartbeat:
     seconds since the last one (or, before the first echo, ``startup_deadline`` seconds since
     the channels opened, so that a kernel still starting up is not declared dead), the kernel
     is declared unresponsive: :meth:`wait_unresponsive` returns, so higher layers can fail their
-    pending work. If echoes resume, the state goes back to ``"alive"``.
+    pending work. If echoes resume, the state goes back to ``"responsive"``.
     """
 
     def __init__(
@@ -63,7 +67,7 @@ class Heartbeat:
         make_socket: Callable[[], TrioSocket] | None,
     ) -> None:
         if make_socket is not None and (interval <= 0 or deadline <= 0):
-            raise ValueError("hb_interval and hb_deadline must be positive")
+            raise ConfigurationError("hb_interval and hb_deadline must be positive")
         self._interval = interval
         self._deadline = deadline
         self._startup_deadline = deadline if startup_deadline is None else startup_deadline
@@ -76,7 +80,7 @@ class Heartbeat:
         self._periods = 0
         self._last_rtt: float | None = None
         self._last_reply: float | None = None
-        self._died: KernelDied | None = None
+        self._verdict: KernelDied | None = None
         self._changed = trio.Event()  # set (and replaced) at every state change
 
     @property
@@ -85,10 +89,10 @@ class Heartbeat:
         return self._state
 
     @property
-    def died(self) -> KernelDied | None:
-        """While the kernel is declared unresponsive: the :class:`KernelDied` describing the
-        silence (what :meth:`wait_unresponsive` returns); otherwise ``None``."""
-        return self._died if self._state == "unresponsive" else None
+    def unresponsive_error(self) -> KernelDied | None:
+        """The :class:`KernelDied` describing the silence while the kernel is declared
+        unresponsive (what :meth:`wait_unresponsive` returns), otherwise ``None``."""
+        return self._verdict if self._state == "unresponsive" else None
 
     @property
     def enabled(self) -> bool:
@@ -138,22 +142,31 @@ class Heartbeat:
         """
         if self._make_socket is None:
             await trio.sleep_forever()
-        await self._wait_for("unresponsive")
-        assert self._died is not None
-        return self._died
+        await self._wait_state("unresponsive")
+        assert self._verdict is not None
+        return self._verdict
 
-    async def wait_alive(self) -> None:
+    async def wait_responsive(self) -> None:
         """Wait until the kernel answers a heartbeat ping (at once if the last one was).
 
         Raises:
             trio.ClosedResourceError: the channels were closed while waiting.
-            RuntimeError: heartbeat monitoring is off.
+            UsageError: heartbeat monitoring is off.
         """
         if self._make_socket is None:
-            raise RuntimeError("heartbeat monitoring is off (open_channels(heartbeat=False))")
-        await self._wait_for("alive")
+            raise UsageError("heartbeat monitoring is off (open_channels(heartbeat=False))")
+        await self._wait_state("responsive")
 
-    async def _wait_for(self, state: HeartbeatState) -> None:
+    async def wait_alive(self) -> None:
+        """Deprecated alias of :meth:`wait_responsive`."""
+        warnings.warn(
+            "Heartbeat.wait_alive() is deprecated, use wait_responsive()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        await self.wait_responsive()
+
+    async def _wait_state(self, state: HeartbeatState) -> None:
         await trio.lowlevel.checkpoint_if_cancelled()
         while True:
             if self._closed:
@@ -175,12 +188,12 @@ class Heartbeat:
         self._replies += 1
         self._last_rtt = now - sent_at
         self._last_reply = now
-        if self._state != "alive":
-            self._set_state("alive")
+        if self._state != "responsive":
+            self._set_state("responsive")
 
     def _declare_unresponsive(self, silent_for: float) -> None:
         self._periods += 1
-        self._died = KernelDied(f"no heartbeat reply for {silent_for:.1f} s")
+        self._verdict = KernelDied(f"no heartbeat reply for {silent_for:.1f} s")
         self._set_state("unresponsive")
 
     def _stop(self) -> None:

@@ -1,26 +1,25 @@
-"""The user-facing views of :class:`Channels`: per-channel endpoints, the multiplexed view,
-rejected-message records and statistics snapshots."""
+"""The user-facing views of a :class:`~._core.ChannelHub` (what :class:`Channels` and
+:class:`RemoteChannels` expose): per-channel endpoints, the multiplexed view, and the ZeroMQ
+channels' statistics snapshot. ``ChannelStatistics`` and ``RejectedMessage`` are shared with the
+kernel side and live in the I/O layer; they are re-exported here."""
 
 from __future__ import annotations
 
-import collections
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Protocol
 
 import attrs
 import trio
 
-from .._errors import RemoteProtocolError
-from .._io._fanout import Fanout, Subscription, SubscriptionOverflow
+from .._errors import UsageError
+from .._io._fanout import Subscription, SubscriptionOverflow
+from .._io._inbox import Inbox
 from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE
-from .._io._zmq import Frame
+from .._io._stats import ChannelStatistics, PerChannel, RejectedMessage
 from .._validate import check_int
-from .._wire._message import CHANNEL_NAMES, ChannelName, Message
+from .._wire._message import ChannelName, Message
+from ._core import ChannelHub
 from ._heartbeat import HeartbeatStatistics
-
-if TYPE_CHECKING:
-    from ._channels import Channels
 
 __all__ = [
     "ChannelStatistics",
@@ -33,74 +32,7 @@ __all__ = [
 
 
 @attrs.frozen
-class RejectedMessage:
-    """A message that failed verification or decoding (see :attr:`Channels.rejects`).
-
-    Attributes:
-        channel: the channel it arrived on.
-        error: why it was rejected; ``error.reason`` is the counted reason.
-        frames: the raw frames as received.
-    """
-
-    channel: ChannelName
-    error: RemoteProtocolError
-    frames: tuple[Frame, ...] = attrs.field(repr=False)
-
-    @property
-    def reason(self) -> str:
-        """The rejection reason (``error.reason``)."""
-        return self.error.reason
-
-
-@attrs.frozen
-class ChannelStatistics:
-    """A snapshot of one channel's counters.
-
-    Attributes:
-        name: the channel.
-        received: valid messages received (delivered or not).
-        sent: messages sent.
-        rejected: rejected messages by reason (``"invalid_signature"``, ``"bad_json"``, ...).
-        queued: messages received and waiting for the consumer.
-        buffer_size: the capacity of the buffer they wait in, in messages.
-        stalls: times the reader found the buffer full and waited for the consumer.
-        dropped: messages discarded because the buffer was full (IOPub with
-            ``iopub_overflow="drop"``, the default, only).
-        discarded: messages that arrived after the consumer closed this channel.
-        queued_bytes: the wire size of the queued messages, in bytes.
-        buffer_bytes: the capacity of the buffer in bytes (``0``: bounded in messages only).
-        subscriptions: IOPub subscriptions open now (:meth:`IOPubChannel.subscribe`).
-        subscriber_dropped: copies that IOPub subscriptions (open or closed since) dropped
-            because their own buffer was full; not included in ``dropped``, which counts
-            the channel's own buffer.
-        invalid_utf8: messages accepted (and delivered) although a JSON part held bytes that
-            are not valid UTF-8: those were decoded as U+FFFD replacement characters, as
-            jupyter_client does (a kernel's ``print('\\udcff')`` sends such a byte).
-    """
-
-    name: ChannelName
-    received: int = 0
-    sent: int = 0
-    rejected: Mapping[str, int] = attrs.field(factory=dict)
-    queued: int = 0
-    buffer_size: int = 0
-    stalls: int = 0
-    dropped: int = 0
-    discarded: int = 0
-    queued_bytes: int = 0
-    buffer_bytes: int = 0
-    subscriptions: int = 0
-    subscriber_dropped: int = 0
-    invalid_utf8: int = 0
-
-    @property
-    def rejected_total(self) -> int:
-        """All rejected messages, whatever the reason."""
-        return sum(self.rejected.values())
-
-
-@attrs.frozen
-class ChannelsStatistics:
+class ChannelsStatistics(PerChannel):
     """A snapshot of every channel's counters, returned by :meth:`Channels.statistics`.
 
     Attributes:
@@ -116,149 +48,12 @@ class ChannelsStatistics:
     heartbeat: HeartbeatStatistics
     rejects_unreported: int = 0
 
-    def __getitem__(self, name: ChannelName) -> ChannelStatistics:
-        """The statistics of channel ``name``.
-
-        Raises:
-            KeyError: not a channel name.
-        """
-        if name not in CHANNEL_NAMES:
-            raise KeyError(name)
-        value: ChannelStatistics = getattr(self, name)
-        return value
-
-    @property
-    def rejected_total(self) -> int:
-        """Rejected messages over all channels."""
-        return sum(self[name].rejected_total for name in CHANNEL_NAMES)
-
-
-#: How many requests' drop counts :meth:`_Counters.drop` remembers (the oldest are forgotten).
-DROPS_REMEMBERED = 4096
-
-
-class _Counters:
-    """One channel's counters. Assigning ``dropped`` wakes :meth:`wait_dropped`."""
-
-    __slots__ = (
-        "_drop_event",
-        "_dropped",
-        "_dropped_by_parent",
-        "discarded",
-        "fanout",
-        "invalid_utf8",
-        "received",
-        "rejected",
-        "sent",
-        "stalls",
-    )
-
-    def __init__(self) -> None:
-        self.received = 0
-        self.sent = 0
-        self.rejected: dict[str, int] = {}
-        self.stalls = 0
-        self._dropped = 0
-        self._dropped_by_parent: collections.OrderedDict[str, int] = collections.OrderedDict()
-        self.discarded = 0
-        self.invalid_utf8 = 0
-        self._drop_event: trio.Event | None = None
-        self.fanout: Fanout | None = None  # IOPub's subscriptions, set by the owner
-
-    def drop(self, parent_id: str | None) -> None:
-        """Count one dropped message, and remember it against the request that caused it
-        (its parent's ``msg_id``), so that request's result can say it is incomplete."""
-        self.lost(parent_id)
-        self.dropped += 1
-
-    def lost(self, parent_id: str | None) -> None:
-        """Remember one message of the request ``parent_id`` that will never be delivered
-        (dropped, or rejected although authentic)."""
-        if parent_id is not None:
-            by_parent = self._dropped_by_parent
-            by_parent[parent_id] = by_parent.get(parent_id, 0) + 1
-            by_parent.move_to_end(parent_id)
-            if len(by_parent) > DROPS_REMEMBERED:
-                by_parent.popitem(last=False)
-
-    def dropped_for(self, parent_id: str) -> int:
-        """How many messages of the request ``parent_id`` were lost (see :meth:`lost`)."""
-        return self._dropped_by_parent.get(parent_id, 0)
-
-    def __repr__(self) -> str:
-        return (
-            f"<_Counters received={self.received} sent={self.sent} dropped={self._dropped} "
-            f"stalls={self.stalls} discarded={self.discarded} rejected={self.rejected}>"
-        )
-
-    def snapshot(
-        self, name: ChannelName, queued: int, queued_bytes: int, limits: tuple[int, int]
-    ) -> ChannelStatistics:
-        """These counters as a :class:`ChannelStatistics`, with the buffer's state: its
-        ``queued`` messages and ``queued_bytes``, and its ``limits`` (messages, bytes)."""
-        return ChannelStatistics(
-            name=name,
-            received=self.received,
-            sent=self.sent,
-            rejected=dict(self.rejected),
-            queued=queued,
-            buffer_size=limits[0],
-            stalls=self.stalls,
-            dropped=self._dropped,
-            discarded=self.discarded,
-            queued_bytes=queued_bytes,
-            buffer_bytes=limits[1],
-            subscriptions=len(self.fanout.subscriptions) if self.fanout is not None else 0,
-            subscriber_dropped=self.fanout.dropped if self.fanout is not None else 0,
-            invalid_utf8=self.invalid_utf8,
-        )
-
-    def repaired(self) -> int:
-        """Count one message accepted with invalid UTF-8 replaced; return the count (callers
-        log the first ten, then at powers of two)."""
-        self.invalid_utf8 += 1
-        return self.invalid_utf8
-
-    @property
-    def dropped(self) -> int:
-        return self._dropped
-
-    @dropped.setter
-    def dropped(self, value: int) -> None:
-        self._dropped = value
-        event = self._drop_event
-        if event is not None:
-            self._drop_event = None
-            event.set()
-
-    async def wait_dropped(self, above: int) -> int:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        if self._dropped > above:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return self._dropped
-        while self._dropped <= above:
-            if self._drop_event is None:
-                self._drop_event = trio.Event()
-            await self._drop_event.wait()
-        return self._dropped
-
-
-class _Receiving(Protocol):
-    """What the views need from the buffer their owner hands messages over in (an
-    :class:`~trio_enchannel._io._inbox.Inbox`, or a :class:`trio.MemoryReceiveChannel`)."""
-
-    async def receive(self) -> Message: ...
-
-    def receive_nowait(self) -> Message: ...
-
-    def close(self) -> None: ...
-
 
 class _Endpoint:
-    """What the per-channel and multiplexed views share: a name, a socket, counters."""
+    """What the per-channel views share: a name, the hub's buffer and counters."""
 
-    def __init__(self, owner: Channels, name: ChannelName) -> None:
-        self._owner = owner
+    def __init__(self, hub: ChannelHub, name: ChannelName) -> None:
+        self._hub = hub
         self._name: ChannelName = name
         self._closed = False
 
@@ -269,14 +64,14 @@ class _Endpoint:
 
     def statistics(self) -> ChannelStatistics:
         """A snapshot of this channel's counters (see :class:`ChannelStatistics`)."""
-        return self._owner._channel_statistics(self._name)
+        return self._hub.statistics(self._name)
 
-    def _receiver(self) -> _Receiving:
+    def _receiver(self) -> Inbox[Message]:
         if self._closed:
             raise trio.ClosedResourceError(f"the {self._name} channel was closed")
-        receiver: _Receiving | None = self._owner._receivers.get(self._name)
+        receiver: Inbox[Message] | None = self._hub.receivers.get(self._name)
         if receiver is None:
-            raise RuntimeError(
+            raise UsageError(
                 f"open_channels(multiplexed=True) delivers every message to ch.multiplexed; "
                 f"ch.{self._name} can only send"
             )
@@ -285,7 +80,8 @@ class _Endpoint:
     async def _close(self) -> None:
         if not self._closed:
             self._closed = True
-            receiver = self._owner._receivers.get(self._name)
+            self._hub.closed_views.add(self._name)
+            receiver = self._hub.receivers.get(self._name)
             if receiver is not None:
                 receiver.close()
         await trio.lowlevel.checkpoint()
@@ -315,7 +111,7 @@ class MessageChannel(_Endpoint, trio.abc.Channel[Message]):
         """
         if self._closed:
             raise trio.ClosedResourceError(f"the {self._name} channel was closed")
-        await self._owner._send(self._name, value)
+        await self._hub.send_on(self._name, value)
 
     def send_nowait(self, value: Message) -> None:
         """Sign and send ``value`` now, or raise :class:`trio.WouldBlock`.
@@ -329,7 +125,7 @@ class MessageChannel(_Endpoint, trio.abc.Channel[Message]):
         """
         if self._closed:
             raise trio.ClosedResourceError(f"the {self._name} channel was closed")
-        self._owner._send_nowait(self._name, value)
+        self._hub.send_on_nowait(self._name, value)
 
     async def receive(self) -> Message:
         """The next message received on this channel, waiting for one if needed.
@@ -337,7 +133,7 @@ class MessageChannel(_Endpoint, trio.abc.Channel[Message]):
         Raises:
             trio.EndOfChannel: the channels are closed and every message was received.
             trio.ClosedResourceError: this channel was closed with :meth:`aclose`.
-            RuntimeError: the channels deliver to :attr:`Channels.multiplexed` instead.
+            UsageError: the channels deliver to :attr:`Channels.multiplexed` instead.
         """
         return await self._receiver().receive()
 
@@ -348,7 +144,7 @@ class MessageChannel(_Endpoint, trio.abc.Channel[Message]):
             trio.WouldBlock: no message is waiting.
             trio.EndOfChannel: the channels are closed and every message was received.
             trio.ClosedResourceError: this channel was closed with :meth:`aclose`.
-            RuntimeError: the channels deliver to :attr:`Channels.multiplexed` instead.
+            UsageError: the channels deliver to :attr:`Channels.multiplexed` instead.
         """
         return self._receiver().receive_nowait()
 
@@ -369,7 +165,7 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
         Raises:
             trio.EndOfChannel: the channels are closed and every message was received.
             trio.ClosedResourceError: this channel was closed with :meth:`aclose`.
-            RuntimeError: the channels deliver to :attr:`Channels.multiplexed` instead.
+            UsageError: the channels deliver to :attr:`Channels.multiplexed` instead.
         """
         return await self._receiver().receive()
 
@@ -380,7 +176,7 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
             trio.WouldBlock: no message is waiting.
             trio.EndOfChannel: the channels are closed and every message was received.
             trio.ClosedResourceError: this channel was closed with :meth:`aclose`.
-            RuntimeError: the channels deliver to :attr:`Channels.multiplexed` instead.
+            UsageError: the channels deliver to :attr:`Channels.multiplexed` instead.
         """
         return self._receiver().receive_nowait()
 
@@ -392,7 +188,7 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
         Compare it before and after receiving to learn that messages are missing; see
         :meth:`wait_dropped` to be told.
         """
-        return self._owner._counters[self._name].dropped
+        return self._hub.counters[self._name].dropped
 
     def dropped_for(self, msg_id: str) -> int:
         """How many IOPub messages caused by the request ``msg_id`` (their parent) never
@@ -402,7 +198,7 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
         puts it in :attr:`ExecuteResult.iopub_dropped
         <trio_enchannel.ExecuteResult.iopub_dropped>`. The counts of the last 4,096
         requests that lost messages are remembered."""
-        return self._owner._counters[self._name].dropped_for(msg_id)
+        return self._hub.counters[self._name].dropped_for(msg_id)
 
     async def wait_dropped(self, above: int = 0) -> int:
         """Wait until more than ``above`` IOPub messages have been dropped (at once if that
@@ -416,7 +212,7 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
             TypeError: ``above`` is not an int.
         """
         check_int("above", above)
-        return await self._owner._counters[self._name].wait_dropped(above)
+        return await self._hub.counters[self._name].wait_dropped(above)
 
     def subscribe(
         self,
@@ -469,8 +265,7 @@ class IOPubChannel(_Endpoint, trio.abc.ReceiveChannel[Message]):
             trio.ClosedResourceError: the channels are closed (when the block is entered).
             KernelDied: the remote kernel is gone (when the block is entered).
         """
-        fanout: Fanout = self._owner._iopub_fanout
-        return fanout.subscribe(
+        return self._hub.fanout.subscribe(
             msg_types,
             parent=parent,
             predicate=predicate,
@@ -493,16 +288,16 @@ class MultiplexedChannel(trio.abc.Channel[Message]):
     Receiving needs ``open_channels(..., multiplexed=True)``; sending always works.
     """
 
-    def __init__(self, owner: Channels) -> None:
-        self._owner = owner
+    def __init__(self, hub: ChannelHub) -> None:
+        self._hub = hub
         self._closed = False
 
-    def _receiver(self) -> _Receiving:
+    def _receiver(self) -> Inbox[Message]:
         if self._closed:
             raise trio.ClosedResourceError("the multiplexed channel was closed")
-        receiver: _Receiving | None = self._owner._multiplexed_receiver
+        receiver: Inbox[Message] | None = self._hub.multiplexed_receiver
         if receiver is None:
-            raise RuntimeError(
+            raise UsageError(
                 "receiving from ch.multiplexed needs open_channels(..., multiplexed=True)"
             )
         return receiver
@@ -519,7 +314,7 @@ class MultiplexedChannel(trio.abc.Channel[Message]):
         """
         if self._closed:
             raise trio.ClosedResourceError("the multiplexed channel was closed")
-        await self._owner.send(value)
+        await self._hub.send(value)
 
     async def receive(self) -> Message:
         """The next message of any channel, in arrival order within each channel.
@@ -527,7 +322,7 @@ class MultiplexedChannel(trio.abc.Channel[Message]):
         Raises:
             trio.EndOfChannel: the channels are closed and every message was received.
             trio.ClosedResourceError: this view was closed with :meth:`aclose`.
-            RuntimeError: the channels were not opened with ``multiplexed=True``.
+            UsageError: the channels were not opened with ``multiplexed=True``.
         """
         return await self._receiver().receive()
 
@@ -538,7 +333,7 @@ class MultiplexedChannel(trio.abc.Channel[Message]):
             trio.WouldBlock: no message is waiting.
             trio.EndOfChannel: the channels are closed and every message was received.
             trio.ClosedResourceError: this view was closed with :meth:`aclose`.
-            RuntimeError: the channels were not opened with ``multiplexed=True``.
+            UsageError: the channels were not opened with ``multiplexed=True``.
         """
         return self._receiver().receive_nowait()
 
@@ -546,7 +341,7 @@ class MultiplexedChannel(trio.abc.Channel[Message]):
         """Stop using this view (later arrivals are discarded and counted). Idempotent."""
         if not self._closed:
             self._closed = True
-            receiver = self._owner._multiplexed_receiver
+            receiver = self._hub.multiplexed_receiver
             if receiver is not None:
                 receiver.close()
         await trio.lowlevel.checkpoint()

@@ -34,7 +34,8 @@ from .._errors import (
     OutputPathError,
     ParameterError,
 )
-from ._main import (
+from ._common import (
+    DEFAULT_KERNEL,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_KERNEL_DIED,
@@ -45,12 +46,11 @@ from ._main import (
     PROG,
     CommandError,
 )
-from ._render import Renderer
-from ._run import DEFAULT_KERNEL, make_renderer
+from ._render import Renderer, make_renderer
 
 if TYPE_CHECKING:
+    from .._launch._kernel import Kernel
     from .._launch._kernelspec import KernelSpec
-    from .._launch._launcher import Kernel
     from .._notebook._runner import NotebookEvent
 
 __all__ = ["CellRecord", "Progress", "run_notebook_command", "run_notebooks_command"]
@@ -367,7 +367,7 @@ async def _run_job(
     state: _State, job: _Job, args: argparse.Namespace, limiter: trio.CapacityLimiter
 ) -> None:
     """Run one notebook; the caller acquired *limiter* on behalf of *job* (released here)."""
-    from .._launch._launcher import open_kernel
+    from .._launch._open import open_kernel
     from .._notebook._runner import (
         CellFinished,
         CellStarted,

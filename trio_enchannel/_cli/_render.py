@@ -7,6 +7,7 @@ their colours only on a colour terminal.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
 import json
@@ -19,7 +20,10 @@ from typing import Any, TextIO
 
 from .._wire._message import Message
 
-__all__ = ["MIME_EXTENSIONS", "Renderer", "color_wanted", "strip_ansi"]
+__all__ = ["MIME_EXTENSIONS", "Renderer", "color_wanted", "make_renderer", "strip_ansi"]
+
+#: Where rich outputs are saved when ``--output-dir`` is not given.
+DEFAULT_OUTPUT_DIR = Path("trio-enchannel-outputs")
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 
@@ -239,6 +243,12 @@ class Renderer:
         self.saved.append(path)
         self.note(f"[{mime} saved to {_display_path(path)}]")
         return path
+
+
+def make_renderer(args: argparse.Namespace, stem: str) -> Renderer:
+    """The renderer for ``run``'s options (colour, output directory)."""
+    output_dir = args.output_dir if args.output_dir is not None else DEFAULT_OUTPUT_DIR
+    return Renderer(color=color_wanted(args.color, sys.stderr), output_dir=output_dir, stem=stem)
 
 
 def _display_path(path: Path) -> str:

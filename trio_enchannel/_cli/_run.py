@@ -1,18 +1,16 @@
-"""``trio-enchannel run`` (code and files) and ``trio-enchannel info``.
+"""``trio-enchannel run`` for code and files (notebooks go to :mod:`._notebook`).
 
-The command runs one Trio program: a task watches SIGINT (the first Ctrl-C interrupts the
-kernel, the second cancels the work so that :func:`open_kernel` shuts the kernel down), and the
-job streams the execution's messages to a :class:`~._cli_render.Renderer` as they arrive.
+The job starts a kernel, streams the execution's messages to a :class:`~._render.Renderer` as
+they arrive, answers the kernel's ``input()`` from the terminal, and turns the result into the
+command's exit status.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import re
-import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -23,14 +21,13 @@ import attrs
 import trio
 
 from .._errors import (
-    ConnectionInfoError,
     EncryptionUnavailable,
     KernelDied,
     KernelStartupError,
     NoSuchKernel,
-    SignatureMismatch,
 )
-from ._main import (
+from ._common import (
+    DEFAULT_KERNEL,
     EXIT_ERROR,
     EXIT_INTERRUPTED,
     EXIT_KERNEL_DIED,
@@ -40,19 +37,18 @@ from ._main import (
     EXIT_USAGE,
     PROG,
     CommandError,
+    reading_stdin,
 )
-from ._render import Renderer, color_wanted
+from ._jobs import CliState, interrupt_kernel, run_job
+from ._render import Renderer, make_renderer
 
 if TYPE_CHECKING:  # without importing the launcher at startup
     from .._client._client import InputRequest
-    from .._launch._launcher import Kernel
-    from .._wire._connection import ConnectionInfo
+    from .._launch._kernel import Kernel
     from .._wire._message import Message
 
-__all__ = ["CliState", "info_command", "open_cli_kernel", "run_command", "run_job"]
+__all__ = ["kernel_died_error", "open_cli_kernel", "run_command"]
 
-DEFAULT_KERNEL = "python3"
-DEFAULT_OUTPUT_DIR = Path("trio-enchannel-outputs")
 
 #: File extensions whose language picks the kernel when ``-k`` is not given.
 _EXTENSION_LANGUAGES = {
@@ -70,88 +66,6 @@ _EXTENSION_LANGUAGES = {
 }
 
 
-@attrs.define(eq=False)
-class CliState:
-    """What the SIGINT watcher and the job share."""
-
-    ui: Renderer
-    work_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
-    kernel: Kernel | None = None
-    busy: bool = False
-    interrupted: bool = False
-    stopping: bool = False
-    input_scope: trio.CancelScope | None = None
-    stdin_closed_noted: bool = False
-
-
-# --------------------------------------------------------------------------- Ctrl-C
-
-
-async def _interrupt(state: CliState) -> None:
-    kernel = state.kernel
-    if kernel is None:
-        return
-    try:
-        with trio.move_on_after(5):
-            await kernel.interrupt()
-    except Exception as exc:  # the kernel may be dying; the second Ctrl-C still works
-        state.ui.note(f"{PROG}: could not interrupt the kernel: {exc}")
-
-
-async def _watch_sigint(
-    signals: AsyncIterator[int], state: CliState, nursery: trio.Nursery
-) -> None:
-    async for _ in signals:
-        if state.stopping:
-            state.ui.note(f"{PROG}: already shutting the kernel down, please wait")
-            continue
-        if state.busy and not state.interrupted:
-            state.interrupted = True
-            state.ui.note(f"{PROG}: interrupting the kernel (press Ctrl-C again to stop)")
-            if state.input_scope is not None:
-                state.input_scope.cancel()
-            nursery.start_soon(_interrupt, state)
-            continue
-        state.stopping = True
-        state.interrupted = True
-        state.ui.note(f"{PROG}: stopping (shutting the kernel down)")
-        state.work_scope.cancel()
-
-
-def _single(exc: BaseException) -> BaseException:
-    """The lone exception inside (nested) exception groups, else *exc* itself."""
-    while True:
-        inner = getattr(exc, "exceptions", None)
-        if not isinstance(inner, (list, tuple)) or len(inner) != 1:
-            return exc
-        exc = inner[0]
-
-
-def run_job(ui: Renderer, job: Callable[[CliState], Awaitable[int]]) -> int:
-    """Run *job* under ``trio.run`` with Ctrl-C handling; return its exit status."""
-
-    async def main() -> int:
-        state = CliState(ui)
-        status = EXIT_INTERRUPTED
-        with trio.open_signal_receiver(signal.SIGINT) as signals:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(_watch_sigint, signals, state, nursery)
-                with state.work_scope:
-                    status = await job(state)
-                nursery.cancel_scope.cancel()
-        if state.work_scope.cancelled_caught:
-            return EXIT_INTERRUPTED
-        return status
-
-    try:
-        return trio.run(main)
-    except BaseException as exc:
-        inner = _single(exc)
-        if inner is exc:
-            raise
-        raise inner from None
-
-
 # --------------------------------------------------------------------------- kernels
 
 
@@ -164,7 +78,7 @@ async def open_cli_kernel(
     Raises:
         CommandError: the kernel is unknown or failed to start.
     """
-    from .._launch._launcher import open_kernel
+    from .._launch._open import open_kernel
 
     try:
         async with open_kernel(
@@ -224,40 +138,17 @@ def _read_line(prompt: str, password: bool) -> str | None:
         return None
 
 
-#: Whether a thread was left blocked reading standard input (a prompt cancelled by Ctrl-C or
-#: a timeout). Such a thread holds stdin's lock, and the interpreter aborts when it finalizes
-#: stdin at exit, so the command then ends with os._exit (see :func:`exit_status`).
-_reader_abandoned = False
-
-
-def exit_status(status: int) -> int:
-    """Return *status*, or end the process now if a stdin reader thread is still blocked.
-
-    Everything else is finished by then: the kernel is shut down and its files removed.
-    """
-    if _reader_abandoned:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(status)
-    return status
-
-
 def _stdin_handler(state: CliState) -> Callable[[InputRequest], Awaitable[str]]:
     async def answer(request: InputRequest) -> str:
         ui = state.ui
         ui.flush_line()
-        global _reader_abandoned
         with trio.CancelScope() as scope:
             state.input_scope = scope
-            _reader_abandoned = True  # until the thread comes back
             try:
-                line = await trio.to_thread.run_sync(
-                    _read_line, request.prompt, request.password, abandon_on_cancel=True
-                )
-                _reader_abandoned = False
+                with reading_stdin():
+                    line = await trio.to_thread.run_sync(
+                        _read_line, request.prompt, request.password, abandon_on_cancel=True
+                    )
             finally:
                 state.input_scope = None
             ui.input_done(terminal=sys.stdin.isatty())
@@ -305,12 +196,6 @@ def _read_source(file: str) -> tuple[str, Path | None]:
         raise CommandError(f"{file} is not UTF-8 text: {exc}", EXIT_USAGE) from None
     except OSError as exc:
         raise CommandError(f"cannot read {file}: {exc.strerror or exc}", EXIT_USAGE) from None
-
-
-def make_renderer(args: argparse.Namespace, stem: str) -> Renderer:
-    """The renderer for ``run``'s options (colour, output directory)."""
-    output_dir = args.output_dir if args.output_dir is not None else DEFAULT_OUTPUT_DIR
-    return Renderer(color=color_wanted(args.color, sys.stderr), output_dir=output_dir, stem=stem)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -471,7 +356,7 @@ async def _execute(state: CliState, kernel: Kernel, code: str, limit: float | No
             "they could be received)"
         )
     if deadline.cancelled_caught:
-        await _interrupt(state)
+        await interrupt_kernel(state)
         raise CommandError(
             f"the execution did not finish within {limit:g} s (the kernel was interrupted)",
             EXIT_TIMEOUT,
@@ -489,117 +374,3 @@ async def _execute(state: CliState, kernel: Kernel, code: str, limit: float | No
     if missed or result.iopub_dropped:
         return EXIT_OUTPUT_LOST
     return EXIT_OK
-
-
-# --------------------------------------------------------------------------- info
-
-
-def find_connection_file(name: str) -> Path:
-    """*name* as a path, else in the Jupyter runtime directory (``kernel-<id>.json`` works
-    with just the id, and a unique part of a file name is enough).
-
-    Raises:
-        CommandError: no such file, or the name matches several files.
-    """
-    path = Path(name)
-    if path.is_file():
-        return path
-    if path.exists():
-        raise CommandError(f"{name} is not a file", EXIT_USAGE)
-    if os.sep in name or (os.altsep and os.altsep in name):
-        raise CommandError(f"no such connection file: {name}", EXIT_USAGE)
-    from jupyter_core.paths import jupyter_runtime_dir
-
-    runtime = Path(jupyter_runtime_dir())
-    for candidate in (name, f"{name}.json", f"kernel-{name}.json"):
-        if (runtime / candidate).is_file():
-            return runtime / candidate
-    matches = (
-        sorted(p for p in runtime.glob("*.json") if name in p.name) if runtime.is_dir() else []
-    )
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        listing = ", ".join(p.name for p in matches)
-        raise CommandError(f"{name!r} matches several connection files: {listing}", EXIT_USAGE)
-    raise CommandError(
-        f"no such connection file: {name} (not here, nor in the Jupyter runtime directory "
-        f"{runtime})",
-        EXIT_USAGE,
-    )
-
-
-def _format_info(content: dict[str, Any], source: Path, info: ConnectionInfo) -> str:
-    def text(value: Any) -> str:
-        return value if isinstance(value, str) else ""
-
-    language = content.get("language_info")
-    language = language if isinstance(language, dict) else {}
-    features = content.get("supported_features")
-    features = [str(f) for f in features] if isinstance(features, list) else []
-    if content.get("debugger") is True and "debugger" not in features:
-        features.append("debugger")
-    security = f"signed with {info.signature_scheme}" if info.key else "unsigned (no key)"
-    security += ", CurveZMQ encrypted" if info.curve_publickey else ", not encrypted"
-    lines = [
-        f"connection file: {source}",
-        f"connection: {info.transport}://{info.ip} ({security})",
-        f"implementation: {text(content.get('implementation'))} "
-        f"{text(content.get('implementation_version'))}".rstrip(),
-        f"language: {text(language.get('name'))} {text(language.get('version'))}".rstrip(),
-        f"protocol: {text(content.get('protocol_version'))}",
-        f"features: {', '.join(sorted(features)) or '(none declared)'}",
-    ]
-    banner = text(content.get("banner")).strip()
-    if banner:
-        lines.append("banner:")
-        lines += ["  " + line for line in banner.splitlines()]
-    links = content.get("help_links")
-    if isinstance(links, list) and links:
-        lines.append("help links:")
-        for link in links:
-            if isinstance(link, dict):
-                lines.append(f"  {text(link.get('text'))}: {text(link.get('url'))}")
-    return "\n".join(lines)
-
-
-def info_command(args: argparse.Namespace) -> int:
-    """``trio-enchannel info``: print the kernel_info of a running kernel.
-
-    Raises:
-        CommandError: a problem to report on one line, with its exit status.
-    """
-    from .._client._client import open_client
-    from .._wire._connection import ConnectionInfo
-
-    path = find_connection_file(str(args.connection_file))
-    try:
-        info = ConnectionInfo.from_file(path)
-    except ConnectionInfoError as exc:
-        raise CommandError(str(exc), EXIT_USAGE) from None
-    timeout: float = args.timeout
-
-    async def job(state: CliState) -> int:
-        where = info.url("shell")
-        try:
-            with trio.fail_after(timeout):
-                async with open_client(info) as client:
-                    reply = await client.kernel_info()
-        except trio.TooSlowError:
-            raise CommandError(
-                f"no kernel_info reply from {where} within {timeout:g} s "
-                "(is the kernel running? is the connection file current?)",
-                EXIT_TIMEOUT,
-            ) from None
-        except KernelDied as exc:
-            raise CommandError(f"{exc} ({where})", EXIT_KERNEL_DIED) from None
-        except (EncryptionUnavailable, ConnectionInfoError, SignatureMismatch) as exc:
-            # The connection file does not fit the kernel (keys): a usage problem.
-            raise CommandError(f"{exc} ({path})", EXIT_USAGE) from None
-        if args.json:
-            print(json.dumps(reply.content, indent=2, sort_keys=True))
-        else:
-            print(_format_info(reply.content, path, info))
-        return EXIT_OK
-
-    return run_job(Renderer(color=False), job)

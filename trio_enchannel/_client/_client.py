@@ -1,6 +1,6 @@
 """The kernel client: requests that get exactly their own replies, even many at once.
 
-:func:`open_client` starts router tasks that consume every channel of a
+:func:`open_client` starts routing tasks that consume every channel of a
 :class:`~trio_enchannel.Channels` and hand each message to the request that owns it (by the
 ``msg_id`` of its parent). Each request method sends one request and waits for its reply;
 ``execute`` also gathers the request's IOPub outputs and answers its stdin prompts.
@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal
 
 import trio
 
-from .._errors import KernelDied, LocalProtocolError
+from .._channels._interfaces import ClientChannels
+from .._errors import ConfigurationError, KernelDied, LocalProtocolError
 from .._io._connection_file import load_connection_info
-from .._io._fanout import Subscribable, Subscription, SubscriptionOverflow
-from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE
+from .._io._fanout import Subscription, SubscriptionOverflow
+from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, IOPubOverflow
 from .._util import unwrap_single
 from .._validate import (
     check_bool,
@@ -35,7 +37,7 @@ from .._wire._connection import ConnectionInfo
 from .._wire._message import Message
 from .._wire._session import Session
 from ._comm import Comm
-from ._dispatcher import ChannelsLike, ClientStatistics, Router
+from ._dispatcher import ClientStatistics, Dispatcher
 from ._execution import Execution, InputRequest, StdinHandler, _ExecRequest, _Request
 from ._queue import DroppingQueue
 from ._results import ExecuteResult, KernelInfo, Reply
@@ -66,7 +68,7 @@ class KernelClient:
 
     When the kernel dies (heartbeat lost, or the launcher reports its process exited) every
     pending request fails with :class:`~trio_enchannel.KernelDied`, and so does every later
-    call (:meth:`wait_for_ready` included) until the kernel answers again: a call whose
+    call (:meth:`wait_ready` included) until the kernel answers again: a call whose
     outcome is known never waits. Likewise, when the channels' ZeroMQ handshake has failed
     for good (:attr:`Channels.handshake_error <trio_enchannel.Channels.handshake_error>`:
     wrong ``curve_publickey``, encryption on one side only), every pending and later call
@@ -75,40 +77,42 @@ class KernelClient:
 
     def __init__(
         self,
-        channels: ChannelsLike,
+        channels: ClientChannels,
         *,
         stdin: StdinHandler | None = None,
         unclaimed_buffer: int = 1000,
         comm_buffer: float = math.inf,
     ) -> None:
-        self._router = Router(channels, unclaimed_buffer=unclaimed_buffer, comm_buffer=comm_buffer)
+        self._dispatcher = Dispatcher(
+            channels, unclaimed_buffer=unclaimed_buffer, comm_buffer=comm_buffer
+        )
         self._session = channels.session
         self.stdin_handler = stdin
         """The default stdin handler for :meth:`execute` (``None``: prompts are refused)."""
-        self.unclaimed_replies: DroppingQueue[Message] = self._router.unclaimed_replies
+        self.unclaimed_replies: DroppingQueue[Message] = self._dispatcher.unclaimed_replies
         """Replies (shell and control) that no request waits for: to requests sent with
         :meth:`send`, or that arrived after their caller gave up, or duplicates. Bounded:
         when full the oldest is dropped and counted (:meth:`statistics`)."""
-        self.unclaimed_iopub: DroppingQueue[Message] = self._router.unclaimed_iopub
+        self.unclaimed_iopub: DroppingQueue[Message] = self._dispatcher.unclaimed_iopub
         """IOPub messages that belong to no request of this client: other clients' work,
         broadcasts (``iopub_welcome``, ``starting``), outputs that arrived after their
         request returned. Bounded: when full the oldest is dropped and counted."""
         self._debug_seq = 0
         self.kernel_info_cache: KernelInfo | None = None
-        """The last :class:`KernelInfo` received (by :meth:`wait_for_ready` or
+        """The last :class:`KernelInfo` received (by :meth:`wait_ready` or
         :meth:`kernel_info`), or ``None``."""
 
     def __repr__(self) -> str:
-        router = self._router
-        state = "closed" if router.closed else f"{len(router.tracker)} pending"
+        dispatcher = self._dispatcher
+        state = "closed" if dispatcher.closed else f"{len(dispatcher.tracker)} pending"
         return f"<KernelClient session={self._session.session_id} {state}>"
 
     # -- properties ---------------------------------------------------------------------
 
     @property
-    def channels(self) -> ChannelsLike:
+    def channels(self) -> ClientChannels:
         """The channels this client talks over."""
-        return self._router.channels
+        return self._dispatcher.channels
 
     @property
     def session(self) -> Session:
@@ -118,11 +122,11 @@ class KernelClient:
     @property
     def closed(self) -> bool:
         """Whether the client was closed."""
-        return self._router.closed
+        return self._dispatcher.closed
 
     def statistics(self) -> ClientStatistics:
         """A snapshot of the client's counters."""
-        return self._router.statistics()
+        return self._dispatcher.statistics()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -137,31 +141,42 @@ class KernelClient:
         Returns:
             how many requests were failed.
         """
-        return self._router.fail(exc)
+        return self._dispatcher.fail(exc)
 
-    def kernel_died(self, error: KernelDied) -> None:
-        """The kernel is gone: fail every pending request (and open comm) with ``error``, and
-        make later requests fail at once with a :class:`~trio_enchannel.KernelDied` too,
-        until the kernel answers again (a message arrives) or :meth:`reset_readiness`
-        announces a new process.
+    def declare_dead(self, error: KernelDied) -> None:
+        """Declare the kernel dead: fail every pending request (and open comm) with
+        ``error``, and make later requests fail at once with a
+        :class:`~trio_enchannel.KernelDied` too, until the kernel answers again (a message
+        arrives) or :meth:`reset_readiness` announces a new process.
 
         For launchers that see the kernel process exit; :func:`open_kernel` calls it.
+        (Channels that learn of a death themselves, such as
+        :class:`~trio_enchannel.RemoteChannels`, report it to the client on their own.)
         """
-        self._router.kernel_died(error)
+        self._dispatcher.kernel_died(error)
+
+    def kernel_died(self, error: KernelDied) -> None:
+        """Deprecated alias of :meth:`declare_dead`."""
+        warnings.warn(
+            "KernelClient.kernel_died() is deprecated, use declare_dead()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self.declare_dead(error)
 
     def reset_readiness(self) -> None:
         """Forget that IOPub was live, and that the kernel was dead: a new kernel process is
         about to start.
 
         A new process means a new IOPub subscription, and whatever it publishes before the
-        subscription reaches it is lost; so the next :meth:`wait_for_ready` (and the next
+        subscription reaches it is lost; so the next :meth:`wait_ready` (and the next
         request whose outputs matter) probes again until IOPub delivers. Requests no longer
         fail at once for the old process's reported death, and the next
-        :meth:`wait_for_ready` waits through heartbeat silence until the new process
+        :meth:`wait_ready` waits through heartbeat silence until the new process
         answers.
         :func:`open_kernel` calls it on restart, after the old process has exited.
         """
-        self._router.new_process()
+        self._dispatcher.new_process()
 
     async def send(self, msg: Message) -> None:
         """Send ``msg`` without waiting for an answer.
@@ -177,12 +192,12 @@ class KernelClient:
             TypeError: ``msg`` is not a :class:`~trio_enchannel.Message`.
         """
         _check_message(msg)
-        router = self._router
-        router.check_usable()
-        router.tracker.remember(
+        dispatcher = self._dispatcher
+        dispatcher.check_usable()
+        dispatcher.tracker.remember(
             msg.msg_id, quiet=False, expect_reply=msg.msg_type.endswith("_request")
         )
-        await router.send(msg)
+        await dispatcher.send(msg)
 
     async def request(self, msg: Message) -> Reply:
         """Send the request ``msg`` (shell or control) and return its reply.
@@ -203,8 +218,8 @@ class KernelClient:
             raise LocalProtocolError(
                 f"request(): {msg.msg_type} must be built with channel='shell' or 'control'"
             )
-        async with self._router.in_flight(msg) as req:
-            return Reply(await self._router.wait_reply(req))
+        async with self._dispatcher.in_flight(msg) as req:
+            return Reply(await self._dispatcher.wait_reply(req))
 
     async def _simple(
         self,
@@ -214,8 +229,8 @@ class KernelClient:
         subshell_id: str | None = None,
     ) -> Reply:
         msg = self._session.message(msg_type, content, channel=channel, subshell_id=subshell_id)
-        async with self._router.in_flight(msg) as req:
-            return Reply(await self._router.wait_reply(req))
+        async with self._dispatcher.in_flight(msg) as req:
+            return Reply(await self._dispatcher.wait_reply(req))
 
     # -- shell requests -----------------------------------------------------------------
 
@@ -403,8 +418,8 @@ class KernelClient:
         req = _ExecRequest(
             msg, keep_messages=keep_messages, live_buffer=live_buffer, gather_outputs=gather_outputs
         )
-        async with self._router.in_flight(msg, req):
-            yield Execution(self._router, req, msg, handler)
+        async with self._dispatcher.in_flight(msg, req):
+            yield Execution(self._dispatcher, req, msg, handler)
 
     async def kernel_info(self, *, channel: Literal["shell", "control"] = "shell") -> KernelInfo:
         """Ask the kernel about itself (protocol version, language, features).
@@ -626,11 +641,11 @@ class KernelClient:
             KernelDied: the kernel died before replying.
         """
         await self._require_subshells()
-        router = self._router
+        dispatcher = self._dispatcher
         msg = self._session.message("create_subshell_request", {}, channel="control")
-        async with router.in_flight(msg) as req:
+        async with dispatcher.in_flight(msg) as req:
             try:
-                reply = Reply(await router.wait_reply(req))
+                reply = Reply(await dispatcher.wait_reply(req))
             except BaseException:
                 # The request went out (in_flight sent it): the kernel creates the subshell
                 # whether or not we are still waiting, and nobody would ever delete it (a
@@ -647,7 +662,7 @@ class KernelClient:
 
     async def _delete_created_subshell(self, req: _Request) -> None:
         try:
-            reply = Reply(await self._router.wait_reply(req))
+            reply = Reply(await self._dispatcher.wait_reply(req))
             subshell_id = reply.get("subshell_id")
             if reply.ok and isinstance(subshell_id, str):
                 await self.delete_subshell(subshell_id)
@@ -708,7 +723,9 @@ class KernelClient:
         # not): learn what it supports first, rather than wait for an answer in vain.
         info = self.kernel_info_cache
         if info is None:
-            info = self.kernel_info_cache = await self._router.probe_ready(survive_heartbeat=False)
+            info = self.kernel_info_cache = await self._dispatcher.probe_ready(
+                survive_heartbeat=False
+            )
         if not info.supports_subshells:
             raise LocalProtocolError(
                 f"kernel {info.implementation!r} does not support subshells "
@@ -717,7 +734,7 @@ class KernelClient:
 
     # -- readiness ----------------------------------------------------------------------
 
-    async def wait_for_ready(self) -> KernelInfo:
+    async def wait_ready(self) -> KernelInfo:
         """Wait until the kernel answers ``kernel_info`` and IOPub delivers messages.
 
         IOPub is live once any message arrives on it (``iopub_welcome`` from 5.5 kernels,
@@ -747,26 +764,34 @@ class KernelClient:
             ConnectionInfoError: a channel's ZeroMQ handshake failed for good (see
                 :meth:`Channels.wait_connected <trio_enchannel.Channels.wait_connected>`).
         """
-        info = await self._router.probe_ready(survive_heartbeat=True)
+        info = await self._dispatcher.probe_ready(survive_heartbeat=True)
         # The kernel's first message on stdin or control must find us connected (its ROUTER
         # drops what it sends to a peer whose ZeroMQ handshake is not complete).
-        wait_connected = getattr(self._router.channels, "wait_connected", None)
-        if wait_connected is not None:
-            await wait_connected()
+        await self._dispatcher.channels.wait_connected()
         self.kernel_info_cache = info
         return info
+
+    async def wait_for_ready(self) -> KernelInfo:
+        """Deprecated alias of :meth:`wait_ready`."""
+        warnings.warn(
+            "KernelClient.wait_for_ready() is deprecated, use wait_ready()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return await self.wait_ready()
 
     async def _ensure_iopub(self) -> None:
         """Before a request whose outputs matter: make sure IOPub delivers (a SUB socket
         misses everything published before its subscription reaches the kernel)."""
-        if not self.iopub_live:
-            self.kernel_info_cache = await self._router.probe_ready(survive_heartbeat=False)
+        if not self.iopub_ready:
+            self.kernel_info_cache = await self._dispatcher.probe_ready(survive_heartbeat=False)
 
     @property
-    def iopub_live(self) -> bool:
-        """Whether IOPub is known to deliver: a message has arrived on it (the subscription
-        is established), here or in the channels' own readiness check."""
-        return self._router.iopub_live
+    def iopub_ready(self) -> bool:
+        """Whether IOPub is known to deliver, because a message has arrived on it (the
+        subscription is established), here or in the channels' own readiness check
+        (:attr:`Channels.iopub_ready <trio_enchannel.Channels.iopub_ready>`)."""
+        return self._dispatcher.iopub_ready
 
     # -- IOPub subscriptions ------------------------------------------------------------
 
@@ -796,18 +821,11 @@ class KernelClient:
         they close).
 
         Raises:
-            TypeError: the channels have no ``iopub.subscribe`` (a custom channels object),
-                or a filter of the wrong type.
+            TypeError: a filter of the wrong type.
             ConfigurationError: an invalid bound or policy.
             trio.ClosedResourceError: the channels are closed (when the block is entered).
         """
-        iopub = self._router.channels.iopub
-        if not isinstance(iopub, Subscribable):
-            raise TypeError(
-                f"{type(self._router.channels).__name__}.iopub has no subscribe(): "
-                "IOPub subscriptions need Channels or RemoteChannels"
-            )
-        return iopub.subscribe(
+        return self._dispatcher.channels.iopub.subscribe(
             msg_types,
             parent=parent,
             predicate=predicate,
@@ -840,21 +858,21 @@ class KernelClient:
         check_mapping("metadata", metadata)
         check_buffers("buffers", buffers)
         check_optional_str("comm_id", comm_id, nonempty=True, error=LocalProtocolError)
-        router = self._router
-        router.check_usable()
+        dispatcher = self._dispatcher
+        dispatcher.check_usable()
         await self._ensure_iopub()
         comm_id = comm_id or Comm.new_id()
         content = {"comm_id": comm_id, "target_name": target_name, "data": dict(data or {})}
         msg = self._session.message(
             "comm_open", content, metadata=metadata, buffers=buffers, channel="shell"
         )
-        comm = Comm(router, comm_id, target_name, msg, max_buffer=router.comm_buffer)
-        router.comms[comm_id] = comm
+        comm = Comm(dispatcher, comm_id, target_name, msg, max_buffer=dispatcher.comm_buffer)
+        dispatcher.comms[comm_id] = comm
         try:
-            router.tracker.remember(msg.msg_id)
-            await router.send(msg)
+            dispatcher.tracker.remember(msg.msg_id)
+            await dispatcher.send(msg)
         except BaseException:
-            router.comms.pop(comm_id, None)
+            dispatcher.comms.pop(comm_id, None)
             raise
         return comm
 
@@ -869,16 +887,16 @@ class KernelClient:
         :attr:`unclaimed_iopub` too.
 
         Raises:
-            ValueError: ``target_name`` is already registered.
+            ConfigurationError: ``target_name`` is already registered.
         """
         check_str("target_name", target_name, nonempty=True, error=LocalProtocolError)
         check_int("max_buffer", max_buffer, at_least=1)
-        router = self._router
-        targets = router.comm_targets
+        dispatcher = self._dispatcher
+        targets = dispatcher.comm_targets
         existing = targets.get(target_name)
         if existing is not None and not existing.producer_closed:
-            raise ValueError(f"comm target {target_name!r} is already registered")
-        queue = _TargetQueue(router, target_name, max_buffer)
+            raise ConfigurationError(f"comm target {target_name!r} is already registered")
+        queue = _TargetQueue(dispatcher, target_name, max_buffer)
         targets[target_name] = queue
         return queue
 
@@ -887,89 +905,169 @@ class _TargetQueue(DroppingQueue[Comm]):
     """The comms opened by the kernel for one target; closing it unregisters the target.
 
     A comm nobody will receive (the oldest when more than ``max_size`` wait, or one still
-    waiting when the queue is closed) is released: the router forgets it, and its messages
+    waiting when the queue is closed) is released: the dispatcher forgets it, and its messages
     so far (its ``comm_open`` first) and later go to ``unclaimed_iopub``, where comms of no
     accepted target are.
     """
 
-    def __init__(self, router: Router, target_name: str, max_size: int) -> None:
+    def __init__(self, dispatcher: Dispatcher, target_name: str, max_size: int) -> None:
         super().__init__(max_size)
-        self._router = router
+        self._dispatcher = dispatcher
         self._target_name = target_name
 
     def put_nowait(self, item: Comm) -> bool:
         evicted = self._items[0] if len(self._items) >= self.max_size else None
         taken = super().put_nowait(item)
         if not taken:
-            self._router.release_comm(item)
+            self._dispatcher.release_comm(item)
         elif evicted is not None:
-            self._router.release_comm(evicted)
+            self._dispatcher.release_comm(evicted)
         return taken
 
     def close(self) -> None:
-        targets = self._router.comm_targets
+        targets = self._dispatcher.comm_targets
         if targets.get(self._target_name) is self:
             del targets[self._target_name]
         for comm in self.drain_nowait():
             self.dropped += 1
-            self._router.release_comm(comm)
+            self._dispatcher.release_comm(comm)
         super().close()
 
 
 @asynccontextmanager
 async def open_client(
-    info_or_channels: ConnectionInfo | ChannelsLike | str | os.PathLike[str] | Mapping[str, Any],
+    info_or_channels: ConnectionInfo | ClientChannels | str | os.PathLike[str] | Mapping[str, Any],
     *,
     stdin: StdinHandler | None = None,
     unclaimed_buffer: int = 1000,
-    **channel_kwargs: Any,
+    session: Session | None = None,
+    iopub_topic: bytes | Sequence[bytes] = b"",
+    heartbeat: bool = True,
+    hb_interval: float = 1.0,
+    hb_deadline: float = 5.0,
+    hb_startup_deadline: float = 30.0,
+    buffer_size: int = 1000,
+    iopub_buffer_size: int | None = IOPUB_BUFFER_SIZE,
+    iopub_buffer_bytes: int = IOPUB_BUFFER_BYTES,
+    iopub_overflow: IOPubOverflow = "drop",
+    iopub_hwm: int = 10_000,
+    report_rejects: bool = False,
+    rejects_buffer_size: int = 100,
+    identity: bytes | None = None,
+    curve_client_keys: tuple[str, str] | None = None,
+    linger: float = 1.0,
 ) -> AsyncIterator[KernelClient]:
     """Open a :class:`KernelClient` for the block's duration.
 
     ``info_or_channels`` is a :class:`~trio_enchannel.ConnectionInfo`, the path of a
-    connection file or its dict (channels are then opened with ``open_channels(info,
-    **channel_kwargs)`` and closed at the end), or a :class:`~trio_enchannel.Channels`
-    you opened yourself (left open at the end; the client must be its only reader).
+    connection file or its dict (channels are then opened with
+    :func:`~trio_enchannel.open_channels` and closed at the end), or channels you opened
+    yourself (:class:`~trio_enchannel.Channels`, :class:`~trio_enchannel.RemoteChannels`, or
+    any object with everything the client needs of its channels: the ``ClientChannels``
+    protocol of ``trio_enchannel._channels._interfaces``), left open at the end; the client
+    must be their only reader.
 
     Args:
         stdin: the default handler for input prompts (:attr:`KernelClient.stdin_handler`).
         unclaimed_buffer: how many unclaimed replies and unclaimed IOPub messages to keep
             (each) before dropping the oldest.
-        channel_kwargs: passed to :func:`~trio_enchannel.open_channels`.
+        session, iopub_topic, heartbeat, hb_interval, hb_deadline, hb_startup_deadline,
+            buffer_size, iopub_buffer_size, iopub_buffer_bytes, iopub_overflow, iopub_hwm,
+            report_rejects, rejects_buffer_size, identity, curve_client_keys, linger: the
+            options of :func:`~trio_enchannel.open_channels`, with the same defaults, when
+            the client opens the channels (not ``multiplexed``: the client reads every
+            channel on its own).
 
     Raises:
         ConnectionInfoError: the connection file or dict is missing or invalid.
-        TypeError: ``info_or_channels`` is none of these, or channel keyword arguments were
-            given with an existing Channels.
+        TypeError: ``info_or_channels`` is none of these, or a channel option differs from
+            its default while channels you opened are given (it would be ignored).
+        ConfigurationError: an invalid channel option (see
+            :func:`~trio_enchannel.open_channels`).
     """
     check_callable("stdin", stdin)
     check_int("unclaimed_buffer", unclaimed_buffer, at_least=1)
+    options: dict[str, object] = {
+        "session": session,
+        "iopub_topic": iopub_topic,
+        "heartbeat": heartbeat,
+        "hb_interval": hb_interval,
+        "hb_deadline": hb_deadline,
+        "hb_startup_deadline": hb_startup_deadline,
+        "buffer_size": buffer_size,
+        "iopub_buffer_size": iopub_buffer_size,
+        "iopub_buffer_bytes": iopub_buffer_bytes,
+        "iopub_overflow": iopub_overflow,
+        "iopub_hwm": iopub_hwm,
+        "report_rejects": report_rejects,
+        "rejects_buffer_size": rejects_buffer_size,
+        "identity": identity,
+        "curve_client_keys": curve_client_keys,
+        "linger": linger,
+    }
     if isinstance(info_or_channels, (str, os.PathLike, Mapping)):
         info_or_channels = await load_connection_info(info_or_channels, name="info_or_channels")
     if isinstance(info_or_channels, ConnectionInfo):
         from .._channels._channels import open_channels
 
         async with (
-            open_channels(info_or_channels, **channel_kwargs) as channels,
+            open_channels(
+                info_or_channels,
+                session=session,
+                iopub_topic=iopub_topic,
+                heartbeat=heartbeat,
+                hb_interval=hb_interval,
+                hb_deadline=hb_deadline,
+                hb_startup_deadline=hb_startup_deadline,
+                buffer_size=buffer_size,
+                iopub_buffer_size=iopub_buffer_size,
+                iopub_buffer_bytes=iopub_buffer_bytes,
+                iopub_overflow=iopub_overflow,
+                iopub_hwm=iopub_hwm,
+                report_rejects=report_rejects,
+                rejects_buffer_size=rejects_buffer_size,
+                identity=identity,
+                curve_client_keys=curve_client_keys,
+                linger=linger,
+            ) as channels,
             _client_over(channels, stdin, unclaimed_buffer) as client,
         ):
             yield client
         return
-    if not all(hasattr(info_or_channels, name) for name in _CHANNELS_ATTRIBUTES):
+    if not isinstance(info_or_channels, ClientChannels):
         raise TypeError(
             "info_or_channels must be a ConnectionInfo, a connection file path, its dict or "
             f"Channels, got {type(info_or_channels).__name__}"
         )
-    if channel_kwargs:
+    given = sorted(name for name, value in options.items() if value != CHANNEL_DEFAULTS[name])
+    if given:
         raise TypeError(
-            f"open_client(channels, ...): channel options {sorted(channel_kwargs)} apply only "
+            f"open_client(channels, ...): channel options {given} apply only "
             "when the client opens the channels itself"
         )
     async with _client_over(info_or_channels, stdin, unclaimed_buffer) as client:
         yield client
 
 
-_CHANNELS_ATTRIBUTES = ("session", "shell", "control", "stdin", "iopub")
+#: The channel options of :func:`open_client` and their defaults (those of ``open_channels``).
+CHANNEL_DEFAULTS: Mapping[str, object] = {
+    "session": None,
+    "iopub_topic": b"",
+    "heartbeat": True,
+    "hb_interval": 1.0,
+    "hb_deadline": 5.0,
+    "hb_startup_deadline": 30.0,
+    "buffer_size": 1000,
+    "iopub_buffer_size": IOPUB_BUFFER_SIZE,
+    "iopub_buffer_bytes": IOPUB_BUFFER_BYTES,
+    "iopub_overflow": "drop",
+    "iopub_hwm": 10_000,
+    "report_rejects": False,
+    "rejects_buffer_size": 100,
+    "identity": None,
+    "curve_client_keys": None,
+    "linger": 1.0,
+}
 
 
 def _check_message(msg: object) -> None:
@@ -1000,14 +1098,14 @@ def _cursor_pos(code: object, cursor_pos: object) -> int:
 
 @asynccontextmanager
 async def _client_over(
-    channels: ChannelsLike, stdin: StdinHandler | None, unclaimed_buffer: int
+    channels: ClientChannels, stdin: StdinHandler | None, unclaimed_buffer: int
 ) -> AsyncIterator[KernelClient]:
     client = KernelClient(channels, stdin=stdin, unclaimed_buffer=unclaimed_buffer)
     with unwrap_single():
         async with trio.open_nursery() as nursery:
-            await nursery.start(client._router.run)
+            await nursery.start(client._dispatcher.run)
             try:
                 yield client
             finally:
-                client._router.shutdown(trio.ClosedResourceError("the client was closed"))
+                client._dispatcher.shutdown(trio.ClosedResourceError("the client was closed"))
                 nursery.cancel_scope.cancel()

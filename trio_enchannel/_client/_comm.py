@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 
@@ -19,12 +19,27 @@ from .._validate import check_buffers, check_mapping
 from .._wire._message import Message
 from ._queue import DroppingQueue
 
-if TYPE_CHECKING:
-    from ._dispatcher import Router
-
-__all__ = ["Comm"]
+__all__ = ["Comm", "CommOwner"]
 
 _Buffer = bytes | bytearray | memoryview
+
+
+class CommOwner(Protocol):
+    """What a comm needs of the client's dispatcher (declared here so that the dispatcher
+    imports this module, never the reverse)."""
+
+    async def send_comm(
+        self,
+        msg_type: str,
+        content: Mapping[str, Any],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        buffers: Sequence[_Buffer] = (),
+    ) -> None:
+        """Send a comm message on shell (tracked, so its reply is routed as unclaimed)."""
+
+    def forget_comm(self, comm_id: str) -> None:
+        """Stop routing messages to the comm ``comm_id``."""
 
 
 class Comm(trio.abc.ReceiveChannel[Message]):
@@ -49,14 +64,14 @@ class Comm(trio.abc.ReceiveChannel[Message]):
 
     def __init__(
         self,
-        router: Router,
+        owner: CommOwner,
         comm_id: str,
         target_name: str,
         open_message: Message,
         *,
         max_buffer: float,
     ) -> None:
-        self._router = router
+        self._owner = owner
         self.comm_id = comm_id
         self.target_name = target_name
         self.open_message = open_message
@@ -106,7 +121,7 @@ class Comm(trio.abc.ReceiveChannel[Message]):
         if self.closed:
             await trio.lowlevel.checkpoint()
             raise trio.ClosedResourceError(f"comm {self.comm_id} is closed")
-        await self._router.send_comm(
+        await self._owner.send_comm(
             "comm_msg",
             {"comm_id": self.comm_id, "data": dict(data or {})},
             metadata=metadata,
@@ -134,9 +149,9 @@ class Comm(trio.abc.ReceiveChannel[Message]):
             await trio.lowlevel.checkpoint()
             return
         self._closed_by_us = True
-        self._router.forget_comm(self.comm_id)
+        self._owner.forget_comm(self.comm_id)
         self._queue.close_producer()
-        await self._router.send_comm(
+        await self._owner.send_comm(
             "comm_close", {"comm_id": self.comm_id, "data": dict(data or {})}, metadata=metadata
         )
 
@@ -175,7 +190,7 @@ class Comm(trio.abc.ReceiveChannel[Message]):
         finally:
             self._queue.close()
 
-    # -- fed by the client's router -----------------------------------------------------
+    # -- fed by the client's dispatcher -----------------------------------------------------
 
     def _deliver(self, msg: Message) -> None:
         if msg.msg_type == "comm_close":
@@ -186,7 +201,7 @@ class Comm(trio.abc.ReceiveChannel[Message]):
 
     def _take_messages(self) -> list[Message]:
         """Every message received and not read, and the kernel's ``comm_close`` if it came
-        (for the router, releasing a comm nobody will read); the comm is then closed."""
+        (for the dispatcher, releasing a comm nobody will read); the comm is then closed."""
         taken = self._queue.drain_nowait()
         if self.close_message is not None:
             taken.append(self.close_message)

@@ -1,10 +1,11 @@
 """The routing core of a :class:`~trio_enchannel.KernelClient`.
 
-A :class:`Router` runs one task per channel that hands every received message to the request
-that owns it (by the ``msg_id`` of its parent, see :mod:`._tracking`), to a comm, or to the
-unclaimed stores; it answers orphan stdin prompts, watches the heartbeat and fails pending
-requests when the kernel dies. The client's request methods are built on
-:meth:`Router.in_flight` and :meth:`Router.wait_reply`.
+A :class:`Dispatcher` runs one task per channel that hands every received message to the
+request that owns it (by the ``msg_id`` of its parent, see :mod:`._tracking`), to a comm, or
+to the unclaimed stores; it answers orphan stdin prompts, watches the kernel's liveness and
+fails pending requests when the kernel is unresponsive or dead. The client's request methods
+are built on :meth:`Dispatcher.in_flight` and :meth:`Dispatcher.wait_reply`. What it needs of
+the channels is declared in :mod:`.._channels._interfaces`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
+from .._channels._interfaces import ClientChannels
 from .._errors import (
     ConnectionInfoError,
     KernelDied,
@@ -25,14 +27,13 @@ from .._errors import (
     SignatureMismatch,
 )
 from .._wire._message import ChannelName, Message
-from .._wire._session import Session
 from ._comm import Comm
 from ._execution import _ExecRequest, _Request
 from ._queue import DroppingQueue
 from ._results import KernelInfo
 from ._tracking import _FRAMING_TYPES, RequestTracker, Route
 
-__all__ = ["ClientStatistics", "Router"]
+__all__ = ["ClientStatistics", "Dispatcher"]
 
 _Buffer = bytes | bytearray | memoryview
 _COMM_TYPES = frozenset(("comm_open", "comm_msg", "comm_close"))
@@ -68,32 +69,21 @@ class ClientStatistics:
     comms: int
 
 
-class ChannelsLike(Protocol):
-    """What the client needs from a :class:`~trio_enchannel.Channels`."""
-
-    @property
-    def session(self) -> Session: ...
-    @property
-    def shell(self) -> trio.abc.Channel[Message]: ...
-    @property
-    def control(self) -> trio.abc.Channel[Message]: ...
-    @property
-    def stdin(self) -> trio.abc.Channel[Message]: ...
-    @property
-    def iopub(self) -> trio.abc.ReceiveChannel[Message]: ...
+class _Receiver(Protocol):
+    async def receive(self) -> Message: ...
 
 
-class Router:
+class Dispatcher:
     """Routes every message of a client's channels to its owner; see the module docstring.
 
     Args:
-        channels: the channels to read (the router must be their only reader).
+        channels: the channels to read (the dispatcher must be their only reader).
         unclaimed_buffer: size of each unclaimed store before the oldest is dropped.
         comm_buffer: how many unread messages a comm keeps.
     """
 
     def __init__(
-        self, channels: ChannelsLike, *, unclaimed_buffer: int, comm_buffer: float = math.inf
+        self, channels: ClientChannels, *, unclaimed_buffer: int, comm_buffer: float = math.inf
     ) -> None:
         self.channels = channels
         self.session = channels.session
@@ -116,10 +106,11 @@ class Router:
         # signs differently (another key or scheme); calls fail with it until a valid one.
         self.missigned: SignatureMismatch | None = None
         self.verified = False  # a valid message has arrived
-        # When ``unresponsive`` came from a heartbeat monitor: whether it is alive again (a
-        # request made right after the monitor recovered must not wait for watch_heartbeat
-        # to run and clear the flag).
-        self.heartbeat_recovered: Callable[[], bool] | None = None
+        # When ``unresponsive`` is the verdict of the channels' watch (not a death reported by
+        # a listener or a launcher): whether the kernel is responsive again (a request made
+        # right after the verdict was lifted must not wait for watch_liveness to run and
+        # clear the flag).
+        self.responsive_again: Callable[[], bool] | None = None
         # A new kernel process is starting (reset_readiness): heartbeat silence does not make
         # the readiness probe fail at once (the new process may not answer pings yet).
         self.starting = False
@@ -141,18 +132,14 @@ class Router:
         )
 
     def iopub_dropped_for(self, msg_id: str) -> int:
-        """How many IOPub messages of the request ``msg_id`` the channels dropped (their
-        buffer was full); 0 for channels that do not say."""
-        dropped_for = getattr(self.channels.iopub, "dropped_for", None)
-        if not callable(dropped_for):
-            return 0
-        count = dropped_for(msg_id)
-        return count if isinstance(count, int) else 0
+        """How many IOPub messages of the request ``msg_id`` never reached the client (the
+        channels' buffer was full, or they were malformed)."""
+        return self.channels.iopub.dropped_for(msg_id)
 
     # -- lifecycle ----------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """The router tasks, one per channel, and the heartbeat watcher."""
+        """The routing tasks, one per channel, and the liveness watcher."""
         ch = self.channels
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
@@ -160,13 +147,9 @@ class Router:
             nursery.start_soon(self.route, "control", ch.control)
             nursery.start_soon(self.route, "stdin", ch.stdin)
             nursery.start_soon(self.route, "iopub", ch.iopub)
-            nursery.start_soon(self.watch_heartbeat)
-            add_listener = getattr(ch, "add_listener", None)
-            if callable(add_listener):
-                add_listener(self)
-            add_reject_listener = getattr(ch, "add_reject_listener", None)
-            if callable(add_reject_listener):
-                add_reject_listener(self.rejected)
+            nursery.start_soon(self.watch_liveness)
+            ch.add_listener(self)
+            ch.add_reject_listener(self.rejected)
             task_status.started()
 
     def shutdown(self, exc: BaseException) -> None:
@@ -191,16 +174,20 @@ class Router:
         self.comms.clear()
         return len(failed)
 
-    # -- routing (router tasks) ---------------------------------------------------------
+    # -- routing (one task per channel) -------------------------------------------------
 
-    async def route(self, name: ChannelName, channel: trio.abc.ReceiveChannel[Message]) -> None:
+    async def route(self, name: ChannelName, channel: _Receiver) -> None:
         try:
-            async for msg in channel:
+            while True:
+                try:
+                    msg = await channel.receive()
+                except trio.EndOfChannel:
+                    break
                 self.dispatch(msg, name)
-        except KernelDied as exc:  # channels that know the kernel is gone (remote)
+        except KernelDied as exc:  # channels that know the kernel is dead (remote)
             if not self.closed:
                 self.unresponsive = exc
-                self.heartbeat_recovered = None
+                self.responsive_again = None
                 self.fail(exc)
             return
         except ConnectionInfoError as exc:  # a handshake that cannot succeed (local)
@@ -217,8 +204,8 @@ class Router:
             self.fail(trio.BrokenResourceError(f"the {name} channel ended"))
 
     def dispatch(self, msg: Message, name: ChannelName) -> None:
-        # The kernel just proved it is alive (and that it signs as we do).
-        self.unresponsive = self.heartbeat_recovered = None
+        # The kernel just proved it is responsive (and that it signs as we do).
+        self.unresponsive = self.responsive_again = None
         self.starting = False
         self.verified = True
         self.missigned = None
@@ -297,6 +284,12 @@ class Router:
         if self.nursery is not None and not self.closed:
             self.nursery.start_soon(self.send_input_reply, msg, "")
 
+    async def refuse_prompt(self, msg: Message) -> None:
+        """Answer the prompt ``msg`` with an empty line, counted as refused (nobody handles
+        it)."""
+        self.stdin_refused += 1
+        await self.send_input_reply(msg, "")
+
     async def send_input_reply(self, request: Message, value: str) -> None:
         # The protocol's content is {"value": ...}; "status" as well, like JupyterLab's
         # replies, because some kernels (async-kernel) read it as they would any reply's.
@@ -308,48 +301,27 @@ class Router:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
-    async def watch_heartbeat(self) -> None:
-        ch: Any = self.channels
-        heartbeat = getattr(ch, "heartbeat", None)
-        wait_unresponsive = getattr(ch, "wait_unresponsive", None) or getattr(
-            heartbeat, "wait_unresponsive", None
-        )
-        wait_responsive = (
-            getattr(ch, "wait_responsive", None)
-            or getattr(ch, "wait_alive", None)
-            or getattr(heartbeat, "wait_alive", None)
-        )
-        if wait_unresponsive is None:
-            return
-        monitor: Any = heartbeat
+    async def watch_liveness(self) -> None:
+        """Fail the pending requests (not the readiness probes) when the channels declare
+        the kernel unresponsive, and forget the verdict when it is responsive again."""
+        ch = self.channels
         try:
             while True:
-                got = await wait_unresponsive()
-                if isinstance(got, KernelDied):
-                    died = got
-                else:
-                    reason = getattr(ch, "unresponsive_reason", None)
-                    died = KernelDied(
-                        reason
-                        if isinstance(reason, str) and reason
-                        else "the kernel stopped answering heartbeats"
-                    )
+                died = await ch.wait_unresponsive()
                 self.unresponsive = died
-                # Set for every heartbeat verdict (not for a reported death): check_usable
-                # tells the two apart.
-                self.heartbeat_recovered = (
-                    (lambda: monitor.state == "alive")
-                    if isinstance(getattr(monitor, "state", None), str)
-                    else (lambda: False)
-                )
+                # Set for every verdict of the channels (not for a reported death):
+                # check_usable tells the two apart.
+                self.responsive_again = self.verdict_lifted
                 self.fail(died, probes=False)
-                if wait_responsive is None:
-                    return
-                await wait_responsive()
+                await ch.wait_responsive()
                 self.unresponsive = None
-                self.heartbeat_recovered = None
-        except (trio.ClosedResourceError, RuntimeError):
-            return  # the channels closed, or heartbeat monitoring is off
+                self.responsive_again = None
+        except (trio.ClosedResourceError, KernelDied):
+            return  # the channels closed, or the kernel is dead (it never answers again)
+
+    def verdict_lifted(self) -> bool:
+        """Whether the channels no longer declare the kernel unresponsive."""
+        return self.channels.unresponsive_error is None
 
     def rejected(self, channel: str, parent_id: str | None, error: RemoteProtocolError) -> None:
         """Channels callback: a message was rejected for its signature.
@@ -373,7 +345,7 @@ class Router:
         if owner is not None and not owner.replied:
             owner.fail(mismatch)
 
-    # Listener protocol of channels that report trouble by callback (remote channels).
+    # ChannelsListener: the channels report trouble by callback (remote channels do).
 
     def connection_lost(self, error: BaseException) -> None:
         """Channels callback: the connection dropped; pending requests fail with ``error``."""
@@ -381,25 +353,26 @@ class Router:
 
     def kernel_restarted(self, reason: str) -> None:
         """Channels callback: the kernel was restarted; pending requests fail."""
-        self.forget_iopub_live()
+        self.forget_iopub_ready()
         self.fail(KernelDied(reason))
 
     def kernel_died(self, error: KernelDied) -> None:
-        """Channels callback: the kernel is gone; pending and later requests fail."""
+        """Channels callback (and :meth:`KernelClient.declare_dead`): the kernel is dead;
+        pending and later requests fail."""
         self.unresponsive = error
-        self.heartbeat_recovered = None  # gone for good: a heartbeat does not bring it back
+        self.responsive_again = None  # gone for good: a heartbeat does not bring it back
         self.fail(error)
 
     def new_process(self) -> None:
         """A new kernel process is about to start (a launcher's restart): forget the reported
         death of the previous one, and that IOPub was live. A heartbeat verdict stands until
         the heartbeat (or a message) says otherwise, but no longer fails readiness probes."""
-        if self.heartbeat_recovered is None:
+        if self.responsive_again is None:
             self.unresponsive = None
         self.starting = True
-        self.forget_iopub_live()
+        self.forget_iopub_ready()
 
-    def forget_iopub_live(self) -> None:
+    def forget_iopub_ready(self) -> None:
         """A new kernel process will need a new IOPub subscription: probe again before the
         next request whose outputs matter."""
         if self.iopub_event.is_set():
@@ -420,9 +393,10 @@ class Router:
 
     def check_usable(self, *, probing: bool = False) -> None:
         """Raise if no request can succeed now: the client is closed, or the kernel is known
-        to be dead (reported by a launcher or the channels, or declared by the heartbeat and
-        not alive again). Every path that sends to the kernel or waits on it starts here, so
-        a death known before the call fails the call at once, with the same error.
+        to be dead (reported by a launcher or the channels) or unresponsive (declared by the
+        channels' heartbeat and not responsive again). Every path that sends to the kernel or
+        waits on it starts here, so a verdict known before the call fails the call at once,
+        with the same error.
 
         ``probing``: the call is a readiness probe; while a new process starts
         (:meth:`new_process`), heartbeat silence does not count (a reported death does).
@@ -430,18 +404,17 @@ class Router:
         self.check_open()
         died = self.unresponsive
         if died is None:
-            # The heartbeat's verdict counts from the moment it is given, not only once the
+            # The channels' verdict counts from the moment it is given, not only once the
             # watcher task has run.
-            monitor: Any = getattr(self.channels, "heartbeat", None)
-            verdict = getattr(monitor, "died", None)
-            if not isinstance(verdict, KernelDied):
+            verdict = self.channels.unresponsive_error
+            if verdict is None:
                 return
             died = self.unresponsive = verdict
-            self.heartbeat_recovered = lambda: monitor.state == "alive"
-        recovered = self.heartbeat_recovered
-        if recovered is not None:
-            if recovered():
-                self.unresponsive = self.heartbeat_recovered = None
+            self.responsive_again = self.verdict_lifted
+        responsive_again = self.responsive_again
+        if responsive_again is not None:
+            if responsive_again():
+                self.unresponsive = self.responsive_again = None
                 return
             if probing and self.starting:
                 return
@@ -483,8 +456,7 @@ class Router:
                 return msg
             if msg.channel == "stdin" and msg.msg_type == "input_request":
                 # Only executions have stdin handlers.
-                self.stdin_refused += 1
-                await self.send_input_reply(msg, "")
+                await self.refuse_prompt(msg)
 
     async def probe_ready(self, *, survive_heartbeat: bool) -> KernelInfo:
         # A death known now fails the call now; one declared by the heartbeat while waiting
@@ -502,7 +474,7 @@ class Router:
         control_answered = False
         try:
             while True:
-                if reply is None or not self.iopub_live:
+                if reply is None or not self.iopub_ready:
                     self.check_open()
                     for channel in channels:
                         msg = self.session.message("kernel_info_request", {}, channel=channel)
@@ -513,9 +485,9 @@ class Router:
                     while True:
                         # IOPub may come alive through a message that is not routed to the
                         # probe (iopub_welcome after the last reply): check before waiting.
-                        if reply is not None and self.iopub_live:
+                        if reply is not None and self.iopub_ready:
                             info = KernelInfo(reply)
-                            self.unresponsive = self.heartbeat_recovered = None
+                            self.unresponsive = self.responsive_again = None
                             self.starting = False
                             return info
                         got = await probe.inbox.receive()
@@ -534,10 +506,10 @@ class Router:
             self.finish(sent, probe, quiet=True)
 
     @property
-    def iopub_live(self) -> bool:
-        """Whether IOPub is known to deliver (see :attr:`KernelClient.iopub_live`)."""
+    def iopub_ready(self) -> bool:
+        """Whether IOPub is known to deliver (see :attr:`KernelClient.iopub_ready`)."""
         return self.iopub_event.is_set() or (
-            self.trust_channels_ready and getattr(self.channels, "iopub_ready", False) is True
+            self.trust_channels_ready and self.channels.iopub_ready
         )
 
     async def send_comm(

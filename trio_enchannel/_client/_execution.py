@@ -5,21 +5,19 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, TypeAlias
+from typing import Protocol, TypeAlias
 
 import attrs
 import trio
 
+from .._errors import UsageError
 from .._util import BaseExceptionGroup
 from .._wire._message import Message
 from .._wire._outputs import OutputAccumulator
 from ._queue import DroppingQueue
 from ._results import ABORTED_STATUSES, ExecuteResult
 
-if TYPE_CHECKING:
-    from ._dispatcher import Router
-
-__all__ = ["Execution", "InputRequest", "StdinHandler"]
+__all__ = ["Execution", "ExecutionOwner", "InputRequest", "StdinHandler"]
 
 
 @attrs.frozen
@@ -53,7 +51,7 @@ StdinHandler: TypeAlias = Callable[[InputRequest], "str | Awaitable[str]"]
 
 
 class _Request:
-    """A request in flight: the router fills its inbox, the waiting task drains it."""
+    """A request in flight: the dispatcher fills its inbox, the waiting task drains it."""
 
     __slots__ = ("failed", "failure", "inbox", "msg", "probe", "replied")
 
@@ -68,7 +66,7 @@ class _Request:
         self.inbox: DroppingQueue[Message] = DroppingQueue()
 
     def deliver(self, msg: Message) -> bool:
-        """Take a message routed to this request (router side); False: not taken."""
+        """Take a message routed to this request (dispatcher side); False: not taken."""
         return self.inbox.put_nowait(msg)
 
     def fail(self, exc: BaseException) -> None:
@@ -79,7 +77,7 @@ class _Request:
 
 
 class _ExecRequest(_Request):
-    """An execution whose state the router keeps up to date as messages arrive.
+    """An execution whose state the dispatcher keeps up to date as messages arrive.
 
     The outputs, the reply and the idle status are recorded on arrival, so the execution
     ends on time and its outputs are complete however slowly its reader iterates; only the
@@ -140,6 +138,21 @@ class _ExecRequest(_Request):
         self.lot.unpark_all()
 
 
+class ExecutionOwner(Protocol):
+    """What an execution needs of the client's dispatcher (declared here so that the
+    dispatcher imports this module, never the reverse)."""
+
+    def iopub_dropped_for(self, msg_id: str) -> int:
+        """How many IOPub messages of the request ``msg_id`` never reached the client."""
+        ...
+
+    async def refuse_prompt(self, msg: Message) -> None:
+        """Answer the prompt ``msg`` with an empty line, counted as refused."""
+
+    async def send_input_reply(self, request: Message, value: str) -> None:
+        """Answer the prompt ``request`` with ``value``."""
+
+
 class Execution(trio.abc.ReceiveChannel[Message]):
     """A running ``execute_request``: iterate its IOPub messages as they arrive.
 
@@ -159,9 +172,13 @@ class Execution(trio.abc.ReceiveChannel[Message]):
     """
 
     def __init__(
-        self, router: Router, req: _ExecRequest, request: Message, stdin: StdinHandler | None
+        self,
+        owner: ExecutionOwner,
+        req: _ExecRequest,
+        request: Message,
+        stdin: StdinHandler | None,
     ) -> None:
-        self._router = router
+        self._owner = owner
         self._req = req
         self.request = request
         self._stdin = stdin
@@ -202,19 +219,19 @@ class Execution(trio.abc.ReceiveChannel[Message]):
         """The :class:`ExecuteResult`, once :attr:`done`.
 
         Raises:
-            RuntimeError: the execution has not finished yet.
+            UsageError: the execution has not finished yet.
         """
         if self._result is None:
             req = self._req
             if not req.done:
-                raise RuntimeError("the execution has not finished yet (iterate it first)")
+                raise UsageError("the execution has not finished yet (iterate it first)")
             assert req.reply is not None
             messages = req.messages if req.messages is not None else (req.reply,)
             self._result = ExecuteResult.build(
                 req.reply,
                 req.outputs,
                 messages,
-                iopub_dropped=self._router.iopub_dropped_for(self.msg_id),
+                iopub_dropped=self._owner.iopub_dropped_for(self.msg_id),
                 stdin_refused=req.refused,
             )
         return self._result
@@ -269,11 +286,10 @@ class Execution(trio.abc.ReceiveChannel[Message]):
 
     async def _answer(self, msg: Message) -> None:
         handler = self._stdin
-        router = self._router
+        owner = self._owner
         if handler is None:
-            router.stdin_refused += 1
             self._req.refused += 1
-            await router.send_input_reply(msg, "")
+            await owner.refuse_prompt(msg)
             return
         value = ""
         try:
@@ -297,7 +313,7 @@ class Execution(trio.abc.ReceiveChannel[Message]):
             # the kernel for good.
             if not self._req.failed.is_set():
                 with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    await router.send_input_reply(msg, value)
+                    await owner.send_input_reply(msg, value)
 
 
 @contextlib.asynccontextmanager

@@ -2,7 +2,7 @@
 item and counts it.
 
 Used for messages nobody is obliged to read (unclaimed replies and IOPub broadcasts, comm
-messages): the router task that feeds it must never wait on a slow or absent reader, and the
+messages): the routing task that feeds it must never wait on a slow or absent reader, and the
 reader must be able to tell that it missed something (:attr:`DroppingQueue.dropped`).
 """
 
@@ -13,6 +13,8 @@ import math
 from typing import Generic, TypeVar
 
 import trio
+
+from .._errors import ConfigurationError
 
 __all__ = ["DroppingQueue"]
 
@@ -28,7 +30,7 @@ class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
 
     def __init__(self, max_size: float = math.inf) -> None:
         if max_size < 1:
-            raise ValueError("max_size must be at least 1")
+            raise ConfigurationError("max_size must be at least 1")
         self.max_size = max_size
         self._items: collections.deque[T] = collections.deque()
         self._lot = trio.lowlevel.ParkingLot()

@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 
 import attrs
 
+from .._errors import LocalProtocolError
 from .._wire._message import Message
 
 __all__ = ["RequestTracker", "Route", "Routing"]
@@ -85,10 +86,10 @@ class RequestTracker(Generic[T]):
         """Start tracking the request ``msg_id`` (before sending it: the reply may be fast).
 
         Raises:
-            ValueError: ``msg_id`` is already tracked.
+            LocalProtocolError: ``msg_id`` is already tracked.
         """
         if msg_id in self._active:
-            raise ValueError(f"request {msg_id!r} is already in flight")
+            raise LocalProtocolError(f"request {msg_id!r} is already in flight")
         self._recent.pop(msg_id, None)
         self._active[msg_id] = owner
 

@@ -1,5 +1,6 @@
-"""What an IOPub reader does when its consumer is slower than the kernel: the policy, the
-bounds and the drop rule shared by the ZeroMQ channels and the websocket (remote) channels."""
+"""What a reader does when its consumer is slower than the kernel: the policy, the bounds
+(:class:`BufferOptions`) and the drop rule shared by the ZeroMQ channels, the websocket
+(remote) channels and the kernel side."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import sys
 import time
 from typing import Literal
 
+import attrs
+
+from .._validate import check_bool, check_choice, check_int
+
 __all__ = [
     "DROP_LOG_INTERVAL",
     "IOPUB_BUFFER_BYTES",
     "IOPUB_BUFFER_SIZE",
     "STATUS_RESERVE",
+    "BufferOptions",
     "DropLog",
     "IOPubOverflow",
     "must_drop",
@@ -92,3 +98,70 @@ class DropLog:
             self._option,
         )
         self._since = 0
+
+
+@attrs.frozen
+class BufferOptions:
+    """How a reader hands received messages over, and reports rejected ones: the options
+    every opener shares, checked once by :meth:`build` (use it, not the constructor).
+
+    Attributes:
+        buffer_size: messages buffered per channel for shell, control and stdin (at least 1:
+            ``0`` means 1 in every opener, a buffer always holds the message at hand).
+        iopub_buffer_size: messages buffered for IOPub (at least 1, likewise).
+        iopub_buffer_bytes: bytes (wire size) buffered for IOPub.
+        iopub_overflow: the IOPub policy, ``"drop"`` or ``"wait"``.
+        multiplexed: every channel delivers to one shared buffer.
+        rejects_buffer_size: how many unread rejected messages are reported; ``None``: they
+            are not reported, only counted.
+    """
+
+    buffer_size: int = 1000
+    iopub_buffer_size: int = IOPUB_BUFFER_SIZE
+    iopub_buffer_bytes: int = IOPUB_BUFFER_BYTES
+    iopub_overflow: IOPubOverflow = "drop"
+    multiplexed: bool = False
+    rejects_buffer_size: int | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        buffer_size: object = 1000,
+        iopub_buffer_size: object = IOPUB_BUFFER_SIZE,
+        iopub_buffer_bytes: object = IOPUB_BUFFER_BYTES,
+        iopub_overflow: object = "drop",
+        multiplexed: object = False,
+        report_rejects: object = False,
+        rejects_buffer_size: object = 100,
+    ) -> BufferOptions:
+        """The options from an opener's keyword arguments of the same names, checked (the
+        error names the argument); ``iopub_buffer_size=None`` is the default.
+
+        Raises:
+            ConfigurationError: a value is out of range.
+            TypeError: a value has the wrong type.
+        """
+        size = check_int("buffer_size", buffer_size, at_least=0)
+        if iopub_buffer_size is None:
+            iopub_buffer_size = IOPUB_BUFFER_SIZE
+        iopub_size = check_int("iopub_buffer_size", iopub_buffer_size, at_least=0)
+        iopub_bytes = check_int("iopub_buffer_bytes", iopub_buffer_bytes, at_least=1)
+        overflow = check_choice("iopub_overflow", iopub_overflow, ("wait", "drop"))
+        check_bool("multiplexed", multiplexed)
+        report = check_bool("report_rejects", report_rejects)
+        rejects = check_int("rejects_buffer_size", rejects_buffer_size, at_least=1)
+        return cls(
+            buffer_size=max(1, size),
+            iopub_buffer_size=max(1, iopub_size),
+            iopub_buffer_bytes=iopub_bytes,
+            iopub_overflow=overflow,
+            multiplexed=bool(multiplexed),
+            rejects_buffer_size=rejects if report else None,
+        )
+
+    def limits(self, name: str) -> tuple[int, int]:
+        """(messages, bytes) the buffer of channel ``name`` holds; bytes 0: no byte bound."""
+        if name == "iopub":
+            return self.iopub_buffer_size, self.iopub_buffer_bytes
+        return self.buffer_size, 0

@@ -34,6 +34,7 @@ import attrs
 import trio
 import zmq
 
+from .._errors import ConfigurationError, EncryptionUnavailable, LocalProtocolError, UsageError
 from .._util import ScheduleBudget
 
 __all__ = [
@@ -122,8 +123,6 @@ def has_curve() -> bool:
 
 def _require_curve() -> None:
     if not has_curve():
-        from .._errors import EncryptionUnavailable
-
         raise EncryptionUnavailable(
             f"CurveZMQ encryption is required but this libzmq ({zmq.zmq_version()}) was built "
             "without curve support"
@@ -146,13 +145,13 @@ def curve_public(secret_key: str) -> str:
 
     Raises:
         EncryptionUnavailable: libzmq was built without curve support.
-        ValueError: the secret key is not a 40-character Z85 string.
+        ConfigurationError: the secret key is not a 40-character Z85 string.
     """
     _require_curve()
     try:
         return zmq.curve_public(secret_key.encode("ascii")).decode("ascii")
-    except (zmq.ZMQError, UnicodeEncodeError) as exc:
-        raise ValueError("not a valid Z85 CurveZMQ secret key") from exc
+    except (zmq.ZMQError, ValueError) as exc:  # pyzmq: ValueError for a wrong length
+        raise ConfigurationError("not a valid Z85 CurveZMQ secret key") from exc
 
 
 def zmq_version() -> str:
@@ -248,14 +247,14 @@ class TrioSocket:
         """Set the ZeroMQ socket option ``name`` (e.g. ``"SNDHWM"``, ``"ROUTING_ID"``).
 
         Raises:
-            ValueError: there is no such option.
+            ConfigurationError: there is no such option.
             trio.ClosedResourceError: the socket is closed.
             trio.BrokenResourceError: ZeroMQ refused the value.
         """
         sock = self._check_open()
         option = getattr(zmq, name.upper(), None)
         if not isinstance(option, int):
-            raise ValueError(f"unknown ZeroMQ socket option {name!r}")
+            raise ConfigurationError(f"unknown ZeroMQ socket option {name!r}")
         if isinstance(value, str):
             value = value.encode("utf-8")
         try:
@@ -269,14 +268,14 @@ class TrioSocket:
         """Read the ZeroMQ socket option ``name``.
 
         Raises:
-            ValueError: there is no such option.
+            ConfigurationError: there is no such option.
             trio.ClosedResourceError: the socket is closed.
             trio.BrokenResourceError: ZeroMQ refused the request.
         """
         sock = self._check_open()
         option = getattr(zmq, name.upper(), None)
         if not isinstance(option, int):
-            raise ValueError(f"unknown ZeroMQ socket option {name!r}")
+            raise ConfigurationError(f"unknown ZeroMQ socket option {name!r}")
         try:
             value = sock.getsockopt(option)
         except zmq.ZMQError as exc:
@@ -495,13 +494,13 @@ class TrioSocket:
 
         Raises:
             trio.WouldBlock: the high-water mark is reached (nothing was sent).
-            ValueError: ``frames`` is empty.
+            LocalProtocolError: ``frames`` is empty.
             trio.ClosedResourceError: the socket is closed.
             trio.BrokenResourceError: ZeroMQ refused the message.
         """
         sock = self._check_open()
         if not frames:
-            raise ValueError("a message needs at least one frame")
+            raise LocalProtocolError("a message needs at least one frame")
         last = len(frames) - 1
         index = 0
         try:
@@ -530,7 +529,7 @@ class TrioSocket:
         :data:`~trio_enchannel._util.SCHEDULE_EVERY` sends in a row that do not.
 
         Raises:
-            ValueError: ``frames`` is empty.
+            LocalProtocolError: ``frames`` is empty.
             trio.ClosedResourceError: the socket is (or gets) closed.
             trio.BrokenResourceError: ZeroMQ refused the message.
         """
@@ -762,13 +761,13 @@ class TrioSocket:
         or can hang the I/O thread).
 
         Raises:
-            RuntimeError: the socket is already monitored.
+            UsageError: the socket is already monitored.
             trio.ClosedResourceError: the socket is closed.
             trio.BrokenResourceError: ZeroMQ refused to monitor it.
         """
         sock = self._check_open()
         if self._monitor is not None:
-            raise RuntimeError("this socket is already monitored")
+            raise UsageError("this socket is already monitored")
         address = f"inproc://trio-enchannel-monitor-{os.getpid()}-{next(_monitor_ids)}"
         try:
             sock.monitor(address, _EVENT_MASK)

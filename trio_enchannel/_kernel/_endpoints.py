@@ -9,17 +9,17 @@ from typing import Literal
 import attrs
 import trio
 
-from .._channels._channels import ChannelStatistics
 from .._errors import LocalProtocolError
+from .._io._errors import PeerNotConnected
+from .._io._stats import ChannelStatistics, Counters, PerChannel
 from .._io._zmq import TrioSocket
-from .._wire._message import CHANNEL_NAMES, ChannelName, Message
+from .._wire._message import Message
 from .._wire._session import Session
 
 __all__ = [
     "IOPubPublisher",
     "KernelEndpoint",
     "KernelStatistics",
-    "PeerNotConnected",
     "RouterChannel",
 ]
 
@@ -28,12 +28,8 @@ RouterChannel = Literal["shell", "control", "stdin"]
 _Frames = Sequence[bytes | bytearray | memoryview]
 
 
-class PeerNotConnected(trio.BrokenResourceError):
-    """No client with the message's routing identity is connected to this channel (yet)."""
-
-
 @attrs.frozen
-class KernelStatistics:
+class KernelStatistics(PerChannel):
     """A snapshot of the counters of :class:`~trio_enchannel.KernelChannels`.
 
     Attributes:
@@ -59,52 +55,6 @@ class KernelStatistics:
     heartbeats_dropped: int = 0
     rejects_unreported: int = 0
 
-    def __getitem__(self, name: ChannelName) -> ChannelStatistics:
-        """The statistics of channel ``name``.
-
-        Raises:
-            KeyError: not a channel name.
-        """
-        if name not in CHANNEL_NAMES:
-            raise KeyError(name)
-        value: ChannelStatistics = getattr(self, name)
-        return value
-
-    @property
-    def rejected_total(self) -> int:
-        """Rejected messages over every channel."""
-        return sum(self[name].rejected_total for name in CHANNEL_NAMES)
-
-
-@attrs.define(eq=False)
-class _Counters:
-    received: int = 0
-    sent: int = 0
-    rejected: dict[str, int] = attrs.field(factory=dict)
-    stalls: int = 0
-    discarded: int = 0
-    invalid_utf8: int = 0
-
-    def snapshot(
-        self, name: ChannelName, receive: trio.MemoryReceiveChannel[Message] | None
-    ) -> ChannelStatistics:
-        queued = buffer_size = 0
-        if receive is not None:
-            stats = receive.statistics()
-            queued = stats.current_buffer_used
-            buffer_size = int(stats.max_buffer_size)
-        return ChannelStatistics(
-            name=name,
-            received=self.received,
-            sent=self.sent,
-            rejected=dict(self.rejected),
-            queued=queued,
-            buffer_size=buffer_size,
-            stalls=self.stalls,
-            discarded=self.discarded,
-            invalid_utf8=self.invalid_utf8,
-        )
-
 
 class KernelEndpoint(trio.abc.Channel[Message]):
     """The kernel end of a shell, control or stdin channel.
@@ -122,7 +72,7 @@ class KernelEndpoint(trio.abc.Channel[Message]):
         name: RouterChannel,
         socket: TrioSocket,
         session: Session,
-        counters: _Counters,
+        counters: Counters,
         receive_channel: trio.MemoryReceiveChannel[Message],
     ) -> None:
         self._name: RouterChannel = name
@@ -142,7 +92,9 @@ class KernelEndpoint(trio.abc.Channel[Message]):
 
     def statistics(self) -> ChannelStatistics:
         """This channel's counters."""
-        return self._counters.snapshot(self._name, self._receive)
+        stats = self._receive.statistics()
+        limits = (int(stats.max_buffer_size), 0)
+        return self._counters.snapshot(self._name, stats.current_buffer_used, 0, limits)
 
     async def send(self, value: Message) -> None:
         """Send ``value`` to the client named by its identities.
@@ -176,9 +128,10 @@ class KernelEndpoint(trio.abc.Channel[Message]):
         The first frame(s) must be the routing identities of the target client.
 
         Raises:
-            ValueError: ``frames`` is empty.
-            trio.BrokenResourceError: on stdin, no client with that identity is connected
-                (stdin refuses unroutable messages instead of dropping them silently).
+            LocalProtocolError: ``frames`` is empty.
+            PeerNotConnected: on stdin, no client with that identity is connected (stdin
+                refuses unroutable messages instead of dropping them silently); a
+                :class:`trio.BrokenResourceError` too.
             trio.ClosedResourceError: the endpoint or the kernel channels are closed.
             trio.BrokenResourceError: the socket failed.
         """
@@ -235,7 +188,7 @@ class IOPubPublisher(trio.abc.SendChannel[Message]):
     PUB socket, IOPub never blocks: a subscriber that cannot keep up loses messages.
     """
 
-    def __init__(self, socket: TrioSocket, session: Session, counters: _Counters) -> None:
+    def __init__(self, socket: TrioSocket, session: Session, counters: Counters) -> None:
         self._socket = socket
         self._session = session
         self._counters = counters
@@ -246,7 +199,7 @@ class IOPubPublisher(trio.abc.SendChannel[Message]):
 
     def statistics(self) -> ChannelStatistics:
         """IOPub's counters (``sent``)."""
-        return self._counters.snapshot("iopub", None)
+        return self._counters.snapshot("iopub", 0, 0, (0, 0))
 
     def topic(self, msg_type: str) -> bytes:
         """The default topic of a message of type ``msg_type``."""
@@ -271,7 +224,7 @@ class IOPubPublisher(trio.abc.SendChannel[Message]):
         """Publish raw frames as they are, bypassing the codec (for fault injection).
 
         Raises:
-            ValueError: ``frames`` is empty.
+            LocalProtocolError: ``frames`` is empty.
             trio.ClosedResourceError: the publisher or the kernel channels are closed.
             trio.BrokenResourceError: the socket failed.
         """

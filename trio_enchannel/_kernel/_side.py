@@ -14,6 +14,7 @@ import errno
 import logging
 import os
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -21,30 +22,28 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from .._channels._channels import RejectedMessage, detach_error
 from .._errors import ConnectionInfoError, LocalProtocolError, RemoteProtocolError
+from .._io._errors import PeerNotConnected
+from .._io._overflow import BufferOptions
+from .._io._stats import Counters, RejectedMessage, Rejects, decoding_bug
 from .._io._zmq import TrioSocket
-from .._util import worth_logging
 from .._validate import (
     check_bool,
     check_bytes,
     check_choice,
-    check_int,
     check_ip,
     check_optional_str,
     check_seconds,
     check_str,
 )
 from .._wire._connection import ConnectionInfo
-from .._wire._message import ChannelName, Message
+from .._wire._message import CHANNEL_NAMES, ChannelName, Message
 from .._wire._session import Session, warn_if_unsigned
 from ._endpoints import (
     IOPubPublisher,
     KernelEndpoint,
     KernelStatistics,
-    PeerNotConnected,
     RouterChannel,
-    _Counters,
 )
 
 __all__ = [
@@ -89,15 +88,9 @@ class KernelChannels:
     control: KernelEndpoint = attrs.field(init=False, repr=False)
     stdin: KernelEndpoint = attrs.field(init=False, repr=False)
     iopub: IOPubPublisher = attrs.field(init=False, repr=False)
-    _counters: dict[str, _Counters] = attrs.field(init=False, repr=False)
+    _counters: dict[ChannelName, Counters] = attrs.field(init=False, repr=False)
     _senders: dict[str, trio.MemorySendChannel[Message]] = attrs.field(init=False, repr=False)
-    _reject_sender: trio.MemorySendChannel[RejectedMessage] | None = attrs.field(
-        init=False, default=None, repr=False
-    )
-    _reject_receiver: trio.MemoryReceiveChannel[RejectedMessage] | None = attrs.field(
-        init=False, default=None, repr=False
-    )
-    _rejects_unreported: int = attrs.field(init=False, default=0, repr=False)
+    _rejects: Rejects = attrs.field(init=False, repr=False)
     _input_waiters: dict[str, _InputWaiter] = attrs.field(init=False, factory=dict, repr=False)
     _heartbeat_paused: bool = attrs.field(init=False, default=False, repr=False)
     _subscriptions: int = attrs.field(init=False, default=0, repr=False)
@@ -113,12 +106,12 @@ class KernelChannels:
     )
     _closed: bool = attrs.field(init=False, default=False, repr=False)
 
-    def _setup(self, buffer_size: int, rejects_buffer_size: int | None) -> None:
-        self._counters = {name: _Counters() for name in (*_ROUTER_CHANNELS, "iopub")}
+    def _setup(self, options: BufferOptions) -> None:
+        self._counters = {name: Counters() for name in CHANNEL_NAMES}
         self._senders = {}
         endpoints: dict[str, KernelEndpoint] = {}
         for name in _ROUTER_CHANNELS:
-            send, receive = trio.open_memory_channel[Message](buffer_size)
+            send, receive = trio.open_memory_channel[Message](options.buffer_size)
             self._senders[name] = send
             endpoints[name] = KernelEndpoint(
                 name, self._sockets[name], self.session, self._counters[name], receive
@@ -127,12 +120,12 @@ class KernelChannels:
         self.control = endpoints["control"]
         self.stdin = endpoints["stdin"]
         self.iopub = IOPubPublisher(self._sockets["iopub"], self.session, self._counters["iopub"])
-        if rejects_buffer_size is not None:
-            reject_send, reject_receive = trio.open_memory_channel[RejectedMessage](
-                rejects_buffer_size
-            )
-            self._reject_sender = reject_send
-            self._reject_receiver = reject_receive
+        self._rejects = Rejects(
+            logger,
+            self._counters,
+            options.rejects_buffer_size,
+            disabled="rejects needs open_kernel_channels(..., report_rejects=True)",
+        )
 
     @property
     def rejects(self) -> trio.MemoryReceiveChannel[RejectedMessage]:
@@ -143,11 +136,9 @@ class KernelChannels:
         further rejects are only counted (``statistics().rejects_unreported``).
 
         Raises:
-            RuntimeError: the channels were opened without ``report_rejects=True``.
+            UsageError: the channels were opened without ``report_rejects=True``.
         """
-        if self._reject_receiver is None:
-            raise RuntimeError("rejects needs open_kernel_channels(..., report_rejects=True)")
-        return self._reject_receiver
+        return self._rejects.receiver
 
     # -- state --------------------------------------------------------------------------
 
@@ -169,7 +160,7 @@ class KernelChannels:
             welcomes_sent=self._welcomes,
             heartbeats_echoed=self._hb_echoed,
             heartbeats_dropped=self._hb_dropped,
-            rejects_unreported=self._rejects_unreported,
+            rejects_unreported=self._rejects.unreported,
         )
 
     # -- heartbeat ----------------------------------------------------------------------
@@ -187,7 +178,7 @@ class KernelChannels:
         """Echo heartbeat pings again."""
         self._heartbeat_paused = False
 
-    async def wait_for_heartbeats(self, count: int = 1) -> None:
+    async def wait_heartbeats(self, count: int = 1) -> None:
         """Wait until ``count`` heartbeat pings have arrived in total (echoed or dropped).
 
         Raises:
@@ -211,7 +202,7 @@ class KernelChannels:
 
     # -- iopub subscriptions ------------------------------------------------------------
 
-    async def wait_for_subscriptions(self, count: int = 1) -> None:
+    async def wait_subscriptions(self, count: int = 1) -> None:
         """Wait until IOPub has seen ``count`` subscription events in total.
 
         A client's SUB socket that subscribes to ``b""`` produces one event. Use it to make
@@ -225,6 +216,15 @@ class KernelChannels:
                 raise trio.ClosedResourceError("the kernel channels are closed")
             await self._subscribed_lot.park()
         await trio.lowlevel.checkpoint()
+
+    async def wait_for_subscriptions(self, count: int = 1) -> None:
+        """Deprecated alias of :meth:`wait_subscriptions`."""
+        warnings.warn(
+            "KernelChannels.wait_for_subscriptions() is deprecated, use wait_subscriptions()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        await self.wait_subscriptions(count)
 
     # -- sending ------------------------------------------------------------------------
 
@@ -390,8 +390,9 @@ class KernelChannels:
                 ``execute_request`` whose ``allow_stdin`` is false.
             RemoteProtocolError: the reply's ``value`` is not a string.
             trio.ClosedResourceError: the channels are closed.
-            trio.BrokenResourceError: the client's stdin was not connected within
-                ``connect_grace`` seconds, or the socket failed.
+            PeerNotConnected: the client's stdin was not connected within
+                ``connect_grace`` seconds (a :class:`trio.BrokenResourceError` too).
+            trio.BrokenResourceError: the socket failed.
             TypeError: an argument has the wrong type.
             ConfigurationError: ``connect_grace`` is not a number of seconds >= 0.
         """
@@ -443,23 +444,6 @@ class KernelChannels:
 
     # -- background tasks -----------------------------------------------------------------
 
-    def _reject(self, name: ChannelName, frames: Sequence[Any], error: RemoteProtocolError) -> None:
-        detach_error(error)
-        rejected = self._counters[name].rejected
-        count = rejected.get(error.reason, 0) + 1
-        rejected[error.reason] = count
-        if worth_logging(count):
-            logger.warning(
-                "rejected a message on %s (%s, %d so far): %s", name, error.reason, count, error
-            )
-        if self._reject_sender is not None:
-            try:
-                self._reject_sender.send_nowait(RejectedMessage(name, error, tuple(frames)))
-            except trio.WouldBlock:
-                self._rejects_unreported += 1
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-
     def _route_input_reply(self, msg: Message) -> bool:
         if msg.msg_type != "input_reply":
             return False
@@ -488,7 +472,11 @@ class KernelChannels:
                     try:
                         msg = session.deserialize(frames, channel=name)
                     except RemoteProtocolError as exc:
-                        self._reject(name, frames, exc)
+                        self._rejects.reject(name, tuple(frames), exc)
+                        continue
+                    except Exception as exc:  # a decoding bug must not stop the reader
+                        error = decoding_bug(logger, f"a {name} message", exc)
+                        self._rejects.reject(name, tuple(frames), error)
                         continue
                     counters.received += 1
                     if session.invalid_utf8 != repaired:
@@ -557,8 +545,7 @@ class KernelChannels:
         self._closed = True
         for sender in self._senders.values():
             sender.close()
-        if self._reject_sender is not None:
-            self._reject_sender.close()
+        self._rejects.close()
         for waiter in self._input_waiters.values():
             waiter.event.set()
         self._subscribed_lot.unpark_all()
@@ -670,7 +657,8 @@ async def open_kernel_channels(
         iopub_welcome: publish ``iopub_welcome`` on each new subscription.
         heartbeat: run the heartbeat echo (when false the hb socket is bound but silent).
         buffer_size: how many received requests each channel buffers for the application
-            before the reader waits (and ZeroMQ queues).
+            before the reader waits (and ZeroMQ queues); at least 1: ``0`` means 1, as in
+            every opener.
         report_rejects: expose :attr:`KernelChannels.rejects`.
         rejects_buffer_size: how many unread rejects it holds (more are only counted).
         linger: seconds unsent messages may linger when closing.
@@ -695,11 +683,13 @@ async def open_kernel_channels(
     for name, flag in (
         ("iopub_welcome", iopub_welcome),
         ("heartbeat", heartbeat),
-        ("report_rejects", report_rejects),
     ):
         check_bool(name, flag)
-    check_int("buffer_size", buffer_size, at_least=0)
-    check_int("rejects_buffer_size", rejects_buffer_size, at_least=0)
+    options = BufferOptions.build(
+        buffer_size=buffer_size,
+        report_rejects=report_rejects,
+        rejects_buffer_size=rejects_buffer_size,
+    )
     check_seconds("linger", linger, allow_zero=True)
     ipc_directory: str | None = None
     if info is None:
@@ -725,7 +715,7 @@ async def open_kernel_channels(
     warn_if_unsigned(session, logger, "open_kernel_channels")
     sockets, bound = _open_sockets(info, linger)
     channels = KernelChannels(bound, session, sockets, iopub_welcome)
-    channels._setup(buffer_size, rejects_buffer_size if report_rejects else None)
+    channels._setup(options)
     try:
         async with trio.open_nursery() as nursery:
             for name in _ROUTER_CHANNELS:

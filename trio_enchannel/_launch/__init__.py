@@ -5,4 +5,9 @@ May import: ``_remote``, ``_client``, ``_channels``, ``_io``, ``_wire`` and the 
 (``_errors``, ``_validate``, ``_util``).
 Beyond the standard library: trio, attrs, jupyter_core, and ipykernel when installed (its
 built-in ``python3`` spec).
+
+Inside, one job per module, each importing only those listed before it: ``_kernelspec``
+(finding kernelspecs), ``_argv`` (a kernel's command line and environment), ``_process`` (one
+process: spawn, output, signals, reaping), ``_ports`` (port collisions), ``_kernel`` (the
+:class:`Kernel` lifecycle), ``_open`` (:func:`open_kernel`).
 """

@@ -25,11 +25,10 @@ from typing import Any, Literal
 import attrs
 from jupyter_core.paths import jupyter_path
 
-from .._errors import ConfigurationError, EnchannelError, NoSuchKernel
+from .._errors import ConfigurationError, InvalidKernelSpec, NoSuchKernel
 from .._validate import check_bool, check_choice, check_str
 
 __all__ = [
-    "InvalidKernelSpec",
     "KernelSpec",
     "find_kernel_specs",
     "get_kernel_spec",
@@ -42,20 +41,6 @@ InterruptMode = Literal["signal", "message"]
 NATIVE_KERNEL_NAME = "python3"
 
 _NAME_RE = re.compile(r"^[a-z0-9._\-]+$", re.IGNORECASE)
-
-
-class InvalidKernelSpec(EnchannelError, ValueError):
-    """A ``kernel.json`` file (or a kernelspec dict) is unreadable or malformed.
-
-    The message names the file and the offending field.
-
-    Attributes:
-        path: the ``kernel.json`` file, when the spec came from one.
-    """
-
-    def __init__(self, message: str, *, path: Path | None = None) -> None:
-        super().__init__(message)
-        self.path = path
 
 
 def is_valid_kernel_name(name: str) -> bool:

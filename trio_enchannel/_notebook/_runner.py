@@ -51,8 +51,8 @@ from .._wire._outputs import ErrorInfo
 if TYPE_CHECKING:
     from .._client._client import KernelClient
     from .._client._execution import Execution
+    from .._launch._kernel import Kernel
     from .._launch._kernelspec import KernelSpec
-    from .._launch._launcher import Kernel
     from .._wire._message import Message
 
 __all__ = [
@@ -835,7 +835,7 @@ async def execute_notebook(
             nb, kernel, options, on_event, started, parameters, caller_owned=True
         )
     from .._launch._kernelspec import get_kernel_spec
-    from .._launch._launcher import open_kernel
+    from .._launch._open import open_kernel
 
     kernelspec = nb.get("metadata", {}).get("kernelspec") or {}
     name = kernel_name or kernelspec.get("name") or "python3"

@@ -12,38 +12,31 @@ from __future__ import annotations
 
 import logging
 import ssl
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, cast
 
 import attrs
 import trio
 
+from .._channels._core import ChannelHub, check_message
+from .._channels._interfaces import ChannelsListener, RejectListener
 from .._channels._views import (
     ChannelStatistics,
     IOPubChannel,
     MessageChannel,
     MultiplexedChannel,
     RejectedMessage,
-    _Counters,
 )
-from .._errors import (
-    KernelDied,
-    LocalProtocolError,
-    MalformedMessage,
-    RemoteProtocolError,
-)
-from .._io._fanout import Fanout
-from .._io._inbox import Inbox
-from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, DropLog, IOPubOverflow, must_drop
+from .._errors import KernelDied, RemoteProtocolError
+from .._io._errors import ConnectionLost
+from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, BufferOptions, IOPubOverflow
+from .._io._stats import PerChannel
 from .._util import unwrap_single, worth_logging
-from .._validate import check_bool, check_choice, check_int, check_seconds
+from .._validate import check_bool, check_choice, check_seconds
 from .._wire._framing import peek_channel
-from .._wire._message import CHANNEL_NAMES, ChannelName, Message
+from .._wire._message import ChannelName, Message
 from .._wire._session import Session
-from ._errors import ConnectionLost
 from ._link import KernelLink, LinkState, SubprotocolChoice
 from ._rest import RemoteServer, check_connection_options, check_kernel_id, open_remote_server
 
@@ -78,7 +71,7 @@ class RemoteConnectionStatistics:
 
 
 @attrs.frozen
-class RemoteChannelsStatistics:
+class RemoteChannelsStatistics(PerChannel):
     """A snapshot of every channel's counters, returned by :meth:`RemoteChannels.statistics`.
 
     Attributes:
@@ -94,24 +87,10 @@ class RemoteChannelsStatistics:
     connection: RemoteConnectionStatistics
     rejects_unreported: int = 0
 
-    def __getitem__(self, name: ChannelName) -> ChannelStatistics:
-        """The statistics of channel ``name``.
-
-        Raises:
-            KeyError: not a channel name.
-        """
-        if name not in CHANNEL_NAMES:
-            raise KeyError(name)
-        value: ChannelStatistics = getattr(self, name)
-        return value
-
     @property
     def rejected_total(self) -> int:
         """Rejected frames over all channels (and those of unknown channel)."""
-        return (
-            sum(self[name].rejected_total for name in CHANNEL_NAMES)
-            + self.connection.rejected_unknown_channel
-        )
+        return super().rejected_total + self.connection.rejected_unknown_channel
 
 
 class RemoteChannels:
@@ -139,61 +118,30 @@ class RemoteChannels:
         server: RemoteServer,
         kernel_id: str,
         session: Session,
-        *,
-        buffer_size: int,
-        iopub_buffer_size: int,
-        iopub_buffer_bytes: int,
-        iopub_overflow: IOPubOverflow,
-        multiplexed: bool,
-        report_rejects: int | None,
+        options: BufferOptions,
     ) -> None:
         self.server = server
         self.kernel_id = kernel_id
         self.session = session
-        self._buffer_size = buffer_size
-        self._iopub_buffer_size = iopub_buffer_size
-        self._iopub_buffer_bytes = iopub_buffer_bytes
-        self._iopub_drop = iopub_overflow == "drop"
         self._closed = False
-        self._counters = {name: _Counters() for name in CHANNEL_NAMES}
-        # Received messages wait for their consumer in one inbox per channel, or in one shared
-        # inbox in multiplexed mode (the views find them in _receivers / _multiplexed_receiver).
-        self._inboxes: dict[ChannelName, Inbox[Message]] = {}
-        self._receivers: dict[ChannelName, Inbox[Message]] = {}
-        self._multiplexed_receiver: Inbox[Message] | None = None
-        if multiplexed:
-            shared = Inbox[Message](senders=len(CHANNEL_NAMES))
-            self._multiplexed_receiver = shared
-            self._inboxes = dict.fromkeys(CHANNEL_NAMES, shared)
-        else:
-            for name in CHANNEL_NAMES:
-                self._inboxes[name] = self._receivers[name] = Inbox[Message]()
-        self._drop_log = DropLog(
-            logging.getLogger("trio_enchannel.channels"), "open_remote_channels"
+        self._hub = ChannelHub(
+            options,
+            send=self._send,
+            send_nowait=self._send_nowait,
+            opener="open_remote_channels",
+            source=f" from kernel {kernel_id}",
         )
-        self._rejects_send: trio.MemorySendChannel[RejectedMessage] | None = None
-        self._rejects_receive: trio.MemoryReceiveChannel[RejectedMessage] | None = None
-        if report_rejects is not None:
-            rsend, rreceive = trio.open_memory_channel[RejectedMessage](report_rejects)
-            self._rejects_send, self._rejects_receive = rsend, rreceive
-        self._rejects_unreported = 0
-        self._rejected_unknown = 0
-        # IOPub subscriptions (ch.iopub.subscribe): copies handed over by the reader.
-        self._iopub_fanout = Fanout()
-        self._counters["iopub"].fanout = self._iopub_fanout
-        self._listeners: list[Any] = []
+        self._listeners: list[ChannelsListener] = []
+        self._reject_listeners: list[RejectListener] = []
         self._taps: list[Callable[[Message], None]] = []
         self._dead = trio.Event()
         self._death: KernelDied | None = None
         self._link: KernelLink  # set by open_remote_channels
-        # The views are transport-agnostic: they call back _send, _send_nowait,
-        # _channel_statistics, _receivers and _multiplexed_receiver on their owner.
-        owner = cast(Any, self)
-        self.shell = MessageChannel(owner, "shell")
-        self.control = MessageChannel(owner, "control")
-        self.stdin = MessageChannel(owner, "stdin")
-        self.iopub = IOPubChannel(owner, "iopub")
-        self.multiplexed = MultiplexedChannel(owner)
+        self.shell = MessageChannel(self._hub, "shell")
+        self.control = MessageChannel(self._hub, "control")
+        self.stdin = MessageChannel(self._hub, "stdin")
+        self.iopub = IOPubChannel(self._hub, "iopub")
+        self.multiplexed = MultiplexedChannel(self._hub)
 
     def __repr__(self) -> str:
         return (
@@ -217,11 +165,9 @@ class RemoteChannels:
         Opt-in: ``open_remote_channels(..., report_rejects=True)``.
 
         Raises:
-            RuntimeError: the channels were opened without ``report_rejects=True``.
+            UsageError: the channels were opened without ``report_rejects=True``.
         """
-        if self._rejects_receive is None:
-            raise RuntimeError("ch.rejects needs open_remote_channels(..., report_rejects=True)")
-        return self._rejects_receive
+        return self._hub.rejects.receiver
 
     async def send(self, msg: Message) -> None:
         """Send ``msg`` on the channel named by ``msg.channel`` (shell, control or stdin).
@@ -236,41 +182,39 @@ class RemoteChannels:
             ConnectionLost: the websocket dropped while the frame was being written.
             trio.ClosedResourceError: the channels (or that channel) were closed.
         """
-        if not isinstance(msg, Message):
-            raise TypeError(f"expected a Message, got {type(msg).__name__}")
-        if msg.channel not in ("shell", "control", "stdin"):
-            raise LocalProtocolError(
-                f"cannot route a {msg.msg_type} message with channel={msg.channel!r}: "
-                "it must be 'shell', 'control' or 'stdin'"
-            )
-        endpoint: MessageChannel = getattr(self, msg.channel)
-        await endpoint.send(msg)
+        await self._hub.send(msg)
 
     def send_nowait(self, msg: Message) -> None:
-        """Always raises :class:`trio.WouldBlock`: a websocket frame cannot be written
-        without waiting. Use :meth:`send`.
+        """Send ``msg`` on the channel it names, now, or raise :class:`trio.WouldBlock`.
+
+        The message is encoded at once and queued for the websocket's writer, which writes
+        it in order with :meth:`send` (as ZeroMQ queues what ``Channels.send_nowait``
+        sends).
 
         Raises:
-            trio.WouldBlock: always (nothing was sent).
+            trio.WouldBlock: the websocket is reconnecting, or 1,000 messages already wait
+                to be written (nothing was sent).
+            LocalProtocolError, TypeError, KernelDied, trio.ClosedResourceError: as for
+                :meth:`send`.
         """
-        raise trio.WouldBlock
+        self._hub.send_nowait(msg)
 
     def statistics(self) -> RemoteChannelsStatistics:
         """A snapshot of every channel's counters and of the websocket connection."""
         link = self._link
         return RemoteChannelsStatistics(
-            shell=self._channel_statistics("shell"),
-            control=self._channel_statistics("control"),
-            stdin=self._channel_statistics("stdin"),
-            iopub=self._channel_statistics("iopub"),
+            shell=self._hub.statistics("shell"),
+            control=self._hub.statistics("control"),
+            stdin=self._hub.statistics("stdin"),
+            iopub=self._hub.statistics("iopub"),
             connection=RemoteConnectionStatistics(
                 state=link.state,
                 subprotocol=link.subprotocol,
                 connections=link.connections,
                 drops=link.drops,
-                rejected_unknown_channel=self._rejected_unknown,
+                rejected_unknown_channel=self._hub.rejects.unknown_channel,
             ),
-            rejects_unreported=self._rejects_unreported,
+            rejects_unreported=self._hub.rejects.unreported,
         )
 
     @property
@@ -285,19 +229,23 @@ class RemoteChannels:
         return self._link.state
 
     @property
-    def kernel_died(self) -> KernelDied | None:
-        """Why the kernel is gone, once it is; ``None`` while it lives."""
+    def died(self) -> KernelDied | None:
+        """Why the kernel is dead, once the server says so (reports it ``dead``, or no longer
+        has it) or could not be reached for ``reconnect_timeout``; ``None`` while it lives."""
         return self._death
 
     @property
     def kernel_unresponsive(self) -> bool:
-        """Whether the kernel cannot be reached now (websocket down, or kernel gone)."""
-        return self._link.state != "connected"
+        """Whether the kernel is declared unresponsive: for a remote kernel, only once it is
+        dead (:attr:`died`). A websocket that is reconnecting (:attr:`state`) is a passing
+        trouble: the kernel lives, and sends wait for the new connection."""
+        return self._death is not None
 
     @property
-    def unresponsive_reason(self) -> str:
-        """Why the kernel is gone (empty while it lives)."""
-        return self._death.reason if self._death is not None else ""
+    def unresponsive_error(self) -> KernelDied | None:
+        """The :class:`~trio_enchannel.KernelDied` describing why the kernel is dead, once it
+        is (:attr:`died`, what :meth:`wait_unresponsive` returns); ``None`` while it lives."""
+        return self._death
 
     async def wait_unresponsive(self) -> KernelDied:
         """Wait until the kernel is gone: it no longer exists on the server, the server
@@ -309,15 +257,29 @@ class RemoteChannels:
 
         Returns:
             The :class:`KernelDied` describing the death.
+
+        Raises:
+            trio.ClosedResourceError: the channels were (or get) closed while the kernel
+                lived.
         """
-        await self._dead.wait()
-        assert self._death is not None
+        await self._link.wait_ended()  # dead (reported before waiters run) or closed
+        if self._death is None:
+            raise trio.ClosedResourceError("the channels are closed")
         return self._death
 
     async def wait_responsive(self) -> None:
-        """Never returns: a remote kernel that is gone does not come back (this exists so
-        that callers written for :class:`~trio_enchannel.Channels` work unchanged)."""
-        await trio.sleep_forever()
+        """Return at once while the kernel lives (a websocket that is reconnecting does not
+        make it unresponsive, see :attr:`kernel_unresponsive`).
+
+        Raises:
+            KernelDied: the kernel is dead: a remote kernel that is gone never comes back.
+            trio.ClosedResourceError: the channels were closed.
+        """
+        await trio.lowlevel.checkpoint()
+        if self._death is not None:
+            raise KernelDied(self._death.reason)
+        if self._closed:
+            raise trio.ClosedResourceError("the channels are closed")
 
     async def wait_connected(self) -> None:
         """Wait until the websocket is up (at once unless it is reconnecting).
@@ -330,34 +292,46 @@ class RemoteChannels:
 
     @property
     def iopub_ready(self) -> bool:
-        """Whether IOPub messages flow: always, once connected (see
+        """Whether IOPub messages flow, which they do once connected (see
         :meth:`wait_iopub_ready`)."""
         return self._link.connections > 0
 
-    async def wait_iopub_ready(self) -> None:
+    async def wait_iopub_ready(
+        self, *, welcome_grace: float = 0.2, nudge_every: float = 0.5
+    ) -> None:
         """Wait until IOPub messages flow.
 
         The server establishes its subscription to the kernel's IOPub (nudging it with
         ``kernel_info`` requests) before it serves the websocket, so this only waits for the
-        connection.
+        connection. ``welcome_grace`` and ``nudge_every`` are checked as by
+        :meth:`Channels.wait_iopub_ready <trio_enchannel.Channels.wait_iopub_ready>` and
+        otherwise unused: the server does the nudging.
 
         Raises:
             KernelDied: the kernel is gone.
             trio.ClosedResourceError: the channels were closed.
+            ConfigurationError: ``welcome_grace`` is not >= 0 or ``nudge_every`` not > 0.
         """
+        check_seconds("welcome_grace", welcome_grace, allow_zero=True, allow_inf=True)
+        check_seconds("nudge_every", nudge_every)
         await self._link.wait_connected()
 
-    def add_listener(self, listener: Any) -> None:
+    def add_listener(self, listener: ChannelsListener) -> None:
         """Register an object told about troubles the moment they are noticed.
 
-        Called, when present: ``listener.connection_lost(error)`` when the websocket drops
-        (requests in flight should fail with ``error``, a
-        :class:`~trio_enchannel.ConnectionLost`), ``listener.kernel_restarted(reason)`` when
-        the server restarted the crashed kernel, ``listener.kernel_died(error)`` when the
-        kernel is gone. :class:`~trio_enchannel.KernelClient` registers itself. The calls
-        are synchronous, from the reader task: keep them short (an exception is logged).
+        Called: ``listener.connection_lost(error)`` when the websocket drops (requests in
+        flight should fail with ``error``, a :class:`~trio_enchannel.ConnectionLost`),
+        ``listener.kernel_restarted(reason)`` when the server restarted the crashed kernel,
+        ``listener.kernel_died(error)`` when the kernel is dead.
+        :class:`~trio_enchannel.KernelClient` registers itself. The calls are synchronous,
+        from the reader task: keep them short (an exception is logged).
         """
         self._listeners.append(listener)
+
+    def add_reject_listener(self, listener: RejectListener) -> None:
+        """Accepted for the interface :class:`~trio_enchannel.Channels` shares, never called:
+        messages are not signed on the websocket (the server verifies the kernel's)."""
+        self._reject_listeners.append(listener)
 
     @contextmanager
     def tap(self, callback: Callable[[Message], None]) -> Iterator[None]:
@@ -377,83 +351,50 @@ class RemoteChannels:
         """
         if not self._closed:
             self._closed = True
-            self._iopub_fanout.end()
+            self._hub.fanout.end()
             await self._link.aclose()
-            for name in CHANNEL_NAMES:  # the shared inbox of multiplexed mode: once per channel
-                self._inboxes[name].close_sender()
-            if self._rejects_send is not None:
-                self._rejects_send.close()
+            self._hub.end()
         await trio.lowlevel.checkpoint()
 
     # -- owner interface of the views -------------------------------------------------------
 
     async def _send(self, name: ChannelName, msg: Message) -> None:
-        if not isinstance(msg, Message):
-            raise TypeError(f"expected a Message, got {type(msg).__name__}")
-        if msg.channel is None:
+        if check_message(name, msg).channel is None:
             msg = attrs.evolve(msg, channel=name)
-        elif msg.channel != name:
-            raise LocalProtocolError(
-                f"a {msg.msg_type} message meant for {msg.channel!r} cannot go on {name!r}"
-            )
         if self._closed:
             raise trio.ClosedResourceError("the channels are closed")
         await self._link.send(msg)
-        self._counters[name].sent += 1
+        self._hub.counters[name].sent += 1
 
     def _send_nowait(self, name: ChannelName, msg: Message) -> None:
-        raise trio.WouldBlock
-
-    def _limits(self, name: ChannelName) -> tuple[int, int]:
-        """(messages, bytes) the buffer of channel ``name`` holds; bytes 0: no byte bound."""
-        if name == "iopub":
-            return self._iopub_buffer_size, self._iopub_buffer_bytes
-        return self._buffer_size, 0
-
-    def _channel_statistics(self, name: ChannelName) -> ChannelStatistics:
-        inbox = self._inboxes[name]
-        return self._counters[name].snapshot(name, len(inbox), inbox.nbytes, self._limits(name))
+        if check_message(name, msg).channel is None:
+            msg = attrs.evolve(msg, channel=name)
+        if self._closed:
+            raise trio.ClosedResourceError("the channels are closed")
+        self._link.send_nowait(msg)
+        self._hub.counters[name].sent += 1
 
     # -- link callbacks ---------------------------------------------------------------------
 
     async def _deliver(self, msg: Message, nbytes: int) -> None:
         """Hand one message over to its channel's buffer, applying its overflow policy.
 
-        Called by the websocket's only reader: while this waits, nothing else is read.
+        Called by the websocket's only reader: while this waits, nothing else is read. One
+        websocket carries every channel: while one consumer lags, the others wait too (and
+        pongs queue behind; the server buffers meanwhile).
         """
         name = msg.channel
         assert name is not None
-        counters = self._counters[name]
-        counters.received += 1
+        self._hub.counters[name].received += 1
         for tap in self._taps:
             tap(msg)
-        if name == "iopub" and self._iopub_fanout.subscriptions:
-            self._iopub_fanout.publish(msg, nbytes)
-        inbox = self._inboxes[name]
-        max_items, max_bytes = self._limits(name)
-        if name == "iopub" and self._iopub_drop:
-            # Full: keep only status messages (an execution ends with "idle"), and those only
-            # up to a hard cap; never wait, so the websocket keeps being read.
-            if must_drop(len(inbox), inbox.nbytes, nbytes, msg.msg_type, max_items, max_bytes):
-                counters.drop(msg.parent_id)
-                self._drop_log.dropped(name, max_items, max_bytes)
-                return
-        else:
-            max_bytes = max_bytes or sys.maxsize
-            if not inbox.closed and (len(inbox) >= max_items or inbox.nbytes >= max_bytes):
-                # One websocket carries every channel: while this consumer lags, the others
-                # wait too (and pongs queue behind; the server buffers meanwhile). Resume
-                # once the buffer is half empty, for a whole batch.
-                counters.stalls += 1
-                await inbox.wait_room(max_items // 2, max_bytes // 2)
-        if not inbox.put(msg, nbytes):
-            counters.discarded += 1
+        await self._hub.deliver(name, msg, nbytes)
 
     def _on_repaired(self, msg: Message) -> None:
         """Link callback: ``msg`` held invalid UTF-8, decoded as U+FFFD (counted, logged)."""
         name = msg.channel
         assert name is not None
-        count = self._counters[name].repaired()
+        count = self._hub.counters[name].repaired()
         if worth_logging(count):
             logger.warning(
                 "accepted a %s message from kernel %s on %s with invalid UTF-8, replaced with "
@@ -466,59 +407,31 @@ class RemoteChannels:
             )
 
     def _reject(self, frame: str | bytes, error: RemoteProtocolError) -> None:
-        name = peek_channel(frame)
-        if name == "iopub" and isinstance(error, MalformedMessage):
-            self._counters[name].lost(error.parent_id)
-        if name is None:
-            self._rejected_unknown += 1
-            count = self._rejected_unknown
-        else:
-            rejected = self._counters[name].rejected
-            count = rejected.get(error.reason, 0) + 1
-            rejected[error.reason] = count
-        if worth_logging(count):
-            logger.warning(
-                "rejected a frame from kernel %s (%s, channel %s, %d so far): %s",
-                self.kernel_id,
-                error.reason,
-                name,
-                count,
-                error,
-            )
-        if self._rejects_send is not None:
-            raw = frame.encode("utf-8", "surrogateescape") if isinstance(frame, str) else frame
-            record = RejectedMessage(cast(ChannelName, name), error, (raw,))
-            try:
-                self._rejects_send.send_nowait(record)
-            except trio.WouldBlock:
-                self._rejects_unreported += 1
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+        """Link callback: ``frame`` could not be decoded (counted, logged, reported)."""
+        raw = frame.encode("utf-8", "surrogateescape") if isinstance(frame, str) else frame
+        self._hub.reject(peek_channel(frame), (raw,), error)
 
-    def _notify(self, method: str, arg: object) -> None:
+    def _notify(self, call: Callable[[ChannelsListener], None], what: str) -> None:
         for listener in list(self._listeners):
-            fn = getattr(listener, method, None)
-            if fn is None:
-                continue
             try:
-                fn(arg)
+                call(listener)
             except Exception:  # a listener's bug must not stop the websocket reader
-                logger.exception("listener %r failed in %s", listener, method)
+                logger.exception("listener %r failed in %s", listener, what)
 
     def _on_connect(self) -> None:
         pass
 
     def _on_drop(self, error: ConnectionLost) -> None:
-        self._notify("connection_lost", error)
+        self._notify(lambda listener: listener.connection_lost(error), "connection_lost")
 
     def _on_restart(self, reason: str) -> None:
-        self._notify("kernel_restarted", reason)
+        self._notify(lambda listener: listener.kernel_restarted(reason), "kernel_restarted")
 
     def _on_dead(self, error: KernelDied) -> None:
         self._death = error
         self._dead.set()
-        self._iopub_fanout.end(error)
-        self._notify("kernel_died", error)
+        self._hub.fanout.end(error)
+        self._notify(lambda listener: listener.kernel_died(error), "kernel_died")
 
 
 @asynccontextmanager
@@ -602,8 +515,8 @@ async def open_remote_channels(
         subprotocol: ``"auto"`` (the binary ``v1.kernel.websocket.jupyter.org`` framing when
             the server offers it, else legacy JSON), ``"v1"`` (required) or ``"legacy"``.
         buffer_size: messages buffered per channel for shell, control and stdin (at least
-            1; in multiplexed mode, how full the shared buffer may be before the reader
-            waits for a message of those channels).
+            1: ``0`` means 1, as in every opener; in multiplexed mode, how full the shared
+            buffer may be before the reader waits for a message of those channels).
         iopub_buffer_size: messages buffered for IOPub (at least 1; ``None``: the default,
             10,000).
         iopub_buffer_bytes: bytes (the websocket frames' sizes) buffered for IOPub
@@ -639,19 +552,16 @@ async def open_remote_channels(
     if session is not None and not isinstance(session, Session):
         raise TypeError(f"session must be a Session or None, got {type(session).__name__}")
     check_choice("subprotocol", subprotocol, ("auto", "v1", "legacy"))
-    check_int("buffer_size", buffer_size, at_least=0)
-    if iopub_buffer_size is None:
-        iopub_buffer_size = IOPUB_BUFFER_SIZE
-    check_int("iopub_buffer_size", iopub_buffer_size, at_least=0)
-    check_int("iopub_buffer_bytes", iopub_buffer_bytes, at_least=1)
-    check_choice("iopub_overflow", iopub_overflow, ("wait", "drop"))
-    for label, flag in (
-        ("multiplexed", multiplexed),
-        ("report_rejects", report_rejects),
-        ("reconnect", reconnect),
-    ):
-        check_bool(label, flag)
-    check_int("rejects_buffer_size", rejects_buffer_size, at_least=1)
+    options = BufferOptions.build(
+        buffer_size=buffer_size,
+        iopub_buffer_size=iopub_buffer_size,
+        iopub_buffer_bytes=iopub_buffer_bytes,
+        iopub_overflow=iopub_overflow,
+        multiplexed=multiplexed,
+        report_rejects=report_rejects,
+        rejects_buffer_size=rejects_buffer_size,
+    )
+    check_bool("reconnect", reconnect)
     check_seconds("connect_timeout", connect_timeout, allow_inf=True)
     check_seconds("reconnect_timeout", reconnect_timeout, allow_inf=True)
     for label, value in (
@@ -663,17 +573,7 @@ async def open_remote_channels(
     async with _server_for(server, token, ssl_context, headers) as rest:
         if session is None:
             session = Session(session_id=uuid.uuid4().hex)
-        channels = RemoteChannels(
-            rest,
-            kernel_id,
-            session,
-            buffer_size=max(1, buffer_size),
-            iopub_buffer_size=max(1, iopub_buffer_size),
-            iopub_buffer_bytes=iopub_buffer_bytes,
-            iopub_overflow=iopub_overflow,
-            multiplexed=multiplexed,
-            report_rejects=rejects_buffer_size if report_rejects else None,
-        )
+        channels = RemoteChannels(rest, kernel_id, session, options)
         link = KernelLink(
             server=rest,
             kernel_id=kernel_id,

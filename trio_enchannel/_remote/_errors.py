@@ -1,13 +1,14 @@
-"""Errors specific to remote kernels (Jupyter Server / Enterprise Gateway)."""
+"""Errors specific to remote kernels (Jupyter Server / Enterprise Gateway).
+
+A dropped websocket is :class:`~trio_enchannel.ConnectionLost`, a
+:class:`trio.BrokenResourceError` too, in ``_io/_errors``.
+"""
 
 from __future__ import annotations
-
-import trio
 
 from .._errors import EnchannelError
 
 __all__ = [
-    "ConnectionLost",
     "RemoteAuthenticationError",
     "RemoteKernelNotFound",
     "RemoteServerError",
@@ -64,13 +65,3 @@ class RemoteKernelNotFound(RemoteServerError, LookupError):
 
     def __str__(self) -> str:  # LookupError would otherwise quote the message
         return str(self.args[0])
-
-
-class ConnectionLost(EnchannelError, trio.BrokenResourceError):
-    """The websocket to the server dropped.
-
-    Raised for every request that was waiting for a reply when the connection dropped: the
-    request may or may not have run on the kernel, and its reply (if any) is lost. The channels
-    reconnect on their own when the kernel is still alive; new requests work again once they
-    have.
-    """

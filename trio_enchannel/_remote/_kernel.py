@@ -17,6 +17,7 @@ import attrs
 import trio
 
 from .._errors import KernelDied, KernelStartupError
+from .._io._errors import ConnectionLost
 from .._util import unwrap_single
 from .._validate import (
     check_choice,
@@ -28,7 +29,7 @@ from .._validate import (
 )
 from .._wire._message import Message
 from ._channels import RemoteChannels, open_remote_channels
-from ._errors import ConnectionLost, RemoteServerError
+from ._errors import RemoteServerError
 from ._link import SubprotocolChoice
 from ._rest import (
     RemoteKernelModel,
@@ -82,12 +83,12 @@ class RemoteKernel:
     @property
     def died(self) -> KernelDied | None:
         """Set when the kernel is gone without being asked to (with the reason)."""
-        return self.channels.kernel_died
+        return self.channels.died
 
     @property
     def is_alive(self) -> bool:
         """Whether the kernel is believed alive (it may be briefly unreachable)."""
-        return not self._closed and self.channels.kernel_died is None
+        return not self._closed and self.channels.died is None
 
     def stderr_tail(self, max_lines: int | None = 40) -> str:
         """Always ``""``: a remote kernel's standard error stays on its host (the server or
@@ -152,7 +153,7 @@ class RemoteKernel:
                     await self.server.shutdown_kernel(self.kernel_id, missing_ok=True)
 
     def _check_alive(self) -> None:
-        death = self.channels.kernel_died
+        death = self.channels.died
         if death is not None:
             raise KernelDied(death.reason)
 
@@ -251,7 +252,7 @@ async def open_remote_kernel(
         ConfigurationError: an invalid option (a :class:`ValueError`).
         TypeError: an argument has the wrong type.
     """
-    from .._client._client import open_client
+    from .._client._client import CHANNEL_DEFAULTS, open_client
 
     check_connection_options(server=server, token=token, ssl_context=ssl_context, headers=headers)
     check_optional_str("name", name, nonempty=True)
@@ -271,7 +272,8 @@ async def open_remote_kernel(
     check_option_names(
         "client_options",
         check_mapping("client_options", client_options),
-        parameter_names(open_client, exclude={"info_or_channels"}),
+        # (not the ZeroMQ channel options of open_client: these channels are remote)
+        parameter_names(open_client, exclude={"info_or_channels", *CHANNEL_DEFAULTS}),
     )
     async with contextlib.AsyncExitStack() as stack:
         if isinstance(server, RemoteServer):

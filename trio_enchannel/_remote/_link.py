@@ -27,6 +27,7 @@ import logging
 import math
 import random
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Literal
@@ -35,15 +36,12 @@ import attrs
 import trio
 import trio_websocket
 
-from .._errors import KernelDied, MalformedMessage, RemoteProtocolError
+from .._errors import KernelDied, RemoteProtocolError
+from .._io._errors import ConnectionLost
+from .._io._stats import RecentIds, decoding_bug
 from .._wire._framing import V1_SUBPROTOCOL, decode_frame, encode_frame
 from .._wire._message import Message
-from ._errors import (
-    ConnectionLost,
-    RemoteAuthenticationError,
-    RemoteKernelNotFound,
-    RemoteServerError,
-)
+from ._errors import RemoteAuthenticationError, RemoteKernelNotFound, RemoteServerError
 from ._rest import RemoteServer
 from ._wsconnect import HandshakeFailed, open_kernel_websocket
 
@@ -63,6 +61,9 @@ VERIFY_WINDOW = 3.0
 
 #: Largest websocket message accepted from the server (kernel outputs can be large images).
 DEFAULT_MAX_MESSAGE_SIZE = 256 * 1024 * 1024
+
+#: Messages :meth:`KernelLink.send_nowait` queues for the connection's writer at most.
+SEND_QUEUE = 1000
 
 
 def _describe_close(reason: trio_websocket.CloseReason | None) -> str:
@@ -133,8 +134,12 @@ class KernelLink:
     _planned_reconnect: bool = False
     _dropped: bool = False
     _verify_next: bool = False
-    _probes: set[str] = attrs.Factory(set)
+    _probes: RecentIds = attrs.Factory(RecentIds)
     _probe_live: trio.Event | None = None
+    # send_nowait's messages (with their frame and its subprotocol), written in order by the
+    # connection's writer task, or by the next send() before its own frame.
+    _outbox: deque[tuple[Message, str | bytes, str | None]] = attrs.Factory(deque)
+    _writer_wakeup: trio.Event = attrs.Factory(trio.Event)
 
     @property
     def url(self) -> str:
@@ -168,23 +173,86 @@ class KernelLink:
             async with self._send_lock:
                 if ws is None or ws is not self._ws:
                     continue  # the connection changed while we waited for the lock
-                sent = False
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(self.send_timeout):
-                        try:
-                            await ws.send_message(frame)
-                            sent = True
-                        except trio_websocket.ConnectionClosed:
-                            pass
-                    if not sent:
-                        # Broken (or stuck, possibly with a partial frame on the stream):
-                        # end this connection; the reader reconnects.
-                        self._drop_reason = f"sending a {msg.msg_type} failed"
-                        self._abort_connection()
+                # What send_nowait queued goes first: messages leave in the order sent.
+                sent = await self._flush(ws) and await self._write(ws, frame, msg.msg_type)
             if sent:
                 return
             while self._ws is ws and self.state == "connected":
                 await self._changed.wait()
+
+    def send_nowait(self, msg: Message) -> None:
+        """Send one message without waiting: it is encoded now (an invalid message raises
+        before anything is queued) and written by the connection's writer task, in order with
+        :meth:`send`. Like :meth:`send`, a frame the connection broke under is written again
+        on the next connection.
+
+        Raises:
+            trio.WouldBlock: the link is not connected (it is reconnecting), or
+                :data:`SEND_QUEUE` messages already wait to be written (nothing was queued).
+            LocalProtocolError: the message cannot be encoded.
+            KernelDied: the kernel is gone.
+            trio.ClosedResourceError: the link was closed.
+        """
+        if self.state == "dead":
+            assert self.death is not None
+            raise self.death
+        if self.state == "closed":
+            raise trio.ClosedResourceError("the remote channels are closed")
+        if self.state != "connected" or self._ws is None or len(self._outbox) >= SEND_QUEUE:
+            raise trio.WouldBlock
+        frame = encode_frame(msg, self.subprotocol)
+        self._outbox.append((msg, frame, self.subprotocol))
+        self._writer_wakeup.set()
+
+    async def _write(
+        self, ws: trio_websocket.WebSocketConnection, frame: str | bytes, msg_type: str
+    ) -> bool:
+        """Write one frame, shielded from cancellation and bounded by ``send_timeout``;
+        return whether it was written. The caller holds the send lock."""
+        sent = False
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(self.send_timeout):
+                try:
+                    await ws.send_message(frame)
+                    sent = True
+                except trio_websocket.ConnectionClosed:
+                    pass
+            if not sent:
+                # Broken (or stuck, possibly with a partial frame on the stream): end this
+                # connection; the reader reconnects.
+                self._drop_reason = f"sending a {msg_type} failed"
+                self._abort_connection()
+        return sent
+
+    async def _flush(self, ws: trio_websocket.WebSocketConnection) -> bool:
+        """Write what :meth:`send_nowait` queued, oldest first; return whether all of it was
+        written (what was not stays queued for the next connection). The caller holds the
+        send lock."""
+        outbox = self._outbox
+        while outbox:
+            msg, frame, subprotocol = outbox[0]
+            if subprotocol != ws.subprotocol:
+                frame = encode_frame(msg, ws.subprotocol)
+                outbox[0] = (msg, frame, ws.subprotocol)
+            if not await self._write(ws, frame, msg.msg_type):
+                return False
+            outbox.popleft()
+        return True
+
+    async def _writer(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """One connection's writer of what :meth:`send_nowait` queued (once it is usable)."""
+        while True:
+            wakeup = self._writer_wakeup
+            if self.state in ("closed", "dead"):
+                return
+            if self.state == "connected" and self._outbox:
+                async with self._send_lock:
+                    if not await self._flush(ws):
+                        return
+                continue
+            await wakeup.wait()  # a new message, or a change of state (verified, closed...)
+            if self._writer_wakeup is wakeup:
+                self._writer_wakeup = trio.Event()
 
     async def wait_connected(self) -> None:
         """Wait until the websocket is up.
@@ -203,6 +271,13 @@ class KernelLink:
             if self.state == "closed":
                 raise trio.ClosedResourceError("the remote channels are closed")
             await self._changed.wait()
+
+    async def wait_ended(self) -> None:
+        """Wait until the link is ``closed`` or ``dead`` (at once if it is)."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self.state not in ("closed", "dead"):
+            await self._changed.wait()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -315,6 +390,7 @@ class KernelLink:
         self.state = state
         self._changed.set()
         self._changed = trio.Event()
+        self._writer_wakeup.set()
 
     def _abort_connection(self) -> None:
         # Ending _serve closes the websocket; with a partial frame on the stream the server
@@ -329,6 +405,7 @@ class KernelLink:
             if self.ping_interval is not None:
                 nursery.start_soon(self._pinger, ws, nursery.cancel_scope)
             nursery.start_soon(self._checker, nursery.cancel_scope)
+            nursery.start_soon(self._writer, ws)
             if self._verify_next:
                 self._verify_next = False
                 nursery.start_soon(self._verify_iopub, ws, nursery.cancel_scope)
@@ -346,9 +423,7 @@ class KernelLink:
                         self.reject(frame, exc)
                         continue
                     except Exception as exc:  # a decoding bug must not stop the reader
-                        logger.exception("unexpected error decoding a websocket frame")
-                        error = MalformedMessage(f"undecodable: {exc!r}", reason="undecodable")
-                        self.reject(frame, error)
+                        self.reject(frame, decoding_bug(logger, "a websocket frame", exc))
                         continue
                     if msg.parent_id in self._probes:
                         # Caused by our own liveness probes: not the caller's business.
@@ -425,8 +500,6 @@ class KernelLink:
         with trio.move_on_after(VERIFY_WINDOW):
             while not live.is_set():
                 probe = self.make_probe()
-                if len(self._probes) > 256:
-                    self._probes.clear()
                 self._probes.add(probe.msg_id)
                 frame = encode_frame(probe, ws.subprotocol)
                 async with self._send_lock:

@@ -109,12 +109,8 @@ def _build_message(
     buffers: Sequence[bytes | memoryview],
     channel: ChannelName,
 ) -> Message:
-    try:
-        header = Header.from_dict(header_dict)
-    except ValueError as exc:
-        raise MalformedMessage(str(exc), reason="bad_header") from exc
     return Message(
-        header=header,
+        header=Header.from_dict(header_dict),
         parent_header=parent,
         metadata=metadata,
         content=content,

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 import attrs
 
+from .._errors import MalformedMessage
+
 __all__ = ["CHANNEL_NAMES", "ChannelName", "Header", "Message", "parse_date"]
 
 ChannelName = Literal["shell", "control", "stdin", "iopub"]
@@ -105,15 +107,17 @@ class Header:
         """Build a header from its JSON object.
 
         Raises:
-            ValueError: ``msg_id`` or ``msg_type`` is missing or not a string, or another
-                standard key has the wrong type.
+            MalformedMessage: ``msg_id`` or ``msg_type`` is missing or not a string, or
+                another standard key has the wrong type (``reason`` ``"bad_header"``).
         """
         msg_id = data.get("msg_id")
         msg_type = data.get("msg_type")
         if not isinstance(msg_id, str) or not msg_id:
-            raise ValueError("header.msg_id must be a non-empty string")
+            raise MalformedMessage("header.msg_id must be a non-empty string", reason="bad_header")
         if not isinstance(msg_type, str) or not msg_type:
-            raise ValueError("header.msg_type must be a non-empty string")
+            raise MalformedMessage(
+                "header.msg_type must be a non-empty string", reason="bad_header"
+            )
         username = data.get("username", "")
         session = data.get("session", "")
         date = data.get("date", "")
@@ -126,9 +130,14 @@ class Header:
             ("version", version),
         ):
             if not isinstance(value, str):
-                raise ValueError(f"header.{name} must be a string, got {type(value).__name__}")
+                raise MalformedMessage(
+                    f"header.{name} must be a string, got {type(value).__name__}",
+                    reason="bad_header",
+                )
         if subshell_id is not None and not isinstance(subshell_id, str):
-            raise ValueError("header.subshell_id must be a string or null")
+            raise MalformedMessage(
+                "header.subshell_id must be a string or null", reason="bad_header"
+            )
         extra = {k: v for k, v in data.items() if k not in _HEADER_KEYS}
         return cls(
             msg_id=msg_id,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .._util import lazy_exports
 
-if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved lazily at runtime
+if TYPE_CHECKING:  # what type checkers see: the same names as _EXPORTS (a test checks)
     from ._fake_kernel import FakeKernel as FakeKernel
     from ._fake_kernel import open_fake_kernel as open_fake_kernel
     from ._fake_protocol import DEFAULT_KERNEL_INFO as DEFAULT_KERNEL_INFO
@@ -52,73 +52,44 @@ if TYPE_CHECKING:  # explicit re-exports for type checkers and IDEs; resolved la
     from ._script import Stream as Stream
     from ._script import UpdateDisplayData as UpdateDisplayData
 
-__all__ = [
-    "DEFAULT_KERNEL_INFO",
-    "ClearOutput",
-    "CommClose",
-    "CommMsg",
-    "CommOpen",
-    "DelayReply",
-    "DieMidRequest",
-    "DisplayData",
-    "DropReply",
-    "DuplicateReply",
-    "Error",
-    "FakeKernel",
-    "Fault",
-    "FloodIopub",
-    "ForgeSignature",
-    "Gate",
-    "Input",
-    "Malformed",
-    "Publish",
-    "ReplaySignature",
-    "ReplyAfterIdle",
-    "Result",
-    "Script",
-    "Sleep",
-    "Status",
-    "Step",
-    "StopHeartbeat",
-    "Stream",
-    "UpdateDisplayData",
-    "open_fake_kernel",
-]
-
-# Public name -> the private module that defines it (relative to this package).
-_LAZY: dict[str, str] = {
-    "DEFAULT_KERNEL_INFO": "._fake_protocol",
-    "ClearOutput": "._script",
-    "CommClose": "._script",
-    "CommMsg": "._script",
-    "CommOpen": "._script",
-    "DelayReply": "._script",
-    "DieMidRequest": "._script",
-    "DisplayData": "._script",
-    "DropReply": "._script",
-    "DuplicateReply": "._script",
-    "Error": "._script",
-    "FakeKernel": "._fake_kernel",
-    "Fault": "._script",
-    "FloodIopub": "._script",
-    "ForgeSignature": "._script",
-    "Gate": "._script",
-    "Input": "._script",
-    "Malformed": "._script",
-    "Publish": "._script",
-    "ReplaySignature": "._script",
-    "ReplyAfterIdle": "._script",
-    "Result": "._script",
-    "Script": "._script",
-    "Sleep": "._script",
-    "Status": "._script",
-    "Step": "._script",
-    "StopHeartbeat": "._script",
-    "Stream": "._script",
-    "UpdateDisplayData": "._script",
-    "open_fake_kernel": "._fake_kernel",
+# The public names, by the private module that defines each: imported on first use, and
+# shown as trio_enchannel.testing.<name> (see _util.lazy_exports).
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "._fake_kernel": ("FakeKernel", "open_fake_kernel"),
+    "._fake_protocol": ("DEFAULT_KERNEL_INFO",),
+    "._script": (
+        "ClearOutput",
+        "CommClose",
+        "CommMsg",
+        "CommOpen",
+        "DelayReply",
+        "DieMidRequest",
+        "DisplayData",
+        "DropReply",
+        "DuplicateReply",
+        "Error",
+        "Fault",
+        "FloodIopub",
+        "ForgeSignature",
+        "Gate",
+        "Input",
+        "Malformed",
+        "Publish",
+        "ReplaySignature",
+        "ReplyAfterIdle",
+        "Result",
+        "Script",
+        "Sleep",
+        "Status",
+        "Step",
+        "StopHeartbeat",
+        "Stream",
+        "UpdateDisplayData",
+    ),
 }
 
-
-if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error
-    __getattr__, __dir__ = lazy_exports(globals(), _LAZY)
+# Hidden from type checkers: a misspelt name is an error, and a star import gives them the
+# re-exports above (a computed __all__ would give them nothing).
+if not TYPE_CHECKING:
+    __all__ = sorted(name for names in _EXPORTS.values() for name in names)
+    __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Literal
@@ -16,7 +17,7 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from .._errors import ConnectionInfoError, LocalProtocolError
+from .._errors import ConnectionInfoError, LocalProtocolError, UsageError
 from .._kernel._side import KernelChannels, KernelStatistics, open_kernel_channels
 from .._validate import (
     check_bool,
@@ -164,10 +165,10 @@ class FakeKernel:
         """The kernel-side channels the fake kernel serves (for sending raw extras).
 
         Raises:
-            RuntimeError: the fake kernel was not started.
+            UsageError: the fake kernel was not started.
         """
         if self._channels is None:
-            raise RuntimeError("the fake kernel is not running; use open_fake_kernel()")
+            raise UsageError("the fake kernel is not running; use open_fake_kernel()")
         return self._channels
 
     @property
@@ -175,7 +176,7 @@ class FakeKernel:
         """Where the fake kernel listens, with its key: give it to the code under test.
 
         Raises:
-            RuntimeError: the fake kernel was not started.
+            UsageError: the fake kernel was not started.
         """
         return self.channels.connection_info
 
@@ -184,7 +185,7 @@ class FakeKernel:
         """The kernel's session (its key signs everything the fake kernel sends).
 
         Raises:
-            RuntimeError: the fake kernel was not started.
+            UsageError: the fake kernel was not started.
         """
         return self.channels.session
 
@@ -207,7 +208,7 @@ class FakeKernel:
         """The kernel-side counters (messages received, sent, rejected by reason, ...).
 
         Raises:
-            RuntimeError: the fake kernel was not started.
+            UsageError: the fake kernel was not started.
         """
         return self.channels.statistics()
 
@@ -313,7 +314,7 @@ class FakeKernel:
 
     # -- waiting --------------------------------------------------------------------------
 
-    async def wait_for_request(
+    async def wait_request(
         self,
         msg_type: str | None = None,
         *,
@@ -337,7 +338,21 @@ class FakeKernel:
                         return msg
                 await self._arrivals.park()
 
-    async def wait_for_subscriber(self, count: int = 1) -> None:
+    async def wait_for_request(
+        self,
+        msg_type: str | None = None,
+        *,
+        channel: ChannelName | None = None,
+    ) -> Message:
+        """Deprecated alias of :meth:`wait_request`."""
+        warnings.warn(
+            "FakeKernel.wait_for_request() is deprecated, use wait_request()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return await self.wait_request(msg_type, channel=channel)
+
+    async def wait_subscriber(self, count: int = 1) -> None:
         """Wait until ``count`` IOPub subscriptions have arrived in total.
 
         Raises:
@@ -345,7 +360,7 @@ class FakeKernel:
             trio.ClosedResourceError: the kernel is dead.
         """
         with trio.fail_after(self.timeout):
-            await self.channels.wait_for_subscriptions(count)
+            await self.channels.wait_subscriptions(count)
 
     async def wait_dead(self) -> None:
         """Wait until the kernel died or shut down and its sockets are closed.

@@ -12,7 +12,7 @@ Fixtures (all function-scoped; the async ones need pytest-trio):
     ``{"transport": "ipc"}`` or ``{"key": ""}``).
 ``fake_kernel_timeout``
     The default deadline, in seconds, of every wait the fake kernel offers tests
-    (:meth:`~trio_enchannel.testing.FakeKernel.wait_for_request` and friends) and of its
+    (:meth:`~trio_enchannel.testing.FakeKernel.wait_request` and friends) and of its
     start-up. Default 10 seconds; override the fixture to change it.
 ``fake_kernel``
     A running :class:`~trio_enchannel.testing.FakeKernel`, bound to free loopback ports, closed

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import attrs
 import trio
 
+from .._errors import ConfigurationError
+
 __all__ = [
     "ClearOutput",
     "CommClose",
@@ -280,7 +282,7 @@ class Script:
 
 def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+        raise ConfigurationError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
 
 
 @attrs.frozen
