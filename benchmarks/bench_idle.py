@@ -11,7 +11,7 @@ threads).
 
 Clients: trio-enchannel (``open_client``; heartbeat: ``open_channels``' default, a ping every
 second) and jupyter_client (``AsyncKernelClient.start_channels``; its heartbeat is a thread
-per client that pings every 3 seconds by default, ``time_to_dead``).
+per client that pings every second, its default ``time_to_dead``).
 
     python -m benchmarks idle
     BENCH_QUICK=1 python -m benchmarks idle    # 1 and 10 clients, short idle window
