@@ -14,7 +14,7 @@ import trio
 import trio.testing
 import zmq
 
-from tests._polling import assert_yields_every_few_calls
+from tests._polling import assert_yields_every_few_calls, poll_until
 from trio_enchannel import EncryptionUnavailable
 from trio_enchannel._io._zmq import (
     ZERO_COPY_THRESHOLD,
@@ -230,6 +230,36 @@ def _spin_until_receivable(sock: TrioSocket) -> None:
     while not sock.readiness()[0]:
         assert time.monotonic() < deadline, "the message never arrived"
         time.sleep(0.0005)  # not a Trio yield: lets the echo thread have the GIL
+
+
+async def test_receive_batch_woken_without_a_message_waits_again() -> None:
+    """The descriptor also signals what is not a message (here a peer connecting). Woken,
+    receive_batch() receives at once rather than reading EVENTS first; finding nothing
+    (EAGAIN: the socket is drained) it waits again, and a later message still wakes it."""
+    push = zmq_context().socket(zmq.PAIR)
+    push.linger = 0
+    try:
+        with TrioSocket("PAIR", linger=0) as pull:
+            url = pull.bind("tcp://127.0.0.1:0")
+            got: list[list[bytes]] = []
+
+            async def reader() -> None:
+                got.extend(_as_bytes(f) for f in await pull.receive_batch())
+
+            with trio.fail_after(TIMEOUT):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(reader)
+                    await trio.testing.wait_all_tasks_blocked()
+                    ops = pull._ops
+                    push.connect(url)
+                    # The connection wakes the reader, which looks and finds nothing.
+                    await poll_until(lambda: pull._ops != ops)
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert not got
+                    push.send_multipart([b"after", b"the wake-up"])
+            assert got == [[b"after", b"the wake-up"]]
+    finally:
+        push.close()
 
 
 @pytest.mark.parametrize("outcome", ["drains", "declines", "raises"])
