@@ -46,7 +46,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import psutil
@@ -55,7 +55,8 @@ import trio
 
 from trio_enchannel import ConnectionInfo, Message, Session, write_connection_file
 
-from ._msgspec import ReceivedMessages
+if TYPE_CHECKING:
+    from ._msgspec import ReceivedMessages
 
 IPYKERNEL_ARGV = (sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}")
 XEUS_PYTHON_ARGV = (sys.executable, "-m", "xpython_launcher", "-f", "{connection_file}")
@@ -213,7 +214,10 @@ async def kernel_process(
 
 @pytest.fixture
 async def ipykernel_process(tmp_path: Path) -> AsyncIterator[KernelProcess]:
-    """A running ipykernel (see the module docstring)."""
+    """A running ipykernel (see the module docstring); skips the test where ipykernel is not
+    installed."""
+    if importlib.util.find_spec("ipykernel") is None:
+        pytest.skip("ipykernel is not installed")
     async with kernel_process(tmp_path, IPYKERNEL_ARGV) as kernel:
         yield kernel
 
@@ -250,10 +254,14 @@ def received_messages(
     if request.node.get_closest_marker("kernel") is None:
         yield None
         return
+    # The message schemas come with jupyter_kernel_test (which brings jupyter_client): a
+    # real-kernel test does not run unchecked.
+    pytest.importorskip("jupyter_kernel_test", reason="validates what real kernels send")
     import jupyter_client.session
 
-    from trio_enchannel._remote import _link
     from trio_enchannel._wire._framing import decode_frame
+
+    from ._msgspec import ReceivedMessages
 
     # Every message of a type up to 1000 per test, then one in 100 (floods).
     received = ReceivedMessages(full=1000, sample=100)
@@ -276,7 +284,10 @@ def received_messages(
         return msg
 
     monkeypatch.setattr(Session, "deserialize", deserialize)
-    monkeypatch.setattr(_link, "decode_frame", decode)
+    if importlib.util.find_spec("trio_websocket") is not None:  # the remote extra
+        from trio_enchannel._remote import _link
+
+        monkeypatch.setattr(_link, "decode_frame", decode)
     monkeypatch.setattr(jupyter_client.session.Session, "deserialize", jupyter_client_deserialize)
     yield received
     if received.problems:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -22,6 +23,11 @@ import trio
 from trio_enchannel._cli._common import EXIT_OUTPUT_LOST, EXIT_STATUSES
 
 from .conftest import KernelProcess
+
+#: Notebooks need the notebook extra (nbformat); without it the CLI refuses every notebook.
+needs_nbformat = pytest.mark.skipif(
+    importlib.util.find_spec("nbformat") is None, reason="the notebook extra"
+)
 
 # A 1x1 PNG.
 PNG = base64.b64decode(
@@ -219,6 +225,7 @@ async def test_unknown_kernel_lists_the_kernels_that_exist(tmp_path: Path) -> No
     assert "Traceback" not in done.stderr
 
 
+@needs_nbformat
 async def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     done = await cli(tmp_path, "run", "nothing-here.py")
     assert (done.returncode, done.stderr.strip()) == (
@@ -232,6 +239,7 @@ async def test_missing_file_is_a_usage_error(tmp_path: Path) -> None:
     )
 
 
+@needs_nbformat
 async def test_invalid_notebook_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "broken.ipynb").write_text("{not json")
     done = await cli(tmp_path, "run", "broken.ipynb")
@@ -552,6 +560,7 @@ async def test_notebook_stops_at_the_first_error_and_writes_outputs(tmp_path: Pa
     assert nbformat.read(tmp_path / "nb.ipynb", as_version=4).cells[1].outputs == []
 
 
+@needs_nbformat
 def test_notebook_cell_whose_output_was_dropped_is_incomplete_and_exit_status_4(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,6 +14,9 @@ import trio
 
 from .test_cli import TIMEOUT, _notebook, cli, running
 
+# Running notebooks needs the notebook extra; without it the CLI refuses every notebook.
+pytest.importorskip("nbformat", reason="the notebook extra")
+
 kernel = pytest.mark.kernel
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.connect import write_connection_file as jc_write_connection_file
 
 from trio_enchannel import ConnectionInfo, ConnectionInfoError, write_connection_file
 
 
 def test_loads_file_written_by_jupyter_client(tmp_path: Path) -> None:
-    fname, cfg = jc_write_connection_file(
+    jc_connect = pytest.importorskip("jupyter_client.connect")
+    fname, cfg = jc_connect.write_connection_file(
         str(tmp_path / "kernel.json"), ip="127.0.0.1", key=b"abc", kernel_name="python3"
     )
     info = ConnectionInfo.from_file(fname)
@@ -28,7 +28,8 @@ def test_loads_file_written_by_jupyter_client(tmp_path: Path) -> None:
 
 
 def test_loads_ipc_file_written_by_jupyter_client(tmp_path: Path) -> None:
-    fname, cfg = jc_write_connection_file(
+    jc_connect = pytest.importorskip("jupyter_client.connect")
+    fname, cfg = jc_connect.write_connection_file(
         str(tmp_path / "kernel.json"), ip=str(tmp_path / "sock"), transport="ipc", key=b"k"
     )
     info = ConnectionInfo.from_file(fname)

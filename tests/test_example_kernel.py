@@ -20,9 +20,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar, Literal
 
-import jupyter_kernel_test
 import pytest
 import trio
+
+pytest.importorskip("jupyter_kernel_test", reason="its message schemas validate what kernels send")
+
+import jupyter_kernel_test
 from jupyter_kernel_test.msgspec_v5 import validate_message
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "trio_calc"

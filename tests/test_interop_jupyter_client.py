@@ -7,12 +7,15 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jupyter_client.session import Session as JCSession
-from jupyter_client.session import has_orjson
 
 from trio_enchannel import DELIMITER, InvalidSignature, Session
 
 from . import strategies as s
+
+pytest.importorskip("jupyter_client", reason="differential tests against jupyter_client")
+
+from jupyter_client.session import Session as JCSession
+from jupyter_client.session import has_orjson
 
 SCHEMES = ["hmac-sha256", "hmac-sha512", "hmac-md5", "hmac-sha1"]
 

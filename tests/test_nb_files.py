@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import stat
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ import pytest
 from trio_enchannel._errors import EnchannelError, OutputPathError
 from trio_enchannel._notebook._files import check_output_path, write_notebook_file
 
-nbformat: Any = importlib.import_module("nbformat")
+nbformat: Any = pytest.importorskip("nbformat")
 
 
 def _notebook(text: str = "print(1)") -> Any:

@@ -8,7 +8,6 @@ translations and read the values back.
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import keyword
 import math
@@ -30,7 +29,7 @@ from trio_enchannel._notebook._parameters import (
     translate_parameters,
 )
 
-nbformat: Any = importlib.import_module("nbformat")
+nbformat: Any = pytest.importorskip("nbformat")
 
 papermill_translators = pytest.importorskip("papermill.translators")
 papermill_parameterize = pytest.importorskip("papermill.parameterize")

@@ -12,7 +12,6 @@ import trio
 import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
-from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 
 from trio_enchannel import (
     ErrorInfo,
@@ -301,6 +300,7 @@ def test_update_of_an_execute_result_keeps_its_count() -> None:
 
 def test_outputs_are_valid_nbformat() -> None:
     nbformat = pytest.importorskip("nbformat")
+    jsonschema = pytest.importorskip("jsonschema")
     acc = feed(
         stream("a\rb\n"),
         stream("err", "stderr"),
@@ -313,7 +313,7 @@ def test_outputs_are_valid_nbformat() -> None:
     nb.cells.append(cell)
     # nbformat's own v4 schema, without the (slow to load) string-format checkers.
     schema_file = Path(nbformat.__file__).parent / "v4" / "nbformat.v4.schema.json"
-    Draft4Validator(json.loads(schema_file.read_text())).validate(nb)
+    jsonschema.Draft4Validator(json.loads(schema_file.read_text())).validate(nb)
 
 
 # -- result types -------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import pickle
 import subprocess
 import sys
@@ -18,6 +19,13 @@ import trio_enchannel
 import trio_enchannel.testing
 
 PUBLIC_MODULES = ["trio_enchannel", "trio_enchannel.testing"]
+
+# Resolving every public name imports the remote names too: they need the remote extra.
+needs_remote = pytest.mark.skipif(
+    not all(importlib.util.find_spec(name) for name in ("trio_websocket", "httpx")),
+    reason="the remote extra",
+)
+EVERY_NAME_MODULES = [pytest.param("trio_enchannel", marks=needs_remote), "trio_enchannel.testing"]
 
 
 def _run_fresh(code: str) -> str:
@@ -59,7 +67,7 @@ def test_a_public_name_imports_only_what_it_needs() -> None:
     assert out.split() == ["True", "False"]
 
 
-@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+@pytest.mark.parametrize("module_name", EVERY_NAME_MODULES)
 def test_every_public_name_resolves_and_is_listed_by_dir(module_name: str) -> None:
     module = importlib.import_module(module_name)
     names: list[str] = module.__all__
@@ -71,6 +79,7 @@ def test_every_public_name_resolves_and_is_listed_by_dir(module_name: str) -> No
         assert vars(module)[name] is value  # cached after the first lookup
 
 
+@needs_remote
 def test_public_names_are_the_objects_their_private_modules_define() -> None:
     assert (
         trio_enchannel.Session is importlib.import_module("trio_enchannel._wire._session").Session
@@ -83,7 +92,7 @@ def test_public_names_are_the_objects_their_private_modules_define() -> None:
     )
 
 
-@pytest.mark.parametrize("module_name", ["trio_enchannel", "trio_enchannel.testing"])
+@pytest.mark.parametrize("module_name", EVERY_NAME_MODULES)
 def test_star_import_gives_every_public_name(module_name: str) -> None:
     module = importlib.import_module(module_name)
     namespace: dict[str, object] = {}
@@ -148,7 +157,7 @@ def test_type_checkers_see_exactly_the_exported_names(module_name: str) -> None:
     assert sorted(module.__all__) == sorted(n for names in exports.values() for n in names)
 
 
-@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+@pytest.mark.parametrize("module_name", EVERY_NAME_MODULES)
 def test_public_classes_and_functions_name_their_public_module(module_name: str) -> None:
     module = importlib.import_module(module_name)
     for name in module.__all__:
@@ -161,7 +170,7 @@ def test_public_classes_and_functions_name_their_public_module(module_name: str)
 _UNRESOLVABLE_BEFORE = {"CellOutput", "Kernel"}
 
 
-@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+@pytest.mark.parametrize("module_name", EVERY_NAME_MODULES)
 def test_public_classes_keep_their_type_hints(module_name: str) -> None:
     # get_type_hints looks string annotations up in the module __module__ names: the
     # package, which lacks the private names they use, unless they were evaluated before.

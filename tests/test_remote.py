@@ -14,6 +14,12 @@ import trio
 from tests._polling import poll_until
 from trio_enchannel import KernelDied, LocalProtocolError, NoSuchKernel
 from trio_enchannel._client._client import InputRequest
+from trio_enchannel._wire._framing import V1_SUBPROTOCOL
+
+pytest.importorskip("trio_websocket", reason="the remote extra")
+pytest.importorskip("httpx", reason="the remote extra")
+pytest.importorskip("jupyter_server", reason="starts a Jupyter Server")
+
 from trio_enchannel._remote._channels import open_remote_channels
 from trio_enchannel._remote._errors import (
     RemoteAuthenticationError,
@@ -22,7 +28,6 @@ from trio_enchannel._remote._errors import (
 )
 from trio_enchannel._remote._kernel import open_remote_kernel
 from trio_enchannel._remote._rest import normalize_server_url, open_remote_server
-from trio_enchannel._wire._framing import V1_SUBPROTOCOL
 from trio_enchannel.testing._jupyter_server import (
     LocalServer,
     LocalServerError,

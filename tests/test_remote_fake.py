@@ -12,14 +12,19 @@ from typing import Protocol
 import pytest
 import trio
 import trio.testing
-import trio_websocket
 
 from trio_enchannel import ConfigurationError, KernelDied, LocalProtocolError, Message, open_client
 from trio_enchannel._channels._interfaces import ClientChannels
-from trio_enchannel._remote._channels import open_remote_channels
-from trio_enchannel._remote._errors import RemoteAuthenticationError, RemoteKernelNotFound
 from trio_enchannel._wire._framing import V1_SUBPROTOCOL, decode_frame, encode_frame
 from trio_enchannel._wire._session import Session
+
+pytest.importorskip("trio_websocket", reason="the remote extra")
+pytest.importorskip("httpx", reason="the remote extra")
+
+import trio_websocket
+
+from trio_enchannel._remote._channels import open_remote_channels
+from trio_enchannel._remote._errors import RemoteAuthenticationError, RemoteKernelNotFound
 
 KERNEL = "k1"
 TOKEN = "secret-token"

@@ -10,9 +10,6 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jupyter_client.jsonutil import json_default
-from jupyter_client.session import Session as JCSession
-from jupyter_server.services.kernels.connection import base as _jsbase
 
 from trio_enchannel import CHANNEL_NAMES, Header, LocalProtocolError, MalformedMessage, Message
 from trio_enchannel._wire._framing import (
@@ -26,6 +23,13 @@ from trio_enchannel._wire._framing import (
     legacy_binary_layout,
 )
 from trio_enchannel._wire._session import Session, _encode_part
+
+pytest.importorskip("jupyter_client", reason="differential tests against jupyter_client")
+pytest.importorskip("jupyter_server", reason="differential tests against jupyter_server")
+
+from jupyter_client.jsonutil import json_default
+from jupyter_client.session import Session as JCSession
+from jupyter_server.services.kernels.connection import base as _jsbase
 
 # jupyter_server's own framing functions (untyped upstream), the reference to interoperate with.
 serialize_msg_to_ws_v1: Callable[..., bytes] = _jsbase.serialize_msg_to_ws_v1

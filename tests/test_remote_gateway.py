@@ -22,9 +22,14 @@ from pathlib import Path
 import pytest
 import trio
 
+from trio_enchannel._wire._framing import V1_SUBPROTOCOL
+
+pytest.importorskip("trio_websocket", reason="the remote extra")
+pytest.importorskip("httpx", reason="the remote extra")
+pytest.importorskip("jupyter_server", reason="starts a Jupyter Server")
+
 from trio_enchannel._remote._kernel import open_remote_kernel
 from trio_enchannel._remote._rest import open_remote_server
-from trio_enchannel._wire._framing import V1_SUBPROTOCOL
 from trio_enchannel.testing._jupyter_server import LocalServer, start_local_server, wait_until_ready
 
 pytestmark = [pytest.mark.remote, pytest.mark.kernel]

@@ -9,6 +9,11 @@ import pytest
 import trio
 
 from trio_enchannel import ConnectionLost, KernelDied
+
+pytest.importorskip("trio_websocket", reason="the remote extra")
+pytest.importorskip("httpx", reason="the remote extra")
+pytest.importorskip("jupyter_server", reason="starts a Jupyter Server")
+
 from trio_enchannel._remote._kernel import open_remote_kernel
 from trio_enchannel.testing._jupyter_server import LocalServer, start_local_server, wait_until_ready
 

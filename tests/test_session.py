@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 import math
 import os
@@ -27,6 +28,7 @@ from trio_enchannel import (
     Session,
     UnsignedMessage,
 )
+from trio_enchannel._wire import _session as codec
 
 from . import strategies as s
 
@@ -197,6 +199,52 @@ def test_invalid_utf8_is_replaced_as_jupyter_client_does_and_counted(
     assert receiver.invalid_utf8 == (1 if invalid else 0)
     if invalid:
         assert "\ufffd" in json.dumps(out.content, ensure_ascii=False) + out.metadata["m"]
+
+
+_wire_oddities = st.sampled_from(
+    [
+        b'"\\ud800"',  # a lone surrogate escape: decoded as the lone surrogate
+        b"18446744073709551616",  # beyond 64 bits: stays an exact int
+        b"-9223372036854775809",
+        b"1e400",  # beyond a double: infinity, as json.loads reads it
+        b'"caf\xc3\xa9"',
+        b'"\xff"',  # invalid UTF-8: repaired and counted
+        b"[1, 2.5, true, null]",
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    key=s.keys,
+    content=s.json_objects,
+    odd=st.lists(_wire_oddities, max_size=3),
+    gc_enabled=st.booleans(),
+)
+def test_large_content_decodes_as_small_content_and_keeps_the_gc_state(
+    key: str, content: dict[str, Any], odd: list[bytes], gc_enabled: bool
+) -> None:
+    """A content frame of at least _PAUSE_GC_AT bytes is decoded with the garbage collector
+    paused: to the same value (and the same repair count) as any other frame, and the
+    collector is left enabled or disabled as it was."""
+    sender, receiver = pair(key)
+    frames = [bytes(f) for f in sender.serialize(sender.message("stream", {}))]
+    at = frames.index(DELIMITER)
+    fields = b"".join(b',"odd%d":%s' % (i, raw) for i, raw in enumerate(odd))
+    padding = b"x" * codec._PAUSE_GC_AT
+    raw = json.dumps(content).encode()[:-1] + (b", " if content else b"")
+    raw += b'"pad":"' + padding + b'"' + fields + b"}"
+    parts = [frames[at + 2], frames[at + 3], frames[at + 4], raw]
+    frames[at + 1 :] = [sender.sign(parts), *parts]
+    was = gc.isenabled()
+    (gc.enable if gc_enabled else gc.disable)()
+    try:
+        out = receiver.deserialize([*frames[:-1], memoryview(raw)])
+        assert gc.isenabled() == gc_enabled
+    finally:
+        (gc.enable if was else gc.disable)()
+    assert out.content == json.loads(raw.decode("utf-8", "replace"))
+    assert receiver.invalid_utf8 == (0 if _is_utf8(raw) else 1)
 
 
 def _is_utf8(raw: bytes) -> bool:
@@ -404,10 +452,15 @@ def test_replay_history_is_bounded_and_forgets_oldest() -> None:
     sent = [sender.serialize(sender.message("status")) for _ in range(5)]
     for frames in sent:
         receiver.deserialize(frames)
-    assert len(receiver._seen) == 3
-    receiver.deserialize(sent[0])  # forgotten: accepted again
-    with pytest.raises(DuplicateSignature):
-        receiver.deserialize(sent[4])
+    for frames in sent[2:]:  # the three newest are remembered (a rejection records nothing)
+        with pytest.raises(DuplicateSignature):
+            receiver.deserialize(frames)
+    receiver.deserialize(sent[0])  # the two oldest were forgotten: accepted again,
+    receiver.deserialize(sent[1])  # each now remembered in place of the oldest (2, then 3)
+    receiver.deserialize(sent[2])
+    for frames in (sent[0], sent[1], sent[2]):
+        with pytest.raises(DuplicateSignature):
+            receiver.deserialize(frames)
 
 
 def test_replay_history_is_per_session() -> None:

@@ -8,6 +8,7 @@ client next to real executions on ipykernel.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 from collections import deque
 from typing import Any
@@ -19,7 +20,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_channels import RawKernel, raw_kernel
-from tests.test_remote_fake import KERNEL, TOKEN, FakeConnection, serving
 from trio_enchannel import (
     Channels,
     ConfigurationError,
@@ -33,7 +33,13 @@ from trio_enchannel import (
     open_client,
 )
 from trio_enchannel._io._fanout import Fanout
-from trio_enchannel._remote._channels import open_remote_channels
+
+# The websocket channels need the remote extra; the rest of this module does not.
+HAS_REMOTE = all(importlib.util.find_spec(name) for name in ("trio_websocket", "httpx"))
+needs_remote = pytest.mark.skipif(not HAS_REMOTE, reason="needs the remote extra")
+if HAS_REMOTE:
+    from tests.test_remote_fake import KERNEL, TOKEN, FakeConnection, serving
+    from trio_enchannel._remote._channels import open_remote_channels
 
 TIMEOUT = 20
 SESSION = Session(session_id="kernel")
@@ -492,6 +498,7 @@ async def test_zmq_closing_the_channels_ends_every_subscription() -> None:
 # -- websocket (remote) channels -----------------------------------------------------------
 
 
+@needs_remote
 async def test_remote_subscriptions_copy_iopub_and_end_with_the_kernel() -> None:
     async def script(conn: FakeConnection) -> None:
         request = await conn.receive()
@@ -531,6 +538,7 @@ async def test_remote_subscriptions_copy_iopub_and_end_with_the_kernel() -> None
                     pytest.fail("subscribed after the kernel died")
 
 
+@needs_remote
 async def test_remote_closing_ends_subscriptions() -> None:
     async def script(conn: FakeConnection) -> None:
         await conn.answer_forever()
@@ -551,6 +559,7 @@ async def test_remote_closing_ends_subscriptions() -> None:
                 await sub.receive()
 
 
+@needs_remote
 async def test_remote_client_subscribe() -> None:
     async def script(conn: FakeConnection) -> None:
         await conn.answer_forever()

@@ -19,12 +19,13 @@ import stat
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pytest
 import trio
 
+import trio_enchannel
 from trio_enchannel import (
     ConfigurationError,
     ConnectionInfo,
@@ -42,14 +43,32 @@ from trio_enchannel import (
     open_client,
     open_kernel,
     open_kernel_channels,
-    open_remote_channels,
-    open_remote_kernel,
-    open_remote_server,
     write_connection_file,
 )
 from trio_enchannel.testing import DelayReply, FakeKernel, open_fake_kernel
 
 TIMEOUT = 20
+
+
+def _remote(name: str) -> Callable[..., Any]:
+    """``trio_enchannel.<name>``, imported when called: without the remote extra, the rows
+    and tests that call it are skipped and the rest of this module runs."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        for module in ("trio_websocket", "httpx"):
+            pytest.importorskip(module, reason="the remote extra")
+        return getattr(trio_enchannel, name)(*args, **kwargs)
+
+    call.__qualname__ = name
+    return call
+
+
+if TYPE_CHECKING:
+    from trio_enchannel import open_remote_channels, open_remote_kernel, open_remote_server
+else:
+    open_remote_channels = _remote("open_remote_channels")
+    open_remote_kernel = _remote("open_remote_kernel")
+    open_remote_server = _remote("open_remote_server")
 
 # A connection nobody listens on: opening channels to it does no harm, and an argument error
 # must be raised before even that.

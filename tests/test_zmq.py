@@ -14,7 +14,7 @@ import trio
 import trio.testing
 import zmq
 
-from tests._polling import assert_yields_every_few_calls
+from tests._polling import assert_yields_every_few_calls, poll_until
 from trio_enchannel import EncryptionUnavailable
 from trio_enchannel._io._zmq import (
     ZERO_COPY_THRESHOLD,
@@ -149,10 +149,19 @@ async def test_stress_concurrent_senders_with_trio_peer(batch_reader: bool | str
                     await _round_trips(dealer, senders=4, trips=400, batch_reader=batch_reader)
 
 
-async def test_edge_consumed_by_another_call_still_wakes_the_reader() -> None:
+@pytest.mark.parametrize("call", ["get_option", "readiness"])
+async def test_edge_consumed_by_another_call_still_wakes_the_reader(call: str) -> None:
     """Deterministic form of the lost wake-up: the reader waits on the descriptor, a message
     arrives, and libzmq processes it during another task's call on the socket (consuming the
-    descriptor's edge) before the event loop polls. The reader must still wake up."""
+    descriptor's edge) before the event loop polls. The reader must still wake up: the call
+    re-reads EVENTS and wakes it. ``get_option`` goes the way of every send, receive and
+    option call; ``readiness`` is the EVENTS read itself."""
+
+    def receivable(sock: TrioSocket) -> bool:
+        if call == "get_option":
+            return bool(int(sock.get_option("EVENTS")) & zmq.POLLIN)
+        return sock.readiness()[0]
+
     with thread_echo_router() as url, TrioSocket("DEALER", linger=0) as dealer:
         dealer.connect(url)
         received: list[list[bytes]] = []
@@ -165,17 +174,13 @@ async def test_edge_consumed_by_another_call_still_wakes_the_reader() -> None:
                 nursery.start_soon(reader)
                 await trio.testing.wait_all_tasks_blocked()
                 dealer.send_multipart_nowait([b"ping"])
-                # Without yielding, let libzmq take in the echo: this clears the descriptor,
-                # as any libzmq call might. (Raw access: it stands for libzmq's own work.)
-                raw = dealer._sock
-                deadline = time.monotonic() + 10
-                while not int(raw.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                # Without yielding, call into libzmq until it has taken in the echo: the call
+                # that does so clears the descriptor's edge, so the event loop alone would
+                # never wake the reader (which must end for the nursery to).
+                deadline = time.monotonic() + TIMEOUT
+                while not receivable(dealer):
                     assert time.monotonic() < deadline, "echo never arrived"
-                # The next call through the adapter must notice and wake the reader.
-                dealer.send_multipart_nowait([b"pong"])
-        assert received[0] == [b"ping"]
-        with trio.fail_after(TIMEOUT):
-            assert _as_bytes(await dealer.receive_multipart()) == [b"pong"]
+        assert received == [[b"ping"]]
 
 
 async def test_receive_batch_never_trusts_a_stale_drained_state() -> None:
@@ -219,13 +224,42 @@ async def test_receive_batch_is_a_checkpoint_and_respects_its_limit() -> None:
 
 
 def _spin_until_receivable(sock: TrioSocket) -> None:
-    """Let libzmq take in a message without yielding (raw access: stands for libzmq's own
-    work; it clears the descriptor's edge as any call might)."""
-    raw = sock._sock
+    """Let libzmq take in a message without yielding to Trio: ask the socket (an EVENTS read,
+    which clears the descriptor's edge as any libzmq call might) until it has one."""
     deadline = time.monotonic() + TIMEOUT
-    while not int(raw.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+    while not sock.readiness()[0]:
         assert time.monotonic() < deadline, "the message never arrived"
         time.sleep(0.0005)  # not a Trio yield: lets the echo thread have the GIL
+
+
+async def test_receive_batch_woken_without_a_message_waits_again() -> None:
+    """The descriptor also signals what is not a message (here a peer connecting). Woken,
+    receive_batch() receives at once rather than reading EVENTS first; finding nothing
+    (EAGAIN: the socket is drained) it waits again, and a later message still wakes it."""
+    push = zmq_context().socket(zmq.PAIR)
+    push.linger = 0
+    try:
+        with TrioSocket("PAIR", linger=0) as pull:
+            url = pull.bind("tcp://127.0.0.1:0")
+            got: list[list[bytes]] = []
+
+            async def reader() -> None:
+                got.extend(_as_bytes(f) for f in await pull.receive_batch())
+
+            with trio.fail_after(TIMEOUT):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(reader)
+                    await trio.testing.wait_all_tasks_blocked()
+                    ops = pull._ops
+                    push.connect(url)
+                    # The connection wakes the reader, which looks and finds nothing.
+                    await poll_until(lambda: pull._ops != ops)
+                    await trio.testing.wait_all_tasks_blocked()
+                    assert not got
+                    push.send_multipart([b"after", b"the wake-up"])
+            assert got == [[b"after", b"the wake-up"]]
+    finally:
+        push.close()
 
 
 @pytest.mark.parametrize("outcome", ["drains", "declines", "raises"])
@@ -267,16 +301,15 @@ async def test_receive_hook_takes_ready_messages_before_waking_the_waiter(outcom
                 dealer.send_multipart_nowait([b"hello"])
                 identity, _ = peer_receives()
                 peer.send_multipart([identity, b"ping"])
+                # Without yielding: the call that finds "ping" ready (an EVENTS read) runs the
+                # hook before it would wake the waiter.
                 _spin_until_receivable(dealer)
-                dealer.send_multipart_nowait([b"hush"])  # finds "ping" ready: the hook runs
-                peer_receives()
                 if outcome == "drains":
                     assert hooked == [[b"ping"]]
                     # Still asleep, and woken by the next arrival as usual.
                     dealer.set_receive_hook(None)
                     peer.send_multipart([identity, b"pong"])
-                    _spin_until_receivable(dealer)
-                    dealer.readiness()  # a call that finds "pong" ready wakes the waiter
+                    _spin_until_receivable(dealer)  # the call that finds "pong" wakes the waiter
                 else:
                     peer.send_multipart([identity, b"pong"])
                 while len(waiter_got) + len(hooked) < 2:

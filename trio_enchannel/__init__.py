@@ -60,6 +60,7 @@ if TYPE_CHECKING:  # what type checkers see: the same names as _EXPORTS (a test 
     from ._errors import SignatureMismatch as SignatureMismatch
     from ._errors import UnsignedMessage as UnsignedMessage
     from ._errors import UsageError as UsageError
+    from ._io._connection_file import write_connection_file as write_connection_file
     from ._io._errors import ConnectionLost as ConnectionLost
     from ._io._errors import PeerNotConnected as PeerNotConnected
     from ._io._fanout import Subscription as Subscription
@@ -96,7 +97,6 @@ if TYPE_CHECKING:  # what type checkers see: the same names as _EXPORTS (a test 
     from ._remote._rest import RemoteServer as RemoteServer
     from ._remote._rest import open_remote_server as open_remote_server
     from ._wire._connection import ConnectionInfo as ConnectionInfo
-    from ._wire._connection import write_connection_file as write_connection_file
     from ._wire._message import CHANNEL_NAMES as CHANNEL_NAMES
     from ._wire._message import ChannelName as ChannelName
     from ._wire._message import Header as Header
@@ -157,6 +157,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "UnsignedMessage",
         "UsageError",
     ),
+    "._io._connection_file": ("write_connection_file",),
     "._io._errors": ("ConnectionLost", "PeerNotConnected"),
     "._io._fanout": ("Subscription", "SubscriptionOverflow", "SubscriptionStatistics"),
     "._kernel._side": (
@@ -196,7 +197,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "RemoteServer",
         "open_remote_server",
     ),
-    "._wire._connection": ("ConnectionInfo", "write_connection_file"),
+    "._wire._connection": ("ConnectionInfo",),
     "._wire._message": ("CHANNEL_NAMES", "ChannelName", "Header", "Message"),
     "._wire._outputs": ("ErrorInfo", "OutputAccumulator"),
     "._wire._session": ("DELIMITER", "Session"),

@@ -26,6 +26,7 @@ from .._errors import (
     KernelDied,
     RemoteProtocolError,
 )
+from .._io._connection_file import load_connection_info
 from .._io._fanout import Fanout
 from .._io._overflow import (
     IOPUB_BUFFER_BYTES,
@@ -47,7 +48,7 @@ from .._io._zmq import (
 )
 from .._util import unwrap_single, worth_logging
 from .._validate import check_bool, check_bytes, check_int, check_seconds
-from .._wire._connection import ConnectionInfo, SocketName, load_connection_info
+from .._wire._connection import ConnectionInfo, SocketName
 from .._wire._message import CHANNEL_NAMES, ChannelName, Message
 from .._wire._session import DELIMITER, Session, warn_if_unsigned
 from ._core import ChannelHub, check_message

@@ -1,6 +1,10 @@
-"""Layer 8, the command line (``trio-enchannel``): the top of the stack; nothing imports it.
+"""Layer 8, the command line (``trio-enchannel``): the top of the stack; only
+``trio_enchannel.__main__`` imports it.
 
-May import: every layer below.
+May import: ``trio_enchannel`` (the public API), ``_notebook``, ``_launch``, ``_remote``,
+``_client``, ``_channels``, ``_io``, ``_wire`` and the base modules (``_errors``, ``_validate``,
+``_util``).
+Beyond the standard library: trio, attrs, jupyter_core, nbformat (imported when used).
 
 Inside, one job per module, each importing only those listed before it: ``_common`` (exit
 statuses, :class:`CommandError`, how the command ends; no Trio), ``_render`` (showing outputs

@@ -1,5 +1,7 @@
 """Layer 4, the client: :class:`KernelClient`, the dispatcher that routes replies and IOPub
 to the request waiting for them, executions, comms and result objects.
 
-May import: channels (through the declared interfaces), I/O, wire and the base modules.
+May import: ``_channels``, ``_io``, ``_wire`` and the base modules (``_errors``, ``_validate``,
+``_util``).
+Beyond the standard library: trio, attrs.
 """

@@ -19,6 +19,7 @@ import trio
 
 from .._channels._interfaces import ClientChannels
 from .._errors import ConfigurationError, KernelDied, LocalProtocolError
+from .._io._connection_file import load_connection_info
 from .._io._fanout import Subscription, SubscriptionOverflow
 from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, IOPubOverflow
 from .._util import unwrap_single
@@ -32,7 +33,7 @@ from .._validate import (
     check_optional_str,
     check_str,
 )
-from .._wire._connection import ConnectionInfo, load_connection_info
+from .._wire._connection import ConnectionInfo
 from .._wire._message import Message
 from .._wire._session import Session
 from ._comm import Comm

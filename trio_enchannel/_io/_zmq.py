@@ -620,11 +620,18 @@ class TrioSocket:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         yielded = False
+        woken = False
         while True:
             if self._closed:
                 raise trio.ClosedResourceError("the ZeroMQ socket is closed")
-            if self._quiet != self._ops:
-                if self._check_events() & _POLLIN:
+            # After a wake-up, receive at once: the wake-up almost always means a message,
+            # and a receive that finds none tells as much as EVENTS would (EAGAIN: drained,
+            # so waiting again is safe), while a message saves the EVENTS read. Waiters
+            # parked behind this one are served by the receive's own EVENTS check
+            # (_after_call), which runs only when somebody waits.
+            if woken or self._quiet != self._ops:
+                if woken or self._check_events() & _POLLIN:
+                    woken = False
                     batch = self._drain(limit)
                     if batch:
                         if not yielded:
@@ -634,6 +641,7 @@ class TrioSocket:
                 self._quiet = self._ops
             yielded = True
             await self._sleep(_POLLIN)
+            woken = True
 
     def set_receive_hook(self, hook: Callable[[], bool] | None) -> None:
         """Install (or remove, with ``None``) a receive hook.

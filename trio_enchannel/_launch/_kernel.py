@@ -16,8 +16,9 @@ import attrs
 import trio
 
 from .._errors import KernelDied, KernelStartupError, UsageError
+from .._io._connection_file import write_connection_file
 from .._validate import check_int
-from .._wire._connection import ConnectionInfo, write_connection_file
+from .._wire._connection import ConnectionInfo
 from ._kernelspec import KernelSpec
 from ._ports import (
     IN_USE,

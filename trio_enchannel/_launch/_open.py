@@ -21,6 +21,7 @@ import attrs
 import trio
 
 from .._errors import ConfigurationError, ConnectionInfoError, EncryptionUnavailable
+from .._io._connection_file import write_connection_file
 from .._util import unwrap_single
 from .._validate import (
     check_bool,
@@ -32,7 +33,7 @@ from .._validate import (
     check_str_sequence,
     parameter_names,
 )
-from .._wire._connection import ConnectionInfo, write_connection_file
+from .._wire._connection import ConnectionInfo
 from ._argv import kernel_argv, kernel_env
 from ._kernel import Kernel, launched
 from ._kernelspec import KernelSpec, get_kernel_spec

@@ -1,9 +1,11 @@
-"""Layer 1, the wire: the Jupyter messaging protocol as data, with no I/O.
+"""Layer 1, the wire: the Jupyter messaging protocol as data, with no event loop and no ZeroMQ.
 
 Messages and headers, the session codec and HMAC signing, connection information, the
-websocket frame format of Jupyter Server, the notebook output model.
+websocket frame format of Jupyter Server, the notebook output model. Everything here is
+testable without an event loop or a ZeroMQ socket; the only I/O is synchronous and small
+(:meth:`ConnectionInfo.from_file` reads a file, :meth:`ConnectionInfo.allocate` probes free
+TCP ports).
 
-May import: the standard library, attrs, optional fast JSON (orjson), and
-:mod:`trio_enchannel._errors`, :mod:`trio_enchannel._validate`, :mod:`trio_enchannel._util`.
-Never trio or zmq: everything here is testable without a socket or an event loop.
+May import: the base modules (``_errors``, ``_validate``, ``_util``).
+Beyond the standard library: attrs, and orjson when installed. Never trio or pyzmq.
 """

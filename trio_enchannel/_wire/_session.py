@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import enum
+import gc
 import hashlib
 import hmac
 import itertools
@@ -353,6 +354,25 @@ def _decode_object(raw: _Buffer, part: str, repaired: list[str]) -> dict[str, An
     if end != len(text) or type(value) is not dict:
         return _decode_part(raw, part, repaired)
     return value
+
+
+#: JSON frames of at least this many bytes are decoded with the cyclic garbage collector
+#: paused. Decoding builds its objects all at once and keeps them all, so the collections
+#: their allocation triggers (each of the older ones walking every container of the process)
+#: find nothing to free: for 10 MB of table rows they are half the decoding time.
+_PAUSE_GC_AT = 1 << 20
+
+
+def _decode_large(raw: _Buffer, part: str, repaired: list[str]) -> dict[str, Any]:
+    """:func:`_decode_object`, with the garbage collector paused for a large frame (and
+    enabled again afterwards only if it was enabled before)."""
+    if len(raw) < _PAUSE_GC_AT or not gc.isenabled():
+        return _decode_object(raw, part, repaired)
+    gc.disable()
+    try:
+        return _decode_object(raw, part, repaired)
+    finally:
+        gc.enable()
 
 
 def _decode_four(
@@ -874,7 +894,7 @@ class Session:
                 # and jupyter_client accepts it: read it as ``{}``.
                 parent = {} if p == b"null" else _decode_object(p, "parent_header", repaired)
                 metadata = {} if m == b"null" else _decode_object(m, "metadata", repaired)
-                content = _decode_object(c, "content", repaired)
+                content = _decode_large(c, "content", repaired)
                 if repaired:
                     self._invalid_utf8 += 1
         except MalformedMessage as exc:

@@ -6,6 +6,12 @@ trio-enchannel pytest plugin. See the "Testing" chapter of the documentation.
 
 The names are imported on first use (PEP 562): the pytest plugin lives in this package, and
 importing it must not import trio, pyzmq or the fake kernel.
+
+May import: every layer but the command line: ``trio_enchannel`` (the public API),
+``_notebook``, ``_launch``, ``_remote``, ``_client``, ``_channels``, ``_kernel``, ``_io``,
+``_wire`` and the base modules (``_errors``, ``_validate``, ``_util``).
+Beyond the standard library: trio, attrs, pytest (the plugin), httpx (the Jupyter Server
+launcher, for the ``remote`` extra's tests).
 """
 
 from __future__ import annotations

@@ -1,0 +1,451 @@
+"""The client users call: ``KernelClient.request`` vs jupyter_client vs raw pyzmq, same run.
+
+One peer process (``benchmarks/_peer.py``, raw pyzmq) serves every client; the clients take
+turns for each measurement (rotating order), each with a fresh connection. Measurements:
+
+* request round trips, one in flight: ``await client.request(msg)`` in a loop (jupyter_client:
+  ``shell_channel.send`` then ``get_shell_msg``, what its blocking helpers do; raw pyzmq:
+  blocking send and ``recv_multipart`` of pre-built frames, the floor);
+* request round trips, 100 tasks in flight: 100 tasks each awaiting ``client.request`` in a
+  loop (jupyter_client: a sliding window of 100 requests in one task, its best case, since
+  its zmq.asyncio channels lose wake-ups when several tasks send and receive on one socket;
+  raw pyzmq: a blocking sliding window of 100);
+* a 10 MB JSON content round trip (an ``execute_result``-shaped content of 150,000 table rows
+  that the peer echoes), each sample in a fresh process of its own, with the peak memory of
+  the round trip: the resident set's high-water mark (``VmHWM``, reset through
+  ``/proc/self/clear_refs`` just before) over the resident set before it, and, in a second
+  untimed round trip, the peak of Python's own allocations (``tracemalloc``).
+
+jupyter_client runs twice: as installed, with orjson (its default packer whenever orjson is
+importable) and with its stdlib ``json`` packer. Each ratio is the median of the ratios
+within the rounds, with their range.
+
+    python -m benchmarks client
+    BENCH_QUICK=1 python -m benchmarks client    # one short round (smoke test)
+    BENCH_ROUNDS=9 python -m benchmarks client
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+from jupyter_client.asynchronous.client import AsyncKernelClient
+
+from trio_enchannel import open_client
+
+from ._util import table
+from .bench_channels import (
+    EXECUTE,
+    N_RTT1,
+    N_RTT_WINDOW,
+    TIMEOUT,
+    WINDOW,
+    Clock,
+    Info,
+    Sample,
+    machine,
+    peer_process,
+    run_raw,
+)
+
+QUICK = bool(os.environ.get("BENCH_QUICK"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 1 if QUICK else 5))
+BIG_ROWS = 15_000 if QUICK else 150_000
+
+OURS, JC_ORJSON, JC_JSON, RAW = (
+    "trio-enchannel",
+    "jupyter_client (orjson)",
+    "jupyter_client (json)",
+    "raw pyzmq",
+)
+
+#: measurement -> label
+METRICS: dict[str, str] = {
+    "rtt1": "request round trips, 1 in flight (/s)",
+    "rtt100": f"request round trips, {WINDOW} tasks in flight (/s)",
+}
+
+#: (minimum ours/jupyter_client with orjson, minimum ours/raw pyzmq) per measurement (#15).
+TARGETS: dict[str, tuple[float, float | None]] = {
+    "rtt1": (1.8, 0.70),
+    "rtt100": (3.0, None),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# trio-enchannel: open_client, KernelClient.request
+
+
+async def _run_ours(info: Info, metric: str) -> Sample:
+    async with open_client(info, heartbeat=False) as client:
+        session = client.session
+        request = client.request
+
+        def build() -> Any:
+            return session.message("execute_request", EXECUTE, channel="shell")
+
+        with trio.fail_after(TIMEOUT * 2):
+            await request(build())  # connected
+            if metric == "rtt1":
+                clock = Clock()
+                for _ in range(N_RTT1):
+                    await request(build())
+                return clock.stop(N_RTT1)
+
+            async def worker(count: int) -> None:
+                for _ in range(count):
+                    await request(build())
+
+            clock = Clock()
+            async with trio.open_nursery() as nursery:
+                for _ in range(WINDOW):
+                    nursery.start_soon(worker, N_RTT_WINDOW // WINDOW)
+            return clock.stop(N_RTT_WINDOW // WINDOW * WINDOW)
+
+
+def run_ours(info: Info, metric: str) -> Sample:
+    return trio.run(_run_ours, info, metric)
+
+
+# ---------------------------------------------------------------------------------------------
+# jupyter_client: AsyncKernelClient under asyncio
+
+
+def _jc_client(info: Info, packer: str) -> AsyncKernelClient:
+    kc = AsyncKernelClient()
+    kc.load_connection_info(info)  # type: ignore[arg-type]
+    kc.session.packer = packer
+    kc.session.unpacker = packer
+    if kc.session.packer != packer:
+        raise SystemExit(f"bench_client: jupyter_client has no {packer} packer here")
+    kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+    return kc
+
+
+async def _run_jc(info: Info, metric: str, packer: str) -> Sample:
+    kc = _jc_client(info, packer)
+    try:
+        session, shell = kc.session, kc.shell_channel
+        shell.send(session.msg("execute_request", EXECUTE))
+        await kc.get_shell_msg(timeout=TIMEOUT)  # connected
+        if metric == "rtt1":
+            clock = Clock()
+            for _ in range(N_RTT1):
+                shell.send(session.msg("execute_request", EXECUTE))
+                await kc.get_shell_msg(timeout=TIMEOUT)
+            return clock.stop(N_RTT1)
+
+        # A sliding window of 100 in this one task, as the channel benchmark: jupyter_client's
+        # best. Its channels cannot be shared by 100 tasks: a task awaiting get_shell_msg (or
+        # the socket's recv_multipart) while others send on the same zmq.asyncio socket loses
+        # the wake-up (the sends consume the descriptor's edge) and, with get_shell_msg, sleeps
+        # until its timeout; measured here, 2 tasks x 10 requests stall after 3 replies.
+        clock = Clock()
+        for _ in range(WINDOW):
+            shell.send(session.msg("execute_request", EXECUTE))
+        for i in range(N_RTT_WINDOW):
+            await kc.get_shell_msg(timeout=TIMEOUT)
+            if i + WINDOW < N_RTT_WINDOW:
+                shell.send(session.msg("execute_request", EXECUTE))
+        return clock.stop(N_RTT_WINDOW)
+    finally:
+        kc.stop_channels()
+
+
+def run_jc_orjson(info: Info, metric: str) -> Sample:
+    return asyncio.run(_run_jc(info, metric, "orjson"))
+
+
+def run_jc_json(info: Info, metric: str) -> Sample:
+    return asyncio.run(_run_jc(info, metric, "json"))
+
+
+CLIENTS: dict[str, Callable[[Info, str], Sample]] = {
+    OURS: run_ours,
+    JC_ORJSON: run_jc_orjson,
+    JC_JSON: run_jc_json,
+    RAW: run_raw,
+}
+
+# ---------------------------------------------------------------------------------------------
+# 10 MB of JSON content, each sample in a fresh process
+
+
+def big_content(rows: int = BIG_ROWS) -> dict[str, Any]:
+    """An ``execute_result``-shaped content: a table of ``rows`` records as JSON (no nulls)."""
+    table_ = [
+        {"id": i, "name": f"row {i}", "value": i * 0.25, "flag": i % 3 == 0, "tags": ["a", "b"]}
+        for i in range(rows)
+    ]
+    return {
+        "execution_count": 1,
+        "data": {"application/json": {"rows": table_}, "text/plain": f"<{rows} rows>"},
+        "metadata": {},
+    }
+
+
+def _status(field: str) -> int:
+    """A ``/proc/self/status`` field in bytes (``VmRSS``, ``VmHWM``)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+class BigProbe:
+    """Times one round trip, then its memory: RSS high-water mark over the RSS before, and
+    (a second round trip) tracemalloc's peak."""
+
+    def __init__(self) -> None:
+        self.content = big_content()
+        self.size = len(json.dumps(self.content, separators=(",", ":")))
+        self.result: dict[str, float] = {"payload_mb": self.size / 1e6}
+
+    def before(self) -> tuple[float, float]:
+        gc.collect()
+        self.rss = _status("VmRSS")
+        _reset_peak()
+        return time.perf_counter(), time.process_time()
+
+    def after(self, started: tuple[float, float]) -> None:
+        self.result["wall_s"] = time.perf_counter() - started[0]
+        self.result["cpu_s"] = time.process_time() - started[1]
+        self.result["rss_peak_mb"] = (_status("VmHWM") - self.rss) / 1e6
+
+    def traced(self, peak: int) -> None:
+        self.result["traced_peak_mb"] = peak / 1e6
+
+
+def _rows(content: dict[str, Any]) -> int:
+    return len(content["data"]["application/json"]["rows"])
+
+
+async def _big_ours(info: Info) -> dict[str, float]:
+    probe = BigProbe()
+    async with open_client(info, heartbeat=False) as client:
+        session = client.session
+        await client.request(session.message("echo_request", {}, channel="shell"))
+        for traced in (False, True):
+            msg = session.message("echo_request", probe.content, channel="shell")
+            if traced:
+                tracemalloc.start()
+                reply = await client.request(msg)
+                probe.traced(tracemalloc.get_traced_memory()[1])
+                tracemalloc.stop()
+            else:
+                started = probe.before()
+                reply = await client.request(msg)
+                probe.after(started)
+            assert _rows(reply.content) == BIG_ROWS
+            del msg, reply
+    return probe.result
+
+
+async def _big_jc(info: Info, packer: str) -> dict[str, float]:
+    probe = BigProbe()
+    kc = _jc_client(info, packer)
+    try:
+        session, shell = kc.session, kc.shell_channel
+        shell.send(session.msg("echo_request", {}))
+        await kc.get_shell_msg(timeout=TIMEOUT)
+        for traced in (False, True):
+            if traced:
+                tracemalloc.start()
+                shell.send(session.msg("echo_request", probe.content))
+                reply = await kc.get_shell_msg(timeout=TIMEOUT)
+                probe.traced(tracemalloc.get_traced_memory()[1])
+                tracemalloc.stop()
+            else:
+                started = probe.before()
+                shell.send(session.msg("echo_request", probe.content))
+                reply = await kc.get_shell_msg(timeout=TIMEOUT)
+                probe.after(started)
+            assert _rows(reply["content"]) == BIG_ROWS
+            del reply
+    finally:
+        kc.stop_channels()
+    return probe.result
+
+
+BIG_CLIENTS = (OURS, JC_ORJSON, JC_JSON)
+
+
+def _big_child(client: str) -> None:
+    info = json.loads(sys.stdin.readline())
+    if client == OURS:
+        result = trio.run(_big_ours, info)
+    else:
+        result = asyncio.run(_big_jc(info, "orjson" if client == JC_ORJSON else "json"))
+    print(json.dumps(result), flush=True)
+
+
+def big_sample(info: Info, client: str) -> dict[str, float]:
+    """One 10 MB round trip by ``client`` in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_client", "big", client],
+        input=json.dumps(info) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=TIMEOUT * 4,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    result: dict[str, float] = json.loads(out.stdout.splitlines()[-1])
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The driver
+
+
+def run() -> tuple[dict[str, dict[str, list[Sample]]], dict[str, list[dict[str, float]]]]:
+    samples: dict[str, dict[str, list[Sample]]] = {
+        name: {metric: [] for metric in METRICS} for name in CLIENTS
+    }
+    big: dict[str, list[dict[str, float]]] = {name: [] for name in BIG_CLIENTS}
+    names = list(CLIENTS)
+    with peer_process() as info:
+        for round_ in range(ROUNDS):
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
+            for metric in METRICS:
+                for name in order:
+                    samples[name][metric].append(CLIENTS[name](info, metric))
+            for name in BIG_CLIENTS[round_ % 3 :] + BIG_CLIENTS[: round_ % 3]:
+                big[name].append(big_sample(info, name))
+    return samples, big
+
+
+def _ratios(a: list[float], b: list[float]) -> str:
+    values = [x / y for x, y in zip(a, b, strict=True)]
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
+
+
+def _percent(a: list[float], b: list[float]) -> str:
+    values = [x / y for x, y in zip(a, b, strict=True)]
+    return f"{statistics.median(values):.0%} ({min(values):.0%}-{max(values):.0%})"
+
+
+def report(
+    samples: dict[str, dict[str, list[Sample]]], big: dict[str, list[dict[str, float]]]
+) -> list[str]:
+    rates = {n: {m: [s[0] for s in v] for m, v in per.items()} for n, per in samples.items()}
+    cpus = {n: {m: [s[1] for s in v] for m, v in per.items()} for n, per in samples.items()}
+    rows: list[list[object]] = []
+    cpu_rows: list[list[object]] = []
+    for metric, label in METRICS.items():
+        ours = rates[OURS][metric]
+        vs_jc, vs_raw = TARGETS[metric]
+        rows.append(
+            [
+                label,
+                *(statistics.median(rates[n][metric]) for n in CLIENTS),
+                _ratios(ours, rates[JC_ORJSON][metric]),
+                _ratios(ours, rates[JC_JSON][metric]),
+                _percent(ours, rates[RAW][metric]),
+                f">= {vs_jc:g}x" + ("" if vs_raw is None else f", >= {vs_raw:.0%}"),
+            ]
+        )
+        cpu_rows.append(
+            [
+                f"{label.split(' (')[0]} (us/rt)",
+                *(statistics.median(cpus[n][metric]) for n in CLIENTS),
+            ]
+        )
+    big_rows: list[list[object]] = []
+    ours_big = big[OURS]
+    for name in BIG_CLIENTS:
+        runs = big[name]
+
+        def med(key: str, runs: list[dict[str, float]] = runs) -> float:
+            return statistics.median(r[key] for r in runs)
+
+        ratio = (
+            "1.00x"
+            if name == OURS
+            else _ratios([r["wall_s"] for r in runs], [r["wall_s"] for r in ours_big])
+        )
+        big_rows.append(
+            [
+                name,
+                f"{med('wall_s') * 1e3:.0f}",
+                f"{med('cpu_s') * 1e3:.0f}",
+                ratio,
+                f"{med('rss_peak_mb'):.1f}",
+                f"{med('traced_peak_mb'):.1f}",
+            ]
+        )
+    payload = statistics.median(r["payload_mb"] for r in ours_big)
+    return [
+        table(
+            f"Request round trips: median rate of {ROUNDS} rounds; ours over each, median of "
+            "the per-round ratios (range)",
+            ["measurement", *CLIENTS, "vs jc (orjson)", "vs jc (json)", "vs raw", "target"],
+            rows,
+        ),
+        table(
+            "Client CPU time per round trip (median; peer excluded; lower is better)",
+            ["measurement", *CLIENTS],
+            cpu_rows,
+        ),
+        table(
+            f"{payload:.1f} MB JSON content round trip, fresh process per sample, median of "
+            f"{ROUNDS} (ratio: their wall time over ours, per round)",
+            [
+                "client",
+                "wall ms",
+                "CPU ms",
+                "ours faster by",
+                "peak RSS over before (MB)",
+                "tracemalloc peak (MB)",
+            ],
+            big_rows,
+        ),
+    ]
+
+
+def main() -> None:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started = time.perf_counter()
+    samples, big = run()
+    heading = (
+        f"{stamp}; {machine()}\n"
+        f"per sample: {N_RTT1} and {N_RTT_WINDOW} round trips; {ROUNDS} rounds in "
+        f"{time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.1f}"
+    )
+    text = "\n\n".join([heading, *report(samples, big)])
+    print(text)
+    if QUICK:
+        return
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "client.txt").write_text(text + "\n")
+    (out / "client.json").write_text(
+        json.dumps({"date": stamp, "rounds": ROUNDS, "samples": samples, "big": big}, indent=1)
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["big"]:
+        _big_child(sys.argv[2])
+    else:
+        main()
