@@ -7,6 +7,7 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
+import typing
 from typing import Any
 
 project = "trio-enchannel"
@@ -40,12 +41,9 @@ intersphinx_mapping = {
 intersphinx_timeout = 1
 # Private types that public signatures still show (issue 14), until each gets a public name;
 # tests/test_docs.py::AWAITING_A_PUBLIC_NAME lists the same ones, for the same reason.
-nitpick_ignore = [
-    ("py:class", "trio_enchannel._channels._interfaces.ClientChannels"),
-    ("py:class", "trio_enchannel._channels._interfaces.ChannelsListener"),
-    ("py:class", "trio_enchannel._client._queue.DroppingQueue"),
-    ("py:class", "DroppingQueue"),  # the same, in the annotation of an instance attribute
-]  # a local file; never wait on a network
+nitpick_ignore: list[tuple[str, str]] = []
+# The type variable of the generic DroppingQueue[T] has no page of its own.
+nitpick_ignore_regex = [("py:class", r"trio_enchannel\._client\._queue\.T")]
 
 try:
     import furo  # noqa: F401
@@ -96,6 +94,15 @@ def _resolve_type_checking_imports(package: str) -> None:
 
 
 _resolve_type_checking_imports("trio_enchannel")
+
+for _package in ("trio_enchannel", "trio_enchannel.testing"):  # load (and so rename) every
+    _module = importlib.import_module(_package)  # public name before autodoc reads them
+    for _name in _module.__all__:
+        getattr(_module, _name)
+# typing caches subscripted generics (DroppingQueue[Message]) with the module their class had
+# when they were first built, before the package renamed it: start from fresh ones.
+for _clear in getattr(typing, "_cleanups", []):
+    _clear()
 
 
 def _analyze_public_packages(*packages: str) -> None:

@@ -657,15 +657,7 @@ def _hints(obj: object, public: dict[str, object]) -> dict[str, object]:
 
 # Private types that public signatures still show, each waiting for a public name (issue 14):
 # delete an entry when its type is exported or spelled with a public type.
-AWAITING_A_PUBLIC_NAME = {
-    # What open_client() accepts and KernelClient.channels returns (Channels, RemoteChannels
-    # or your own), and what add_listener() takes: declared protocols, not exported yet.
-    "trio_enchannel._channels._interfaces.ClientChannels",
-    "trio_enchannel._channels._interfaces.ChannelsListener",
-    # KernelClient.unclaimed_replies / unclaimed_iopub / accept_comms(): users call len(),
-    # receive_nowait() and .dropped on it, so trio.abc.ReceiveChannel would not do.
-    "trio_enchannel._client._queue.DroppingQueue",
-}
+AWAITING_A_PUBLIC_NAME: set[str] = set()  # private types allowed in public signatures: none
 
 
 def test_public_signatures_show_only_public_names() -> None:

@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # what type checkers see: the same names as _EXPORTS (a test 
     from ._channels._heartbeat import Heartbeat as Heartbeat
     from ._channels._heartbeat import HeartbeatState as HeartbeatState
     from ._channels._heartbeat import HeartbeatStatistics as HeartbeatStatistics
+    from ._channels._interfaces import ChannelsListener as ChannelsListener
+    from ._channels._interfaces import ClientChannels as ClientChannels
+    from ._channels._interfaces import IOPubSource as IOPubSource
     from ._channels._views import ChannelsStatistics as ChannelsStatistics
     from ._channels._views import ChannelStatistics as ChannelStatistics
     from ._channels._views import IOPubChannel as IOPubChannel
@@ -33,6 +36,7 @@ if TYPE_CHECKING:  # what type checkers see: the same names as _EXPORTS (a test 
     from ._client._client import StdinHandler as StdinHandler
     from ._client._client import open_client as open_client
     from ._client._comm import Comm as Comm
+    from ._client._queue import DroppingQueue as DroppingQueue
     from ._client._results import ExecuteResult as ExecuteResult
     from ._client._results import KernelInfo as KernelInfo
     from ._client._results import Reply as Reply
@@ -112,6 +116,7 @@ __version__ = "0.1.0.dev0"
 # shown in tracebacks and the docs as trio_enchannel.<name> (see _util.lazy_exports).
 _EXPORTS: dict[str, tuple[str, ...]] = {
     "._channels._channels": ("Channels", "IOPubOverflow", "open_channels"),
+    "._channels._interfaces": ("ChannelsListener", "ClientChannels", "IOPubSource"),
     "._channels._heartbeat": ("Heartbeat", "HeartbeatState", "HeartbeatStatistics"),
     "._channels._views": (
         "ChannelsStatistics",
@@ -130,6 +135,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "open_client",
     ),
     "._client._comm": ("Comm",),
+    "._client._queue": ("DroppingQueue",),
     "._client._results": ("ExecuteResult", "KernelInfo", "Reply"),
     "._errors": (
         "CellExecutionError",

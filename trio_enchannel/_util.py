@@ -103,7 +103,7 @@ def _is_ours_and_private(module: str, package: str) -> bool:
     return root == package.partition(".")[0] and any(part.startswith("_") for part in parts)
 
 
-def _evaluate_annotations(cls: type) -> None:
+def _evaluate_annotations(cls: type, module_name: str) -> None:
     """Evaluate the class's string annotations where they were written.
 
     :func:`typing.get_type_hints` (and so attrs, Sphinx, ``inspect.get_annotations``) looks a
@@ -115,7 +115,7 @@ def _evaluate_annotations(cls: type) -> None:
     annotations = cls.__dict__.get("__annotations__")  # noqa: RUF063
     if not isinstance(annotations, dict):
         return
-    namespace = vars(sys.modules[cls.__module__])
+    namespace = vars(sys.modules[module_name])
     class_namespace = dict(vars(cls))
     for key, value in annotations.items():
         if isinstance(value, str):
@@ -156,6 +156,10 @@ def lazy_exports(
     renamed: set[str] = set()
 
     def rename_loaded() -> None:
+        # Rename everything first, then evaluate annotations where they were written: an
+        # annotation such as DroppingQueue[Message] captures its class's module when it is
+        # built, so every class must carry its public module by then.
+        classes: list[tuple[type, str]] = []
         for module_name, names in exports.items():
             module = sys.modules.get(absolute[module_name])
             if module is None or module_name in renamed:
@@ -169,8 +173,10 @@ def lazy_exports(
                     and _is_ours_and_private(value.__module__, package)
                 ):
                     if isinstance(value, type):
-                        _evaluate_annotations(value)
+                        classes.append((value, value.__module__))
                     value.__module__ = package
+        for cls, module_name in classes:
+            _evaluate_annotations(cls, module_name)
 
     def __getattr__(name: str) -> Any:
         try:
