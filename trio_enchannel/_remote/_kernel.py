@@ -236,7 +236,8 @@ async def open_remote_kernel(
         channel_options: more keyword arguments for :func:`open_remote_channels`
             (``reconnect_timeout``, ``ping_interval``, ...).
         client_options: keyword arguments for :func:`~trio_enchannel.open_client`
-            (``stdin``, ``unclaimed_buffer``).
+            (``stdin``, ``unclaimed_buffer``). Both dicts are checked, names and values,
+            before the server is asked for anything.
 
     Yields:
         The ready :class:`RemoteKernel`.
