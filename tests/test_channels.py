@@ -964,8 +964,12 @@ async def test_channels_repr_and_statistics_lookup() -> None:
         assert "open" in repr(ch) and KEY not in repr(ch)
         stats = ch.statistics()
         assert stats["shell"] is stats.shell
-        with pytest.raises(KeyError):
-            stats["hb"]  # type: ignore[index]
+        assert stats["control"] is stats.control
+        assert stats["stdin"] is stats.stdin
+        assert stats["iopub"] is stats.iopub
+        for other in ("hb", "heartbeat"):  # not a channel, even where an attribute
+            with pytest.raises(KeyError):
+                stats[other]  # type: ignore[index]
         assert ch.shell.name == "shell" and ch.iopub.statistics().name == "iopub"
 
 

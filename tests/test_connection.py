@@ -111,6 +111,12 @@ def test_secrets_not_in_repr() -> None:
     assert secret not in repr(info)
 
 
+def test_port_by_socket_name() -> None:
+    info = ConnectionInfo(shell_port=1, iopub_port=2, stdin_port=3, control_port=4, hb_port=5)
+    names = ("shell", "iopub", "stdin", "control", "hb")
+    assert [info.port(n) for n in names] == [1, 2, 3, 4, 5]  # type: ignore[arg-type]
+
+
 def test_allocate_never_repeats_ports() -> None:
     seen: set[int] = set()
     for _ in range(30):

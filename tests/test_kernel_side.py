@@ -215,6 +215,8 @@ async def test_rejects_are_counted_and_reported() -> None:
             assert stats.rejected_total == 5
             assert stats["control"] is stats.control
             assert stats.rejects_unreported == 0
+            assert kc.endpoint("shell") is kc.shell and kc.endpoint("stdin") is kc.stdin
+            assert kc.endpoint("control") is kc.control and kc.endpoint("iopub") is kc.iopub
 
 
 async def test_invalid_utf8_in_a_request_is_repaired_counted_and_delivered() -> None:

@@ -701,3 +701,23 @@ def test_null_parent_header_and_metadata_read_as_empty() -> None:
     assert msg.parent_id is None
     with pytest.raises(MalformedMessage, match="content"):
         Session().deserialize([DELIMITER, b"", header, b"{}", b"{}", b"null"])
+
+
+def test_from_connection_info_takes_the_session_arguments() -> None:
+    from trio_enchannel import ConnectionInfo
+
+    info = ConnectionInfo(1, 2, 3, 4, 5, key="k", signature_scheme="hmac-sha512")
+    session = Session.from_connection_info(
+        info, session_id="sid", username="ada", protocol_version="5.3", replay_history=2
+    )
+    assert (session.key, session.signature_scheme) == (b"k", "hmac-sha512")
+    assert (session.session_id, session.username, session.protocol_version) == (
+        "sid",
+        "ada",
+        "5.3",
+    )
+    assert Session.from_connection_info(info).session_id != session.session_id
+    with pytest.raises(TypeError, match="session_id"):
+        Session.from_connection_info(info, session_id=5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="replay_history"):
+        Session.from_connection_info(info, replay_history=0)

@@ -235,6 +235,15 @@ ENTRY_POINTS = (
     bad(TypeError, "client_options", open_kernel, client_options=[]),
     # before the kernelspec lookup (which would fail here), not after the kernel is up
     bad(TypeError, "hb_intreval", open_kernel, "no-such-kernel", client_options={"hb_intreval": 1}),
+    # and their values too (the kernel would otherwise be started first, then stopped)
+    bad(
+        TypeError, "hb_interval", open_kernel, "no-such-kernel", client_options={"hb_interval": "1"}
+    ),
+    bad(
+        ConfigurationError, "linger", open_kernel, "no-such-kernel", client_options={"linger": NAN}
+    ),
+    bad(TypeError, "stdin", open_kernel, "no-such-kernel", client_options={"stdin": "y"}),
+    bad(TypeError, "session", open_kernel, "no-such-kernel", client_options={"session": "s"}),
     bad(TypeError, "kernel_dirs", open_kernel, kernel_dirs="/nonexistent"),
     # kernelspecs
     bad(TypeError, "argv", KernelSpec, name="k", argv="python -m kernel"),
@@ -306,6 +315,24 @@ ENTRY_POINTS = (
         TypeError, "subprotocol", open_remote_kernel, SERVER, channel_options={"subprotocol": "v1"}
     ),
     bad(TypeError, "hb_interval", open_remote_kernel, SERVER, client_options={"hb_interval": 1}),
+    # values too, before the server is asked to start anything
+    bad(
+        ConfigurationError,
+        "ping_interval",
+        open_remote_kernel,
+        SERVER,
+        channel_options={"ping_interval": 0},
+    ),
+    bad(TypeError, "reconnect", open_remote_kernel, SERVER, channel_options={"reconnect": 1}),
+    bad(TypeError, "session", open_remote_kernel, SERVER, channel_options={"session": "s"}),
+    bad(
+        ConfigurationError,
+        "unclaimed_buffer",
+        open_remote_kernel,
+        SERVER,
+        client_options={"unclaimed_buffer": 0},
+    ),
+    bad(TypeError, "stdin", open_remote_kernel, SERVER, client_options={"stdin": 5}),
 )
 
 
@@ -596,3 +623,30 @@ async def test_a_blocking_connection_file_can_be_cancelled(tmp_path: Path, entry
         if not reader_waits.is_set():  # nobody opened the FIFO: let the writer's open return
             os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
         writer.join()
+
+
+def test_the_option_dicts_take_the_defaults_of_the_openers() -> None:
+    """``open_kernel(client_options=...)`` and ``open_remote_kernel(channel_options=...,
+    client_options=...)`` check their dicts before any I/O, filling in what is not given: with
+    the defaults of ``open_client`` and ``open_remote_channels`` themselves."""
+    import inspect
+
+    from trio_enchannel._client._options import CHANNEL_DEFAULTS, CLIENT_DEFAULTS
+
+    remote_channels = pytest.importorskip("trio_enchannel._remote._channels")
+
+    def defaults(func: Any) -> dict[str, object]:
+        params = inspect.signature(func).parameters.values()
+        return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
+
+    assert defaults(open_client) == {**CLIENT_DEFAULTS, **CHANNEL_DEFAULTS}
+    remote = defaults(remote_channels.open_remote_channels)
+    given = remote_channels.REMOTE_CHANNEL_DEFAULTS
+    assert {k: v for k, v in remote.items() if k in given} == given
+    # the rest are separate arguments of open_remote_kernel
+    assert set(remote) - set(given) == {
+        "token",
+        "subprotocol",
+        "ssl_context",
+        "headers",
+    }

@@ -32,7 +32,6 @@ __all__ = [
     "check_seconds",
     "check_str",
     "check_str_sequence",
-    "parameter_names",
     "type_name",
 ]
 
@@ -216,21 +215,10 @@ def check_callable(name: str, value: object, *, optional: bool = True) -> None:
 def check_option_names(
     name: str, options: Mapping[str, Any] | None, allowed: Collection[str]
 ) -> None:
-    """Every key of ``options`` (keyword arguments passed on to another function later) must
-    be one of ``allowed``: a misspelt option is a :class:`TypeError` now, not after a kernel
-    has been started."""
+    """Every key of ``options`` (an options dict such as ``client_options``, turned into a
+    checked options object before any I/O) must be one of ``allowed``: a misspelt option is a
+    :class:`TypeError` now, not after a kernel has been started."""
     for key in options or {}:
         if key not in allowed:
             listing = ", ".join(sorted(allowed))
             raise TypeError(f"{name}: unknown option {key!r:.40}; expected one of {listing}")
-
-
-def parameter_names(func: Any, *, exclude: Collection[str] = ()) -> frozenset[str]:
-    """The names of ``func``'s keyword-capable parameters, less ``exclude``."""
-    import inspect
-
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    signature = inspect.signature(func)
-    return frozenset(
-        p.name for p in signature.parameters.values() if p.kind in kinds and p.name not in exclude
-    )

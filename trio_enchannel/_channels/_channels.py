@@ -16,11 +16,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
-import attrs
 import trio
 
 from .._errors import (
-    ConfigurationError,
     ConnectionInfoError,
     EncryptionUnavailable,
     KernelDied,
@@ -31,7 +29,6 @@ from .._io._fanout import Fanout
 from .._io._overflow import (
     IOPUB_BUFFER_BYTES,
     IOPUB_BUFFER_SIZE,
-    BufferOptions,
     IOPubOverflow,
     must_drop,
 )
@@ -47,13 +44,14 @@ from .._io._zmq import (
     has_curve,
 )
 from .._util import unwrap_single, worth_logging
-from .._validate import check_bool, check_bytes, check_int, check_seconds
+from .._validate import check_seconds
 from .._wire._connection import ConnectionInfo, SocketName
 from .._wire._message import CHANNEL_NAMES, ChannelName, Message
 from .._wire._session import DELIMITER, Session, warn_if_unsigned
 from ._core import ChannelHub, check_message
 from ._heartbeat import Heartbeat
 from ._interfaces import ChannelsListener, RejectListener
+from ._options import IOPUB_HWM, ChannelOptions
 from ._views import (
     ChannelsStatistics,
     ChannelStatistics,
@@ -77,9 +75,6 @@ __all__ = [
 
 logger = logging.getLogger("trio_enchannel.channels")
 
-#: Default receive high-water mark of the IOPub SUB socket, in messages.
-IOPUB_HWM = 10_000
-
 _SOCKET_KIND: dict[ChannelName, SocketKind] = {
     "shell": "DEALER",
     "control": "DEALER",
@@ -98,98 +93,6 @@ HANDSHAKE_ATTEMPTS = 3
 _SIGNATURE_REASONS = frozenset(("invalid_signature", "unsigned"))
 #: The largest parent header a rejected message may have for its claimed parent to be read.
 _CLAIM_LIMIT = 4096
-
-
-@attrs.frozen
-class ChannelOptions:
-    """The options of :func:`open_channels`, checked once by :meth:`build`.
-
-    Attributes:
-        buffers: the bounds and policies every opener shares.
-        iopub_topics: the IOPub subscriptions.
-        iopub_hwm: the SUB socket's receive high-water mark.
-        linger: seconds unsent messages may linger after the sockets close.
-        identity: the routing id of shell, control and stdin (``None``: random).
-        curve_client_keys: this client's CurveZMQ keys (``None``: a fresh pair if needed).
-        heartbeat, hb_interval, hb_deadline, hb_startup_deadline: see :class:`Heartbeat`.
-    """
-
-    buffers: BufferOptions
-    iopub_topics: tuple[bytes, ...] = (b"",)
-    iopub_hwm: int = IOPUB_HWM
-    linger: float = 1.0
-    identity: bytes | None = None
-    curve_client_keys: tuple[str, str] | None = None
-    heartbeat: bool = True
-    hb_interval: float = 1.0
-    hb_deadline: float = 5.0
-    hb_startup_deadline: float = 30.0
-
-    @classmethod
-    def build(
-        cls,
-        *,
-        iopub_topic: object,
-        heartbeat: object,
-        hb_interval: object,
-        hb_deadline: object,
-        hb_startup_deadline: object,
-        iopub_hwm: object,
-        identity: object,
-        curve_client_keys: object,
-        linger: object,
-        **buffers: object,
-    ) -> ChannelOptions:
-        """Check every option of :func:`open_channels` (types and values, by name)."""
-        options = BufferOptions.build(**buffers)
-        check_bool("heartbeat", heartbeat)
-        interval = check_seconds("hb_interval", hb_interval)
-        deadline = check_seconds("hb_deadline", hb_deadline, allow_inf=True)
-        startup = check_seconds("hb_startup_deadline", hb_startup_deadline, allow_inf=True)
-        linger_s = check_seconds("linger", linger, allow_zero=True)
-        hwm = check_int("iopub_hwm", iopub_hwm, at_least=0)
-        if isinstance(iopub_topic, (bytes, bytearray, memoryview)):
-            topics: tuple[bytes, ...] = (bytes(iopub_topic),)
-        elif isinstance(iopub_topic, (Sequence, frozenset, set)) and not isinstance(
-            iopub_topic, str
-        ):
-            topics = tuple(check_bytes(f"iopub_topic[{i}]", t) for i, t in enumerate(iopub_topic))
-        else:
-            raise TypeError(
-                "iopub_topic must be bytes or a sequence of bytes, got "
-                f"{type(iopub_topic).__name__}"
-            )
-        routing_id: bytes | None = None
-        if identity is not None:
-            routing_id = check_bytes("identity", identity, nonempty=True)
-            # ZeroMQ's limits for a routing id; a NUL first byte is reserved for its own ids.
-            if len(routing_id) > 255 or routing_id.startswith(b"\0"):
-                raise ConfigurationError(
-                    "identity must be 1 to 255 bytes and must not start with a NUL byte"
-                )
-        keys: tuple[str, str] | None = None
-        if curve_client_keys is not None:
-            if not (
-                isinstance(curve_client_keys, tuple)
-                and len(curve_client_keys) == 2
-                and all(isinstance(k, str) and len(k) == 40 for k in curve_client_keys)
-            ):
-                raise ConfigurationError(
-                    "curve_client_keys must be a (public, secret) tuple of 40-character Z85 strings"
-                )
-            keys = (curve_client_keys[0], curve_client_keys[1])
-        return cls(
-            buffers=options,
-            iopub_topics=topics,
-            iopub_hwm=hwm,
-            linger=linger_s,
-            identity=routing_id,
-            curve_client_keys=keys,
-            heartbeat=bool(heartbeat),
-            hb_interval=interval,
-            hb_deadline=deadline,
-            hb_startup_deadline=startup,
-        )
 
 
 class Channels:
@@ -982,6 +885,16 @@ async def open_channels(
         rejects_buffer_size=rejects_buffer_size,
     )
     conn = await load_connection_info(info)
+    async with open_channels_with(conn, session, options) as ch:
+        yield ch
+
+
+@asynccontextmanager
+async def open_channels_with(
+    conn: ConnectionInfo, session: Session | None, options: ChannelOptions
+) -> AsyncIterator[Channels]:
+    """:func:`open_channels` with its options already checked (by
+    :meth:`ChannelOptions.build`): the entry point of the openers above this layer."""
     curve: tuple[str, str] | None = None
     if conn.curve_publickey is not None:
         if not has_curve():

@@ -39,6 +39,7 @@ from .._wire._session import Session
 from ._comm import Comm
 from ._dispatcher import ClientStatistics, Dispatcher
 from ._execution import Execution, InputRequest, StdinHandler, _ExecRequest, _Request
+from ._options import ClientOptions
 from ._queue import DroppingQueue
 from ._results import ExecuteResult, KernelInfo, Reply
 
@@ -991,52 +992,49 @@ async def open_client(
         ConfigurationError: an invalid channel option (see
             :func:`~trio_enchannel.open_channels`).
     """
-    check_callable("stdin", stdin)
-    check_int("unclaimed_buffer", unclaimed_buffer, at_least=1)
-    options: dict[str, object] = {
-        "session": session,
-        "iopub_topic": iopub_topic,
-        "heartbeat": heartbeat,
-        "hb_interval": hb_interval,
-        "hb_deadline": hb_deadline,
-        "hb_startup_deadline": hb_startup_deadline,
-        "buffer_size": buffer_size,
-        "iopub_buffer_size": iopub_buffer_size,
-        "iopub_buffer_bytes": iopub_buffer_bytes,
-        "iopub_overflow": iopub_overflow,
-        "iopub_hwm": iopub_hwm,
-        "report_rejects": report_rejects,
-        "rejects_buffer_size": rejects_buffer_size,
-        "identity": identity,
-        "curve_client_keys": curve_client_keys,
-        "linger": linger,
-    }
+    options = ClientOptions.build(
+        stdin=stdin,
+        unclaimed_buffer=unclaimed_buffer,
+        session=session,
+        iopub_topic=iopub_topic,
+        heartbeat=heartbeat,
+        hb_interval=hb_interval,
+        hb_deadline=hb_deadline,
+        hb_startup_deadline=hb_startup_deadline,
+        buffer_size=buffer_size,
+        iopub_buffer_size=iopub_buffer_size,
+        iopub_buffer_bytes=iopub_buffer_bytes,
+        iopub_overflow=iopub_overflow,
+        iopub_hwm=iopub_hwm,
+        report_rejects=report_rejects,
+        rejects_buffer_size=rejects_buffer_size,
+        identity=identity,
+        curve_client_keys=curve_client_keys,
+        linger=linger,
+    )
     if isinstance(info_or_channels, (str, os.PathLike, Mapping)):
         info_or_channels = await load_connection_info(info_or_channels, name="info_or_channels")
+    async with open_client_with(info_or_channels, options) as client:
+        yield client
+
+
+@asynccontextmanager
+async def open_client_with(
+    info_or_channels: ConnectionInfo | ClientChannels, options: ClientOptions
+) -> AsyncIterator[KernelClient]:
+    """:func:`open_client` with its options already checked (:class:`ClientOptions`): the
+    entry point of the openers above this layer (``open_kernel``, ``open_remote_kernel``).
+
+    Raises:
+        TypeError: ``info_or_channels`` is neither, or channel options were given with
+            channels (they would be ignored).
+    """
     if isinstance(info_or_channels, ConnectionInfo):
-        from .._channels._channels import open_channels
+        from .._channels._channels import open_channels_with
 
         async with (
-            open_channels(
-                info_or_channels,
-                session=session,
-                iopub_topic=iopub_topic,
-                heartbeat=heartbeat,
-                hb_interval=hb_interval,
-                hb_deadline=hb_deadline,
-                hb_startup_deadline=hb_startup_deadline,
-                buffer_size=buffer_size,
-                iopub_buffer_size=iopub_buffer_size,
-                iopub_buffer_bytes=iopub_buffer_bytes,
-                iopub_overflow=iopub_overflow,
-                iopub_hwm=iopub_hwm,
-                report_rejects=report_rejects,
-                rejects_buffer_size=rejects_buffer_size,
-                identity=identity,
-                curve_client_keys=curve_client_keys,
-                linger=linger,
-            ) as channels,
-            _client_over(channels, stdin, unclaimed_buffer) as client,
+            open_channels_with(info_or_channels, options.session, options.channels) as channels,
+            _client_over(channels, options.stdin, options.unclaimed_buffer) as client,
         ):
             yield client
         return
@@ -1045,35 +1043,13 @@ async def open_client(
             "info_or_channels must be a ConnectionInfo, a connection file path, its dict or "
             f"Channels, got {type(info_or_channels).__name__}"
         )
-    given = sorted(name for name, value in options.items() if value != CHANNEL_DEFAULTS[name])
-    if given:
+    if options.channel_options_given:
         raise TypeError(
-            f"open_client(channels, ...): channel options {given} apply only "
-            "when the client opens the channels itself"
+            f"open_client(channels, ...): channel options {list(options.channel_options_given)} "
+            "apply only when the client opens the channels itself"
         )
-    async with _client_over(info_or_channels, stdin, unclaimed_buffer) as client:
+    async with _client_over(info_or_channels, options.stdin, options.unclaimed_buffer) as client:
         yield client
-
-
-#: The channel options of :func:`open_client` and their defaults (those of ``open_channels``).
-CHANNEL_DEFAULTS: Mapping[str, object] = {
-    "session": None,
-    "iopub_topic": b"",
-    "heartbeat": True,
-    "hb_interval": 1.0,
-    "hb_deadline": 5.0,
-    "hb_startup_deadline": 30.0,
-    "buffer_size": 1000,
-    "iopub_buffer_size": IOPUB_BUFFER_SIZE,
-    "iopub_buffer_bytes": IOPUB_BUFFER_BYTES,
-    "iopub_overflow": "drop",
-    "iopub_hwm": 10_000,
-    "report_rejects": False,
-    "rejects_buffer_size": 100,
-    "identity": None,
-    "curve_client_keys": None,
-    "linger": 1.0,
-}
 
 
 def _check_message(msg: object) -> None:

@@ -116,16 +116,27 @@ class PerChannel:
 
     __slots__ = ()
 
+    # Declared here, defined by each snapshot class (its attrs fields).
+    shell: ChannelStatistics
+    control: ChannelStatistics
+    stdin: ChannelStatistics
+    iopub: ChannelStatistics
+
     def __getitem__(self, name: ChannelName) -> ChannelStatistics:
         """The statistics of channel ``name``.
 
         Raises:
             KeyError: not a channel name.
         """
-        if name not in CHANNEL_NAMES:
-            raise KeyError(name)
-        value: ChannelStatistics = getattr(self, name)
-        return value
+        if name == "shell":
+            return self.shell
+        if name == "control":
+            return self.control
+        if name == "stdin":
+            return self.stdin
+        if name == "iopub":
+            return self.iopub
+        raise KeyError(name)
 
     @property
     def rejected_total(self) -> int:

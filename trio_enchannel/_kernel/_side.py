@@ -238,9 +238,12 @@ class KernelChannels:
         """
         if name == "iopub":
             return self.iopub
-        if name in _ROUTER_CHANNELS:
-            endpoint: KernelEndpoint = getattr(self, name)
-            return endpoint
+        if name == "shell":
+            return self.shell
+        if name == "control":
+            return self.control
+        if name == "stdin":
+            return self.stdin
         raise LocalProtocolError(f"unknown channel {name!r}")
 
     async def send(self, msg: Message) -> None:

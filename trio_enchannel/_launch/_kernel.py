@@ -33,6 +33,7 @@ from ._process import Incarnation, OutputMode, Tail, describe_exit, spawn
 
 if TYPE_CHECKING:
     from .._client._client import KernelClient
+    from .._client._options import ClientOptions
 
 __all__ = ["Kernel", "launched"]
 
@@ -59,7 +60,7 @@ class Kernel:
     _startup_timeout: float
     _shutdown_grace: float
     _terminate_grace: float
-    _client_kwargs: dict[str, Any]
+    _client_options: ClientOptions
     _nursery: trio.Nursery
     _ipc_dir: Path | None = None
     _inc: Incarnation | None = None
@@ -361,10 +362,10 @@ class Kernel:
                 try:
                     await self._start_process()
                     if connect:
-                        from .._client._client import open_client
+                        from .._client._client import open_client_with
 
                         self._client = await attempt_stack.enter_async_context(
-                            open_client(self.connection_info, **self._client_kwargs)
+                            open_client_with(self.connection_info, self._client_options)
                         )
                     await self._wait_ready()
                 except PortsInUse:

@@ -28,10 +28,8 @@ from .._validate import (
     check_choice,
     check_ip,
     check_mapping,
-    check_option_names,
     check_seconds,
     check_str_sequence,
-    parameter_names,
 )
 from .._wire._connection import ConnectionInfo
 from ._argv import kernel_argv, kernel_env
@@ -67,7 +65,6 @@ def _check_arguments(
     terminate_grace: object,
     runtime_dir: object,
     connect: object,
-    client_options: object,
 ) -> tuple[str, ...]:
     """Check the arguments of :func:`open_kernel` (types and values, by name), before any
     file is read or process started; return ``extra_arguments`` as a tuple."""
@@ -92,13 +89,6 @@ def _check_arguments(
     check_seconds("shutdown_grace", shutdown_grace, allow_zero=True, allow_inf=True)
     check_seconds("terminate_grace", terminate_grace, allow_zero=True, allow_inf=True)
     check_bool("connect", connect)
-    from .._client._client import open_client
-
-    check_option_names(
-        "client_options",
-        check_mapping("client_options", client_options),
-        parameter_names(open_client, exclude={"info_or_channels"}),
-    )
     return arguments
 
 
@@ -170,7 +160,8 @@ async def open_kernel(
         kernel_dirs: kernelspec directories to search instead of Jupyter's path.
         connect: open a :class:`KernelClient` (``kernel.client``) and wait for the kernel to
             answer. With ``False`` no client is opened; readiness means the kernel listens.
-        client_options: keyword arguments for :func:`open_client`.
+        client_options: keyword arguments for :func:`open_client` (checked, names and
+            values, before the kernel starts).
 
     Yields:
         The running :class:`Kernel`.
@@ -204,8 +195,12 @@ async def open_kernel(
         terminate_grace=terminate_grace,
         runtime_dir=runtime_dir,
         connect=connect,
-        client_options=client_options,
     )
+    from .._client._options import ClientOptions
+
+    # The client's options are checked here too, names and values, before any file is read
+    # or process started; the kernel receives them checked.
+    options = ClientOptions.from_mapping("client_options", client_options)
     # Kernelspec lookup and the connection file are file I/O, which may block: never on the
     # event loop's thread. A lookup is abandoned on cancellation (it only reads); the write
     # is not, so that no connection file is left behind by an abandoned thread.
@@ -239,7 +234,7 @@ async def open_kernel(
                 startup_timeout=startup_timeout,
                 shutdown_grace=shutdown_grace,
                 terminate_grace=terminate_grace,
-                client_kwargs=dict(client_options or {}),
+                client_options=options,
                 nursery=nursery,
                 ipc_dir=ipc_dir,
             )

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from .._wire._connection import ConnectionInfo
+from .._wire._connection import ConnectionInfo, SocketName
 
 __all__ = [
     "IN_USE",
@@ -32,7 +32,7 @@ __all__ = [
 
 #: How many times a fresh launch is tried when its TCP ports turn out to be taken.
 PORT_ATTEMPTS = 3
-_PORT_NAMES = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+_SOCKETS: tuple[SocketName, ...] = ("shell", "iopub", "stdin", "control", "hb")
 # What a kernel writes when a bind fails: ipykernel and xeus-python ("Address already in use",
 # from libzmq's strerror), and EADDRINUSE's name for kernels that print the errno symbol.
 IN_USE = re.compile(r"address already in use|EADDRINUSE", re.IGNORECASE)
@@ -57,8 +57,8 @@ def busy_ports(info: ConnectionInfo) -> dict[str, int]:
     except ValueError:
         return {}
     busy: dict[str, int] = {}
-    for name in _PORT_NAMES:
-        port = int(getattr(info, name))
+    for socket_name in _SOCKETS:
+        name, port = f"{socket_name}_port", info.port(socket_name)
         try:
             with socket.socket(family, socket.SOCK_STREAM) as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -71,7 +71,7 @@ def busy_ports(info: ConnectionInfo) -> dict[str, int]:
 
 def reports_bind_failure(text: str, info: ConnectionInfo) -> bool:
     """Whether *text* (a kernel's stderr) says that binding one of *info*'s ports failed."""
-    ports = {str(getattr(info, name)) for name in _PORT_NAMES}
+    ports = {str(info.port(name)) for name in _SOCKETS}
     return any(
         IN_USE.search(line) and not ports.isdisjoint(re.findall(r":(\d+)\b", line))
         for line in text.splitlines()
@@ -81,7 +81,14 @@ def reports_bind_failure(text: str, info: ConnectionInfo) -> bool:
 def with_fresh_ports(info: ConnectionInfo) -> ConnectionInfo:
     """*info* with newly allocated TCP ports (key, address and everything else kept)."""
     fresh = ConnectionInfo.allocate(ip=info.ip, transport=info.transport)
-    return attrs.evolve(info, **{name: getattr(fresh, name) for name in _PORT_NAMES})
+    return attrs.evolve(
+        info,
+        shell_port=fresh.shell_port,
+        iopub_port=fresh.iopub_port,
+        stdin_port=fresh.stdin_port,
+        control_port=fresh.control_port,
+        hb_port=fresh.hb_port,
+    )
 
 
 def describe_busy(busy: Mapping[str, int]) -> str:

@@ -33,7 +33,13 @@ from .._io._errors import ConnectionLost
 from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE, BufferOptions, IOPubOverflow
 from .._io._stats import PerChannel
 from .._util import unwrap_single, worth_logging
-from .._validate import check_bool, check_choice, check_seconds
+from .._validate import (
+    check_bool,
+    check_choice,
+    check_mapping,
+    check_option_names,
+    check_seconds,
+)
 from .._wire._framing import peek_channel
 from .._wire._message import ChannelName, Message
 from .._wire._session import Session
@@ -41,6 +47,8 @@ from ._link import KernelLink, LinkState, SubprotocolChoice
 from ._rest import RemoteServer, check_connection_options, check_kernel_id, open_remote_server
 
 __all__ = [
+    "REMOTE_CHANNEL_DEFAULTS",
+    "RemoteChannelOptions",
     "RemoteChannels",
     "RemoteChannelsStatistics",
     "RemoteConnectionStatistics",
@@ -93,6 +101,140 @@ class RemoteChannelsStatistics(PerChannel):
         return super().rejected_total + self.connection.rejected_unknown_channel
 
 
+#: The options of :func:`open_remote_channels` a ``channel_options`` dict may give, and their
+#: defaults (``subprotocol`` and the connection's options are separate arguments there).
+REMOTE_CHANNEL_DEFAULTS: Mapping[str, object] = {
+    "session": None,
+    "buffer_size": 1000,
+    "iopub_buffer_size": IOPUB_BUFFER_SIZE,
+    "iopub_buffer_bytes": IOPUB_BUFFER_BYTES,
+    "iopub_overflow": "drop",
+    "multiplexed": False,
+    "report_rejects": False,
+    "rejects_buffer_size": 100,
+    "connect_timeout": 60.0,
+    "reconnect": True,
+    "reconnect_timeout": 60.0,
+    "ping_interval": 10.0,
+    "kernel_check_interval": None,
+}
+
+
+@attrs.frozen
+class RemoteChannelOptions:
+    """The options of :func:`open_remote_channels` (but the server and the kernel), checked
+    once by :meth:`build` or :meth:`from_mapping` (use them, not the constructor).
+
+    Attributes:
+        buffers: the bounds and policies every opener shares.
+        session: the session to build messages with (``None``: a fresh unsigned one).
+        subprotocol: the websocket framing to ask for.
+        connect_timeout, reconnect, reconnect_timeout, ping_interval, kernel_check_interval:
+            see :func:`open_remote_channels`.
+    """
+
+    buffers: BufferOptions
+    session: Session | None
+    subprotocol: SubprotocolChoice
+    connect_timeout: float
+    reconnect: bool
+    reconnect_timeout: float
+    ping_interval: float | None
+    kernel_check_interval: float | None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        session: object,
+        subprotocol: object,
+        buffer_size: object,
+        iopub_buffer_size: object,
+        iopub_buffer_bytes: object,
+        iopub_overflow: object,
+        multiplexed: object,
+        report_rejects: object,
+        rejects_buffer_size: object,
+        connect_timeout: object,
+        reconnect: object,
+        reconnect_timeout: object,
+        ping_interval: object,
+        kernel_check_interval: object,
+    ) -> RemoteChannelOptions:
+        """The options from :func:`open_remote_channels`' keyword arguments of the same
+        names, checked (the error names the argument).
+
+        Raises:
+            ConfigurationError: a value is out of range.
+            TypeError: a value has the wrong type.
+        """
+        if session is not None and not isinstance(session, Session):
+            raise TypeError(f"session must be a Session or None, got {type(session).__name__}")
+        choice: SubprotocolChoice = check_choice(
+            "subprotocol", subprotocol, ("auto", "v1", "legacy")
+        )
+        buffers = BufferOptions.build(
+            buffer_size=buffer_size,
+            iopub_buffer_size=iopub_buffer_size,
+            iopub_buffer_bytes=iopub_buffer_bytes,
+            iopub_overflow=iopub_overflow,
+            multiplexed=multiplexed,
+            report_rejects=report_rejects,
+            rejects_buffer_size=rejects_buffer_size,
+        )
+        return cls(
+            buffers=buffers,
+            session=session,
+            subprotocol=choice,
+            reconnect=check_bool("reconnect", reconnect),
+            connect_timeout=check_seconds("connect_timeout", connect_timeout, allow_inf=True),
+            reconnect_timeout=check_seconds("reconnect_timeout", reconnect_timeout, allow_inf=True),
+            ping_interval=_optional_seconds("ping_interval", ping_interval),
+            kernel_check_interval=_optional_seconds("kernel_check_interval", kernel_check_interval),
+        )
+
+    @classmethod
+    def from_mapping(
+        cls, label: str, options: object, *, subprotocol: object, connect_timeout: object
+    ) -> RemoteChannelOptions:
+        """The options from the dict ``options`` (a ``channel_options`` argument named
+        ``label``), each key one of :data:`REMOTE_CHANNEL_DEFAULTS`, checked as by
+        :meth:`build`; ``connect_timeout`` is the default for the key of that name.
+
+        Raises:
+            TypeError: ``options`` is not a dict (or ``None``), a key is unknown, or a value
+                has the wrong type.
+            ConfigurationError: a value is out of range.
+        """
+        given = check_mapping(label, options) or {}
+        check_option_names(label, given, REMOTE_CHANNEL_DEFAULTS)
+        defaults = {**REMOTE_CHANNEL_DEFAULTS, "connect_timeout": connect_timeout}
+
+        def get(name: str) -> object:
+            return given[name] if name in given else defaults[name]
+
+        return cls.build(
+            session=get("session"),
+            subprotocol=subprotocol,
+            buffer_size=get("buffer_size"),
+            iopub_buffer_size=get("iopub_buffer_size"),
+            iopub_buffer_bytes=get("iopub_buffer_bytes"),
+            iopub_overflow=get("iopub_overflow"),
+            multiplexed=get("multiplexed"),
+            report_rejects=get("report_rejects"),
+            rejects_buffer_size=get("rejects_buffer_size"),
+            connect_timeout=get("connect_timeout"),
+            reconnect=get("reconnect"),
+            reconnect_timeout=get("reconnect_timeout"),
+            ping_interval=get("ping_interval"),
+            kernel_check_interval=get("kernel_check_interval"),
+        )
+
+
+def _optional_seconds(name: str, value: object) -> float | None:
+    return None if value is None else check_seconds(name, value)
+
+
 class RemoteChannels:
     """The channels of a kernel behind a Jupyter Server or Enterprise Gateway.
 
@@ -134,7 +276,6 @@ class RemoteChannels:
         self._listeners: list[ChannelsListener] = []
         self._reject_listeners: list[RejectListener] = []
         self._taps: list[Callable[[Message], None]] = []
-        self._dead = trio.Event()
         self._death: KernelDied | None = None
         self._link: KernelLink  # set by open_remote_channels
         self.shell = MessageChannel(self._hub, "shell")
@@ -429,7 +570,6 @@ class RemoteChannels:
 
     def _on_dead(self, error: KernelDied) -> None:
         self._death = error
-        self._dead.set()
         self._hub.fanout.end(error)
         self._notify(lambda listener: listener.kernel_died(error), "kernel_died")
 
@@ -549,10 +689,9 @@ async def open_remote_channels(
     """
     check_connection_options(server=server, token=token, ssl_context=ssl_context, headers=headers)
     check_kernel_id(kernel_id)
-    if session is not None and not isinstance(session, Session):
-        raise TypeError(f"session must be a Session or None, got {type(session).__name__}")
-    check_choice("subprotocol", subprotocol, ("auto", "v1", "legacy"))
-    options = BufferOptions.build(
+    options = RemoteChannelOptions.build(
+        session=session,
+        subprotocol=subprotocol,
         buffer_size=buffer_size,
         iopub_buffer_size=iopub_buffer_size,
         iopub_buffer_bytes=iopub_buffer_bytes,
@@ -560,49 +699,58 @@ async def open_remote_channels(
         multiplexed=multiplexed,
         report_rejects=report_rejects,
         rejects_buffer_size=rejects_buffer_size,
+        connect_timeout=connect_timeout,
+        reconnect=reconnect,
+        reconnect_timeout=reconnect_timeout,
+        ping_interval=ping_interval,
+        kernel_check_interval=kernel_check_interval,
     )
-    check_bool("reconnect", reconnect)
-    check_seconds("connect_timeout", connect_timeout, allow_inf=True)
-    check_seconds("reconnect_timeout", reconnect_timeout, allow_inf=True)
-    for label, value in (
-        ("ping_interval", ping_interval),
-        ("kernel_check_interval", kernel_check_interval),
+    async with (
+        _server_for(server, token, ssl_context, headers) as rest,
+        open_remote_channels_with(rest, kernel_id, options) as channels,
     ):
-        if value is not None:
-            check_seconds(label, value)
-    async with _server_for(server, token, ssl_context, headers) as rest:
-        if session is None:
-            session = Session(session_id=uuid.uuid4().hex)
-        channels = RemoteChannels(rest, kernel_id, session, options)
-        link = KernelLink(
-            server=rest,
-            kernel_id=kernel_id,
-            session_id=session.session_id,
-            deliver=channels._deliver,
-            reject=channels._reject,
-            on_drop=channels._on_drop,
-            on_restart=channels._on_restart,
-            on_dead=channels._on_dead,
-            on_connect=channels._on_connect,
-            on_repaired=channels._on_repaired,
-            make_probe=lambda: session.message("kernel_info_request", channel="shell"),
-            subprotocol_choice=subprotocol,
-            connect_timeout=connect_timeout,
-            reconnect=reconnect,
-            reconnect_timeout=reconnect_timeout,
-            ping_interval=ping_interval,
-            ping_timeout=ping_interval if ping_interval is not None else 10.0,
-            kernel_check_interval=kernel_check_interval,
-        )
-        channels._link = link
-        with unwrap_single():
-            async with trio.open_nursery() as nursery:
-                await nursery.start(link.run)
-                try:
-                    yield channels
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await channels.aclose()
+        yield channels
+
+
+@asynccontextmanager
+async def open_remote_channels_with(
+    rest: RemoteServer, kernel_id: str, options: RemoteChannelOptions
+) -> AsyncIterator[RemoteChannels]:
+    """:func:`open_remote_channels` on an open server, with its options already checked
+    (:class:`RemoteChannelOptions`): the entry point of ``open_remote_kernel``."""
+    session = options.session
+    if session is None:
+        session = Session(session_id=uuid.uuid4().hex)
+    channels = RemoteChannels(rest, kernel_id, session, options.buffers)
+    link = KernelLink(
+        server=rest,
+        kernel_id=kernel_id,
+        session_id=session.session_id,
+        deliver=channels._deliver,
+        reject=channels._reject,
+        on_drop=channels._on_drop,
+        on_restart=channels._on_restart,
+        on_dead=channels._on_dead,
+        on_connect=channels._on_connect,
+        on_repaired=channels._on_repaired,
+        make_probe=lambda: session.message("kernel_info_request", channel="shell"),
+        subprotocol_choice=options.subprotocol,
+        connect_timeout=options.connect_timeout,
+        reconnect=options.reconnect,
+        reconnect_timeout=options.reconnect_timeout,
+        ping_interval=options.ping_interval,
+        ping_timeout=options.ping_interval if options.ping_interval is not None else 10.0,
+        kernel_check_interval=options.kernel_check_interval,
+    )
+    channels._link = link
+    with unwrap_single():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(link.run)
+            try:
+                yield channels
+            finally:
+                with trio.CancelScope(shield=True):
+                    await channels.aclose()
 
 
 @asynccontextmanager

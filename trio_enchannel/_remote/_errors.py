@@ -59,8 +59,23 @@ class RemoteKernelNotFound(RemoteServerError, LookupError):
         kernel_id: the id that was asked for.
     """
 
-    def __init__(self, message: str, *, kernel_id: str, **kwargs: object) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        message: str,
+        *,
+        kernel_id: str,
+        status_code: int | None = None,
+        method: str = "",
+        url: str = "",
+        server_message: str = "",
+    ) -> None:
+        super().__init__(
+            message,
+            status_code=status_code,
+            method=method,
+            url=url,
+            server_message=server_message,
+        )
         self.kernel_id = kernel_id
 
     def __str__(self) -> str:  # LookupError would otherwise quote the message

@@ -21,14 +21,11 @@ from .._io._errors import ConnectionLost
 from .._util import unwrap_single
 from .._validate import (
     check_choice,
-    check_mapping,
-    check_option_names,
     check_optional_str,
     check_seconds,
-    parameter_names,
 )
 from .._wire._message import Message
-from ._channels import RemoteChannels, open_remote_channels
+from ._channels import RemoteChannelOptions, RemoteChannels, open_remote_channels_with
 from ._errors import RemoteServerError
 from ._link import SubprotocolChoice
 from ._rest import (
@@ -239,7 +236,8 @@ async def open_remote_kernel(
         channel_options: more keyword arguments for :func:`open_remote_channels`
             (``reconnect_timeout``, ``ping_interval``, ...).
         client_options: keyword arguments for :func:`~trio_enchannel.open_client`
-            (``stdin``, ``unclaimed_buffer``).
+            (``stdin``, ``unclaimed_buffer``). Both dicts are checked, names and values,
+            before the server is asked for anything.
 
     Yields:
         The ready :class:`RemoteKernel`.
@@ -252,7 +250,8 @@ async def open_remote_kernel(
         ConfigurationError: an invalid option (a :class:`ValueError`).
         TypeError: an argument has the wrong type.
     """
-    from .._client._client import CHANNEL_DEFAULTS, open_client
+    from .._client._client import open_client_with
+    from .._client._options import ClientOptions
 
     check_connection_options(server=server, token=token, ssl_context=ssl_context, headers=headers)
     check_optional_str("name", name, nonempty=True)
@@ -260,20 +259,14 @@ async def open_remote_kernel(
     check_str_mapping("env", env)
     check_seconds("startup_timeout", startup_timeout, allow_inf=True)
     check_choice("subprotocol", subprotocol, ("auto", "v1", "legacy"))
-
-    check_option_names(
-        "channel_options",
-        check_mapping("channel_options", channel_options),
-        parameter_names(
-            open_remote_channels,
-            exclude={"server", "kernel_id", "token", "ssl_context", "headers", "subprotocol"},
-        ),
+    # Checked here, names and values, before the server is asked for anything; the openers
+    # below receive them checked.
+    channel_settings = RemoteChannelOptions.from_mapping(
+        "channel_options", channel_options, subprotocol=subprotocol, connect_timeout=startup_timeout
     )
-    check_option_names(
-        "client_options",
-        check_mapping("client_options", client_options),
-        # (not the ZeroMQ channel options of open_client: these channels are remote)
-        parameter_names(open_client, exclude={"info_or_channels", *CHANNEL_DEFAULTS}),
+    # (not the ZeroMQ channel options of open_client: these channels are remote)
+    client_settings = ClientOptions.from_mapping(
+        "client_options", client_options, channel_options=False
     )
     async with contextlib.AsyncExitStack() as stack:
         if isinstance(server, RemoteServer):
@@ -297,13 +290,8 @@ async def open_remote_kernel(
         try:
             with unwrap_single():
                 async with (
-                    open_remote_channels(
-                        rest,
-                        model.id,
-                        subprotocol=subprotocol,
-                        **{"connect_timeout": startup_timeout, **dict(channel_options or {})},
-                    ) as channels,
-                    open_client(channels, **dict(client_options or {})) as client,
+                    open_remote_channels_with(rest, model.id, channel_settings) as channels,
+                    open_client_with(channels, client_settings) as client,
                 ):
                     kernel = RemoteKernel(
                         server=rest,

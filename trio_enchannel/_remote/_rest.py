@@ -315,31 +315,34 @@ class RemoteServer:
                     url=url,
                 ) from exc
         message = _server_message(response)
-        kwargs: dict[str, Any] = {
-            "status_code": status,
-            "method": method,
-            "url": url,
-            "server_message": message,
-        }
         if status in (401, 403):
             given = "the token sent was refused" if self.token else "no token was sent"
             raise RemoteAuthenticationError(
                 f"{method} {url}: HTTP {status} {response.reason_phrase} — {given}, or the "
                 "server does not allow this request"
                 + (f" ({message})" if message and message != response.reason_phrase else ""),
-                **kwargs,
+                status_code=status,
+                method=method,
+                url=url,
+                server_message=message,
             )
         kernel_id = _kernel_id_of(path)
         if status == 404 and kernel_id is not None:
             raise RemoteKernelNotFound(
                 f"the server at {self.url} has no kernel {kernel_id!r} (HTTP 404)",
                 kernel_id=kernel_id,
-                **kwargs,
+                status_code=status,
+                method=method,
+                url=url,
+                server_message=message,
             )
         raise RemoteServerError(
             f"{method} {url}: HTTP {status} {response.reason_phrase}"
             + (f": {message}" if message else ""),
-            **kwargs,
+            status_code=status,
+            method=method,
+            url=url,
+            server_message=message,
         )
 
     # -- kernelspecs ------------------------------------------------------------------------

@@ -345,11 +345,19 @@ class ConnectionInfo:
         Raises:
             ConfigurationError: unknown socket name (a :class:`ValueError`).
         """
-        if name not in _SOCKET_NAMES:
-            raise ConfigurationError(
-                f"unknown socket name {name!r:.40}; expected one of {', '.join(_SOCKET_NAMES)}"
-            )
-        return int(getattr(self, f"{name}_port"))
+        if name == "shell":
+            return self.shell_port
+        if name == "iopub":
+            return self.iopub_port
+        if name == "stdin":
+            return self.stdin_port
+        if name == "control":
+            return self.control_port
+        if name == "hb":
+            return self.hb_port
+        raise ConfigurationError(
+            f"unknown socket name {name!r:.40}; expected one of {', '.join(_SOCKET_NAMES)}"
+        )
 
     def url(self, name: SocketName, *, bind: bool = False) -> str:
         """The ZeroMQ endpoint of socket ``name``.

@@ -633,13 +633,32 @@ class Session:
             raise ConfigurationError("replay_history must be at least 1")
 
     @classmethod
-    def from_connection_info(cls, info: ConnectionInfo, **kwargs: Any) -> Session:
-        """A Session with the key and signature scheme of ``info``.
+    def from_connection_info(
+        cls,
+        info: ConnectionInfo,
+        *,
+        session_id: str | None = None,
+        username: str | None = None,
+        protocol_version: str = "5.5",
+        replay_history: int = 65536,
+    ) -> Session:
+        """A Session with the key and signature scheme of ``info``; the other arguments are
+        those of :class:`Session` (``None``: the default, a random id and
+        :func:`default_username`).
 
         Raises:
-            ConfigurationError: the connection info's signature scheme is unknown.
+            ConfigurationError: the connection info's signature scheme is unknown, or
+                ``replay_history`` is < 1.
+            TypeError: an argument has the wrong type.
         """
-        return cls(info.key, signature_scheme=info.signature_scheme, **kwargs)
+        return cls(
+            info.key,
+            signature_scheme=info.signature_scheme,
+            session_id=uuid.uuid4().hex if session_id is None else session_id,
+            username=default_username() if username is None else username,
+            protocol_version=protocol_version,
+            replay_history=replay_history,
+        )
 
     @property
     def key(self) -> bytes:
