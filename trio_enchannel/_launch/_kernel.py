@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from .._client._options import ClientOptions
 from .._errors import KernelDied, KernelStartupError, UsageError
 from .._io._connection_file import write_connection_file
 from .._validate import check_int
@@ -33,7 +34,6 @@ from ._process import Incarnation, OutputMode, Tail, describe_exit, spawn
 
 if TYPE_CHECKING:
     from .._client._client import KernelClient
-    from .._client._options import ClientOptions
 
 __all__ = ["Kernel", "launched"]
 
