@@ -603,3 +603,33 @@ def test_a_built_header_follows_the_session_and_its_extra() -> None:
     session.session_id = "s2"
     msg = session.message("status")
     assert session.serialize(msg)[2] == codec._encode_part(msg.header.to_dict(), "header", "t")
+
+
+def test_messages_answering_one_parent_each_get_its_header_as_a_fresh_dict() -> None:
+    """The parent's header dict, built once for many answers, is copied into each: changing
+    one message's parent header changes no other, and extra keys given to the parent's
+    header later are in the next answers'."""
+    session = Session("key")
+    request = session.message("execute_request", {"code": ""})
+    first = session.message("stream", parent=request)
+    first.parent_header["msg_id"] = "changed"
+    second = session.message("stream", parent=request)
+    assert second.parent_header == request.header.to_dict()
+    assert second.parent_header is not first.parent_header
+    request.header.extra["x"] = 1  # type: ignore[index]
+    third = session.message("stream", parent=request)
+    assert third.parent_header == request.header.to_dict() and third.parent_header["x"] == 1
+    other = session.message("execute_request", {"code": "1"})
+    assert session.message("stream", parent=other).parent_id == other.msg_id
+    assert session.message("stream", parent=request).parent_header == request.header.to_dict()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_buffers_are_framed_as_given_or_as_views(path: str) -> None:
+    """bytes and memoryviews are sent as they are, other buffers as memoryviews of them."""
+    session = Session("key")
+    data, view, mutable = b"ab", memoryview(b"cd"), bytearray(b"ef")
+    with encoding_path(path):
+        frames = session.serialize(session.message("m", buffers=[data, view, mutable]))
+    assert frames[6] is data and frames[7] is view
+    assert type(frames[8]) is memoryview and frames[8].obj is mutable

@@ -245,8 +245,8 @@ def _encode_message(
     """The four JSON parts of a message, each what :func:`_encode_part` gives, and their
     concatenation when the content is no larger than ``_JOIN_LIMIT`` (else ``None``).
 
-    ``header`` may be given already encoded (bytes, as :func:`_header_json` writes it: only
-    strings, so nothing in it can be NaN).
+    ``header`` may be given already encoded (bytes, as :meth:`Session.message` writes it
+    from :func:`_header_fragments`: only strings, so nothing in it can be NaN).
 
     The usual message (dicts that orjson encodes without writing ``null``) costs four
     ``orjson.dumps`` and one search; the rest goes part by part, as :func:`_encode_part`.
@@ -666,9 +666,10 @@ class Session:
     _counter: Iterable[int] = attrs.field(init=False, factory=itertools.count, repr=False)
     _signer: _Signer = attrs.field(init=False, repr=False)
     _invalid_utf8: int = attrs.field(init=False, default=0, repr=False)
-    # [header fragments (see _header_fragments), (the last Header built, its JSON)]: a list,
-    # so that updating it costs no call to attrs' __setattr__; each item is replaced whole.
-    _built: list[Any] = attrs.field(init=False, factory=lambda: [None, None], repr=False)
+    # [header fragments (see _header_fragments), (the last Header built, its JSON), (the last
+    # parent's Header, its dict)]: a list, so that updating it costs no call to attrs'
+    # __setattr__; each item is replaced whole.
+    _built: list[Any] = attrs.field(init=False, factory=lambda: [None, None, None], repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._digest = _scheme_factory(self.signature_scheme)
@@ -746,7 +747,15 @@ class Session:
         if parent is None:
             parent_header: dict[str, Any] = {}
         elif isinstance(parent, Message):
-            parent_header = parent.header.to_dict()
+            # Many messages answer the same request (outputs, status): its header's dict is
+            # built once and copied.
+            of = parent.header
+            last = self._built[2]
+            if last is not None and last[0] is of and not of.extra:
+                parent_header = last[1].copy()
+            else:
+                parent_header = of.to_dict()
+                self._built[2] = (of, parent_header.copy())
         else:
             parent_header = dict(parent)
         username = self.username
@@ -864,7 +873,16 @@ class Session:
         if not self._key:
             signature = b""
         elif joined is not None:
-            signature = self._signer.hexdigest(joined)
+            signer = self._signer
+            inner = signer._inner
+            if inner is not None:  # _Signer.hexdigest(joined), without the call
+                inner = inner.copy()
+                inner.update(joined)
+                outer = signer._outer.copy()
+                outer.update(inner.digest())
+                signature = outer.hexdigest().encode("ascii")
+            else:
+                signature = signer.hexdigest(joined)
         else:  # large content: hashed in place, never joined
             signature = self._signer.hexdigest(h, p, m, c)
         idents = msg.identities if identities is None else identities
@@ -880,7 +898,15 @@ class Session:
         else:
             frames = [DELIMITER, signature, h, p, m, c]
         buffers: tuple[object, ...] = msg.buffers
-        for i, buf in enumerate(buffers) if buffers else ():
+        if not buffers:
+            return frames
+        for buf in buffers:  # the usual buffers, added at once
+            if type(buf) is not bytes and type(buf) is not memoryview:
+                break
+        else:
+            frames += buffers  # type: ignore[arg-type]
+            return frames
+        for i, buf in enumerate(buffers):
             if isinstance(buf, (bytes, memoryview)):
                 frames.append(buf)
                 continue
