@@ -476,3 +476,160 @@ def test_msg_ids_name_session_process_and_count() -> None:
     assert (name, pid, len(nonce)) == ("sess", str(os.getpid()), 8)
     assert second == f"sess_{nonce}_{pid}_{int(count) + 1}"
     assert session.message("status").msg_id == f"sess_{nonce}_{pid}_{int(count) + 2}"
+
+
+# -- the fast build: Header and Message values without attrs' __init__, the header's JSON --
+
+#: Strings that each JSON path writes otherwise than as themselves between quotes (quotes,
+#: backslashes, control characters, line separators, a lone surrogate) and some that it
+#: writes as they are.
+header_text = st.text(max_size=12) | st.sampled_from(
+    ['a"b', "a\\b", "\x00", "tab\there", "\x7f", "\u2028", "\udcff", "é", "/", "", " "]
+)
+
+
+@settings(max_examples=300)
+@given(
+    fields=st.tuples(*(header_text for _ in range(6))),
+    subshell_id=st.none() | header_text,
+    extra=st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=2),
+    content=st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    buffers=st.lists(st.binary(max_size=4), max_size=2),
+    identities=st.lists(st.binary(max_size=4), max_size=2),
+    channel=st.none() | st.sampled_from(["shell", "control", "stdin", "iopub"]),
+)
+def test_fast_built_values_are_the_validated_constructors_values(
+    fields: tuple[str, str, str, str, str, str],
+    subshell_id: str | None,
+    extra: dict[str, Any],
+    content: dict[str, Any],
+    buffers: list[bytes],
+    identities: list[bytes],
+    channel: Any,
+) -> None:
+    """The codec's private constructors build exactly what ``Header(...)`` and
+    ``Message(...)`` build: same class, equal, same repr, frozen, picklable, weakly
+    referenceable, without an instance dict."""
+    import pickle
+    import weakref
+
+    import attrs
+
+    from trio_enchannel import Header, Message
+    from trio_enchannel._wire import _message
+
+    fast = _message._make_header(*fields, subshell_id, dict(extra))
+    slow = Header(*fields, subshell_id=subshell_id, extra=dict(extra))
+    fast_msg = _message._make_message(
+        fast, {"msg_id": "p"}, {}, dict(content), tuple(buffers), tuple(identities), channel
+    )
+    slow_msg = Message(
+        slow,
+        parent_header={"msg_id": "p"},
+        content=dict(content),
+        buffers=buffers,
+        identities=identities,
+        channel=channel,
+    )
+    for built, reference in ((fast, slow), (fast_msg, slow_msg)):
+        assert type(built) is type(reference)
+        assert built == reference and reference == built
+        assert repr(built) == repr(reference)
+        assert pickle.loads(pickle.dumps(built)) == reference
+        assert weakref.ref(built)() is built
+        assert not hasattr(built, "__dict__")
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            built.header = None  # type: ignore[misc, union-attr]
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            del built.channel  # type: ignore[union-attr]
+    assert fast_msg.to_dict() == slow_msg.to_dict()
+
+
+@settings(max_examples=300)
+@given(
+    msg_types=st.lists(header_text.filter(bool), min_size=3, max_size=3),
+    username=header_text,
+    session_id=header_text,
+    version=header_text,
+    subshell_id=st.none() | st.just("sub"),
+    order=st.permutations(range(3)),
+    path=st.sampled_from(PATHS),
+)
+def test_a_built_header_is_sent_as_its_dict_encodes(
+    msg_types: list[str],
+    username: str,
+    session_id: str,
+    version: str,
+    subshell_id: str | None,
+    order: list[int],
+    path: str,
+) -> None:
+    """The header JSON a Session writes while building a message is byte for byte what
+    encoding ``header.to_dict()`` gives (or the same error), whatever the strings in it, on
+    both paths, whichever of its messages is sent first."""
+    session = Session("key", username=username, session_id=session_id, protocol_version=version)
+    with encoding_path(path):
+        msgs = [
+            session.message(t, {"n": i}, subshell_id=subshell_id) for i, t in enumerate(msg_types)
+        ]
+        for i in order:
+            msg = msgs[i]
+            try:
+                expected: Any = codec._encode_part(msg.header.to_dict(), "header", msg.msg_type)
+            except LocalProtocolError as exc:
+                expected = str(exc)
+            try:
+                frames = session.serialize(msg)
+            except LocalProtocolError as exc:
+                assert str(exc) == expected
+                continue
+            assert frames[2] == expected
+            assert frames[1] == session.sign(frames[2:6])
+
+
+def test_a_built_header_follows_the_session_and_its_extra() -> None:
+    """A header built, then given extra keys, or built after the Session's user name,
+    session id or version changed, is sent as its dict encodes."""
+    session = Session("key", username="ann", session_id="s1")
+    msg = session.message("status")
+    msg.header.extra["x"] = 1  # type: ignore[index]
+    assert json.loads(bytes(session.serialize(msg)[2]))["x"] == 1
+    session.username = "bob"
+    session.session_id = 'a"b'
+    session.protocol_version = "5.4"
+    msg = session.message("status")
+    header = json.loads(bytes(session.serialize(msg)[2]))
+    assert (header["username"], header["session"], header["version"]) == ("bob", 'a"b', "5.4")
+    session.session_id = "s2"
+    msg = session.message("status")
+    assert session.serialize(msg)[2] == codec._encode_part(msg.header.to_dict(), "header", "t")
+
+
+def test_messages_answering_one_parent_each_get_its_header_as_a_fresh_dict() -> None:
+    """The parent's header dict, built once for many answers, is copied into each: changing
+    one message's parent header changes no other, and extra keys given to the parent's
+    header later are in the next answers'."""
+    session = Session("key")
+    request = session.message("execute_request", {"code": ""})
+    first = session.message("stream", parent=request)
+    first.parent_header["msg_id"] = "changed"
+    second = session.message("stream", parent=request)
+    assert second.parent_header == request.header.to_dict()
+    assert second.parent_header is not first.parent_header
+    request.header.extra["x"] = 1  # type: ignore[index]
+    third = session.message("stream", parent=request)
+    assert third.parent_header == request.header.to_dict() and third.parent_header["x"] == 1
+    other = session.message("execute_request", {"code": "1"})
+    assert session.message("stream", parent=other).parent_id == other.msg_id
+    assert session.message("stream", parent=request).parent_header == request.header.to_dict()
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_buffers_are_framed_as_given_or_as_views(path: str) -> None:
+    """bytes and memoryviews are sent as they are, other buffers as memoryviews of them."""
+    session = Session("key")
+    data, view, mutable = b"ab", memoryview(b"cd"), bytearray(b"ef")
+    with encoding_path(path):
+        frames = session.serialize(session.message("m", buffers=[data, view, mutable]))
+    assert frames[6] is data and frames[7] is view
+    assert type(frames[8]) is memoryview and frames[8].obj is mutable

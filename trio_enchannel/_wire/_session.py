@@ -240,10 +240,13 @@ _JOIN_LIMIT = 64 * 1024
 
 
 def _encode_message(
-    kind: str, header: dict[str, Any], parent: Any, metadata: Any, content: Any
+    kind: str, header: dict[str, Any] | bytes, parent: Any, metadata: Any, content: Any
 ) -> tuple[bytes, bytes, bytes, bytes, bytes | None]:
     """The four JSON parts of a message, each what :func:`_encode_part` gives, and their
     concatenation when the content is no larger than ``_JOIN_LIMIT`` (else ``None``).
+
+    ``header`` may be given already encoded (bytes, as :meth:`Session.message` writes it
+    from :func:`_header_fragments`: only strings, so nothing in it can be NaN).
 
     The usual message (dicts that orjson encodes without writing ``null``) costs four
     ``orjson.dumps`` and one search; the rest goes part by part, as :func:`_encode_part`.
@@ -257,7 +260,7 @@ def _encode_message(
     ):
         options = _FAST_OPTIONS
         try:
-            h = dumps(header, None, options)
+            h = header if type(header) is bytes else dumps(header, None, options)
             p = dumps(parent, None, options) if parent else b"{}"
             m = dumps(metadata, None, options) if metadata else b"{}"
             c = dumps(content, None, options) if content else b"{}"
@@ -274,7 +277,7 @@ def _encode_message(
                 content_nulls = c.find(b"null") >= 0
                 if not content_nulls and (h + p + m).find(b"null") < 0:
                     return h, p, m, c, None
-            if h.find(b"null") >= 0:
+            if type(header) is not bytes and h.find(b"null") >= 0:
                 h = _check_nulls(h, header, "header", kind)
             if p.find(b"null") >= 0:
                 p = _check_nulls(p, parent, "parent_header", kind)
@@ -283,11 +286,50 @@ def _encode_message(
             if content_nulls:
                 c = _check_nulls(c, content, "content", kind)
             return h, p, m, c, h + p + m + c if len(c) <= _JOIN_LIMIT else None
-    h = _encode_part(header, "header", kind)
+    h = header if type(header) is bytes else _encode_part(header, "header", kind)
     p = _encode_part(parent, "parent_header", kind)
     m = _encode_part(metadata, "metadata", kind)
     c = _encode_part(content, "content", kind)
     return h, p, m, c, h + p + m + c if len(c) <= _JOIN_LIMIT else None
+
+
+# -- the header of a message this Session builds, encoded as it is built ------------------
+# Every string in such a header is either the Session's own (user name, session id, version),
+# a message type or ours (the id, the date); when all of them are plain (printable, with no
+# quote or backslash), both JSON paths write each as itself between quotes, so the header's
+# JSON is assembled by formatting, in the key order of ``Header.to_dict``, at a fraction of
+# the cost of building the dict and encoding it. Anything else is encoded as before.
+
+
+def _plain(text: str) -> bool:
+    """Whether both JSON paths write ``text`` as itself between quotes: printable (no
+    control characters, lone surrogates or line separators) and without ``"`` or ``\\``."""
+    return text.isprintable() and '"' not in text and "\\" not in text
+
+
+#: msg_type -> its JSON string, or ``None`` when it is not plain; bounded, since message
+#: types come from callers (a type beyond the bound is checked each time instead).
+_TYPE_JSON: dict[str, str | None] = {}
+_TYPE_JSON_LIMIT = 4096
+
+
+def _type_json(msg_type: str) -> str | None:
+    value = f'"{msg_type}"' if _plain(msg_type) else None
+    if len(_TYPE_JSON) < _TYPE_JSON_LIMIT:
+        _TYPE_JSON[msg_type] = value
+    return value
+
+
+def _header_fragments(
+    username: str, session_id: str, version: str
+) -> tuple[str, str, str, str | None, str]:
+    """``(username, session_id, version, middle, tail)``: the JSON text between the
+    ``msg_type`` and the ``date`` of a header with these fields, and after the date (``None``
+    when one of them is not plain, and the header is then encoded from its dict)."""
+    if not (_plain(username) and _plain(session_id) and _plain(version)):
+        return username, session_id, version, None, ""
+    middle = f'"username":"{username}","session":"{session_id}",'
+    return username, session_id, version, middle, f'"version":"{version}"}}'
 
 
 def _encode_stdlib(value: Any, part: str, msg_type: str) -> bytes:
@@ -625,6 +667,10 @@ class Session:
     _counter: Iterable[int] = attrs.field(init=False, factory=itertools.count, repr=False)
     _signer: _Signer = attrs.field(init=False, repr=False)
     _invalid_utf8: int = attrs.field(init=False, default=0, repr=False)
+    # [header fragments (see _header_fragments), (the last Header built, its JSON), (the last
+    # parent's Header, its dict)]: a list, so that updating it costs no call to attrs'
+    # __setattr__; each item is replaced whole.
+    _built: list[Any] = attrs.field(init=False, factory=lambda: [None, None, None], repr=False)
 
     def __attrs_post_init__(self) -> None:
         self._digest = _scheme_factory(self.signature_scheme)
@@ -721,19 +767,44 @@ class Session:
         if parent is None:
             parent_header: dict[str, Any] = {}
         elif isinstance(parent, Message):
-            parent_header = parent.header.to_dict()
+            # Many messages answer the same request (outputs, status): its header's dict is
+            # built once and copied.
+            of = parent.header
+            last = self._built[2]
+            if last is not None and last[0] is of and not of.extra:
+                parent_header = last[1].copy()
+            else:
+                parent_header = of.to_dict()
+                self._built[2] = (of, parent_header.copy())
         else:
             parent_header = dict(parent)
+        username = self.username
+        session_id = self.session_id
+        version = self.protocol_version
+        msg_id = f"{session_id}_{_process_tag}_{next(self._counter)}"  # type: ignore[call-overload]
+        date = utc_now()
         header = _make_header(
-            self.new_msg_id(),
-            msg_type,
-            self.username,
-            self.session_id,
-            utc_now(),
-            self.protocol_version,
-            subshell_id,
-            {},
+            msg_id, msg_type, username, session_id, date, version, subshell_id, {}
         )
+        if subshell_id is None:
+            # Encode the header now, for serialize (see _header_fragments).
+            built = self._built
+            fragments = built[0]
+            if (
+                fragments is None
+                or fragments[0] is not username
+                or fragments[1] is not session_id
+                or fragments[2] is not version
+            ):
+                fragments = built[0] = _header_fragments(username, session_id, version)
+            middle = fragments[3]
+            kind = _TYPE_JSON.get(msg_type) or _type_json(msg_type)
+            if middle is not None and kind is not None:
+                built[1] = (
+                    header,
+                    f'{{"msg_id":"{msg_id}","msg_type":{kind},{middle}"date":"{date}",'
+                    f"{fragments[4]}".encode(),
+                )
         return _make_message(
             header,
             parent_header,
@@ -808,13 +879,30 @@ class Session:
         if not header.msg_type:
             raise LocalProtocolError("msg_type must be a non-empty string")
         kind = header.msg_type
+        built = self._built[1]
         h, p, m, c, joined = _encode_message(
-            kind, header.to_dict(), msg.parent_header, msg.metadata, msg.content
+            kind,
+            # the header's JSON when this Session built it (its extra is still empty)
+            built[1]
+            if built is not None and built[0] is header and not header.extra
+            else header.to_dict(),
+            msg.parent_header,
+            msg.metadata,
+            msg.content,
         )
         if not self._key:
             signature = b""
         elif joined is not None:
-            signature = self._signer.hexdigest(joined)
+            signer = self._signer
+            inner = signer._inner
+            if inner is not None:  # _Signer.hexdigest(joined), without the call
+                inner = inner.copy()
+                inner.update(joined)
+                outer = signer._outer.copy()
+                outer.update(inner.digest())
+                signature = outer.hexdigest().encode("ascii")
+            else:
+                signature = signer.hexdigest(joined)
         else:  # large content: hashed in place, never joined
             signature = self._signer.hexdigest(h, p, m, c)
         idents = msg.identities if identities is None else identities
@@ -830,7 +918,15 @@ class Session:
         else:
             frames = [DELIMITER, signature, h, p, m, c]
         buffers: tuple[object, ...] = msg.buffers
-        for i, buf in enumerate(buffers) if buffers else ():
+        if not buffers:
+            return frames
+        for buf in buffers:  # the usual buffers, added at once
+            if type(buf) is not bytes and type(buf) is not memoryview:
+                break
+        else:
+            frames += buffers  # type: ignore[arg-type]
+            return frames
+        for i, buf in enumerate(buffers):
             if isinstance(buf, (bytes, memoryview)):
                 frames.append(buf)
                 continue
