@@ -771,7 +771,8 @@ async def execute_notebook(
         kernel_options: further keyword arguments for :func:`open_kernel`.
         parameters: papermill's parameters: assigned, in the kernel's language, in a cell
             tagged ``injected-parameters`` inserted after the cell tagged ``parameters``
-            (see :doc:`notebook_parameters`), and recorded in ``metadata.papermill``.
+            (see "Parameters" in :doc:`notebooks`), and recorded in
+            ``metadata.papermill``.
         on_event: called with each :data:`NotebookEvent` (may be ``async``; the run waits
             for it).
         limiter: bounds how many notebooks run at once: the run borrows a token before it
