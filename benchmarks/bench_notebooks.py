@@ -27,6 +27,8 @@ Run: ``python benchmarks/bench_notebooks.py`` or ``python -m benchmarks notebook
 ``BENCH_NOTEBOOK_COUNT=N`` (default 20), ``BENCH_QUICK=1`` runs one round and writes no
 result files; ``BENCH_NOTEBOOK_RUNNERS="nbclient gathered,trio-enchannel"`` runs only those,
 ``BENCH_NOTEBOOK_LARGE=0`` leaves out the 10 MB notebook (neither writes result files).
+The runner ``trio-enchannel slot held`` (ours inside ``async with limiter:``, the way
+nbclient gathered holds its semaphore through the kernel's shutdown) runs only when named.
 
 Besides wall time and memory, each runner reports where its time went: the imports before
 the first notebook can be read (``nbformat`` costs seconds where ``jsonschema`` finds its
@@ -219,7 +221,13 @@ def ours_variant() -> str:
     return "cli -j" if "--jobs" in help_text or " -j " in help_text else "cli"
 
 
-def run_ours(paths: list[Path], out: Path, jobs: int) -> None:
+def run_ours_slot_held(paths: list[Path], out: Path, jobs: int) -> None:
+    """Ours with ``async with limiter:`` around each call (the slot is held through the
+    kernel's shutdown, as nbclient gathered holds its semaphore): not run by default."""
+    run_ours(paths, out, jobs, hold_slot=True)
+
+
+def run_ours(paths: list[Path], out: Path, jobs: int, *, hold_slot: bool = False) -> None:
     import trio
 
     variant = os.environ.get("BENCH_OURS_VARIANT") or ours_variant()
@@ -236,7 +244,7 @@ def run_ours(paths: list[Path], out: Path, jobs: int) -> None:
                 nursery.start_soon(one, path, limiter)
 
     async def one(path: Path, limiter: trio.CapacityLimiter) -> None:
-        if variant == "api" and _takes_limiter():
+        if variant == "api" and not hold_slot and _takes_limiter():
             # The run holds a token while its kernel starts and its cells run, and gives it
             # back while its kernel shuts down.
             await _ours_api(path, out / path.name, limiter)
@@ -304,11 +312,14 @@ RUNNERS: dict[str, Callable[[list[Path], Path, int], None]] = {
     "nbclient gathered": run_nbclient_gathered,
     "papermill sequential": run_papermill,
     "trio-enchannel": run_ours,
+    "trio-enchannel slot held": run_ours_slot_held,
 }
+#: The runners run unless ``BENCH_NOTEBOOK_RUNNERS`` names others.
+DEFAULT_RUNNERS = [name for name in RUNNERS if name != "trio-enchannel slot held"]
 
 
 DEVNULL = subprocess.DEVNULL
-CHOSEN = [n.strip() for n in RUNNER_NAMES.split(",") if n.strip()] or list(RUNNERS)
+CHOSEN = [n.strip() for n in RUNNER_NAMES.split(",") if n.strip()] or DEFAULT_RUNNERS
 if unknown := sorted(set(CHOSEN) - set(RUNNERS)):
     raise SystemExit(f"unknown runner(s) {unknown}; available: {', '.join(RUNNERS)}")
 
@@ -326,6 +337,7 @@ IMPORTS: dict[str, list[str]] = {
     "nbclient gathered": ["nbformat", "nbclient"],
     "papermill sequential": ["nbformat", "papermill"],
     "trio-enchannel": ["nbformat", "trio", "trio_enchannel"],
+    "trio-enchannel slot held": ["nbformat", "trio", "trio_enchannel"],
 }
 
 
@@ -499,7 +511,8 @@ def report(results: dict[str, Any], variant: str) -> str:
         median = statistics.median(seconds)
         rows.append(
             [
-                name + (f" ({variant}, {JOBS} at once)" if name == "trio-enchannel" else ""),
+                name
+                + (f" ({variant}, {JOBS} at once)" if name.startswith("trio-enchannel") else ""),
                 _spread(seconds),
                 ratio(base, median),
                 ratio(gathered, median),
