@@ -149,7 +149,8 @@ class NotebookFinished:
         status: ``"ok"`` (every cell ran), ``"error"``, ``"timeout"``, ``"kernel died"`` or
             ``"cancelled"``.
         stopped_at: the index of the cell where execution stopped, or ``None``.
-        seconds: how long the run took, kernel startup included.
+        seconds: how long the run took, kernel startup included (not the wait for a
+            ``limiter`` token).
     """
 
     notebook: Any
