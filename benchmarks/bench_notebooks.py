@@ -42,6 +42,7 @@ the CPU time of the runner and of its kernels.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as _dt
 import importlib
 import importlib.util
@@ -239,6 +240,7 @@ def run_ours(paths: list[Path], out: Path, jobs: int, *, hold_slot: bool = False
 
     async def main() -> None:
         limiter = trio.CapacityLimiter(jobs)
+        _READ_LIMITER.set(trio.CapacityLimiter(1))
         async with trio.open_nursery() as nursery:
             for path in paths:
                 nursery.start_soon(one, path, limiter)
@@ -259,6 +261,9 @@ def run_ours(paths: list[Path], out: Path, jobs: int, *, hold_slot: bool = False
                 await trio.run_process(command, env=_env(), stdout=DEVNULL, stderr=DEVNULL)
 
     trio.run(main)
+
+
+_READ_LIMITER: contextvars.ContextVar[Any] = contextvars.ContextVar("read_limiter")
 
 
 def _takes_limiter() -> bool:
@@ -289,7 +294,12 @@ async def _ours_api(path: Path, target: Path, limiter: Any) -> None:
     options: dict[str, Any] = {"on_event": on_event}
     if limiter is not None:
         options["limiter"] = limiter
-    nb = await trio.to_thread.run_sync(lambda: nbformat.read(path, as_version=4))
+    # One read at a time, in the order the notebooks were started: twenty reads at once (all
+    # started before any kernel, when the token is taken inside the call) would share the
+    # GIL and all finish late, holding back the first kernels.
+    nb = await trio.to_thread.run_sync(
+        lambda: nbformat.read(path, as_version=4), limiter=_READ_LIMITER.get()
+    )
     nb = await package.execute_notebook(nb, kernel_name=KERNEL, cwd=path.parent, **options)
     mark(path, "returned")
     if limiter is None:
