@@ -978,7 +978,7 @@ async def test_wait_for_ready_sends_no_copies_of_a_probe_a_starting_kernel_has_n
         with trio.fail_after(5):
             await client.wait_for_ready()
     assert queued == {"control": 1, "shell": 1}  # (were 4 and 3)
-    assert client.iopub_live
+    assert client.iopub_ready
 
 
 async def execute_after_a_readiness_probe(client: KernelClient, kernel: Kernel) -> None:
