@@ -976,7 +976,7 @@ async def test_wait_for_ready_sends_no_copies_of_a_probe_a_starting_kernel_has_n
     async with trio.open_nursery() as nursery:
         nursery.start_soon(kernel_side)
         with trio.fail_after(5):
-            await client.wait_for_ready()
+            await client.wait_ready()
     assert queued == {"control": 1, "shell": 1}  # (were 4 and 3)
     assert client.iopub_ready
 
