@@ -25,15 +25,28 @@ rounds: this machine is shared, so single numbers are noisy.
 Run: ``python benchmarks/bench_notebooks.py`` or ``python -m benchmarks notebooks``;
 ``BENCH_NOTEBOOK_ROUNDS=N`` (default 3), ``BENCH_NOTEBOOK_JOBS=N`` (default 4),
 ``BENCH_NOTEBOOK_COUNT=N`` (default 20), ``BENCH_QUICK=1`` runs one round and writes no
-result files.
+result files; ``BENCH_NOTEBOOK_RUNNERS="nbclient gathered,trio-enchannel"`` runs only those,
+``BENCH_NOTEBOOK_LARGE=0`` leaves out the 10 MB notebook (neither writes result files).
+The runner ``trio-enchannel slot held`` (ours inside ``async with limiter:``, the way
+nbclient gathered holds its semaphore through the kernel's shutdown) runs only when named.
+
+Besides wall time and memory, each runner reports where its time went: the imports before
+the first notebook can be read (``nbformat`` costs seconds where ``jsonschema`` finds its
+optional format checkers), and per notebook, from the phases each runner's own hooks report
+(nbclient's ``on_cell_execute``/``on_cell_executed``, our ``on_event``), the kernel start
+(slot to first cell), the cells, how long the slot stays held after the cells (ours gives
+it back while the kernel shuts down) and the shutdown (last cell to the call's return); and
+the CPU time of the runner and of its kernels.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as _dt
 import importlib
 import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -58,6 +71,10 @@ QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
 ROUNDS = 1 if QUICK else int(os.environ.get("BENCH_NOTEBOOK_ROUNDS", "3"))
 JOBS = int(os.environ.get("BENCH_NOTEBOOK_JOBS", "4"))
 COUNT = int(os.environ.get("BENCH_NOTEBOOK_COUNT", "20"))
+#: ``BENCH_NOTEBOOK_RUNNERS="nbclient gathered,trio-enchannel"``: only these runners.
+RUNNER_NAMES = os.environ.get("BENCH_NOTEBOOK_RUNNERS", "")
+#: ``BENCH_NOTEBOOK_LARGE=0``: leave out the 10 MB-output notebook.
+LARGE = os.environ.get("BENCH_NOTEBOOK_LARGE", "1") not in ("", "0")
 KERNEL = "python3"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,17 +120,51 @@ def write_inputs(directory: Path) -> tuple[list[Path], Path]:
 
 
 # --------------------------------------------------------------------------- runners
-# Each runs in its own process (``--worker``) and executes *paths* into *out*.
+# Each runs in its own process (``--worker``) and executes *paths* into *out*, noting when
+# each notebook reaches each phase (:func:`mark`) for the breakdown.
+
+#: notebook name -> phase -> seconds since the worker started. Phases: ``slot`` (it may
+#: start: the limit let it in), ``first cell`` (its kernel is ready and the first cell was
+#: sent), ``cells done`` (the last cell finished), ``slot free`` (the next notebook may
+#: start), ``returned`` (the runner's call returned: its kernel has exited), ``written``.
+TIMELINE: dict[str, dict[str, float]] = {}
+_WORKER_START = time.perf_counter()
+
+
+def mark(path: Path, phase: str) -> None:
+    TIMELINE.setdefault(path.name, {})[phase] = time.perf_counter() - _WORKER_START
+
+
+def _nbclient_hooks(path: Path, nb: Any) -> dict[str, Any]:
+    """nbclient's hooks, noting the phases (``on_cell_executed`` of the last code cell)."""
+    last = max((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), default=-1)
+    started: list[bool] = []
+
+    def on_cell_execute(cell: Any, cell_index: int, **_: Any) -> None:
+        if not started:
+            started.append(True)
+            mark(path, "first cell")
+
+    def on_cell_executed(cell: Any, cell_index: int, **_: Any) -> None:
+        if cell_index == last:
+            mark(path, "cells done")
+
+    return {"on_cell_execute": on_cell_execute, "on_cell_executed": on_cell_executed}
 
 
 def run_nbclient_sequential(paths: list[Path], out: Path, jobs: int) -> None:
     nbformat = _nbformat()
     nbclient: Any = importlib.import_module("nbclient")
     for path in paths:
+        mark(path, "slot")
         nb = nbformat.read(path, as_version=4)
         resources = {"metadata": {"path": str(path.parent)}}
-        nbclient.NotebookClient(nb, kernel_name=KERNEL, resources=resources).execute()
+        hooks = _nbclient_hooks(path, nb)
+        nbclient.NotebookClient(nb, kernel_name=KERNEL, resources=resources, **hooks).execute()
+        mark(path, "returned")
+        mark(path, "slot free")
         nbformat.write(nb, out / path.name)
+        mark(path, "written")
 
 
 def run_nbclient_gathered(paths: list[Path], out: Path, jobs: int) -> None:
@@ -125,11 +176,17 @@ def run_nbclient_gathered(paths: list[Path], out: Path, jobs: int) -> None:
 
         async def one(path: Path) -> None:
             async with gate:
+                mark(path, "slot")
                 nb = nbformat.read(path, as_version=4)
                 resources = {"metadata": {"path": str(path.parent)}}
-                client = nbclient.NotebookClient(nb, kernel_name=KERNEL, resources=resources)
+                client = nbclient.NotebookClient(
+                    nb, kernel_name=KERNEL, resources=resources, **_nbclient_hooks(path, nb)
+                )
                 await client.async_execute()
+                mark(path, "returned")
+                mark(path, "slot free")
                 nbformat.write(nb, out / path.name)
+                mark(path, "written")
 
         await asyncio.gather(*(one(p) for p in paths))
 
@@ -165,7 +222,13 @@ def ours_variant() -> str:
     return "cli -j" if "--jobs" in help_text or " -j " in help_text else "cli"
 
 
-def run_ours(paths: list[Path], out: Path, jobs: int) -> None:
+def run_ours_slot_held(paths: list[Path], out: Path, jobs: int) -> None:
+    """Ours with ``async with limiter:`` around each call (the slot is held through the
+    kernel's shutdown, as nbclient gathered holds its semaphore): not run by default."""
+    run_ours(paths, out, jobs, hold_slot=True)
+
+
+def run_ours(paths: list[Path], out: Path, jobs: int, *, hold_slot: bool = False) -> None:
     import trio
 
     variant = os.environ.get("BENCH_OURS_VARIANT") or ours_variant()
@@ -177,14 +240,21 @@ def run_ours(paths: list[Path], out: Path, jobs: int) -> None:
 
     async def main() -> None:
         limiter = trio.CapacityLimiter(jobs)
+        _READ_LIMITER.set(trio.CapacityLimiter(1))
         async with trio.open_nursery() as nursery:
             for path in paths:
                 nursery.start_soon(one, path, limiter)
 
     async def one(path: Path, limiter: trio.CapacityLimiter) -> None:
+        if variant == "api" and not hold_slot and _takes_limiter():
+            # The run holds a token while its kernel starts and its cells run, and gives it
+            # back while its kernel shuts down.
+            await _ours_api(path, out / path.name, limiter)
+            return
         async with limiter:
             if variant == "api":
-                await _ours_api(path, out / path.name)
+                mark(path, "slot")
+                await _ours_api(path, out / path.name, None)
             else:
                 command = [sys.executable, "-m", "trio_enchannel", "run", str(path)]
                 command += ["-o", str(out / path.name)]
@@ -193,13 +263,47 @@ def run_ours(paths: list[Path], out: Path, jobs: int) -> None:
     trio.run(main)
 
 
-async def _ours_api(path: Path, target: Path) -> None:
+_READ_LIMITER: contextvars.ContextVar[Any] = contextvars.ContextVar("read_limiter")
+
+
+def _takes_limiter() -> bool:
+    execute = _ours_package().execute_notebook
+    return "limiter" in inspect.signature(execute).parameters
+
+
+async def _ours_api(path: Path, target: Path, limiter: Any) -> None:
     import trio
 
     nbformat = _nbformat()
     package = _ours_package()
-    nb = await trio.to_thread.run_sync(lambda: nbformat.read(path, as_version=4))
-    nb = await package.execute_notebook(nb, kernel_name=KERNEL, cwd=path.parent)
+    first: list[bool] = []
+
+    def on_event(event: Any) -> None:
+        kind = type(event).__name__
+        if kind == "CellStarted" and not first:
+            first.append(True)
+            mark(path, "first cell")
+        elif kind == "CellFinished" and event.position == event.total:
+            mark(path, "cells done")
+        elif kind == "NotebookFinished" and limiter is not None:
+            # The run got its token just before starting its kernel (its seconds count from
+            # there), and gives it back now.
+            mark(path, "slot free")
+            TIMELINE[path.name]["slot"] = TIMELINE[path.name]["slot free"] - event.seconds
+
+    options: dict[str, Any] = {"on_event": on_event}
+    if limiter is not None:
+        options["limiter"] = limiter
+    # One read at a time, in the order the notebooks were started: twenty reads at once (all
+    # started before any kernel, when the token is taken inside the call) would share the
+    # GIL and all finish late, holding back the first kernels.
+    nb = await trio.to_thread.run_sync(
+        lambda: nbformat.read(path, as_version=4), limiter=_READ_LIMITER.get()
+    )
+    nb = await package.execute_notebook(nb, kernel_name=KERNEL, cwd=path.parent, **options)
+    mark(path, "returned")
+    if limiter is None:
+        mark(path, "slot free")
     try:
         writer: Callable[[Path, Any], None] = importlib.import_module(
             "trio_enchannel._notebook._files"
@@ -210,6 +314,7 @@ async def _ours_api(path: Path, target: Path) -> None:
             nbformat.write(nb, target)
 
     await trio.to_thread.run_sync(writer, target, nb)
+    mark(path, "written")
 
 
 RUNNERS: dict[str, Callable[[list[Path], Path, int], None]] = {
@@ -217,10 +322,16 @@ RUNNERS: dict[str, Callable[[list[Path], Path, int], None]] = {
     "nbclient gathered": run_nbclient_gathered,
     "papermill sequential": run_papermill,
     "trio-enchannel": run_ours,
+    "trio-enchannel slot held": run_ours_slot_held,
 }
+#: The runners run unless ``BENCH_NOTEBOOK_RUNNERS`` names others.
+DEFAULT_RUNNERS = [name for name in RUNNERS if name != "trio-enchannel slot held"]
 
 
 DEVNULL = subprocess.DEVNULL
+CHOSEN = [n.strip() for n in RUNNER_NAMES.split(",") if n.strip()] or DEFAULT_RUNNERS
+if unknown := sorted(set(CHOSEN) - set(RUNNERS)):
+    raise SystemExit(f"unknown runner(s) {unknown}; available: {', '.join(RUNNERS)}")
 
 
 def _env() -> dict[str, str]:
@@ -229,13 +340,46 @@ def _env() -> dict[str, str]:
     return env
 
 
+#: What each runner imports before it can read a notebook (timed apart, inside the wall
+#: time: nbformat alone takes seconds where jsonschema finds its optional format checkers).
+IMPORTS: dict[str, list[str]] = {
+    "nbclient sequential": ["nbformat", "nbclient"],
+    "nbclient gathered": ["nbformat", "nbclient"],
+    "papermill sequential": ["nbformat", "papermill"],
+    # (the package imports its modules on first use: name what the runner uses)
+    "trio-enchannel": ["nbformat", "trio", "trio_enchannel:execute_notebook,open_kernel"],
+    "trio-enchannel slot held": ["nbformat", "trio", "trio_enchannel:execute_notebook,open_kernel"],
+}
+
+
+def _cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
 def worker(runner: str, out: str, jobs: str, paths: list[str]) -> None:
-    """The ``--worker`` entry point: run, then print the wall time and own peak as JSON."""
-    start = time.perf_counter()
+    """The ``--worker`` entry point: run, then print the wall time, own peak, CPU times and
+    the phases of each notebook as JSON."""
+    global _WORKER_START
+    start = _WORKER_START = time.perf_counter()
+    for name in IMPORTS[runner]:
+        module, _, attributes = name.partition(":")
+        for attribute in filter(None, attributes.split(",")):
+            getattr(importlib.import_module(module), attribute)
+        importlib.import_module(module)
+    imports = time.perf_counter() - start
     RUNNERS[runner]([Path(p) for p in paths], Path(out), int(jobs))
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"seconds": seconds, "self_peak_mib": peak_kib / 1024}))
+    result = {
+        "seconds": seconds,
+        "self_peak_mib": peak_kib / 1024,
+        "imports s": imports,
+        "runner cpu s": _cpu(resource.RUSAGE_SELF),
+        "kernels cpu s": _cpu(resource.RUSAGE_CHILDREN),
+        "timeline": TIMELINE,
+    }
+    print(json.dumps(result))
 
 
 # --------------------------------------------------------------------------- measuring
@@ -288,6 +432,7 @@ def measure(runner: str, paths: list[Path], out: Path, jobs: int) -> dict[str, f
     if proc.returncode != 0:
         raise RuntimeError(f"{runner} failed with status {proc.returncode}")
     result = json.loads(stdout.strip().splitlines()[-1])
+    result.update(phases(result.pop("timeline", {})))
     result["tree_peak_mib"] = peak_tree / 2**20
     # The sampled peak may miss a short one; the worker's own ru_maxrss cannot.
     result["runner_peak_mib"] = max(peak_runner / 2**20, result["self_peak_mib"])
@@ -295,6 +440,30 @@ def measure(runner: str, paths: list[Path], out: Path, jobs: int) -> dict[str, f
     if missing:
         raise RuntimeError(f"{runner} wrote no {', '.join(missing)}")
     return dict(result)
+
+
+#: The breakdown's columns: (name, from phase, to phase), each a mean over the notebooks.
+PHASES = [
+    ("kernel start", "slot", "first cell"),
+    ("cells", "first cell", "cells done"),
+    ("end", "cells done", "slot free"),
+    ("shutdown", "cells done", "returned"),
+    ("slot held", "slot", "slot free"),
+]
+
+
+def phases(timeline: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Mean seconds per notebook of each of :data:`PHASES`, and when the first notebook got
+    its slot (``first slot s``: the imports and reading before any kernel starts)."""
+    result: dict[str, float] = {}
+    for name, begin, end in PHASES:
+        spans = [t[end] - t[begin] for t in timeline.values() if begin in t and end in t]
+        if spans:
+            result[f"{name} s"] = statistics.mean(spans)
+    slots = [t["slot"] for t in timeline.values() if "slot" in t]
+    if slots:
+        result["first slot s"] = min(slots)
+    return result
 
 
 def _spread(values: list[float], fmt: str = "{:.1f}") -> str:
@@ -307,7 +476,7 @@ def _spread(values: list[float], fmt: str = "{:.1f}") -> str:
 def run(directory: Path, variant: str) -> dict[str, Any]:
     os.environ["BENCH_OURS_VARIANT"] = variant  # the workers need not find it out again
     small, large = write_inputs(directory)
-    runners = list(RUNNERS)
+    runners = CHOSEN
     samples: dict[str, list[dict[str, float]]] = {name: [] for name in runners}
     large_samples: dict[str, list[dict[str, float]]] = {"nbclient": [], "trio-enchannel": []}
     large_runner = {"nbclient": "nbclient sequential", "trio-enchannel": "trio-enchannel"}
@@ -321,7 +490,9 @@ def run(directory: Path, variant: str) -> dict[str, Any]:
                 flush=True,
             )
         for name in (
-            ["nbclient", "trio-enchannel"]
+            []
+            if not LARGE
+            else ["nbclient", "trio-enchannel"]
             if round_index % 2 == 0
             else ["trio-enchannel", "nbclient"]
         ):
@@ -338,8 +509,15 @@ def run(directory: Path, variant: str) -> dict[str, Any]:
 
 def report(results: dict[str, Any], variant: str) -> str:
     small: dict[str, list[dict[str, float]]] = results["small"]
-    base = statistics.median(s["seconds"] for s in small["nbclient sequential"])
-    gathered = statistics.median(s["seconds"] for s in small["nbclient gathered"])
+
+    def median_of(name: str) -> float | None:
+        samples = small.get(name)
+        return statistics.median(s["seconds"] for s in samples) if samples else None
+
+    def ratio(base: float | None, median: float) -> str:
+        return f"{base / median:.2f}x" if base is not None else "-"
+
+    base, gathered = median_of("nbclient sequential"), median_of("nbclient gathered")
     rows: list[list[object]] = []
     for name, samples in small.items():
         at_once = 1 if "sequential" in name else JOBS
@@ -347,10 +525,11 @@ def report(results: dict[str, Any], variant: str) -> str:
         median = statistics.median(seconds)
         rows.append(
             [
-                name + (f" ({variant}, {JOBS} at once)" if name == "trio-enchannel" else ""),
+                name
+                + (f" ({variant}, {JOBS} at once)" if name.startswith("trio-enchannel") else ""),
                 _spread(seconds),
-                f"{base / median:.2f}x",
-                f"{gathered / median:.2f}x",
+                ratio(base, median),
+                ratio(gathered, median),
                 _spread([s["tree_peak_mib"] / at_once for s in samples], "{:.0f}"),
                 _spread([s["runner_peak_mib"] for s in samples], "{:.0f}"),
             ]
@@ -367,6 +546,41 @@ def report(results: dict[str, Any], variant: str) -> str:
         ],
         rows,
     )
+    ours, theirs = small.get("trio-enchannel"), small.get("nbclient gathered")
+    if ours and theirs:  # rounds alternate the order: each round's ratio, and their spread
+        per_round = [t["seconds"] / o["seconds"] for o, t in zip(ours, theirs, strict=True)]
+        text += "\n\nours vs nbclient gathered, round by round: " + ", ".join(
+            f"{r:.2f}x" for r in per_round
+        )
+    breakdown_rows: list[list[object]] = []
+    columns = ["imports s", "first slot s", *(f"{name} s" for name, _, _ in PHASES)]
+    columns += ["runner cpu s", "kernels cpu s"]
+    for name, samples in small.items():
+        row: list[object] = [name]
+        for key in columns:
+            values = [s[key] for s in samples if key in s]
+            fmt = (
+                "{:.2f}" if key in ("imports s", "first slot s") or key.endswith("cpu s") else None
+            )
+            row.append(_spread(values, fmt or "{:.3f}") if values else "-")
+        breakdown_rows.append(row)
+    text += "\n\n" + table(
+        f"Where the time goes ({COUNT} small notebooks): seconds per notebook, mean over "
+        "the notebooks, median (min-max) over the rounds; imports, first slot and CPU: per run",
+        [
+            "runner",
+            "imports",
+            "first slot",
+            "kernel start",
+            "cells",
+            "end (slot held)",
+            "shutdown",
+            "slot held",
+            "runner CPU",
+            "kernels CPU",
+        ],
+        breakdown_rows,
+    )
     large: dict[str, list[dict[str, float]]] = results["large"]
     large_rows = [
         [
@@ -376,7 +590,10 @@ def report(results: dict[str, Any], variant: str) -> str:
             _spread([s["tree_peak_mib"] for s in samples], "{:.0f}"),
         ]
         for name, samples in large.items()
+        if samples
     ]
+    if not large_rows:
+        return text
     text += "\n\n" + table(
         "One notebook with 10 MB of stream output",
         ["runner", "wall s", "runner peak MiB (no kernel)", "with the kernel MiB"],
@@ -410,7 +627,7 @@ def main() -> None:
         f"{os.getloadavg()[0]:.1f} after\n\n{report(results, variant)}"
     )
     print(text)
-    if QUICK:
+    if QUICK or RUNNER_NAMES or not LARGE:  # the saved results are the complete set
         return
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)

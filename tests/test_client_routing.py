@@ -7,6 +7,7 @@ that dies mid-request) is produced deterministically, without sockets.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import random
@@ -951,6 +952,33 @@ async def test_wait_ready_nudges_until_iopub_delivers(
     await trio.testing.wait_all_tasks_blocked()
     stats = client.statistics()
     assert stats.pending == 0 and stats.unclaimed_replies == 0  # probe replies stay quiet
+
+
+async def test_wait_for_ready_sends_no_copies_of_a_probe_a_starting_kernel_has_not_read(
+    not_ready: tuple[KernelClient, Kernel], autojump_clock: trio.testing.MockClock
+) -> None:
+    # A kernel still starting gets every probe queued for it at once and answers each one:
+    # copies sent while the first is on its way only make it (and us) work more.
+    client, kernel = not_ready
+    queued: dict[str, int] = {}
+
+    async def kernel_side() -> None:
+        await trio.sleep(0.7)  # (virtual time) the kernel starts listening only now
+        for name, duplex in (("control", kernel.control), ("shell", kernel.shell)):
+            requests = []
+            with contextlib.suppress(trio.WouldBlock):
+                while True:
+                    requests.append(duplex.receive_nowait())
+            queued[name] = len(requests)
+            for request in requests:
+                await kernel.answer_kernel_info(request)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(kernel_side)
+        with trio.fail_after(5):
+            await client.wait_ready()
+    assert queued == {"control": 1, "shell": 1}  # (were 4 and 3)
+    assert client.iopub_ready
 
 
 async def execute_after_a_readiness_probe(client: KernelClient, kernel: Kernel) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from trio_enchannel import (
     CellStarted,
     CellTimeoutError,
     ConfigurationError,
+    NoSuchKernel,
     NotebookEvent,
     NotebookFinished,
     NotebookKernelDied,
@@ -186,6 +188,73 @@ async def test_many_notebooks_at_once_in_one_program() -> None:
     assert len(pids) == 3  # one kernel each
 
 
+async def test_a_limiter_is_free_for_the_next_run_while_the_kernel_shuts_down() -> None:
+    limiter = trio.CapacityLimiter(1)
+    nb = notebook("import os\nprint(os.getpid())")
+    returned = False
+    when_the_next_got_the_token: list[tuple[bool, bool]] = []
+
+    def on_event(event: NotebookEvent) -> None:
+        if isinstance(event, CellStarted):  # the run holds the token: queue the next one
+            nursery.start_soon(next_run)
+
+    async def next_run() -> None:
+        async with limiter:
+            pid = int(texts(nb.cells[0]))
+            when_the_next_got_the_token.append((returned, _exists(pid)))
+
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            await execute_notebook(nb, limiter=limiter, on_event=on_event)
+            returned = True
+    # The next run got the token once the cells were done, while the kernel was still there
+    # (shutting down); the call returned only once the kernel had exited.
+    assert when_the_next_got_the_token == [(False, True)]
+    assert not _exists(int(texts(nb.cells[0])))
+    assert limiter.borrowed_tokens == 0
+
+
+def _exists(pid: int) -> bool:
+    """Whether process *pid* exists (a zombie not yet reaped does)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_limiter_token_is_given_back_however_the_run_ends() -> None:
+    limiter = trio.CapacityLimiter(1)
+    borrowed: list[int] = []
+
+    def on_event(event: NotebookEvent) -> None:
+        if isinstance(event, CellStarted):
+            borrowed.append(limiter.borrowed_tokens)
+
+    with trio.fail_after(120):
+        with pytest.raises(CellExecutionError):
+            await execute_notebook(notebook("1 / 0"), limiter=limiter, on_event=on_event)
+        assert limiter.borrowed_tokens == 0
+        with pytest.raises(NoSuchKernel):
+            await execute_notebook(notebook("1", kernel="no-such-kernel"), limiter=limiter)
+        assert limiter.borrowed_tokens == 0
+        with trio.CancelScope() as scope:
+
+            def cancel(event: NotebookEvent) -> None:
+                on_event(event)
+                if isinstance(event, CellStarted):
+                    scope.cancel()
+
+            await execute_notebook(
+                notebook("import time\ntime.sleep(60)"), limiter=limiter, on_event=cancel
+            )
+        assert scope.cancelled_caught and limiter.borrowed_tokens == 0
+        async with open_kernel("python3") as kernel:  # the caller's kernel: around the cells
+            await execute_notebook(notebook("1"), kernel=kernel, limiter=limiter, on_event=on_event)
+            assert limiter.borrowed_tokens == 0
+    assert borrowed == [1, 1, 1]
+
+
 async def test_in_a_kernel_or_client_the_caller_owns(tmp_path: Path) -> None:
     with trio.fail_after(60):
         async with open_kernel("python3", cwd=tmp_path) as kernel:
@@ -267,6 +336,8 @@ def test_bad_arguments_are_refused_before_any_kernel_starts() -> None:
             await execute_notebook(notebook("1"), kernel=object(), kernel_name="python3")  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="allow_error_names"):
             await execute_notebook(notebook("1"), allow_error_names="ValueError")
+        with pytest.raises(TypeError, match=r"trio\.CapacityLimiter"):
+            await execute_notebook(notebook("1"), limiter=4)  # type: ignore[arg-type]
 
     trio.run(main)
 

@@ -747,7 +747,9 @@ class KernelClient:
         repeated (every 50 ms, backing off to 1 s) to nudge a slow subscription. The probes
         go to control first (which answers even while the shell runs a long cell: a kernel
         busy with another client's work is ready without waiting for it), and to shell too
-        from the second round on unless control has answered. Then it
+        from the second round on unless control has answered. A probe not answered yet is
+        sent again only once the pace is down to once a second: a kernel that is still
+        starting receives the queued probes all at once and would answer every copy. Then it
         waits until every channel's connection is complete (``wait_connected()`` of the
         channels), so that the kernel's first ``input_request`` cannot be lost. Bound it
         with :func:`trio.fail_after`.

@@ -472,14 +472,22 @@ class Dispatcher:
         # kernel_info only on shell; late replies of probes are dropped quietly).
         channels: tuple[ChannelName, ...] = ("control",)
         control_answered = False
+        # Channels whose last probe has no answer yet. Such a probe is most likely queued for
+        # a kernel that does not listen yet: it is delivered when it does, and the kernel
+        # answers every copy, so another is sent only at the slowest pace (in case the first
+        # was lost with a process that died).
+        unanswered: set[ChannelName] = set()
         try:
             while True:
                 if reply is None or not self.iopub_ready:
                     self.check_open()
                     for channel in channels:
+                        if channel in unanswered and interval < 1.0:
+                            continue
                         msg = self.session.message("kernel_info_request", {}, channel=channel)
                         self.tracker.register(msg.msg_id, probe)
                         sent.append(msg.msg_id)
+                        unanswered.add(channel)
                         await self.send(msg)
                 with trio.move_on_after(interval):
                     while True:
@@ -493,6 +501,7 @@ class Dispatcher:
                         got = await probe.inbox.receive()
                         if got.msg_type != "kernel_info_reply":
                             continue
+                        unanswered.discard(got.channel)
                         if got.channel == "shell":
                             reply = got
                         elif got.channel == "control" and got.content.get("status") == "ok":

@@ -149,7 +149,8 @@ class NotebookFinished:
         status: ``"ok"`` (every cell ran), ``"error"``, ``"timeout"``, ``"kernel died"`` or
             ``"cancelled"``.
         stopped_at: the index of the cell where execution stopped, or ``None``.
-        seconds: how long the run took, kernel startup included.
+        seconds: how long the run took, kernel startup included (not the wait for a
+            ``limiter`` token).
     """
 
     notebook: Any
@@ -735,6 +736,7 @@ async def execute_notebook(
     kernel_options: Mapping[str, Any] | None = None,
     parameters: Mapping[str, Any] | None = None,
     on_event: Callable[[NotebookEvent], object] | None = None,
+    limiter: trio.CapacityLimiter | None = None,
 ) -> Any:
     """Execute every code cell of *nb* in order and return the executed notebook.
 
@@ -770,9 +772,15 @@ async def execute_notebook(
         kernel_options: further keyword arguments for :func:`open_kernel`.
         parameters: papermill's parameters: assigned, in the kernel's language, in a cell
             tagged ``injected-parameters`` inserted after the cell tagged ``parameters``
-            (see :doc:`notebook_parameters`), and recorded in ``metadata.papermill``.
+            (see "Parameters" in :doc:`notebooks`), and recorded in
+            ``metadata.papermill``.
         on_event: called with each :data:`NotebookEvent` (may be ``async``; the run waits
             for it).
+        limiter: bounds how many notebooks run at once: the run borrows a token before it
+            starts its kernel (or, with ``kernel``, before the first cell) and gives it back
+            as soon as its cells are done, while the kernel it started shuts down, so the
+            next notebook's kernel starts meanwhile. The call still returns only once that
+            kernel has exited.
 
     Returns:
         the executed notebook (*nb* itself).
@@ -824,26 +832,84 @@ async def execute_notebook(
     )
     if parameters is not None and not isinstance(parameters, Mapping):
         raise TypeError(f"parameters must be a mapping, not {type(parameters).__name__}")
-    started = trio.current_time()
+    if limiter is not None and not isinstance(limiter, trio.CapacityLimiter):
+        raise TypeError(f"limiter must be a trio.CapacityLimiter, not {type(limiter).__name__}")
+    slot = _Slot(limiter)
+    try:
+        return await _execute(
+            nb,
+            slot,
+            options,
+            kernel=kernel,
+            kernel_name=kernel_name,
+            cwd=cwd,
+            startup_timeout=startup_timeout,
+            ipython_hist_file=ipython_hist_file,
+            extra_arguments=extra_arguments,
+            kernel_options=kernel_options,
+            parameters=parameters,
+            on_event=on_event,
+        )
+    finally:
+        slot.release()
+
+
+class _Slot:
+    """The token a run borrows from the caller's limiter (none without one)."""
+
+    def __init__(self, limiter: trio.CapacityLimiter | None) -> None:
+        self.limiter = limiter
+        self.held = False
+
+    async def acquire(self) -> None:
+        if self.limiter is not None and not self.held:
+            await self.limiter.acquire_on_behalf_of(self)
+            self.held = True
+
+    def release(self) -> None:
+        if self.limiter is not None and self.held:
+            self.held = False
+            self.limiter.release_on_behalf_of(self)
+
+
+async def _execute(
+    nb: Any,
+    slot: _Slot,
+    options: _Options,
+    *,
+    kernel: Kernel | KernelClient | None,
+    kernel_name: str | None,
+    cwd: str | os.PathLike[str] | None,
+    startup_timeout: float,
+    ipython_hist_file: str | None,
+    extra_arguments: Sequence[str],
+    kernel_options: Mapping[str, Any] | None,
+    parameters: Mapping[str, Any] | None,
+    on_event: Callable[[NotebookEvent], object] | None,
+) -> Any:
     if kernel is not None:
         from .._client._client import KernelClient
 
         if parameters is not None and not isinstance(kernel, KernelClient):
             _inject(nb, parameters, kernel.spec.name, kernel.spec.language)
             parameters = None
+        await slot.acquire()
         return await _execute_in(
-            nb, kernel, options, on_event, started, parameters, caller_owned=True
+            nb, kernel, options, on_event, trio.current_time(), parameters, caller_owned=True
         )
     from .._launch._kernelspec import get_kernel_spec
     from .._launch._open import open_kernel
 
     kernelspec = nb.get("metadata", {}).get("kernelspec") or {}
     name = kernel_name or kernelspec.get("name") or "python3"
-    spec = get_kernel_spec(str(name))
+    # A kernelspec lookup reads files: off the event loop (other runs go on meanwhile).
+    spec = await trio.to_thread.run_sync(get_kernel_spec, str(name), abandon_on_cancel=True)
     if parameters is not None:
         _inject(nb, parameters, spec.name, spec.language)
     arguments = [*notebook_kernel_arguments(spec, ipython_hist_file=ipython_hist_file)]
     arguments += list(extra_arguments)
+    await slot.acquire()
+    started = trio.current_time()
     async with open_kernel(
         spec,
         cwd=Path(cwd) if cwd is not None else None,
@@ -851,7 +917,12 @@ async def execute_notebook(
         startup_timeout=startup_timeout,
         **dict(kernel_options or {}),
     ) as started_kernel:
-        return await _execute_in(nb, started_kernel, options, on_event, started)
+        try:
+            return await _execute_in(nb, started_kernel, options, on_event, started)
+        finally:
+            # The cells are done: the next run may start its kernel while this one shuts
+            # down (leaving the block waits for it to exit).
+            slot.release()
 
 
 def _inject(
@@ -892,7 +963,12 @@ async def _execute_in(
         interrupt = kernel.interrupt
     run = _Run(nb, client, options, interrupt, on_event)
     run.caller_owned = caller_owned
-    info = await client.kernel_info()
+    # A launched kernel's client asked for the kernel info when the process became ready
+    # (and asks again after each restart): no second round trip. A client of the caller's
+    # may have been opened on a kernel that changed since.
+    info = client.kernel_info_cache if not isinstance(kernel, KernelClient) else None
+    if info is None:
+        info = await client.kernel_info()
     if parameters is not None:  # a client: its kernel's language is known only now
         language = info.language_info.get("name") if info.language_info else None
         _inject(nb, parameters, None, str(language or ""))
