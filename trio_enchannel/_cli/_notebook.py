@@ -377,6 +377,7 @@ async def _run_job(
 
     ui = state.ui
     progress = state.progress
+    released = False
 
     def on_event(event: NotebookEvent) -> None:
         if isinstance(event, CellStarted):
@@ -483,6 +484,10 @@ async def _run_job(
                 finally:
                     job.current = None
                     job.kernel = None
+                    # The cells are done: the next notebook's kernel may start while this
+                    # one shuts down (-j counts notebooks executing, not kernels exiting).
+                    limiter.release_on_behalf_of(job)
+                    released = True
         except KernelStartupError as exc:
             job.status, job.exit = "kernel failed", EXIT_KERNEL_DIED
             progress.clear()
@@ -500,7 +505,8 @@ async def _run_job(
                     await _finish(state, job)
 
     finally:
-        limiter.release_on_behalf_of(job)
+        if not released:
+            limiter.release_on_behalf_of(job)
 
 
 def _where(state: _State, job: _Job) -> str:
