@@ -117,6 +117,9 @@ async def test_ctrl_c_stops_the_notebooks_and_writes_what_ran(tmp_path: Path) ->
         (["a.ipynb", "missing.ipynb"], "no such file: missing.ipynb"),
         (["a.ipynb", "other-kernel.ipynb"], "other-kernel.ipynb asks for 'no-such-kernel'"),
         (["a.ipynb", "-j", "0"], "must be at least 1"),
+        (["a.ipynb", "-j", "x"], "not a whole number: 'x' (a whole number of at least 1, or auto)"),
+        (["a.ipynb", "-j", "-1"], "must be at least 1"),
+        (["a.ipynb", "-j", "Auto"], "not a whole number"),
         (["-c", "1", "-j", "2"], "-j/--jobs applies to notebooks only"),
     ],
 )
@@ -135,6 +138,17 @@ async def test_bad_usage_is_refused_before_any_kernel_starts(
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert not list(tmp_path.glob("**/*.out.ipynb"))  # noqa: ASYNC240 (nothing was written)
+
+
+def test_jobs_auto_is_the_number_of_usable_cpus() -> None:
+    """``-j auto``: as many notebooks at once as this process may use CPUs (its affinity
+    mask where the platform has one)."""
+    from trio_enchannel._cli._parser import build_parser
+
+    expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    args = build_parser().parse_args(["run", "a.ipynb", "b.ipynb", "-j", "auto"])
+    assert args.jobs == expected
+    assert build_parser().parse_args(["run", "a.ipynb", "--jobs", "3"]).jobs == 3
 
 
 @kernel

@@ -432,3 +432,24 @@ async def test_output_widget_captures_and_display_updates_reach_earlier_cells() 
     # A later cell's update changes the output an earlier cell shows.
     assert nb.cells[2].outputs[0].data["text/plain"] == "'second'"
     assert nb.cells[3].outputs == []
+
+
+async def test_kernel_options_reach_the_started_kernel(tmp_path: Path) -> None:
+    """``kernel_options`` are open_kernel's (checked, then given to the kernel the runner
+    starts) alongside the runner's own ``cwd`` and ``extra_arguments``."""
+    nb = notebook(
+        "import os, sys\n"
+        "print(os.environ['ENCHANNEL_OPTION'], os.getcwd() == sys.argv[-1] or os.getcwd())"
+    )
+    with trio.fail_after(60):
+        await execute_notebook(
+            nb,
+            cwd=tmp_path,
+            extra_arguments=[str(tmp_path)],
+            kernel_options={
+                "env": {"ENCHANNEL_OPTION": "given"},
+                "shutdown_grace": 1.0,
+                "client_options": {"unclaimed_buffer": 10},
+            },
+        )
+    assert texts(nb.cells[0]) == "given True\n"

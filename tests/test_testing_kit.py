@@ -698,3 +698,69 @@ async def test_client_fails_fast_when_the_kernel_dies(fake_kernel: FakeKernel) -
             with pytest.raises(KernelDied):
                 await client.execute("work()")
     assert fake_kernel.died
+
+
+def test_plugin_checks_the_fake_kernel_options_fixture(tmp_path: Path) -> None:
+    """An overridden ``fake_kernel_options`` is checked (names and values) before the fake
+    kernel starts: the test fails with a typed error naming the fixture and the
+    option."""
+    test_file = tmp_path / "test_bad_options.py"
+    test_file.write_text(
+        textwrap.dedent(
+            """
+            import pytest
+
+            BAD = {
+                "not_a_dict": [("transport", "ipc")],
+                "unknown": {"transprot": "ipc"},
+                "bad_type": {"exit_on_shutdown": "yes"},
+                "bad_value": {"transport": "udp"},
+            }
+
+            @pytest.fixture(params=sorted(BAD))
+            def fake_kernel_options(request):
+                return BAD[request.param]
+
+            async def test_it(fake_kernel):
+                pass
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "trio_mode=true",
+            str(test_file),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = result.stdout + result.stderr
+    assert "4 failed" in result.stdout, out
+    assert "TypeError: the fake_kernel_options fixture must be a dict" in out
+    assert "TypeError: the fake_kernel_options fixture: unknown option 'transprot'" in out
+    assert "TypeError: fake_kernel_options['exit_on_shutdown']" in out
+    assert "ConfigurationError: fake_kernel_options['transport']" in out
+
+
+def test_fake_kernel_options_defaults_are_open_fake_kernels() -> None:
+    import inspect
+
+    from trio_enchannel.testing._plugin import _FAKE_KERNEL_DEFAULTS
+
+    params = inspect.signature(open_fake_kernel).parameters.values()
+    assert {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY} == {
+        **_FAKE_KERNEL_DEFAULTS,
+        "wait_timeout": 10.0,
+    }

@@ -73,6 +73,23 @@ else:
 # A connection nobody listens on: opening channels to it does no harm, and an argument error
 # must be raised before even that.
 NOWHERE = ConnectionInfo(1, 2, 3, 4, 5, key="k")
+# A notebook whose kernel does not exist: execute_notebook must refuse a bad option before it
+# looks the kernel up (else the error would be NoSuchKernel).
+NO_KERNEL_NOTEBOOK: dict[str, Any] = {
+    "nbformat": 4,
+    "nbformat_minor": 5,
+    "metadata": {"kernelspec": {"name": "no-such-kernel", "display_name": "none"}},
+    "cells": [],
+}
+
+
+def run_notebook(**kwargs: Any) -> Any:
+    """``execute_notebook`` on that notebook (skipped without the notebook extra)."""
+    nbformat = pytest.importorskip("nbformat")
+    return trio_enchannel.execute_notebook(nbformat.from_dict(NO_KERNEL_NOTEBOOK), **kwargs)
+
+
+run_notebook.__qualname__ = "execute_notebook"
 # A server nobody listens on: the remote entry points must refuse bad arguments before
 # making a request.
 SERVER = "http://127.0.0.1:1/"
@@ -245,6 +262,50 @@ ENTRY_POINTS = (
     bad(TypeError, "stdin", open_kernel, "no-such-kernel", client_options={"stdin": "y"}),
     bad(TypeError, "session", open_kernel, "no-such-kernel", client_options={"session": "s"}),
     bad(TypeError, "kernel_dirs", open_kernel, kernel_dirs="/nonexistent"),
+    bad(TypeError, "kernel_dirs[0]", open_kernel, kernel_dirs=[5]),
+    # execute_notebook(kernel_options=...): open_kernel's checks, before the kernel is looked up
+    bad(TypeError, "kernel_options", run_notebook, kernel_options=[]),
+    bad(
+        TypeError,
+        "shutdown_graec",
+        run_notebook,
+        kernel_options={"shutdown_graec": 1},
+    ),
+    # the runner sets these itself
+    bad(
+        TypeError,
+        "startup_timeout",
+        run_notebook,
+        kernel_options={"startup_timeout": 5},
+    ),
+    bad(TypeError, "connect", run_notebook, kernel_options={"connect": 0}),
+    bad(
+        TypeError,
+        "shutdown_grace",
+        run_notebook,
+        kernel_options={"shutdown_grace": "5"},
+    ),
+    bad(
+        ConfigurationError,
+        "encryption",
+        run_notebook,
+        kernel_options={"encryption": "on"},
+    ),
+    bad(TypeError, "env", run_notebook, kernel_options={"env": {"A": 1}}),
+    bad(
+        TypeError,
+        "hb_interval",
+        run_notebook,
+        kernel_options={"client_options": {"hb_interval": "1"}},
+    ),
+    bad(
+        ConfigurationError,
+        "startup_timeout",
+        run_notebook,
+        startup_timeout=NAN,
+    ),
+    bad(TypeError, "extra_arguments", run_notebook, extra_arguments="--x"),
+    bad(TypeError, "cwd", run_notebook, cwd=5),
     # kernelspecs
     bad(TypeError, "argv", KernelSpec, name="k", argv="python -m kernel"),
     bad(TypeError, "argv", KernelSpec, name="k", argv=["python", 3]),
@@ -626,12 +687,14 @@ async def test_a_blocking_connection_file_can_be_cancelled(tmp_path: Path, entry
 
 
 def test_the_option_dicts_take_the_defaults_of_the_openers() -> None:
-    """``open_kernel(client_options=...)`` and ``open_remote_kernel(channel_options=...,
-    client_options=...)`` check their dicts before any I/O, filling in what is not given: with
-    the defaults of ``open_client`` and ``open_remote_channels`` themselves."""
+    """``open_kernel(client_options=...)``, ``execute_notebook(kernel_options=...)`` and
+    ``open_remote_kernel(channel_options=..., client_options=...)`` check their dicts before
+    any I/O, filling in what is not given: with the defaults of ``open_client``,
+    ``open_kernel`` and ``open_remote_channels`` themselves."""
     import inspect
 
     from trio_enchannel._client._options import CHANNEL_DEFAULTS, CLIENT_DEFAULTS
+    from trio_enchannel._launch._options import KERNEL_DEFAULTS
 
     remote_channels = pytest.importorskip("trio_enchannel._remote._channels")
 
@@ -640,6 +703,7 @@ def test_the_option_dicts_take_the_defaults_of_the_openers() -> None:
         return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
 
     assert defaults(open_client) == {**CLIENT_DEFAULTS, **CHANNEL_DEFAULTS}
+    assert defaults(open_kernel) == KERNEL_DEFAULTS
     remote = defaults(remote_channels.open_remote_channels)
     given = remote_channels.REMOTE_CHANNEL_DEFAULTS
     assert {k: v for k, v in remote.items() if k in given} == given

@@ -6,6 +6,7 @@ Parsing only; :mod:`._main` runs the subcommand that :attr:`argparse.Namespace.c
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ._common import EXIT_STATUSES, PROG
@@ -157,9 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     nb.add_argument(
         "-j",
         "--jobs",
-        type=_positive_int,
+        type=_jobs,
         metavar="N",
-        help="run up to N notebooks at once, each in its own kernel (default: 1)",
+        help=(
+            "run up to N notebooks at once, each in its own kernel; 'auto': as many as the "
+            "CPUs this process may use (default: 1)"
+        ),
     )
 
     info = sub.add_parser(
@@ -190,6 +194,25 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
     return value
+
+
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity mask where the platform has one,
+    else the machine's count; at least 1)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    if affinity is not None:
+        return max(1, len(affinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _jobs(text: str) -> int:
+    """``-j``: a whole number of at least 1, or ``auto`` (the usable CPUs)."""
+    if text == "auto":
+        return usable_cpus()
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (a whole number of at least 1, or auto)") from None
 
 
 def _positive_float(text: str) -> float:

@@ -9,5 +9,6 @@ built-in ``python3`` spec).
 Inside, one job per module, each importing only those listed before it: ``_kernelspec``
 (finding kernelspecs), ``_argv`` (a kernel's command line and environment), ``_process`` (one
 process: spawn, output, signals, reaping), ``_ports`` (port collisions), ``_kernel`` (the
-:class:`Kernel` lifecycle), ``_open`` (:func:`open_kernel`).
+:class:`Kernel` lifecycle), ``_options`` (:func:`open_kernel`'s checked options), ``_open``
+(:func:`open_kernel`).
 """

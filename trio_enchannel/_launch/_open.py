@@ -20,26 +20,17 @@ from typing import Any, Literal
 import attrs
 import trio
 
-from .._errors import ConfigurationError, ConnectionInfoError, EncryptionUnavailable
+from .._errors import ConfigurationError, EncryptionUnavailable
 from .._io._connection_file import write_connection_file
 from .._util import unwrap_single
-from .._validate import (
-    check_bool,
-    check_choice,
-    check_ip,
-    check_mapping,
-    check_seconds,
-    check_str_sequence,
-)
 from .._wire._connection import ConnectionInfo
 from ._argv import kernel_argv, kernel_env
 from ._kernel import Kernel, launched
 from ._kernelspec import KernelSpec, get_kernel_spec
+from ._options import EncryptionMode, KernelOptions
 from ._process import OutputMode
 
-__all__ = ["open_kernel"]
-
-EncryptionMode = Literal["off", "auto", "required"]
+__all__ = ["open_kernel", "open_kernel_with"]
 
 
 def _resolve_spec(
@@ -48,48 +39,6 @@ def _resolve_spec(
     if isinstance(name_or_spec, KernelSpec):
         return name_or_spec
     return get_kernel_spec(name_or_spec, kernel_dirs=kernel_dirs)
-
-
-def _check_arguments(
-    *,
-    name_or_spec: object,
-    cwd: object,
-    env: object,
-    extra_arguments: object,
-    startup_timeout: object,
-    output: object,
-    encryption: object,
-    transport: object,
-    ip: object,
-    shutdown_grace: object,
-    terminate_grace: object,
-    runtime_dir: object,
-    connect: object,
-) -> tuple[str, ...]:
-    """Check the arguments of :func:`open_kernel` (types and values, by name), before any
-    file is read or process started; return ``extra_arguments`` as a tuple."""
-    if not isinstance(name_or_spec, (str, KernelSpec)):
-        raise TypeError(
-            f"name_or_spec must be a kernel name (str) or a KernelSpec, "
-            f"got {type(name_or_spec).__name__}"
-        )
-    for name, path in (("cwd", cwd), ("runtime_dir", runtime_dir)):
-        if path is not None and not isinstance(path, (str, os.PathLike)):
-            raise TypeError(f"{name} must be a path or None, got {type(path).__name__}")
-    for key, value in (check_mapping("env", env) or {}).items():
-        if not isinstance(key, str) or not (value is None or isinstance(value, str)):
-            raise TypeError(f"env must map str to str or None, got {key!r:.40}: {value!r:.40}")
-    arguments = check_str_sequence("extra_arguments", extra_arguments)
-    check_seconds("startup_timeout", startup_timeout, allow_inf=True)
-    check_choice("output", output, ("capture", "inherit", "discard"))
-    check_choice("encryption", encryption, ("off", "auto", "required"))
-    check_choice("transport", transport, ("tcp", "ipc"))
-    if transport == "tcp":
-        check_ip("ip", ip, bindable=True, error=ConnectionInfoError)
-    check_seconds("shutdown_grace", shutdown_grace, allow_zero=True, allow_inf=True)
-    check_seconds("terminate_grace", terminate_grace, allow_zero=True, allow_inf=True)
-    check_bool("connect", connect)
-    return arguments
 
 
 def _encryption_keys(spec: KernelSpec, encryption: EncryptionMode) -> tuple[str, str] | None:
@@ -181,8 +130,12 @@ async def open_kernel(
             listen on.
         TypeError: an argument has the wrong type.
     """
-    extra_arguments = _check_arguments(
-        name_or_spec=name_or_spec,
+    if not isinstance(name_or_spec, (str, KernelSpec)):
+        raise TypeError(
+            f"name_or_spec must be a kernel name (str) or a KernelSpec, "
+            f"got {type(name_or_spec).__name__}"
+        )
+    options = KernelOptions.build(
         cwd=cwd,
         env=env,
         extra_arguments=extra_arguments,
@@ -194,27 +147,36 @@ async def open_kernel(
         shutdown_grace=shutdown_grace,
         terminate_grace=terminate_grace,
         runtime_dir=runtime_dir,
+        kernel_dirs=kernel_dirs,
         connect=connect,
+        client_options=client_options,
     )
-    from .._client._options import ClientOptions
+    async with open_kernel_with(name_or_spec, options) as kernel:
+        yield kernel
 
-    # The client's options are checked here too, names and values, before any file is read
-    # or process started; the kernel receives them checked.
-    options = ClientOptions.from_mapping("client_options", client_options)
+
+@contextlib.asynccontextmanager
+async def open_kernel_with(
+    name_or_spec: str | KernelSpec, options: KernelOptions
+) -> AsyncIterator[Kernel]:
+    """:func:`open_kernel` with its options already checked (:class:`KernelOptions`): the
+    entry point of the callers above this layer (``execute_notebook``)."""
     # Kernelspec lookup and the connection file are file I/O, which may block: never on the
     # event loop's thread. A lookup is abandoned on cancellation (it only reads); the write
     # is not, so that no connection file is left behind by an abandoned thread.
     spec = await trio.to_thread.run_sync(
-        _resolve_spec, name_or_spec, kernel_dirs, abandon_on_cancel=True
+        _resolve_spec, name_or_spec, options.kernel_dirs, abandon_on_cancel=True
     )
-    keys = _encryption_keys(spec, encryption)
-    info = ConnectionInfo.allocate(ip=ip, transport=transport, kernel_name=spec.name)
-    ipc_dir = Path(info.ip).parent if transport == "ipc" else None
+    keys = _encryption_keys(spec, options.encryption)
+    info = ConnectionInfo.allocate(
+        ip=options.ip, transport=options.transport, kernel_name=spec.name
+    )
+    ipc_dir = Path(info.ip).parent if options.transport == "ipc" else None
     if keys is not None:
         info = attrs.evolve(info, curve_publickey=keys[0], curve_secretkey=keys[1])
     try:
         connection_file = await trio.to_thread.run_sync(
-            functools.partial(write_connection_file, info, runtime_dir=runtime_dir)
+            functools.partial(write_connection_file, info, runtime_dir=options.runtime_dir)
         )
     except BaseException:
         if ipc_dir is not None:
@@ -227,16 +189,16 @@ async def open_kernel(
                 spec=spec,
                 connection_info=info,
                 connection_file=connection_file,
-                argv=kernel_argv(spec, connection_file, extra_arguments),
-                env=kernel_env(spec, env),
-                cwd=cwd,
-                output=output,
-                startup_timeout=startup_timeout,
-                shutdown_grace=shutdown_grace,
-                terminate_grace=terminate_grace,
-                client_options=options,
+                argv=kernel_argv(spec, connection_file, options.extra_arguments),
+                env=kernel_env(spec, options.env),
+                cwd=options.cwd,
+                output=options.output,
+                startup_timeout=options.startup_timeout,
+                shutdown_grace=options.shutdown_grace,
+                terminate_grace=options.terminate_grace,
+                client_options=options.client,
                 nursery=nursery,
                 ipc_dir=ipc_dir,
             )
-            async with launched(kernel, connect=connect):
+            async with launched(kernel, connect=options.connect):
                 yield kernel

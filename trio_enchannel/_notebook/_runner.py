@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import importlib
 import inspect
 import math
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from .._client._execution import Execution
     from .._launch._kernel import Kernel
     from .._launch._kernelspec import KernelSpec
+    from .._launch._options import KernelOptions
     from .._wire._message import Message
 
 __all__ = [
@@ -769,7 +771,9 @@ async def execute_notebook(
             (``":memory:"``: executed code never reaches the disk; ``None``: IPython's
             default).
         extra_arguments: appended to the started kernel's command line.
-        kernel_options: further keyword arguments for :func:`open_kernel`.
+        kernel_options: further keyword arguments for :func:`open_kernel`, checked (names
+            and values) before any file is read or kernel started; not ``cwd``,
+            ``extra_arguments``, ``startup_timeout`` or ``connect``, which the runner sets.
         parameters: papermill's parameters: assigned, in the kernel's language, in a cell
             tagged ``injected-parameters`` inserted after the cell tagged ``parameters``
             (see "Parameters" in :doc:`notebooks`), and recorded in
@@ -786,7 +790,8 @@ async def execute_notebook(
         the executed notebook (*nb* itself).
 
     Raises:
-        TypeError: *nb* is not a notebook.
+        TypeError: *nb* is not a notebook, an option has the wrong type, or
+            ``kernel_options`` names an option :func:`open_kernel` does not take.
         ConfigurationError: an option is invalid, or options conflict (checked before any
             I/O).
         ParameterError: a parameter cannot be written in the kernel's language (checked
@@ -834,6 +839,22 @@ async def execute_notebook(
         raise TypeError(f"parameters must be a mapping, not {type(parameters).__name__}")
     if limiter is not None and not isinstance(limiter, trio.CapacityLimiter):
         raise TypeError(f"limiter must be a trio.CapacityLimiter, not {type(limiter).__name__}")
+    launch = None
+    if kernel is None:
+        from .._launch._options import KernelOptions
+
+        # open_kernel's options, names and values, checked before any file is read or kernel
+        # started; the ones the runner sets itself are refused in kernel_options.
+        launch = KernelOptions.from_mapping(
+            "kernel_options",
+            kernel_options,
+            caller={
+                "cwd": Path(cwd) if isinstance(cwd, (str, os.PathLike)) else cwd,
+                "extra_arguments": extra_arguments,
+                "startup_timeout": startup_timeout,
+                "connect": True,
+            },
+        )
     slot = _Slot(limiter)
     try:
         return await _execute(
@@ -842,11 +863,8 @@ async def execute_notebook(
             options,
             kernel=kernel,
             kernel_name=kernel_name,
-            cwd=cwd,
-            startup_timeout=startup_timeout,
             ipython_hist_file=ipython_hist_file,
-            extra_arguments=extra_arguments,
-            kernel_options=kernel_options,
+            launch=launch,
             parameters=parameters,
             on_event=on_event,
         )
@@ -879,11 +897,8 @@ async def _execute(
     *,
     kernel: Kernel | KernelClient | None,
     kernel_name: str | None,
-    cwd: str | os.PathLike[str] | None,
-    startup_timeout: float,
     ipython_hist_file: str | None,
-    extra_arguments: Sequence[str],
-    kernel_options: Mapping[str, Any] | None,
+    launch: KernelOptions | None,
     parameters: Mapping[str, Any] | None,
     on_event: Callable[[NotebookEvent], object] | None,
 ) -> Any:
@@ -898,25 +913,24 @@ async def _execute(
             nb, kernel, options, on_event, trio.current_time(), parameters, caller_owned=True
         )
     from .._launch._kernelspec import get_kernel_spec
-    from .._launch._open import open_kernel
+    from .._launch._open import open_kernel_with
 
+    assert launch is not None  # built by execute_notebook whenever it starts the kernel
     kernelspec = nb.get("metadata", {}).get("kernelspec") or {}
     name = kernel_name or kernelspec.get("name") or "python3"
     # A kernelspec lookup reads files: off the event loop (other runs go on meanwhile).
-    spec = await trio.to_thread.run_sync(get_kernel_spec, str(name), abandon_on_cancel=True)
+    spec = await trio.to_thread.run_sync(
+        functools.partial(get_kernel_spec, str(name), kernel_dirs=launch.kernel_dirs),
+        abandon_on_cancel=True,
+    )
     if parameters is not None:
         _inject(nb, parameters, spec.name, spec.language)
-    arguments = [*notebook_kernel_arguments(spec, ipython_hist_file=ipython_hist_file)]
-    arguments += list(extra_arguments)
+    arguments = notebook_kernel_arguments(spec, ipython_hist_file=ipython_hist_file)
+    # the notebook's arguments first, then the caller's (both checked str sequences)
+    launch = attrs.evolve(launch, extra_arguments=(*arguments, *launch.extra_arguments))
     await slot.acquire()
     started = trio.current_time()
-    async with open_kernel(
-        spec,
-        cwd=Path(cwd) if cwd is not None else None,
-        extra_arguments=arguments,
-        startup_timeout=startup_timeout,
-        **dict(kernel_options or {}),
-    ) as started_kernel:
+    async with open_kernel_with(spec, launch) as started_kernel:
         try:
             return await _execute_in(nb, started_kernel, options, on_event, started)
         finally:
