@@ -1,11 +1,12 @@
 """The routing core of a :class:`~trio_enchannel.KernelClient`.
 
-A :class:`Dispatcher` runs one task per channel that hands every received message to the
-request that owns it (by the ``msg_id`` of its parent, see :mod:`._tracking`), to a comm, or
-to the unclaimed stores; it answers orphan stdin prompts, watches the kernel's liveness and
-fails pending requests when the kernel is unresponsive or dead. The client's request methods
-are built on :meth:`Dispatcher.in_flight` and :meth:`Dispatcher.wait_reply`. What it needs of
-the channels is declared in :mod:`.._channels._interfaces`.
+A :class:`Dispatcher` hands every received message (given by the channel's reader where the
+channels allow it, else read by one task per channel) to the request that owns it (by the
+``msg_id`` of its parent, see :mod:`._tracking`), to a comm, or to the unclaimed stores; it
+answers orphan stdin prompts, watches the kernel's liveness and fails pending requests when
+the kernel is unresponsive or dead. The client's request methods are built on
+:meth:`Dispatcher.ask`, or :meth:`Dispatcher.in_flight` and :meth:`Dispatcher.wait_reply`.
+What it needs of the channels is declared in :mod:`.._channels._interfaces`.
 """
 
 from __future__ import annotations
