@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from tests._polling import poll_until
-from trio_enchannel import InputRequest, KernelDied, open_client
+from trio_enchannel import InputRequest, KernelDied, Message, open_channels, open_client
 from trio_enchannel.testing import (
     CommMsg,
     CommOpen,
@@ -250,3 +250,39 @@ async def test_subshell_request_is_tagged(fake_kernel: FakeKernel) -> None:
                 request = await fake_kernel.wait_request("execute_request")
                 assert request.subshell_id == subshell
             assert await client.list_subshell() == []
+
+
+async def test_replies_queued_before_the_client_are_routed_first_and_in_order(
+    fake_kernel: FakeKernel,
+) -> None:
+    # The client's dispatcher takes the channels' messages straight from their reader; what
+    # the channels had queued before it opened goes first, in order, and once the client
+    # closes the channels queue again for their own receive().
+    with trio.fail_after(TIMEOUT):
+        async with open_channels(fake_kernel.connection_info) as ch:
+            sent = [ch.session.message("kernel_info_request", channel="shell") for _ in range(2)]
+            for msg in sent:
+                await ch.shell.send(msg)
+            await poll_until(lambda: ch.shell.statistics().queued == 2)
+            async with open_client(ch) as client:
+                info = await client.kernel_info()
+                assert info.protocol_version
+                early = [client.unclaimed_replies.receive_nowait() for _ in sent]
+                assert [m.parent_id for m in early] == [m.msg_id for m in sent]
+            after = ch.session.message("kernel_info_request", channel="shell")
+            await ch.shell.send(after)
+            assert (await ch.shell.receive()).parent_id == after.msg_id
+
+
+async def test_channels_hand_messages_only_in_place_of_their_own_view(
+    fake_kernel: FakeKernel,
+) -> None:
+    def ignore(msg: Message) -> None:
+        raise AssertionError("never called")
+
+    with trio.fail_after(TIMEOUT):
+        async with open_channels(fake_kernel.connection_info) as ch:
+            assert not ch.set_consumer("shell", ignore, view=ch.control)
+            assert not ch.set_consumer("iopub", ignore, view=object())
+        async with open_channels(fake_kernel.connection_info, multiplexed=True) as ch:
+            assert not ch.set_consumer("shell", ignore, view=ch.shell)

@@ -563,6 +563,50 @@ async def test_dropping_queue_close_and_error() -> None:
     assert not q.put_nowait(2)
 
 
+async def test_dropping_queue_hands_items_to_waiters_in_order_and_never_loses_one() -> None:
+    # An item handed to a waiting receiver is that receiver's, even if it is cancelled
+    # before it runs; the next items go to the next waiters, oldest first.
+    q: DroppingQueue[int] = DroppingQueue()
+    got: list[tuple[str, int]] = []
+    scopes: dict[str, trio.CancelScope] = {}
+
+    async def receiver(name: str) -> None:
+        with trio.CancelScope() as scope:
+            scopes[name] = scope
+            got.append((name, await q.receive()))
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        for name in ("first", "second"):
+            nursery.start_soon(receiver, name)
+            await trio.testing.wait_all_tasks_blocked()
+        q.put_nowait(1)
+        scopes["first"].cancel()  # after the hand-over: the item is not lost
+        q.put_nowait(2)
+        q.put_nowait(3)  # nobody waits: queued
+        scopes["second"].cancel()
+    assert dict(got) == {"first": 1, "second": 2}  # (Trio may run the two in either order)
+    assert q.receive_nowait() == 3 and q.delivered == 3 and q.dropped == 0
+
+
+async def test_dropping_queue_end_wakes_every_waiter() -> None:
+    q: DroppingQueue[int] = DroppingQueue()
+    ended = 0
+
+    async def waiter() -> None:
+        nonlocal ended
+        with pytest.raises(trio.EndOfChannel):
+            await q.receive()
+        ended += 1
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        q.close_producer()
+    assert ended == 3
+
+
 async def test_dropping_queue_close_wakes_waiter() -> None:
     q: DroppingQueue[int] = DroppingQueue()
     async with trio.open_nursery() as nursery:

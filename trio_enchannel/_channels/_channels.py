@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -358,6 +358,26 @@ class Channels:
                 return
             await self._connection_changed.wait()
 
+    def set_consumer(
+        self, name: ChannelName, consumer: Callable[[Message], None] | None, *, view: object
+    ) -> bool:
+        """Hand every message of channel ``name`` to ``consumer`` from the reader, in place
+        of queueing it for ``ch.<name>.receive()`` (``None``: queue again). For a sole
+        reader whose handling is synchronous and never blocks (the client's dispatcher):
+        it saves a task switch per message. What is already queued is handed over first;
+        the end of the channel still reaches ``receive()``. ``view`` is what the consumer
+        would otherwise receive from: nothing changes unless it is ``ch.<name>`` itself (a
+        wrapper that intercepts ``receive()`` is never bypassed).
+
+        Returns:
+            whether anything changed: ``False`` for another ``view``, in multiplexed mode,
+            or once ``ch.<name>`` was closed.
+        """
+        own = {"shell": self.shell, "control": self.control, "stdin": self.stdin}
+        if view is not own.get(name, self.iopub):
+            return False
+        return self._hub.set_consumer(name, consumer)
+
     def add_reject_listener(self, listener: RejectListener) -> None:
         """Call ``listener(channel, parent_id, error)`` for every message rejected for its
         signature (``error.reason`` ``"invalid_signature"`` or ``"unsigned"``): what a
@@ -696,6 +716,7 @@ class _Reader:
         drop, max_items, max_bytes = self.drop, self.max_items, self.max_bytes
         repaired = session.invalid_utf8
         received = counters.received
+        consumer = self.hub.consumers.get(name)
         for frames in batch:
             try:
                 msg = deserialize(frames, channel=name)
@@ -711,6 +732,12 @@ class _Reader:
             nbytes = sum(map(len, frames))
             if subscribed:
                 fanout.publish(msg, nbytes)
+            if consumer is not None:  # the client's dispatcher: no buffer, no hand-over
+                if inbox.closed:
+                    counters.discarded += 1
+                else:
+                    consumer(msg)
+                continue
             if drop:
                 # must_drop's first test inline: a function call only when the buffer is full.
                 queued = len(inbox)

@@ -105,6 +105,9 @@ class ChannelHub:
         else:
             for name in CHANNEL_NAMES:
                 self.inboxes[name] = self.receivers[name] = Inbox[Message]()
+        # A channel's sole consumer, when it takes every message synchronously from the
+        # reader (set_consumer): the buffer is then bypassed.
+        self.consumers: dict[ChannelName, Callable[[Message], None]] = {}
         # IOPub subscriptions (ch.iopub.subscribe): copies handed over by the reader.
         self.fanout = Fanout()
         self.counters["iopub"].fanout = self.fanout
@@ -124,6 +127,29 @@ class ChannelHub:
     def drops(self, name: ChannelName) -> bool:
         """Whether channel ``name``'s reader drops (rather than waits) when it is full."""
         return name == "iopub" and self.options.iopub_overflow == "drop"
+
+    def set_consumer(self, name: ChannelName, consumer: Callable[[Message], None] | None) -> bool:
+        """Make ``consumer`` channel ``name``'s sole consumer (``None``: stop): the reader
+        calls it with each message in place of queueing it. What the buffer already holds is
+        handed to it first, in order, so nothing overtakes. The consumer must not block or
+        raise, and keeps its own bounds (the buffer's bound and overflow policy no longer
+        apply: nothing waits in it). Subscriptions still get their copies first; the
+        buffer's end or failure still reaches its receivers.
+
+        Returns:
+            ``False`` (nothing changed) in multiplexed mode, or when the buffer's receiving
+            side is closed.
+        """
+        inbox = self.receivers.get(name)
+        if inbox is None or inbox.closed:
+            return False
+        if consumer is None:
+            self.consumers.pop(name, None)
+            return True
+        while len(inbox):
+            consumer(inbox.receive_nowait())
+        self.consumers[name] = consumer
+        return True
 
     def statistics(self, name: ChannelName) -> ChannelStatistics:
         """A snapshot of channel ``name``'s counters and buffer."""
@@ -163,6 +189,13 @@ class ChannelHub:
         if name == "iopub" and self.fanout.subscriptions:
             self.fanout.publish(msg, nbytes)
         inbox = self.inboxes[name]
+        consumer = self.consumers.get(name)
+        if consumer is not None:
+            if inbox.closed:
+                counters.discarded += 1
+            else:
+                consumer(msg)
+            return
         max_items, max_bytes = self.limits(name)
         if self.drops(name):
             if must_drop(len(inbox), inbox.nbytes, nbytes, msg.msg_type, max_items, max_bytes):

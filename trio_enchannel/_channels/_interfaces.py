@@ -36,6 +36,7 @@ from .._wire._session import Session
 __all__ = [
     "ChannelsListener",
     "ClientChannels",
+    "DirectConsumers",
     "IOPubSource",
     "Listening",
     "Liveness",
@@ -150,3 +151,19 @@ class ClientChannels(Liveness, Listening, Readiness, Protocol):
 
     @property
     def iopub(self) -> IOPubSource: ...
+
+
+@runtime_checkable
+class DirectConsumers(Protocol):
+    """Channels whose reader can hand each message straight to a sole consumer (both
+    transports). The client's dispatcher uses it when its channels offer it, and reads
+    ``receive()`` otherwise."""
+
+    def set_consumer(
+        self, name: ChannelName, consumer: Callable[[Message], None] | None, *, view: object
+    ) -> bool:
+        """Make ``consumer`` the sole consumer of channel ``name`` (``None``: stop) in place
+        of ``view`` (the channels' own view of it, else nothing changes); return whether it
+        changed. See :meth:`Channels.set_consumer
+        <trio_enchannel.Channels.set_consumer>`."""
+        ...

@@ -223,8 +223,7 @@ class KernelClient:
             raise LocalProtocolError(
                 f"request(): {msg.msg_type} must be built with channel='shell' or 'control'"
             )
-        async with self._dispatcher.in_flight(msg) as req:
-            return Reply(await self._dispatcher.wait_reply(req))
+        return Reply(await self._dispatcher.ask(msg))
 
     async def _simple(
         self,
@@ -234,8 +233,7 @@ class KernelClient:
         subshell_id: str | None = None,
     ) -> Reply:
         msg = self._session.message(msg_type, content, channel=channel, subshell_id=subshell_id)
-        async with self._dispatcher.in_flight(msg) as req:
-            return Reply(await self._dispatcher.wait_reply(req))
+        return Reply(await self._dispatcher.ask(msg))
 
     # -- shell requests -----------------------------------------------------------------
 

@@ -1,11 +1,12 @@
 """The routing core of a :class:`~trio_enchannel.KernelClient`.
 
-A :class:`Dispatcher` runs one task per channel that hands every received message to the
-request that owns it (by the ``msg_id`` of its parent, see :mod:`._tracking`), to a comm, or
-to the unclaimed stores; it answers orphan stdin prompts, watches the kernel's liveness and
-fails pending requests when the kernel is unresponsive or dead. The client's request methods
-are built on :meth:`Dispatcher.in_flight` and :meth:`Dispatcher.wait_reply`. What it needs of
-the channels is declared in :mod:`.._channels._interfaces`.
+A :class:`Dispatcher` hands every received message (given by the channel's reader where the
+channels allow it, else read by one task per channel) to the request that owns it (by the
+``msg_id`` of its parent, see :mod:`._tracking`), to a comm, or to the unclaimed stores; it
+answers orphan stdin prompts, watches the kernel's liveness and fails pending requests when
+the kernel is unresponsive or dead. The client's request methods are built on
+:meth:`Dispatcher.ask`, or :meth:`Dispatcher.in_flight` and :meth:`Dispatcher.wait_reply`.
+What it needs of the channels is declared in :mod:`.._channels._interfaces`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from .._channels._interfaces import ClientChannels
+from .._channels._interfaces import ClientChannels, DirectConsumers
 from .._errors import (
     ConnectionInfoError,
     KernelDied,
@@ -177,6 +178,46 @@ class Dispatcher:
     # -- routing (one task per channel) -------------------------------------------------
 
     async def route(self, name: ChannelName, channel: _Receiver) -> None:
+        # Where the channels allow it, their reader hands each message straight to
+        # dispatch() (a task switch less per message: the waiting request is woken by the
+        # reader itself); this task then only waits for the channel's end or failure.
+        channels = self.channels
+        with trio.CancelScope() as scope:
+            direct = isinstance(channels, DirectConsumers) and channels.set_consumer(
+                name, self.consumer(name, channel, channels, scope), view=channel
+            )
+            try:
+                await self.receive_loop(name, channel)
+            finally:
+                if direct:
+                    assert isinstance(channels, DirectConsumers)
+                    channels.set_consumer(name, None, view=channel)
+
+    def consumer(
+        self,
+        name: ChannelName,
+        view: _Receiver,
+        channels: DirectConsumers,
+        scope: trio.CancelScope,
+    ) -> Callable[[Message], None]:
+        """What the reader of channel ``name`` calls with each of its messages."""
+        dispatch = self.dispatch
+
+        def consume(msg: Message) -> None:
+            if scope.cancel_called:
+                return  # the rest of a batch, after a failure below
+            try:
+                dispatch(msg, name)
+            except Exception as exc:  # a routing bug must not stop the reader
+                # This channel's routing ends, as when its routing task failed.
+                channels.set_consumer(name, None, view=view)
+                scope.cancel()
+                if not self.closed:
+                    self.fail(trio.BrokenResourceError(f"the {name} channel failed: {exc!r}"))
+
+        return consume
+
+    async def receive_loop(self, name: ChannelName, channel: _Receiver) -> None:
         try:
             while True:
                 try:
@@ -219,6 +260,14 @@ class Dispatcher:
         self.deliver(msg, channel, comm_handled)
 
     def deliver(self, msg: Message, channel: ChannelName, comm_handled: bool) -> None:
+        parent = msg.parent_id
+        if channel != "iopub" and parent is not None:
+            # The common case first: the reply of a request in flight.
+            owner = self.tracker.owner(parent)
+            if owner is not None:
+                if not owner.deliver(msg):  # a duplicate reply
+                    self.unclaimed_replies.put_nowait(msg)
+                return
         routing = self.tracker.route(msg)
         if routing.route is Route.REQUEST:
             owner = routing.owner
@@ -248,7 +297,7 @@ class Dispatcher:
         """Stop tracking a request; what it left unread is routed as late messages."""
         for msg_id in msg_ids:
             self.tracker.release(msg_id, quiet=quiet, replied=req.replied)
-        for left in req.inbox.drain_nowait():
+        for left in req.inbox.drain_nowait() if len(req.inbox) else ():
             channel = left.channel or "iopub"
             handled = left.msg_type in _COMM_TYPES and left.content.get("comm_id") in self.comms
             self.deliver(left, channel, handled)
@@ -445,6 +494,19 @@ class Dispatcher:
         try:
             await self.send(msg)
             yield req
+        finally:
+            self.finish((msg.msg_id,), req)
+
+    async def ask(self, msg: Message) -> Message:
+        """Send the request ``msg`` and return its reply: :meth:`in_flight` and
+        :meth:`wait_reply` in one call (what most request methods do, without the cost of a
+        context manager per request)."""
+        self.check_usable()
+        req = _Request(msg)
+        self.tracker.register(msg.msg_id, req)
+        try:
+            await self.send(msg)
+            return await self.wait_reply(req)
         finally:
             self.finish((msg.msg_id,), req)
 

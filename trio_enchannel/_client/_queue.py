@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import collections
 import math
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
+import outcome
 import trio
+from trio.lowlevel import Abort, RaiseCancelT, Task
 
 from .._errors import ConfigurationError
 
@@ -33,7 +36,9 @@ class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
             raise ConfigurationError("max_size must be at least 1")
         self.max_size = max_size
         self._items: collections.deque[T] = collections.deque()
-        self._lot = trio.lowlevel.ParkingLot()
+        # Receivers waiting for an item, oldest first: the producer hands the next item to
+        # the first of them directly (it wakes with the item, not to look for one).
+        self._waiters: collections.OrderedDict[Task, None] = collections.OrderedDict()
         self._producer_closed = False
         self._producer_error: BaseException | None = None
         self._consumer_closed = False
@@ -51,11 +56,15 @@ class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
             self.dropped += 1
             return False
         self.delivered += 1
+        waiters = self._waiters
+        if waiters:
+            task, _ = waiters.popitem(last=False)
+            trio.lowlevel.reschedule(task, outcome.Value(item))
+            return True
         self._items.append(item)
         if len(self._items) > self.max_size:
             self._items.popleft()
             self.dropped += 1
-        self._lot.unpark()
         return True
 
     def close_producer(self, error: BaseException | None = None) -> None:
@@ -65,7 +74,7 @@ class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
             return
         self._producer_closed = True
         self._producer_error = error
-        self._lot.unpark_all()
+        self._wake_all(lambda: error if error is not None else trio.EndOfChannel())
 
     @property
     def producer_closed(self) -> bool:
@@ -111,14 +120,22 @@ class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
             Exception: the error the producer finished with, if any.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                item = self.receive_nowait()
-            except trio.WouldBlock:
-                await self._lot.park()
-                continue
+        if self._items or self._producer_closed or self._consumer_closed:
+            item = self.receive_nowait()  # or raise
             await trio.lowlevel.cancel_shielded_checkpoint()
             return item
+        # Wait for put_nowait to hand an item over: waking up with it, this task needs no
+        # further schedule point (waiting was one), and a cancellation that comes after the
+        # hand-over finds the item already returned, never lost.
+        task = trio.lowlevel.current_task()
+        self._waiters[task] = None
+
+        def abort(_: RaiseCancelT) -> Abort:
+            self._waiters.pop(task, None)
+            return Abort.SUCCEEDED
+
+        value: T = await trio.lowlevel.wait_task_rescheduled(abort)
+        return value
 
     def close(self) -> None:
         """Close the receive side: pending items are discarded, waiting receivers get
@@ -128,9 +145,15 @@ class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
         self._consumer_closed = True
         self.dropped += len(self._items)
         self._items.clear()
-        self._lot.unpark_all()
+        self._wake_all(lambda: trio.ClosedResourceError("this receive channel was closed"))
 
     async def aclose(self) -> None:
         """Close the receive side (see :meth:`close`)."""
         self.close()
         await trio.lowlevel.checkpoint()
+
+    def _wake_all(self, error: Callable[[], BaseException]) -> None:
+        waiters = self._waiters
+        while waiters:
+            task, _ = waiters.popitem(last=False)
+            trio.lowlevel.reschedule(task, outcome.Error(error()))

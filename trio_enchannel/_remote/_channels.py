@@ -469,6 +469,17 @@ class RemoteChannels:
         """
         self._listeners.append(listener)
 
+    def set_consumer(
+        self, name: ChannelName, consumer: Callable[[Message], None] | None, *, view: object
+    ) -> bool:
+        """Hand every message of channel ``name`` to ``consumer`` as it arrives, in place of
+        queueing it (``None``: queue again); see :meth:`Channels.set_consumer
+        <trio_enchannel.Channels.set_consumer>`."""
+        own = {"shell": self.shell, "control": self.control, "stdin": self.stdin}
+        if view is not own.get(name, self.iopub):
+            return False
+        return self._hub.set_consumer(name, consumer)
+
     def add_reject_listener(self, listener: RejectListener) -> None:
         """Accepted for the interface :class:`~trio_enchannel.Channels` shares, never called:
         messages are not signed on the websocket (the server verifies the kernel's)."""
