@@ -26,10 +26,10 @@ Fixtures (all function-scoped; the async ones need pytest-trio):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-import attrs
 import pytest
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ async def fake_kernel(
         yield kernel
 
 
-@attrs.frozen
+# A dataclass, not attrs: this module must stay cheap to import (see the module docstring).
+@dataclasses.dataclass(frozen=True)
 class _FakeKernelOptions:
     """The ``fake_kernel_options`` and ``fake_kernel_timeout`` fixtures' values, checked once
     (each error names the fixture and the option) before the fake kernel is started."""
