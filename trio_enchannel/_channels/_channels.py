@@ -370,8 +370,8 @@ class Channels:
         wrapper that intercepts ``receive()`` is never bypassed).
 
         Returns:
-            whether anything changed: ``False`` for another ``view``, in multiplexed mode,
-            or once ``ch.<name>`` was closed.
+            Whether anything changed (``False`` for another ``view``, in multiplexed mode,
+            or once ``ch.<name>`` was closed).
         """
         own = {"shell": self.shell, "control": self.control, "stdin": self.stdin}
         if view is not own.get(name, self.iopub):

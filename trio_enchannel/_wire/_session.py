@@ -689,8 +689,8 @@ class Session:
         replay_history: int = 65536,
     ) -> Session:
         """A Session with the key and signature scheme of ``info``; the other arguments are
-        those of :class:`Session` (``None``: the default, a random id and
-        :func:`default_username`).
+        those of :class:`Session` (``None``: the default, a random id and the user name from
+        ``LOGNAME``, ``USER``, ``LNAME`` or ``USERNAME``).
 
         Raises:
             ConfigurationError: the connection info's signature scheme is unknown, or
