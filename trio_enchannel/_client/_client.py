@@ -1,9 +1,10 @@
 """The kernel client: requests that get exactly their own replies, even many at once.
 
-:func:`open_client` starts routing tasks that consume every channel of a
-:class:`~trio_enchannel.Channels` and hand each message to the request that owns it (by the
-``msg_id`` of its parent). Each request method sends one request and waits for its reply;
-``execute`` also gathers the request's IOPub outputs and answers its stdin prompts.
+:func:`open_client` starts a dispatcher that consumes every channel of its channels
+(:class:`~trio_enchannel.Channels`, :class:`~trio_enchannel.RemoteChannels`) and hands each
+message to the request that owns it (by the ``msg_id`` of its parent). Each request method
+sends one request and waits for its reply; ``execute`` also gathers the request's IOPub
+outputs and answers its stdin prompts.
 """
 
 from __future__ import annotations

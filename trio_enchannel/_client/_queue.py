@@ -2,8 +2,9 @@
 item and counts it.
 
 Used for messages nobody is obliged to read (unclaimed replies and IOPub broadcasts, comm
-messages): the routing task that feeds it must never wait on a slow or absent reader, and the
-reader must be able to tell that it missed something (:attr:`DroppingQueue.dropped`).
+messages): the dispatcher that feeds it (from a channel's reader) must never wait on a slow or
+absent reader, and the reader must be able to tell that it missed something
+(:attr:`DroppingQueue.dropped`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ The rules that keep one slow listener from hurting anybody else:
   :class:`~trio_enchannel._io._inbox.Inbox` whose ``put`` hands the message to a waiting receiver
   or queues it. When the buffer is full, the subscription's policy drops a message and counts
   it (on the subscription, on the fanout, in the channel statistics) and warns. There is no
-  ``"wait"`` policy: the reader is shared by ``ch.iopub``, the client's router and every
+  ``"wait"`` policy: the reader is shared by ``ch.iopub``, the client's dispatcher and every
   other subscription, and over ZeroMQ a reader that stops lets the kernel drop messages
   unseen at its high-water mark.
 * Without a subscription the reader's cost is one falsy check
