@@ -11,7 +11,7 @@ import math
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal
 
 import attrs
@@ -802,12 +802,12 @@ class FakeKernel:
 
     async def _run(
         self,
-        options: dict[str, Any],
+        open_channels: Callable[[], AbstractAsyncContextManager[KernelChannels]],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
-            async with open_kernel_channels(**options) as channels:
+            async with open_channels() as channels:
                 self._channels = channels
                 with trio.CancelScope() as life:
                     self._life = life
@@ -882,17 +882,20 @@ async def open_fake_kernel(
     kernel = FakeKernel(
         timeout=wait_timeout, kernel_info=kernel_info, exit_on_shutdown=exit_on_shutdown
     )
-    options: dict[str, Any] = {
-        "info": info,
-        "ip": ip,
-        "transport": transport,
-        "key": key,
-        "signature_scheme": signature_scheme,
-        "iopub_welcome": iopub_welcome,
-    }
+
+    def open_channels() -> AbstractAsyncContextManager[KernelChannels]:
+        return open_kernel_channels(
+            info=info,
+            ip=ip,
+            transport=transport,
+            key=key,
+            signature_scheme=signature_scheme,
+            iopub_welcome=iopub_welcome,
+        )
+
     async with trio.open_nursery() as nursery:
         with trio.fail_after(wait_timeout):
-            await nursery.start(kernel._run, options)
+            await nursery.start(kernel._run, open_channels)
         try:
             yield kernel
         finally:
