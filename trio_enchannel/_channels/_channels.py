@@ -265,13 +265,13 @@ class Channels:
 
     @property
     def iopub_ready(self) -> bool:
-        """Whether a valid IOPub message has arrived, so the subscription is live."""
+        """Whether a valid IOPub message has arrived, so the subscription is ready."""
         return self._iopub_ready
 
     async def wait_iopub_ready(
         self, *, welcome_grace: float = 0.2, nudge_every: float = 0.5
     ) -> None:
-        """Wait until the IOPub subscription is live: messages published from now on reach
+        """Wait until the IOPub subscription is ready: messages published from now on reach
         :attr:`iopub`.
 
         A kernel speaking protocol 5.5 with an XPUB socket (ipykernel 7) announces the

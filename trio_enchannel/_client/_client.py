@@ -171,7 +171,7 @@ class KernelClient:
         self.declare_dead(error)
 
     def reset_readiness(self) -> None:
-        """Forget that IOPub was live, and that the kernel was dead: a new kernel process is
+        """Forget that IOPub was ready, and that the kernel was dead: a new kernel process is
         about to start.
 
         A new process means a new IOPub subscription, and whatever it publishes before the
@@ -741,7 +741,7 @@ class KernelClient:
     async def wait_ready(self) -> KernelInfo:
         """Wait until the kernel answers ``kernel_info`` and IOPub delivers messages.
 
-        IOPub is live once any message arrives on it (``iopub_welcome`` from 5.5 kernels,
+        IOPub is ready once any message arrives on it (``iopub_welcome`` from 5.5 kernels,
         or the status messages of the probes); until then ``kernel_info_request`` is
         repeated (every 50 ms, backing off to 1 s) to nudge a slow subscription. The probes
         go to control first (which answers even while the shell runs a long cell: a kernel

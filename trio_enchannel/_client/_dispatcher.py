@@ -96,7 +96,7 @@ class Dispatcher:
         self.comm_buffer = comm_buffer
         self.iopub_event = trio.Event()
         # The channels' own readiness check counts only for the first kernel process: after a
-        # death or restart, IOPub must prove itself live again (a new process means a new
+        # death or restart, IOPub must prove itself ready again (a new process means a new
         # subscription, and whatever it publishes before that subscription arrives is lost).
         self.trust_channels_ready = True
         self.unresponsive: KernelDied | None = None
@@ -414,7 +414,7 @@ class Dispatcher:
 
     def new_process(self) -> None:
         """A new kernel process is about to start (a launcher's restart): forget the reported
-        death of the previous one, and that IOPub was live. A heartbeat verdict stands until
+        death of the previous one, and that IOPub was ready. A heartbeat verdict stands until
         the heartbeat (or a message) says otherwise, but no longer fails readiness probes."""
         if self.responsive_again is None:
             self.unresponsive = None

@@ -156,23 +156,23 @@ class RemoteKernel:
 
     async def _wait_ready(self) -> None:
         with trio.move_on_after(self._startup_timeout) as scope:
-            await self._probe_until_live()
+            await self._probe_until_ready()
         if scope.cancelled_caught:
             raise KernelStartupError(
                 f"remote kernel {self.name!r} ({self.kernel_id}) on {self.server.url} did not "
                 f"answer kernel_info within {self._startup_timeout:g} s"
             )
 
-    async def _probe_until_live(self) -> None:
+    async def _probe_until_ready(self) -> None:
         """Repeat ``kernel_info_request`` until one is answered *and* IOPub carries a message
         caused by one of them: proof that this kernel incarnation's IOPub reaches us (after a
         restart the server's subscription to the new kernel may take a moment)."""
         probes: set[str] = set()
-        live = trio.Event()
+        ready = trio.Event()
 
         def watch(msg: Message) -> None:
             if msg.channel == "iopub" and msg.parent_id in probes:
-                live.set()
+                ready.set()
 
         interval = 0.05
         answered = False
@@ -188,8 +188,8 @@ class RemoteKernel:
                         await self.channels.wait_connected()
                         continue
                     answered = True
-                    await live.wait()
-                if answered and live.is_set():
+                    await ready.wait()
+                if answered and ready.is_set():
                     return
                 interval = min(interval * 2, 1.0)
 
