@@ -19,6 +19,7 @@ from typing import Any, Literal
 import trio
 
 from .._channels._interfaces import ClientChannels
+from .._channels._options import IOPUB_HWM
 from .._errors import ConfigurationError, KernelDied, LocalProtocolError
 from .._io._connection_file import load_connection_info
 from .._io._fanout import Subscription, SubscriptionOverflow
@@ -956,7 +957,7 @@ async def open_client(
     iopub_buffer_size: int | None = IOPUB_BUFFER_SIZE,
     iopub_buffer_bytes: int = IOPUB_BUFFER_BYTES,
     iopub_overflow: IOPubOverflow = "drop",
-    iopub_hwm: int = 10_000,
+    iopub_hwm: int = IOPUB_HWM,
     report_rejects: bool = False,
     rejects_buffer_size: int = 100,
     identity: bytes | None = None,
