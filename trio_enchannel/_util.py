@@ -22,6 +22,7 @@ __all__ = [
     "BaseExceptionGroup",
     "ScheduleBudget",
     "lazy_exports",
+    "lone_exception",
     "unwrap_single",
     "worth_logging",
 ]
@@ -31,6 +32,13 @@ def worth_logging(count: int) -> bool:
     """Whether the ``count``-th occurrence of a repeated event gets a log line: the first ten,
     then powers of two (a flood of bad messages must not become a flood of log lines)."""
     return count <= 10 or count & (count - 1) == 0
+
+
+def lone_exception(exc: BaseException) -> BaseException:
+    """The lone exception inside ``exc``'s (nested) single-exception groups, else ``exc``."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 @contextlib.contextmanager
@@ -45,9 +53,7 @@ def unwrap_single() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
-        exc: BaseException = group
-        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-            exc = exc.exceptions[0]
+        exc = lone_exception(group)
         if exc is group:
             raise
         context = exc.__context__

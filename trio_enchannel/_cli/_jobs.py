@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from .._util import lone_exception
 from ._common import EXIT_INTERRUPTED, PROG
 from ._render import Renderer
 
@@ -71,15 +72,6 @@ async def _watch_sigint(
         state.work_scope.cancel()
 
 
-def _single(exc: BaseException) -> BaseException:
-    """The lone exception inside (nested) exception groups, else *exc* itself."""
-    while True:
-        inner = getattr(exc, "exceptions", None)
-        if not isinstance(inner, (list, tuple)) or len(inner) != 1:
-            return exc
-        exc = inner[0]
-
-
 def run_job(ui: Renderer, job: Callable[[CliState], Awaitable[int]]) -> int:
     """Run *job* under ``trio.run`` with Ctrl-C handling; return its exit status."""
 
@@ -99,7 +91,7 @@ def run_job(ui: Renderer, job: Callable[[CliState], Awaitable[int]]) -> int:
     try:
         return trio.run(main)
     except BaseException as exc:
-        inner = _single(exc)
+        inner = lone_exception(exc)
         if inner is exc:
             raise
         raise inner from None
