@@ -633,4 +633,4 @@ def run_notebooks_command(args: argparse.Namespace, files: list[str]) -> int:
 
 def run_notebook_command(args: argparse.Namespace) -> int:
     """Execute the notebook ``args.file`` (and ``args.more_files``)."""
-    return run_notebooks_command(args, [str(args.file), *getattr(args, "more_files", [])])
+    return run_notebooks_command(args, [str(args.file), *(args.more_files or [])])

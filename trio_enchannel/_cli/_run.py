@@ -209,7 +209,7 @@ def run_command(args: argparse.Namespace) -> int:
             "-k/--kernel needs a kernel name (see: trio-enchannel kernels)", EXIT_USAGE
         )
     is_notebook = args.file is not None and args.file.lower().endswith(".ipynb")
-    more = list(getattr(args, "more_files", None) or [])
+    more = list(args.more_files or [])
     if more and args.code is not None:
         raise CommandError("give either -c CODE or files, not both", EXIT_USAGE)
     if more and not (is_notebook and all(f.lower().endswith(".ipynb") for f in more)):
@@ -219,11 +219,11 @@ def run_command(args: argparse.Namespace) -> int:
             ("-o/--output", args.output is not None),
             ("--inplace", args.inplace),
             ("--allow-errors", args.allow_errors),
-            ("-j/--jobs", getattr(args, "jobs", None) is not None),
-            ("-p/--parameter", bool(getattr(args, "parameters", None))),
-            ("-r/--raw-parameter", bool(getattr(args, "raw_parameters", None))),
-            ("-f/--parameters-file", bool(getattr(args, "parameter_files", None))),
-            ("-y/--parameters-yaml", bool(getattr(args, "parameters_yaml", None))),
+            ("-j/--jobs", args.jobs is not None),
+            ("-p/--parameter", bool(args.parameters)),
+            ("-r/--raw-parameter", bool(args.raw_parameters)),
+            ("-f/--parameters-file", bool(args.parameter_files)),
+            ("-y/--parameters-yaml", bool(args.parameters_yaml)),
         ):
             if given:
                 raise CommandError(f"{flag} applies to notebooks only", EXIT_USAGE)
