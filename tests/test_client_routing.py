@@ -954,7 +954,7 @@ async def test_wait_ready_nudges_until_iopub_delivers(
     assert stats.pending == 0 and stats.unclaimed_replies == 0  # probe replies stay quiet
 
 
-async def test_wait_for_ready_sends_no_copies_of_a_probe_a_starting_kernel_has_not_read(
+async def test_wait_ready_sends_no_copies_of_a_probe_a_starting_kernel_has_not_read(
     not_ready: tuple[KernelClient, Kernel], autojump_clock: trio.testing.MockClock
 ) -> None:
     # A kernel still starting gets every probe queued for it at once and answers each one:
