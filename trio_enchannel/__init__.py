@@ -72,8 +72,8 @@ if TYPE_CHECKING:  # what type checkers see: the same names as _EXPORTS (a test 
     from ._io._fanout import SubscriptionStatistics as SubscriptionStatistics
     from ._kernel._side import IOPubPublisher as IOPubPublisher
     from ._kernel._side import KernelChannels as KernelChannels
+    from ._kernel._side import KernelChannelsStatistics as KernelChannelsStatistics
     from ._kernel._side import KernelEndpoint as KernelEndpoint
-    from ._kernel._side import KernelStatistics as KernelStatistics
     from ._kernel._side import open_kernel_channels as open_kernel_channels
     from ._launch._kernel import Kernel as Kernel
     from ._launch._kernelspec import KernelSpec as KernelSpec
@@ -169,8 +169,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._kernel._side": (
         "IOPubPublisher",
         "KernelChannels",
+        "KernelChannelsStatistics",
         "KernelEndpoint",
-        "KernelStatistics",
         "open_kernel_channels",
     ),
     "._launch._kernelspec": (

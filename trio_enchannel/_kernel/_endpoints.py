@@ -19,7 +19,7 @@ from .._wire._session import Session
 __all__ = [
     "IOPubPublisher",
     "KernelEndpoint",
-    "KernelStatistics",
+    "KernelChannelsStatistics",
     "RouterChannel",
 ]
 
@@ -29,7 +29,7 @@ _Frames = Sequence[bytes | bytearray | memoryview]
 
 
 @attrs.frozen
-class KernelStatistics(PerChannel):
+class KernelChannelsStatistics(PerChannel):
     """A snapshot of the counters of :class:`~trio_enchannel.KernelChannels`.
 
     Attributes:

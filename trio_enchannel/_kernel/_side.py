@@ -42,7 +42,7 @@ from .._wire._session import Session, warn_if_unsigned
 from ._endpoints import (
     IOPubPublisher,
     KernelEndpoint,
-    KernelStatistics,
+    KernelChannelsStatistics,
     RouterChannel,
 )
 
@@ -50,7 +50,7 @@ __all__ = [
     "IOPubPublisher",
     "KernelChannels",
     "KernelEndpoint",
-    "KernelStatistics",
+    "KernelChannelsStatistics",
     "open_kernel_channels",
 ]
 
@@ -149,10 +149,10 @@ class KernelChannels:
         """Whether the channels are closed (the ``async with`` block was left)."""
         return self._closed
 
-    def statistics(self) -> KernelStatistics:
+    def statistics(self) -> KernelChannelsStatistics:
         """A snapshot of every counter."""
         endpoints = {"shell": self.shell, "control": self.control, "stdin": self.stdin}
-        return KernelStatistics(
+        return KernelChannelsStatistics(
             shell=endpoints["shell"].statistics(),
             control=endpoints["control"].statistics(),
             stdin=endpoints["stdin"].statistics(),

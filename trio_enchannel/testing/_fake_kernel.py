@@ -18,7 +18,7 @@ import attrs
 import trio
 
 from .._errors import ConnectionInfoError, LocalProtocolError, UsageError
-from .._kernel._side import KernelChannels, KernelStatistics, open_kernel_channels
+from .._kernel._side import KernelChannels, KernelChannelsStatistics, open_kernel_channels
 from .._validate import (
     check_bool,
     check_choice,
@@ -204,7 +204,7 @@ class FakeKernel:
         """Whether the fake kernel exited after a ``shutdown_request``."""
         return self._shutdown
 
-    def statistics(self) -> KernelStatistics:
+    def statistics(self) -> KernelChannelsStatistics:
         """The kernel-side counters (messages received, sent, rejected by reason, ...).
 
         Raises:
