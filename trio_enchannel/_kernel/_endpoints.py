@@ -18,8 +18,8 @@ from .._wire._session import Session
 
 __all__ = [
     "IOPubPublisher",
-    "KernelEndpoint",
     "KernelChannelsStatistics",
+    "KernelEndpoint",
     "RouterChannel",
 ]
 

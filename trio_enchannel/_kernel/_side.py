@@ -41,16 +41,16 @@ from .._wire._message import CHANNEL_NAMES, ChannelName, Message
 from .._wire._session import Session, warn_if_unsigned
 from ._endpoints import (
     IOPubPublisher,
-    KernelEndpoint,
     KernelChannelsStatistics,
+    KernelEndpoint,
     RouterChannel,
 )
 
 __all__ = [
     "IOPubPublisher",
     "KernelChannels",
-    "KernelEndpoint",
     "KernelChannelsStatistics",
+    "KernelEndpoint",
     "open_kernel_channels",
 ]
 
