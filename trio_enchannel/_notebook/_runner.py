@@ -47,6 +47,15 @@ from .._errors import (
     KernelDied,
     NotebookKernelDied,
 )
+from .._validate import (
+    check_bool,
+    check_callable,
+    check_optional_str,
+    check_seconds,
+    check_str,
+    check_str_sequence,
+    type_name,
+)
 from .._wire._outputs import ErrorInfo
 
 if TYPE_CHECKING:
@@ -237,7 +246,7 @@ class _OutputWidget:
     clear_pending: bool = False
 
 
-@attrs.define(eq=False)
+@attrs.frozen
 class _Options:
     timeout: float | None
     allow_errors: bool
@@ -718,6 +727,61 @@ def _clear_rest(run: _Run, stopped_at: int) -> None:
         cell.get("metadata", {}).pop("execution", None)
 
 
+def _check_arguments(
+    *,
+    kernel: object,
+    kernel_name: object,
+    cwd: object,
+    cell_timeout: object,
+    startup_timeout: object,
+    allow_errors: object,
+    allow_error_names: object,
+    interrupt_on_timeout: object,
+    skip_cells_with_tag: object,
+    record_timing: object,
+    store_widget_state: object,
+    coalesce_streams: object,
+    ipython_hist_file: object,
+    extra_arguments: object,
+    on_event: object,
+) -> _Options:
+    """:func:`execute_notebook`'s own arguments, checked before any I/O, as the run's options."""
+    from .._client._client import KernelClient
+    from .._launch._kernel import Kernel
+
+    if kernel is not None and not isinstance(kernel, (Kernel, KernelClient)):
+        raise TypeError(f"kernel must be a Kernel, a KernelClient or None, not {type_name(kernel)}")
+    check_optional_str("kernel_name", kernel_name, nonempty=True)
+    if cwd is not None and not isinstance(cwd, (str, os.PathLike)):
+        raise TypeError(f"cwd must be a path or None, not {type_name(cwd)}")
+    timeout = (
+        None
+        if cell_timeout is None
+        else check_seconds("cell_timeout", cell_timeout, allow_inf=True)
+    )
+    check_seconds("startup_timeout", startup_timeout)
+    if isinstance(allow_error_names, (str, bytes)) or not isinstance(allow_error_names, Iterable):
+        raise TypeError(
+            f"allow_error_names must be a collection of names, not {type_name(allow_error_names)}"
+        )
+    names = frozenset(allow_error_names)
+    for name in names:
+        check_str("allow_error_names[...]", name)
+    check_str_sequence("extra_arguments", extra_arguments)
+    check_optional_str("ipython_hist_file", ipython_hist_file)
+    check_callable("on_event", on_event)
+    return _Options(
+        timeout=timeout,
+        allow_errors=check_bool("allow_errors", allow_errors),
+        allow_error_names=names,
+        interrupt_on_timeout=check_bool("interrupt_on_timeout", interrupt_on_timeout),
+        skip_cells_with_tag=check_str("skip_cells_with_tag", skip_cells_with_tag),
+        record_timing=check_bool("record_timing", record_timing),
+        store_widget_state=check_bool("store_widget_state", store_widget_state),
+        coalesce_streams=check_bool("coalesce_streams", coalesce_streams),
+    )
+
+
 async def execute_notebook(
     nb: Any,
     *,
@@ -806,8 +870,6 @@ async def execute_notebook(
     ``metadata.trio_enchannel`` records ``stopped_at`` and ``reason``.
     """
     _check_notebook(nb)
-    if cell_timeout is not None and not cell_timeout > 0:
-        raise ConfigurationError(f"cell_timeout must be positive or None, not {cell_timeout!r}")
     if kernel is not None:
         conflicts = [
             name
@@ -823,17 +885,22 @@ async def execute_notebook(
             raise ConfigurationError(
                 f"{', '.join(conflicts)} apply to a kernel the runner starts; not with kernel=..."
             )
-    if isinstance(allow_error_names, str):
-        raise TypeError("allow_error_names must be a collection of names, not a str")
-    options = _Options(
-        timeout=cell_timeout,
+    options = _check_arguments(
+        kernel=kernel,
+        kernel_name=kernel_name,
+        cwd=cwd,
+        cell_timeout=cell_timeout,
+        startup_timeout=startup_timeout,
         allow_errors=allow_errors,
-        allow_error_names=frozenset(allow_error_names),
+        allow_error_names=allow_error_names,
         interrupt_on_timeout=interrupt_on_timeout,
         skip_cells_with_tag=skip_cells_with_tag,
         record_timing=record_timing,
         store_widget_state=store_widget_state,
         coalesce_streams=coalesce_streams,
+        ipython_hist_file=ipython_hist_file,
+        extra_arguments=extra_arguments,
+        on_event=on_event,
     )
     if parameters is not None and not isinstance(parameters, Mapping):
         raise TypeError(f"parameters must be a mapping, not {type(parameters).__name__}")
