@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
+import trio.testing
 
 from tests.conftest import KernelProcess, kernel_process
 from trio_enchannel import (
@@ -30,7 +31,7 @@ from trio_enchannel import (
     open_client,
 )
 from trio_enchannel._io._zmq import curve_keypair, has_curve
-from trio_enchannel.testing import ForgeSignature, open_fake_kernel
+from trio_enchannel.testing import CommOpen, ForgeSignature, Gate, open_fake_kernel
 
 TIMEOUT = 10
 
@@ -396,3 +397,99 @@ async def test_subshells_on_xeus_python_fail_at_once_without_a_known_kernel_info
             with pytest.raises(LocalProtocolError, match="subshells"):
                 async with client.open_subshell():
                     pass
+
+
+# -- receivers of what a dead kernel would have sent -------------------------------------------
+
+Receive = Callable[[], Awaitable[Any]]
+
+
+def _drain(source: Any, got: list[Any] | None = None) -> Receive:
+    """Receive from ``source`` (a receive channel) until it raises."""
+
+    async def drain() -> None:
+        while True:
+            item = await source.receive()
+            if got is not None:
+                got.append(item)
+
+    return drain
+
+
+def _iterate(run: Any) -> Receive:
+    async def iterate() -> None:
+        async for _ in run:
+            pass
+
+    return iterate
+
+
+async def assert_receivers_fail_with_the_death(
+    receivers: dict[str, Receive], die: Callable[[], Awaitable[None]], match: str
+) -> None:
+    """Each receiver is waiting when the kernel dies, and fails then with KernelDied; called
+    again afterwards, each fails at once."""
+    waiting: dict[str, bool] = {}
+
+    async def expect_death(name: str, receive: Receive) -> None:
+        waiting[name] = True
+        with pytest.raises(KernelDied, match=match):
+            await receive()
+        waiting[name] = False
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            for name, receive in receivers.items():
+                nursery.start_soon(expect_death, name, receive)
+            await trio.testing.wait_all_tasks_blocked()
+            assert all(waiting.values()) and len(waiting) == len(receivers)
+            await die()
+    assert not any(waiting.values())
+    for name, receive in receivers.items():
+        with trio.move_on_after(TIMEOUT) as waited, pytest.raises(KernelDied, match=match):
+            await receive()
+        assert not waited.cancelled_caught, f"{name} waited although the kernel was dead"
+
+
+@pytest.mark.parametrize("death", ["declare_dead", "heartbeat"])
+async def test_waiting_receivers_fail_at_once_when_the_kernel_dies(death: str) -> None:
+    """unclaimed_replies, unclaimed_iopub, an accept_comms() queue, a comm and an iterated
+    execution: a task waiting on one when the kernel is known dead (declared, or by the
+    heartbeat's verdict) fails with KernelDied once what was queued is received, and every
+    later receive fails at once."""
+    gate = Gate()
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_fake_kernel() as kernel,
+            open_client(kernel.connection_info, hb_interval=0.05, hb_deadline=0.3) as client,
+        ):
+            kernel.script(
+                "widgets()", CommOpen("w1", "jupyter.widget"), CommOpen("w2", "jupyter.widget")
+            )
+            kernel.script("block()", gate)
+            widgets = client.accept_comms("jupyter.widget")
+            assert (await client.execute("widgets()")).ok
+            first = await widgets.receive()  # the second stays queued
+            async with client.stream_execute("block()") as run:
+                await gate.wait_reached()
+                accepted: list[Any] = []
+                receivers = {
+                    "unclaimed_replies": _drain(client.unclaimed_replies),
+                    "unclaimed_iopub": _drain(client.unclaimed_iopub),
+                    "accept_comms": _drain(widgets, accepted),
+                    "comm": _drain(first),
+                    "comm iteration": _iterate(first),
+                    "execution": _iterate(run),
+                }
+
+                async def die() -> None:
+                    if death == "declare_dead":
+                        client.declare_dead(KernelDied("process exited with code 9"))
+                    else:
+                        kernel.stop_heartbeat()
+                        await client.channels.heartbeat.wait_unresponsive()  # type: ignore[attr-defined]
+
+                match = "code 9" if death == "declare_dead" else "heartbeat"
+                await assert_receivers_fail_with_the_death(receivers, die, match)
+                assert [comm.comm_id for comm in accepted] == ["w2"]
+                gate.open()

@@ -916,7 +916,7 @@ class _TargetQueue(DroppingQueue[Comm]):
     """
 
     def __init__(self, dispatcher: Dispatcher, target_name: str, max_size: int) -> None:
-        super().__init__(max_size)
+        super().__init__(max_size, check=dispatcher.check_usable)
         self._dispatcher = dispatcher
         self._target_name = target_name
 

@@ -89,8 +89,14 @@ class Dispatcher:
         self.channels = channels
         self.session = channels.session
         self.tracker: RequestTracker[_Request] = RequestTracker()
-        self.unclaimed_replies: DroppingQueue[Message] = DroppingQueue(unclaimed_buffer)
-        self.unclaimed_iopub: DroppingQueue[Message] = DroppingQueue(unclaimed_buffer)
+        # A receiver of these waits only while a message may come: not while the kernel is
+        # known dead or unreachable (check_usable), and fail() wakes the waiting ones.
+        self.unclaimed_replies: DroppingQueue[Message] = DroppingQueue(
+            unclaimed_buffer, check=self.check_usable
+        )
+        self.unclaimed_iopub: DroppingQueue[Message] = DroppingQueue(
+            unclaimed_buffer, check=self.check_usable
+        )
         self.comms: dict[str, Comm] = {}
         self.comm_targets: dict[str, DroppingQueue[Comm]] = {}
         self.comm_buffer = comm_buffer
@@ -158,21 +164,29 @@ class Dispatcher:
         if self.closed:
             return
         self.closed = True
-        self.fail(exc)
+        # The queues end first (their receivers get EndOfChannel once drained, as for any
+        # channel that closed), then the requests and comms fail with ``exc``.
         self.unclaimed_replies.close_producer()
         self.unclaimed_iopub.close_producer()
         for queue in self.comm_targets.values():
             queue.close_producer()
+        self.fail(exc)
 
     def fail(self, exc: BaseException, *, probes: bool = True) -> int:
         """Fail the pending requests (readiness probes too unless ``probes`` is false) and
-        the open comms with ``exc``; return how many requests failed."""
+        the open comms with ``exc``, and wake whoever waits on an unclaimed store or an
+        accepted comm target with it (those stay open: a restarted kernel feeds them
+        again); return how many requests failed."""
         failed = {id(req): req for req in self.tracker if probes or not req.probe}
         for req in failed.values():
             req.fail(exc)
         for comm in list(self.comms.values()):
             comm._fail(exc)
         self.comms.clear()
+        self.unclaimed_replies.fail_waiters(exc)
+        self.unclaimed_iopub.fail_waiters(exc)
+        for queue in list(self.comm_targets.values()):
+            queue.fail_waiters(exc)
         return len(failed)
 
     # -- routing (one task per channel) -------------------------------------------------
