@@ -6,6 +6,7 @@ waits for a timeout the caller may not have set."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from trio_enchannel import (
     SignatureMismatch,
     open_channels,
     open_client,
+    open_kernel,
 )
 from trio_enchannel._io._zmq import curve_keypair, has_curve
 from trio_enchannel.testing import CommOpen, ForgeSignature, Gate, open_fake_kernel
@@ -493,3 +495,38 @@ async def test_waiting_receivers_fail_at_once_when_the_kernel_dies(death: str) -
                 await assert_receivers_fail_with_the_death(receivers, die, match)
                 assert [comm.comm_id for comm in accepted] == ["w2"]
                 gate.open()
+
+
+@pytest.mark.kernel
+async def test_receivers_of_a_killed_ipykernel_fail_with_the_launchers_verdict(
+    tmp_path: Path,
+) -> None:
+    """A real kernel killed by SIGKILL: once the launcher has seen the process exit, the
+    tasks waiting on the client's queues, on a comm the kernel opened and on a running
+    execution fail with its KernelDied; the queues deliver again after a restart."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    open_one = "from comm import create_comm\nc = create_comm(target_name='from-kernel')"
+    with trio.fail_after(90):
+        async with open_kernel("python3", runtime_dir=runtime) as kernel:
+            client = kernel.client
+            incoming = client.accept_comms("from-kernel")
+            assert (await client.execute(open_one)).ok
+            comm = await incoming.receive()
+            async with client.stream_execute("import time\ntime.sleep(120)") as run:
+                receivers = {
+                    "unclaimed_iopub": _drain(client.unclaimed_iopub),
+                    "unclaimed_replies": _drain(client.unclaimed_replies),
+                    "accept_comms": _drain(incoming),
+                    "comm": _drain(comm),
+                    "execution": _iterate(run),
+                }
+
+                async def die() -> None:
+                    os.kill(kernel.pid, signal.SIGKILL)
+
+                await assert_receivers_fail_with_the_death(receivers, die, "SIGKILL")
+            await kernel.restart()
+            assert (await client.execute(open_one)).ok
+            again = await incoming.receive()
+            assert again.target_name == "from-kernel"
