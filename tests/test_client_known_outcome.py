@@ -530,3 +530,80 @@ async def test_receivers_of_a_killed_ipykernel_fail_with_the_launchers_verdict(
             assert (await client.execute(open_one)).ok
             again = await incoming.receive()
             assert again.target_name == "from-kernel"
+
+
+async def test_receivers_of_a_remote_kernel_reported_dead_fail_at_once() -> None:
+    """Over a Jupyter Server websocket: the server's report of a dead kernel wakes the tasks
+    waiting on the client's queues with KernelDied, and later receives fail at once."""
+    from tests.test_remote_fake import KERNEL, TOKEN, FakeConnection, serving
+    from trio_enchannel._remote._channels import open_remote_channels
+
+    report = trio.Event()
+
+    async def script(conn: FakeConnection) -> None:
+        await report.wait()
+        await conn.status("dead")
+        await trio.sleep_forever()
+
+    async def die() -> None:
+        report.set()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+            open_client(ch) as client,
+        ):
+            receivers = {
+                "unclaimed_iopub": _drain(client.unclaimed_iopub),
+                "unclaimed_replies": _drain(client.unclaimed_replies),
+                "accept_comms": _drain(client.accept_comms("jupyter.widget")),
+            }
+            await assert_receivers_fail_with_the_death(receivers, die, "dead")
+
+
+async def test_receivers_end_at_once_when_the_client_closes() -> None:
+    """Closing the client: its queues (unclaimed stores, accept_comms()) end with
+    EndOfChannel once drained, like any channel whose sender closed; comms and executions,
+    like requests, fail with ClosedResourceError. Waiting tasks are woken, later calls
+    do not wait."""
+    outcomes: dict[str, type[BaseException]] = {}
+
+    async def record(name: str, receive: Receive) -> None:
+        try:
+            await receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError) as exc:
+            outcomes[name] = type(exc)
+
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel() as kernel:
+            kernel.script("widgets()", CommOpen("w1", "jupyter.widget"))
+            async with (
+                trio.open_nursery() as nursery,
+                open_client(kernel.connection_info) as client,
+            ):
+                widgets = client.accept_comms("jupyter.widget")
+                assert (await client.execute("widgets()")).ok
+                comm = await widgets.receive()
+                receivers = {
+                    "unclaimed_replies": _drain(client.unclaimed_replies),
+                    "unclaimed_iopub": _drain(client.unclaimed_iopub),
+                    "accept_comms": _drain(widgets),
+                    "comm": _drain(comm),
+                    "comm iteration": _iterate(comm),
+                }
+                for name, receive in receivers.items():
+                    nursery.start_soon(record, name, receive)
+                await trio.testing.wait_all_tasks_blocked()
+                assert outcomes == {}
+    ended = {"unclaimed_replies", "unclaimed_iopub", "accept_comms"}
+    assert outcomes == {
+        name: trio.EndOfChannel if name in ended else trio.ClosedResourceError for name in receivers
+    }
+    outcomes.clear()
+    with trio.fail_after(TIMEOUT):
+        for name, receive in receivers.items():
+            await record(name, receive)
+    assert outcomes == {
+        name: trio.EndOfChannel if name in ended else trio.ClosedResourceError for name in receivers
+    }
