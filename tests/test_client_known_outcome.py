@@ -455,10 +455,10 @@ async def assert_receivers_fail_with_the_death(
 
 @pytest.mark.parametrize("death", ["declare_dead", "heartbeat"])
 async def test_waiting_receivers_fail_at_once_when_the_kernel_dies(death: str) -> None:
-    """unclaimed_replies, unclaimed_iopub, an accept_comms() queue, a comm and an iterated
-    execution: a task waiting on one when the kernel is known dead (declared, or by the
-    heartbeat's verdict) fails with KernelDied once what was queued is received, and every
-    later receive fails at once."""
+    """unclaimed_replies, unclaimed_iopub, an accept_comms() queue, a comm, an iterated
+    execution and a subscribe() subscription: a task waiting on one when the kernel is
+    known dead (declared, or by the heartbeat's verdict) fails with KernelDied once what was
+    queued is received, and every later receive fails at once."""
     gate = Gate()
     with trio.fail_after(TIMEOUT):
         async with (
@@ -472,7 +472,10 @@ async def test_waiting_receivers_fail_at_once_when_the_kernel_dies(death: str) -
             widgets = client.accept_comms("jupyter.widget")
             assert (await client.execute("widgets()")).ok
             first = await widgets.receive()  # the second stays queued
-            async with client.stream_execute("block()") as run:
+            async with (
+                client.subscribe() as everything,
+                client.stream_execute("block()") as run,
+            ):
                 await gate.wait_reached()
                 accepted: list[Any] = []
                 receivers = {
@@ -482,6 +485,7 @@ async def test_waiting_receivers_fail_at_once_when_the_kernel_dies(death: str) -
                     "comm": _drain(first),
                     "comm iteration": _iterate(first),
                     "execution": _iterate(run),
+                    "subscribe": _drain(everything),
                 }
 
                 async def die() -> None:
@@ -502,8 +506,9 @@ async def test_receivers_of_a_killed_ipykernel_fail_with_the_launchers_verdict(
     tmp_path: Path,
 ) -> None:
     """A real kernel killed by SIGKILL: once the launcher has seen the process exit, the
-    tasks waiting on the client's queues, on a comm the kernel opened and on a running
-    execution fail with its KernelDied; the queues deliver again after a restart."""
+    tasks waiting on the client's queues, on a comm the kernel opened, on a running
+    execution and on a subscription fail with its KernelDied; the queues deliver again after
+    a restart."""
     runtime = tmp_path / "runtime"
     runtime.mkdir()
     open_one = "from comm import create_comm\nc = create_comm(target_name='from-kernel')"
@@ -513,13 +518,17 @@ async def test_receivers_of_a_killed_ipykernel_fail_with_the_launchers_verdict(
             incoming = client.accept_comms("from-kernel")
             assert (await client.execute(open_one)).ok
             comm = await incoming.receive()
-            async with client.stream_execute("import time\ntime.sleep(120)") as run:
+            async with (
+                client.subscribe() as everything,
+                client.stream_execute("import time\ntime.sleep(120)") as run,
+            ):
                 receivers = {
                     "unclaimed_iopub": _drain(client.unclaimed_iopub),
                     "unclaimed_replies": _drain(client.unclaimed_replies),
                     "accept_comms": _drain(incoming),
                     "comm": _drain(comm),
                     "execution": _iterate(run),
+                    "subscribe": _drain(everything),
                 }
 
                 async def die() -> None:

@@ -830,7 +830,7 @@ class KernelClient:
             ConfigurationError: an invalid bound or policy.
             trio.ClosedResourceError: the channels are closed (when the block is entered).
         """
-        return self._dispatcher.channels.iopub.subscribe(
+        subscribing = self._dispatcher.channels.iopub.subscribe(
             msg_types,
             parent=parent,
             predicate=predicate,
@@ -838,6 +838,23 @@ class KernelClient:
             buffer_bytes=buffer_bytes,
             overflow=overflow,
         )
+        return self._watched(subscribing)
+
+    @asynccontextmanager
+    async def _watched(
+        self, subscribing: AbstractAsyncContextManager[Subscription]
+    ) -> AsyncIterator[Subscription]:
+        # The channels do not end a subscription when a local kernel dies (it may be
+        # restarted); the client knows of the death, so nobody waits on it for nothing.
+        dispatcher = self._dispatcher
+        async with subscribing as subscription:
+            subscription._check = dispatcher.check_usable
+            dispatcher.subscriptions.add(subscription)
+            try:
+                yield subscription
+            finally:
+                dispatcher.subscriptions.discard(subscription)
+                subscription._check = None
 
     # -- comms --------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from .._errors import (
     RemoteProtocolError,
     SignatureMismatch,
 )
+from .._io._fanout import Subscription
 from .._wire._message import ChannelName, Message
 from ._comm import Comm
 from ._execution import _ExecRequest, _Request
@@ -100,6 +101,8 @@ class Dispatcher:
         self.comms: dict[str, Comm] = {}
         self.comm_targets: dict[str, DroppingQueue[Comm]] = {}
         self.comm_buffer = comm_buffer
+        # The open KernelClient.subscribe() subscriptions: woken, like the queues, by fail().
+        self.subscriptions: set[Subscription] = set()
         self.iopub_event = trio.Event()
         # The channels' own readiness check counts only for the first kernel process: after a
         # death or restart, IOPub must prove itself live again (a new process means a new
@@ -187,6 +190,9 @@ class Dispatcher:
         self.unclaimed_iopub.fail_waiters(exc)
         for queue in list(self.comm_targets.values()):
             queue.fail_waiters(exc)
+        if not self.closed:
+            for subscription in list(self.subscriptions):
+                subscription._interrupt(exc)
         return len(failed)
 
     # -- routing (one task per channel) -------------------------------------------------
