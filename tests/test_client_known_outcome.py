@@ -427,15 +427,19 @@ def _iterate(run: Any) -> Receive:
 
 
 async def assert_receivers_fail_with_the_death(
-    receivers: dict[str, Receive], die: Callable[[], Awaitable[None]], match: str
+    receivers: dict[str, Receive],
+    die: Callable[[], Awaitable[None]],
+    match: str,
+    error: type[BaseException] = KernelDied,
 ) -> None:
-    """Each receiver is waiting when the kernel dies, and fails then with KernelDied; called
-    again afterwards, each fails at once."""
+    """Each receiver is waiting when the kernel dies (or the outcome becomes known
+    otherwise), and fails then with ``error``; called again afterwards, each fails at
+    once."""
     waiting: dict[str, bool] = {}
 
     async def expect_death(name: str, receive: Receive) -> None:
         waiting[name] = True
-        with pytest.raises(KernelDied, match=match):
+        with pytest.raises(error, match=match):
             await receive()
         waiting[name] = False
 
@@ -448,9 +452,9 @@ async def assert_receivers_fail_with_the_death(
             await die()
     assert not any(waiting.values())
     for name, receive in receivers.items():
-        with trio.move_on_after(TIMEOUT) as waited, pytest.raises(KernelDied, match=match):
+        with trio.move_on_after(TIMEOUT) as waited, pytest.raises(error, match=match):
             await receive()
-        assert not waited.cancelled_caught, f"{name} waited although the kernel was dead"
+        assert not waited.cancelled_caught, f"{name} waited although the outcome was known"
 
 
 @pytest.mark.parametrize("death", ["declare_dead", "heartbeat"])
@@ -616,3 +620,32 @@ async def test_receivers_end_at_once_when_the_client_closes() -> None:
     assert outcomes == {
         name: trio.EndOfChannel if name in ended else trio.ClosedResourceError for name in receivers
     }
+
+
+async def test_receivers_fail_at_once_when_the_kernel_signs_with_another_key() -> None:
+    """The kernel's first message is rejected for its signature: nothing it sends will be
+    accepted, so the tasks waiting on the client's queues and subscriptions fail with
+    SignatureMismatch, like the requests, and later receives fail at once."""
+    info = ConnectionInfo.allocate(key="kernel-key")
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=info, iopub_welcome=False) as kernel:
+            client_info = attrs.evolve(kernel.connection_info, key="client-key")
+            async with (
+                open_client(client_info) as client,
+                client.subscribe() as everything,
+            ):
+                receivers = {
+                    "unclaimed_replies": _drain(client.unclaimed_replies),
+                    "unclaimed_iopub": _drain(client.unclaimed_iopub),
+                    "accept_comms": _drain(client.accept_comms("jupyter.widget")),
+                    "subscribe": _drain(everything),
+                }
+
+                await kernel.wait_subscriber()
+
+                async def publish_with_another_key() -> None:
+                    await kernel.channels.publish_status("idle")
+
+                await assert_receivers_fail_with_the_death(
+                    receivers, publish_with_another_key, "key", SignatureMismatch
+                )

@@ -177,15 +177,21 @@ class Dispatcher:
 
     def fail(self, exc: BaseException, *, probes: bool = True) -> int:
         """Fail the pending requests (readiness probes too unless ``probes`` is false) and
-        the open comms with ``exc``, and wake whoever waits on an unclaimed store or an
-        accepted comm target with it (those stay open: a restarted kernel feeds them
-        again); return how many requests failed."""
+        the open comms with ``exc``, and wake the other receivers with it
+        (:meth:`wake_receivers`); return how many requests failed."""
         failed = {id(req): req for req in self.tracker if probes or not req.probe}
         for req in failed.values():
             req.fail(exc)
         for comm in list(self.comms.values()):
             comm._fail(exc)
         self.comms.clear()
+        self.wake_receivers(exc)
+        return len(failed)
+
+    def wake_receivers(self, exc: BaseException) -> None:
+        """Nothing can arrive for now: whoever waits on an unclaimed store, an accepted comm
+        target or a subscription gets ``exc`` (they stay open: a restarted kernel feeds them
+        again)."""
         self.unclaimed_replies.fail_waiters(exc)
         self.unclaimed_iopub.fail_waiters(exc)
         for queue in list(self.comm_targets.values()):
@@ -193,7 +199,6 @@ class Dispatcher:
         if not self.closed:
             for subscription in list(self.subscriptions):
                 subscription._interrupt(exc)
-        return len(failed)
 
     # -- routing (one task per channel) -------------------------------------------------
 
@@ -409,6 +414,7 @@ class Dispatcher:
             for req in {id(r): r for r in self.tracker}.values():
                 if not req.replied:
                     req.fail(mismatch)
+            self.wake_receivers(mismatch)
             return
         owner = self.tracker.owner(parent_id) if parent_id is not None else None
         if owner is not None and not owner.replied:
