@@ -95,7 +95,13 @@ class KernelClient:
 
         Replies to requests sent with :meth:`send`, or that arrived after their caller gave
         up, or duplicates. Bounded: when full the oldest is dropped and counted
-        (:meth:`statistics`)."""
+        (:meth:`statistics`).
+
+        Once what is queued is received, ``receive()`` raises
+        :class:`~trio_enchannel.KernelDied` while the kernel is known dead (a task waiting
+        when the death becomes known is woken with it; the queue stays open for a restarted
+        kernel), and :class:`trio.EndOfChannel` once the client is closed. The same holds
+        for :attr:`unclaimed_iopub`."""
         self.unclaimed_iopub: DroppingQueue[Message] = self._dispatcher.unclaimed_iopub
         """IOPub messages that belong to no request of this client.
 
@@ -823,7 +829,11 @@ class KernelClient:
         arguments, the bounds and the end of the stream are those of
         :meth:`IOPubChannel.subscribe <trio_enchannel.IOPubChannel.subscribe>`, which this
         calls on :attr:`channels`; the subscription belongs to the channels (it ends when
-        they close).
+        they close). While the block is open, the client adds what it knows: once what is
+        queued is received, ``receive()`` raises :class:`~trio_enchannel.KernelDied` while
+        the kernel is known dead (a task waiting when the death becomes known is woken with
+        it), even for a local kernel whose channels would let it wait for a restart; the
+        subscription stays open and delivers the restarted kernel's messages.
 
         Raises:
             TypeError: a filter of the wrong type.
@@ -903,7 +913,10 @@ class KernelClient:
 
         Returns a receive channel of :class:`Comm` objects; closing it stops accepting (comms
         for an unregistered target stay in :attr:`unclaimed_iopub` as ``comm_open``
-        messages). A comm nobody will receive, the oldest when more than ``max_buffer``
+        messages). Its ``receive()`` never waits for nothing: once what is queued is
+        received, it raises :class:`~trio_enchannel.KernelDied` while the kernel is known dead (as
+        :attr:`unclaimed_replies` does), and :class:`trio.EndOfChannel` once the client is
+        closed. A comm nobody will receive, the oldest when more than ``max_buffer``
         wait or one still waiting when the channel is closed, is counted in its
         ``dropped`` and released: its ``comm_open``, and every message for it, go to
         :attr:`unclaimed_iopub` too.
