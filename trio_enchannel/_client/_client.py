@@ -142,7 +142,10 @@ class KernelClient:
     # -- lifecycle ----------------------------------------------------------------------
 
     def fail_pending(self, exc: BaseException) -> int:
-        """Fail every request waiting for a reply, and every open comm, with ``exc``.
+        """Fail every request waiting for a reply, and every open comm, with ``exc``; the
+        tasks waiting on :attr:`unclaimed_replies`, :attr:`unclaimed_iopub`, an
+        :meth:`accept_comms` queue or a :meth:`subscribe` subscription get ``exc`` too (those
+        stay open).
 
         The launcher calls it when the kernel process exits; the client calls it when the
         heartbeat is lost. Messages already received for a request are still processed
