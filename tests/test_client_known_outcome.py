@@ -6,6 +6,7 @@ waits for a timeout the caller may not have set."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import attrs
 import pytest
 import trio
+import trio.testing
 
 from tests.conftest import KernelProcess, kernel_process
 from trio_enchannel import (
@@ -28,9 +30,10 @@ from trio_enchannel import (
     SignatureMismatch,
     open_channels,
     open_client,
+    open_kernel,
 )
 from trio_enchannel._io._zmq import curve_keypair, has_curve
-from trio_enchannel.testing import ForgeSignature, open_fake_kernel
+from trio_enchannel.testing import CommOpen, ForgeSignature, Gate, open_fake_kernel
 
 TIMEOUT = 10
 
@@ -396,3 +399,253 @@ async def test_subshells_on_xeus_python_fail_at_once_without_a_known_kernel_info
             with pytest.raises(LocalProtocolError, match="subshells"):
                 async with client.open_subshell():
                     pass
+
+
+# -- receivers of what a dead kernel would have sent -------------------------------------------
+
+Receive = Callable[[], Awaitable[Any]]
+
+
+def _drain(source: Any, got: list[Any] | None = None) -> Receive:
+    """Receive from ``source`` (a receive channel) until it raises."""
+
+    async def drain() -> None:
+        while True:
+            item = await source.receive()
+            if got is not None:
+                got.append(item)
+
+    return drain
+
+
+def _iterate(run: Any) -> Receive:
+    async def iterate() -> None:
+        async for _ in run:
+            pass
+
+    return iterate
+
+
+async def assert_receivers_fail_with_the_death(
+    receivers: dict[str, Receive],
+    die: Callable[[], Awaitable[None]],
+    match: str,
+    error: type[BaseException] = KernelDied,
+) -> None:
+    """Each receiver is waiting when the kernel dies (or the outcome becomes known
+    otherwise), and fails then with ``error``; called again afterwards, each fails at
+    once."""
+    waiting: dict[str, bool] = {}
+
+    async def expect_death(name: str, receive: Receive) -> None:
+        waiting[name] = True
+        with pytest.raises(error, match=match):
+            await receive()
+        waiting[name] = False
+
+    with trio.fail_after(TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            for name, receive in receivers.items():
+                nursery.start_soon(expect_death, name, receive)
+            await trio.testing.wait_all_tasks_blocked()
+            assert all(waiting.values()) and len(waiting) == len(receivers)
+            await die()
+    assert not any(waiting.values())
+    for name, receive in receivers.items():
+        with trio.move_on_after(TIMEOUT) as waited, pytest.raises(error, match=match):
+            await receive()
+        assert not waited.cancelled_caught, f"{name} waited although the outcome was known"
+
+
+@pytest.mark.parametrize("death", ["declare_dead", "heartbeat"])
+async def test_waiting_receivers_fail_at_once_when_the_kernel_dies(death: str) -> None:
+    """unclaimed_replies, unclaimed_iopub, an accept_comms() queue, a comm, an iterated
+    execution and a subscribe() subscription: a task waiting on one when the kernel is
+    known dead (declared, or by the heartbeat's verdict) fails with KernelDied once what was
+    queued is received, and every later receive fails at once."""
+    gate = Gate()
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_fake_kernel() as kernel,
+            open_client(kernel.connection_info, hb_interval=0.05, hb_deadline=0.3) as client,
+        ):
+            kernel.script(
+                "widgets()", CommOpen("w1", "jupyter.widget"), CommOpen("w2", "jupyter.widget")
+            )
+            kernel.script("block()", gate)
+            widgets = client.accept_comms("jupyter.widget")
+            assert (await client.execute("widgets()")).ok
+            first = await widgets.receive()  # the second stays queued
+            async with (
+                client.subscribe() as everything,
+                client.stream_execute("block()") as run,
+            ):
+                await gate.wait_reached()
+                accepted: list[Any] = []
+                receivers = {
+                    "unclaimed_replies": _drain(client.unclaimed_replies),
+                    "unclaimed_iopub": _drain(client.unclaimed_iopub),
+                    "accept_comms": _drain(widgets, accepted),
+                    "comm": _drain(first),
+                    "comm iteration": _iterate(first),
+                    "execution": _iterate(run),
+                    "subscribe": _drain(everything),
+                }
+
+                async def die() -> None:
+                    if death == "declare_dead":
+                        client.declare_dead(KernelDied("process exited with code 9"))
+                    else:
+                        kernel.stop_heartbeat()
+                        await client.channels.heartbeat.wait_unresponsive()  # type: ignore[attr-defined]
+
+                match = "code 9" if death == "declare_dead" else "heartbeat"
+                await assert_receivers_fail_with_the_death(receivers, die, match)
+                assert [comm.comm_id for comm in accepted] == ["w2"]
+                gate.open()
+
+
+@pytest.mark.kernel
+async def test_receivers_of_a_killed_ipykernel_fail_with_the_launchers_verdict(
+    tmp_path: Path,
+) -> None:
+    """A real kernel killed by SIGKILL: once the launcher has seen the process exit, the
+    tasks waiting on the client's queues, on a comm the kernel opened, on a running
+    execution and on a subscription fail with its KernelDied; the queues deliver again after
+    a restart."""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    open_one = "from comm import create_comm\nc = create_comm(target_name='from-kernel')"
+    with trio.fail_after(90):
+        async with open_kernel("python3", runtime_dir=runtime) as kernel:
+            client = kernel.client
+            incoming = client.accept_comms("from-kernel")
+            assert (await client.execute(open_one)).ok
+            comm = await incoming.receive()
+            async with (
+                client.subscribe() as everything,
+                client.stream_execute("import time\ntime.sleep(120)") as run,
+            ):
+                receivers = {
+                    "unclaimed_iopub": _drain(client.unclaimed_iopub),
+                    "unclaimed_replies": _drain(client.unclaimed_replies),
+                    "accept_comms": _drain(incoming),
+                    "comm": _drain(comm),
+                    "execution": _iterate(run),
+                    "subscribe": _drain(everything),
+                }
+
+                async def die() -> None:
+                    os.kill(kernel.pid, signal.SIGKILL)
+
+                await assert_receivers_fail_with_the_death(receivers, die, "SIGKILL")
+            await kernel.restart()
+            assert (await client.execute(open_one)).ok
+            again = await incoming.receive()
+            assert again.target_name == "from-kernel"
+
+
+async def test_receivers_of_a_remote_kernel_reported_dead_fail_at_once() -> None:
+    """Over a Jupyter Server websocket: the server's report of a dead kernel wakes the tasks
+    waiting on the client's queues with KernelDied, and later receives fail at once."""
+    from tests.test_remote_fake import KERNEL, TOKEN, FakeConnection, serving
+    from trio_enchannel._remote._channels import open_remote_channels
+
+    report = trio.Event()
+
+    async def script(conn: FakeConnection) -> None:
+        await report.wait()
+        await conn.status("dead")
+        await trio.sleep_forever()
+
+    async def die() -> None:
+        report.set()
+
+    with trio.fail_after(20):
+        async with (
+            serving(script) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+            open_client(ch) as client,
+        ):
+            receivers = {
+                "unclaimed_iopub": _drain(client.unclaimed_iopub),
+                "unclaimed_replies": _drain(client.unclaimed_replies),
+                "accept_comms": _drain(client.accept_comms("jupyter.widget")),
+            }
+            await assert_receivers_fail_with_the_death(receivers, die, "dead")
+
+
+async def test_receivers_end_at_once_when_the_client_closes() -> None:
+    """Closing the client: its queues (unclaimed stores, accept_comms()) end with
+    EndOfChannel once drained, like any channel whose sender closed; comms and executions,
+    like requests, fail with ClosedResourceError. Waiting tasks are woken, later calls
+    do not wait."""
+    outcomes: dict[str, type[BaseException]] = {}
+
+    async def record(name: str, receive: Receive) -> None:
+        try:
+            await receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError) as exc:
+            outcomes[name] = type(exc)
+
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel() as kernel:
+            kernel.script("widgets()", CommOpen("w1", "jupyter.widget"))
+            async with (
+                trio.open_nursery() as nursery,
+                open_client(kernel.connection_info) as client,
+            ):
+                widgets = client.accept_comms("jupyter.widget")
+                assert (await client.execute("widgets()")).ok
+                comm = await widgets.receive()
+                receivers = {
+                    "unclaimed_replies": _drain(client.unclaimed_replies),
+                    "unclaimed_iopub": _drain(client.unclaimed_iopub),
+                    "accept_comms": _drain(widgets),
+                    "comm": _drain(comm),
+                    "comm iteration": _iterate(comm),
+                }
+                for name, receive in receivers.items():
+                    nursery.start_soon(record, name, receive)
+                await trio.testing.wait_all_tasks_blocked()
+                assert outcomes == {}
+    ended = {"unclaimed_replies", "unclaimed_iopub", "accept_comms"}
+    assert outcomes == {
+        name: trio.EndOfChannel if name in ended else trio.ClosedResourceError for name in receivers
+    }
+    outcomes.clear()
+    with trio.fail_after(TIMEOUT):
+        for name, receive in receivers.items():
+            await record(name, receive)
+    assert outcomes == {
+        name: trio.EndOfChannel if name in ended else trio.ClosedResourceError for name in receivers
+    }
+
+
+async def test_receivers_fail_at_once_when_the_kernel_signs_with_another_key() -> None:
+    """The kernel's first message is rejected for its signature: nothing it sends will be
+    accepted, so the tasks waiting on the client's queues and subscriptions fail with
+    SignatureMismatch, like the requests, and later receives fail at once."""
+    info = ConnectionInfo.allocate(key="kernel-key")
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=info, iopub_welcome=False) as kernel:
+            client_info = attrs.evolve(kernel.connection_info, key="client-key")
+            async with (
+                open_client(client_info) as client,
+                client.subscribe() as everything,
+            ):
+                receivers = {
+                    "unclaimed_replies": _drain(client.unclaimed_replies),
+                    "unclaimed_iopub": _drain(client.unclaimed_iopub),
+                    "accept_comms": _drain(client.accept_comms("jupyter.widget")),
+                    "subscribe": _drain(everything),
+                }
+
+                await kernel.wait_subscriber()
+
+                async def publish_with_another_key() -> None:
+                    await kernel.channels.publish_status("idle")
+
+                await assert_receivers_fail_with_the_death(
+                    receivers, publish_with_another_key, "key", SignatureMismatch
+                )

@@ -97,7 +97,13 @@ class KernelClient:
 
         Replies to requests sent with :meth:`send`, or that arrived after their caller gave
         up, or duplicates. Bounded: when full the oldest is dropped and counted
-        (:meth:`statistics`)."""
+        (:meth:`statistics`).
+
+        Once what is queued is received, ``receive()`` raises
+        :class:`~trio_enchannel.KernelDied` while the kernel is known dead (a task waiting
+        when the death becomes known is woken with it; the queue stays open for a restarted
+        kernel), and :class:`trio.EndOfChannel` once the client is closed. The same holds
+        for :attr:`unclaimed_iopub`."""
         self.unclaimed_iopub: DroppingQueue[Message] = self._dispatcher.unclaimed_iopub
         """IOPub messages that belong to no request of this client.
 
@@ -138,7 +144,10 @@ class KernelClient:
     # -- lifecycle ----------------------------------------------------------------------
 
     def fail_pending(self, exc: BaseException) -> int:
-        """Fail every request waiting for a reply, and every open comm, with ``exc``.
+        """Fail every request waiting for a reply, and every open comm, with ``exc``; the
+        tasks waiting on :attr:`unclaimed_replies`, :attr:`unclaimed_iopub`, an
+        :meth:`accept_comms` queue or a :meth:`subscribe` subscription get ``exc`` too (those
+        stay open).
 
         The launcher calls it when the kernel process exits; the client calls it when the
         heartbeat is lost. Messages already received for a request are still processed
@@ -825,14 +834,18 @@ class KernelClient:
         arguments, the bounds and the end of the stream are those of
         :meth:`IOPubChannel.subscribe <trio_enchannel.IOPubChannel.subscribe>`, which this
         calls on :attr:`channels`; the subscription belongs to the channels (it ends when
-        they close).
+        they close). While the block is open, the client adds what it knows: once what is
+        queued is received, ``receive()`` raises :class:`~trio_enchannel.KernelDied` while
+        the kernel is known dead (a task waiting when the death becomes known is woken with
+        it), even for a local kernel whose channels would let it wait for a restart; the
+        subscription stays open and delivers the restarted kernel's messages.
 
         Raises:
             TypeError: a filter of the wrong type.
             ConfigurationError: an invalid bound or policy.
             trio.ClosedResourceError: the channels are closed (when the block is entered).
         """
-        return self._dispatcher.channels.iopub.subscribe(
+        subscribing = self._dispatcher.channels.iopub.subscribe(
             msg_types,
             parent=parent,
             predicate=predicate,
@@ -840,6 +853,23 @@ class KernelClient:
             buffer_bytes=buffer_bytes,
             overflow=overflow,
         )
+        return self._watched(subscribing)
+
+    @asynccontextmanager
+    async def _watched(
+        self, subscribing: AbstractAsyncContextManager[Subscription]
+    ) -> AsyncIterator[Subscription]:
+        # The channels do not end a subscription when a local kernel dies (it may be
+        # restarted); the client knows of the death, so nobody waits on it for nothing.
+        dispatcher = self._dispatcher
+        async with subscribing as subscription:
+            subscription._check = dispatcher.check_usable
+            dispatcher.subscriptions.add(subscription)
+            try:
+                yield subscription
+            finally:
+                dispatcher.subscriptions.discard(subscription)
+                subscription._check = None
 
     # -- comms --------------------------------------------------------------------------
 
@@ -888,7 +918,10 @@ class KernelClient:
 
         Returns a receive channel of :class:`Comm` objects; closing it stops accepting (comms
         for an unregistered target stay in :attr:`unclaimed_iopub` as ``comm_open``
-        messages). A comm nobody will receive, the oldest when more than ``max_buffer``
+        messages). Its ``receive()`` never waits for nothing: once what is queued is
+        received, it raises :class:`~trio_enchannel.KernelDied` while the kernel is known dead (as
+        :attr:`unclaimed_replies` does), and :class:`trio.EndOfChannel` once the client is
+        closed. A comm nobody will receive, the oldest when more than ``max_buffer``
         wait or one still waiting when the channel is closed, is counted in its
         ``dropped`` and released: its ``comm_open``, and every message for it, go to
         :attr:`unclaimed_iopub` too.
@@ -918,7 +951,7 @@ class _TargetQueue(DroppingQueue[Comm]):
     """
 
     def __init__(self, dispatcher: Dispatcher, target_name: str, max_size: int) -> None:
-        super().__init__(max_size)
+        super().__init__(max_size, check=dispatcher.check_usable)
         self._dispatcher = dispatcher
         self._target_name = target_name
 

@@ -163,8 +163,9 @@ class Comm(trio.abc.ReceiveChannel[Message]):
         Raises:
             trio.EndOfChannel: the comm was closed (by either side) and every message
                 received before was delivered.
-            trio.ClosedResourceError: :meth:`aclose` was called.
-            KernelDied: the kernel went away while the comm was open.
+            trio.ClosedResourceError: :meth:`aclose` was called, or the client was closed.
+            KernelDied: the kernel went away while the comm was open (at once, also for a
+                task waiting when the death becomes known).
         """
         return await self._queue.receive()
 

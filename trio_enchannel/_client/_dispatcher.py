@@ -27,6 +27,7 @@ from .._errors import (
     RemoteProtocolError,
     SignatureMismatch,
 )
+from .._io._fanout import Subscription
 from .._wire._message import ChannelName, Message
 from ._comm import Comm
 from ._execution import _ExecRequest, _Request
@@ -89,11 +90,19 @@ class Dispatcher:
         self.channels = channels
         self.session = channels.session
         self.tracker: RequestTracker[_Request] = RequestTracker()
-        self.unclaimed_replies: DroppingQueue[Message] = DroppingQueue(unclaimed_buffer)
-        self.unclaimed_iopub: DroppingQueue[Message] = DroppingQueue(unclaimed_buffer)
+        # A receiver of these waits only while a message may come: not while the kernel is
+        # known dead or unreachable (check_usable), and fail() wakes the waiting ones.
+        self.unclaimed_replies: DroppingQueue[Message] = DroppingQueue(
+            unclaimed_buffer, check=self.check_usable
+        )
+        self.unclaimed_iopub: DroppingQueue[Message] = DroppingQueue(
+            unclaimed_buffer, check=self.check_usable
+        )
         self.comms: dict[str, Comm] = {}
         self.comm_targets: dict[str, DroppingQueue[Comm]] = {}
         self.comm_buffer = comm_buffer
+        # The open KernelClient.subscribe() subscriptions: woken, like the queues, by fail().
+        self.subscriptions: set[Subscription] = set()
         self.iopub_event = trio.Event()
         # The channels' own readiness check counts only for the first kernel process: after a
         # death or restart, IOPub must prove itself ready again (a new process means a new
@@ -158,22 +167,38 @@ class Dispatcher:
         if self.closed:
             return
         self.closed = True
-        self.fail(exc)
+        # The queues end first (their receivers get EndOfChannel once drained, as for any
+        # channel that closed), then the requests and comms fail with ``exc``.
         self.unclaimed_replies.close_producer()
         self.unclaimed_iopub.close_producer()
         for queue in self.comm_targets.values():
             queue.close_producer()
+        self.fail(exc)
 
     def fail(self, exc: BaseException, *, probes: bool = True) -> int:
         """Fail the pending requests (readiness probes too unless ``probes`` is false) and
-        the open comms with ``exc``; return how many requests failed."""
+        the open comms with ``exc``, and wake the other receivers with it
+        (:meth:`wake_receivers`); return how many requests failed."""
         failed = {id(req): req for req in self.tracker if probes or not req.probe}
         for req in failed.values():
             req.fail(exc)
         for comm in list(self.comms.values()):
             comm._fail(exc)
         self.comms.clear()
+        self.wake_receivers(exc)
         return len(failed)
+
+    def wake_receivers(self, exc: BaseException) -> None:
+        """Nothing can arrive for now: whoever waits on an unclaimed store, an accepted comm
+        target or a subscription gets ``exc`` (they stay open: a restarted kernel feeds them
+        again)."""
+        self.unclaimed_replies.fail_waiters(exc)
+        self.unclaimed_iopub.fail_waiters(exc)
+        for queue in list(self.comm_targets.values()):
+            queue.fail_waiters(exc)
+        if not self.closed:
+            for subscription in list(self.subscriptions):
+                subscription._interrupt(exc)
 
     # -- routing (one task per channel) -------------------------------------------------
 
@@ -389,6 +414,7 @@ class Dispatcher:
             for req in {id(r): r for r in self.tracker}.values():
                 if not req.replied:
                     req.fail(mismatch)
+            self.wake_receivers(mismatch)
             return
         owner = self.tracker.owner(parent_id) if parent_id is not None else None
         if owner is not None and not owner.replied:

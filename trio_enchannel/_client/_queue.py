@@ -30,12 +30,19 @@ class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
 
     Args:
         max_size: how many undelivered items to keep (``math.inf`` for no bound).
+        check: called by :meth:`receive` before it waits on an empty, open queue; it raises
+            when no item can be expected now (the producer's source is known to be gone
+            for the moment, e.g. a dead kernel), so the receiver fails at once instead of
+            waiting. See also :meth:`fail_waiters`.
     """
 
-    def __init__(self, max_size: float = math.inf) -> None:
+    def __init__(
+        self, max_size: float = math.inf, *, check: Callable[[], None] | None = None
+    ) -> None:
         if max_size < 1:
             raise ConfigurationError("max_size must be at least 1")
         self.max_size = max_size
+        self._check = check
         self._items: collections.deque[T] = collections.deque()
         # Receivers waiting for an item, oldest first: the producer hands the next item to
         # the first of them directly (it wakes with the item, not to look for one).
@@ -76,6 +83,12 @@ class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
         self._producer_closed = True
         self._producer_error = error
         self._wake_all(lambda: error if error is not None else trio.EndOfChannel())
+
+    def fail_waiters(self, error: BaseException) -> None:
+        """Wake every receiver waiting now with ``error``; the queue stays open
+        (later items are delivered as before). For a producer whose source is gone for the
+        moment: nobody should wait for an item that cannot come."""
+        self._wake_all(lambda: error)
 
     @property
     def producer_closed(self) -> bool:
@@ -118,13 +131,20 @@ class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
         Raises:
             trio.EndOfChannel: the producer finished and everything was received.
             trio.ClosedResourceError: this receive channel was closed (also while waiting).
-            Exception: the error the producer finished with, if any.
+            Exception: the error the producer finished with, if any; or, when the queue
+                is empty, what ``check`` raised or :meth:`fail_waiters` woke it with.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         if self._items or self._producer_closed or self._consumer_closed:
             item = self.receive_nowait()  # or raise
             await trio.lowlevel.cancel_shielded_checkpoint()
             return item
+        if self._check is not None:
+            try:
+                self._check()
+            except BaseException:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                raise
         # Wait for put_nowait to hand an item over: waking up with it, this task needs no
         # further schedule point (waiting was one), and a cancellation that comes after the
         # hand-over finds the item already returned, never lost.

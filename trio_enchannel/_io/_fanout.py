@@ -126,6 +126,9 @@ class Subscription(trio.abc.ReceiveChannel[Message]):
         self._dropped = 0
         self._drop_lot = trio.lowlevel.ParkingLot()
         self._drop_log = DropLog(logger, "subscribe", option="buffer_size")
+        # Set by an owner that knows when nothing can arrive for now (a client that knows
+        # the kernel is dead): raises instead of letting receive() wait on an empty queue.
+        self._check: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self._inbox.closed else "ended" if self._ended else "open"
@@ -146,8 +149,12 @@ class Subscription(trio.abc.ReceiveChannel[Message]):
             Exception: what the ``predicate`` raised (it ended the subscription).
             trio.ClosedResourceError: the subscription was closed (its block exited).
         """
+        check, inbox = self._check, self._inbox
+        if check is not None and not self._ended and not len(inbox) and not inbox.closed:
+            await trio.lowlevel.checkpoint()
+            check()
         try:
-            return await self._inbox.receive()
+            return await inbox.receive()
         except trio.EndOfChannel:
             if self._error is not None:
                 raise self._error from None
@@ -205,6 +212,11 @@ class Subscription(trio.abc.ReceiveChannel[Message]):
             buffer_bytes=self._max_bytes,
             overflow=self._overflow,
         )
+
+    def _interrupt(self, error: BaseException) -> None:
+        """Wake the tasks waiting in :meth:`receive` now with ``error`` (the owner learnt that
+        nothing can arrive for now); the subscription stays open."""
+        self._inbox.interrupt(error)
 
     # -- the reader's side -------------------------------------------------------------
 

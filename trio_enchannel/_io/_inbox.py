@@ -149,6 +149,11 @@ class Inbox(Generic[T]):
                 task, _ = receivers.popitem(last=False)
                 trio.lowlevel.reschedule(task, outcome.Error(error()))
 
+    def interrupt(self, error: BaseException) -> None:
+        """Wake the consumers waiting now with ``error``; the inbox stays open (later items
+        are received as before)."""
+        self._wake_receivers(error)
+
     # -- the consumers' side ---------------------------------------------------------------
 
     def receive_nowait(self) -> T:
