@@ -641,7 +641,7 @@ async def test_receivers_fail_at_once_when_the_kernel_signs_with_another_key() -
                     "subscribe": _drain(everything),
                 }
 
-                await kernel.wait_subscriber()
+                await kernel.wait_subscriptions()
 
                 async def publish_with_another_key() -> None:
                     await kernel.channels.publish_status("idle")

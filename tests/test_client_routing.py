@@ -117,6 +117,9 @@ class MemoryChannels:
     def add_reject_listener(self, listener: Any) -> None:
         pass
 
+    def set_consumer(self, name: str, consumer: Any, *, view: object) -> bool:
+        return False  # channels of one's own may decline: the client then reads receive()
+
     async def wait_iopub_ready(
         self, *, welcome_grace: float = 0.2, nudge_every: float = 0.5
     ) -> None:

@@ -20,12 +20,12 @@ pytest.importorskip("trio_websocket", reason="the remote extra")
 pytest.importorskip("httpx", reason="the remote extra")
 pytest.importorskip("jupyter_server", reason="starts a Jupyter Server")
 
-from trio_enchannel._remote._channels import open_remote_channels
-from trio_enchannel._remote._errors import (
+from trio_enchannel._errors import (
     RemoteAuthenticationError,
     RemoteKernelNotFound,
     RemoteServerError,
 )
+from trio_enchannel._remote._channels import open_remote_channels
 from trio_enchannel._remote._kernel import open_remote_kernel
 from trio_enchannel._remote._rest import normalize_server_url, open_remote_server
 from trio_enchannel.testing._jupyter_server import (

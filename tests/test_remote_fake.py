@@ -23,8 +23,8 @@ pytest.importorskip("httpx", reason="the remote extra")
 
 import trio_websocket
 
+from trio_enchannel._errors import RemoteAuthenticationError, RemoteKernelNotFound
 from trio_enchannel._remote._channels import open_remote_channels
-from trio_enchannel._remote._errors import RemoteAuthenticationError, RemoteKernelNotFound
 
 KERNEL = "k1"
 TOKEN = "secret-token"

@@ -107,7 +107,7 @@ async def test_kernel_through_enterprise_gateway(gateway: LocalServer) -> None:
 
 
 async def test_gateway_refuses_a_wrong_token(gateway: LocalServer) -> None:
-    from trio_enchannel._remote._errors import RemoteAuthenticationError
+    from trio_enchannel._errors import RemoteAuthenticationError
 
     with trio.fail_after(30):
         async with open_remote_server(gateway.url, token="wrong") as rest:

@@ -65,7 +65,7 @@ async def execute(peer: RawPeer, code: str, **content: Any) -> Message:
 async def test_fixtures_give_a_running_kernel(
     fake_kernel: FakeKernel, fake_kernel_info: ConnectionInfo
 ) -> None:
-    assert fake_kernel.alive
+    assert fake_kernel.is_alive
     assert fake_kernel_info == fake_kernel.connection_info
     assert fake_kernel.timeout == 10.0
     with trio.fail_after(TIMEOUT):
@@ -329,7 +329,7 @@ async def test_other_requests() -> None:
             await kernel.wait_dead()
             assert kernel.shut_down
             assert not kernel.died
-            assert not kernel.alive
+            assert not kernel.is_alive
 
 
 # -- faults ---------------------------------------------------------------------------------
@@ -517,7 +517,7 @@ async def test_die_mid_request(after_steps: int) -> None:
             request = await execute(peer, "x")
             await kernel.wait_dead()
             assert kernel.died
-            assert not kernel.alive
+            assert not kernel.is_alive
             texts = [m.content.get("text") for m in kernel.sent if m.parent_id == request.msg_id]
             assert texts[2:] == ["one"][:after_steps]
             assert not any(m.msg_type == "execute_reply" for m in kernel.sent)

@@ -24,11 +24,9 @@ if TYPE_CHECKING:  # what type checkers see: the same names as _EXPORTS (a test 
     from ._channels._interfaces import ClientChannels as ClientChannels
     from ._channels._interfaces import IOPubSource as IOPubSource
     from ._channels._views import ChannelsStatistics as ChannelsStatistics
-    from ._channels._views import ChannelStatistics as ChannelStatistics
     from ._channels._views import IOPubChannel as IOPubChannel
     from ._channels._views import MessageChannel as MessageChannel
     from ._channels._views import MultiplexedChannel as MultiplexedChannel
-    from ._channels._views import RejectedMessage as RejectedMessage
     from ._client._client import ClientStatistics as ClientStatistics
     from ._client._client import Execution as Execution
     from ._client._client import InputRequest as InputRequest
@@ -60,7 +58,10 @@ if TYPE_CHECKING:  # what type checkers see: the same names as _EXPORTS (a test 
     from ._errors import OutputPathError as OutputPathError
     from ._errors import OutputsLost as OutputsLost
     from ._errors import ParameterError as ParameterError
+    from ._errors import RemoteAuthenticationError as RemoteAuthenticationError
+    from ._errors import RemoteKernelNotFound as RemoteKernelNotFound
     from ._errors import RemoteProtocolError as RemoteProtocolError
+    from ._errors import RemoteServerError as RemoteServerError
     from ._errors import SignatureMismatch as SignatureMismatch
     from ._errors import UnsignedMessage as UnsignedMessage
     from ._errors import UsageError as UsageError
@@ -70,6 +71,8 @@ if TYPE_CHECKING:  # what type checkers see: the same names as _EXPORTS (a test 
     from ._io._fanout import Subscription as Subscription
     from ._io._fanout import SubscriptionOverflow as SubscriptionOverflow
     from ._io._fanout import SubscriptionStatistics as SubscriptionStatistics
+    from ._io._stats import ChannelStatistics as ChannelStatistics
+    from ._io._stats import RejectedMessage as RejectedMessage
     from ._kernel._side import IOPubPublisher as IOPubPublisher
     from ._kernel._side import KernelChannels as KernelChannels
     from ._kernel._side import KernelChannelsStatistics as KernelChannelsStatistics
@@ -91,9 +94,6 @@ if TYPE_CHECKING:  # what type checkers see: the same names as _EXPORTS (a test 
     from ._remote._channels import RemoteChannelsStatistics as RemoteChannelsStatistics
     from ._remote._channels import RemoteConnectionStatistics as RemoteConnectionStatistics
     from ._remote._channels import open_remote_channels as open_remote_channels
-    from ._remote._errors import RemoteAuthenticationError as RemoteAuthenticationError
-    from ._remote._errors import RemoteKernelNotFound as RemoteKernelNotFound
-    from ._remote._errors import RemoteServerError as RemoteServerError
     from ._remote._kernel import RemoteKernel as RemoteKernel
     from ._remote._kernel import open_remote_kernel as open_remote_kernel
     from ._remote._rest import RemoteKernelModel as RemoteKernelModel
@@ -120,11 +120,9 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._channels._heartbeat": ("Heartbeat", "HeartbeatState", "HeartbeatStatistics"),
     "._channels._views": (
         "ChannelsStatistics",
-        "ChannelStatistics",
         "IOPubChannel",
         "MessageChannel",
         "MultiplexedChannel",
-        "RejectedMessage",
     ),
     "._client._client": (
         "ClientStatistics",
@@ -158,7 +156,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "OutputPathError",
         "OutputsLost",
         "ParameterError",
+        "RemoteAuthenticationError",
+        "RemoteKernelNotFound",
         "RemoteProtocolError",
+        "RemoteServerError",
         "SignatureMismatch",
         "UnsignedMessage",
         "UsageError",
@@ -166,6 +167,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._io._connection_file": ("write_connection_file",),
     "._io._errors": ("ConnectionLost", "PeerNotConnected"),
     "._io._fanout": ("Subscription", "SubscriptionOverflow", "SubscriptionStatistics"),
+    "._io._stats": ("ChannelStatistics", "RejectedMessage"),
     "._kernel._side": (
         "IOPubPublisher",
         "KernelChannels",
@@ -195,7 +197,6 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "RemoteConnectionStatistics",
         "open_remote_channels",
     ),
-    "._remote._errors": ("RemoteAuthenticationError", "RemoteKernelNotFound", "RemoteServerError"),
     "._remote._kernel": ("RemoteKernel", "open_remote_kernel"),
     "._remote._rest": (
         "RemoteKernelModel",

@@ -222,3 +222,24 @@ def check_option_names(
         if key not in allowed:
             listing = ", ".join(sorted(allowed))
             raise TypeError(f"{name}: unknown option {key!r:.40}; expected one of {listing}")
+
+
+def merged_options(
+    name: str,
+    options: object,
+    defaults: Mapping[str, object],
+    *,
+    fixed: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """An options dict argument (``client_options``, ``kernel_options``...) named ``name``,
+    merged over ``defaults``: it must be a dict (or ``None``) whose keys are names of
+    ``defaults`` other than those in ``fixed`` (the values the caller sets itself, which win).
+    The values are not checked here: the options object's ``build`` checks each by name.
+
+    Raises:
+        TypeError: ``options`` is not a dict or ``None``, or a key is unknown or fixed.
+    """
+    given = check_mapping(name, options) or {}
+    pinned = fixed or {}
+    check_option_names(name, given, [key for key in defaults if key not in pinned])
+    return {**defaults, **given, **pinned}

@@ -131,8 +131,23 @@ class IOPubSource(Subscribable, Protocol):
         ...
 
 
+class DirectConsumers(Protocol):
+    """Channels whose reader can hand each message straight to a sole consumer. Both
+    transports can; channels of your own may decline (``set_consumer`` returns ``False``),
+    and the client's dispatcher then reads ``receive()``."""
+
+    def set_consumer(
+        self, name: ChannelName, consumer: Callable[[Message], None] | None, *, view: object
+    ) -> bool:
+        """Make ``consumer`` the sole consumer of channel ``name`` (``None``: stop) in place
+        of ``view`` (the channels' own view of it, else nothing changes); return whether it
+        changed. See :meth:`Channels.set_consumer
+        <trio_enchannel.Channels.set_consumer>`."""
+        ...
+
+
 @runtime_checkable
-class ClientChannels(Liveness, Listening, Readiness, Protocol):
+class ClientChannels(Liveness, Listening, Readiness, DirectConsumers, Protocol):
     """Everything :class:`~trio_enchannel.KernelClient` needs of its channels."""
 
     @property
@@ -151,19 +166,3 @@ class ClientChannels(Liveness, Listening, Readiness, Protocol):
 
     @property
     def iopub(self) -> IOPubSource: ...
-
-
-@runtime_checkable
-class DirectConsumers(Protocol):
-    """Channels whose reader can hand each message straight to a sole consumer (both
-    transports). The client's dispatcher uses it when its channels offer it, and reads
-    ``receive()`` otherwise."""
-
-    def set_consumer(
-        self, name: ChannelName, consumer: Callable[[Message], None] | None, *, view: object
-    ) -> bool:
-        """Make ``consumer`` the sole consumer of channel ``name`` (``None``: stop) in place
-        of ``view`` (the channels' own view of it, else nothing changes); return whether it
-        changed. See :meth:`Channels.set_consumer
-        <trio_enchannel.Channels.set_consumer>`."""
-        ...

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import attrs
 import trio
 
-from .._channels._interfaces import ClientChannels, DirectConsumers
+from .._channels._interfaces import ClientChannels
 from .._errors import (
     ConnectionInfoError,
     KernelDied,
@@ -59,6 +59,9 @@ class ClientStatistics:
         stdin_refused: ``input_request`` messages answered with an empty line because no
             handler was given or the request they belong to is gone.
         comms: comms currently open.
+        unrouted: messages the channels' readers handed over after that channel's routing
+            failed (a bug of ours; the pending requests then failed with
+            :class:`trio.BrokenResourceError`), not delivered to anyone.
     """
 
     pending: int
@@ -69,6 +72,7 @@ class ClientStatistics:
     late_dropped: int
     stdin_refused: int
     comms: int
+    unrouted: int = 0
 
 
 class _Receiver(Protocol):
@@ -125,6 +129,7 @@ class Dispatcher:
         # the readiness probe fail at once (the new process may not answer pings yet).
         self.starting = False
         self.stdin_refused = 0
+        self.unrouted = 0
         self.closed = False
         self.nursery: trio.Nursery | None = None
 
@@ -139,6 +144,7 @@ class Dispatcher:
             late_dropped=sum(self.tracker.dropped.values()),
             stdin_refused=self.stdin_refused,
             comms=len(self.comms),
+            unrouted=self.unrouted,
         )
 
     def iopub_dropped_for(self, msg_id: str) -> int:
@@ -208,29 +214,29 @@ class Dispatcher:
         # reader itself); this task then only waits for the channel's end or failure.
         channels = self.channels
         with trio.CancelScope() as scope:
-            direct = isinstance(channels, DirectConsumers) and channels.set_consumer(
+            direct = channels.set_consumer(
                 name, self.consumer(name, channel, channels, scope), view=channel
             )
             try:
                 await self.receive_loop(name, channel)
             finally:
                 if direct:
-                    assert isinstance(channels, DirectConsumers)
                     channels.set_consumer(name, None, view=channel)
 
     def consumer(
         self,
         name: ChannelName,
         view: _Receiver,
-        channels: DirectConsumers,
+        channels: ClientChannels,
         scope: trio.CancelScope,
     ) -> Callable[[Message], None]:
         """What the reader of channel ``name`` calls with each of its messages."""
         dispatch = self.dispatch
 
         def consume(msg: Message) -> None:
-            if scope.cancel_called:
-                return  # the rest of a batch, after a failure below
+            if scope.cancel_called:  # the rest of a batch, after a failure below: counted
+                self.unrouted += 1
+                return
             try:
                 dispatch(msg, name)
             except Exception as exc:  # a routing bug must not stop the reader

@@ -9,14 +9,14 @@ no dict of keyword arguments travels between the layers.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from typing import cast
 
 import attrs
 
 from .._channels._options import IOPUB_HWM, ChannelOptions
 from .._io._overflow import IOPUB_BUFFER_BYTES, IOPUB_BUFFER_SIZE
-from .._validate import check_callable, check_int, check_mapping, check_option_names
+from .._validate import check_callable, check_int, merged_options
 from .._wire._session import Session
 from ._execution import StdinHandler
 
@@ -161,16 +161,9 @@ class ClientOptions:
                 has the wrong type.
             ConfigurationError: a value is out of range.
         """
-        given = check_mapping(label, options) or {}
-        allowed: Collection[str] = (
-            {*CLIENT_DEFAULTS, *CHANNEL_DEFAULTS} if channel_options else CLIENT_DEFAULTS
-        )
-        check_option_names(label, given, allowed)
-
-        def get(name: str) -> object:
-            if name in given:
-                return given[name]
-            return CLIENT_DEFAULTS[name] if name in CLIENT_DEFAULTS else CHANNEL_DEFAULTS[name]
+        defaults = {**CLIENT_DEFAULTS, **CHANNEL_DEFAULTS} if channel_options else CLIENT_DEFAULTS
+        values = merged_options(label, options, defaults)
+        get = values.get if channel_options else {**CHANNEL_DEFAULTS, **values}.get
 
         return cls.build(
             stdin=get("stdin"),

@@ -22,9 +22,9 @@ from .._validate import (
     check_choice,
     check_ip,
     check_mapping,
-    check_option_names,
     check_seconds,
     check_str_sequence,
+    merged_options,
 )
 from ._process import OutputMode
 
@@ -180,10 +180,7 @@ class KernelOptions:
                 caller sets, or a value has the wrong type.
             ConfigurationError: a value is out of range.
         """
-        given = check_mapping(label, options) or {}
-        fixed = caller or {}
-        check_option_names(label, given, [name for name in KERNEL_DEFAULTS if name not in fixed])
-        values = {**KERNEL_DEFAULTS, **given, **fixed}
+        values = merged_options(label, options, KERNEL_DEFAULTS, fixed=caller)
         return cls.build(
             cwd=values["cwd"],
             env=values["env"],

@@ -36,9 +36,8 @@ from .._util import unwrap_single, worth_logging
 from .._validate import (
     check_bool,
     check_choice,
-    check_mapping,
-    check_option_names,
     check_seconds,
+    merged_options,
 )
 from .._wire._framing import peek_channel
 from .._wire._message import ChannelName, Message
@@ -206,12 +205,8 @@ class RemoteChannelOptions:
                 has the wrong type.
             ConfigurationError: a value is out of range.
         """
-        given = check_mapping(label, options) or {}
-        check_option_names(label, given, REMOTE_CHANNEL_DEFAULTS)
         defaults = {**REMOTE_CHANNEL_DEFAULTS, "connect_timeout": connect_timeout}
-
-        def get(name: str) -> object:
-            return given[name] if name in given else defaults[name]
+        get = merged_options(label, options, defaults).get
 
         return cls.build(
             session=get("session"),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from .._errors import KernelDied, KernelStartupError
+from .._errors import KernelDied, KernelStartupError, RemoteServerError
 from .._io._errors import ConnectionLost
 from .._util import unwrap_single
 from .._validate import (
@@ -26,7 +26,6 @@ from .._validate import (
 )
 from .._wire._message import Message
 from ._channels import RemoteChannelOptions, RemoteChannels, open_remote_channels_with
-from ._errors import RemoteServerError
 from ._link import SubprotocolChoice
 from ._rest import (
     RemoteKernelModel,

@@ -36,12 +36,17 @@ import attrs
 import trio
 import trio_websocket
 
-from .._errors import KernelDied, RemoteProtocolError
+from .._errors import (
+    KernelDied,
+    RemoteAuthenticationError,
+    RemoteKernelNotFound,
+    RemoteProtocolError,
+    RemoteServerError,
+)
 from .._io._errors import ConnectionLost
 from .._io._stats import RecentIds, decoding_bug
 from .._wire._framing import V1_SUBPROTOCOL, decode_frame, encode_frame
 from .._wire._message import Message
-from ._errors import RemoteAuthenticationError, RemoteKernelNotFound, RemoteServerError
 from ._rest import RemoteServer
 from ._wsconnect import HandshakeFailed, open_kernel_websocket
 

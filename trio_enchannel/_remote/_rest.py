@@ -19,9 +19,14 @@ import attrs
 import httpx
 import trio
 
-from .._errors import ConfigurationError, NoSuchKernel
+from .._errors import (
+    ConfigurationError,
+    NoSuchKernel,
+    RemoteAuthenticationError,
+    RemoteKernelNotFound,
+    RemoteServerError,
+)
 from .._validate import check_mapping, check_optional_str, check_seconds, check_str
-from ._errors import RemoteAuthenticationError, RemoteKernelNotFound, RemoteServerError
 
 __all__ = [
     "RemoteKernelModel",

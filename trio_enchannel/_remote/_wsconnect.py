@@ -21,8 +21,8 @@ from collections.abc import AsyncIterator, Sequence
 import trio
 import trio_websocket
 
+from .._errors import RemoteAuthenticationError, RemoteKernelNotFound, RemoteServerError
 from .._util import BaseExceptionGroup
-from ._errors import RemoteAuthenticationError, RemoteKernelNotFound, RemoteServerError
 from ._rest import describe_cause
 
 __all__ = ["QuickAckStream", "handshake_error", "open_kernel_websocket"]

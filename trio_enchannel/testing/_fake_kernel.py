@@ -190,7 +190,7 @@ class FakeKernel:
         return self.channels.session
 
     @property
-    def alive(self) -> bool:
+    def is_alive(self) -> bool:
         """Whether the fake kernel still serves (it has not died or shut down)."""
         return self._channels is not None and not self._dead.is_set()
 
@@ -352,7 +352,7 @@ class FakeKernel:
         )
         return await self.wait_request(msg_type, channel=channel)
 
-    async def wait_subscriber(self, count: int = 1) -> None:
+    async def wait_subscriptions(self, count: int = 1) -> None:
         """Wait until ``count`` IOPub subscriptions have arrived in total.
 
         Raises:
