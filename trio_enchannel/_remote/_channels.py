@@ -269,7 +269,6 @@ class RemoteChannels:
             source=f" from kernel {kernel_id}",
         )
         self._listeners: list[ChannelsListener] = []
-        self._reject_listeners: list[RejectListener] = []
         self._taps: list[Callable[[Message], None]] = []
         self._death: KernelDied | None = None
         self._link: KernelLink  # set by open_remote_channels
@@ -477,8 +476,8 @@ class RemoteChannels:
 
     def add_reject_listener(self, listener: RejectListener) -> None:
         """Accepted for the interface :class:`~trio_enchannel.Channels` shares, never called:
-        messages are not signed on the websocket (the server verifies the kernel's)."""
-        self._reject_listeners.append(listener)
+        messages are not signed on the websocket (the server verifies the kernel's), so
+        there is nothing to keep."""
 
     @contextmanager
     def tap(self, callback: Callable[[Message], None]) -> Iterator[None]:
