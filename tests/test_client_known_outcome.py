@@ -6,6 +6,7 @@ waits for a timeout the caller may not have set."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -649,3 +650,134 @@ async def test_receivers_fail_at_once_when_the_kernel_signs_with_another_key() -
                 await assert_receivers_fail_with_the_death(
                     receivers, publish_with_another_key, "key", SignatureMismatch
                 )
+
+
+# -- a client without the key of a kernel that signs -------------------------------------------
+
+
+async def test_a_client_without_the_key_of_a_signing_kernel_fails_every_call() -> None:
+    """The kernel signs its messages, the client has an empty key: the kernel drops every
+    unsigned request, so nothing we ask is ever answered, while its signed messages are
+    accepted (as jupyter_client accepts them). The first signed IOPub message makes that
+    known: calls already waiting and later ones fail with ConnectionInfoError
+    ("key_missing"), counted and named; listening to IOPub goes on working."""
+    info = ConnectionInfo.allocate(key="kernel-key")
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=info, iopub_welcome=False) as kernel:
+            keyless = attrs.evolve(kernel.connection_info, key="")
+            async with open_client(keyless) as client, client.subscribe() as everything:
+                await kernel.wait_subscriptions()
+                comms = client.accept_comms("jupyter.widget")
+                unclaimed = client.unclaimed_iopub
+
+                async def publish_signed() -> None:
+                    await kernel.channels.publish_status("idle")
+
+                receivers: dict[str, Receive] = {
+                    name: functools.partial(EVERY_CALL[name], client)
+                    for name in ("wait_ready", "execute", "kernel_info(control)", "request")
+                }
+                receivers["unclaimed_replies"] = _drain(client.unclaimed_replies)
+                await assert_receivers_fail_with_the_death(
+                    receivers, publish_signed, "connection file's key", ConnectionInfoError
+                )
+                await assert_every_call_fails(client, ConnectionInfoError, "key")
+                with pytest.raises(ConnectionInfoError) as caught:
+                    await client.wait_ready()
+                assert caught.value.reason == "key_missing"
+                assert client.statistics().pending == 0
+                # IOPub still delivers, to subscriptions and the unclaimed store alike, and
+                # their receivers (and a comm target's) wait instead of failing.
+                for source in (everything, unclaimed):
+                    got = await source.receive()
+                    assert got.msg_type == "status"
+                    with trio.move_on_after(0.05) as waited:
+                        await source.receive()
+                    assert waited.cancelled_caught
+                with trio.move_on_after(0.05) as waited:
+                    await comms.receive()
+                assert waited.cancelled_caught
+                await kernel.channels.publish("stream", {"name": "stdout", "text": "x"})
+                assert (await everything.receive()).msg_type == "stream"
+                assert (await unclaimed.receive()).msg_type == "stream"
+                channels = client.channels
+                assert isinstance(channels, Channels)
+                assert channels.statistics().iopub.unverified == 2
+                assert channels.session.unverified == 2
+            # Nothing the client asked reached the kernel as a request it would run.
+            assert not kernel.requests
+
+
+async def test_channels_without_the_key_refuse_to_send_to_a_signing_kernel() -> None:
+    """At the channels' level: once a signed message arrives on IOPub with no key, sends on
+    shell, control and stdin raise ConnectionInfoError, a task waiting on ch.shell.receive()
+    is woken with it, and ch.iopub keeps delivering."""
+    info = ConnectionInfo.allocate(key="kernel-key")
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=info, iopub_welcome=False) as kernel:
+            keyless = attrs.evolve(kernel.connection_info, key="")
+            async with open_channels(keyless, heartbeat=False) as ch:
+                await kernel.wait_subscriptions()
+                before = ch.handshake_error
+                assert before is None
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_expect_key_missing, ch.shell.receive)
+                    nursery.start_soon(_expect_key_missing, ch.control.receive)
+                    await trio.testing.wait_all_tasks_blocked()
+                    await kernel.channels.publish_status("idle")
+                    assert (await ch.iopub.receive()).msg_type == "status"
+                error = ch.handshake_error
+                assert error is not None and error.reason == "key_missing"
+                await _expect_key_missing(
+                    lambda: ch.shell.send(ch.session.message("kernel_info_request"))
+                )
+                with pytest.raises(ConnectionInfoError, match="key"):
+                    ch.stdin.send_nowait(ch.session.message("input_reply", {"value": ""}))
+                await _expect_key_missing(ch.wait_connected)
+                await kernel.channels.publish_status("busy")
+                assert (await ch.iopub.receive()).content == {"execution_state": "busy"}
+                assert ch.statistics().iopub.unverified == 2
+
+
+async def _expect_key_missing(call: Callable[[], Awaitable[Any]]) -> None:
+    with pytest.raises(ConnectionInfoError, match="connection file's key") as caught:
+        await call()
+    assert caught.value.reason == "key_missing"
+
+
+async def test_a_keyless_kernel_and_client_are_not_refused() -> None:
+    """No key on either side: nothing is signed, nothing is refused."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_fake_kernel(info=ConnectionInfo.allocate(key="")) as kernel,
+            open_client(kernel.connection_info) as client,
+        ):
+            await client.wait_ready()
+            assert (await client.execute("1")).ok
+            assert isinstance(client.channels, Channels)
+            assert client.channels.statistics().iopub.unverified == 0
+
+
+@pytest.mark.kernel
+async def test_ipykernel_with_a_key_and_a_client_without_one(tmp_path: Path) -> None:
+    """ipykernel 7 drops our unsigned requests without a word; its signed iopub_welcome says
+    so at once: wait_ready() and execute() raise ConnectionInfoError naming the key, and the
+    keyless client still hears what another, keyed, client makes the kernel print."""
+    with trio.fail_after(60):
+        info = ConnectionInfo.allocate(key="kernel-key")
+        async with kernel_process(tmp_path, info=info) as kernel:
+            keyless = attrs.evolve(kernel.info, key="")
+            async with open_client(keyless) as listener:
+                with pytest.raises(ConnectionInfoError, match="key") as caught:
+                    await listener.wait_ready()
+                assert caught.value.reason == "key_missing"
+                with pytest.raises(ConnectionInfoError, match="key"):
+                    await listener.execute("1")
+                async with open_client(kernel.info) as keyed:
+                    await keyed.wait_ready()
+                    assert (await keyed.execute("print('heard')")).ok
+                while True:
+                    msg = await listener.unclaimed_iopub.receive()
+                    if msg.msg_type == "stream":
+                        assert msg.content["text"] == "heard\n"
+                        break

@@ -146,6 +146,9 @@ class Channels:
         # Final: a socket that never completed a handshake failed in a way retrying will not
         # fix. Every waiter gets it (see _fail_handshake).
         self._handshake_error: str | None = None
+        # Its ConnectionInfoError.reason: "key_missing" when the kernel signs and we have no
+        # key (see _refuse_unsigned), which fails the routed channels only.
+        self._handshake_reason = "handshake_failed"
         self._handshake_misses: dict[ChannelName, int] = dict.fromkeys(_ROUTED, 0)
         self._ever_connected: set[ChannelName] = set()
         self._send_scopes: set[trio.CancelScope] = set()
@@ -351,7 +354,9 @@ class Channels:
             self._check_handshake()
             if self._handshake_failures:
                 name, event = next(iter(self._handshake_failures.items()))
-                raise ConnectionInfoError(_describe_handshake_failure(name, event))
+                raise ConnectionInfoError(
+                    _describe_handshake_failure(name, event), reason="handshake_failed"
+                )
             self._check_never_reached()
             if all(self._connected.values()):
                 await trio.lowlevel.cancel_shielded_checkpoint()
@@ -415,7 +420,7 @@ class Channels:
         """
         if self._handshake_error is None:
             return None
-        return ConnectionInfoError(self._handshake_error)
+        return ConnectionInfoError(self._handshake_error, reason=self._handshake_reason)
 
     async def aclose(self) -> None:
         """Close every socket and stop the readers and the heartbeat; idempotent.
@@ -452,7 +457,7 @@ class Channels:
 
     def _check_handshake(self) -> None:
         if self._handshake_error is not None:
-            raise ConnectionInfoError(self._handshake_error)
+            raise ConnectionInfoError(self._handshake_error, reason=self._handshake_reason)
 
     async def _send(self, name: ChannelName, msg: Message) -> None:
         frames = self._frames(name, msg)
@@ -489,10 +494,45 @@ class Channels:
             text += f" ({HANDSHAKE_ATTEMPTS} attempts in a row)"
         self._handshake_error = text
         logger.error("%s; these channels cannot talk to the kernel", text)
-        self._hub.fail(lambda: ConnectionInfoError(text))
+        self._hub.fail(lambda: ConnectionInfoError(text, reason="handshake_failed"))
         for scope in self._send_scopes:
             scope.cancel()
         self._iopub_wakeup.set()
+
+    def _unverified(self, name: ChannelName, new: int) -> None:
+        """``new`` messages of channel ``name`` carried a signature that our empty key
+        could not verify: the kernel signs. Count them; at the first on IOPub (unless the
+        kernel has answered us, which a kernel that verifies would not), the kernel is known
+        to drop every request we send: refuse to send and fail the routed channels' waiters
+        with ``ConnectionInfoError`` (``reason`` ``"key_missing"``). IOPub keeps delivering:
+        listening needs no key."""
+        self._hub.counters[name].unverified += new
+        if (
+            name != "iopub"
+            or self._handshake_error is not None
+            or any(self._hub.counters[routed].received for routed in _ROUTED)
+        ):
+            return
+        text = (
+            "the kernel signs its messages but this connection has no key, so the kernel "
+            "drops every request sent to it; give the client the connection file's key "
+            "(listening to IOPub works without it)"
+        )
+        self._handshake_error = text
+        self._handshake_reason = "key_missing"
+        logger.error("%s", text)
+        hub = self._hub
+
+        def error() -> ConnectionInfoError:
+            return ConnectionInfoError(text, reason="key_missing")
+
+        for routed in _ROUTED:
+            if hub.inboxes[routed] is not hub.inboxes["iopub"]:  # (multiplexed: one inbox)
+                hub.inboxes[routed].fail(error)
+        for scope in self._send_scopes:
+            scope.cancel()
+        changed, self._connection_changed = self._connection_changed, trio.Event()
+        changed.set()
 
     def _reject(
         self, name: ChannelName, frames: Sequence[Frame], error: RemoteProtocolError
@@ -715,6 +755,7 @@ class _Reader:
         subscribed = bool(fanout.subscriptions)
         drop, max_items, max_bytes = self.drop, self.max_items, self.max_bytes
         repaired = session.invalid_utf8
+        unverified = session.unverified
         received = counters.received
         consumer = self.hub.consumers.get(name)
         for frames in batch:
@@ -758,6 +799,8 @@ class _Reader:
                 owner._iopub_wakeup.set()
         if session.invalid_utf8 != repaired:
             _log_repaired(name, counters, session.invalid_utf8 - repaired)
+        if session.unverified != unverified:
+            owner._unverified(name, session.unverified - unverified)
 
 
 def _describe_handshake_failure(name: ChannelName, event: SocketEvent) -> str:

@@ -863,7 +863,7 @@ class KernelClient:
         # restarted); the client knows of the death, so nobody waits on it for nothing.
         dispatcher = self._dispatcher
         async with subscribing as subscription:
-            subscription._check = dispatcher.check_usable
+            subscription._check = dispatcher.check_listening
             dispatcher.subscriptions.add(subscription)
             try:
                 yield subscription
@@ -951,7 +951,7 @@ class _TargetQueue(DroppingQueue[Comm]):
     """
 
     def __init__(self, dispatcher: Dispatcher, target_name: str, max_size: int) -> None:
-        super().__init__(max_size, check=dispatcher.check_usable)
+        super().__init__(max_size, check=dispatcher.check_listening)
         self._dispatcher = dispatcher
         self._target_name = target_name
 
