@@ -6,10 +6,11 @@ waits for a timeout the caller may not have set."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from trio_enchannel import (
     open_client,
     open_kernel,
 )
-from trio_enchannel._io._zmq import curve_keypair, has_curve
+from trio_enchannel._io._zmq import SocketKind, TrioSocket, curve_keypair, has_curve
 from trio_enchannel.testing import CommOpen, ForgeSignature, Gate, open_fake_kernel
 
 TIMEOUT = 10
@@ -239,6 +240,84 @@ async def test_failed_handshake_fails_every_call_of_the_client(case: str) -> Non
                 with pytest.raises(ConnectionInfoError, match="handshake"):
                     await client.wait_ready()  # no 30 s "no heartbeat reply"
                 await assert_every_call_fails(client, ConnectionInfoError, "handshake")
+
+
+#: A socket of the connection info pointed at a stranger: (kernel encrypts?, the stranger's
+#: socket kind for that channel). The stranger is a CurveZMQ server with its own keys, so a
+#: plain client fails its handshake with a protocol error at once and an encrypting one
+#: (which has the kernel's public key) without detail, at every attempt.
+STRANGERS: dict[str, tuple[bool, SocketKind]] = {
+    "iopub, plain client": (False, "PUB"),
+    "iopub, encrypting client": (True, "PUB"),
+    "hb, plain client": (False, "REP"),
+    "hb, encrypting client": (True, "REP"),
+}
+
+
+@contextlib.asynccontextmanager
+async def _one_stranger_socket(case: str) -> AsyncIterator[tuple[str, ConnectionInfo]]:
+    """A fake kernel whose connection info has one socket (IOPub or heartbeat) that fails
+    its handshake for good: what the client is given, and that socket's name."""
+    encrypting, kind = STRANGERS[case]
+    name = case.split(",")[0]
+    base = ConnectionInfo.allocate(key="k")
+    async with open_fake_kernel(info=_curve(base) if encrypting else base) as fk:
+        stranger = TrioSocket(kind, linger=0)
+        try:
+            stranger.set_curve_server(curve_keypair()[1])
+            endpoint = stranger.bind("tcp://127.0.0.1:0")
+            port = int(endpoint.rsplit(":", 1)[1])
+            info = fk.connection_info
+            if name == "iopub":
+                yield name, attrs.evolve(info, iopub_port=port)
+            else:
+                yield name, attrs.evolve(info, hb_port=port)
+        finally:
+            stranger.close()
+
+
+@needs_curve
+@pytest.mark.parametrize("case", sorted(STRANGERS))
+async def test_a_failed_handshake_of_iopub_or_the_heartbeat_alone_is_final(case: str) -> None:
+    """Only IOPub's (or only the heartbeat's) handshake fails: shell and control answer, but
+    no output or idle ever arrives (or no echo, until a misleading "no heartbeat reply"
+    30 s later). The failure is final as for the other sockets: an execute() waiting for
+    IOPub, a task waiting on unclaimed_iopub, and every later call fail with
+    ConnectionInfoError naming the socket."""
+    with trio.fail_after(TIMEOUT):
+        async with _one_stranger_socket(case) as (name, info), open_client(info) as client:
+            match = f"the {name} socket"
+            if name == "iopub":
+                with pytest.raises(ConnectionInfoError, match=match) as caught:
+                    await client.execute("1")
+                assert caught.value.reason == "handshake_failed"
+            # (the heartbeat's failure is known after its first attempt, or its third
+            # without detail: calls made before may succeed)
+            with pytest.raises(ConnectionInfoError, match=match):
+                await _drain(client.unclaimed_iopub)()
+            await assert_every_call_fails(client, ConnectionInfoError, match)
+
+
+@needs_curve
+@pytest.mark.parametrize("case", sorted(STRANGERS))
+async def test_a_failed_handshake_of_iopub_or_the_heartbeat_reaches_the_channels_waiters(
+    case: str,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            _one_stranger_socket(case) as (name, info),
+            open_channels(info, hb_interval=0.2) as ch,
+        ):
+            if name == "iopub":
+                await _expect_unreachable(ch.wait_iopub_ready)
+            await _expect_unreachable(_drain(ch.iopub))
+            error = ch.handshake_error
+            assert error is not None and error.reason == "handshake_failed"
+            assert f"the {name} socket" in str(error)
+            await _expect_unreachable(ch.wait_connected)
+            await _expect_unreachable(
+                lambda: ch.shell.send(ch.session.message("kernel_info_request"))
+            )
 
 
 # -- replies rejected for their signature ----------------------------------------------------

@@ -89,6 +89,8 @@ _ROUTED: tuple[ChannelName, ...] = ("shell", "control", "stdin")
 #: each attempt when the kernel refuses our CurveZMQ keys (a wrong ``curve_publickey``); one
 #: alone may be a kernel that went away mid-handshake.
 HANDSHAKE_ATTEMPTS = 3
+#: The sockets whose handshakes are watched.
+_MONITORED: tuple[SocketName, ...] = (*CHANNEL_NAMES, "hb")
 #: Rejection reasons that say the kernel signs differently from us (see add_reject_listener).
 _SIGNATURE_REASONS = frozenset(("invalid_signature", "unsigned"))
 #: The largest parent header a rejected message may have for its claimed parent to be read.
@@ -140,17 +142,19 @@ class Channels:
         # wait_iopub_ready's kernel_info nudges: what they cause is not delivered.
         self._nudges = RecentIds()
         self._nudge_lock = trio.Lock()
-        self._monitors: dict[ChannelName, SocketMonitor] = {}
+        # Every socket's handshakes are watched: the heartbeat's (replaced by each new socket
+        # it makes) and IOPub's for _fail_handshake only, the routed ones for wait_connected.
+        self._monitors: dict[SocketName, SocketMonitor] = {}
         self._connected: dict[ChannelName, bool] = dict.fromkeys(_ROUTED, False)
-        self._handshake_failures: dict[ChannelName, SocketEvent] = {}
+        self._handshake_failures: dict[SocketName, SocketEvent] = {}
         # Final: a socket that never completed a handshake failed in a way retrying will not
         # fix. Every waiter gets it (see _fail_handshake).
         self._handshake_error: str | None = None
         # Its ConnectionInfoError.reason: "key_missing" when the kernel signs and we have no
         # key (see _refuse_unsigned), which fails the routed channels only.
         self._handshake_reason = "handshake_failed"
-        self._handshake_misses: dict[ChannelName, int] = dict.fromkeys(_ROUTED, 0)
-        self._ever_connected: set[ChannelName] = set()
+        self._handshake_misses: dict[SocketName, int] = dict.fromkeys(_MONITORED, 0)
+        self._ever_connected: set[SocketName] = set()
         self._send_scopes: set[trio.CancelScope] = set()
         self._reject_listeners: list[RejectListener] = []
         self._listeners: list[ChannelsListener] = []
@@ -352,8 +356,9 @@ class Channels:
             if self._closed:
                 raise trio.ClosedResourceError("the channels are closed")
             self._check_handshake()
-            if self._handshake_failures:
-                name, event = next(iter(self._handshake_failures.items()))
+            failed = [(n, e) for n, e in self._handshake_failures.items() if n in _ROUTED]
+            if failed:
+                name, event = failed[0]
                 raise ConnectionInfoError(
                     _describe_handshake_failure(name, event), reason="handshake_failed"
                 )
@@ -485,7 +490,7 @@ class Channels:
         sock.send_multipart_nowait(frames)
         self._hub.counters[name].sent += 1
 
-    def _fail_handshake(self, name: ChannelName, event: SocketEvent) -> None:
+    def _fail_handshake(self, name: SocketName, event: SocketEvent) -> None:
         """The handshake of ``name`` failed for good: tell every waiter."""
         if self._handshake_error is not None:
             return
@@ -561,13 +566,14 @@ class Channels:
                 # Never let the kernel's ROUTER drop a reply for want of room on our side:
                 # replies are bounded by our own requests.
                 sock.set_option("RCVHWM", 0)
-                # A ROUTER drops what it sends to a peer whose handshake is not complete:
-                # watch ours (see wait_connected). Opened before connecting: no event missed.
-                self._monitors[cast(ChannelName, name)] = sock.open_monitor()
             elif kind == "SUB":
                 sock.set_option("RCVHWM", options.iopub_hwm)
                 for topic in options.iopub_topics:
                     sock.subscribe(topic)
+            # A ROUTER drops what it sends to a peer whose handshake is not complete: watch
+            # ours (see wait_connected), and every socket's for a handshake that cannot
+            # succeed (_fail_handshake). Opened before connecting: no event missed.
+            self._monitors[name] = sock.open_monitor()
             try:
                 sock.connect(url)
             except trio.BrokenResourceError as exc:
@@ -576,62 +582,76 @@ class Channels:
                 ) from exc
         except BaseException:
             sock.close(linger=0)
-            monitor = self._monitors.pop(cast(ChannelName, name), None)
+            monitor = self._monitors.pop(name, None)
             if monitor is not None:
                 monitor.close()
             raise
         self._sockets[name] = sock
         return sock
 
-    async def _watch_connection(self, name: ChannelName) -> None:
-        """Follow the handshakes of channel ``name``'s socket (see :meth:`wait_connected`)."""
+    async def _watch_connection(self, name: SocketName) -> None:
+        """Follow the handshakes of socket ``name`` (see :meth:`wait_connected` and
+        :meth:`handshake_error`), and of the sockets that replace it (the heartbeat makes a
+        new one after each missed echo; its failures count across them)."""
         monitor = self._monitors[name]
         scope = trio.CancelScope()
         self._scopes.append(scope)
         if self._closed:
             scope.cancel()
+        with scope:
+            while True:
+                try:
+                    await self._follow(name, monitor)
+                finally:
+                    monitor.close()
+                replaced = self._monitors.get(name)
+                if replaced is None or replaced is monitor or self._closed:
+                    return
+                monitor = replaced
+
+    async def _follow(self, name: SocketName, monitor: SocketMonitor) -> None:
+        """The events of one socket of ``name``, until its monitor stops."""
         succeeded = "handshake_succeeded" if HANDSHAKE_EVENTS else "connected"
-        try:
-            with scope:
-                while True:
-                    try:
-                        event = await monitor.receive()
-                    except (trio.ClosedResourceError, trio.BrokenResourceError):
-                        return
-                    if event.name == succeeded:
-                        self._connected[name] = True
-                        self._ever_connected.add(name)
-                        self._handshake_misses[name] = 0
-                        self._handshake_failures.pop(name, None)
-                    elif event.name == "disconnected":
-                        self._connected[name] = False
-                    elif event.name in ("handshake_failed_protocol", "handshake_failed_auth"):
-                        if name not in self._handshake_failures:
-                            logger.warning(
-                                "the ZeroMQ handshake of the %s socket with %s failed (%s)",
-                                name,
-                                event.endpoint,
-                                event.name,
-                            )
-                        self._handshake_failures[name] = event
-                        if name not in self._ever_connected:
-                            self._fail_handshake(name, event)
-                    elif event.name == "handshake_failed":
-                        self._handshake_misses[name] += 1
-                        if (
-                            name not in self._ever_connected
-                            and self._handshake_misses[name] >= HANDSHAKE_ATTEMPTS
-                        ):
-                            self._handshake_failures[name] = event
-                            self._fail_handshake(name, event)
-                    elif event.name == "monitor_stopped":
-                        return
-                    else:
-                        continue
-                    changed, self._connection_changed = self._connection_changed, trio.Event()
-                    changed.set()
-        finally:
-            monitor.close()
+        routed = name in _ROUTED
+        while True:
+            try:
+                event = await monitor.receive()
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+            if event.name == succeeded:
+                if routed:
+                    self._connected[cast(ChannelName, name)] = True
+                self._ever_connected.add(name)
+                self._handshake_misses[name] = 0
+                self._handshake_failures.pop(name, None)
+            elif event.name == "disconnected":
+                if routed:
+                    self._connected[cast(ChannelName, name)] = False
+            elif event.name in ("handshake_failed_protocol", "handshake_failed_auth"):
+                if name not in self._handshake_failures:
+                    logger.warning(
+                        "the ZeroMQ handshake of the %s socket with %s failed (%s)",
+                        name,
+                        event.endpoint,
+                        event.name,
+                    )
+                self._handshake_failures[name] = event
+                if name not in self._ever_connected:
+                    self._fail_handshake(name, event)
+            elif event.name == "handshake_failed":
+                self._handshake_misses[name] += 1
+                if (
+                    name not in self._ever_connected
+                    and self._handshake_misses[name] >= HANDSHAKE_ATTEMPTS
+                ):
+                    self._handshake_failures[name] = event
+                    self._fail_handshake(name, event)
+            elif event.name == "monitor_stopped":
+                return
+            else:
+                continue
+            changed, self._connection_changed = self._connection_changed, trio.Event()
+            changed.set()
 
     async def _run_heartbeat(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -803,7 +823,7 @@ class _Reader:
             owner._unverified(name, session.unverified - unverified)
 
 
-def _describe_handshake_failure(name: ChannelName, event: SocketEvent) -> str:
+def _describe_handshake_failure(name: SocketName, event: SocketEvent) -> str:
     if event.name == "handshake_failed_auth":
         reason = "the kernel refused our CurveZMQ keys, or curve_publickey is wrong"
     elif event.name == "handshake_failed":
@@ -1000,10 +1020,11 @@ async def open_channels_with(
             try:
                 for name in CHANNEL_NAMES:
                     await nursery.start(ch._reader, name)
-                for name in _ROUTED:
+                for name in CHANNEL_NAMES:
                     nursery.start_soon(ch._watch_connection, name)
                 if options.heartbeat:
                     await nursery.start(ch._run_heartbeat)
+                    nursery.start_soon(ch._watch_connection, "hb")
                     nursery.start_soon(ch._watch_verdict)
                 yield ch
             finally:
