@@ -363,6 +363,40 @@ async def test_ipykernel_with_another_key_is_named_as_the_cause(
                     await client.execute("1")
 
 
+@pytest.mark.parametrize("scheme", ["hmac-sha512", "hmac-md5"])
+async def test_another_signature_scheme_with_the_same_key_is_a_signature_mismatch(
+    scheme: str,
+) -> None:
+    """The same key, another scheme: each side rejects what the other signs; the kernel's
+    first message names the cause instead of every call waiting."""
+    same_key = ConnectionInfo.allocate(key="same-key", signature_scheme=scheme)
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=same_key) as fk:
+            ours = attrs.evolve(fk.connection_info, signature_scheme="hmac-sha256")
+            async with open_client(ours) as client:
+                with pytest.raises(SignatureMismatch, match="signature_scheme") as caught:
+                    await client.wait_ready()
+                assert caught.value.rejected_reason == "invalid_signature"
+                await assert_every_call_fails(client, SignatureMismatch, "signature_scheme")
+            assert not fk.requests
+
+
+@pytest.mark.kernel
+async def test_ipykernel_with_another_signature_scheme_is_named_as_the_cause(
+    tmp_path: Path,
+) -> None:
+    """ipykernel signing with hmac-sha512, the client with hmac-sha256 and the same key."""
+    with trio.fail_after(60):
+        info = ConnectionInfo.allocate(key="same-key", signature_scheme="hmac-sha512")
+        async with kernel_process(tmp_path, info=info) as kernel:
+            ours = attrs.evolve(kernel.info, signature_scheme="hmac-sha256")
+            async with open_client(ours) as client:
+                with pytest.raises(SignatureMismatch, match="signature_scheme"):
+                    await client.wait_ready()
+                with pytest.raises(SignatureMismatch):
+                    await client.execute("1")
+
+
 @pytest.mark.parametrize("unsigned", [False, True])
 async def test_forged_answer_to_one_request_fails_only_that_request(unsigned: bool) -> None:
     """After the kernel proved it signs as we do, a rejected message that claims to answer

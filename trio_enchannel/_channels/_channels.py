@@ -413,15 +413,24 @@ class Channels:
     def handshake_error(self) -> ConnectionInfoError | None:
         """Why these channels can never talk to the kernel, once that is known; else ``None``.
 
-        Set when a ZeroMQ handshake of shell, control or stdin fails on a socket that never
+        Set (``reason`` ``"handshake_failed"``) when a ZeroMQ handshake of any socket
+        (shell, control, stdin, IOPub or the heartbeat's) fails on a socket that never
         completed one, in a way retrying will not fix: at the first failure that names a
         protocol or an authentication problem (a plain client and an encrypting kernel, or
         the reverse), or after three failures in a row without detail
         (what libzmq reports when the kernel cannot decrypt our greeting: a wrong
-        ``curve_publickey``). From then on every send, every receive once the messages
-        already received are consumed, :meth:`wait_connected` and :meth:`wait_iopub_ready`
-        raise it (a fresh :class:`ConnectionInfoError` each time), and so does every call
-        of a :class:`~trio_enchannel.KernelClient` on these channels.
+        ``curve_publickey``; the heartbeat's count across the sockets it makes). From then on
+        every send, every receive once the messages already received are consumed,
+        :meth:`wait_connected` and :meth:`wait_iopub_ready` raise it (a fresh
+        :class:`ConnectionInfoError` each time), and so does every call of a
+        :class:`~trio_enchannel.KernelClient` on these channels.
+
+        Also set (``reason`` ``"key_missing"``) when these channels have no key and a signed
+        message arrives on IOPub before any on shell, control or stdin: the kernel signs, so
+        it drops every message we send unsigned. Then sends on shell, control and stdin,
+        their receives once drained and :meth:`wait_connected` raise it, and so does every
+        request of a client; IOPub keeps delivering (listening needs no key). Counted in
+        ``statistics().iopub.unverified`` and logged once.
         """
         if self._handshake_error is None:
             return None

@@ -778,7 +778,10 @@ class KernelClient:
             KernelDied: the kernel was known to be dead, or the launcher reported it dead
                 while waiting.
             ConnectionInfoError: a channel's ZeroMQ handshake failed for good (see
-                :meth:`Channels.wait_connected <trio_enchannel.Channels.wait_connected>`).
+                :meth:`Channels.wait_connected <trio_enchannel.Channels.wait_connected>`),
+                or the kernel signs its messages and this client has no key (``reason``
+                ``"key_missing"``: see :attr:`Channels.handshake_error
+                <trio_enchannel.Channels.handshake_error>`).
         """
         info = await self._dispatcher.probe_ready(survive_heartbeat=True)
         # The kernel's first message on stdin or control must find us connected (its ROUTER
