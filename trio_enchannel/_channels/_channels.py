@@ -581,8 +581,10 @@ class Channels:
                     sock.subscribe(topic)
             # A ROUTER drops what it sends to a peer whose handshake is not complete: watch
             # ours (see wait_connected), and every socket's for a handshake that cannot
-            # succeed (_fail_handshake). Opened before connecting: no event missed.
-            self._monitors[name] = sock.open_monitor()
+            # succeed (_fail_handshake) until it succeeds once. Opened before connecting:
+            # no event missed.
+            if name in _ROUTED or name not in self._ever_connected:
+                self._monitors[name] = sock.open_monitor()
             try:
                 sock.connect(url)
             except trio.BrokenResourceError as exc:
@@ -633,6 +635,11 @@ class Channels:
                 self._ever_connected.add(name)
                 self._handshake_misses[name] = 0
                 self._handshake_failures.pop(name, None)
+                if name == "hb":
+                    # Its failures are never final now: its later sockets go unwatched.
+                    # (IOPub's monitor stays until the channels close: a call on the
+                    # socket from this task would run the reader's receive hook.)
+                    return
             elif event.name == "disconnected":
                 if routed:
                     self._connected[cast(ChannelName, name)] = False
