@@ -894,3 +894,19 @@ async def test_ipykernel_with_a_key_and_a_client_without_one(tmp_path: Path) -> 
                     if msg.msg_type == "stream":
                         assert msg.content["text"] == "heard\n"
                         break
+
+
+async def test_info_without_the_key_of_a_signing_kernel_names_the_key(tmp_path: Path) -> None:
+    """``trio-enchannel info`` with a connection file whose key is empty, for a kernel that
+    signs: a usage error (status 2) naming the key, at once, instead of the timeout."""
+    import json
+
+    from tests.test_cli import cli
+
+    info = ConnectionInfo.allocate(key="kernel-key")
+    async with open_fake_kernel(info=info) as kernel:
+        path = tmp_path / "keyless.json"
+        path.write_text(json.dumps(dict(kernel.connection_info.to_dict(), key="")))
+        done = await cli(tmp_path, "info", str(path), "--timeout", "60")
+    assert done.returncode == 2, done.stderr
+    assert "connection file's key" in done.stderr and "Traceback" not in done.stderr
