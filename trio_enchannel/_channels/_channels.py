@@ -142,8 +142,9 @@ class Channels:
         # wait_iopub_ready's kernel_info nudges: what they cause is not delivered.
         self._nudges = RecentIds()
         self._nudge_lock = trio.Lock()
-        # Every socket's handshakes are watched: the heartbeat's (replaced by each new socket
-        # it makes) and IOPub's for _fail_handshake only, the routed ones for wait_connected.
+        # Every socket's handshakes are watched: IOPub's and the heartbeat's (across the
+        # sockets it makes, until one succeeds) for _fail_handshake only, the routed ones for
+        # wait_connected too.
         self._monitors: dict[SocketName, SocketMonitor] = {}
         self._connected: dict[ChannelName, bool] = dict.fromkeys(_ROUTED, False)
         self._handshake_failures: dict[SocketName, SocketEvent] = {}
@@ -151,7 +152,7 @@ class Channels:
         # fix. Every waiter gets it (see _fail_handshake).
         self._handshake_error: str | None = None
         # Its ConnectionInfoError.reason: "key_missing" when the kernel signs and we have no
-        # key (see _refuse_unsigned), which fails the routed channels only.
+        # key (see _unverified), which fails the routed channels only.
         self._handshake_reason = "handshake_failed"
         self._handshake_misses: dict[SocketName, int] = dict.fromkeys(_MONITORED, 0)
         self._ever_connected: set[SocketName] = set()
