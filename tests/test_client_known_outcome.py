@@ -6,9 +6,11 @@ waits for a timeout the caller may not have set."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from trio_enchannel import (
     open_client,
     open_kernel,
 )
-from trio_enchannel._io._zmq import curve_keypair, has_curve
+from trio_enchannel._io._zmq import SocketKind, TrioSocket, curve_keypair, has_curve
 from trio_enchannel.testing import CommOpen, ForgeSignature, Gate, open_fake_kernel
 
 TIMEOUT = 10
@@ -240,6 +242,84 @@ async def test_failed_handshake_fails_every_call_of_the_client(case: str) -> Non
                 await assert_every_call_fails(client, ConnectionInfoError, "handshake")
 
 
+#: A socket of the connection info pointed at a stranger: (kernel encrypts?, the stranger's
+#: socket kind for that channel). The stranger is a CurveZMQ server with its own keys, so a
+#: plain client fails its handshake with a protocol error at once and an encrypting one
+#: (which has the kernel's public key) without detail, at every attempt.
+STRANGERS: dict[str, tuple[bool, SocketKind]] = {
+    "iopub, plain client": (False, "PUB"),
+    "iopub, encrypting client": (True, "PUB"),
+    "hb, plain client": (False, "REP"),
+    "hb, encrypting client": (True, "REP"),
+}
+
+
+@contextlib.asynccontextmanager
+async def _one_stranger_socket(case: str) -> AsyncIterator[tuple[str, ConnectionInfo]]:
+    """A fake kernel whose connection info has one socket (IOPub or heartbeat) that fails
+    its handshake for good: what the client is given, and that socket's name."""
+    encrypting, kind = STRANGERS[case]
+    name = case.split(",")[0]
+    base = ConnectionInfo.allocate(key="k")
+    async with open_fake_kernel(info=_curve(base) if encrypting else base) as fk:
+        stranger = TrioSocket(kind, linger=0)
+        try:
+            stranger.set_curve_server(curve_keypair()[1])
+            endpoint = stranger.bind("tcp://127.0.0.1:0")
+            port = int(endpoint.rsplit(":", 1)[1])
+            info = fk.connection_info
+            if name == "iopub":
+                yield name, attrs.evolve(info, iopub_port=port)
+            else:
+                yield name, attrs.evolve(info, hb_port=port)
+        finally:
+            stranger.close()
+
+
+@needs_curve
+@pytest.mark.parametrize("case", sorted(STRANGERS))
+async def test_a_failed_handshake_of_iopub_or_the_heartbeat_alone_is_final(case: str) -> None:
+    """Only IOPub's (or only the heartbeat's) handshake fails: shell and control answer, but
+    no output or idle ever arrives (or no echo, until a misleading "no heartbeat reply"
+    30 s later). The failure is final as for the other sockets: an execute() waiting for
+    IOPub, a task waiting on unclaimed_iopub, and every later call fail with
+    ConnectionInfoError naming the socket."""
+    with trio.fail_after(TIMEOUT):
+        async with _one_stranger_socket(case) as (name, info), open_client(info) as client:
+            match = f"the {name} socket"
+            if name == "iopub":
+                with pytest.raises(ConnectionInfoError, match=match) as caught:
+                    await client.execute("1")
+                assert caught.value.reason == "handshake_failed"
+            # (the heartbeat's failure is known after its first attempt, or its third
+            # without detail: calls made before may succeed)
+            with pytest.raises(ConnectionInfoError, match=match):
+                await _drain(client.unclaimed_iopub)()
+            await assert_every_call_fails(client, ConnectionInfoError, match)
+
+
+@needs_curve
+@pytest.mark.parametrize("case", sorted(STRANGERS))
+async def test_a_failed_handshake_of_iopub_or_the_heartbeat_reaches_the_channels_waiters(
+    case: str,
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with (
+            _one_stranger_socket(case) as (name, info),
+            open_channels(info, hb_interval=0.2) as ch,
+        ):
+            if name == "iopub":
+                await _expect_unreachable(ch.wait_iopub_ready)
+            await _expect_unreachable(_drain(ch.iopub))
+            error = ch.handshake_error
+            assert error is not None and error.reason == "handshake_failed"
+            assert f"the {name} socket" in str(error)
+            await _expect_unreachable(ch.wait_connected)
+            await _expect_unreachable(
+                lambda: ch.shell.send(ch.session.message("kernel_info_request"))
+            )
+
+
 # -- replies rejected for their signature ----------------------------------------------------
 
 
@@ -279,6 +359,40 @@ async def test_ipykernel_with_another_key_is_named_as_the_cause(
                 with pytest.raises(SignatureMismatch) as caught:
                     await client.wait_ready()
                 assert caught.value.rejected_reason == rejected
+                with pytest.raises(SignatureMismatch):
+                    await client.execute("1")
+
+
+@pytest.mark.parametrize("scheme", ["hmac-sha512", "hmac-md5"])
+async def test_another_signature_scheme_with_the_same_key_is_a_signature_mismatch(
+    scheme: str,
+) -> None:
+    """The same key, another scheme: each side rejects what the other signs; the kernel's
+    first message names the cause instead of every call waiting."""
+    same_key = ConnectionInfo.allocate(key="same-key", signature_scheme=scheme)
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=same_key) as fk:
+            ours = attrs.evolve(fk.connection_info, signature_scheme="hmac-sha256")
+            async with open_client(ours) as client:
+                with pytest.raises(SignatureMismatch, match="signature_scheme") as caught:
+                    await client.wait_ready()
+                assert caught.value.rejected_reason == "invalid_signature"
+                await assert_every_call_fails(client, SignatureMismatch, "signature_scheme")
+            assert not fk.requests
+
+
+@pytest.mark.kernel
+async def test_ipykernel_with_another_signature_scheme_is_named_as_the_cause(
+    tmp_path: Path,
+) -> None:
+    """ipykernel signing with hmac-sha512, the client with hmac-sha256 and the same key."""
+    with trio.fail_after(60):
+        info = ConnectionInfo.allocate(key="same-key", signature_scheme="hmac-sha512")
+        async with kernel_process(tmp_path, info=info) as kernel:
+            ours = attrs.evolve(kernel.info, signature_scheme="hmac-sha256")
+            async with open_client(ours) as client:
+                with pytest.raises(SignatureMismatch, match="signature_scheme"):
+                    await client.wait_ready()
                 with pytest.raises(SignatureMismatch):
                     await client.execute("1")
 
@@ -649,3 +763,150 @@ async def test_receivers_fail_at_once_when_the_kernel_signs_with_another_key() -
                 await assert_receivers_fail_with_the_death(
                     receivers, publish_with_another_key, "key", SignatureMismatch
                 )
+
+
+# -- a client without the key of a kernel that signs -------------------------------------------
+
+
+async def test_a_client_without_the_key_of_a_signing_kernel_fails_every_call() -> None:
+    """The kernel signs its messages, the client has an empty key: the kernel drops every
+    unsigned request, so nothing we ask is ever answered, while its signed messages are
+    accepted (as jupyter_client accepts them). The first signed IOPub message makes that
+    known: calls already waiting and later ones fail with ConnectionInfoError
+    ("key_missing"), counted and named; listening to IOPub goes on working."""
+    info = ConnectionInfo.allocate(key="kernel-key")
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=info, iopub_welcome=False) as kernel:
+            keyless = attrs.evolve(kernel.connection_info, key="")
+            async with open_client(keyless) as client, client.subscribe() as everything:
+                await kernel.wait_subscriptions()
+                comms = client.accept_comms("jupyter.widget")
+                unclaimed = client.unclaimed_iopub
+
+                async def publish_signed() -> None:
+                    await kernel.channels.publish_status("idle")
+
+                receivers: dict[str, Receive] = {
+                    name: functools.partial(EVERY_CALL[name], client)
+                    for name in ("wait_ready", "execute", "kernel_info(control)", "request")
+                }
+                receivers["unclaimed_replies"] = _drain(client.unclaimed_replies)
+                await assert_receivers_fail_with_the_death(
+                    receivers, publish_signed, "connection file's key", ConnectionInfoError
+                )
+                await assert_every_call_fails(client, ConnectionInfoError, "key")
+                with pytest.raises(ConnectionInfoError) as caught:
+                    await client.wait_ready()
+                assert caught.value.reason == "key_missing"
+                assert client.statistics().pending == 0
+                # IOPub still delivers, to subscriptions and the unclaimed store alike, and
+                # their receivers (and a comm target's) wait instead of failing.
+                for source in (everything, unclaimed):
+                    got = await source.receive()
+                    assert got.msg_type == "status"
+                    with trio.move_on_after(0.05) as waited:
+                        await source.receive()
+                    assert waited.cancelled_caught
+                with trio.move_on_after(0.05) as waited:
+                    await comms.receive()
+                assert waited.cancelled_caught
+                await kernel.channels.publish("stream", {"name": "stdout", "text": "x"})
+                assert (await everything.receive()).msg_type == "stream"
+                assert (await unclaimed.receive()).msg_type == "stream"
+                channels = client.channels
+                assert isinstance(channels, Channels)
+                assert channels.statistics().iopub.unverified == 2
+                assert channels.session.unverified == 2
+            # Nothing the client asked reached the kernel as a request it would run.
+            assert not kernel.requests
+
+
+async def test_channels_without_the_key_refuse_to_send_to_a_signing_kernel() -> None:
+    """At the channels' level: once a signed message arrives on IOPub with no key, sends on
+    shell, control and stdin raise ConnectionInfoError, a task waiting on ch.shell.receive()
+    is woken with it, and ch.iopub keeps delivering."""
+    info = ConnectionInfo.allocate(key="kernel-key")
+    with trio.fail_after(TIMEOUT):
+        async with open_fake_kernel(info=info, iopub_welcome=False) as kernel:
+            keyless = attrs.evolve(kernel.connection_info, key="")
+            async with open_channels(keyless, heartbeat=False) as ch:
+                await kernel.wait_subscriptions()
+                before = ch.handshake_error
+                assert before is None
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_expect_key_missing, ch.shell.receive)
+                    nursery.start_soon(_expect_key_missing, ch.control.receive)
+                    await trio.testing.wait_all_tasks_blocked()
+                    await kernel.channels.publish_status("idle")
+                    assert (await ch.iopub.receive()).msg_type == "status"
+                error = ch.handshake_error
+                assert error is not None and error.reason == "key_missing"
+                await _expect_key_missing(
+                    lambda: ch.shell.send(ch.session.message("kernel_info_request"))
+                )
+                with pytest.raises(ConnectionInfoError, match="key"):
+                    ch.stdin.send_nowait(ch.session.message("input_reply", {"value": ""}))
+                await _expect_key_missing(ch.wait_connected)
+                await kernel.channels.publish_status("busy")
+                assert (await ch.iopub.receive()).content == {"execution_state": "busy"}
+                assert ch.statistics().iopub.unverified == 2
+
+
+async def _expect_key_missing(call: Callable[[], Awaitable[Any]]) -> None:
+    with pytest.raises(ConnectionInfoError, match="connection file's key") as caught:
+        await call()
+    assert caught.value.reason == "key_missing"
+
+
+async def test_a_keyless_kernel_and_client_are_not_refused() -> None:
+    """No key on either side: nothing is signed, nothing is refused."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_fake_kernel(info=ConnectionInfo.allocate(key="")) as kernel,
+            open_client(kernel.connection_info) as client,
+        ):
+            await client.wait_ready()
+            assert (await client.execute("1")).ok
+            assert isinstance(client.channels, Channels)
+            assert client.channels.statistics().iopub.unverified == 0
+
+
+@pytest.mark.kernel
+async def test_ipykernel_with_a_key_and_a_client_without_one(tmp_path: Path) -> None:
+    """ipykernel 7 drops our unsigned requests without a word; its signed iopub_welcome says
+    so at once: wait_ready() and execute() raise ConnectionInfoError naming the key, and the
+    keyless client still hears what another, keyed, client makes the kernel print."""
+    with trio.fail_after(60):
+        info = ConnectionInfo.allocate(key="kernel-key")
+        async with kernel_process(tmp_path, info=info) as kernel:
+            keyless = attrs.evolve(kernel.info, key="")
+            async with open_client(keyless) as listener:
+                with pytest.raises(ConnectionInfoError, match="key") as caught:
+                    await listener.wait_ready()
+                assert caught.value.reason == "key_missing"
+                with pytest.raises(ConnectionInfoError, match="key"):
+                    await listener.execute("1")
+                async with open_client(kernel.info) as keyed:
+                    await keyed.wait_ready()
+                    assert (await keyed.execute("print('heard')")).ok
+                while True:
+                    msg = await listener.unclaimed_iopub.receive()
+                    if msg.msg_type == "stream":
+                        assert msg.content["text"] == "heard\n"
+                        break
+
+
+async def test_info_without_the_key_of_a_signing_kernel_names_the_key(tmp_path: Path) -> None:
+    """``trio-enchannel info`` with a connection file whose key is empty, for a kernel that
+    signs: a usage error (status 2) naming the key, at once, instead of the timeout."""
+    import json
+
+    from tests.test_cli import cli
+
+    info = ConnectionInfo.allocate(key="kernel-key")
+    async with open_fake_kernel(info=info) as kernel:
+        path = tmp_path / "keyless.json"
+        path.write_text(json.dumps(dict(kernel.connection_info.to_dict(), key="")))
+        done = await cli(tmp_path, "info", str(path), "--timeout", "60")
+    assert done.returncode == 2, done.stderr
+    assert "connection file's key" in done.stderr and "Traceback" not in done.stderr

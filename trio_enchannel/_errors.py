@@ -177,7 +177,21 @@ class ConnectionInfoError(ConfigurationError):
     """Connection information (a connection file or dict) is missing or invalid.
 
     The message names the offending field and, when known, the file it came from.
+
+    Attributes:
+        reason: a short, stable, machine-readable code: ``"invalid"`` (the default: a field
+            is missing or invalid), ``"handshake_failed"`` (a ZeroMQ handshake with the
+            kernel failed for good: wrong ``curve_publickey``, encryption on one side only,
+            not a ZeroMQ peer) or ``"key_missing"`` (the kernel signs its messages and this
+            side has no key: the kernel drops every request sent unsigned).
     """
+
+    reason: str = "invalid"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
 
 
 class UsageError(EnchannelError, RuntimeError):

@@ -89,6 +89,8 @@ _ROUTED: tuple[ChannelName, ...] = ("shell", "control", "stdin")
 #: each attempt when the kernel refuses our CurveZMQ keys (a wrong ``curve_publickey``); one
 #: alone may be a kernel that went away mid-handshake.
 HANDSHAKE_ATTEMPTS = 3
+#: The sockets whose handshakes are watched.
+_MONITORED: tuple[SocketName, ...] = (*CHANNEL_NAMES, "hb")
 #: Rejection reasons that say the kernel signs differently from us (see add_reject_listener).
 _SIGNATURE_REASONS = frozenset(("invalid_signature", "unsigned"))
 #: The largest parent header a rejected message may have for its claimed parent to be read.
@@ -140,14 +142,20 @@ class Channels:
         # wait_iopub_ready's kernel_info nudges: what they cause is not delivered.
         self._nudges = RecentIds()
         self._nudge_lock = trio.Lock()
-        self._monitors: dict[ChannelName, SocketMonitor] = {}
+        # Every socket's handshakes are watched: IOPub's and the heartbeat's (across the
+        # sockets it makes, until one succeeds) for _fail_handshake only, the routed ones for
+        # wait_connected too.
+        self._monitors: dict[SocketName, SocketMonitor] = {}
         self._connected: dict[ChannelName, bool] = dict.fromkeys(_ROUTED, False)
-        self._handshake_failures: dict[ChannelName, SocketEvent] = {}
+        self._handshake_failures: dict[SocketName, SocketEvent] = {}
         # Final: a socket that never completed a handshake failed in a way retrying will not
         # fix. Every waiter gets it (see _fail_handshake).
         self._handshake_error: str | None = None
-        self._handshake_misses: dict[ChannelName, int] = dict.fromkeys(_ROUTED, 0)
-        self._ever_connected: set[ChannelName] = set()
+        # Its ConnectionInfoError.reason: "key_missing" when the kernel signs and we have no
+        # key (see _unverified), which fails the routed channels only.
+        self._handshake_reason = "handshake_failed"
+        self._handshake_misses: dict[SocketName, int] = dict.fromkeys(_MONITORED, 0)
+        self._ever_connected: set[SocketName] = set()
         self._send_scopes: set[trio.CancelScope] = set()
         self._reject_listeners: list[RejectListener] = []
         self._listeners: list[ChannelsListener] = []
@@ -349,9 +357,12 @@ class Channels:
             if self._closed:
                 raise trio.ClosedResourceError("the channels are closed")
             self._check_handshake()
-            if self._handshake_failures:
-                name, event = next(iter(self._handshake_failures.items()))
-                raise ConnectionInfoError(_describe_handshake_failure(name, event))
+            failed = [(n, e) for n, e in self._handshake_failures.items() if n in _ROUTED]
+            if failed:
+                name, event = failed[0]
+                raise ConnectionInfoError(
+                    _describe_handshake_failure(name, event), reason="handshake_failed"
+                )
             self._check_never_reached()
             if all(self._connected.values()):
                 await trio.lowlevel.cancel_shielded_checkpoint()
@@ -403,19 +414,28 @@ class Channels:
     def handshake_error(self) -> ConnectionInfoError | None:
         """Why these channels can never talk to the kernel, once that is known; else ``None``.
 
-        Set when a ZeroMQ handshake of shell, control or stdin fails on a socket that never
+        Set (``reason`` ``"handshake_failed"``) when a ZeroMQ handshake of any socket
+        (shell, control, stdin, IOPub or the heartbeat's) fails on a socket that never
         completed one, in a way retrying will not fix: at the first failure that names a
         protocol or an authentication problem (a plain client and an encrypting kernel, or
         the reverse), or after three failures in a row without detail
         (what libzmq reports when the kernel cannot decrypt our greeting: a wrong
-        ``curve_publickey``). From then on every send, every receive once the messages
-        already received are consumed, :meth:`wait_connected` and :meth:`wait_iopub_ready`
-        raise it (a fresh :class:`ConnectionInfoError` each time), and so does every call
-        of a :class:`~trio_enchannel.KernelClient` on these channels.
+        ``curve_publickey``; the heartbeat's count across the sockets it makes). From then on
+        every send, every receive once the messages already received are consumed,
+        :meth:`wait_connected` and :meth:`wait_iopub_ready` raise it (a fresh
+        :class:`ConnectionInfoError` each time), and so does every call of a
+        :class:`~trio_enchannel.KernelClient` on these channels.
+
+        Also set (``reason`` ``"key_missing"``) when these channels have no key and a signed
+        message arrives on IOPub before any on shell, control or stdin: the kernel signs, so
+        it drops every message we send unsigned. Then sends on shell, control and stdin,
+        their receives once drained and :meth:`wait_connected` raise it, and so does every
+        request of a client; IOPub keeps delivering (listening needs no key). Counted in
+        ``statistics().iopub.unverified`` and logged once.
         """
         if self._handshake_error is None:
             return None
-        return ConnectionInfoError(self._handshake_error)
+        return ConnectionInfoError(self._handshake_error, reason=self._handshake_reason)
 
     async def aclose(self) -> None:
         """Close every socket and stop the readers and the heartbeat; idempotent.
@@ -452,7 +472,7 @@ class Channels:
 
     def _check_handshake(self) -> None:
         if self._handshake_error is not None:
-            raise ConnectionInfoError(self._handshake_error)
+            raise ConnectionInfoError(self._handshake_error, reason=self._handshake_reason)
 
     async def _send(self, name: ChannelName, msg: Message) -> None:
         frames = self._frames(name, msg)
@@ -480,7 +500,7 @@ class Channels:
         sock.send_multipart_nowait(frames)
         self._hub.counters[name].sent += 1
 
-    def _fail_handshake(self, name: ChannelName, event: SocketEvent) -> None:
+    def _fail_handshake(self, name: SocketName, event: SocketEvent) -> None:
         """The handshake of ``name`` failed for good: tell every waiter."""
         if self._handshake_error is not None:
             return
@@ -489,10 +509,45 @@ class Channels:
             text += f" ({HANDSHAKE_ATTEMPTS} attempts in a row)"
         self._handshake_error = text
         logger.error("%s; these channels cannot talk to the kernel", text)
-        self._hub.fail(lambda: ConnectionInfoError(text))
+        self._hub.fail(lambda: ConnectionInfoError(text, reason="handshake_failed"))
         for scope in self._send_scopes:
             scope.cancel()
         self._iopub_wakeup.set()
+
+    def _unverified(self, name: ChannelName, new: int) -> None:
+        """``new`` messages of channel ``name`` carried a signature that our empty key
+        could not verify: the kernel signs. Count them; at the first on IOPub (unless the
+        kernel has answered us, which a kernel that verifies would not), the kernel is known
+        to drop every request we send: refuse to send and fail the routed channels' waiters
+        with ``ConnectionInfoError`` (``reason`` ``"key_missing"``). IOPub keeps delivering:
+        listening needs no key."""
+        self._hub.counters[name].unverified += new
+        if (
+            name != "iopub"
+            or self._handshake_error is not None
+            or any(self._hub.counters[routed].received for routed in _ROUTED)
+        ):
+            return
+        text = (
+            "the kernel signs its messages but this connection has no key, so the kernel "
+            "drops every request sent to it; give the client the connection file's key "
+            "(listening to IOPub works without it)"
+        )
+        self._handshake_error = text
+        self._handshake_reason = "key_missing"
+        logger.error("%s", text)
+        hub = self._hub
+
+        def error() -> ConnectionInfoError:
+            return ConnectionInfoError(text, reason="key_missing")
+
+        for routed in _ROUTED:
+            if hub.inboxes[routed] is not hub.inboxes["iopub"]:  # (multiplexed: one inbox)
+                hub.inboxes[routed].fail(error)
+        for scope in self._send_scopes:
+            scope.cancel()
+        changed, self._connection_changed = self._connection_changed, trio.Event()
+        changed.set()
 
     def _reject(
         self, name: ChannelName, frames: Sequence[Frame], error: RemoteProtocolError
@@ -521,13 +576,16 @@ class Channels:
                 # Never let the kernel's ROUTER drop a reply for want of room on our side:
                 # replies are bounded by our own requests.
                 sock.set_option("RCVHWM", 0)
-                # A ROUTER drops what it sends to a peer whose handshake is not complete:
-                # watch ours (see wait_connected). Opened before connecting: no event missed.
-                self._monitors[cast(ChannelName, name)] = sock.open_monitor()
             elif kind == "SUB":
                 sock.set_option("RCVHWM", options.iopub_hwm)
                 for topic in options.iopub_topics:
                     sock.subscribe(topic)
+            # A ROUTER drops what it sends to a peer whose handshake is not complete: watch
+            # ours (see wait_connected), and every socket's for a handshake that cannot
+            # succeed (_fail_handshake) until it succeeds once. Opened before connecting:
+            # no event missed.
+            if name in _ROUTED or name not in self._ever_connected:
+                self._monitors[name] = sock.open_monitor()
             try:
                 sock.connect(url)
             except trio.BrokenResourceError as exc:
@@ -536,62 +594,81 @@ class Channels:
                 ) from exc
         except BaseException:
             sock.close(linger=0)
-            monitor = self._monitors.pop(cast(ChannelName, name), None)
+            monitor = self._monitors.pop(name, None)
             if monitor is not None:
                 monitor.close()
             raise
         self._sockets[name] = sock
         return sock
 
-    async def _watch_connection(self, name: ChannelName) -> None:
-        """Follow the handshakes of channel ``name``'s socket (see :meth:`wait_connected`)."""
+    async def _watch_connection(self, name: SocketName) -> None:
+        """Follow the handshakes of socket ``name`` (see :meth:`wait_connected` and
+        :meth:`handshake_error`), and of the sockets that replace it (the heartbeat makes a
+        new one after each missed echo; its failures count across them)."""
         monitor = self._monitors[name]
         scope = trio.CancelScope()
         self._scopes.append(scope)
         if self._closed:
             scope.cancel()
+        with scope:
+            while True:
+                try:
+                    await self._follow(name, monitor)
+                finally:
+                    monitor.close()
+                replaced = self._monitors.get(name)
+                if replaced is None or replaced is monitor or self._closed:
+                    return
+                monitor = replaced
+
+    async def _follow(self, name: SocketName, monitor: SocketMonitor) -> None:
+        """The events of one socket of ``name``, until its monitor stops."""
         succeeded = "handshake_succeeded" if HANDSHAKE_EVENTS else "connected"
-        try:
-            with scope:
-                while True:
-                    try:
-                        event = await monitor.receive()
-                    except (trio.ClosedResourceError, trio.BrokenResourceError):
-                        return
-                    if event.name == succeeded:
-                        self._connected[name] = True
-                        self._ever_connected.add(name)
-                        self._handshake_misses[name] = 0
-                        self._handshake_failures.pop(name, None)
-                    elif event.name == "disconnected":
-                        self._connected[name] = False
-                    elif event.name in ("handshake_failed_protocol", "handshake_failed_auth"):
-                        if name not in self._handshake_failures:
-                            logger.warning(
-                                "the ZeroMQ handshake of the %s socket with %s failed (%s)",
-                                name,
-                                event.endpoint,
-                                event.name,
-                            )
-                        self._handshake_failures[name] = event
-                        if name not in self._ever_connected:
-                            self._fail_handshake(name, event)
-                    elif event.name == "handshake_failed":
-                        self._handshake_misses[name] += 1
-                        if (
-                            name not in self._ever_connected
-                            and self._handshake_misses[name] >= HANDSHAKE_ATTEMPTS
-                        ):
-                            self._handshake_failures[name] = event
-                            self._fail_handshake(name, event)
-                    elif event.name == "monitor_stopped":
-                        return
-                    else:
-                        continue
-                    changed, self._connection_changed = self._connection_changed, trio.Event()
-                    changed.set()
-        finally:
-            monitor.close()
+        routed = name in _ROUTED
+        while True:
+            try:
+                event = await monitor.receive()
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return
+            if event.name == succeeded:
+                if routed:
+                    self._connected[cast(ChannelName, name)] = True
+                self._ever_connected.add(name)
+                self._handshake_misses[name] = 0
+                self._handshake_failures.pop(name, None)
+                if name == "hb":
+                    # Its failures are never final now: its later sockets go unwatched.
+                    # (IOPub's monitor stays until the channels close: a call on the
+                    # socket from this task would run the reader's receive hook.)
+                    return
+            elif event.name == "disconnected":
+                if routed:
+                    self._connected[cast(ChannelName, name)] = False
+            elif event.name in ("handshake_failed_protocol", "handshake_failed_auth"):
+                if name not in self._handshake_failures:
+                    logger.warning(
+                        "the ZeroMQ handshake of the %s socket with %s failed (%s)",
+                        name,
+                        event.endpoint,
+                        event.name,
+                    )
+                self._handshake_failures[name] = event
+                if name not in self._ever_connected:
+                    self._fail_handshake(name, event)
+            elif event.name == "handshake_failed":
+                self._handshake_misses[name] += 1
+                if (
+                    name not in self._ever_connected
+                    and self._handshake_misses[name] >= HANDSHAKE_ATTEMPTS
+                ):
+                    self._handshake_failures[name] = event
+                    self._fail_handshake(name, event)
+            elif event.name == "monitor_stopped":
+                return
+            else:
+                continue
+            changed, self._connection_changed = self._connection_changed, trio.Event()
+            changed.set()
 
     async def _run_heartbeat(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -715,6 +792,7 @@ class _Reader:
         subscribed = bool(fanout.subscriptions)
         drop, max_items, max_bytes = self.drop, self.max_items, self.max_bytes
         repaired = session.invalid_utf8
+        unverified = session.unverified
         received = counters.received
         consumer = self.hub.consumers.get(name)
         for frames in batch:
@@ -758,9 +836,11 @@ class _Reader:
                 owner._iopub_wakeup.set()
         if session.invalid_utf8 != repaired:
             _log_repaired(name, counters, session.invalid_utf8 - repaired)
+        if session.unverified != unverified:
+            owner._unverified(name, session.unverified - unverified)
 
 
-def _describe_handshake_failure(name: ChannelName, event: SocketEvent) -> str:
+def _describe_handshake_failure(name: SocketName, event: SocketEvent) -> str:
     if event.name == "handshake_failed_auth":
         reason = "the kernel refused our CurveZMQ keys, or curve_publickey is wrong"
     elif event.name == "handshake_failed":
@@ -957,10 +1037,11 @@ async def open_channels_with(
             try:
                 for name in CHANNEL_NAMES:
                     await nursery.start(ch._reader, name)
-                for name in _ROUTED:
+                for name in CHANNEL_NAMES:
                     nursery.start_soon(ch._watch_connection, name)
                 if options.heartbeat:
                     await nursery.start(ch._run_heartbeat)
+                    nursery.start_soon(ch._watch_connection, "hb")
                     nursery.start_soon(ch._watch_verdict)
                 yield ch
             finally:

@@ -778,7 +778,10 @@ class KernelClient:
             KernelDied: the kernel was known to be dead, or the launcher reported it dead
                 while waiting.
             ConnectionInfoError: a channel's ZeroMQ handshake failed for good (see
-                :meth:`Channels.wait_connected <trio_enchannel.Channels.wait_connected>`).
+                :meth:`Channels.wait_connected <trio_enchannel.Channels.wait_connected>`),
+                or the kernel signs its messages and this client has no key (``reason``
+                ``"key_missing"``: see :attr:`Channels.handshake_error
+                <trio_enchannel.Channels.handshake_error>`).
         """
         info = await self._dispatcher.probe_ready(survive_heartbeat=True)
         # The kernel's first message on stdin or control must find us connected (its ROUTER
@@ -863,7 +866,7 @@ class KernelClient:
         # restarted); the client knows of the death, so nobody waits on it for nothing.
         dispatcher = self._dispatcher
         async with subscribing as subscription:
-            subscription._check = dispatcher.check_usable
+            subscription._check = dispatcher.check_listening
             dispatcher.subscriptions.add(subscription)
             try:
                 yield subscription
@@ -951,7 +954,7 @@ class _TargetQueue(DroppingQueue[Comm]):
     """
 
     def __init__(self, dispatcher: Dispatcher, target_name: str, max_size: int) -> None:
-        super().__init__(max_size, check=dispatcher.check_usable)
+        super().__init__(max_size, check=dispatcher.check_listening)
         self._dispatcher = dispatcher
         self._target_name = target_name
 

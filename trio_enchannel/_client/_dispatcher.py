@@ -39,6 +39,8 @@ __all__ = ["ClientStatistics", "Dispatcher"]
 
 _Buffer = bytes | bytearray | memoryview
 _COMM_TYPES = frozenset(("comm_open", "comm_msg", "comm_close"))
+#: ConnectionInfoError.reason when the kernel signs and the client has no key.
+KEY_MISSING = "key_missing"
 
 
 @attrs.frozen
@@ -100,7 +102,7 @@ class Dispatcher:
             unclaimed_buffer, check=self.check_usable
         )
         self.unclaimed_iopub: DroppingQueue[Message] = DroppingQueue(
-            unclaimed_buffer, check=self.check_usable
+            unclaimed_buffer, check=self.check_listening
         )
         self.comms: dict[str, Comm] = {}
         self.comm_targets: dict[str, DroppingQueue[Comm]] = {}
@@ -114,7 +116,8 @@ class Dispatcher:
         self.trust_channels_ready = True
         self.unresponsive: KernelDied | None = None
         # Why the channels can never reach the kernel (a ZeroMQ handshake that failed for
-        # good): every call fails with it, for good.
+        # good, or a kernel that signs while we have no key): every call fails with it, for
+        # good (but listening, for "key_missing": see check_listening).
         self.unreachable: ConnectionInfoError | None = None
         # Messages rejected for their signature before the kernel's first valid one: it
         # signs differently (another key or scheme); calls fail with it until a valid one.
@@ -266,7 +269,14 @@ class Dispatcher:
             if not self.closed:
                 if self.unreachable is None:
                     self.unreachable = exc
-                self.fail(exc)
+                if exc.reason == KEY_MISSING:
+                    # The kernel hears nothing we send, but we hear it: fail what waits for
+                    # an answer, and leave the listeners (IOPub, comms) alone.
+                    for req in {id(r): r for r in self.tracker}.values():
+                        req.fail(exc)
+                    self.unclaimed_replies.fail_waiters(exc)
+                else:
+                    self.fail(exc)
             return
         except Exception as exc:
             if not self.closed:
@@ -462,17 +472,24 @@ class Dispatcher:
 
     # -- sending ------------------------------------------------------------------------
 
-    def check_open(self) -> None:
-        """Raise if the client is closed, or its channels can never reach the kernel."""
+    def check_open(self, *, listening: bool = False) -> None:
+        """Raise if the client is closed, or its channels can never reach the kernel (for
+        ``listening``, see :meth:`check_listening`)."""
         if self.closed:
             raise trio.ClosedResourceError("the client is closed")
-        if self.unreachable is not None:
-            raise ConnectionInfoError(str(self.unreachable))
+        unreachable = self.unreachable
+        if unreachable is not None and not (listening and unreachable.reason == KEY_MISSING):
+            raise ConnectionInfoError(str(unreachable), reason=unreachable.reason)
         missigned = self.missigned
         if missigned is not None:
             raise SignatureMismatch(missigned.channel, missigned.rejected_reason)
 
-    def check_usable(self, *, probing: bool = False) -> None:
+    def check_listening(self) -> None:
+        """:meth:`check_usable` for a receiver of what the kernel publishes (IOPub, the comms
+        it opens): a kernel that drops our unsigned requests (``key_missing``) still talks."""
+        self.check_usable(listening=True)
+
+    def check_usable(self, *, probing: bool = False, listening: bool = False) -> None:
         """Raise if no request can succeed now: the client is closed, or the kernel is known
         to be dead (reported by a launcher or the channels) or unresponsive (declared by the
         channels' heartbeat and not responsive again). Every path that sends to the kernel or
@@ -481,8 +498,9 @@ class Dispatcher:
 
         ``probing``: the call is a readiness probe; while a new process starts
         (:meth:`new_process`), heartbeat silence does not count (a reported death does).
+        ``listening``: see :meth:`check_listening`.
         """
-        self.check_open()
+        self.check_open(listening=listening)
         died = self.unresponsive
         if died is None:
             # The channels' verdict counts from the moment it is given, not only once the

@@ -86,6 +86,9 @@ class ChannelStatistics:
         invalid_utf8: messages accepted (and delivered) although a JSON part held bytes that
             are not valid UTF-8: those were decoded as U+FFFD replacement characters, as
             jupyter_client does (a kernel's ``print('\\udcff')`` sends such a byte).
+        unverified: messages accepted with a signature that could not be verified, because
+            this side has no key (as jupyter_client accepts them): the kernel signs, and
+            most likely drops every message sent to it unsigned.
     """
 
     name: ChannelName
@@ -102,6 +105,7 @@ class ChannelStatistics:
     subscriptions: int = 0
     subscriber_dropped: int = 0
     invalid_utf8: int = 0
+    unverified: int = 0
 
     @property
     def rejected_total(self) -> int:
@@ -158,6 +162,7 @@ class Counters:
         "rejected",
         "sent",
         "stalls",
+        "unverified",
     )
 
     def __init__(self) -> None:
@@ -169,6 +174,7 @@ class Counters:
         self._dropped_by_parent: collections.OrderedDict[str, int] = collections.OrderedDict()
         self.discarded = 0
         self.invalid_utf8 = 0
+        self.unverified = 0
         self._drop_event: trio.Event | None = None
         self.fanout: Fanout | None = None  # IOPub's subscriptions, set by the owner
 
@@ -225,6 +231,7 @@ class Counters:
             subscriptions=len(fanout.subscriptions) if fanout is not None else 0,
             subscriber_dropped=fanout.dropped if fanout is not None else 0,
             invalid_utf8=self.invalid_utf8,
+            unverified=self.unverified,
         )
 
     @property

@@ -667,6 +667,7 @@ class Session:
     _counter: Iterable[int] = attrs.field(init=False, factory=itertools.count, repr=False)
     _signer: _Signer = attrs.field(init=False, repr=False)
     _invalid_utf8: int = attrs.field(init=False, default=0, repr=False)
+    _unverified: int = attrs.field(init=False, default=0, repr=False)
     # [header fragments (see _header_fragments), (the last Header built, its JSON), (the last
     # parent's Header, its dict)]: a list, so that updating it costs no call to attrs'
     # __setattr__; each item is replaced whole.
@@ -716,6 +717,13 @@ class Session:
         """How many messages :meth:`deserialize` accepted with invalid UTF-8 in a JSON part,
         decoded as U+FFFD replacement characters (as jupyter_client does)."""
         return self._invalid_utf8
+
+    @property
+    def unverified(self) -> int:
+        """How many messages :meth:`deserialize` accepted with a signature it could not
+        verify, having no key (as jupyter_client does). The peer signs: it most likely has a
+        key, and then drops every message this session sends unsigned."""
+        return self._unverified
 
     @property
     def signed(self) -> bool:
@@ -949,6 +957,8 @@ class Session:
         is known to be authentic), then recorded (only verified signatures are recorded) to
         reject replays. Bytes that are not valid UTF-8 in a JSON part are decoded as U+FFFD
         replacement characters, as jupyter_client does, and counted (:attr:`invalid_utf8`).
+        Without a key nothing is verified; a message that carries a signature all the same is
+        accepted, as jupyter_client accepts it, and counted (:attr:`unverified`).
 
         Raises:
             MalformedMessage: no delimiter, fewer than five frames after it, a JSON part that is
@@ -991,6 +1001,8 @@ class Session:
             if sig in self._seen:
                 raise DuplicateSignature("message signature was already seen (replay)")
             self._record(sig)
+        elif len(frames[idx + 1]):  # signed, but we have no key to verify it
+            self._unverified += 1
         h = bytes(raw[0])
         p = bytes(raw[1])
         m = bytes(raw[2])
