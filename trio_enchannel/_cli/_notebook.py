@@ -10,14 +10,17 @@ ask for, the output paths) is checked before any kernel starts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
+import importlib.abc
+import importlib.machinery
 import math
 import os
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -188,6 +191,49 @@ class Progress:
 
 # --------------------------------------------------------------------------- files
 
+#: Optional modules that importing nbformat loads although nothing this command does uses
+#: them: jsonschema (which nbformat imports) imports ``rfc3987_syntax``, when it is installed
+#: (wherever jupyter_events is), for its ``"iri"`` format checker, and that module compiles a
+#: grammar as it is imported: more than a second and a half of CPU before the first kernel
+#: could start. nbformat validates with fastjsonschema (or, if asked, with jsonschema's
+#: Draft 4 validator, which has no ``"iri"`` format), and never passes a format checker.
+_UNUSED_OPTIONAL_MODULES = frozenset({"rfc3987_syntax"})
+
+
+class _Unavailable(importlib.abc.MetaPathFinder):
+    """Makes ``import NAME`` fail as if *names* were not installed (while installed)."""
+
+    def __init__(self, names: frozenset[str]) -> None:
+        self.names = names
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname in self.names:
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None
+
+
+@contextlib.contextmanager
+def _without(names: frozenset[str]) -> Iterator[None]:
+    finder = _Unavailable(names)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+def _import_nbformat() -> Any:
+    """Import nbformat without the optional modules it would load for nothing (a later
+    import of them, by anything else, works as usual).
+
+    Raises:
+        ImportError: nbformat is not installed.
+    """
+    with _without(_UNUSED_OPTIONAL_MODULES):
+        return importlib.import_module("nbformat")
+
 
 def _output_paths(args: argparse.Namespace, paths: list[Path]) -> list[Path]:
     """Where each executed notebook goes (``-o`` file, directory or pattern, ``--inplace``).
@@ -241,7 +287,7 @@ def _output_paths(args: argparse.Namespace, paths: list[Path]) -> list[Path]:
 
 
 def _read(path: Path) -> Any:
-    nbformat: Any = importlib.import_module("nbformat")
+    nbformat: Any = _import_nbformat()
     try:
         return nbformat.read(path, as_version=4)
     except FileNotFoundError:
@@ -557,7 +603,7 @@ def run_notebooks_command(args: argparse.Namespace, files: list[str]) -> int:
             unknown, or the options conflict (all checked before any kernel starts).
     """
     try:
-        importlib.import_module("nbformat")
+        _import_nbformat()
     except ImportError:
         raise CommandError(
             "running notebooks needs nbformat: python3 -m pip install 'trio-enchannel[notebook]'",
