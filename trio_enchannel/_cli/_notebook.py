@@ -192,12 +192,26 @@ class Progress:
 # --------------------------------------------------------------------------- files
 
 #: Optional modules that importing nbformat loads although nothing this command does uses
-#: them: jsonschema (which nbformat imports) imports ``rfc3987_syntax``, when it is installed
-#: (wherever jupyter_events is), for its ``"iri"`` format checker, and that module compiles a
-#: grammar as it is imported: more than a second and a half of CPU before the first kernel
-#: could start. nbformat validates with fastjsonschema (or, if asked, with jsonschema's
-#: Draft 4 validator, which has no ``"iri"`` format), and never passes a format checker.
-_UNUSED_OPTIONAL_MODULES = frozenset({"rfc3987_syntax"})
+#: them: jsonschema (which nbformat imports) imports each of these, when it is installed, for
+#: one of its format checkers. ``rfc3987_syntax`` (installed wherever jupyter_events is)
+#: compiles a grammar as it is imported: more than a second and a half of CPU before the
+#: first kernel could start; the others cost a tenth of a second together. nbformat validates
+#: with fastjsonschema (or, if asked, with jsonschema's Draft 4 validator) and never passes a
+#: format checker.
+_UNUSED_OPTIONAL_MODULES = frozenset(
+    {
+        "fqdn",
+        "idna",
+        "isoduration",
+        "jsonpointer",
+        "rfc3339_validator",
+        "rfc3986_validator",
+        "rfc3987",
+        "rfc3987_syntax",
+        "uri_template",
+        "webcolors",
+    }
+)
 
 
 class _Unavailable(importlib.abc.MetaPathFinder):
@@ -231,7 +245,11 @@ def _import_nbformat() -> Any:
     Raises:
         ImportError: nbformat is not installed.
     """
-    with _without(_UNUSED_OPTIONAL_MODULES):
+    try:
+        with _without(_UNUSED_OPTIONAL_MODULES):
+            return importlib.import_module("nbformat")
+    except ImportError:
+        # Not installed, or (some future version) one of them is no longer optional.
         return importlib.import_module("nbformat")
 
 
