@@ -49,6 +49,7 @@ of its kernels.
 from __future__ import annotations
 
 import asyncio
+import compileall
 import contextvars
 import datetime as _dt
 import importlib
@@ -685,8 +686,17 @@ def machine() -> str:
     )
 
 
+def _compile_ours() -> None:
+    """Write our modules' bytecode (``__pycache__``, ignored by git) before the runs, as an
+    installed package has it: nbclient and papermill come with theirs, and with
+    ``PYTHONDONTWRITEBYTECODE`` set every worker would compile ours again (a fifth of a
+    second of CPU per run, in the wall time)."""
+    compileall.compile_dir(ROOT / "trio_enchannel", quiet=1)
+
+
 def main() -> None:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    _compile_ours()
     variant = ours_variant()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-notebooks-") as tmp:
