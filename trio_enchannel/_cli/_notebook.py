@@ -13,14 +13,12 @@ import argparse
 import contextlib
 import functools
 import importlib
-import importlib.abc
-import importlib.machinery
 import math
 import os
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -214,28 +212,19 @@ _UNUSED_OPTIONAL_MODULES = frozenset(
 )
 
 
-class _Unavailable(importlib.abc.MetaPathFinder):
-    """Makes ``import NAME`` fail as if *names* were not installed (while installed)."""
-
-    def __init__(self, names: frozenset[str]) -> None:
-        self.names = names
-
-    def find_spec(
-        self, fullname: str, path: Sequence[str] | None, target: Any = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname in self.names:
-            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
-        return None
-
-
 @contextlib.contextmanager
 def _without(names: frozenset[str]) -> Iterator[None]:
-    finder = _Unavailable(names)
-    sys.meta_path.insert(0, finder)
+    """``import NAME`` fails inside the block, as if *names* were not installed, and
+    ``importlib.util.find_spec(NAME)`` finds nothing (the modules already imported stay)."""
+    blocked = [name for name in names if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # the documented "not found"
     try:
         yield
     finally:
-        sys.meta_path.remove(finder)
+        for name in blocked:
+            if sys.modules.get(name, ...) is None:
+                del sys.modules[name]
 
 
 def _import_nbformat() -> Any:
