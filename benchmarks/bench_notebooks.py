@@ -14,10 +14,13 @@ one runner used is not counted against the next):
 * **one notebook with 10 MB of output** (100,000 printed lines of 100 bytes): ours vs
   nbclient, wall time and the runner's peak memory (without, then with the kernel).
 
-Ours is, in order of preference: the public API (``trio_enchannel.execute_notebook``, many
-notebooks in one Trio program under a ``CapacityLimiter``) when the package has it; else the
-command line with ``-j N`` when ``run`` has it; else ``JOBS`` concurrent ``trio-enchannel run``
-processes (each pays a Python start-up, so that variant flatters nbclient).
+Ours runs twice. ``trio-enchannel`` is, in order of preference: the public API
+(``trio_enchannel.execute_notebook``, many notebooks in one Trio program under a
+``CapacityLimiter``) when the package has it; else the command line with ``-j N`` when ``run``
+has it; else ``JOBS`` concurrent ``trio-enchannel run`` processes (each pays a Python
+start-up, so that variant flatters nbclient). ``trio-enchannel cli`` is the command line,
+``trio-enchannel run a.ipynb b.ipynb ... -j JOBS``, as a user runs it (its Python start-up
+and imports count in its wall time; its own CPU and its kernels' are told apart).
 
 Rounds alternate the runners' order, and the report gives the median and the range over the
 rounds: this machine is shared, so single numbers are noisy.
@@ -26,22 +29,27 @@ Run: ``python benchmarks/bench_notebooks.py`` or ``python -m benchmarks notebook
 ``BENCH_NOTEBOOK_ROUNDS=N`` (default 3), ``BENCH_NOTEBOOK_JOBS=N`` (default 4),
 ``BENCH_NOTEBOOK_COUNT=N`` (default 20), ``BENCH_QUICK=1`` runs one round and writes no
 result files; ``BENCH_NOTEBOOK_RUNNERS="nbclient gathered,trio-enchannel"`` runs only those,
-``BENCH_NOTEBOOK_LARGE=0`` leaves out the 10 MB notebook (neither writes result files).
+``BENCH_NOTEBOOK_LARGE=0`` leaves out the 10 MB notebook (neither writes result files);
+``BENCH_OURS_VARIANT="cli -j"`` makes ``trio-enchannel`` the command line too.
 The runner ``trio-enchannel slot held`` (ours inside ``async with limiter:``, the way
 nbclient gathered holds its semaphore through the kernel's shutdown) runs only when named.
 
 Besides wall time and memory, each runner reports where its time went: the imports before
 the first notebook can be read (``nbformat`` costs seconds where ``jsonschema`` finds its
-optional format checkers), and per notebook, from the phases each runner's own hooks report
-(nbclient's ``on_cell_execute``/``on_cell_executed``, our ``on_event``), the kernel start
-(slot to first cell), the cells, how long the slot stays held after the cells (ours gives
-it back while the kernel shuts down) and the shutdown (last cell to the call's return); and
-the CPU time of the runner and of its kernels.
+optional format checkers; the command line does without the one that costs them), when the
+first cell started (since the runner's process started), and per notebook, from the phases
+each runner's own hooks report (nbclient's ``on_cell_execute``/``on_cell_executed``, our
+``on_event``, the command's progress lines), the kernel start (slot to first cell), the
+cells, how long the slot stays held after the cells (ours gives it back while the kernel
+shuts down), the shutdown (last cell to the call's return) and the first cell to the
+written file; and the CPU time of the runner (the command's own, for the command line) and
+of its kernels.
 """
 
 from __future__ import annotations
 
 import asyncio
+import compileall
 import contextvars
 import datetime as _dt
 import importlib
@@ -228,14 +236,57 @@ def run_ours_slot_held(paths: list[Path], out: Path, jobs: int) -> None:
     run_ours(paths, out, jobs, hold_slot=True)
 
 
+def run_ours_cli(paths: list[Path], out: Path, jobs: int) -> None:
+    """``trio-enchannel run A.ipynb B.ipynb ... -j JOBS -o OUT/{stem}.ipynb``: one process
+    (its Python start-up and imports count), its progress lines timed as they come."""
+    command = [sys.executable, "-m", "trio_enchannel", "run", *map(str, paths)]
+    command += ["-j", str(jobs), "-o", str(out / "{stem}.ipynb")]
+    by_name = {path.name: path for path in paths}
+    proc = subprocess.Popen(
+        command, env=_env(), stdout=DEVNULL, stderr=subprocess.PIPE, text=True, bufsize=1
+    )
+    assert proc.stderr is not None
+    tail: list[str] = []
+    for line in proc.stderr:  # "NAME: [1/5] cell 2: ..." and "wrote OUT/NAME (...)"
+        tail = [*tail[-20:], line]
+        name, _, rest = line.partition(": ")
+        if len(paths) == 1:  # no name before the progress lines
+            name, rest = paths[0].name, line
+        if rest.startswith("[1/") and name in by_name:
+            mark(by_name[name], "first cell")
+        elif line.startswith("wrote "):
+            written = Path(line[len("wrote ") :].split(" (", 1)[0])
+            if written.name in by_name:
+                mark(by_name[written.name], "written")
+    _split_cpu(proc.pid)
+    if proc.wait() != 0:
+        raise RuntimeError(f"the command failed ({proc.returncode}):\n{''.join(tail)}")
+
+
+def _split_cpu(pid: int) -> None:
+    """The command's own CPU time and its kernels' (Linux: read from /proc while the exited
+    process is still a zombie), in :data:`CPU_OVERRIDE`."""
+    try:
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (AttributeError, OSError):
+        return
+    tick = os.sysconf("SC_CLK_TCK")
+    utime, stime, cutime, cstime = (int(v) / tick for v in fields[11:15])
+    CPU_OVERRIDE["runner cpu s"] = _cpu(resource.RUSAGE_SELF) + utime + stime
+    CPU_OVERRIDE["kernels cpu s"] = cutime + cstime
+
+
+#: CPU times a runner measured itself (the command's own, apart from its kernels').
+CPU_OVERRIDE: dict[str, float] = {}
+
+
 def run_ours(paths: list[Path], out: Path, jobs: int, *, hold_slot: bool = False) -> None:
     import trio
 
     variant = os.environ.get("BENCH_OURS_VARIANT") or ours_variant()
     if variant == "cli -j":
-        command = [sys.executable, "-m", "trio_enchannel", "run", *map(str, paths)]
-        command += ["-j", str(jobs), "-o", str(out / "{stem}.ipynb")]
-        subprocess.run(command, check=True, env=_env(), stdout=DEVNULL, stderr=DEVNULL)
+        run_ours_cli(paths, out, jobs)
         return
 
     async def main() -> None:
@@ -322,6 +373,7 @@ RUNNERS: dict[str, Callable[[list[Path], Path, int], None]] = {
     "nbclient gathered": run_nbclient_gathered,
     "papermill sequential": run_papermill,
     "trio-enchannel": run_ours,
+    "trio-enchannel cli": run_ours_cli,
     "trio-enchannel slot held": run_ours_slot_held,
 }
 #: The runners run unless ``BENCH_NOTEBOOK_RUNNERS`` names others.
@@ -349,6 +401,7 @@ IMPORTS: dict[str, list[str]] = {
     # (the package imports its modules on first use: name what the runner uses)
     "trio-enchannel": ["nbformat", "trio", "trio_enchannel:execute_notebook,open_kernel"],
     "trio-enchannel slot held": ["nbformat", "trio", "trio_enchannel:execute_notebook,open_kernel"],
+    "trio-enchannel cli": [],  # the command imports what it needs (inside its wall time)
 }
 
 
@@ -362,7 +415,10 @@ def worker(runner: str, out: str, jobs: str, paths: list[str]) -> None:
     the phases of each notebook as JSON."""
     global _WORKER_START
     start = _WORKER_START = time.perf_counter()
-    for name in IMPORTS[runner]:
+    imports_needed = IMPORTS[runner]
+    if runner == "trio-enchannel" and os.environ.get("BENCH_OURS_VARIANT") == "cli -j":
+        imports_needed = IMPORTS["trio-enchannel cli"]  # the command imports its own
+    for name in imports_needed:
         module, _, attributes = name.partition(":")
         for attribute in filter(None, attributes.split(",")):
             getattr(importlib.import_module(module), attribute)
@@ -371,14 +427,16 @@ def worker(runner: str, out: str, jobs: str, paths: list[str]) -> None:
     RUNNERS[runner]([Path(p) for p in paths], Path(out), int(jobs))
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = {
+    result: dict[str, Any] = {
         "seconds": seconds,
         "self_peak_mib": peak_kib / 1024,
-        "imports s": imports,
         "runner cpu s": _cpu(resource.RUSAGE_SELF),
         "kernels cpu s": _cpu(resource.RUSAGE_CHILDREN),
         "timeline": TIMELINE,
     }
+    if imports_needed:
+        result["imports s"] = imports
+    result.update(CPU_OVERRIDE)
     print(json.dumps(result))
 
 
@@ -449,6 +507,8 @@ PHASES = [
     ("end", "cells done", "slot free"),
     ("shutdown", "cells done", "returned"),
     ("slot held", "slot", "slot free"),
+    # comparable for every runner, the command line too (written after the kernel exited)
+    ("to written", "first cell", "written"),
 ]
 
 
@@ -463,6 +523,9 @@ def phases(timeline: dict[str, dict[str, float]]) -> dict[str, float]:
     slots = [t["slot"] for t in timeline.values() if "slot" in t]
     if slots:
         result["first slot s"] = min(slots)
+    firsts = [t["first cell"] for t in timeline.values() if "first cell" in t]
+    if firsts:
+        result["first cell s"] = min(firsts)
     return result
 
 
@@ -523,10 +586,14 @@ def report(results: dict[str, Any], variant: str) -> str:
         at_once = 1 if "sequential" in name else JOBS
         seconds = [s["seconds"] for s in samples]
         median = statistics.median(seconds)
+        label = name
+        if name == "trio-enchannel cli":
+            label = f"trio-enchannel run ... -j {JOBS}"
+        elif name.startswith("trio-enchannel"):
+            label = f"{name} ({variant}, {JOBS} at once)"
         rows.append(
             [
-                name
-                + (f" ({variant}, {JOBS} at once)" if name.startswith("trio-enchannel") else ""),
+                label,
                 _spread(seconds),
                 ratio(base, median),
                 ratio(gathered, median),
@@ -546,36 +613,42 @@ def report(results: dict[str, Any], variant: str) -> str:
         ],
         rows,
     )
-    ours, theirs = small.get("trio-enchannel"), small.get("nbclient gathered")
-    if ours and theirs:  # rounds alternate the order: each round's ratio, and their spread
-        per_round = [t["seconds"] / o["seconds"] for o, t in zip(ours, theirs, strict=True)]
-        text += "\n\nours vs nbclient gathered, round by round: " + ", ".join(
-            f"{r:.2f}x" for r in per_round
-        )
+    theirs = small.get("nbclient gathered")
+    for name in ("trio-enchannel", "trio-enchannel cli"):
+        ours = small.get(name)
+        if ours and theirs:  # rounds alternate the order: each round's ratio, and their spread
+            per_round = [t["seconds"] / o["seconds"] for o, t in zip(ours, theirs, strict=True)]
+            text += f"\n\n{name} vs nbclient gathered, round by round: " + ", ".join(
+                f"{r:.2f}x" for r in per_round
+            )
     breakdown_rows: list[list[object]] = []
-    columns = ["imports s", "first slot s", *(f"{name} s" for name, _, _ in PHASES)]
+    columns = ["imports s", "first slot s", "first cell s"]
+    columns += [f"{name} s" for name, _, _ in PHASES]
     columns += ["runner cpu s", "kernels cpu s"]
     for name, samples in small.items():
         row: list[object] = [name]
         for key in columns:
             values = [s[key] for s in samples if key in s]
-            fmt = (
-                "{:.2f}" if key in ("imports s", "first slot s") or key.endswith("cpu s") else None
-            )
+            per_run = ("imports s", "first slot s", "first cell s")
+            fmt = "{:.2f}" if key in per_run or key.endswith("cpu s") else None
             row.append(_spread(values, fmt or "{:.3f}") if values else "-")
         breakdown_rows.append(row)
     text += "\n\n" + table(
         f"Where the time goes ({COUNT} small notebooks): seconds per notebook, mean over "
-        "the notebooks, median (min-max) over the rounds; imports, first slot and CPU: per run",
+        "the notebooks, median (min-max) over the rounds; imports, first slot, first cell "
+        "(the earliest, since the runner's process started) and CPU: per run (the command "
+        "line's own CPU is its runner CPU)",
         [
             "runner",
             "imports",
             "first slot",
+            "first cell",
             "kernel start",
             "cells",
             "end (slot held)",
             "shutdown",
             "slot held",
+            "first cell to written",
             "runner CPU",
             "kernels CPU",
         ],
@@ -616,9 +689,18 @@ def machine() -> str:
     )
 
 
+def _compile_ours() -> None:
+    """Write our modules' bytecode (``__pycache__``, ignored by git) before the runs, as an
+    installed package has it: nbclient and papermill come with theirs, and with
+    ``PYTHONDONTWRITEBYTECODE`` set every worker would compile ours again (a fifth of a
+    second of CPU per run, in the wall time)."""
+    compileall.compile_dir(ROOT / "trio_enchannel", quiet=1)
+
+
 def main() -> None:
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    variant = ours_variant()
+    _compile_ours()
+    variant = os.environ.get("BENCH_OURS_VARIANT") or ours_variant()
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-notebooks-") as tmp:
         results = run(Path(tmp), variant)

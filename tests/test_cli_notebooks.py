@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from .test_cli import TIMEOUT, _notebook, cli, running
+from .test_cli import TIMEOUT, _notebook, cli, cli_env, running
 
 # Running notebooks needs the notebook extra; without it the CLI refuses every notebook.
 pytest.importorskip("nbformat", reason="the notebook extra")
@@ -193,3 +195,33 @@ async def test_bad_outputs_and_parameters_are_refused_before_any_kernel_starts(
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("rfc3987_syntax") is None, reason="needs rfc3987_syntax installed"
+)
+async def test_reading_notebooks_skips_the_schema_checker_nbformat_never_uses(
+    tmp_path: Path,
+) -> None:
+    """jsonschema (imported by nbformat) imports ``rfc3987_syntax`` for a format checker
+    nbformat never uses, and that import compiles a grammar (seconds of CPU before the first
+    kernel could start): the command does without it, and still validates notebooks."""
+    (tmp_path / "bad.ipynb").write_text('{"nbformat": 4, "nbformat_minor": 5, "metadata": {}}')
+    code = (
+        "import sys\n"
+        "from trio_enchannel._cli._main import main\n"
+        "status = main(['run', 'bad.ipynb'])\n"
+        "loaded = 'rfc3987_syntax' in sys.modules\n"
+        "import rfc3987_syntax\n"  # anything else in the process may still import it
+        "print(status, loaded)\n"
+    )
+    env = cli_env(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), env.get("PYTHONPATH", "")]))
+    with trio.fail_after(TIMEOUT):
+        done = await trio.run_process(
+            [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_stdout=True,
+            capture_stderr=True, check=False,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.decode().split() == ["2", "False"]
+    assert b"bad.ipynb is not a valid notebook" in done.stderr

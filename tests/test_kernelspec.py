@@ -159,6 +159,23 @@ def test_native_python3_fallback_runs_this_interpreter() -> None:
     assert [s.name for s in list_kernel_specs(kernel_dirs=[])] == ["python3"]
 
 
+def test_an_installed_python3_spec_is_read_without_importing_ipykernel(tmp_path: Path) -> None:
+    """Only a ``python3`` directory without ``kernel.json`` may be ipykernel's own resources;
+    importing ipykernel (and jupyter_client with it) to check an installed spec cost a
+    notebook run a tenth of a second before its first kernel could start."""
+    write_spec(tmp_path, "python3")
+    code = (
+        "import sys\n"
+        "from trio_enchannel._launch._kernelspec import get_kernel_spec\n"
+        f"spec = get_kernel_spec('python3', kernel_dirs=[{str(tmp_path)!r}])\n"
+        "print(spec.argv[0], 'ipykernel' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == ["echo", "False"]
+
+
 def test_list_kernel_specs_error_policy(tmp_path: Path) -> None:
     write_spec(tmp_path, "ok")
     write_spec(tmp_path, "broken", "{")

@@ -10,6 +10,7 @@ ask for, the output paths) is checked before any kernel starts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import importlib
 import math
@@ -17,7 +18,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -188,6 +189,58 @@ class Progress:
 
 # --------------------------------------------------------------------------- files
 
+#: Optional modules that importing nbformat loads although nothing this command does uses
+#: them: jsonschema (which nbformat imports) imports each of these, when it is installed, for
+#: one of its format checkers. ``rfc3987_syntax`` (installed wherever jupyter_events is)
+#: compiles a grammar as it is imported: more than a second and a half of CPU before the
+#: first kernel could start; the others cost a tenth of a second together. nbformat validates
+#: with fastjsonschema (or, if asked, with jsonschema's Draft 4 validator) and never passes a
+#: format checker.
+_UNUSED_OPTIONAL_MODULES = frozenset(
+    {
+        "fqdn",
+        "idna",
+        "isoduration",
+        "jsonpointer",
+        "rfc3339_validator",
+        "rfc3986_validator",
+        "rfc3987",
+        "rfc3987_syntax",
+        "uri_template",
+        "webcolors",
+    }
+)
+
+
+@contextlib.contextmanager
+def _without(names: frozenset[str]) -> Iterator[None]:
+    """``import NAME`` fails inside the block, as if *names* were not installed, and
+    ``importlib.util.find_spec(NAME)`` finds nothing (the modules already imported stay)."""
+    blocked = [name for name in names if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # the documented "not found"
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, ...) is None:
+                del sys.modules[name]
+
+
+def _import_nbformat() -> Any:
+    """Import nbformat without the optional modules it would load for nothing (a later
+    import of them, by anything else, works as usual).
+
+    Raises:
+        ImportError: nbformat is not installed.
+    """
+    try:
+        with _without(_UNUSED_OPTIONAL_MODULES):
+            return importlib.import_module("nbformat")
+    except ImportError:
+        # Not installed, or (some future version) one of them is no longer optional.
+        return importlib.import_module("nbformat")
+
 
 def _output_paths(args: argparse.Namespace, paths: list[Path]) -> list[Path]:
     """Where each executed notebook goes (``-o`` file, directory or pattern, ``--inplace``).
@@ -241,7 +294,7 @@ def _output_paths(args: argparse.Namespace, paths: list[Path]) -> list[Path]:
 
 
 def _read(path: Path) -> Any:
-    nbformat: Any = importlib.import_module("nbformat")
+    nbformat: Any = _import_nbformat()
     try:
         return nbformat.read(path, as_version=4)
     except FileNotFoundError:
@@ -557,7 +610,7 @@ def run_notebooks_command(args: argparse.Namespace, files: list[str]) -> int:
             unknown, or the options conflict (all checked before any kernel starts).
     """
     try:
-        importlib.import_module("nbformat")
+        _import_nbformat()
     except ImportError:
         raise CommandError(
             "running notebooks needs nbformat: python3 -m pip install 'trio-enchannel[notebook]'",

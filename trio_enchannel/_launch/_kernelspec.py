@@ -408,11 +408,13 @@ def _load(name: str, path: Path) -> KernelSpec:
 
 def _native_spec_if_resources(path: Path) -> KernelSpec | None:
     """ipykernel's own spec when *path* is ipykernel's (uninstalled) resources directory."""
+    if (path / "kernel.json").is_file():  # an installed spec: no need to import ipykernel
+        return None
     try:
         from ipykernel.kernelspec import RESOURCES
     except ImportError:
         return None
-    if Path(RESOURCES) != path or (path / "kernel.json").is_file():
+    if Path(RESOURCES) != path:
         return None
     return _native_spec()
 
