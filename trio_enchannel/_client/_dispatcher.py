@@ -233,15 +233,18 @@ class Dispatcher:
     ) -> Callable[[Message], None]:
         """What the reader of channel ``name`` calls with each of its messages."""
         dispatch = self.dispatch
+        failed = False
 
         def consume(msg: Message) -> None:
-            if scope.cancel_called:  # the rest of a batch, after a failure below: counted
+            nonlocal failed
+            if failed:  # the rest of a batch, after a failure below: counted
                 self.unrouted += 1
                 return
             try:
                 dispatch(msg, name)
             except Exception as exc:  # a routing bug must not stop the reader
                 # This channel's routing ends, as when its routing task failed.
+                failed = True
                 channels.set_consumer(name, None, view=view)
                 scope.cancel()
                 if not self.closed:
@@ -283,12 +286,19 @@ class Dispatcher:
         self.verified = True
         self.missigned = None
         channel = msg.channel or name
-        comm_handled = False
-        if channel == "iopub":
-            if not self.iopub_event.is_set():
-                self.iopub_event.set()
-            if msg.msg_type in _COMM_TYPES:
-                comm_handled = self.dispatch_comm(msg)
+        if channel != "iopub":
+            # The common case first: the reply of a request in flight.
+            parent = msg.parent_id
+            owner = self.tracker.owner(parent) if parent is not None else None
+            if owner is not None:
+                if not owner.deliver(msg):  # a duplicate reply
+                    self.unclaimed_replies.put_nowait(msg)
+                return
+            self.deliver(msg, channel, False)
+            return
+        if not self.iopub_event.is_set():
+            self.iopub_event.set()
+        comm_handled = msg.msg_type in _COMM_TYPES and self.dispatch_comm(msg)
         self.deliver(msg, channel, comm_handled)
 
     def deliver(self, msg: Message, channel: ChannelName, comm_handled: bool) -> None:
