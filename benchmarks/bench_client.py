@@ -14,7 +14,12 @@ turns for each measurement (rotating order), each with a fresh connection. Measu
   that the peer echoes), each sample in a fresh process of its own, with the peak memory of
   the round trip: the resident set's high-water mark (``VmHWM``, reset through
   ``/proc/self/clear_refs`` just before) over the resident set before it, and, in a second
-  untimed round trip, the peak of Python's own allocations (``tracemalloc``).
+  untimed round trip, the peak of Python's own allocations (``tracemalloc``);
+* the client's own work per round trip, in this process without codec or ZeroMQ:
+  ``Dispatcher.ask`` and the ``Reply`` against a stub channel whose stand-in reader task hands
+  a pre-built reply to the dispatcher, paired with the same stub handing it over through the
+  channels' buffer (what ``open_channels``'s ``shell.receive()`` pays): their difference is
+  what the client adds to each round trip over the channels.
 
 jupyter_client runs twice: as installed, with orjson (its default packer whenever orjson is
 importable) and with its stdlib ``json`` packer. Each ratio is the median of the ratios
@@ -23,6 +28,7 @@ within the rounds, with their range.
     python -m benchmarks client
     BENCH_QUICK=1 python -m benchmarks client    # one short round (smoke test)
     BENCH_ROUNDS=9 python -m benchmarks client
+    BENCH_BIG=0 python -m benchmarks client      # without the 10 MB round trips
 """
 
 from __future__ import annotations
@@ -41,10 +47,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import trio
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
-from trio_enchannel import open_client
+from trio_enchannel import Session, open_client
+from trio_enchannel._client._dispatcher import Dispatcher
+from trio_enchannel._client._results import Reply
+from trio_enchannel._io._inbox import Inbox
 
 from ._util import table
 from .bench_channels import (
@@ -64,6 +74,8 @@ from .bench_channels import (
 QUICK = bool(os.environ.get("BENCH_QUICK"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 1 if QUICK else 5))
 BIG_ROWS = 15_000 if QUICK else 150_000
+#: BENCH_BIG=0 skips the 10 MB JSON content round trips (the slowest part).
+BIG = os.environ.get("BENCH_BIG", "1") != "0"
 
 OURS, JC_ORJSON, JC_JSON, RAW = (
     "trio-enchannel",
@@ -314,6 +326,85 @@ def big_sample(info: Info, client: str) -> dict[str, float]:
 
 
 # ---------------------------------------------------------------------------------------------
+# The client's own work per round trip: no codec, no ZeroMQ
+
+
+class _StubChannels:
+    """Just what the dispatcher asks of the channels on a round trip: a shell channel whose
+    send wakes a stand-in reader task (which hands the pre-built reply over, as the channels'
+    reader does after decoding)."""
+
+    def __init__(self) -> None:
+        self.session = Session(key=b"bench")
+        self.shell = self
+        self.unresponsive_error = None
+        self.lot = trio.lowlevel.ParkingLot()
+        self.sent: list[Any] = []
+
+    async def send(self, msg: Any) -> None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self.sent.append(msg)
+        self.lot.unpark_all()
+
+    async def reader(
+        self, hand_over: Callable[[Any], None], *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        task_status.started()  # parked below before the starter resumes
+        while True:
+            await self.lot.park()
+            for msg in self.sent:
+                hand_over(msg)
+            self.sent.clear()
+
+
+async def _own_work(client: bool, n: int) -> float:
+    stub = _StubChannels()
+    session = stub.session
+    msgs = [session.message("execute_request", EXECUTE, channel="shell") for _ in range(n)]
+    replies = {m.msg_id: session.reply(m, {"status": "ok"}) for m in msgs}
+    replies = {k: attrs.evolve(r, channel="shell") for k, r in replies.items()}
+    dispatcher = Dispatcher(stub, unclaimed_buffer=10)  # type: ignore[arg-type]
+    inbox: Inbox[Any] = Inbox(senders=1)
+    if client:
+
+        def hand_over(msg: Any) -> None:
+            dispatcher.dispatch(replies[msg.msg_id], "shell")
+    else:
+
+        def hand_over(msg: Any) -> None:
+            inbox.put(replies[msg.msg_id], 100)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(stub.reader, hand_over)
+        gc.collect()
+        started = time.process_time()
+        if client:
+            ask = dispatcher.ask
+            for msg in msgs:
+                Reply(await ask(msg))
+        else:
+            for msg in msgs:
+                await stub.send(msg)
+                await inbox.receive()
+        cpu = time.process_time() - started
+        nursery.cancel_scope.cancel()
+    return cpu / n * 1e6
+
+
+def own_work() -> tuple[float, float, float]:
+    """CPU per round trip of the client's own work (``Dispatcher.ask`` and the result) and of
+    the channels' hand-over (their buffer), each with a stand-in reader task and no codec or
+    ZeroMQ; the median of their paired differences."""
+    n = 2_000 if QUICK else 20_000
+    pairs = [(trio.run(_own_work, True, n), trio.run(_own_work, False, n)) for _ in range(ROUNDS)]
+    return (
+        statistics.median(c for c, _ in pairs),
+        statistics.median(i for _, i in pairs),
+        statistics.median(c - i for c, i in pairs),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # The driver
 
 
@@ -329,6 +420,8 @@ def run() -> tuple[dict[str, dict[str, list[Sample]]], dict[str, list[dict[str, 
             for metric in METRICS:
                 for name in order:
                     samples[name][metric].append(CLIENTS[name](info, metric))
+            if not BIG:
+                continue
             for name in BIG_CLIENTS[round_ % 3 :] + BIG_CLIENTS[: round_ % 3]:
                 big[name].append(big_sample(info, name))
     return samples, big
@@ -372,7 +465,7 @@ def report(
         )
     big_rows: list[list[object]] = []
     ours_big = big[OURS]
-    for name in BIG_CLIENTS:
+    for name in BIG_CLIENTS if ours_big else ():
         runs = big[name]
 
         def med(key: str, runs: list[dict[str, float]] = runs) -> float:
@@ -393,8 +486,7 @@ def report(
                 f"{med('traced_peak_mb'):.1f}",
             ]
         )
-    payload = statistics.median(r["payload_mb"] for r in ours_big)
-    return [
+    tables = [
         table(
             f"Request round trips: median rate of {ROUNDS} rounds; ours over each, median of "
             "the per-round ratios (range)",
@@ -406,6 +498,12 @@ def report(
             ["measurement", *CLIENTS],
             cpu_rows,
         ),
+    ]
+    if not ours_big:
+        return tables
+    payload = statistics.median(r["payload_mb"] for r in ours_big)
+    return [
+        *tables,
         table(
             f"{payload:.1f} MB JSON content round trip, fresh process per sample, median of "
             f"{ROUNDS} (ratio: their wall time over ours, per round)",
@@ -431,7 +529,13 @@ def main() -> None:
         f"per sample: {N_RTT1} and {N_RTT_WINDOW} round trips; {ROUNDS} rounds in "
         f"{time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.1f}"
     )
-    text = "\n\n".join([heading, *report(samples, big)])
+    own = own_work()
+    own_text = (
+        "The client's own work per round trip, without codec or ZeroMQ (a stand-in reader "
+        f"task; median of {ROUNDS}): Dispatcher.ask + Reply {own[0]:.1f} us of CPU, the "
+        f"channels' hand-over alone {own[1]:.1f} us, the client's extra {own[2]:.1f} us"
+    )
+    text = "\n\n".join([heading, *report(samples, big), own_text])
     print(text)
     if QUICK:
         return
@@ -439,7 +543,10 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     (out / "client.txt").write_text(text + "\n")
     (out / "client.json").write_text(
-        json.dumps({"date": stamp, "rounds": ROUNDS, "samples": samples, "big": big}, indent=1)
+        json.dumps(
+            {"date": stamp, "rounds": ROUNDS, "samples": samples, "big": big, "own_work": own},
+            indent=1,
+        )
         + "\n"
     )
 

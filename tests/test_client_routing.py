@@ -716,6 +716,34 @@ async def test_prompt_without_handler_is_refused_with_empty_line(
     assert handled.stdin_refused == 0 and handled.stdout == "hello typed"
 
 
+async def test_prompt_to_a_plain_request_is_refused_and_its_reply_returned(
+    pair: tuple[KernelClient, Kernel],
+) -> None:
+    # Only executions have stdin handlers: a prompt that claims another request as its parent
+    # is answered with an empty line (counted), and the request still gets its reply.
+    client, kernel = pair
+
+    async def kernel_side() -> None:
+        req = await kernel.shell.receive()
+        for n in range(2):
+            prompt = kernel.session.message(
+                "input_request", {"prompt": f"{n}?", "password": False}, parent=req, channel="stdin"
+            )
+            await kernel.stdin.send(prompt)
+            answer = await kernel.stdin.receive()
+            assert answer.content == {"status": "ok", "value": ""}
+            assert answer.parent_id == prompt.msg_id
+        await kernel.reply(req, status="ok", matches=["x"])
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(kernel_side)
+            reply = await client.complete("x")
+    assert reply.ok and reply["matches"] == ["x"]
+    assert client.statistics().stdin_refused == 2
+    assert client.statistics().pending == 0
+
+
 async def test_orphan_prompt_is_refused(pair: tuple[KernelClient, Kernel]) -> None:
     _client, kernel = pair
     stranger = kernel.session.message("execute_request", channel="shell")

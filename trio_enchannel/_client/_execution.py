@@ -14,7 +14,7 @@ from .._errors import UsageError
 from .._util import BaseExceptionGroup
 from .._wire._message import Message
 from .._wire._outputs import OutputAccumulator
-from ._queue import DroppingQueue
+from ._queue import DroppingQueue, Mailbox
 from ._results import ABORTED_STATUSES, ExecuteResult
 
 __all__ = ["Execution", "ExecutionOwner", "InputRequest", "StdinHandler"]
@@ -53,7 +53,8 @@ StdinHandler: TypeAlias = Callable[[InputRequest], str | Awaitable[str]]
 class _Request:
     """A request in flight: the dispatcher fills its inbox, the waiting task drains it."""
 
-    __slots__ = ("failed", "failure", "inbox", "msg", "probe", "replied")
+    # One is made per round trip: only what every request needs (see _ExecRequest).
+    __slots__ = ("failure", "inbox", "msg", "probe", "replied")
 
     def __init__(self, msg: Message | None, *, probe: bool = False) -> None:
         self.msg = msg
@@ -61,9 +62,8 @@ class _Request:
         # pings yet); only an explicit fail_pending() ends it.
         self.probe = probe
         self.replied = False  # the reply reached the request
-        self.failed = trio.Event()
         self.failure: BaseException | None = None
-        self.inbox: DroppingQueue[Message] = DroppingQueue()
+        self.inbox: Mailbox[Message] = Mailbox()
 
     def deliver(self, msg: Message) -> bool:
         """Take a message routed to this request (dispatcher side); False: not taken."""
@@ -73,7 +73,6 @@ class _Request:
         if self.failure is None:
             self.failure = exc
         self.inbox.close_producer(exc)
-        self.failed.set()
 
 
 class _ExecRequest(_Request):
@@ -84,7 +83,17 @@ class _ExecRequest(_Request):
     queue of messages waiting to be iterated is bounded (oldest dropped, counted).
     """
 
-    __slots__ = ("gather_outputs", "idle", "live", "lot", "messages", "outputs", "refused", "reply")
+    __slots__ = (
+        "failed",
+        "gather_outputs",
+        "idle",
+        "live",
+        "lot",
+        "messages",
+        "outputs",
+        "refused",
+        "reply",
+    )
 
     def __init__(
         self,
@@ -95,6 +104,7 @@ class _ExecRequest(_Request):
         gather_outputs: bool = True,
     ) -> None:
         super().__init__(msg)
+        self.failed = trio.Event()  # for the stdin handler's watcher
         self.outputs = OutputAccumulator()
         self.gather_outputs = gather_outputs
         self.messages: list[Message] | None = [] if keep_messages else None
@@ -135,6 +145,7 @@ class _ExecRequest(_Request):
 
     def fail(self, exc: BaseException) -> None:
         super().fail(exc)
+        self.failed.set()
         self.lot.unpark_all()
 
 

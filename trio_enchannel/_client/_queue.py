@@ -1,5 +1,6 @@
-"""A bounded receive channel that never blocks its producer: when full it drops the oldest
-item and counts it.
+"""Queues fed synchronously by the dispatcher: a bounded receive channel that never blocks
+its producer (when full it drops the oldest item and counts it), and a request's unbounded
+mailbox with a single receiver.
 
 Used for messages nobody is obliged to read (unclaimed replies and IOPub broadcasts, comm
 messages): the dispatcher that feeds it (from a channel's reader) must never wait on a slow or
@@ -20,7 +21,7 @@ from trio.lowlevel import Abort, RaiseCancelT, Task
 
 from .._errors import ConfigurationError
 
-__all__ = ["DroppingQueue"]
+__all__ = ["DroppingQueue", "Mailbox"]
 
 T = TypeVar("T")
 
@@ -178,3 +179,120 @@ class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
         while waiters:
             task, _ = waiters.popitem(last=False)
             trio.lowlevel.reschedule(task, outcome.Error(error()))
+
+
+class Mailbox(Generic[T]):
+    """A request's inbox: fed synchronously, unbounded, read by one task at a time (the
+    task that awaits the request).
+
+    What a request in flight costs matters (one is made per round trip), so this keeps only
+    what one receiver needs: no waiter queue, no buffer until a second item waits. Its
+    receiver semantics are :class:`DroppingQueue`'s (the producer hands an item to the
+    waiting receiver directly; a cancellation after the hand-over finds the item returned,
+    never lost).
+    """
+
+    __slots__ = ("_consumer_closed", "_error", "_items", "_producer_closed", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[T] | None = None
+        self._waiter: Task | None = None
+        self._producer_closed = False
+        self._error: BaseException | None = None
+        self._consumer_closed = False
+
+    def put_nowait(self, item: T) -> bool:
+        """Hand ``item`` to the waiting receiver, or keep it. Return False (and drop
+        ``item``) when the mailbox is closed."""
+        if self._producer_closed or self._consumer_closed:
+            return False
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter, outcome.Value(item))
+            return True
+        items = self._items
+        if items is None:
+            items = self._items = collections.deque()
+        items.append(item)
+        return True
+
+    def close_producer(self, error: BaseException | None = None) -> None:
+        """No more items: once the kept ones are received, the receiver gets
+        :exc:`trio.EndOfChannel` (or ``error`` when one is given). Idempotent."""
+        if self._producer_closed:
+            return
+        self._producer_closed = True
+        self._error = error
+        self._wake(error if error is not None else trio.EndOfChannel())
+
+    def __len__(self) -> int:
+        return len(self._items) if self._items else 0
+
+    def drain_nowait(self) -> list[T]:
+        """Remove and return every kept item."""
+        items = self._items
+        if not items:
+            return []
+        self._items = None
+        return list(items)
+
+    def receive_nowait(self) -> T:
+        """The oldest item, without waiting.
+
+        Raises:
+            trio.WouldBlock: the mailbox is empty but still open.
+            trio.EndOfChannel: the producer finished and everything was received.
+            trio.ClosedResourceError: the mailbox was closed.
+            Exception: the error the producer finished with, if any.
+        """
+        if self._consumer_closed:
+            raise trio.ClosedResourceError("this receive channel was closed")
+        if self._items:
+            return self._items.popleft()
+        if self._producer_closed:
+            if self._error is not None:
+                raise self._error
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def receive(self) -> T:
+        """The oldest item, waiting for one if needed.
+
+        Raises:
+            trio.EndOfChannel: the producer finished and everything was received.
+            trio.ClosedResourceError: the mailbox was closed (also while waiting).
+            trio.BusyResourceError: another task is already waiting.
+            Exception: the error the producer finished with, if any.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._items or self._producer_closed or self._consumer_closed:
+            item = self.receive_nowait()  # or raise
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return item
+        if self._waiter is not None:
+            raise trio.BusyResourceError("another task is already receiving")
+        task = self._waiter = trio.lowlevel.current_task()
+
+        def abort(_: RaiseCancelT) -> Abort:
+            if self._waiter is task:
+                self._waiter = None
+            return Abort.SUCCEEDED
+
+        value: T = await trio.lowlevel.wait_task_rescheduled(abort)
+        return value
+
+    def close(self) -> None:
+        """Close the receive side: kept items are discarded, a waiting receiver gets
+        :exc:`trio.ClosedResourceError`. Idempotent."""
+        if self._consumer_closed:
+            return
+        self._consumer_closed = True
+        self._items = None
+        self._wake(trio.ClosedResourceError("this receive channel was closed"))
+
+    def _wake(self, error: BaseException) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            trio.lowlevel.reschedule(waiter, outcome.Error(error))

@@ -56,11 +56,14 @@ class Routing(Generic[T]):
     reason: str = ""
 
 
-@attrs.define
 class _Late:
-    quiet: bool  # drop its late reply instead of keeping it
-    reply_due: bool
-    idle_due: bool = True
+    # One per finished request (a plain class: the cheapest to make).
+    __slots__ = ("idle_due", "quiet", "reply_due")
+
+    def __init__(self, quiet: bool, reply_due: bool) -> None:
+        self.quiet = quiet  # drop its late reply instead of keeping it
+        self.reply_due = reply_due
+        self.idle_due = True
 
 
 @attrs.define(eq=False)
@@ -105,18 +108,20 @@ class RequestTracker(Generic[T]):
         """
         if self._active.pop(msg_id, None) is None and msg_id not in self._recent:
             return
-        self._remember(msg_id, _Late(quiet=quiet, reply_due=not replied))
+        self._remember(msg_id, _Late(quiet, not replied))
 
     def remember(self, msg_id: str, *, quiet: bool = True, expect_reply: bool = False) -> None:
         """Recognise the late messages of a message sent without waiting for an answer
         (comm messages, fire-and-forget requests), as if it had been released."""
-        self._remember(msg_id, _Late(quiet=quiet, reply_due=expect_reply))
+        self._remember(msg_id, _Late(quiet, expect_reply))
 
     def _remember(self, msg_id: str, late: _Late) -> None:
-        self._recent[msg_id] = late
-        self._recent.move_to_end(msg_id)
-        while len(self._recent) > self.recent_size:
-            self._recent.popitem(last=False)
+        recent = self._recent
+        if msg_id in recent:
+            recent.move_to_end(msg_id)
+        recent[msg_id] = late
+        while len(recent) > self.recent_size:
+            recent.popitem(last=False)
 
     def owner(self, msg_id: str) -> T | None:
         """The owner of the request ``msg_id`` in flight, or ``None``."""
