@@ -729,15 +729,17 @@ class _Reader:
             received += 1
             if nudges and msg.parent_id in nudges:
                 continue  # caused by wait_iopub_ready's kernel_info nudges
-            nbytes = sum(map(len, frames))
-            if subscribed:
-                fanout.publish(msg, nbytes)
             if consumer is not None:  # the client's dispatcher: no buffer, no hand-over
+                if subscribed:
+                    fanout.publish(msg, sum(map(len, frames)))
                 if inbox.closed:
                     counters.discarded += 1
                 else:
                     consumer(msg)
                 continue
+            nbytes = sum(map(len, frames))
+            if subscribed:
+                fanout.publish(msg, nbytes)
             if drop:
                 # must_drop's first test inline: a function call only when the buffer is full.
                 queued = len(inbox)
