@@ -376,7 +376,13 @@ async def test_every_kind_of_frame_is_sent_whole_and_a_str_frame_is_refused() ->
         url = a.bind("tcp://127.0.0.1:0")
         b.connect(url)
         big = os.urandom(ZERO_COPY_THRESHOLD)
-        frames = [b"", b"bytes", bytearray(b"bytearray"), memoryview(b"view"), big]
+        frames: list[bytes | bytearray | memoryview] = [
+            b"",
+            b"bytes",
+            bytearray(b"bytearray"),
+            memoryview(b"view"),
+            big,
+        ]
         with trio.fail_after(TIMEOUT):
             await b.send_multipart(frames)
             assert _as_bytes(await a.receive_multipart()) == [bytes(f) for f in frames]
