@@ -455,9 +455,13 @@ class Channels:
             raise ConnectionInfoError(self._handshake_error)
 
     async def _send(self, name: ChannelName, msg: Message) -> None:
-        frames = self._frames(name, msg)
-        sock = self._socket_for(name)
-        self._check_handshake()
+        # _frames, _socket_for and _check_handshake, inline: every message sent comes here.
+        frames = self.session.serialize(check_message(name, msg), identities=())
+        sock = self._sockets.get(name)
+        if sock is None or self._closed:
+            raise trio.ClosedResourceError("the channels are closed")
+        if self._handshake_error is not None:
+            raise ConnectionInfoError(self._handshake_error)
         if self._connected.get(name, True):
             await sock.send_multipart(frames)
         else:
@@ -678,7 +682,8 @@ class _Reader:
             return _BATCH
         if inbox.nbytes >= self.max_bytes:
             return 0
-        return max(0, min(self.max_items - len(inbox), _BATCH))
+        room = self.max_items - len(inbox)  # (no min/max calls: once per batch, hot)
+        return _BATCH if room > _BATCH else room if room > 0 else 0
 
     async def run(self) -> None:
         sock, inbox, counters = self.sock, self.inbox, self.counters
