@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from trio_enchannel import DELIMITER, LocalProtocolError, Session
@@ -450,6 +450,7 @@ def reference_date(ns: int) -> str:
     ),
     nudges=st.lists(st.integers(min_value=-(10**9), max_value=10**9), max_size=5),
 )
+@example(instants=[253402300799 * 10**9], nudges=[10**9])  # the last second, nudged past it
 def test_dates_are_the_isoformat_of_the_instant(instants: list[int], nudges: list[int]) -> None:
     """Same text as ``datetime.isoformat`` for any instant, including instants in the same
     second as the previous one (the cached part) and across second boundaries."""
