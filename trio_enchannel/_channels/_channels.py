@@ -455,13 +455,13 @@ class Channels:
             raise ConnectionInfoError(self._handshake_error)
 
     async def _send(self, name: ChannelName, msg: Message) -> None:
-        # _frames, _socket_for and _check_handshake, inline: every message sent comes here.
+        # _frames and _socket_for, inline: every message sent comes here.
         frames = self.session.serialize(check_message(name, msg), identities=())
         sock = self._sockets.get(name)
         if sock is None or self._closed:
             raise trio.ClosedResourceError("the channels are closed")
         if self._handshake_error is not None:
-            raise ConnectionInfoError(self._handshake_error)
+            self._check_handshake()  # raises
         if self._connected.get(name, True):
             await sock.send_multipart(frames)
         else:
