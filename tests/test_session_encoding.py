@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from trio_enchannel import DELIMITER, LocalProtocolError, Session
@@ -450,10 +450,12 @@ def reference_date(ns: int) -> str:
     ),
     nudges=st.lists(st.integers(min_value=-(10**9), max_value=10**9), max_size=5),
 )
+@example(instants=[253402300799 * 10**9], nudges=[10**9])  # the last second, nudged past it
 def test_dates_are_the_isoformat_of_the_instant(instants: list[int], nudges: list[int]) -> None:
     """Same text as ``datetime.isoformat`` for any instant, including instants in the same
     second as the previous one (the cached part) and across second boundaries."""
-    for ns in [*instants, *(max(0, instants[-1] + n) for n in nudges)]:
+    last = 253402300799 * 10**9 + 999_999_999  # 9999-12-31T23:59:59.999999999: datetime's end
+    for ns in [*instants, *(min(max(0, instants[-1] + n), last) for n in nudges)]:
         with clock(ns):
             assert codec.utc_now() == reference_date(ns)
 
@@ -633,3 +635,50 @@ def test_buffers_are_framed_as_given_or_as_views(path: str) -> None:
         frames = session.serialize(session.message("m", buffers=[data, view, mutable]))
     assert frames[6] is data and frames[7] is view
     assert type(frames[8]) is memoryview and frames[8].obj is mutable
+
+
+@contextlib.contextmanager
+def decoding_path(path: str) -> Iterator[None]:
+    """Decode small messages with orjson (as installed) or force the stdlib, for the block."""
+    saved = codec._fast_loads
+    codec._fast_loads = orjson.loads if path == "orjson" else None
+    try:
+        yield
+    finally:
+        codec._fast_loads = saved
+
+
+# Numbers orjson might read differently: integers of any size (beyond 64 bits it reads them as
+# floats), floats of any precision, and strings of digits (which a long-run check must not
+# mistake for anything but text).
+awkward_scalars = (
+    s.json_scalars
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text("0123456789-.eE", max_size=45)
+)
+awkward_values: st.SearchStrategy[Any] = st.recursive(
+    awkward_scalars,
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(s.text, children, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300)
+@given(content=st.dictionaries(s.text, awkward_values, max_size=6))
+@example(content={"n": 2**64, "m": -(2**63) - 1, "k": 2**63, "f": 0.1, "s": "1" * 30})
+@example(content={"n": 10**40, "nested": [{"x": -(10**19)}], "g": 1e308, "z": -0.0})
+def test_received_parts_decode_to_the_same_values_with_or_without_orjson(
+    content: dict[str, Any],
+) -> None:
+    """orjson decodes small messages only where it gives exactly the stdlib's values (same
+    types: an integer beyond 64 bits stays an int, never a float)."""
+    sender = Session("key")
+    frames = sender.serialize(sender.message("comm_msg", content, metadata={"m": content}))
+    decoded: dict[str, str] = {}
+    for path in PATHS:
+        with decoding_path(path):
+            msg = Session("key").deserialize(frames)
+        decoded[path] = repr((msg.header, msg.parent_header, msg.metadata, msg.content))
+    assert decoded["orjson"] == decoded["stdlib"]
+    assert repr(Session("key").deserialize(frames).content) == repr(json.loads(bytes(frames[-1])))

@@ -371,6 +371,27 @@ async def test_large_frames_are_zero_copy_small_frames_are_bytes() -> None:
         assert isinstance(second[1], memoryview)
 
 
+async def test_every_kind_of_frame_is_sent_whole_and_a_str_frame_is_refused() -> None:
+    with TrioSocket("PAIR", linger=0) as a, TrioSocket("PAIR", linger=0) as b:
+        url = a.bind("tcp://127.0.0.1:0")
+        b.connect(url)
+        big = os.urandom(ZERO_COPY_THRESHOLD)
+        frames: list[bytes | bytearray | memoryview] = [
+            b"",
+            b"bytes",
+            bytearray(b"bytearray"),
+            memoryview(b"view"),
+            big,
+        ]
+        with trio.fail_after(TIMEOUT):
+            await b.send_multipart(frames)
+            assert _as_bytes(await a.receive_multipart()) == [bytes(f) for f in frames]
+            with pytest.raises(TypeError):
+                b.send_multipart_nowait(["text"])  # type: ignore[list-item]
+            await b.send_multipart([b"after"])
+            assert _as_bytes(await a.receive_multipart()) == [b"after"]
+
+
 async def test_sender_parks_at_high_water_mark_until_peer_reads() -> None:
     ctx = zmq_context()
     peer = ctx.socket(zmq.PAIR)

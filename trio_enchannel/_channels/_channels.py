@@ -475,9 +475,13 @@ class Channels:
             raise ConnectionInfoError(self._handshake_error, reason=self._handshake_reason)
 
     async def _send(self, name: ChannelName, msg: Message) -> None:
-        frames = self._frames(name, msg)
-        sock = self._socket_for(name)
-        self._check_handshake()
+        # _frames and _socket_for, inline: every message sent comes here.
+        frames = self.session.serialize(check_message(name, msg), identities=())
+        sock = self._sockets.get(name)
+        if sock is None or self._closed:
+            raise trio.ClosedResourceError("the channels are closed")
+        if self._handshake_error is not None:
+            self._check_handshake()  # raises
         if self._connected.get(name, True):
             await sock.send_multipart(frames)
         else:
@@ -755,7 +759,8 @@ class _Reader:
             return _BATCH
         if inbox.nbytes >= self.max_bytes:
             return 0
-        return max(0, min(self.max_items - len(inbox), _BATCH))
+        room = self.max_items - len(inbox)  # (no min/max calls: once per batch, hot)
+        return _BATCH if room > _BATCH else room if room > 0 else 0
 
     async def run(self) -> None:
         sock, inbox, counters = self.sock, self.inbox, self.counters
@@ -807,15 +812,17 @@ class _Reader:
             received += 1
             if nudges and msg.parent_id in nudges:
                 continue  # caused by wait_iopub_ready's kernel_info nudges
-            nbytes = sum(map(len, frames))
-            if subscribed:
-                fanout.publish(msg, nbytes)
             if consumer is not None:  # the client's dispatcher: no buffer, no hand-over
+                if subscribed:
+                    fanout.publish(msg, sum(map(len, frames)))
                 if inbox.closed:
                     counters.discarded += 1
                 else:
                     consumer(msg)
                 continue
+            nbytes = sum(map(len, frames))
+            if subscribed:
+                fanout.publish(msg, nbytes)
             if drop:
                 # must_drop's first test inline: a function call only when the buffer is full.
                 queued = len(inbox)

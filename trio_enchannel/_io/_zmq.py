@@ -29,7 +29,7 @@ import struct
 import threading
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Literal, TypeAlias, cast
+from typing import Any, Literal, TypeAlias, cast
 
 import attrs
 import trio
@@ -73,6 +73,13 @@ _MORE = _NOBLOCK | _SNDMORE
 #: may fail with EAGAIN.
 _EVENTS_PROBES = 4
 _CLOSED_ERRNOS = frozenset({zmq.ENOTSOCK, zmq.ETERM})
+#: pyzmq's own send, called unbound: ``zmq.Socket.send`` wraps it in Python (for the draft
+#: socket types' routing ids and groups, which these sockets never use) at about 1 us per
+#: frame, two thirds of what sending a small frame costs.
+_send_frame: Callable[..., object] = zmq.backend.Socket.send
+#: pyzmq's getsockopt, called unbound (``EVENTS`` is read after most calls: no bound method
+#: and no ``typing.cast`` call per read).
+_get_option: Callable[..., Any] = zmq.backend.Socket.get
 
 #: libzmq reports handshakes (EVENT_HANDSHAKE_*) from 4.3 on; before, "connected" is the best
 #: there is.
@@ -213,6 +220,7 @@ class TrioSocket:
         # Other tasks waiting for a receivable / sendable socket.
         self._recv_lot = trio.lowlevel.ParkingLot()
         self._send_lot = trio.lowlevel.ParkingLot()
+        self._parked = 0  # tasks parked in either lot (a ParkingLot's truth is a Python call)
         self._monitor: SocketMonitor | None = None
         # Every libzmq call counts in _ops; _quiet is its value when EVENTS (or EAGAIN) last
         # showed no message: while they are equal nothing can have consumed the descriptor's
@@ -378,10 +386,11 @@ class TrioSocket:
             and not (self._fd_mask == _POLLIN and self._run_receive_hook())
         ):
             self._wake_fd_waiter()
-        if events & _POLLIN and self._recv_lot:
-            self._recv_lot.unpark_all()
-        if events & _POLLOUT and self._send_lot:
-            self._send_lot.unpark_all()
+        if self._parked:
+            if events & _POLLIN and self._recv_lot:
+                self._recv_lot.unpark_all()
+            if events & _POLLOUT and self._send_lot:
+                self._send_lot.unpark_all()
 
     def _run_receive_hook(self) -> bool:
         hook = self._receive_hook
@@ -403,13 +412,13 @@ class TrioSocket:
     def _after_call(self) -> None:
         # A libzmq call may have consumed the descriptor's edge: re-read EVENTS for waiters.
         self._ops += 1
-        if not self._fd_waiting and not self._recv_lot and not self._send_lot:
+        if not self._fd_waiting and not self._parked:
             return
         if self._closed:
             self._wake_all()
             return
         try:
-            events = cast(int, self._sock.getsockopt(_EVENTS))
+            events: int = _get_option(self._sock, _EVENTS)
         except zmq.ZMQError:
             self._wake_all()  # let each waiter meet the error itself
             return
@@ -422,7 +431,7 @@ class TrioSocket:
             trio.ClosedResourceError, trio.BrokenResourceError: the translated ZMQError.
         """
         try:
-            events = cast(int, self._sock.get(_EVENTS))
+            events: int = _get_option(self._sock, _EVENTS)
         except zmq.ZMQError as exc:
             raise _translate(exc) from exc
         self._ops += 1
@@ -457,12 +466,15 @@ class TrioSocket:
                 self._fd_waiting = False
                 self._quiet = -1
                 # Whoever is parked must now take over the descriptor.
-                if self._recv_lot:
+                if self._parked:
                     self._recv_lot.unpark_all()
-                if self._send_lot:
                     self._send_lot.unpark_all()
         else:
-            await (self._recv_lot if mask == _POLLIN else self._send_lot).park()
+            self._parked += 1
+            try:
+                await (self._recv_lot if mask == _POLLIN else self._send_lot).park()
+            finally:
+                self._parked -= 1
             self._quiet = -1
 
     def _wake_fd_waiter(self) -> None:
@@ -490,15 +502,21 @@ class TrioSocket:
             trio.ClosedResourceError: the socket is closed.
             trio.BrokenResourceError: ZeroMQ refused the message.
         """
-        sock = self._check_open()
+        if self._closed:  # (_check_open, inline: this is the hot path)
+            raise trio.ClosedResourceError("the ZeroMQ socket is closed")
+        sock = self._sock
         if not frames:
             raise LocalProtocolError("a message needs at least one frame")
         last = len(frames) - 1
         index = 0
+        send = _send_frame
         try:
             for index, frame in enumerate(frames):
                 flags = _NOBLOCK if index == last else _MORE
-                sock.send(frame, flags, copy=_nbytes(frame) < ZERO_COPY_THRESHOLD)
+                if type(frame) is bytes and len(frame) < ZERO_COPY_THRESHOLD:
+                    send(sock, frame, flags)  # copied: the usual frame, at C speed
+                else:
+                    send(sock, frame, flags, _nbytes(frame) < ZERO_COPY_THRESHOLD)
         except zmq.Again:
             if index == 0:
                 raise trio.WouldBlock from None
@@ -673,7 +691,8 @@ class TrioSocket:
             trio.ClosedResourceError: the socket is closed (and nothing was received).
             trio.BrokenResourceError: ZeroMQ reported an error (and nothing was received).
         """
-        self._check_open()
+        if self._closed:
+            raise trio.ClosedResourceError("the ZeroMQ socket is closed")
         return self._drain(limit)
 
     def _drain(self, limit: int) -> list[list[Frame]]:
@@ -682,14 +701,17 @@ class TrioSocket:
         recv = self._recv_one
         batch: list[list[Frame]] = []
         quiet = False
+        probed = -1  # EVENTS as the last call (a probe) showed it, when it ended the batch
         try:
             while len(batch) < limit:
                 batch.append(recv())
                 # Small batches: asking EVENTS costs less than the exception of an empty
                 # read; past a few messages, one exception per batch costs less.
-                if len(batch) <= _EVENTS_PROBES and not cast(int, sock.get(_EVENTS)) & _POLLIN:
-                    quiet = True
-                    break
+                if len(batch) <= _EVENTS_PROBES:
+                    events: int = _get_option(sock, _EVENTS)
+                    if not events & _POLLIN:
+                        probed = events
+                        break
         except zmq.Again:
             quiet = True
         except zmq.ZMQError as exc:
@@ -697,7 +719,14 @@ class TrioSocket:
                 raise _translate(exc) from exc
             # Hand over what was received; the next call meets the error again.
         finally:
-            self._after_call()
+            if probed < 0:
+                self._after_call()
+            else:
+                # The probe was the last libzmq call: what it shows is current, so the
+                # waiters are served from it without reading EVENTS again (_after_call).
+                self._ops += 1
+                quiet = True
+                self._dispatch(probed)
         if quiet:
             self._quiet = self._ops
         return batch

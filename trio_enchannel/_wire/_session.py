@@ -152,12 +152,16 @@ _encoder = json.JSONEncoder(
 _fast_dumps: Callable[..., bytes] | None = None
 _FAST_ERROR: type[Exception] = TypeError
 _FAST_OPTIONS = 0
+_fast_loads: Callable[[_Buffer], Any] | None = None
+_FAST_DECODE_ERROR: type[Exception] = ValueError
 try:
     import orjson
 except ImportError:  # pragma: no cover - the tests force the stdlib path instead
     pass
 else:
     _fast_dumps = orjson.dumps
+    _fast_loads = orjson.loads
+    _FAST_DECODE_ERROR = orjson.JSONDecodeError
     _FAST_ERROR = orjson.JSONEncodeError
     _FAST_OPTIONS = (
         orjson.OPT_PASSTHROUGH_DATETIME
@@ -442,6 +446,42 @@ def _decode_four(
     if end != len(text) or type(content) is not dict:
         return None
     return header, parent, metadata, content
+
+
+#: Every byte to ``0`` if it is a decimal digit, else to a space: a run of
+#: ``_LONG_DIGITS`` in the result is a number orjson may read differently.
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+#: orjson reads an integer beyond 64 bits as a float; the shortest such literal (-2**63 - 1)
+#: has 19 digits. A run this long anywhere (in a string too) sends the message to the stdlib.
+_LONG_DIGITS = b"0" * 19
+
+
+def _load_four(
+    joined: bytes, h: bytes, p: bytes, m: bytes, c: _Buffer
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+    """Decode the four JSON parts of a small ASCII message (``joined``, their concatenation)
+    with orjson, when it is installed: each must be one JSON object, and the text must hold
+    no run of 19 digits or more (orjson would read a long integer as a float). ``None`` for
+    anything else, which :func:`_decode_four` and the per-frame path then decode or reject
+    as before. Where orjson accepts a part it gives the value the stdlib decoder gives; what
+    it refuses (NaN, out-of-range floats, lone surrogates, deep nesting) goes to the stdlib,
+    which keeps its defined behaviour.
+    """
+    loads = _fast_loads
+    if loads is None or joined.translate(_DIGITS).find(_LONG_DIGITS) >= 0:
+        return None
+    try:
+        header, parent, metadata, content = loads(h), loads(p), loads(m), loads(c)
+    except _FAST_DECODE_ERROR:
+        return None
+    if (
+        type(header) is dict
+        and type(parent) is dict
+        and type(metadata) is dict
+        and type(content) is dict
+    ):
+        return header, parent, metadata, content
+    return None
 
 
 def parent_id_of(raw: bytes) -> str | None:
@@ -1009,7 +1049,9 @@ class Session:
         c: _Buffer = raw[3] if isinstance(raw[3], memoryview) else bytes(raw[3])
         try:
             decoded = (
-                _decode_four(signed, len(h), len(p), len(m)) if small and signed.isascii() else None
+                _load_four(signed, h, p, m, c) or _decode_four(signed, len(h), len(p), len(m))
+                if small and signed.isascii()
+                else None
             )
             if decoded is not None:
                 header_data, parent, metadata, content = decoded
