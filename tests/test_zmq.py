@@ -223,6 +223,50 @@ async def test_receive_batch_is_a_checkpoint_and_respects_its_limit() -> None:
             assert [_as_bytes(f) for f in await a.receive_batch()] == [[b"ready"]]
 
 
+async def test_a_receive_limit_is_asked_after_the_wait() -> None:
+    """A reader whose room shrank while it slept (a receive hook, run by another task's call,
+    took messages in) receives no more than the room left: ``limit`` as a function is asked
+    after the wait, and at 0 nothing is taken; the messages left wake the next call."""
+    peer = zmq_context().socket(zmq.PAIR)
+    peer.linger = 0
+    room = [3]
+    hooked: list[list[bytes]] = []
+    try:
+        with TrioSocket("PAIR", linger=0) as sock:
+            url = f"inproc://limit-after-wait-{id(sock)}"
+            sock.bind(url)
+            peer.connect(url)
+
+            def hook() -> bool:
+                batch = sock.receive_ready_nowait(room[0])
+                hooked.extend(_as_bytes(f) for f in batch)
+                room[0] -= len(batch)
+                return sock.drained
+
+            sock.set_receive_hook(hook)
+            woken: list[list[list[bytes]]] = []
+
+            async def reader() -> None:
+                woken.append([_as_bytes(f) for f in await sock.receive_batch(lambda: room[0])])
+
+            with trio.fail_after(TIMEOUT):
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(reader)
+                    await trio.testing.wait_all_tasks_blocked()
+                    for i in range(5):  # inproc: all five are in the pipe when send returns
+                        peer.send(str(i).encode())
+                    # Another task's call: the hook takes three, the room is gone, and the
+                    # reader is woken (the socket is not drained).
+                    sock.readiness()
+                assert hooked == [[b"0"], [b"1"], [b"2"]]
+                assert woken == [[]]
+                room[0] = 10
+                got = [_as_bytes(f) for f in await sock.receive_batch(lambda: room[0])]
+            assert got == [[b"3"], [b"4"]]
+    finally:
+        peer.close()
+
+
 def _spin_until_receivable(sock: TrioSocket) -> None:
     """Let libzmq take in a message without yielding to Trio: ask the socket (an EVENTS read,
     which clears the descriptor's edge as any libzmq call might) until it has one."""

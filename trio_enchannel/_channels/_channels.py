@@ -771,10 +771,13 @@ class _Reader:
                 await inbox.wait_room(self.low_items, self.low_bytes)
                 continue
             try:
-                batch = await sock.receive_batch(limit)
+                # The room is asked again after the wait: the receive hook may have filled
+                # the buffer while this task slept.
+                batch = await sock.receive_batch(self.room)
             except trio.ClosedResourceError:
                 return
-            self.process(batch)
+            if batch:
+                self.process(batch)
 
     def hook(self) -> bool:
         """The socket's receive hook: take in what is ready if there is room; return whether

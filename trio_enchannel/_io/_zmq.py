@@ -622,9 +622,14 @@ class TrioSocket:
             self._after_call()
         return batch
 
-    async def receive_batch(self, limit: int = 1000) -> list[list[Frame]]:
+    async def receive_batch(self, limit: int | Callable[[], int] = 1000) -> list[list[Frame]]:
         """Wait until a message can be received, then receive every ready one, up to
         ``limit``, in order. A checkpoint.
+
+        ``limit`` may be a function, asked just before receiving (after any wait): a reader
+        whose room can shrink while it sleeps (a receive hook took messages in meanwhile)
+        takes no more than the room left. When it gives 0, nothing is received and ``[]`` is
+        returned; the next call looks at the socket again before waiting.
 
         The reader's hot path: one schedule point per batch, no ``EVENTS`` read before
         waiting when the last one already showed the socket drained, and ZeroMQ's
@@ -650,7 +655,14 @@ class TrioSocket:
             if woken or self._quiet != self._ops:
                 if woken or self._check_events() & _POLLIN:
                     woken = False
-                    batch = self._drain(limit)
+                    room = limit if isinstance(limit, int) else limit()
+                    if room <= 0:
+                        # Messages may be ready and the wake-up's edge is spent: not drained.
+                        self._quiet = -1
+                        if not yielded:
+                            await trio.lowlevel.cancel_shielded_checkpoint()
+                        return []
+                    batch = self._drain(room)
                     if batch:
                         if not yielded:
                             await trio.lowlevel.cancel_shielded_checkpoint()
