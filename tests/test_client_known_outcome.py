@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,7 +20,7 @@ import pytest
 import trio
 import trio.testing
 
-from tests.conftest import KernelProcess, kernel_process
+from tests.conftest import XEUS_PYTHON_ARGV, KernelProcess, kernel_process
 from trio_enchannel import (
     Channels,
     ConnectionInfo,
@@ -959,6 +960,27 @@ async def test_ipykernel_with_a_key_and_a_client_without_one(tmp_path: Path) -> 
                     if msg.msg_type == "stream":
                         assert msg.content["text"] == "heard\n"
                         break
+
+
+@pytest.mark.kernel
+async def test_xeus_python_started_with_an_empty_key_still_signs(tmp_path: Path) -> None:
+    """xeus-python started with an empty key signs all the same (an HMAC of the empty key)
+    and drops unsigned requests: a client with the same empty key is told at once, by the
+    kernel's first IOPub message, that the kernel must be started with a key."""
+    if importlib.util.find_spec("xpython_launcher") is None:
+        pytest.skip("xeus-python is not installed")
+    with trio.fail_after(60):
+        info = ConnectionInfo.allocate(key="")
+        async with (
+            kernel_process(tmp_path, XEUS_PYTHON_ARGV, info=info) as kernel,
+            open_client(kernel.info) as client,
+        ):
+            with pytest.raises(ConnectionInfoError, match="xeus-python") as caught:
+                await client.wait_ready()
+            assert caught.value.reason == "key_missing"
+            channels = client.channels
+            assert isinstance(channels, Channels)
+            assert channels.statistics().iopub.unverified >= 1
 
 
 async def test_info_without_the_key_of_a_signing_kernel_names_the_key(tmp_path: Path) -> None:
