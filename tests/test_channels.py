@@ -865,6 +865,34 @@ async def test_wait_connected_fails_clearly_when_the_handshake_cannot_succeed() 
             assert not ch.connected
 
 
+async def test_a_keyless_client_the_kernel_answered_gets_no_handshake_error() -> None:
+    """Channels without a key whose kernel signs: a signed IOPub message is not taken as
+    "key_missing" once the kernel has answered a request on shell (a kernel that verifies
+    would have dropped it unsigned). The signed messages are counted, and sends go on."""
+    async with raw_kernel(key="kernel-key") as kernel:
+        keyless = attrs.evolve(kernel.info, key="")
+        unsigned = Session("")
+        async with open_channels(keyless, heartbeat=False) as ch:
+            with trio.fail_after(TIMEOUT):
+                await kernel.wait_subscribed()
+                for first in (True, False):
+                    request = ch.session.message("kernel_info_request")
+                    await ch.shell.send(request)
+                    frames = await kernel.sockets["shell"].receive_multipart()
+                    got = unsigned.deserialize(frames)  # (the kernel runs it all the same)
+                    reply = kernel.session.reply(got, {"status": "ok"})
+                    await kernel.send("shell", got.identities[0], reply)
+                    assert (await ch.shell.receive()).parent_id == request.msg_id
+                    if first:
+                        await kernel.publish(kernel.message("status", {"execution_state": "idle"}))
+                        assert (await ch.iopub.receive()).msg_type == "status"
+                        assert ch.handshake_error is None
+                await ch.wait_connected()
+                assert ch.handshake_error is None
+                stats = ch.statistics()
+                assert (stats.shell.unverified, stats.iopub.unverified) == (2, 1)
+
+
 async def test_wait_connected_is_woken_by_close() -> None:
     info = ConnectionInfo.allocate(key=KEY)
     async with open_channels(info, heartbeat=False) as ch:

@@ -197,6 +197,20 @@ async def test_bad_outputs_and_parameters_are_refused_before_any_kernel_starts(
     assert "Traceback" not in done.stderr
 
 
+def test_nbformat_already_imported_is_taken_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once nbformat is imported, the command takes it from sys.modules: no module is
+    hidden again (the sys.modules trick runs once per process)."""
+    from trio_enchannel._cli import _notebook
+
+    nbformat = importlib.import_module("nbformat")
+
+    def hide(names: object) -> None:
+        raise AssertionError("modules hidden again")
+
+    monkeypatch.setattr(_notebook, "_without", hide)
+    assert _notebook._import_nbformat() is nbformat
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("rfc3987_syntax") is None, reason="needs rfc3987_syntax installed"
 )

@@ -34,6 +34,7 @@ EXAMPLES: list[BaseException] = [
     te.SignatureMismatch("shell", "invalid_signature"),
     te.ConfigurationError("bad scheme"),
     te.ConnectionInfoError("shell_port out of range"),
+    te.ConnectionInfoError("the kernel signs its messages", reason="key_missing"),
     te.UsageError("rejects needs report_rejects=True"),
     te.KernelDied("exit code 1"),
     te.KernelError("ValueError", "boom", ["line 1", "line 2"]),

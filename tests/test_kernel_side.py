@@ -237,6 +237,25 @@ async def test_invalid_utf8_in_a_request_is_repaired_counted_and_delivered() -> 
             assert stats.shell.invalid_utf8 == 1 and stats.rejected_total == 0
 
 
+async def test_a_keyless_kernel_counts_signed_requests_as_unverified() -> None:
+    # Mirrors the client's count: a kernel without a key accepts a signed request (as
+    # jupyter_client does) and counts it; an unsigned one is not counted.
+    with trio.fail_after(TIMEOUT):
+        async with open_kernel_channels(key="") as kc:
+            signing = Session("client-key")
+            async with open_raw_peer(
+                kc.connection_info, session=signing, wait_welcome=False
+            ) as peer:
+                await peer.request("kernel_info_request")
+                assert (await kc.shell.receive()).msg_type == "kernel_info_request"
+                unsigned = Session("").message("kernel_info_request", channel="shell")
+                frames = [bytes(f) for f in Session("").serialize(unsigned, ())]
+                await peer.send_frames("shell", frames)
+                assert (await kc.shell.receive()).msg_id == unsigned.msg_id
+            stats = kc.statistics()
+            assert stats.shell.unverified == 1 and stats.shell.received == 2
+
+
 async def test_input_request_reaches_the_asking_client_only() -> None:
     with trio.fail_after(TIMEOUT):
         async with open_kernel_channels() as kc, trio.open_nursery() as nursery:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import hashlib
+import hmac
 import json
 import math
 import os
@@ -419,6 +421,32 @@ def test_empty_key_sends_empty_signature_and_skips_verification() -> None:
     receiver.deserialize(frames)
     receiver.deserialize(frames)  # no replay tracking without signatures
     assert not sender.signed
+
+
+@pytest.mark.parametrize("sender_key", ["kernel-key", ""])
+def test_a_keyless_session_accepts_and_counts_signed_messages(sender_key: str) -> None:
+    """Without a key nothing is verified; a signed message (even an HMAC of the empty key,
+    as xeus-python sends) is accepted as jupyter_client accepts it, and counted; an empty
+    signature is not counted."""
+    sender = Session(sender_key)
+    frames = sender.serialize(sender.message("status"))
+    if sender_key == "":  # what a kernel started with an empty key that signs sends
+        at = frames.index(DELIMITER) + 1
+        digest = hmac.new(b"", b"".join(frames[at + 1 : at + 5]), hashlib.sha256)
+        frames[at] = digest.hexdigest().encode()
+    receiver = Session("")
+    assert receiver.deserialize(frames).msg_type == "status"
+    assert receiver.unverified == 1
+    receiver.deserialize(Session("").serialize(Session("").message("status")))
+    assert receiver.unverified == 1  # an empty signature is not counted
+
+
+def test_a_keyed_session_counts_nothing_unverified() -> None:
+    sender, receiver = pair("k")
+    receiver.deserialize(sender.serialize(sender.message("status")))
+    with pytest.raises(UnsignedMessage):
+        receiver.deserialize(Session("").serialize(Session("").message("status")))
+    assert receiver.unverified == 0
 
 
 def test_unsigned_message_rejected_when_key_set() -> None:

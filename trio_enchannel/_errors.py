@@ -166,10 +166,19 @@ class SignatureMismatch(RemoteProtocolError):
         self.rejected_reason = rejected_reason
 
 
+#: The :attr:`ConnectionInfoError.reason` codes, defined once here for every layer.
+REASON_INVALID = "invalid"
+REASON_HANDSHAKE_FAILED = "handshake_failed"
+REASON_KEY_MISSING = "key_missing"
+
+
 class ConfigurationError(EnchannelError, ValueError):
     """A setting is invalid (for example an unknown signature scheme).
 
-    Raised when the object is configured, never later at the first message.
+    Most are raised when the object is configured, before any I/O. Some settings can only be
+    found wrong by talking to the kernel: a :class:`ConnectionInfoError` whose ``reason`` is
+    ``"handshake_failed"`` or ``"key_missing"`` is raised later, once a failed ZeroMQ
+    handshake or the kernel's first signed message has shown it.
     """
 
 
@@ -180,13 +189,14 @@ class ConnectionInfoError(ConfigurationError):
 
     Attributes:
         reason: a short, stable, machine-readable code: ``"invalid"`` (the default: a field
-            is missing or invalid), ``"handshake_failed"`` (a ZeroMQ handshake with the
-            kernel failed for good: wrong ``curve_publickey``, encryption on one side only,
-            not a ZeroMQ peer) or ``"key_missing"`` (the kernel signs its messages and this
-            side has no key: the kernel drops every request sent unsigned).
+            is missing or invalid, or the connection file cannot be read or written),
+            ``"handshake_failed"`` (a ZeroMQ handshake with the kernel failed for good:
+            wrong ``curve_publickey``, encryption on one side only, not a ZeroMQ peer) or
+            ``"key_missing"`` (the kernel signs its messages and this side has no key: the
+            kernel drops every request sent unsigned).
     """
 
-    reason: str = "invalid"
+    reason: str = REASON_INVALID
 
     def __init__(self, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)

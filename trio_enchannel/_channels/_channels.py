@@ -19,6 +19,8 @@ from typing import Any, cast
 import trio
 
 from .._errors import (
+    REASON_HANDSHAKE_FAILED,
+    REASON_KEY_MISSING,
     ConnectionInfoError,
     EncryptionUnavailable,
     KernelDied,
@@ -153,7 +155,7 @@ class Channels:
         self._handshake_error: str | None = None
         # Its ConnectionInfoError.reason: "key_missing" when the kernel signs and we have no
         # key (see _unverified), which fails the routed channels only.
-        self._handshake_reason = "handshake_failed"
+        self._handshake_reason = REASON_HANDSHAKE_FAILED
         self._handshake_misses: dict[SocketName, int] = dict.fromkeys(_MONITORED, 0)
         self._ever_connected: set[SocketName] = set()
         self._send_scopes: set[trio.CancelScope] = set()
@@ -361,7 +363,7 @@ class Channels:
             if failed:
                 name, event = failed[0]
                 raise ConnectionInfoError(
-                    _describe_handshake_failure(name, event), reason="handshake_failed"
+                    _describe_handshake_failure(name, event), reason=REASON_HANDSHAKE_FAILED
                 )
             self._check_never_reached()
             if all(self._connected.values()):
@@ -431,7 +433,9 @@ class Channels:
         it drops every message we send unsigned. Then sends on shell, control and stdin,
         their receives once drained and :meth:`wait_connected` raise it, and so does every
         request of a client; IOPub keeps delivering (listening needs no key). Counted in
-        ``statistics().iopub.unverified`` and logged once.
+        ``statistics().iopub.unverified`` and logged once. In multiplexed mode the one
+        receiver (:attr:`multiplexed`) is not failed: it keeps delivering what arrives on
+        every channel, while sends on shell, control and stdin still raise.
         """
         if self._handshake_error is None:
             return None
@@ -511,9 +515,18 @@ class Channels:
         text = _describe_handshake_failure(name, event)
         if event.name == "handshake_failed":
             text += f" ({HANDSHAKE_ATTEMPTS} attempts in a row)"
+        if name == "hb":
+            # Failing at once beats the heartbeat's later "no heartbeat reply", which would
+            # blame the kernel; but the other sockets may work: say what does without it.
+            text += (
+                "; only the heartbeat socket failed (the others may work): open the "
+                "channels or client with heartbeat=False to do without it"
+            )
+        else:
+            text += "; these channels cannot talk to the kernel"
         self._handshake_error = text
-        logger.error("%s; these channels cannot talk to the kernel", text)
-        self._hub.fail(lambda: ConnectionInfoError(text, reason="handshake_failed"))
+        logger.error("%s", text)
+        self._hub.fail(lambda: ConnectionInfoError(text, reason=REASON_HANDSHAKE_FAILED))
         for scope in self._send_scopes:
             scope.cancel()
         self._iopub_wakeup.set()
@@ -533,17 +546,19 @@ class Channels:
         ):
             return
         text = (
-            "the kernel signs its messages but this connection has no key, so the kernel "
-            "drops every request sent to it; give the client the connection file's key "
-            "(listening to IOPub works without it)"
+            "the kernel signs its messages and this connection has no key, so the kernel "
+            "drops every request sent to it unsigned; give the client the key the kernel "
+            "was started with (a kernel started with an empty key that signs all the same, "
+            "as xeus-python does, must be started with a key); listening to IOPub works "
+            "without it"
         )
         self._handshake_error = text
-        self._handshake_reason = "key_missing"
+        self._handshake_reason = REASON_KEY_MISSING
         logger.error("%s", text)
         hub = self._hub
 
         def error() -> ConnectionInfoError:
-            return ConnectionInfoError(text, reason="key_missing")
+            return ConnectionInfoError(text, reason=REASON_KEY_MISSING)
 
         for routed in _ROUTED:
             if hub.inboxes[routed] is not hub.inboxes["iopub"]:  # (multiplexed: one inbox)
@@ -609,7 +624,9 @@ class Channels:
         """Follow the handshakes of socket ``name`` (see :meth:`wait_connected` and
         :meth:`handshake_error`), and of the sockets that replace it (the heartbeat makes a
         new one after each missed echo; its failures count across them)."""
-        monitor = self._monitors[name]
+        monitor = self._monitors.get(name)
+        if monitor is None:  # (gone already: a heartbeat socket that failed to open took it)
+            return
         scope = trio.CancelScope()
         self._scopes.append(scope)
         if self._closed:
@@ -652,7 +669,7 @@ class Channels:
                 if name not in self._handshake_failures:
                     logger.warning(
                         "the ZeroMQ handshake of the %s socket with %s failed (%s)",
-                        name,
+                        "heartbeat" if name == "hb" else name,
                         event.endpoint,
                         event.name,
                     )
@@ -860,7 +877,8 @@ def _describe_handshake_failure(name: SocketName, event: SocketEvent) -> str:
         )
     else:
         reason = "the peer does not speak ZeroMQ, or not with our security mechanism"
-    return f"the ZeroMQ handshake of the {name} socket with {event.endpoint} failed: {reason}"
+    socket = "heartbeat" if name == "hb" else name
+    return f"the ZeroMQ handshake of the {socket} socket with {event.endpoint} failed: {reason}"
 
 
 def claimed_parent_id(frames: Sequence[Frame]) -> str | None:

@@ -234,6 +234,9 @@ def _import_nbformat() -> Any:
     Raises:
         ImportError: nbformat is not installed.
     """
+    loaded = sys.modules.get("nbformat")
+    if loaded is not None:  # (imported already: nothing to leave out, no modules to hide)
+        return loaded
     try:
         with _without(_UNUSED_OPTIONAL_MODULES):
             return importlib.import_module("nbformat")

@@ -21,6 +21,7 @@ import trio
 
 from .._channels._interfaces import ClientChannels
 from .._errors import (
+    REASON_KEY_MISSING,
     ConnectionInfoError,
     KernelDied,
     LocalProtocolError,
@@ -40,8 +41,6 @@ __all__ = ["ClientStatistics", "Dispatcher"]
 _Buffer = bytes | bytearray | memoryview
 _COMM_TYPES = frozenset(("comm_open", "comm_msg", "comm_close"))
 _REPLY_CHANNELS = frozenset(("shell", "control"))
-#: ConnectionInfoError.reason when the kernel signs and the client has no key.
-KEY_MISSING = "key_missing"
 
 
 @attrs.frozen
@@ -273,12 +272,17 @@ class Dispatcher:
             if not self.closed:
                 if self.unreachable is None:
                     self.unreachable = exc
-                if exc.reason == KEY_MISSING:
+                if exc.reason == REASON_KEY_MISSING:
                     # The kernel hears nothing we send, but we hear it: fail what waits for
-                    # an answer, and leave the listeners (IOPub, comms) alone.
+                    # an answer, and the comms we opened (the kernel dropped their
+                    # comm_open); leave the listeners (IOPub, the comms it opened) alone.
                     for req in {id(r): r for r in self.tracker}.values():
                         req.fail(exc)
                     self.unclaimed_replies.fail_waiters(exc)
+                    for comm in list(self.comms.values()):
+                        if comm.open_message.channel != "iopub":
+                            del self.comms[comm.comm_id]
+                            comm._fail(exc)
                 else:
                     self.fail(exc)
             return
@@ -494,7 +498,7 @@ class Dispatcher:
         if self.closed:
             raise trio.ClosedResourceError("the client is closed")
         unreachable = self.unreachable
-        if unreachable is not None and not (listening and unreachable.reason == KEY_MISSING):
+        if unreachable is not None and not (listening and unreachable.reason == REASON_KEY_MISSING):
             raise ConnectionInfoError(str(unreachable), reason=unreachable.reason)
         missigned = self.missigned
         if missigned is not None:

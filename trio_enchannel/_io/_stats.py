@@ -87,8 +87,10 @@ class ChannelStatistics:
             are not valid UTF-8: those were decoded as U+FFFD replacement characters, as
             jupyter_client does (a kernel's ``print('\\udcff')`` sends such a byte).
         unverified: messages accepted with a signature that could not be verified, because
-            this side has no key (as jupyter_client accepts them): the kernel signs, and
-            most likely drops every message sent to it unsigned.
+            this side has no key (as jupyter_client accepts them): the peer signs, and most
+            likely drops every message sent to it unsigned (on a client, see ``key_missing``
+            in :attr:`Channels.handshake_error <trio_enchannel.Channels.handshake_error>`; a
+            kernel's channels only count them).
     """
 
     name: ChannelName

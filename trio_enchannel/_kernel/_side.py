@@ -473,7 +473,7 @@ class KernelChannels:
             while True:
                 await socket.wait_receivable()
                 for frames in socket.receive_batch_nowait():
-                    repaired = session.invalid_utf8
+                    repaired, unverified = session.invalid_utf8, session.unverified
                     try:
                         msg = session.deserialize(frames, channel=name)
                     except RemoteProtocolError as exc:
@@ -486,6 +486,8 @@ class KernelChannels:
                     counters.received += 1
                     if session.invalid_utf8 != repaired:
                         counters.invalid_utf8 += 1  # decoded as U+FFFD, delivered
+                    if session.unverified != unverified:
+                        counters.unverified += 1  # signed, but this kernel has no key
                     if name == "stdin" and self._route_input_reply(msg):
                         continue
                     try:
