@@ -42,6 +42,26 @@ async def test_a_cancelled_receive_loses_nothing_and_leaves_no_waiter() -> None:
     assert await box.receive() == 1
 
 
+async def test_a_receive_under_an_expired_scope_raises_cancelled_and_leaves_no_waiter() -> None:
+    # Waiting is the cancel point: a receive that starts already cancelled never waits,
+    # and a later receive finds the mailbox free and the item kept.
+    box: Mailbox[int] = Mailbox()
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            await box.receive()
+        with pytest.raises(trio.Cancelled):
+            await box.receive()
+    assert box.put_nowait(1)  # kept: nobody waits
+    assert await box.receive() == 1
+    with trio.CancelScope() as scope:  # an item kept: still a cancel point
+        box.put_nowait(2)
+        scope.cancel()
+        with pytest.raises(trio.Cancelled):
+            await box.receive()
+    assert box.receive_nowait() == 2
+
+
 async def test_one_receiver_at_a_time() -> None:
     box: Mailbox[int] = Mailbox()
     async with trio.open_nursery() as nursery:

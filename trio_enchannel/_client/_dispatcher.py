@@ -590,7 +590,10 @@ class Dispatcher:
         tracker.register(msg_id, req)
         inbox = req.inbox
         try:
-            await self.send(msg)
+            if msg.channel == "shell":  # (send, inline for its common case)
+                await self.channels.shell.send(msg)
+            else:
+                await self.send(msg)
             reply = await inbox.receive()
             if reply.channel in _REPLY_CHANNELS:
                 req.replied = True

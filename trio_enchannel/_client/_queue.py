@@ -265,13 +265,16 @@ class Mailbox(Generic[T]):
             trio.BusyResourceError: another task is already waiting.
             Exception: the error the producer finished with, if any.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
         if self._items or self._producer_closed or self._consumer_closed:
+            await trio.lowlevel.checkpoint_if_cancelled()
             item = self.receive_nowait()  # or raise
             await trio.lowlevel.cancel_shielded_checkpoint()
             return item
         if self._waiter is not None:
+            await trio.lowlevel.checkpoint_if_cancelled()
             raise trio.BusyResourceError("another task is already receiving")
+        # Waiting is itself the cancel point (Trio delivers a pending cancellation as the
+        # task parks, through abort below): no separate check before it.
         task = self._waiter = trio.lowlevel.current_task()
 
         def abort(_: RaiseCancelT) -> Abort:
