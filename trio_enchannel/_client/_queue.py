@@ -26,6 +26,25 @@ __all__ = ["DroppingQueue", "Mailbox"]
 T = TypeVar("T")
 
 
+def _take(
+    items: collections.deque[T] | None,
+    consumer_closed: bool,
+    producer_closed: bool,
+    error: BaseException | None,
+) -> T:
+    """``receive_nowait`` of both queues: the oldest item, or raise what their state says
+    (see :meth:`DroppingQueue.receive_nowait`)."""
+    if consumer_closed:
+        raise trio.ClosedResourceError("this receive channel was closed")
+    if items:
+        return items.popleft()
+    if producer_closed:
+        if error is not None:
+            raise error
+        raise trio.EndOfChannel
+    raise trio.WouldBlock
+
+
 class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
     """A receive channel fed synchronously, bounded by dropping its oldest items.
 
@@ -116,15 +135,9 @@ class DroppingQueue(trio.abc.ReceiveChannel[T], Generic[T]):
             trio.ClosedResourceError: this receive channel was closed.
             Exception: the error the producer finished with, if any.
         """
-        if self._consumer_closed:
-            raise trio.ClosedResourceError("this receive channel was closed")
-        if self._items:
-            return self._items.popleft()
-        if self._producer_closed:
-            if self._producer_error is not None:
-                raise self._producer_error
-            raise trio.EndOfChannel
-        raise trio.WouldBlock
+        return _take(
+            self._items, self._consumer_closed, self._producer_closed, self._producer_error
+        )
 
     async def receive(self) -> T:
         """The oldest item, waiting for one if needed.
@@ -246,15 +259,7 @@ class Mailbox(Generic[T]):
             trio.ClosedResourceError: the mailbox was closed.
             Exception: the error the producer finished with, if any.
         """
-        if self._consumer_closed:
-            raise trio.ClosedResourceError("this receive channel was closed")
-        if self._items:
-            return self._items.popleft()
-        if self._producer_closed:
-            if self._error is not None:
-                raise self._error
-            raise trio.EndOfChannel
-        raise trio.WouldBlock
+        return _take(self._items, self._consumer_closed, self._producer_closed, self._error)
 
     async def receive(self) -> T:
         """The oldest item, waiting for one if needed.
