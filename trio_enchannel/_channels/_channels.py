@@ -524,12 +524,19 @@ class Channels:
             )
         else:
             text += "; these channels cannot talk to the kernel"
+        self._hub.fail(self._give_up(text, REASON_HANDSHAKE_FAILED))
+        self._iopub_wakeup.set()
+
+    def _give_up(self, text: str, reason: str) -> Callable[[], ConnectionInfoError]:
+        """Record why these channels can never reach the kernel (:meth:`handshake_error`),
+        log it once and stop the sends waiting for a peer; return what makes the error each
+        waiter gets."""
         self._handshake_error = text
+        self._handshake_reason = reason
         logger.error("%s", text)
-        self._hub.fail(lambda: ConnectionInfoError(text, reason=REASON_HANDSHAKE_FAILED))
         for scope in self._send_scopes:
             scope.cancel()
-        self._iopub_wakeup.set()
+        return lambda: ConnectionInfoError(text, reason=reason)
 
     def _unverified(self, name: ChannelName, new: int) -> None:
         """``new`` messages of channel ``name`` carried a signature that our empty key
@@ -552,19 +559,11 @@ class Channels:
             "as xeus-python does, must be started with a key); listening to IOPub works "
             "without it"
         )
-        self._handshake_error = text
-        self._handshake_reason = REASON_KEY_MISSING
-        logger.error("%s", text)
-        hub = self._hub
-
-        def error() -> ConnectionInfoError:
-            return ConnectionInfoError(text, reason=REASON_KEY_MISSING)
-
+        error = self._give_up(text, REASON_KEY_MISSING)
+        inboxes = self._hub.inboxes
         for routed in _ROUTED:
-            if hub.inboxes[routed] is not hub.inboxes["iopub"]:  # (multiplexed: one inbox)
-                hub.inboxes[routed].fail(error)
-        for scope in self._send_scopes:
-            scope.cancel()
+            if inboxes[routed] is not inboxes["iopub"]:  # (multiplexed: one inbox)
+                inboxes[routed].fail(error)
         changed, self._connection_changed = self._connection_changed, trio.Event()
         changed.set()
 
