@@ -48,7 +48,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import outcome
 import trio
+import zmq
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
 from trio_enchannel import Session, open_client
@@ -66,6 +68,7 @@ from .bench_channels import (
     Clock,
     Info,
     Sample,
+    _backend_send,
     machine,
     peer_process,
     run_raw,
@@ -77,11 +80,12 @@ BIG_ROWS = 15_000 if QUICK else 150_000
 #: BENCH_BIG=0 skips the 10 MB JSON content round trips (the slowest part).
 BIG = os.environ.get("BENCH_BIG", "1") != "0"
 
-OURS, JC_ORJSON, JC_JSON, RAW = (
+OURS, JC_ORJSON, JC_JSON, RAW, CEILING = (
     "trio-enchannel",
     "jupyter_client (orjson)",
     "jupyter_client (json)",
     "raw pyzmq",
+    "Trio ceiling",
 )
 
 #: measurement -> label
@@ -185,11 +189,109 @@ def run_jc_json(info: Info, metric: str) -> Sample:
     return asyncio.run(_run_jc(info, metric, "json"))
 
 
+# ---------------------------------------------------------------------------------------------
+# Diagnostic: the least a Trio client of one shared socket pays (the "Trio ceiling")
+
+
+async def _run_ceiling(info: Info, metric: str) -> Sample:
+    """Requesting tasks that share one DEALER socket as the client's do, with nothing but the
+    protocol work and the wake-up rule: each task builds, signs and sends its request itself
+    (pyzmq's Cython send), registers for its reply and parks; one reader task sleeps on the
+    descriptor and, once woken, receives until ``EAGAIN``, verifies, decodes and reschedules
+    the task each reply answers. After a send (which may consume the descriptor's edge) the
+    sender reads ``EVENTS`` and drains ready replies itself, so no wake-up is lost. No
+    channels, buffers, counters, overflow policy, kernel-death or cancellation guarantees."""
+    session = Session(info["key"])
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(f"tcp://127.0.0.1:{info['shell_port']}")
+    fd = int(sock.getsockopt(zmq.FD))
+    waiting: dict[str, Any] = {}
+    early: dict[str, Any] = {}
+    recv, send = sock.recv, _backend_send
+    get: Callable[..., Any] = zmq.backend.Socket.get
+    noblock, more_flags = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE)
+    events, pollin = int(zmq.EVENTS), int(zmq.POLLIN)
+    deserialize, serialize, build = session.deserialize, session.serialize, session.message
+    reschedule, Value = trio.lowlevel.reschedule, outcome.Value
+
+    def drain() -> None:
+        while True:
+            frames: list[bytes] = []
+            more = True
+            try:
+                while more:
+                    part = recv(noblock, copy=False)
+                    more = part.more
+                    frames.append(part.bytes)
+            except zmq.Again:
+                return
+            msg = deserialize(frames)
+            task = waiting.pop(msg.parent_header["msg_id"])
+            if task is trio.lowlevel.current_task():
+                early[msg.parent_header["msg_id"]] = msg
+            else:
+                reschedule(task, Value(msg))
+
+    async def reader() -> None:
+        while True:
+            drain()
+            await trio.lowlevel.wait_readable(fd)
+
+    def abort(_: object) -> trio.lowlevel.Abort:
+        return trio.lowlevel.Abort.FAILED  # (never cancelled here)
+
+    async def request() -> Any:
+        msg = build("execute_request", EXECUTE)
+        frames = serialize(msg)
+        last = len(frames) - 1
+        for i, frame in enumerate(frames):
+            send(sock, frame, noblock if i == last else more_flags)
+        waiting[msg.msg_id] = trio.lowlevel.current_task()
+        if get(sock, events) & pollin:
+            drain()
+            if msg.msg_id in early:  # (its own reply, drained by itself)
+                return early.pop(msg.msg_id)
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(reader)
+            with trio.fail_after(TIMEOUT * 2):
+                await request()  # connected
+                if metric == "rtt1":
+                    clock = Clock()
+                    for _ in range(N_RTT1):
+                        await request()
+                    sample = clock.stop(N_RTT1)
+                else:
+
+                    async def worker(count: int) -> None:
+                        for _ in range(count):
+                            await request()
+
+                    clock = Clock()
+                    async with trio.open_nursery() as workers:
+                        for _ in range(WINDOW):
+                            workers.start_soon(worker, N_RTT_WINDOW // WINDOW)
+                    sample = clock.stop(N_RTT_WINDOW // WINDOW * WINDOW)
+            nursery.cancel_scope.cancel()
+        return sample
+    finally:
+        ctx.destroy(linger=0)
+
+
+def run_ceiling(info: Info, metric: str) -> Sample:
+    return trio.run(_run_ceiling, info, metric)
+
+
 CLIENTS: dict[str, Callable[[Info, str], Sample]] = {
     OURS: run_ours,
     JC_ORJSON: run_jc_orjson,
     JC_JSON: run_jc_json,
     RAW: run_raw,
+    CEILING: run_ceiling,
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -455,6 +557,9 @@ def report(
                 _ratios(ours, rates[JC_JSON][metric]),
                 _percent(ours, rates[RAW][metric]),
                 f">= {vs_jc:g}x" + ("" if vs_raw is None else f", >= {vs_raw:.0%}"),
+                _ratios(rates[CEILING][metric], rates[JC_ORJSON][metric]),
+                _percent(rates[CEILING][metric], rates[RAW][metric]),
+                _percent(ours, rates[CEILING][metric]),
             ]
         )
         cpu_rows.append(
@@ -490,7 +595,17 @@ def report(
         table(
             f"Request round trips: median rate of {ROUNDS} rounds; ours over each, median of "
             "the per-round ratios (range)",
-            ["measurement", *CLIENTS, "vs jc (orjson)", "vs jc (json)", "vs raw", "target"],
+            [
+                "measurement",
+                *CLIENTS,
+                "vs jc (orjson)",
+                "vs jc (json)",
+                "vs raw",
+                "target",
+                "ceiling vs jc (orjson)",
+                "ceiling vs raw",
+                "ours vs ceiling",
+            ],
             rows,
         ),
         table(
