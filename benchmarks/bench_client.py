@@ -15,6 +15,11 @@ turns for each measurement (rotating order), each with a fresh connection. Measu
   the round trip: the resident set's high-water mark (``VmHWM``, reset through
   ``/proc/self/clear_refs`` just before) over the resident set before it, and, in a second
   untimed round trip, the peak of Python's own allocations (``tracemalloc``);
+* the Trio ceiling for a shared socket (a diagnostic, both round-trip measurements): the
+  requesting tasks build, sign and send themselves and park; one reader task verifies, decodes
+  and reschedules the task each reply answers; the wake-up rule and nothing else (no buffers,
+  counters, overflow policy, kernel-death or cancellation guarantees). What any Trio client
+  whose tasks share one socket pays at least;
 * the client's own work per round trip, in this process without codec or ZeroMQ:
   ``Dispatcher.ask`` and the ``Reply`` against a stub channel whose stand-in reader task hands
   a pre-built reply to the dispatcher, paired with the same stub handing it over through the

@@ -297,7 +297,8 @@ class Mailbox(Generic[T]):
             return
         self._consumer_closed = True
         self._items = None
-        self._wake(trio.ClosedResourceError("this receive channel was closed"))
+        if self._waiter is not None:  # (the error is made only for a waiter: once per request)
+            self._wake(trio.ClosedResourceError("this receive channel was closed"))
 
     def _wake(self, error: BaseException) -> None:
         waiter = self._waiter
