@@ -207,24 +207,8 @@ class RemoteChannelOptions:
             ConfigurationError: a value is out of range.
         """
         defaults = {**REMOTE_CHANNEL_DEFAULTS, "connect_timeout": connect_timeout}
-        get = merged_options(label, options, defaults).get
-
-        return cls.build(
-            session=get("session"),
-            subprotocol=subprotocol,
-            buffer_size=get("buffer_size"),
-            iopub_buffer_size=get("iopub_buffer_size"),
-            iopub_buffer_bytes=get("iopub_buffer_bytes"),
-            iopub_overflow=get("iopub_overflow"),
-            multiplexed=get("multiplexed"),
-            report_rejects=get("report_rejects"),
-            rejects_buffer_size=get("rejects_buffer_size"),
-            connect_timeout=get("connect_timeout"),
-            reconnect=get("reconnect"),
-            reconnect_timeout=get("reconnect_timeout"),
-            ping_interval=get("ping_interval"),
-            kernel_check_interval=get("kernel_check_interval"),
-        )
+        values = merged_options(label, options, defaults)
+        return cls.build(**values, subprotocol=subprotocol)
 
 
 def _optional_seconds(name: str, value: object) -> float | None:
