@@ -629,3 +629,28 @@ async def test_buffer_size_zero_means_one_as_in_every_opener() -> None:
         ):
             stats = ch.statistics()
             assert (stats.shell.buffer_size, stats.iopub.buffer_size) == (1, 1)
+
+
+async def test_set_consumer_takes_the_place_of_its_own_view_only() -> None:
+    got: list[Message] = []
+    with trio.fail_after(20):
+        async with (
+            serving(FakeConnection.answer_forever) as server,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as ch,
+            open_remote_channels(server.url, KERNEL, token=TOKEN) as other,
+        ):
+            assert not ch.set_consumer("shell", got.append, view=other.shell)
+            assert not ch.set_consumer("shell", got.append, view=ch.control)
+            assert not ch.set_consumer("iopub", got.append, view=object())
+            assert ch.set_consumer("shell", got.append, view=ch.shell)
+            request = ch.session.message("kernel_info_request", channel="shell")
+            await ch.shell.send(request)
+            # One websocket, one reader: the reply is handed over before the idle after it.
+            while (await ch.iopub.receive()).content.get("execution_state") != "idle":
+                pass
+            assert [m.parent_id for m in got] == [request.msg_id]
+            assert ch.statistics().shell.queued == 0
+            assert ch.set_consumer("shell", None, view=ch.shell)
+            again = ch.session.message("kernel_info_request", channel="shell")
+            await ch.shell.send(again)
+            assert (await ch.shell.receive()).parent_id == again.msg_id

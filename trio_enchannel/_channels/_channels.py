@@ -61,6 +61,7 @@ from ._views import (
     MessageChannel,
     MultiplexedChannel,
     RejectedMessage,
+    is_view,
 )
 
 __all__ = [
@@ -217,14 +218,7 @@ class Channels:
 
     def statistics(self) -> ChannelsStatistics:
         """A snapshot of every channel's counters and the heartbeat's state."""
-        return ChannelsStatistics(
-            shell=self._hub.statistics("shell"),
-            control=self._hub.statistics("control"),
-            stdin=self._hub.statistics("stdin"),
-            iopub=self._hub.statistics("iopub"),
-            heartbeat=self.heartbeat.statistics(),
-            rejects_unreported=self._hub.rejects.unreported,
-        )
+        return ChannelsStatistics(**self._hub.snapshot(), heartbeat=self.heartbeat.statistics())
 
     @property
     def kernel_unresponsive(self) -> bool:
@@ -386,10 +380,7 @@ class Channels:
             Whether anything changed (``False`` for another ``view``, in multiplexed mode,
             or once ``ch.<name>`` was closed).
         """
-        own = {"shell": self.shell, "control": self.control, "stdin": self.stdin}
-        if view is not own.get(name, self.iopub):
-            return False
-        return self._hub.set_consumer(name, consumer)
+        return is_view(view, self._hub, name) and self._hub.set_consumer(name, consumer)
 
     def add_reject_listener(self, listener: RejectListener) -> None:
         """Call ``listener(channel, parent_id, error)`` for every message rejected for its

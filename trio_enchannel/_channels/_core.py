@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from typing import TypedDict
 
 import trio
 
@@ -24,7 +25,7 @@ from .._io._overflow import BufferOptions, DropLog, must_drop
 from .._io._stats import ChannelStatistics, Counters, Frame, Rejects
 from .._wire._message import CHANNEL_NAMES, ChannelName, Message
 
-__all__ = ["ChannelHub", "check_message", "routed_channel"]
+__all__ = ["ChannelHub", "HubStatistics", "check_message", "routed_channel"]
 
 #: The channels a client sends on.
 SENDING: tuple[ChannelName, ...] = ("shell", "control", "stdin")
@@ -64,6 +65,17 @@ def routed_channel(msg: object) -> ChannelName:
             "it must be 'shell', 'control' or 'stdin'"
         )
     return name
+
+
+class HubStatistics(TypedDict):
+    """What every transport's statistics snapshot takes from its hub (the transport adds its
+    own: the heartbeat's, the websocket's): ``Snapshot(**hub.snapshot(), ...)``."""
+
+    shell: ChannelStatistics
+    control: ChannelStatistics
+    stdin: ChannelStatistics
+    iopub: ChannelStatistics
+    rejects_unreported: int
 
 
 class ChannelHub:
@@ -155,6 +167,16 @@ class ChannelHub:
         """A snapshot of channel ``name``'s counters and buffer."""
         inbox = self.inboxes[name]
         return self.counters[name].snapshot(name, len(inbox), inbox.nbytes, self.limits(name))
+
+    def snapshot(self) -> HubStatistics:
+        """A snapshot of every channel (:meth:`statistics`) and of the unreported rejects."""
+        return HubStatistics(
+            shell=self.statistics("shell"),
+            control=self.statistics("control"),
+            stdin=self.statistics("stdin"),
+            iopub=self.statistics("iopub"),
+            rejects_unreported=self.rejects.unreported,
+        )
 
     async def send(self, msg: Message) -> None:
         """Send ``msg`` on the channel it names (see :func:`routed_channel`), unless the user

@@ -87,6 +87,12 @@ class _Endpoint:
         await trio.lowlevel.checkpoint()
 
 
+def is_view(view: object, hub: ChannelHub, name: ChannelName) -> bool:
+    """Whether ``view`` is ``ch.<name>`` of the channels whose hub is ``hub`` (for
+    ``set_consumer``: a wrapper that intercepts ``receive()`` is never bypassed)."""
+    return isinstance(view, _Endpoint) and view._hub is hub and view._name == name
+
+
 class MessageChannel(_Endpoint, trio.abc.Channel[Message]):
     """A two-way channel (``shell``, ``control`` or ``stdin``) of :class:`Channels`.
 

@@ -122,23 +122,8 @@ class ClientOptions:
             sorted(name for name, value in raw.items() if value != CHANNEL_DEFAULTS[name])
         )
         channels = ChannelOptions.build(
-            iopub_topic=iopub_topic,
-            heartbeat=heartbeat,
-            hb_interval=hb_interval,
-            hb_deadline=hb_deadline,
-            hb_startup_deadline=hb_startup_deadline,
-            iopub_hwm=iopub_hwm,
-            identity=identity,
-            curve_client_keys=curve_client_keys,
-            linger=linger,
-            buffer_size=buffer_size,
-            iopub_buffer_size=iopub_buffer_size,
-            iopub_buffer_bytes=iopub_buffer_bytes,
-            iopub_overflow=iopub_overflow,
-            # the client reads every channel on its own
-            multiplexed=False,
-            report_rejects=report_rejects,
-            rejects_buffer_size=rejects_buffer_size,
+            **{name: value for name, value in raw.items() if name != "session"},
+            multiplexed=False,  # the client reads every channel on its own
         )
         return cls(
             stdin=cast("StdinHandler | None", stdin),  # checked callable above
@@ -163,25 +148,6 @@ class ClientOptions:
         """
         defaults = {**CLIENT_DEFAULTS, **CHANNEL_DEFAULTS} if channel_options else CLIENT_DEFAULTS
         values = merged_options(label, options, defaults)
-        get = values.get if channel_options else {**CHANNEL_DEFAULTS, **values}.get
-
-        return cls.build(
-            stdin=get("stdin"),
-            unclaimed_buffer=get("unclaimed_buffer"),
-            session=get("session"),
-            iopub_topic=get("iopub_topic"),
-            heartbeat=get("heartbeat"),
-            hb_interval=get("hb_interval"),
-            hb_deadline=get("hb_deadline"),
-            hb_startup_deadline=get("hb_startup_deadline"),
-            buffer_size=get("buffer_size"),
-            iopub_buffer_size=get("iopub_buffer_size"),
-            iopub_buffer_bytes=get("iopub_buffer_bytes"),
-            iopub_overflow=get("iopub_overflow"),
-            iopub_hwm=get("iopub_hwm"),
-            report_rejects=get("report_rejects"),
-            rejects_buffer_size=get("rejects_buffer_size"),
-            identity=get("identity"),
-            curve_client_keys=get("curve_client_keys"),
-            linger=get("linger"),
-        )
+        if not channel_options:
+            values = {**CHANNEL_DEFAULTS, **values}
+        return cls.build(**values)

@@ -27,6 +27,7 @@ from .._channels._views import (
     MessageChannel,
     MultiplexedChannel,
     RejectedMessage,
+    is_view,
 )
 from .._errors import KernelDied, RemoteProtocolError
 from .._io._errors import ConnectionLost
@@ -206,24 +207,8 @@ class RemoteChannelOptions:
             ConfigurationError: a value is out of range.
         """
         defaults = {**REMOTE_CHANNEL_DEFAULTS, "connect_timeout": connect_timeout}
-        get = merged_options(label, options, defaults).get
-
-        return cls.build(
-            session=get("session"),
-            subprotocol=subprotocol,
-            buffer_size=get("buffer_size"),
-            iopub_buffer_size=get("iopub_buffer_size"),
-            iopub_buffer_bytes=get("iopub_buffer_bytes"),
-            iopub_overflow=get("iopub_overflow"),
-            multiplexed=get("multiplexed"),
-            report_rejects=get("report_rejects"),
-            rejects_buffer_size=get("rejects_buffer_size"),
-            connect_timeout=get("connect_timeout"),
-            reconnect=get("reconnect"),
-            reconnect_timeout=get("reconnect_timeout"),
-            ping_interval=get("ping_interval"),
-            kernel_check_interval=get("kernel_check_interval"),
-        )
+        values = merged_options(label, options, defaults)
+        return cls.build(**values, subprotocol=subprotocol)
 
 
 def _optional_seconds(name: str, value: object) -> float | None:
@@ -338,10 +323,7 @@ class RemoteChannels:
         """A snapshot of every channel's counters and of the websocket connection."""
         link = self._link
         return RemoteChannelsStatistics(
-            shell=self._hub.statistics("shell"),
-            control=self._hub.statistics("control"),
-            stdin=self._hub.statistics("stdin"),
-            iopub=self._hub.statistics("iopub"),
+            **self._hub.snapshot(),
             connection=RemoteConnectionStatistics(
                 state=link.state,
                 subprotocol=link.subprotocol,
@@ -349,7 +331,6 @@ class RemoteChannels:
                 drops=link.drops,
                 rejected_unknown_channel=self._hub.rejects.unknown_channel,
             ),
-            rejects_unreported=self._hub.rejects.unreported,
         )
 
     @property
@@ -469,10 +450,7 @@ class RemoteChannels:
         """Hand every message of channel ``name`` to ``consumer`` as it arrives, in place of
         queueing it (``None``: queue again); see :meth:`Channels.set_consumer
         <trio_enchannel.Channels.set_consumer>`."""
-        own = {"shell": self.shell, "control": self.control, "stdin": self.stdin}
-        if view is not own.get(name, self.iopub):
-            return False
-        return self._hub.set_consumer(name, consumer)
+        return is_view(view, self._hub, name) and self._hub.set_consumer(name, consumer)
 
     def add_reject_listener(self, listener: RejectListener) -> None:
         """Accepted for the interface :class:`~trio_enchannel.Channels` shares, never called:

@@ -12,7 +12,7 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import attrs
 import trio
@@ -76,7 +76,7 @@ from ._script import (
     UpdateDisplayData,
 )
 
-__all__ = ["FakeKernel", "open_fake_kernel"]
+__all__ = ["FakeKernel", "FakeKernelOptions", "open_fake_kernel", "open_fake_kernel_with"]
 
 CodeMatcher = str | Callable[[str], bool]
 
@@ -868,35 +868,113 @@ async def open_fake_kernel(
         ConfigurationError: an option is invalid (checked before anything is bound).
         TypeError: an argument has the wrong type.
     """
-    check_seconds("wait_timeout", wait_timeout, allow_inf=True)
-    check_optional_str("key", key)
-    check_str("signature_scheme", signature_scheme)
-    check_choice("transport", transport, ("tcp", "ipc"))
-    if info is None and transport == "tcp":
-        check_ip("ip", ip, bindable=True, error=ConnectionInfoError)
-    if info is not None and not isinstance(info, ConnectionInfo):
-        raise TypeError(f"info must be a ConnectionInfo or None, got {type(info).__name__}")
-    check_mapping("kernel_info", kernel_info)
-    check_bool("exit_on_shutdown", exit_on_shutdown)
-    check_bool("iopub_welcome", iopub_welcome)
+    options = FakeKernelOptions.build(
+        wait_timeout=wait_timeout,
+        key=key,
+        signature_scheme=signature_scheme,
+        transport=transport,
+        ip=ip,
+        info=info,
+        kernel_info=kernel_info,
+        exit_on_shutdown=exit_on_shutdown,
+        iopub_welcome=iopub_welcome,
+    )
+    async with open_fake_kernel_with(options) as kernel:
+        yield kernel
+
+
+@asynccontextmanager
+async def open_fake_kernel_with(options: FakeKernelOptions) -> AsyncIterator[FakeKernel]:
+    """:func:`open_fake_kernel` with its options already checked (by
+    :meth:`FakeKernelOptions.build`): the entry point of the ``fake_kernel`` fixture."""
     kernel = FakeKernel(
-        timeout=wait_timeout, kernel_info=kernel_info, exit_on_shutdown=exit_on_shutdown
+        timeout=options.wait_timeout,
+        kernel_info=options.kernel_info,
+        exit_on_shutdown=options.exit_on_shutdown,
     )
 
     def open_channels() -> AbstractAsyncContextManager[KernelChannels]:
         return open_kernel_channels(
-            info=info,
-            ip=ip,
-            transport=transport,
-            key=key,
-            signature_scheme=signature_scheme,
-            iopub_welcome=iopub_welcome,
+            info=options.info,
+            ip=options.ip,
+            transport=options.transport,
+            key=options.key,
+            signature_scheme=options.signature_scheme,
+            iopub_welcome=options.iopub_welcome,
         )
 
     async with trio.open_nursery() as nursery:
-        with trio.fail_after(wait_timeout):
+        with trio.fail_after(options.wait_timeout):
             await nursery.start(kernel._run, open_channels)
         try:
             yield kernel
         finally:
             nursery.cancel_scope.cancel()
+
+
+def _as_is(name: str) -> str:
+    return name
+
+
+@attrs.frozen
+class FakeKernelOptions:
+    """The options of :func:`open_fake_kernel`, checked once by :meth:`build` (use it, not
+    the constructor); the attributes are its keyword arguments of the same names."""
+
+    wait_timeout: float
+    key: str | None
+    signature_scheme: str
+    transport: Literal["tcp", "ipc"]
+    ip: str
+    info: ConnectionInfo | None
+    kernel_info: Mapping[str, Any] | None
+    exit_on_shutdown: bool
+    iopub_welcome: bool
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        wait_timeout: object,
+        key: object,
+        signature_scheme: object,
+        transport: object,
+        ip: object,
+        info: object,
+        kernel_info: object,
+        exit_on_shutdown: object,
+        iopub_welcome: object,
+        label: Callable[[str], str] = _as_is,
+    ) -> FakeKernelOptions:
+        """The options from :func:`open_fake_kernel`'s keyword arguments of the same names,
+        checked; each error names the argument as ``label(name)`` says (the ``fake_kernel``
+        fixture names its ``fake_kernel_options`` entry).
+
+        Raises:
+            ConfigurationError: a value is out of range (``ConnectionInfoError`` for an
+                ``ip`` this host cannot bind).
+            TypeError: a value has the wrong type.
+        """
+        timeout = check_seconds(label("wait_timeout"), wait_timeout, allow_inf=True)
+        secret = check_optional_str(label("key"), key)
+        scheme = check_str(label("signature_scheme"), signature_scheme)
+        choice: Literal["tcp", "ipc"] = check_choice(label("transport"), transport, ("tcp", "ipc"))
+        if info is not None and not isinstance(info, ConnectionInfo):
+            raise TypeError(
+                f"{label('info')} must be a ConnectionInfo or None, got {type(info).__name__}"
+            )
+        if info is None and choice == "tcp":
+            address = check_ip(label("ip"), ip, bindable=True, error=ConnectionInfoError)
+        else:
+            address = cast("str", ip)  # unused by ipc and by a given info
+        return cls(
+            wait_timeout=timeout,
+            key=secret,
+            signature_scheme=scheme,
+            transport=choice,
+            ip=address,
+            info=info,
+            kernel_info=check_mapping(label("kernel_info"), kernel_info),
+            exit_on_shutdown=check_bool(label("exit_on_shutdown"), exit_on_shutdown),
+            iopub_welcome=check_bool(label("iopub_welcome"), iopub_welcome),
+        )

@@ -26,15 +26,15 @@ Fixtures (all function-scoped; the async ones need pytest-trio):
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from trio_enchannel import ConnectionInfo
     from trio_enchannel.testing import FakeKernel
+    from trio_enchannel.testing._fake_kernel import FakeKernelOptions
 
 __all__ = ["fake_kernel", "fake_kernel_info", "fake_kernel_options", "fake_kernel_timeout"]
 
@@ -63,98 +63,39 @@ async def fake_kernel(
     Raises:
         trio.TooSlowError: the fake kernel did not bind its sockets within the timeout.
     """
-    from trio_enchannel.testing import open_fake_kernel
+    from trio_enchannel.testing._fake_kernel import open_fake_kernel_with
 
-    options = _FakeKernelOptions.from_fixtures(fake_kernel_options, fake_kernel_timeout)
-    async with open_fake_kernel(
-        wait_timeout=options.wait_timeout,
-        key=options.key,
-        signature_scheme=options.signature_scheme,
-        transport=options.transport,
-        ip=options.ip,
-        info=options.info,
-        kernel_info=options.kernel_info,
-        exit_on_shutdown=options.exit_on_shutdown,
-        iopub_welcome=options.iopub_welcome,
-    ) as kernel:
+    options = _checked_options(fake_kernel_options, fake_kernel_timeout)
+    async with open_fake_kernel_with(options) as kernel:
         yield kernel
 
 
-# A dataclass, not attrs: this module must stay cheap to import (see the module docstring).
-@dataclasses.dataclass(frozen=True)
-class _FakeKernelOptions:
-    """The ``fake_kernel_options`` and ``fake_kernel_timeout`` fixtures' values, checked once
-    (each error names the fixture and the option) before the fake kernel is started."""
+def _checked_options(options: object, timeout: object) -> FakeKernelOptions:
+    """The ``fake_kernel_options`` and ``fake_kernel_timeout`` fixtures' values, checked
+    before the fake kernel is started: the options' names are the keyword arguments of
+    :func:`~trio_enchannel.testing.open_fake_kernel`, checked as it checks them (each error
+    names the fixture and the option).
 
-    wait_timeout: float
-    key: str | None
-    signature_scheme: str
-    transport: Literal["tcp", "ipc"]
-    ip: str
-    info: ConnectionInfo | None
-    kernel_info: Mapping[str, Any] | None
-    exit_on_shutdown: bool
-    iopub_welcome: bool
+    Raises:
+        TypeError: ``fake_kernel_options`` is not a dict, names an unknown option, or a
+            value has the wrong type.
+        ConfigurationError: a value is out of range (``ConnectionInfoError`` for an ``ip``
+            this host cannot bind).
+    """
+    from trio_enchannel._validate import check_mapping, check_option_names, check_seconds
+    from trio_enchannel.testing._fake_kernel import FakeKernelOptions
 
-    @classmethod
-    def from_fixtures(cls, options: object, timeout: object) -> _FakeKernelOptions:
-        """Check the fixtures' values: the options' names are the keyword arguments of
-        :func:`~trio_enchannel.testing.open_fake_kernel`, checked as it checks them.
+    fixture = "the fake_kernel_options fixture"
+    given = check_mapping(fixture, options, optional=False) or {}
+    check_option_names(fixture, given, _FAKE_KERNEL_DEFAULTS)
+    if "wait_timeout" not in given:
+        check_seconds("the fake_kernel_timeout fixture", timeout, allow_inf=True)
+    values = {**_FAKE_KERNEL_DEFAULTS, "wait_timeout": timeout, **given}
 
-        Raises:
-            TypeError: ``fake_kernel_options`` is not a dict, names an unknown option, or a
-                value has the wrong type.
-            ConfigurationError: a value is out of range (``ConnectionInfoError`` for an
-                ``ip`` this host cannot bind).
-        """
-        from trio_enchannel import ConnectionInfo, ConnectionInfoError
-        from trio_enchannel._validate import (
-            check_bool,
-            check_choice,
-            check_ip,
-            check_mapping,
-            check_option_names,
-            check_optional_str,
-            check_seconds,
-            check_str,
-        )
+    def label(name: str) -> str:
+        return f"fake_kernel_options[{name!r}]"
 
-        fixture = "the fake_kernel_options fixture"
-        given = check_mapping(fixture, options, optional=False) or {}
-        check_option_names(fixture, given, _FAKE_KERNEL_DEFAULTS)
-        if "wait_timeout" not in given:
-            check_seconds("the fake_kernel_timeout fixture", timeout, allow_inf=True)
-        values = {**_FAKE_KERNEL_DEFAULTS, "wait_timeout": timeout, **given}
-
-        def label(name: str) -> str:
-            return f"fake_kernel_options[{name!r}]"
-
-        check_seconds(label("wait_timeout"), values["wait_timeout"], allow_inf=True)
-        check_optional_str(label("key"), values["key"])
-        check_str(label("signature_scheme"), values["signature_scheme"])
-        check_choice(label("transport"), values["transport"], ("tcp", "ipc"))
-        info = values["info"]
-        if info is not None and not isinstance(info, ConnectionInfo):
-            raise TypeError(
-                f"{label('info')} must be a ConnectionInfo or None, got {type(info).__name__}"
-            )
-        if info is None and values["transport"] == "tcp":
-            check_ip(label("ip"), values["ip"], bindable=True, error=ConnectionInfoError)
-        check_mapping(label("kernel_info"), values["kernel_info"])
-        check_bool(label("exit_on_shutdown"), values["exit_on_shutdown"])
-        check_bool(label("iopub_welcome"), values["iopub_welcome"])
-        # each value checked above, by name
-        return cls(
-            wait_timeout=cast("float", values["wait_timeout"]),
-            key=cast("str | None", values["key"]),
-            signature_scheme=cast("str", values["signature_scheme"]),
-            transport=cast('Literal["tcp", "ipc"]', values["transport"]),
-            ip=cast("str", values["ip"]),
-            info=info,
-            kernel_info=cast("Mapping[str, Any] | None", values["kernel_info"]),
-            exit_on_shutdown=cast("bool", values["exit_on_shutdown"]),
-            iopub_welcome=cast("bool", values["iopub_welcome"]),
-        )
+    return FakeKernelOptions.build(**values, label=label)
 
 
 #: The keyword arguments of open_fake_kernel and their defaults (a test compares them with its
