@@ -1008,3 +1008,29 @@ async def test_buffer_size_zero_means_one_as_in_every_opener() -> None:
     ):
         stats = ch.statistics()
         assert (stats.shell.buffer_size, stats.iopub.buffer_size) == (1, 1)
+
+
+async def test_a_heartbeat_socket_that_fails_to_open_before_its_watch_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The heartbeat replaces its socket after a missed echo; if the new one fails to open
+    (here its connect), the failure ends the channels, alone and as itself, even when the
+    watch of the heartbeat's handshakes had not started yet (the failed socket took its
+    monitor away). With an interval of a nanosecond, the first echo is missed in the very
+    step that started the heartbeat, before the watch's task first runs."""
+    info = ConnectionInfo.allocate(key=KEY)  # nobody there: no echo
+    hb_url = info.url("hb")
+    connects: list[str] = []
+    connect = TrioSocket.connect
+
+    def failing_second_hb_connect(self: TrioSocket, url: str) -> None:
+        connects.append(url)
+        if url == hb_url and connects.count(url) == 2:
+            raise trio.BrokenResourceError("injected: the new heartbeat socket cannot connect")
+        connect(self, url)
+
+    monkeypatch.setattr(TrioSocket, "connect", failing_second_hb_connect)
+    with trio.fail_after(TIMEOUT), pytest.raises(ConnectionInfoError, match="hb socket"):
+        async with open_channels(info, hb_interval=1e-9):
+            await trio.sleep_forever()
+    assert connects.count(hb_url) == 2
