@@ -1236,6 +1236,14 @@ async def test_messages_handed_over_after_a_routing_failure_are_counted_unrouted
         # The pending request failed, saying why.
         assert len(outcome) == 1 and "the iopub channel failed" in str(outcome[0])
         assert stats.pending == 0
+        # IOPub's routing never resumes: a later call (an execution waits for its idle
+        # status) fails at once, as does a wait on the unclaimed store, instead of waiting.
+        with trio.fail_after(5):
+            with pytest.raises(trio.BrokenResourceError, match="the iopub channel failed"):
+                await client.execute("1")
+            with pytest.raises(trio.BrokenResourceError, match="the iopub channel failed"):
+                await client.unclaimed_iopub.receive()
+        assert client.statistics().pending == 0
 
 
 async def test_closing_the_client_fails_pending_and_closes_unclaimed() -> None:
