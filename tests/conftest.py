@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
+import hypothesis
 import psutil
 import pytest
 import trio
@@ -57,6 +58,12 @@ from trio_enchannel import ConnectionInfo, Message, Session, write_connection_fi
 
 if TYPE_CHECKING:
     from ._msgspec import ReceivedMessages
+
+# No property test has a wall-clock deadline (Hypothesis's default is 200 ms per example): on
+# a loaded machine an example of a codec test took 1.4 s and failed with DeadlineExceeded.
+# Tests assert no timings; speed is measured in benchmarks/.
+hypothesis.settings.register_profile("trio-enchannel", deadline=None)
+hypothesis.settings.load_profile("trio-enchannel")
 
 IPYKERNEL_ARGV = (sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}")
 XEUS_PYTHON_ARGV = (sys.executable, "-m", "xpython_launcher", "-f", "{connection_file}")

@@ -974,13 +974,15 @@ async def test_open_close_cycles_leave_nothing_behind() -> None:
         # Warm up (the shared context's I/O thread), then measure.
         async with open_channels(kernel.info) as ch:
             await ch.shell.send(ch.session.message("kernel_info_request"))
-        fds, threads = _open_fds(), threading.active_count()
+        fds, threads = _open_fds(), set(threading.enumerate())
         tasks = trio.lowlevel.current_statistics().tasks_living
         for _ in range(1000):
             async with open_channels(kernel.info, linger=0) as ch:
                 await ch.shell.send(ch.session.message("kernel_info_request"))
         assert trio.lowlevel.current_statistics().tasks_living == tasks
-        assert threading.active_count() == threads
+        # No thread started by the cycles is still alive. (Not a count: threads of earlier
+        # tests may end meanwhile, e.g. Trio's idle worker threads, after 10 s.)
+        assert set(threading.enumerate()) - threads == set()
         # libzmq closes connections in its I/O thread, a moment after zmq_close.
         with trio.fail_after(TIMEOUT):
             await poll_until(lambda: _open_fds() <= fds + 10)
@@ -1008,3 +1010,29 @@ async def test_buffer_size_zero_means_one_as_in_every_opener() -> None:
     ):
         stats = ch.statistics()
         assert (stats.shell.buffer_size, stats.iopub.buffer_size) == (1, 1)
+
+
+async def test_a_heartbeat_socket_that_fails_to_open_before_its_watch_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The heartbeat replaces its socket after a missed echo; if the new one fails to open
+    (here its connect), the failure ends the channels, alone and as itself, even when the
+    watch of the heartbeat's handshakes had not started yet (the failed socket took its
+    monitor away). With an interval of a nanosecond, the first echo is missed in the very
+    step that started the heartbeat, before the watch's task first runs."""
+    info = ConnectionInfo.allocate(key=KEY)  # nobody there: no echo
+    hb_url = info.url("hb")
+    connects: list[str] = []
+    connect = TrioSocket.connect
+
+    def failing_second_hb_connect(self: TrioSocket, url: str) -> None:
+        connects.append(url)
+        if url == hb_url and connects.count(url) == 2:
+            raise trio.BrokenResourceError("injected: the new heartbeat socket cannot connect")
+        connect(self, url)
+
+    monkeypatch.setattr(TrioSocket, "connect", failing_second_hb_connect)
+    with trio.fail_after(TIMEOUT), pytest.raises(ConnectionInfoError, match="hb socket"):
+        async with open_channels(info, hb_interval=1e-9):
+            await trio.sleep_forever()
+    assert connects.count(hb_url) == 2

@@ -1179,6 +1179,73 @@ async def test_broken_channel_fails_pending_requests() -> None:
         await kernel.shell.aclose()  # the kernel end of shell goes away
 
 
+@attrs.define
+class DirectMemoryChannels(MemoryChannels):
+    """MemoryChannels whose "reader" hands messages straight to the client's consumer (as
+    Channels' readers do, a batch at a time): :meth:`hand_over` plays the reader."""
+
+    consumers: dict[str, Any] = attrs.field(factory=dict)
+
+    def set_consumer(self, name: str, consumer: Any, *, view: object) -> bool:
+        if consumer is None:
+            self.consumers.pop(name, None)
+        else:
+            self.consumers[name] = consumer
+        return True
+
+    def hand_over(self, name: str, batch: list[Any]) -> None:
+        # A reader takes the consumer once per batch (see _Reader.process): the consumer
+        # sees the rest of a batch even after it stopped consuming.
+        consumer = self.consumers[name]
+        for msg in batch:
+            consumer(msg)
+
+
+async def test_messages_handed_over_after_a_routing_failure_are_counted_unrouted() -> None:
+    channels, kernel = memory_pair()
+    direct = DirectMemoryChannels(
+        channels.session, channels.shell, channels.control, channels.stdin, channels.iopub
+    )
+    outcome: list[BaseException] = []
+    async with open_client(direct) as client, trio.open_nursery() as nursery:
+
+        async def caller() -> None:
+            try:
+                await client.kernel_info()
+            except trio.BrokenResourceError as exc:
+                outcome.append(exc)
+
+        await trio.testing.wait_all_tasks_blocked()
+        assert set(direct.consumers) == {"shell", "control", "stdin", "iopub"}
+        nursery.start_soon(caller)
+        await trio.testing.wait_all_tasks_blocked()
+        before = kernel.session.message("stream", {"name": "stdout", "text": "a"}, channel="iopub")
+        after = [
+            kernel.session.message("stream", {"name": "stdout", "text": t}, channel="iopub")
+            for t in "bc"
+        ]
+        # Channels of one's own that hand over something that is not a Message: routing it
+        # fails (as a bug of ours in dispatch would), and IOPub's routing ends there.
+        direct.hand_over("iopub", [before, object(), *after])
+        await trio.testing.wait_all_tasks_blocked()
+        assert "iopub" not in direct.consumers  # IOPub's routing ended
+        stats = client.statistics()
+        assert stats.unrouted == 2  # the rest of the batch, delivered to nobody
+        assert stats.unclaimed_iopub == 1  # what came before the failure was routed
+        assert client.unclaimed_iopub.receive_nowait().content["text"] == "a"
+        # The pending request failed, saying why.
+        assert len(outcome) == 1 and "the iopub channel failed" in str(outcome[0])
+        assert stats.pending == 0
+        # IOPub's routing never resumes: a later call (an execution waits for its idle
+        # status) fails at once, as does a wait on the unclaimed store, instead of waiting.
+        with trio.fail_after(5):
+            with pytest.raises(trio.BrokenResourceError, match="the iopub channel failed"):
+                await client.execute("1")
+            with pytest.raises(trio.BrokenResourceError, match="the iopub channel failed"):
+                await client.unclaimed_iopub.receive()
+        assert client.statistics().pending == 0
+
+
 async def test_closing_the_client_fails_pending_and_closes_unclaimed() -> None:
     channels, _kernel = memory_pair()
     outcome: list[BaseException] = []

@@ -40,7 +40,7 @@ def jc_frames(
 @pytest.mark.parametrize("packer", PACKERS)
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("key", ["", "a-key", "kéy"])
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 @given(
     content=s.json_objects,
     identities=s.identities,
@@ -74,7 +74,7 @@ def test_jupyter_client_frames_verify_and_decode_in_ours(
 @pytest.mark.parametrize("packer", PACKERS)
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("key", ["", "a-key", "kéy"])
-@settings(max_examples=30)
+@settings(max_examples=30, deadline=None)
 @given(
     content=s.json_objects,
     identities=s.identities,
@@ -116,7 +116,7 @@ def test_same_dict_encodes_to_the_same_bytes(scheme: str) -> None:
 
 
 @pytest.mark.parametrize("packer", PACKERS)
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(content=s.json_objects, metadata=s.json_objects)
 def test_our_parts_are_what_jupyter_client_packs(
     packer: str, content: dict[str, Any], metadata: dict[str, Any]

@@ -517,7 +517,11 @@ CASES = {
     "python3": Case("python3", PYTHON_LONG, PYTHON_CHECK),
     "python3-message-interrupt": Case("python3", PYTHON_LONG, PYTHON_CHECK),
     "xpython": Case("xpython", PYTHON_LONG, PYTHON_CHECK),
-    "bash": Case("bash", "echo started; sleep 120", "echo $((2 + 2))"),
+    # The process that prints "started" is the one that then sleeps (``exec``), so "started"
+    # means the interrupt lands on the sleep. With "echo started; sleep 120" it could land
+    # while bash forked the sleep: the ^C that bash_kernel passes on was lost, bash_kernel
+    # waited 30 s for a prompt and sent no reply (seen under load).
+    "bash": Case("bash", "sh -c 'echo started; exec sleep 120'", "echo $((2 + 2))"),
     # async-kernel's own kernelspec ("async", asyncio backend), installed with its wheel.
     # It reports an interrupted cell as "KernelInterrupt" (the protocol leaves the name open).
     "async": Case("async", PYTHON_LONG, PYTHON_CHECK, interrupted_ename="KernelInterrupt"),

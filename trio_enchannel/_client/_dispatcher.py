@@ -62,8 +62,8 @@ class ClientStatistics:
             handler was given or the request they belong to is gone.
         comms: comms currently open.
         unrouted: messages the channels' readers handed over after that channel's routing
-            failed (a bug of ours; the pending requests then failed with
-            :class:`trio.BrokenResourceError`), not delivered to anyone.
+            failed (a bug of ours; the pending requests then failed, and later calls fail,
+            with :class:`trio.BrokenResourceError`), not delivered to anyone.
     """
 
     pending: int
@@ -133,6 +133,9 @@ class Dispatcher:
         self.starting = False
         self.stdin_refused = 0
         self.unrouted = 0
+        # A channel's routing ended (it failed or the channel ended) and never resumes: every
+        # call fails with it, for good, instead of waiting for what cannot be routed.
+        self.broken: trio.BrokenResourceError | None = None
         self.closed = False
         self.nursery: trio.Nursery | None = None
 
@@ -250,9 +253,17 @@ class Dispatcher:
                 channels.set_consumer(name, None, view=view)
                 scope.cancel()
                 if not self.closed:
-                    self.fail(trio.BrokenResourceError(f"the {name} channel failed: {exc!r}"))
+                    self.fail(self.break_off(f"the {name} channel failed: {exc!r}"))
 
         return consume
+
+    def break_off(self, text: str) -> trio.BrokenResourceError:
+        """A channel's routing ended: record why (the first reason is kept), return the
+        error to fail the pending requests with."""
+        error = trio.BrokenResourceError(text)
+        if self.broken is None:
+            self.broken = error
+        return error
 
     async def receive_loop(self, name: ChannelName, channel: _Receiver) -> None:
         try:
@@ -288,10 +299,10 @@ class Dispatcher:
             return
         except Exception as exc:
             if not self.closed:
-                self.fail(trio.BrokenResourceError(f"the {name} channel failed: {exc!r}"))
+                self.fail(self.break_off(f"the {name} channel failed: {exc!r}"))
             return
         if not self.closed:
-            self.fail(trio.BrokenResourceError(f"the {name} channel ended"))
+            self.fail(self.break_off(f"the {name} channel ended"))
 
     def dispatch(self, msg: Message, name: ChannelName) -> None:
         # The kernel just proved it is responsive (and that it signs as we do).
@@ -493,10 +504,12 @@ class Dispatcher:
     # -- sending ------------------------------------------------------------------------
 
     def check_open(self, *, listening: bool = False) -> None:
-        """Raise if the client is closed, or its channels can never reach the kernel (for
-        ``listening``, see :meth:`check_listening`)."""
+        """Raise if the client is closed, a channel's routing ended, or its channels can never
+        reach the kernel (for ``listening``, see :meth:`check_listening`)."""
         if self.closed:
             raise trio.ClosedResourceError("the client is closed")
+        if self.broken is not None:
+            raise trio.BrokenResourceError(str(self.broken))
         unreachable = self.unreachable
         if unreachable is not None and not (listening and unreachable.reason == REASON_KEY_MISSING):
             raise ConnectionInfoError(str(unreachable), reason=unreachable.reason)
@@ -510,11 +523,11 @@ class Dispatcher:
         self.check_usable(listening=True)
 
     def check_usable(self, *, probing: bool = False, listening: bool = False) -> None:
-        """Raise if no request can succeed now: the client is closed, or the kernel is known
-        to be dead (reported by a launcher or the channels) or unresponsive (declared by the
-        channels' heartbeat and not responsive again). Every path that sends to the kernel or
-        waits on it starts here, so a verdict known before the call fails the call at once,
-        with the same error.
+        """Raise if no request can succeed now: the client is closed, a channel's routing
+        ended, or the kernel is known to be dead (reported by a launcher or the channels) or
+        unresponsive (declared by the channels' heartbeat and not responsive again). Every
+        path that sends to the kernel or waits on it starts here, so a verdict known before
+        the call fails the call at once, with the same error.
 
         ``probing``: the call is a readiness probe; while a new process starts
         (:meth:`new_process`), heartbeat silence does not count (a reported death does).
@@ -522,6 +535,7 @@ class Dispatcher:
         """
         if not (
             self.closed
+            or self.broken is not None
             or self.unreachable is not None
             or self.missigned is not None
             or self.unresponsive is not None
