@@ -280,9 +280,24 @@ async def test_channels_hand_messages_only_in_place_of_their_own_view(
     def ignore(msg: Message) -> None:
         raise AssertionError("never called")
 
+    got: list[Message] = []
     with trio.fail_after(TIMEOUT):
-        async with open_channels(fake_kernel.connection_info) as ch:
+        async with (
+            open_channels(fake_kernel.connection_info) as ch,
+            open_channels(fake_kernel.connection_info) as other,
+        ):
             assert not ch.set_consumer("shell", ignore, view=ch.control)
             assert not ch.set_consumer("iopub", ignore, view=object())
+            assert not ch.set_consumer("shell", ignore, view=other.shell)
+            assert ch.set_consumer("shell", got.append, view=ch.shell)
+            request = ch.session.message("kernel_info_request", channel="shell")
+            await ch.shell.send(request)
+            await poll_until(lambda: bool(got))
+            assert [m.parent_id for m in got] == [request.msg_id]
+            assert ch.shell.statistics().queued == 0
+            assert ch.set_consumer("shell", None, view=ch.shell)
+            again = ch.session.message("kernel_info_request", channel="shell")
+            await ch.shell.send(again)
+            assert (await ch.shell.receive()).parent_id == again.msg_id
         async with open_channels(fake_kernel.connection_info, multiplexed=True) as ch:
             assert not ch.set_consumer("shell", ignore, view=ch.shell)

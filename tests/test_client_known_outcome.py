@@ -488,6 +488,56 @@ async def test_remote_kernel_reported_dead_fails_every_call_at_once() -> None:
             await assert_every_call_fails(client, KernelDied, "dead")
 
 
+# -- channels closed under the client -------------------------------------------------------
+
+
+async def test_channels_closed_under_the_client_fail_every_call_at_once() -> None:
+    """Channels of one's own closed while a client over them is open: every path of the
+    client fails at once with the ClosedResourceError its docs name, however long after the
+    close the call comes (the client's routing has ended by then)."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_fake_kernel() as kernel,
+            open_channels(kernel.connection_info, heartbeat=False) as ch,
+            open_client(ch) as client,
+        ):
+            await client.kernel_info()
+            await ch.aclose()
+            await trio.testing.wait_all_tasks_blocked()  # the routing tasks saw the end
+            await assert_every_call_fails(client, trio.ClosedResourceError, "closed")
+
+
+async def test_a_reported_death_comes_before_channels_closed_under_the_client() -> None:
+    """The kernel was declared dead, then the channels closed under the client: calls fail
+    with the death, the more telling of the two outcomes known."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_fake_kernel() as kernel,
+            open_channels(kernel.connection_info, heartbeat=False) as ch,
+            open_client(ch) as client,
+        ):
+            await client.kernel_info()
+            client.declare_dead(KernelDied("process exited with code 9"))
+            await ch.aclose()
+            await trio.testing.wait_all_tasks_blocked()
+            await assert_every_call_fails(client, KernelDied, "code 9")
+
+
+async def test_closing_the_stdin_view_under_the_client_leaves_requests_working() -> None:
+    """Only prompts need stdin: once its view is closed under the client, requests and
+    executions still go through (prompts would be refused)."""
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_fake_kernel() as kernel,
+            open_channels(kernel.connection_info, heartbeat=False) as ch,
+            open_client(ch) as client,
+        ):
+            await ch.stdin.aclose()
+            await trio.testing.wait_all_tasks_blocked()
+            assert (await client.kernel_info()).implementation
+            assert (await client.execute("1")).ok
+
+
 async def test_channels_waits_fail_once_a_never_reached_kernel_is_declared_dead() -> None:
     """open_channels on a stale connection file: wait_connected() and wait_iopub_ready()
     raise KernelDied once the heartbeat has given up, instead of waiting forever."""
@@ -601,9 +651,13 @@ async def test_waiting_receivers_fail_at_once_when_the_kernel_dies(death: str) -
             first = await widgets.receive()  # the second stays queued
             async with (
                 client.subscribe() as everything,
+                client.subscribe("execute_input") as started,
                 client.stream_execute("block()") as run,
             ):
                 await gate.wait_reached()
+                # What the kernel published before the gate (busy, execute_input) has been
+                # routed: a message routed after the death would lift it, by design.
+                await started.receive()
                 accepted: list[Any] = []
                 receivers = {
                     "unclaimed_replies": _drain(client.unclaimed_replies),

@@ -1166,17 +1166,23 @@ async def test_kernel_death_ends_open_comms(pair: tuple[KernelClient, Kernel]) -
         await comm.receive()
 
 
-async def test_broken_channel_fails_pending_requests() -> None:
+async def test_a_channel_that_ends_fails_pending_and_later_requests_at_once() -> None:
     channels, kernel = memory_pair()
     async with open_client(channels) as client, trio.open_nursery() as nursery:
 
         async def caller() -> None:
-            with pytest.raises(trio.BrokenResourceError):
+            with pytest.raises(trio.ClosedResourceError, match="closed"):
                 await client.kernel_info()
 
         nursery.start_soon(caller)
         await trio.testing.wait_all_tasks_blocked()
         await kernel.shell.aclose()  # the kernel end of shell goes away
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(5):  # at once: nothing more can be routed
+            with pytest.raises(trio.ClosedResourceError, match="closed"):
+                await client.kernel_info()
+            with pytest.raises(trio.ClosedResourceError, match="closed"):
+                await client.unclaimed_iopub.receive()
 
 
 @attrs.define

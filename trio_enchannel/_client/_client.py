@@ -226,7 +226,7 @@ class KernelClient:
             LocalProtocolError: ``msg`` is not for the shell or control channel, or cannot be
                 encoded.
             KernelDied: the kernel died before replying.
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
             TypeError: ``msg`` is not a :class:`~trio_enchannel.Message`.
         """
         _check_message(msg)
@@ -295,7 +295,7 @@ class KernelClient:
             KernelError: the execution failed and ``raise_on_error`` is true.
             KernelDied: the kernel died before the execution finished.
             LocalProtocolError: an argument cannot be encoded as JSON.
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
             Exception: whatever the stdin handler raised (the prompt is then answered with
                 an empty line so that the kernel does not block).
             TypeError: an argument has the wrong type (``code`` must be a ``str``).
@@ -363,7 +363,7 @@ class KernelClient:
         Raises:
             KernelDied: the kernel died before the execution finished (from iteration).
             LocalProtocolError: an argument cannot be encoded as JSON.
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
         """
         async with self._execution(
             code,
@@ -442,7 +442,7 @@ class KernelClient:
 
         Raises:
             KernelDied: the kernel died before replying.
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
         """
         check_choice("channel", channel, ("shell", "control"), error=LocalProtocolError)
         reply = await self._simple("kernel_info_request", {}, channel)
@@ -464,7 +464,7 @@ class KernelClient:
 
         Raises:
             KernelDied: the kernel died before replying.
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
         """
         check_choice("detail_level", detail_level, (0, 1), error=LocalProtocolError)
         _check_subshell_id(subshell_id)
@@ -484,7 +484,7 @@ class KernelClient:
 
         Raises:
             KernelDied: the kernel died before replying.
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
         """
         _check_subshell_id(subshell_id)
         content = {"code": code, "cursor_pos": _cursor_pos(code, cursor_pos)}
@@ -514,7 +514,7 @@ class KernelClient:
 
         Raises:
             KernelDied: the kernel died before replying.
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
         """
         check_choice(
             "hist_access_type",
@@ -563,7 +563,7 @@ class KernelClient:
 
         Raises:
             KernelDied: the kernel died before replying.
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
         """
         check_str("code", code)
         _check_subshell_id(subshell_id)
@@ -577,7 +577,7 @@ class KernelClient:
 
         Raises:
             KernelDied: the kernel died before replying.
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
         """
         check_optional_str("target_name", target_name)
         _check_subshell_id(subshell_id)
@@ -594,7 +594,7 @@ class KernelClient:
 
         Raises:
             KernelDied: the kernel died before replying.
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
         """
         check_bool("restart", restart)
         return await self._simple("shutdown_request", {"restart": restart}, "control")
@@ -607,7 +607,7 @@ class KernelClient:
 
         Raises:
             KernelDied: the kernel died before replying.
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
         """
         return await self._simple("interrupt_request", {}, "control")
 
@@ -622,7 +622,7 @@ class KernelClient:
 
         Raises:
             KernelDied: the kernel died before replying.
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
         """
         check_mapping("arguments", arguments)
         if isinstance(command, Mapping):
@@ -774,7 +774,7 @@ class KernelClient:
             the kernel's :class:`KernelInfo` (also kept in :attr:`kernel_info_cache`).
 
         Raises:
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
             KernelDied: the kernel was known to be dead, or the launcher reported it dead
                 while waiting.
             ConnectionInfoError: a channel's ZeroMQ handshake failed for good (see
@@ -891,7 +891,7 @@ class KernelClient:
 
         Raises:
             LocalProtocolError: ``data`` or ``metadata`` cannot be encoded as JSON.
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
         """
         check_str("target_name", target_name, nonempty=True, error=LocalProtocolError)
         check_mapping("data", data)

@@ -140,7 +140,7 @@ class Comm(trio.abc.ReceiveChannel[Message]):
         Raises:
             LocalProtocolError: ``data`` or ``metadata`` cannot be encoded as JSON.
             KernelDied: the kernel is not answering (the comm is closed on our side anyway).
-            trio.ClosedResourceError: the client is closed.
+            trio.ClosedResourceError: the client or its channels are closed.
             TypeError: ``data`` or ``metadata`` is not a dict.
         """
         check_mapping("data", data)

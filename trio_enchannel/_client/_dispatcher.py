@@ -133,9 +133,12 @@ class Dispatcher:
         self.starting = False
         self.stdin_refused = 0
         self.unrouted = 0
-        # A channel's routing ended (it failed or the channel ended) and never resumes: every
-        # call fails with it, for good, instead of waiting for what cannot be routed.
-        self.broken: trio.BrokenResourceError | None = None
+        # A channel's routing ended for good while the client is open and never resumes:
+        # its routing failed (a BrokenResourceError: a bug of ours), or the channels (or the
+        # view of shell, control or IOPub) were closed under the client (a
+        # ClosedResourceError). Every call fails with it at once instead of waiting for what
+        # can no longer be routed; a verdict on the kernel known at the same time comes first.
+        self.broken: trio.BrokenResourceError | trio.ClosedResourceError | None = None
         self.closed = False
         self.nursery: trio.Nursery | None = None
 
@@ -258,10 +261,19 @@ class Dispatcher:
         return consume
 
     def break_off(self, text: str) -> trio.BrokenResourceError:
-        """A channel's routing ended: record why (the first reason is kept), return the
+        """A channel's routing failed: record why (the first reason is kept), return the
         error to fail the pending requests with."""
         error = trio.BrokenResourceError(text)
         if self.broken is None:
+            self.broken = error
+        return error
+
+    def cut_off(self, name: ChannelName, text: str) -> trio.ClosedResourceError:
+        """The channels, or the view of channel ``name``, were closed under the client:
+        record it (unless only stdin's view was closed: prompts are refused on their own),
+        return the error to fail the pending requests with."""
+        error = trio.ClosedResourceError(text)
+        if self.broken is None and name != "stdin":
             self.broken = error
         return error
 
@@ -297,12 +309,16 @@ class Dispatcher:
                 else:
                     self.fail(exc)
             return
+        except trio.ClosedResourceError:  # the user closed the view the client reads
+            if not self.closed:
+                self.fail(self.cut_off(name, f"the {name} channel was closed under the client"))
+            return
         except Exception as exc:
             if not self.closed:
                 self.fail(self.break_off(f"the {name} channel failed: {exc!r}"))
             return
         if not self.closed:
-            self.fail(self.break_off(f"the {name} channel ended"))
+            self.fail(self.cut_off(name, "the channels are closed"))
 
     def dispatch(self, msg: Message, name: ChannelName) -> None:
         # The kernel just proved it is responsive (and that it signs as we do).
@@ -503,19 +519,27 @@ class Dispatcher:
 
     # -- sending ------------------------------------------------------------------------
 
-    def check_open(self, *, listening: bool = False) -> None:
-        """Raise if the client is closed, a channel's routing ended, or its channels can never
-        reach the kernel (for ``listening``, see :meth:`check_listening`)."""
+    def check_open(self, *, listening: bool = False, routing: bool = True) -> None:
+        """Raise if the client is closed, its channels can never reach the kernel (for
+        ``listening``, see :meth:`check_listening`) or, with ``routing``, a channel's
+        routing ended (:attr:`broken`)."""
         if self.closed:
             raise trio.ClosedResourceError("the client is closed")
-        if self.broken is not None:
-            raise trio.BrokenResourceError(str(self.broken))
         unreachable = self.unreachable
         if unreachable is not None and not (listening and unreachable.reason == REASON_KEY_MISSING):
             raise ConnectionInfoError(str(unreachable), reason=unreachable.reason)
         missigned = self.missigned
         if missigned is not None:
             raise SignatureMismatch(missigned.channel, missigned.rejected_reason)
+        if routing:
+            self.check_routing()
+
+    def check_routing(self) -> None:
+        """Raise (a new error of the same type, with the same text) if a channel's routing
+        ended for good (:attr:`broken`)."""
+        broken = self.broken
+        if broken is not None:
+            raise type(broken)(str(broken))
 
     def check_listening(self) -> None:
         """:meth:`check_usable` for a receiver of what the kernel publishes (IOPub, the comms
@@ -542,24 +566,32 @@ class Dispatcher:
             or self.channels.unresponsive_error is not None
         ):
             return  # nothing is known against the call (every request passes here)
-        self.check_open(listening=listening)
+        self.check_open(listening=listening, routing=False)
+        died = self.known_death(probing)
+        if died is not None:
+            raise KernelDied(died.reason)
+        self.check_routing()
+
+    def known_death(self, probing: bool) -> KernelDied | None:
+        """The kernel's death as known now (reported, or the heartbeat's verdict not lifted
+        since), or ``None``; see :meth:`check_usable` for ``probing``."""
         died = self.unresponsive
         if died is None:
             # The channels' verdict counts from the moment it is given, not only once the
             # watcher task has run.
             verdict = self.channels.unresponsive_error
             if verdict is None:
-                return
+                return None
             died = self.unresponsive = verdict
             self.responsive_again = self.verdict_lifted
         responsive_again = self.responsive_again
         if responsive_again is not None:
             if responsive_again():
                 self.unresponsive = self.responsive_again = None
-                return
+                return None
             if probing and self.starting:
-                return
-        raise KernelDied(died.reason)
+                return None
+        return died
 
     async def send(self, msg: Message) -> None:
         channel = msg.channel
