@@ -37,7 +37,13 @@ from trio_enchannel import (
     open_kernel,
 )
 from trio_enchannel._io._zmq import SocketKind, TrioSocket, curve_keypair, has_curve
-from trio_enchannel.testing import CommOpen, ForgeSignature, Gate, open_fake_kernel
+from trio_enchannel.testing import (
+    CommOpen,
+    FakeKernel,
+    ForgeSignature,
+    Gate,
+    open_fake_kernel,
+)
 
 TIMEOUT = 10
 
@@ -96,7 +102,8 @@ async def assert_every_call_fails(
     client: KernelClient, error: type[BaseException], match: str
 ) -> None:
     for name, call in EVERY_CALL.items():
-        with trio.move_on_after(TIMEOUT) as waited, pytest.raises(error, match=match):
+        # (a bound well inside the tests' own, so that a wait shows as this message)
+        with trio.move_on_after(TIMEOUT / 4) as waited, pytest.raises(error, match=match):
             await call(client)
         assert not waited.cancelled_caught, f"{name}() waited although the outcome was known"
 
@@ -491,51 +498,86 @@ async def test_remote_kernel_reported_dead_fails_every_call_at_once() -> None:
 # -- channels closed under the client -------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
+async def _client_over_own_channels() -> AsyncIterator[tuple[FakeKernel, Channels, KernelClient]]:
+    """A fake kernel, channels of one's own and a client over them, the client ready."""
+    async with (
+        open_fake_kernel() as kernel,
+        open_channels(kernel.connection_info, heartbeat=False) as ch,
+        open_client(ch) as client,
+    ):
+        await client.kernel_info()
+        yield kernel, ch, client
+
+
 async def test_channels_closed_under_the_client_fail_every_call_at_once() -> None:
     """Channels of one's own closed while a client over them is open: every path of the
     client fails at once with the ClosedResourceError its docs name, however long after the
     close the call comes (the client's routing has ended by then)."""
     with trio.fail_after(TIMEOUT):
-        async with (
-            open_fake_kernel() as kernel,
-            open_channels(kernel.connection_info, heartbeat=False) as ch,
-            open_client(ch) as client,
-        ):
-            await client.kernel_info()
+        async with _client_over_own_channels() as (_, ch, client):
             await ch.aclose()
             await trio.testing.wait_all_tasks_blocked()  # the routing tasks saw the end
             await assert_every_call_fails(client, trio.ClosedResourceError, "closed")
+
+
+@pytest.mark.parametrize("view", ["shell", "control", "iopub"])
+async def test_a_view_the_client_reads_closed_under_it_fails_every_call_at_once(
+    view: str,
+) -> None:
+    """The client must be the only reader of shell, control and IOPub: once one of those
+    views is closed under it, nothing can be routed and every call fails at once."""
+    with trio.fail_after(TIMEOUT):
+        async with _client_over_own_channels() as (_, ch, client):
+            await getattr(ch, view).aclose()
+            await trio.testing.wait_all_tasks_blocked()
+            await assert_every_call_fails(client, trio.ClosedResourceError, f"the {view}")
 
 
 async def test_a_reported_death_comes_before_channels_closed_under_the_client() -> None:
     """The kernel was declared dead, then the channels closed under the client: calls fail
     with the death, the more telling of the two outcomes known."""
     with trio.fail_after(TIMEOUT):
-        async with (
-            open_fake_kernel() as kernel,
-            open_channels(kernel.connection_info, heartbeat=False) as ch,
-            open_client(ch) as client,
-        ):
-            await client.kernel_info()
+        async with _client_over_own_channels() as (_, ch, client):
             client.declare_dead(KernelDied("process exited with code 9"))
             await ch.aclose()
             await trio.testing.wait_all_tasks_blocked()
             await assert_every_call_fails(client, KernelDied, "code 9")
 
 
-async def test_closing_the_stdin_view_under_the_client_leaves_requests_working() -> None:
-    """Only prompts need stdin: once its view is closed under the client, requests and
-    executions still go through (prompts would be refused)."""
+async def test_closing_the_stdin_view_under_the_client_fails_only_what_may_prompt() -> None:
+    """Only prompts need stdin: once its view is closed under the client, an execution in
+    flight and a listener waiting across the close go on, and requests still go through;
+    an execution that allows prompts (one queued before the close, and later ones) fails at
+    once, since nothing could answer or refuse its prompt."""
+    gate = Gate()
     with trio.fail_after(TIMEOUT):
-        async with (
-            open_fake_kernel() as kernel,
-            open_channels(kernel.connection_info, heartbeat=False) as ch,
-            open_client(ch) as client,
-        ):
-            await ch.stdin.aclose()
-            await trio.testing.wait_all_tasks_blocked()
-            assert (await client.kernel_info()).implementation
-            assert (await client.execute("1")).ok
+        async with _client_over_own_channels() as (kernel, ch, client):
+            kernel.script("block()", gate)
+
+            async def listen() -> None:  # a listener waiting across the close: not failed
+                await client.unclaimed_iopub.receive()
+
+            async def prompted() -> None:  # sent before the close, queued behind block()
+                with pytest.raises(trio.ClosedResourceError, match="prompts"):
+                    await client.execute("2", stdin=lambda _: "x")
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(listen)
+                async with client.stream_execute("block()") as run:
+                    await gate.wait_reached()
+                    await kernel.wait_request("execute_request")  # block()
+                    nursery.start_soon(prompted)
+                    await kernel.wait_request("execute_request")  # "2", queued behind it
+                    await ch.stdin.aclose()
+                    await trio.testing.wait_all_tasks_blocked()
+                    gate.open()
+                    assert (await run.wait()).ok
+                assert (await client.kernel_info()).implementation
+                with pytest.raises(trio.ClosedResourceError, match="prompts"):
+                    await client.execute("3", allow_stdin=True)
+                assert (await client.execute("1")).ok
+                nursery.cancel_scope.cancel()
 
 
 async def test_channels_waits_fail_once_a_never_reached_kernel_is_declared_dead() -> None:

@@ -1185,6 +1185,39 @@ async def test_a_channel_that_ends_fails_pending_and_later_requests_at_once() ->
                 await client.unclaimed_iopub.receive()
 
 
+class FailingDuplex(Duplex):
+    """A channel end whose receive() fails once told to (a transport of one's own with a
+    defect)."""
+
+    def __init__(self, inner: Duplex) -> None:
+        super().__init__(inner._send, inner._receive)
+        self.failing = trio.Event()
+
+    async def receive(self) -> Message:
+        await self.failing.wait()
+        raise RuntimeError("the transport broke")
+
+
+async def test_a_channel_whose_receive_fails_fails_pending_and_later_requests_at_once() -> None:
+    channels, _kernel = memory_pair()
+    shell = channels.shell = FailingDuplex(channels.shell)
+    async with open_client(channels) as client, trio.open_nursery() as nursery:
+
+        async def caller() -> None:
+            with pytest.raises(trio.BrokenResourceError, match="the shell channel failed"):
+                await client.kernel_info()
+
+        nursery.start_soon(caller)
+        await trio.testing.wait_all_tasks_blocked()
+        shell.failing.set()
+        await trio.testing.wait_all_tasks_blocked()
+        with trio.fail_after(5):  # at once: nothing more can be routed
+            with pytest.raises(trio.BrokenResourceError, match="the shell channel failed"):
+                await client.kernel_info(channel="control")
+            with pytest.raises(trio.BrokenResourceError, match="the shell channel failed"):
+                await client.unclaimed_iopub.receive()
+
+
 @attrs.define
 class DirectMemoryChannels(MemoryChannels):
     """MemoryChannels whose "reader" hands messages straight to the client's consumer (as

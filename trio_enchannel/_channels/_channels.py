@@ -555,8 +555,7 @@ class Channels:
         for routed in _ROUTED:
             if inboxes[routed] is not inboxes["iopub"]:  # (multiplexed: one inbox)
                 inboxes[routed].fail(error)
-        changed, self._connection_changed = self._connection_changed, trio.Event()
-        changed.set()
+        self._notify_connection_changed()
 
     def _reject(
         self, name: ChannelName, frames: Sequence[Frame], error: RemoteProtocolError
@@ -678,8 +677,7 @@ class Channels:
                 return
             else:
                 continue
-            changed, self._connection_changed = self._connection_changed, trio.Event()
-            changed.set()
+            self._notify_connection_changed()
 
     async def _run_heartbeat(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -697,11 +695,15 @@ class Channels:
         try:
             while True:
                 await self.heartbeat.wait_unresponsive()
-                changed, self._connection_changed = self._connection_changed, trio.Event()
-                changed.set()
+                self._notify_connection_changed()
                 await self.heartbeat.wait_responsive()
         except trio.ClosedResourceError:
             return
+
+    def _notify_connection_changed(self) -> None:
+        """Wake every task waiting for the connection's state to change."""
+        changed, self._connection_changed = self._connection_changed, trio.Event()
+        changed.set()
 
     def _check_unresponsive(self) -> None:
         died = self.heartbeat.unresponsive_error

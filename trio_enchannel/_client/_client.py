@@ -417,6 +417,8 @@ class KernelClient:
         handler = stdin if stdin is not None else self.stdin_handler
         if allow_stdin is None:
             allow_stdin = handler is not None
+        if allow_stdin:
+            self._dispatcher.check_stdin()
         content = {
             "code": code,
             "silent": silent,

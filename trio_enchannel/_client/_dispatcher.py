@@ -139,6 +139,9 @@ class Dispatcher:
         # ClosedResourceError). Every call fails with it at once instead of waiting for what
         # can no longer be routed; a verdict on the kernel known at the same time comes first.
         self.broken: trio.BrokenResourceError | trio.ClosedResourceError | None = None
+        # The stdin view was closed under the client: prompts can be neither answered nor
+        # refused, so executions that allow them fail (everything else goes on).
+        self.stdin_lost: trio.ClosedResourceError | None = None
         self.closed = False
         self.nursery: trio.Nursery | None = None
 
@@ -256,26 +259,34 @@ class Dispatcher:
                 channels.set_consumer(name, None, view=view)
                 scope.cancel()
                 if not self.closed:
-                    self.fail(self.break_off(f"the {name} channel failed: {exc!r}"))
+                    self.end_routing(
+                        trio.BrokenResourceError(f"the {name} channel failed: {exc!r}")
+                    )
 
         return consume
 
-    def break_off(self, text: str) -> trio.BrokenResourceError:
-        """A channel's routing failed: record why (the first reason is kept), return the
-        error to fail the pending requests with."""
-        error = trio.BrokenResourceError(text)
+    def end_routing(self, error: trio.BrokenResourceError | trio.ClosedResourceError) -> None:
+        """A channel's routing ended for good while the client is open: record why (the first
+        reason is kept, see :attr:`broken`) and fail what is pending with it."""
         if self.broken is None:
             self.broken = error
-        return error
+        self.fail(error)
 
-    def cut_off(self, name: ChannelName, text: str) -> trio.ClosedResourceError:
-        """The channels, or the view of channel ``name``, were closed under the client:
-        record it (unless only stdin's view was closed: prompts are refused on their own),
-        return the error to fail the pending requests with."""
-        error = trio.ClosedResourceError(text)
-        if self.broken is None and name != "stdin":
-            self.broken = error
-        return error
+    def lose_stdin(self) -> None:
+        """The stdin view was closed under the client: fail the pending executions that
+        allow prompts (nothing can answer or refuse them); later ones fail at once
+        (:meth:`check_stdin`)."""
+        error = self.stdin_lost = trio.ClosedResourceError(
+            "the stdin channel was closed under the client: prompts cannot be answered"
+        )
+        for req in {id(r): r for r in self.tracker}.values():
+            if req.msg is not None and req.msg.content.get("allow_stdin") is True:
+                req.fail(error)
+
+    def check_stdin(self) -> None:
+        """Raise if prompts can no longer be answered (see :meth:`lose_stdin`)."""
+        if self.stdin_lost is not None:
+            raise trio.ClosedResourceError(str(self.stdin_lost))
 
     async def receive_loop(self, name: ChannelName, channel: _Receiver) -> None:
         try:
@@ -310,15 +321,20 @@ class Dispatcher:
                     self.fail(exc)
             return
         except trio.ClosedResourceError:  # the user closed the view the client reads
-            if not self.closed:
-                self.fail(self.cut_off(name, f"the {name} channel was closed under the client"))
+            if self.closed:
+                return
+            if name == "stdin":
+                self.lose_stdin()
+            else:
+                text = f"the {name} channel was closed under the client"
+                self.end_routing(trio.ClosedResourceError(text))
             return
         except Exception as exc:
             if not self.closed:
-                self.fail(self.break_off(f"the {name} channel failed: {exc!r}"))
+                self.end_routing(trio.BrokenResourceError(f"the {name} channel failed: {exc!r}"))
             return
         if not self.closed:
-            self.fail(self.cut_off(name, "the channels are closed"))
+            self.end_routing(trio.ClosedResourceError("the channels are closed"))
 
     def dispatch(self, msg: Message, name: ChannelName) -> None:
         # The kernel just proved it is responsive (and that it signs as we do).
@@ -519,10 +535,9 @@ class Dispatcher:
 
     # -- sending ------------------------------------------------------------------------
 
-    def check_open(self, *, listening: bool = False, routing: bool = True) -> None:
-        """Raise if the client is closed, its channels can never reach the kernel (for
-        ``listening``, see :meth:`check_listening`) or, with ``routing``, a channel's
-        routing ended (:attr:`broken`)."""
+    def check_open(self, *, listening: bool = False) -> None:
+        """Raise if the client is closed, or its channels can never reach the kernel (for
+        ``listening``, see :meth:`check_listening`)."""
         if self.closed:
             raise trio.ClosedResourceError("the client is closed")
         unreachable = self.unreachable
@@ -531,8 +546,6 @@ class Dispatcher:
         missigned = self.missigned
         if missigned is not None:
             raise SignatureMismatch(missigned.channel, missigned.rejected_reason)
-        if routing:
-            self.check_routing()
 
     def check_routing(self) -> None:
         """Raise (a new error of the same type, with the same text) if a channel's routing
@@ -566,7 +579,7 @@ class Dispatcher:
             or self.channels.unresponsive_error is not None
         ):
             return  # nothing is known against the call (every request passes here)
-        self.check_open(listening=listening, routing=False)
+        self.check_open(listening=listening)
         died = self.known_death(probing)
         if died is not None:
             raise KernelDied(died.reason)
