@@ -1,7 +1,8 @@
 """Codec throughput: ours vs jupyter_client's Session, same process, same messages.
 
 Measures messages/second for build+serialize+sign and for verify+deserialize of a 200-byte
-``stream``, an ``execute_request`` and a ``display_data`` with a 1 MiB buffer.
+``stream``, an ``execute_request``, a ``display_data`` with a 40 KB base64 PNG (an inline
+plot) and one with a 1 MiB buffer.
 
 jupyter_client is measured twice, the way its users run it: with its default packer (orjson
 whenever orjson is importable, as it is in the ``bench`` extra) and with its stdlib ``json``
@@ -11,6 +12,7 @@ ratios compare ours with each within every round and report the median and the r
 
 from __future__ import annotations
 
+import base64
 import os
 import statistics
 import time
@@ -38,6 +40,16 @@ CASES: list[tuple[str, str, dict[str, Any], list[bytes]]] = [
             "user_expressions": {},
             "allow_stdin": True,
             "stop_on_error": True,
+        },
+        [],
+    ),
+    (
+        "display_data, 40 KB base64 PNG",
+        "display_data",
+        {
+            "data": {"image/png": base64.b64encode(os.urandom(30_000)).decode("ascii")},
+            "metadata": {},
+            "transient": {},
         },
         [],
     ),
